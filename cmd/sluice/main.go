@@ -1,0 +1,177 @@
+// Command sluice is the operator CLI: `sluice dev` runs the whole platform
+// locally, `sluice migrate` applies the schema, `sluice key create` issues
+// API keys.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/sluice-ai/sluice/internal/devstack"
+	"github.com/sluice-ai/sluice/shared/app"
+	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	os.Exit(Main(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}
+
+const usage = `usage:
+  sluice dev [--no-worker] [--dir .sluice]   run the local stack
+  sluice migrate                              apply database migrations
+  sluice key create --email E [--tier free|pro|enterprise] [--role user|developer|admin] [--name N]
+                                              create a user if needed and print a new API key
+  sluice config                               print the built-in configuration
+`
+
+// Main runs the CLI and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	var err error
+	switch args[0] {
+	case "dev":
+		err = dev(ctx, args[1:], stdout, log, getenv)
+	case "migrate":
+		err = migrate(ctx, log, getenv)
+	case "key":
+		err = key(ctx, args[1:], stdout, log, getenv)
+	case "config":
+		_, err = stdout.Write(config.DefaultYAML())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	return 0
+}
+
+func dev(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger, getenv func(string) string) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	noWorker := fs.Bool("no-worker", false, "serve the functions without the in-process worker")
+	dir := fs.String("dir", ".sluice", "state folder (embedded database, keys)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	st, err := devstack.Start(ctx, devstack.Options{Config: cfg, Log: log, Dir: *dir, NoWorker: *noWorker,
+		SimBin: getenv("SLUICE_SIM"), Out: stdout}, nil)
+	if err != nil {
+		return err
+	}
+	return st.Wait()
+}
+
+// openEnv opens the dependencies the CLI commands need: the configured
+// database, or the dev stack's embedded one when none is configured.
+func openEnv(ctx context.Context, log *slog.Logger, getenv func(string) string) (*app.Deps, func(), error) {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	var stops []func()
+	cleanup := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	if cfg.Env.KeyPepper == "" {
+		p, err := devstack.LoadOrCreateSecret(".sluice/pepper")
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Env.KeyPepper = p
+	}
+	if cfg.Env.RedisURL == "" {
+		url, stop, err := devstack.EmbeddedRedis() // the CLI needs no queue; this satisfies the wiring
+		if err != nil {
+			return nil, nil, err
+		}
+		stops = append(stops, stop)
+		cfg.Env.RedisURL = url
+	}
+	if cfg.Env.DatabaseURL == "" {
+		if b, err := os.ReadFile(".sluice/database_url"); err == nil { // a running `sluice dev`
+			cfg.Env.DatabaseURL = strings.TrimSpace(string(b))
+		}
+	}
+	if cfg.Env.DatabaseURL == "" {
+		return nil, nil, errors.New("DATABASE_URL is not set and no `sluice dev` is running here; start `make run` first or set DATABASE_URL")
+	}
+	d, err := app.Open(ctx, cfg, log)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	stops = append(stops, d.Close)
+	return d, cleanup, nil
+}
+
+func migrate(ctx context.Context, log *slog.Logger, getenv func(string) string) error {
+	_, cleanup, err := openEnv(ctx, log, getenv) // Open applies the migrations
+	if err != nil {
+		return err
+	}
+	cleanup()
+	return nil
+}
+
+func key(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger, getenv func(string) string) error {
+	if len(args) == 0 || args[0] != "create" {
+		return errors.New("usage: sluice key create --email E [--tier free|pro|enterprise] [--role user|developer|admin]")
+	}
+	fs := flag.NewFlagSet("key create", flag.ContinueOnError)
+	email := fs.String("email", "", "the user's email (created if new)")
+	tier := fs.String("tier", sluice.TierFree, "tier of a new user")
+	role := fs.String("role", sluice.RoleUser, "role of a new user")
+	name := fs.String("name", "cli", "a name for the key")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *email == "" {
+		return errors.New("--email is required")
+	}
+	d, cleanup, err := openEnv(ctx, log, getenv)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if _, ok := d.Config.Tiers[*tier]; !ok {
+		return fmt.Errorf("--tier %q: not a tier in the configuration", *tier)
+	}
+	if len(d.Config.Permissions(*role)) == 0 {
+		return fmt.Errorf("--role %q: not a role in auth.rbac", *role)
+	}
+	u, err := d.DB.UpsertUser(ctx, *email, *tier, *role)
+	if err != nil {
+		return err
+	}
+	k, err := devstack.CreateKey(ctx, d, u.ID, *name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, k)
+	return nil
+}

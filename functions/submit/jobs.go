@@ -1,0 +1,136 @@
+package submit
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/sluice"
+	"github.com/sluice-ai/sluice/shared/webhook"
+)
+
+type jobRequest struct {
+	URL        *string         `json:"url"`
+	Body       json.RawMessage `json:"body"`
+	WebhookURL *string         `json:"webhook_url"`
+}
+
+// createJob accepts an async job: POST /v1/jobs {"url","body","webhook_url"}.
+func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.authorize(r, sluice.PermInferenceExecute); err != nil {
+		openai.WriteError(w, r, s.Log, err)
+		return
+	}
+	raw, err := openai.ReadBody(r, s.Config.Server.MaxBodyBytes)
+	if err != nil {
+		openai.WriteError(w, r, s.Log, err)
+		return
+	}
+	var jr jobRequest
+	if err := json.Unmarshal(raw, &jr); err != nil {
+		openai.WriteError(w, r, s.Log, sluice.Invalid("", sluice.CodeInvalidJSON, "The job must be a JSON object with url and body."))
+		return
+	}
+	if jr.URL == nil || (*jr.URL != sluice.EndpointChat && *jr.URL != sluice.EndpointCompletion) {
+		openai.WriteError(w, r, s.Log, sluice.Invalid("url", sluice.CodeInvalidValue,
+			"url must be %s or %s.", sluice.EndpointChat, sluice.EndpointCompletion))
+		return
+	}
+	body := []byte(strings.TrimSpace(string(jr.Body)))
+	if len(body) == 0 || body[0] != '{' {
+		openai.WriteError(w, r, s.Log, sluice.Invalid("body", sluice.CodeInvalidValue, "body must be the JSON object of the request."))
+		return
+	}
+	var stream struct {
+		Stream bool `json:"stream"`
+	}
+	if json.Unmarshal(body, &stream) == nil && stream.Stream {
+		openai.WriteError(w, r, s.Log, sluice.Invalid("body.stream", sluice.CodeInvalidValue,
+			"Async jobs cannot stream; poll GET /v1/jobs/{id} or give a webhook_url."))
+		return
+	}
+	p, _, job, err := s.admit(r, *jr.URL, body)
+	if err != nil {
+		if e := sluice.AsError(err); e.Param != "" {
+			e2 := *e
+			e2.Param = "body." + e.Param
+			err = &e2
+		}
+		openai.WriteError(w, r, s.Log, err)
+		return
+	}
+	if jr.WebhookURL != nil && *jr.WebhookURL != "" {
+		if err := webhook.ValidateURL(*jr.WebhookURL, s.Config.Jobs.Webhooks.AllowPrivate); err != nil {
+			openai.WriteError(w, r, s.Log, err)
+			return
+		}
+		job.WebhookURL = *jr.WebhookURL
+	}
+	job.Async = true
+	idem := r.Header.Get("Idempotency-Key")
+	if len(idem) > 255 {
+		openai.WriteError(w, r, s.Log, sluice.Invalid("Idempotency-Key", sluice.CodeInvalidValue, "Idempotency-Key is longer than 255 characters."))
+		return
+	}
+	if idem != "" {
+		id, fresh, err := s.Queue.Remember(r.Context(), p.UserID, idem, job.ID)
+		if err != nil {
+			openai.WriteError(w, r, s.Log, err)
+			return
+		}
+		if !fresh { // a retry: answer with the job the first request created
+			s.writeJob(w, r, id, p.UserID, http.StatusAccepted)
+			return
+		}
+	}
+	if err := s.Queue.Enqueue(r.Context(), job, s.Config.Jobs.AsyncDeadline); err != nil {
+		if idem != "" {
+			s.Queue.Forget(r.Context(), p.UserID, idem)
+		}
+		openai.WriteError(w, r, s.Log, err)
+		return
+	}
+	w.Header().Set("Sluice-Job-Id", job.ID)
+	openai.WriteJSON(w, http.StatusAccepted, sluice.JobState{ID: job.ID, Object: "job", Status: sluice.JobQueued,
+		Model: job.Model, URL: job.Endpoint, CreatedAt: job.CreatedAt.Unix()})
+}
+
+func (s *service) writeJob(w http.ResponseWriter, r *http.Request, id, owner string, status int) {
+	js, err := s.Queue.Get(r.Context(), id, owner)
+	if err != nil {
+		openai.WriteError(w, r, s.Log, err)
+		return
+	}
+	openai.WriteJSON(w, status, js)
+}
+
+// getJob: GET /v1/jobs/{id}, the owner's only.
+func (s *service) getJob(w http.ResponseWriter, r *http.Request) {
+	p, err := s.authorize(r, sluice.PermInferenceExecute)
+	if err != nil {
+		openai.WriteError(w, r, s.Log, err)
+		return
+	}
+	s.writeJob(w, r, r.PathValue("id"), p.UserID, http.StatusOK)
+}
+
+// cancelJob: DELETE /v1/jobs/{id}.
+func (s *service) cancelJob(w http.ResponseWriter, r *http.Request) {
+	p, err := s.authorize(r, sluice.PermInferenceExecute)
+	if err != nil {
+		openai.WriteError(w, r, s.Log, err)
+		return
+	}
+	id := r.PathValue("id")
+	if redisq.JobTag(id) == "" {
+		openai.WriteError(w, r, s.Log, sluice.ErrNotFound)
+		return
+	}
+	if _, err := s.Queue.Cancel(r.Context(), id, p.UserID); err != nil {
+		openai.WriteError(w, r, s.Log, err)
+		return
+	}
+	s.writeJob(w, r, id, p.UserID, http.StatusOK)
+}

@@ -1,0 +1,281 @@
+// Package submit is the admission function: it authenticates a request,
+// validates it, enqueues it as a job on its model's Redis stream, and either
+// waits for the result (relaying streamed chunks as they arrive) or, for
+// async jobs, returns the job id at once.
+package submit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sluice-ai/sluice/shared/app"
+	"github.com/sluice-ai/sluice/shared/authn"
+	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/httpserve"
+	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/rbac"
+	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// Deps is what the submit function needs.
+type Deps struct {
+	Config   *config.Config
+	Log      *slog.Logger
+	Queue    *redisq.Queue
+	Verifier *authn.Verifier
+}
+
+type service struct {
+	Deps
+	limits openai.Limits
+}
+
+// New returns the submit function's handler.
+func New(d Deps) http.Handler {
+	s := &service{Deps: d, limits: openai.Limits{MaxMessages: d.Config.Server.MaxMessages,
+		BytesPerTokenFloor: d.Config.Server.BytesPerTokenFloor}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/models", s.models)
+	mux.HandleFunc("GET /v1/models/{model}", s.model)
+	mux.HandleFunc("POST /v1/chat/completions", s.infer(sluice.EndpointChat))
+	mux.HandleFunc("POST /v1/completions", s.infer(sluice.EndpointCompletion))
+	mux.HandleFunc("POST /v1/jobs", s.createJob)
+	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
+	mux.HandleFunc("DELETE /v1/jobs/{id}", s.cancelJob)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		openai.WriteError(w, r, s.Log, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound,
+			"Unknown request URL: %s %s.", r.Method, r.URL.Path))
+	})
+	return httpserve.Middleware(d.Log, "submit", mux)
+}
+
+var (
+	once    sync.Once
+	handler http.Handler
+	initErr error
+)
+
+// Handle is the OpenFaaS entry point: it builds the handler from the
+// environment on first use.
+func Handle(w http.ResponseWriter, r *http.Request) {
+	once.Do(func() {
+		d, err := app.FromEnv(context.Background())
+		if err != nil {
+			initErr = err
+			return
+		}
+		handler = New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier})
+	})
+	if initErr != nil {
+		openai.WriteError(w, r, slog.Default(), sluice.Unavailable("The service is not configured.", initErr))
+		return
+	}
+	handler.ServeHTTP(w, r)
+}
+
+// authorize authenticates the request and checks one of the permissions.
+func (s *service) authorize(r *http.Request, perms ...string) (*sluice.Principal, error) {
+	p, err := s.Verifier.Authenticate(r.Context(), r)
+	if err != nil {
+		return nil, err
+	}
+	if !rbac.AnyAllowed(s.Config.Permissions(p.Role), perms...) {
+		return nil, sluice.Errorf(sluice.KindPermissionDenied, sluice.CodePermissionDenied,
+			"Your role %q does not have the %s permission.", p.Role, perms[0])
+	}
+	return p, nil
+}
+
+type modelObject struct {
+	ID          string `json:"id"`
+	Object      string `json:"object"`
+	Created     int64  `json:"created"`
+	OwnedBy     string `json:"owned_by"`
+	MaxModelLen int    `json:"max_model_len"`
+}
+
+func (s *service) modelObj(m *config.Model) modelObject {
+	return modelObject{ID: m.Name, Object: "model", Created: 1700000000, OwnedBy: "sluice", MaxModelLen: m.MaxModelLen}
+}
+
+func (s *service) models(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.authorize(r, sluice.PermInferenceExecute, sluice.PermModelRead); err != nil {
+		openai.WriteError(w, r, s.Log, err)
+		return
+	}
+	data := make([]modelObject, 0, len(s.Config.Inference.Models))
+	for i := range s.Config.Inference.Models {
+		data = append(data, s.modelObj(&s.Config.Inference.Models[i]))
+	}
+	openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+}
+
+func (s *service) model(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.authorize(r, sluice.PermInferenceExecute, sluice.PermModelRead); err != nil {
+		openai.WriteError(w, r, s.Log, err)
+		return
+	}
+	m, ok := s.Config.Model(r.PathValue("model"))
+	if !ok {
+		openai.WriteError(w, r, s.Log, &sluice.Error{Kind: sluice.KindNotFound, Code: sluice.CodeModelNotFound,
+			Param: "model", Message: "The model does not exist or you do not have access to it."})
+		return
+	}
+	openai.WriteJSON(w, http.StatusOK, s.modelObj(m))
+}
+
+// admit authenticates, reads and validates an inference body into a job.
+func (s *service) admit(r *http.Request, endpoint string, body []byte) (*sluice.Principal, *openai.Request, *sluice.Job, error) {
+	p, err := s.authorize(r, sluice.PermInferenceExecute)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	req, err := openai.Parse(endpoint, body, s.Config, s.limits)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	job := &sluice.Job{ID: redisq.NewJobID(req.Model.Name), UserID: p.UserID, KeyID: p.KeyID,
+		Model: req.Model.Name, Endpoint: endpoint, Body: req.Upstream, Stream: req.Stream,
+		Priority: s.Config.TierPriority(p.Tier)}
+	return p, req, job, nil
+}
+
+func (s *service) infer(endpoint string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, err := s.authorize(r, sluice.PermInferenceExecute); err != nil {
+			openai.WriteError(w, r, s.Log, err) // refuse before reading the body
+			return
+		}
+		body, err := openai.ReadBody(r, s.Config.Server.MaxBodyBytes)
+		if err != nil {
+			openai.WriteError(w, r, s.Log, err)
+			return
+		}
+		_, req, job, err := s.admit(r, endpoint, body)
+		if err != nil {
+			openai.WriteError(w, r, s.Log, err)
+			return
+		}
+		if err := s.Queue.Enqueue(r.Context(), job, s.Config.Server.RequestTimeout); err != nil {
+			openai.WriteError(w, r, s.Log, err)
+			return
+		}
+		w.Header().Set("Sluice-Job-Id", job.ID)
+		s.relay(w, r, job, req)
+	}
+}
+
+// relay waits for a synchronous job's events and answers the client: the
+// final body, or the chunks as SSE. A client that goes away cancels its job.
+func (s *service) relay(w http.ResponseWriter, r *http.Request, job *sluice.Job, req *openai.Request) {
+	// A little past the deadline, so the worker's own "expired" arrives first.
+	ctx, cancel := context.WithDeadline(r.Context(), job.Deadline.Add(2*time.Second))
+	defer cancel()
+	var sse *openai.SSE
+	last := "0"
+	for {
+		evs, err := s.Queue.Events(ctx, job.ID, last, time.Until(job.Deadline.Add(2*time.Second)))
+		if err == nil && len(evs) == 0 && ctx.Err() == nil {
+			err = context.DeadlineExceeded
+		}
+		if err != nil {
+			s.abandon(r, job, err)
+			switch {
+			case r.Context().Err() != nil: // client gone: nothing to write
+			case sse != nil:
+				_, b := openai.Body(timeoutErr(err))
+				j, _ := json.Marshal(map[string]any{"error": b})
+				sse.Data(j) //nolint:errcheck
+			default:
+				openai.WriteError(w, r, s.Log, timeoutErr(err))
+			}
+			return
+		}
+		for _, ev := range evs {
+			last = ev.ID
+			switch ev.Type {
+			case "chunk":
+				if !req.IncludeUsage && isUsageChunk(ev.Data) {
+					continue
+				}
+				if sse == nil {
+					sse = openai.StartSSE(w)
+				}
+				if sse.Data([]byte(ev.Data)) != nil {
+					s.abandon(r, job, r.Context().Err())
+					return
+				}
+			case "end":
+				s.finish(w, r, sse, ev)
+				return
+			}
+		}
+	}
+}
+
+func timeoutErr(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &sluice.Error{Kind: sluice.KindTimeout, Code: sluice.CodeDeadlineExceeded,
+			Message: "The request's deadline passed before it completed.", Err: err}
+	}
+	return err
+}
+
+// abandon cancels a job whose caller stopped waiting.
+func (s *service) abandon(r *http.Request, job *sluice.Job, cause error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
+	defer cancel()
+	if _, err := s.Queue.Cancel(ctx, job.ID, job.UserID); err != nil && !errors.Is(err, sluice.ErrNotFound) {
+		s.Log.WarnContext(ctx, "cancel failed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+	}
+}
+
+func (s *service) finish(w http.ResponseWriter, r *http.Request, sse *openai.SSE, ev redisq.Event) {
+	if ev.Status == sluice.JobSucceeded {
+		if sse != nil {
+			sse.Done() //nolint:errcheck
+			return
+		}
+		if ev.Result == "" { // a streamed job whose chunks were all filtered
+			openai.WriteJSON(w, http.StatusOK, map[string]any{})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte(ev.Result)) //nolint:errcheck
+		return
+	}
+	var eb sluice.ErrorBody
+	if json.Unmarshal([]byte(ev.Error), &eb) != nil || eb.Message == "" {
+		eb = sluice.ErrorBody{Message: "The job " + string(ev.Status) + ".", Type: "server_error"}
+	}
+	if sse != nil {
+		j, _ := json.Marshal(map[string]any{"error": eb})
+		sse.Data(j) //nolint:errcheck
+		return
+	}
+	st := ev.HTTP
+	if ev.Status == sluice.JobExpired {
+		st = http.StatusGatewayTimeout
+	}
+	if st < 400 {
+		st = http.StatusInternalServerError
+	}
+	openai.WriteRawError(w, st, eb)
+}
+
+// isUsageChunk reports whether a chunk is the final usage-only chunk, which
+// the client did not ask for (Sluice always asks upstream, to meter).
+func isUsageChunk(data string) bool {
+	var c struct {
+		Choices []json.RawMessage `json:"choices"`
+		Usage   json.RawMessage   `json:"usage"`
+	}
+	return json.Unmarshal([]byte(data), &c) == nil && len(c.Choices) == 0 && len(c.Usage) > 0 && string(c.Usage) != "null"
+}

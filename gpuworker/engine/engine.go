@@ -1,0 +1,186 @@
+// Package engine talks to an OpenAI-compatible inference engine (vLLM first;
+// TGI and Ollama through their OpenAI-compatible routes): one upstream request
+// per job, streamed or not, with usage always captured.
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// Client calls one engine endpoint.
+type Client struct {
+	Base string
+	hc   *http.Client
+}
+
+// New returns a client for base (e.g. http://127.0.0.1:8000).
+func New(base string, maxConns int) *Client {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        maxConns * 2,
+		MaxIdleConnsPerHost: maxConns * 2,
+		MaxConnsPerHost:     0,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &Client{Base: base, hc: &http.Client{Transport: tr}}
+}
+
+// Result is a finished upstream call.
+type Result struct {
+	Body   []byte // the response body of a non-streamed call
+	Usage  sluice.Usage
+	Chunks int // content chunks relayed (an upper bound on tokens of a cut stream)
+}
+
+// Error is an upstream failure. Retryable ones (429, 5xx without output,
+// connection errors) may be tried again, on this or another endpoint.
+type Error struct {
+	Status    int // 0 for a transport error
+	Body      *sluice.ErrorBody
+	Retryable bool
+	Err       error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("engine: %v", e.Err)
+	}
+	return fmt.Sprintf("engine: %d %s", e.Status, e.Body.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Do sends one request. For streams, onChunk gets each SSE data payload
+// (usage chunk included) as it arrives; an error from onChunk aborts the call.
+func (c *Client) Do(ctx context.Context, endpoint string, body []byte, stream bool, onChunk func([]byte) error) (*Result, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Base+endpoint, bytes.NewReader(body))
+	if err != nil {
+		return nil, &Error{Err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, &Error{Err: err, Retryable: ctx.Err() == nil}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		st := resp.StatusCode
+		return nil, &Error{Status: st, Body: openai.UpstreamError(st, b),
+			Retryable: st == http.StatusTooManyRequests || st == http.StatusServiceUnavailable ||
+				st == http.StatusBadGateway || st == http.StatusGatewayTimeout}
+	}
+	if !stream {
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return nil, &Error{Err: err, Retryable: ctx.Err() == nil}
+		}
+		var u struct {
+			Usage *usageJSON `json:"usage"`
+		}
+		if err := json.Unmarshal(b, &u); err != nil {
+			return nil, &Error{Err: fmt.Errorf("bad response body: %w", err)}
+		}
+		res := &Result{Body: b}
+		if u.Usage != nil {
+			res.Usage = u.Usage.toUsage()
+		}
+		return res, nil
+	}
+	return readStream(ctx, resp.Body, onChunk)
+}
+
+type usageJSON struct {
+	PromptTokens        int64 `json:"prompt_tokens"`
+	CompletionTokens    int64 `json:"completion_tokens"`
+	TotalTokens         int64 `json:"total_tokens"`
+	PromptTokensDetails *struct {
+		CachedTokens int64 `json:"cached_tokens"`
+	} `json:"prompt_tokens_details"`
+}
+
+func (u *usageJSON) toUsage() sluice.Usage {
+	out := sluice.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
+	if u.PromptTokensDetails != nil {
+		out.CachedTokens = u.PromptTokensDetails.CachedTokens
+	}
+	return out
+}
+
+var usageMarker = []byte(`"usage":{`)
+
+func readStream(ctx context.Context, r io.Reader, onChunk func([]byte) error) (*Result, error) {
+	res := &Result{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	done := false
+	for sc.Scan() {
+		line := sc.Bytes()
+		data, ok := bytes.CutPrefix(line, []byte("data:"))
+		if !ok {
+			continue
+		}
+		data = bytes.TrimSpace(data)
+		if string(data) == "[DONE]" {
+			done = true
+			break
+		}
+		if bytes.HasPrefix(data, []byte(`{"error"`)) {
+			var e struct {
+				Error json.RawMessage `json:"error"`
+			}
+			json.Unmarshal(data, &e) //nolint:errcheck
+			eb := openai.UpstreamError(http.StatusInternalServerError, data)
+			return res, &Error{Status: http.StatusInternalServerError, Body: eb, Err: errors.New("error event mid-stream: " + eb.Message)}
+		}
+		if bytes.Contains(data, usageMarker) {
+			var u struct {
+				Usage *usageJSON `json:"usage"`
+			}
+			if json.Unmarshal(data, &u) == nil && u.Usage != nil {
+				res.Usage = u.Usage.toUsage()
+			}
+		} else {
+			res.Chunks++
+		}
+		if err := onChunk(bytes.Clone(data)); err != nil {
+			return res, &Error{Err: err}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return res, &Error{Err: err, Retryable: ctx.Err() == nil && res.Chunks == 0}
+	}
+	if !done {
+		return res, &Error{Err: errors.New("stream ended without [DONE]"), Retryable: res.Chunks == 0 && ctx.Err() == nil}
+	}
+	return res, nil
+}
+
+// Healthy reports whether GET /health answers 200 within timeout.
+func (c *Client) Healthy(ctx context.Context, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/health", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, resp.Body) //nolint:errcheck
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}

@@ -1,0 +1,36 @@
+// Command gpuworker is the long-running GPU worker: it runs beside its vLLM
+// replicas, pulls jobs from Redis only when an engine has room, and records
+// results and usage exactly once. Same configuration and environment as the
+// functions (SLUICE_CONFIG, DATABASE_URL, REDIS_URL, SLUICE_KEY_PEPPER).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sluice-ai/sluice/gpuworker/pool"
+	"github.com/sluice-ai/sluice/shared/app"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	d, err := app.FromEnv(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gpuworker:", err)
+		os.Exit(1)
+	}
+	defer d.Close()
+	p, err := pool.New(pool.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Usage: d.DB, Name: d.Config.Env.WorkerName})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gpuworker:", err)
+		os.Exit(1)
+	}
+	if err := p.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "gpuworker:", err)
+		os.Exit(1)
+	}
+}

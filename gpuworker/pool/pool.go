@@ -1,0 +1,209 @@
+// Package pool is the GPU worker: it pulls jobs from its models' Redis
+// streams only when an engine endpoint has a free batch slot, sends one
+// upstream request per job, streams results back, and completes each job
+// (result, usage event, ack) in one atomic step.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-ai/sluice/gpuworker/engine"
+	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// UsageStore writes usage rows; postgres.DB implements it.
+type UsageStore interface {
+	InsertUsage(ctx context.Context, evs []sluice.UsageEvent) (int64, error)
+}
+
+// Deps is what a worker needs.
+type Deps struct {
+	Config *config.Config
+	Log    *slog.Logger
+	Queue  *redisq.Queue
+	Usage  UsageStore
+	// Name identifies this worker in the consumer groups; default host-pid.
+	Name string
+}
+
+// Pool is one worker process's set of model runners.
+type Pool struct {
+	Deps
+	runners []*runner
+
+	mu      sync.Mutex
+	running map[string]*task // job id → running task
+}
+
+// task is a job being run.
+type task struct {
+	cancel    context.CancelFunc
+	cancelled atomic.Bool // the owner cancelled it
+	entry     redisq.Entry
+}
+
+// New builds a worker for every configured model with endpoints (or only
+// those in worker.models).
+func New(d Deps) (*Pool, error) {
+	if d.Name == "" {
+		host, _ := os.Hostname()
+		d.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	p := &Pool{Deps: d, running: map[string]*task{}}
+	only := map[string]bool{}
+	for _, m := range d.Config.Worker.Models {
+		only[m] = true
+	}
+	for _, m := range d.Config.Inference.Models {
+		if len(only) > 0 && !only[m.Name] {
+			continue
+		}
+		if len(m.Endpoints) == 0 {
+			continue
+		}
+		p.runners = append(p.runners, newRunner(p, m))
+	}
+	if len(p.runners) == 0 {
+		return nil, errors.New("worker: no model has endpoints to serve (set inference.models[].endpoints)")
+	}
+	return p, nil
+}
+
+// Run serves until ctx ends, then drains: it stops pulling at once, lets
+// running jobs finish for up to worker.drain_timeout, and hands the rest back.
+func (p *Pool) Run(ctx context.Context) error {
+	hard, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardCancel()
+	for _, r := range p.runners {
+		for prio := range config.Priorities {
+			if err := p.Queue.EnsureGroup(ctx, redisq.StreamKey(r.model.Name, prio), redisq.GroupWorkers); err != nil {
+				return err
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	var jobs sync.WaitGroup
+	for _, r := range p.runners {
+		wg.Add(2)
+		go func() { defer wg.Done(); r.health(ctx) }()
+		go func() { defer wg.Done(); r.dispatch(ctx, hard, &jobs) }()
+	}
+	wg.Add(4)
+	go func() { defer wg.Done(); p.heartbeat(ctx) }()
+	go func() { defer wg.Done(); p.listenCancels(hard) }()
+	go func() { defer wg.Done(); p.flushUsage(hard) }()
+	go func() { defer wg.Done(); p.deliverHooks(hard) }()
+	p.Log.InfoContext(ctx, "worker started", slog.String("worker", p.Name), slog.Int("models", len(p.runners)))
+
+	<-ctx.Done()
+	p.Log.Info("worker draining", slog.String("worker", p.Name), slog.Int("running", p.runningCount()))
+	done := make(chan struct{})
+	go func() { jobs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(p.Config.Worker.DrainTimeout):
+		p.Log.Warn("drain timeout: aborting running jobs", slog.Int("running", p.runningCount()))
+		p.mu.Lock()
+		for _, t := range p.running {
+			t.cancel()
+		}
+		p.mu.Unlock()
+		<-done
+	}
+	// Let the usage writer take what the last jobs produced, then stop.
+	time.Sleep(2 * p.Config.Worker.UsageFlush)
+	hardCancel()
+	wg.Wait()
+	return nil
+}
+
+func (p *Pool) runningCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.running)
+}
+
+// heartbeat re-claims the entries of running jobs so no other worker takes
+// them while they live.
+func (p *Pool) heartbeat(ctx context.Context) {
+	t := time.NewTicker(p.Config.Worker.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		byStream := map[string][]string{}
+		p.mu.Lock()
+		for _, tk := range p.running {
+			byStream[tk.entry.Stream] = append(byStream[tk.entry.Stream], tk.entry.ID)
+		}
+		p.mu.Unlock()
+		for s, ids := range byStream {
+			if err := p.Queue.Heartbeat(ctx, redisq.GroupWorkers, p.Name, s, ids); err != nil && ctx.Err() == nil {
+				p.Log.Warn("heartbeat failed", slog.String("err", err.Error()))
+			}
+		}
+	}
+}
+
+// listenCancels aborts running jobs whose owner cancelled them.
+func (p *Pool) listenCancels(ctx context.Context) {
+	for ctx.Err() == nil {
+		sub := p.Queue.Client().Subscribe(ctx, redisq.CancelChannel)
+		ch := sub.Channel()
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				break loop
+			case m, ok := <-ch:
+				if !ok {
+					break loop
+				}
+				p.mu.Lock()
+				if t := p.running[m.Payload]; t != nil {
+					t.cancelled.Store(true)
+					t.cancel()
+				}
+				p.mu.Unlock()
+			}
+		}
+		sub.Close()
+		sleep(ctx, time.Second)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// endpoint is one engine replica and its batch slots.
+type endpoint struct {
+	client   *engine.Client
+	capacity int64
+	inflight atomic.Int64
+	healthy  atomic.Bool
+}
+
+func (e *endpoint) free() int64 {
+	if !e.healthy.Load() {
+		return 0
+	}
+	return max(e.capacity-e.inflight.Load(), 0)
+}

@@ -1,0 +1,290 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sluice-ai/sluice/gpuworker/engine"
+	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// runner serves one model: it claims as many jobs as its endpoints have
+// free batch slots, highest priority first.
+type runner struct {
+	p       *Pool
+	model   config.Model
+	streams []string // by priority, 0 first
+	eps     []*endpoint
+	wake    chan struct{}
+}
+
+func newRunner(p *Pool, m config.Model) *runner {
+	r := &runner{p: p, model: m, wake: make(chan struct{}, 1)}
+	for prio := range config.Priorities {
+		r.streams = append(r.streams, redisq.StreamKey(m.Name, prio))
+	}
+	for _, u := range m.Endpoints {
+		r.eps = append(r.eps, &endpoint{client: engine.New(u, m.MaxBatchSize), capacity: int64(m.MaxBatchSize)})
+	}
+	return r
+}
+
+func (r *runner) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *runner) free() int64 {
+	var n int64
+	for _, e := range r.eps {
+		n += e.free()
+	}
+	return n
+}
+
+// pick returns the healthy endpoint with the most free slots, or nil.
+func (r *runner) pick(exclude *endpoint) *endpoint {
+	var best *endpoint
+	var bestFree int64
+	for _, e := range r.eps {
+		if e == exclude {
+			continue
+		}
+		if f := e.free(); f > bestFree {
+			best, bestFree = e, f
+		}
+	}
+	return best
+}
+
+// health polls each endpoint; an engine still loading (503) or gone is
+// taken out of rotation until it answers again.
+func (r *runner) health(ctx context.Context) {
+	for {
+		for _, e := range r.eps {
+			ok := e.client.Healthy(ctx, 2*time.Second)
+			if was := e.healthy.Swap(ok); was != ok {
+				r.p.Log.Info("endpoint health changed", slog.String("model", r.model.Name),
+					slog.String("endpoint", e.client.Base), slog.Bool("healthy", ok))
+				if ok {
+					r.signal()
+				}
+			}
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// dispatch is the claim loop. Jobs wait in Redis, never here: it claims only
+// what free slots can start now.
+func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
+	q, log := r.p.Queue, r.p.Log
+	claimEvery := r.p.Config.Worker.ClaimIdle / 4
+	lastClaim := time.Time{}
+	// A restarted worker with the same name first takes back its own pending entries.
+	for _, s := range r.streams {
+		if es, err := q.Pending(ctx, redisq.GroupWorkers, r.p.Name, s, 1000); err == nil {
+			for _, e := range es {
+				r.launch(hard, jobs, e, r.pick(nil))
+			}
+		}
+	}
+	for ctx.Err() == nil {
+		free := r.free()
+		if free <= 0 {
+			select {
+			case <-r.wake:
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		var entries []redisq.Entry
+		var err error
+		if time.Since(lastClaim) >= claimEvery {
+			lastClaim = time.Now()
+			for _, s := range r.streams {
+				if int64(len(entries)) >= free {
+					break
+				}
+				es, cerr := q.AutoClaim(ctx, redisq.GroupWorkers, r.p.Name, s, r.p.Config.Worker.ClaimIdle, free-int64(len(entries)))
+				if cerr != nil {
+					err = cerr
+					break
+				}
+				if len(es) > 0 {
+					log.Info("reclaimed jobs of a dead worker", slog.String("model", r.model.Name), slog.Int("jobs", len(es)))
+				}
+				entries = append(entries, es...)
+			}
+		}
+		for _, s := range r.streams {
+			if err != nil || int64(len(entries)) >= free {
+				break
+			}
+			var es []redisq.Entry
+			es, err = q.Read(ctx, redisq.GroupWorkers, r.p.Name, []string{s}, free-int64(len(entries)), 0)
+			entries = append(entries, es...)
+		}
+		if err == nil && len(entries) == 0 {
+			if free >= int64(len(r.streams)) {
+				// Redis returns up to COUNT per stream: with COUNT 1 at most
+				// len(streams) entries, which the free slots can take.
+				entries, err = q.Read(ctx, redisq.GroupWorkers, r.p.Name, r.streams, 1, time.Second)
+			} else {
+				select {
+				case <-r.wake:
+				case <-ctx.Done():
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("claim failed", slog.String("model", r.model.Name), slog.String("err", err.Error()))
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		for _, e := range entries {
+			r.launch(hard, jobs, e, r.pick(nil))
+		}
+	}
+}
+
+// launch takes a slot on ep and runs the entry's job.
+func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, e redisq.Entry, ep *endpoint) {
+	if ep == nil {
+		ep = r.eps[0] // only on restart with no healthy endpoint: the job waits for its retries
+	}
+	ep.inflight.Add(1)
+	jobs.Add(1)
+	go func() {
+		defer jobs.Done()
+		defer r.signal()
+		r.run(ctx, e, ep)
+	}()
+}
+
+// run executes one job and completes it.
+func (r *runner) run(ctx context.Context, e redisq.Entry, ep *endpoint) {
+	p := r.p
+	q := p.Queue
+	release := func() { ep.inflight.Add(-1) }
+	outcome, c, err := q.Start(ctx, e, redisq.GroupWorkers, p.Name, r.model.Name)
+	if err != nil || outcome != redisq.StartRun {
+		release()
+		if err != nil && ctx.Err() == nil {
+			p.Log.Warn("start failed; the job stays pending and will be reclaimed", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+		}
+		return
+	}
+	job := c.Job
+	jctx, cancel := context.WithDeadline(ctx, job.Deadline)
+	defer cancel()
+	t := &task{cancel: cancel, entry: e}
+	p.mu.Lock()
+	p.running[job.ID] = t
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.running, job.ID)
+		p.mu.Unlock()
+	}()
+
+	started := time.Now()
+	first := true
+	onChunk := func(data []byte) error {
+		err := q.Chunk(jctx, job.ID, string(data), first)
+		first = false
+		return err
+	}
+	var res *engine.Result
+	backoff := p.Config.Worker.RetryBackoff
+	for try := 0; ; try++ {
+		res, err = ep.client.Do(jctx, job.Endpoint, job.Body, job.Stream, onChunk)
+		var ee *engine.Error
+		if err == nil || !errors.As(err, &ee) || !ee.Retryable || try >= p.Config.Worker.Retries || jctx.Err() != nil || !first {
+			break
+		}
+		if ee.Status == 0 { // connection refused or reset: take it out until health says otherwise
+			ep.healthy.Store(false)
+		}
+		sleep(jctx, backoff)
+		backoff *= 2
+		if next := r.pick(ep); next != nil && next != ep {
+			ep.inflight.Add(-1)
+			next.inflight.Add(1)
+			ep = next
+		}
+	}
+	release()
+	latency := time.Since(started)
+
+	o := redisq.Outcome{Status: sluice.JobSucceeded, HTTP: http.StatusOK}
+	var usage sluice.Usage
+	if res != nil {
+		usage = res.Usage
+		if !job.Stream {
+			o.Result = res.Body
+		}
+	}
+	if err != nil {
+		var ee *engine.Error
+		errors.As(err, &ee)
+		switch {
+		case t.cancelled.Load():
+			o.Status, o.HTTP = sluice.JobCancelled, 499
+			o.Error = &sluice.ErrorBody{Message: "The job was cancelled.", Type: "invalid_request_error", Code: "cancelled"}
+		case ctx.Err() != nil && jctx.Err() != nil && !errors.Is(jctx.Err(), context.DeadlineExceeded):
+			// Shutdown abort: hand the job back unless its client already saw output.
+			if first {
+				if rerr := q.Release(context.WithoutCancel(ctx), redisq.GroupWorkers, e); rerr == nil {
+					return
+				}
+			}
+			o.Status, o.HTTP = sluice.JobFailed, http.StatusServiceUnavailable
+			o.Error = &sluice.ErrorBody{Message: "The worker shut down while the job was running.", Type: "server_error", Code: "stream_interrupted"}
+		case errors.Is(jctx.Err(), context.DeadlineExceeded):
+			o.Status, o.HTTP = sluice.JobFailed, http.StatusGatewayTimeout
+			o.Error = &sluice.ErrorBody{Message: "The job's deadline passed while it ran.", Type: "server_error", Code: sluice.CodeDeadlineExceeded}
+		case ee != nil && ee.Body != nil:
+			o.Status, o.HTTP, o.Error = sluice.JobFailed, ee.Status, ee.Body
+		default:
+			o.Status, o.HTTP = sluice.JobFailed, http.StatusBadGateway
+			o.Error = &sluice.ErrorBody{Message: "The inference engine could not be reached.", Type: "server_error", Code: sluice.CodeServiceUnavailable}
+		}
+		if usage.CompletionTokens == 0 && res != nil {
+			usage.CompletionTokens = int64(res.Chunks) // a cut stream pays for what it produced
+		}
+		if o.Status == sluice.JobFailed && ee != nil && ee.Retryable {
+			p.Log.Warn("job failed after retries; dead-lettered", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+			if derr := q.DeadLetter(context.WithoutCancel(ctx), job.Model, job.ID, err.Error()); derr != nil {
+				p.Log.Warn("dead-letter failed", slog.String("err", derr.Error()))
+			}
+		}
+	}
+	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+	// Usage is recorded for every job that reached an engine, exactly once.
+	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model,
+		Status: o.Status, Usage: usage, LatencyMS: latency.Milliseconds(), CreatedAt: job.CreatedAt, EndedAt: time.Now()}
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer ccancel()
+	if _, err := q.Complete(cctx, redisq.GroupWorkers, e, o); err != nil {
+		p.Log.Error("complete failed; the job stays pending and will be reclaimed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+	}
+}

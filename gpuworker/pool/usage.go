@@ -1,0 +1,100 @@
+package pool
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// usageStreams are the usage streams of the models this worker serves.
+func (p *Pool) usageStreams() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range p.runners {
+		k := redisq.UsageKey(redisq.Tag(r.model.Name))
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// flushUsage moves usage events from Redis to PostgreSQL in batches, off the
+// request path. An event is acked only after its row is committed, and rows
+// are keyed by job id, so a crash between the two re-sends a row that the
+// database then skips: exactly once.
+func (p *Pool) flushUsage(ctx context.Context) {
+	q, cfg := p.Queue, p.Config.Worker
+	streams := p.usageStreams()
+	for _, s := range streams {
+		if err := q.EnsureGroup(ctx, s, redisq.GroupUsage); err != nil {
+			p.Log.Error("usage group", slog.String("err", err.Error()))
+		}
+	}
+	// Own pending entries first (a restart under the same name).
+	for _, s := range streams {
+		if es, err := q.PendingUsage(ctx, p.Name, s, int64(cfg.UsageBatch)); err == nil && len(es) > 0 {
+			p.writeUsage(ctx, es)
+		}
+	}
+	lastClaim := time.Now()
+	for ctx.Err() == nil {
+		var batch []redisq.UsageEntry
+		if time.Since(lastClaim) > p.Config.Worker.ClaimIdle/2 {
+			lastClaim = time.Now()
+			for _, s := range streams {
+				es, err := q.AutoClaimUsage(ctx, p.Name, s, p.Config.Worker.ClaimIdle, int64(cfg.UsageBatch))
+				if err == nil {
+					batch = append(batch, es...)
+				}
+			}
+		}
+		if len(batch) == 0 {
+			es, err := q.ReadUsage(ctx, p.Name, streams, int64(cfg.UsageBatch), cfg.UsageFlush)
+			if err != nil {
+				if ctx.Err() == nil {
+					p.Log.Warn("usage read failed", slog.String("err", err.Error()))
+					sleep(ctx, time.Second)
+				}
+				continue
+			}
+			batch = es
+		}
+		if len(batch) > 0 {
+			p.writeUsage(ctx, batch)
+		}
+	}
+}
+
+func (p *Pool) writeUsage(ctx context.Context, es []redisq.UsageEntry) {
+	evs := make([]sluice.UsageEvent, 0, len(es))
+	for _, e := range es {
+		var ev sluice.UsageEvent
+		if err := json.Unmarshal([]byte(e.Data), &ev); err != nil {
+			p.Log.Error("dropping malformed usage event", slog.String("id", e.ID), slog.String("err", err.Error()))
+			continue
+		}
+		evs = append(evs, ev)
+	}
+	for attempt := 0; ; attempt++ {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		_, err := p.Usage.InsertUsage(wctx, evs)
+		cancel()
+		if err == nil {
+			break
+		}
+		p.Log.Warn("usage write failed; retrying", slog.Int("events", len(evs)), slog.String("err", err.Error()))
+		if ctx.Err() != nil || attempt >= 5 {
+			return // left pending in Redis: a later pass (or another worker) writes it
+		}
+		sleep(ctx, time.Duration(attempt+1)*time.Second)
+	}
+	if err := p.Queue.AckUsage(context.WithoutCancel(ctx), es); err != nil {
+		p.Log.Warn("usage ack failed; rows will be re-sent and skipped", slog.String("err", err.Error()))
+	}
+}

@@ -1,0 +1,243 @@
+package devstack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+)
+
+// FreePort asks the kernel for an unused loopback port.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// EmbeddedRedis starts an in-process Redis (miniredis). It is for trying
+// Sluice: it keeps nothing on disk.
+func EmbeddedRedis() (url string, stop func(), err error) {
+	s := miniredis.NewMiniRedis()
+	if err := s.StartAddr("127.0.0.1:0"); err != nil {
+		return "", nil, err
+	}
+	return "redis://" + s.Addr(), s.Close, nil
+}
+
+// pgBinDir finds the installed PostgreSQL server binaries.
+func pgBinDir() (string, error) {
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		d := strings.TrimSpace(string(out))
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if _, err := os.Stat(filepath.Join(dirs[i], "initdb")); err == nil {
+			return dirs[i], nil
+		}
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	return "", errors.New("PostgreSQL server binaries not found; install them with: apt-get install -y postgresql")
+}
+
+// EmbeddedPostgres runs a private PostgreSQL cluster under dir (created on
+// first use) on a free loopback port and returns its URL. PostgreSQL refuses
+// to run as root, so as root the cluster runs as the "postgres" user (or
+// "nobody").
+func EmbeddedPostgres(ctx context.Context, dir string) (url string, stop func(), err error) {
+	bin, err := pgBinDir()
+	if err != nil {
+		return "", nil, err
+	}
+	dir, _ = filepath.Abs(dir)
+	data := filepath.Join(dir, "data")
+	cred, err := unprivileged()
+	if err != nil {
+		return "", nil, err
+	}
+	run := func(name string, args ...string) error {
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		cmd.Dir = "/"
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %v: %s", name, err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, err
+	}
+	if cred != nil {
+		// The parent folders must be traversable by the unprivileged user.
+		for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+			if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+				os.Chmod(d, fi.Mode().Perm()|0o011) //nolint:errcheck
+			}
+		}
+		chownAll(dir, int(cred.Uid), int(cred.Gid))
+	}
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
+		if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"); err != nil {
+			return "", nil, err
+		}
+	}
+	// A cluster left running by a killed `sluice dev` is stopped first.
+	run("pg_ctl", "-D", data, "-m", "immediate", "stop") //nolint:errcheck
+	port, err := FreePort()
+	if err != nil {
+		return "", nil, err
+	}
+	opts := fmt.Sprintf("-p %d -k %s -h 127.0.0.1 -c fsync=on", port, dir)
+	if err := run("pg_ctl", "-D", data, "-l", filepath.Join(dir, "postgres.log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
+		return "", nil, err
+	}
+	stop = func() { run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop") } //nolint:errcheck
+	base := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/", port)
+	if err := run("psql", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "-d", "postgres", "-tAc",
+		"SELECT 1 FROM pg_database WHERE datname='sluice'"); err != nil {
+		stop()
+		return "", nil, err
+	}
+	run("createdb", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "sluice") //nolint:errcheck // exists already
+	return base + "sluice?sslmode=disable", stop, nil
+}
+
+func unprivileged() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	for _, name := range []string{"postgres", "nobody"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	}
+	return nil, errors.New("running as root and no unprivileged user (postgres or nobody) exists for PostgreSQL")
+}
+
+func chownAll(dir string, uid, gid int) {
+	filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error { //nolint:errcheck
+		if err == nil {
+			os.Lchown(p, uid, gid) //nolint:errcheck
+		}
+		return nil
+	})
+}
+
+// LoadOrCreateSecret returns the hex secret stored in path, creating it
+// (32 random bytes, mode 0600) on first use.
+func LoadOrCreateSecret(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(b)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	return s, os.WriteFile(path, []byte(s+"\n"), 0o600)
+}
+
+// Sim is a running llm-d-inference-sim.
+type Sim struct {
+	URL string
+	cmd *exec.Cmd
+}
+
+// Stop kills the simulator.
+func (s *Sim) Stop() {
+	if s.cmd.Process != nil {
+		s.cmd.Process.Kill() //nolint:errcheck
+		s.cmd.Wait()         //nolint:errcheck
+	}
+}
+
+// SimBinary finds the simulator: $SLUICE_SIM, bin/vllm-sim above the
+// working directory, or vllm-sim on PATH.
+func SimBinary(override string) (string, error) {
+	if override != "" {
+		return override, nil
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			p := filepath.Join(d, "bin", "vllm-sim")
+			if _, err := os.Stat(p); err == nil {
+				return p, nil
+			}
+			if d == filepath.Dir(d) {
+				break
+			}
+		}
+	}
+	if p, err := exec.LookPath("vllm-sim"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("the vLLM simulator is not built; run: make sim")
+}
+
+// StartSim starts a simulator serving model on a free port, with extra
+// flags, and waits until it is healthy.
+func StartSim(ctx context.Context, bin, model string, maxModelLen, maxSeqs int, logFile string, extra ...string) (*Sim, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--port", strconv.Itoa(port), "--model", model, "--force-dummy-tokenizer",
+		"--max-model-len", strconv.Itoa(maxModelLen), "--max-num-seqs", strconv.Itoa(maxSeqs)}, extra...)
+	cmd := exec.Command(bin, args...)
+	if logFile != "" {
+		if f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644); err == nil {
+			cmd.Stdout, cmd.Stderr = f, f
+		}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive us
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &Sim{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(s.URL + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			s.Stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	s.Stop()
+	return nil, fmt.Errorf("simulator for %s did not become healthy", model)
+}

@@ -1,0 +1,54 @@
+// Package devstack runs the whole platform in one process for `sluice dev`
+// and the end-to-end tests: the four functions mounted the way an OpenFaaS
+// gateway mounts them, friendly routes, the worker, and embedded PostgreSQL,
+// Redis and simulator engines where none are configured.
+package devstack
+
+import (
+	"net/http"
+
+	"github.com/sluice-ai/sluice/functions/auth"
+	billing "github.com/sluice-ai/sluice/functions/billing-webhook"
+	"github.com/sluice-ai/sluice/functions/submit"
+	rollup "github.com/sluice-ai/sluice/functions/usage-rollup"
+	"github.com/sluice-ai/sluice/shared/app"
+	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// Router serves the functions as an OpenFaaS gateway would
+// (/function/<name>/...) plus the friendly routes: /v1/... → submit
+// (/v1/usage → usage-rollup), /auth/... → auth, /webhooks/stripe →
+// billing-webhook; and /healthz, /readyz.
+func Router(d *app.Deps) http.Handler {
+	fns := map[string]http.Handler{
+		"submit":          submit.New(submit.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier}),
+		"auth":            auth.New(auth.Deps{Config: d.Config, Log: d.Log, Verifier: d.Verifier}),
+		"billing-webhook": billing.New(billing.Deps{Log: d.Log}),
+		"usage-rollup":    rollup.New(rollup.Deps{Log: d.Log, DB: d.DB, Verifier: d.Verifier}),
+	}
+	mux := http.NewServeMux()
+	for name, h := range fns {
+		mux.Handle("/function/"+name+"/", http.StripPrefix("/function/"+name, h))
+		mux.Handle("/function/"+name, http.StripPrefix("/function/"+name, h))
+	}
+	mux.Handle("/v1/", fns["submit"])
+	mux.Handle("/v1/usage", fns["usage-rollup"])
+	mux.Handle("/auth/", http.StripPrefix("/auth", fns["auth"]))
+	mux.Handle("/webhooks/stripe", fns["billing-webhook"])
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		openai.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := d.Ready(r.Context()); err != nil {
+			openai.WriteError(w, r, d.Log, sluice.Unavailable("Not ready.", err))
+			return
+		}
+		openai.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		openai.WriteError(w, r, d.Log, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound,
+			"Unknown request URL: %s %s.", r.Method, r.URL.Path))
+	})
+	return mux
+}

@@ -1,0 +1,202 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/sluice-ai/sluice/gpuworker/pool"
+	"github.com/sluice-ai/sluice/shared/apikey"
+	"github.com/sluice-ai/sluice/shared/app"
+	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/httpserve"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// Options configure a local stack.
+type Options struct {
+	Config   *config.Config
+	Log      *slog.Logger
+	Dir      string // state folder; default .sluice
+	NoWorker bool   // serve the functions only
+	SimBin   string // simulator binary; found automatically if empty
+	SimArgs  []string
+	Out      io.Writer // where the banner goes
+}
+
+// Stack is a running local platform.
+type Stack struct {
+	Deps     *app.Deps
+	Addr     string
+	AdminKey string
+	stops    []func()
+	done     chan error
+}
+
+// Start brings the stack up on ln (or SLUICE_ADDR) and returns once it is
+// ready; Wait blocks until ctx ends and everything has stopped.
+func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
+	cfg, log := o.Config, o.Log
+	if o.Dir == "" {
+		o.Dir = ".sluice"
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	s := &Stack{done: make(chan error, 1)}
+	fail := func(err error) (*Stack, error) {
+		s.stop()
+		return nil, err
+	}
+	if cfg.Env.KeyPepper == "" {
+		p, err := LoadOrCreateSecret(filepath.Join(o.Dir, "pepper"))
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Env.KeyPepper = p
+	}
+	if cfg.Env.WebhookSecret == "" {
+		p, err := LoadOrCreateSecret(filepath.Join(o.Dir, "webhook-secret"))
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Env.WebhookSecret = p
+	}
+	if cfg.Env.RedisURL == "" {
+		url, stop, err := EmbeddedRedis()
+		if err != nil {
+			return fail(err)
+		}
+		s.stops = append(s.stops, stop)
+		cfg.Env.RedisURL = url
+		log.Info("embedded Redis (in memory; set REDIS_URL for durability)", slog.String("url", url))
+	}
+	if cfg.Env.DatabaseURL == "" {
+		url, stop, err := EmbeddedPostgres(ctx, filepath.Join(o.Dir, "pg"))
+		if err != nil {
+			return fail(fmt.Errorf("embedded PostgreSQL: %w", err))
+		}
+		s.stops = append(s.stops, stop)
+		cfg.Env.DatabaseURL = url
+		// So `sluice key create` in another shell finds this database.
+		os.WriteFile(filepath.Join(o.Dir, "database_url"), []byte(url+"\n"), 0o600) //nolint:errcheck
+		s.stops = append(s.stops, func() { os.Remove(filepath.Join(o.Dir, "database_url")) })
+		log.Info("embedded PostgreSQL", slog.String("url", url), slog.String("dir", filepath.Join(o.Dir, "pg")))
+	}
+	if !o.NoWorker {
+		for i := range cfg.Inference.Models {
+			m := &cfg.Inference.Models[i]
+			if len(m.Endpoints) > 0 {
+				continue
+			}
+			bin, err := SimBinary(o.SimBin)
+			if err != nil {
+				return fail(err)
+			}
+			sim, err := StartSim(ctx, bin, m.Name, m.MaxModelLen, m.MaxBatchSize,
+				filepath.Join(o.Dir, "sim-"+m.Name+".log"), o.SimArgs...)
+			if err != nil {
+				return fail(err)
+			}
+			s.stops = append(s.stops, sim.Stop)
+			m.Endpoints = []string{sim.URL}
+			log.Info("simulator engine started", slog.String("model", m.Name), slog.String("url", sim.URL))
+		}
+	}
+	d, err := app.Open(ctx, cfg, log)
+	if err != nil {
+		return fail(err)
+	}
+	s.Deps = d
+	s.stops = append(s.stops, d.Close)
+
+	// A fresh admin key at every start, kept only in .sluice/admin.key (0600).
+	admin, err := d.DB.UpsertUser(ctx, "admin@sluice.local", sluice.TierEnterprise, sluice.RoleAdmin)
+	if err != nil {
+		return fail(err)
+	}
+	key, err := CreateKey(ctx, d, admin.ID, "sluice dev admin")
+	if err != nil {
+		return fail(err)
+	}
+	s.AdminKey = key
+	if err := os.WriteFile(filepath.Join(o.Dir, "admin.key"), []byte(key+"\n"), 0o600); err != nil {
+		return fail(err)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	s.stops = append([]func(){cancel}, s.stops...)
+	d.Start(runCtx)
+	var wg sync.WaitGroup
+	if !o.NoWorker {
+		p, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: d.Queue, Usage: d.DB, Name: cfg.Env.WorkerName})
+		if err != nil {
+			return fail(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); p.Run(runCtx) }() //nolint:errcheck
+	}
+	if ln == nil {
+		ln, err = net.Listen("tcp", cfg.Env.Addr)
+		if err != nil {
+			return fail(err)
+		}
+	}
+	s.Addr = ln.Addr().String()
+	h := httpserve.Middleware(log, "gateway", Router(d))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := httpserve.Serve(runCtx, ln, h, 10*time.Second); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("server", slog.String("err", err.Error()))
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		wg.Wait()
+		s.stop()
+		s.done <- nil
+	}()
+	if o.Out != nil {
+		fmt.Fprintf(o.Out, `
+Sluice is running at http://%[1]s  (OpenAI base URL: http://%[1]s/v1)
+Admin key written to %[2]s
+Try:
+  curl http://%[1]s/v1/chat/completions \
+    -H "Authorization: Bearer $(cat %[2]s)" -H 'Content-Type: application/json' \
+    -d '{"model":"%[3]s","messages":[{"role":"user","content":"Hello"}]}'
+
+`, s.Addr, filepath.Join(o.Dir, "admin.key"), cfg.Inference.Models[0].Name)
+	}
+	return s, nil
+}
+
+func (s *Stack) stop() {
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i]()
+	}
+	s.stops = nil
+}
+
+// Wait blocks until the stack has stopped (after its context ended).
+func (s *Stack) Wait() error { return <-s.done }
+
+// CreateKey makes a new API key for a user and returns it; only its hash is stored.
+func CreateKey(ctx context.Context, d *app.Deps, userID, name string) (string, error) {
+	key, err := apikey.New()
+	if err != nil {
+		return "", err
+	}
+	if _, err := d.DB.CreateAPIKey(ctx, userID, name, apikey.Hash([]byte(d.Config.Env.KeyPepper), key), apikey.Display(key), nil); err != nil {
+		return "", err
+	}
+	return key, nil
+}

@@ -1,0 +1,118 @@
+// Package app wires the dependencies every function and the worker share:
+// configuration, PostgreSQL, Redis, the queue and the verifier. It is the one
+// place that turns configuration into live connections.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/authn"
+	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/redisq"
+)
+
+// Deps are a function's or the worker's live dependencies.
+type Deps struct {
+	Config   *config.Config
+	Log      *slog.Logger
+	DB       *postgres.DB
+	Redis    redis.UniversalClient
+	Queue    *redisq.Queue
+	Verifier *authn.Verifier
+}
+
+// Open connects to PostgreSQL and Redis as cfg.Env says, applies migrations
+// and builds the shared services. Background work starts with Start.
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Deps, error) {
+	if err := cfg.Env.ValidateEnv(); err != nil {
+		return nil, err
+	}
+	db, err := postgres.Open(ctx, cfg.Env.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	rdb, err := OpenRedis(ctx, cfg.Env.RedisURL)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Deps{
+		Config:   cfg,
+		Log:      log,
+		DB:       db,
+		Redis:    rdb,
+		Queue:    NewQueue(cfg, rdb),
+		Verifier: authn.New(db, []byte(cfg.Env.KeyPepper), cfg.Server.KeyCacheTTL, log),
+	}, nil
+}
+
+// NewQueue builds the queue with the configured limits.
+func NewQueue(cfg *config.Config, rdb redis.UniversalClient) *redisq.Queue {
+	return redisq.New(rdb, redisq.Options{ResultTTL: cfg.Jobs.ResultTTL, MaxAttempts: cfg.Jobs.MaxAttempts,
+		MaxQueue: cfg.Jobs.MaxQueue})
+}
+
+// OpenRedis connects to a redis:// URL. The pool is large because every
+// synchronous request blocks one connection while it waits for its result.
+func OpenRedis(ctx context.Context, url string) (redis.UniversalClient, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis: parse REDIS_URL: %w", err)
+	}
+	if opt.PoolSize < 1024 {
+		opt.PoolSize = 1024
+	}
+	opt.ReadTimeout = 10 * time.Second
+	rdb := redis.NewClient(opt)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return rdb, nil
+}
+
+// Start runs background work (batched last-used writes) until ctx ends.
+func (d *Deps) Start(ctx context.Context) {
+	go d.Verifier.Run(ctx, 10*time.Second)
+}
+
+// Ready checks that PostgreSQL and Redis answer.
+func (d *Deps) Ready(ctx context.Context) error {
+	return errors.Join(d.DB.Ping(ctx), d.Redis.Ping(ctx).Err())
+}
+
+// Close releases connections.
+func (d *Deps) Close() {
+	d.Verifier.Flush(context.Background())
+	d.Redis.Close()
+	d.DB.Close()
+}
+
+// FromEnv loads the configuration from the process environment and opens
+// the dependencies: the entry point of the OpenFaaS template and the Lambda
+// adapter, and the only reader of the environment.
+func FromEnv(ctx context.Context) (*Deps, error) {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	d, err := Open(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	d.Start(ctx)
+	return d, nil
+}

@@ -1,0 +1,422 @@
+// Package config is Sluice's one typed configuration: a YAML file whose blocks
+// mirror the design document, over built-in defaults, plus connection strings
+// and secrets from the environment. It is read once at start and passed down;
+// nothing else reads the environment.
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the built-in configuration file.
+func DefaultYAML() []byte { return append([]byte(nil), defaultYAML...) }
+
+// Config is the whole configuration. Zero values are replaced by the defaults
+// documented on each field when Load runs.
+type Config struct {
+	Inference   Inference                `yaml:"inference"`
+	Pricing     map[string]ModelPrice    `yaml:"pricing"`
+	Tiers       map[string]Tier          `yaml:"tiers"`
+	Auth        Auth                     `yaml:"auth"`
+	Autoscaling map[string]AutoscaleRule `yaml:"autoscaling"`
+	Server      Server                   `yaml:"server"`
+	Jobs        Jobs                     `yaml:"jobs"`
+	Worker      Worker                   `yaml:"worker"`
+
+	// Env holds what comes from the environment, never from the file.
+	Env Env `yaml:"-"`
+}
+
+// Inference lists the models and where their engines are.
+type Inference struct {
+	Engine string  `yaml:"engine"` // vllm (default)
+	Models []Model `yaml:"models"`
+}
+
+// Model is one served model.
+type Model struct {
+	Name         string   `yaml:"name"`
+	Engine       string   `yaml:"engine"`         // defaults to inference.engine
+	Replicas     int      `yaml:"replicas"`       // deployment count for manifests
+	GPUMemory    string   `yaml:"gpu_memory"`     // e.g. 16GB, for manifests
+	MaxBatchSize int      `yaml:"max_batch_size"` // in-flight requests per endpoint; default 16
+	MaxModelLen  int      `yaml:"max_model_len"`  // prompt + completion tokens; default 4096
+	Endpoints    []string `yaml:"endpoints"`      // vLLM base URLs, e.g. http://10.0.0.5:8000
+}
+
+// ModelPrice is the per-token price of a model in micro-dollars.
+type ModelPrice struct {
+	InputTokens  Micros `yaml:"input_tokens"`
+	OutputTokens Micros `yaml:"output_tokens"`
+}
+
+// Tier is a subscription tier.
+type Tier struct {
+	MonthlyCost     Quantity `yaml:"monthly_cost"`     // micro-dollars, or custom
+	IncludedCredits Quantity `yaml:"included_credits"` // tokens per month, unlimited or custom
+	RateLimit       Quantity `yaml:"rate_limit"`       // requests per minute, unlimited or custom
+	// Priority orders the queues: 0 first. Defaults: enterprise 0, pro 1, others 2.
+	Priority *int `yaml:"priority"`
+}
+
+// Auth is the design's auth block.
+type Auth struct {
+	Provider string   `yaml:"provider"` // sluice (default) or keycloak
+	Realm    string   `yaml:"realm"`
+	Features []string `yaml:"features"`
+	Session  Session  `yaml:"session"`
+	RBAC     RBAC     `yaml:"rbac"`
+}
+
+// Session sets login lifetimes.
+type Session struct {
+	Timeout        int  `yaml:"timeout"` // seconds a login lives without use; default 3600
+	RefreshEnabled bool `yaml:"refresh_enabled"`
+}
+
+// RBAC maps roles to permissions.
+type RBAC struct {
+	Roles       []string            `yaml:"roles"`
+	Permissions map[string][]string `yaml:"permissions"`
+}
+
+// AutoscaleRule is one autoscaling rule from the design (used by manifests).
+type AutoscaleRule struct {
+	Metric      string `yaml:"metric"`
+	Target      string `yaml:"target"`
+	MinReplicas int    `yaml:"min_replicas"`
+	MaxReplicas int    `yaml:"max_replicas"`
+}
+
+// Server configures the functions' HTTP handling.
+type Server struct {
+	// MaxBodyBytes bounds a request body; default 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// RequestTimeout bounds a synchronous request end to end; default 5m.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// MaxMessages bounds the messages of one chat request; default 2048.
+	MaxMessages int `yaml:"max_messages"`
+	// BytesPerTokenFloor: a prompt needs at least bytes/this many tokens, so a
+	// prompt longer than max_model_len*this bytes is refused at admission
+	// without a tokenizer. Default 32 (no vocabulary token is longer).
+	BytesPerTokenFloor int `yaml:"bytes_per_token_floor"`
+	// KeyCacheTTL is how long a verified key stays cached in-process; default 1s.
+	KeyCacheTTL time.Duration `yaml:"key_cache_ttl"`
+}
+
+// Jobs configures the queue and async jobs.
+type Jobs struct {
+	// ResultTTL is how long a finished job and its result are kept; default 24h.
+	ResultTTL time.Duration `yaml:"result_ttl"`
+	// AsyncDeadline is how long an async job may wait before it expires; default 1h.
+	AsyncDeadline time.Duration `yaml:"async_deadline"`
+	// MaxAttempts: a job is dead-lettered after this many tries; default 3.
+	MaxAttempts int `yaml:"max_attempts"`
+	// MaxQueue is the most entries one model stream holds before new requests
+	// get 503 no_capacity; default 100000.
+	MaxQueue int64 `yaml:"max_queue"`
+	// Webhooks configures job-completion callbacks.
+	Webhooks Webhooks `yaml:"webhooks"`
+}
+
+// Webhooks configures outbound job callbacks.
+type Webhooks struct {
+	// AllowPrivate lets webhooks target loopback and private addresses
+	// (tests and single-machine setups); default false.
+	AllowPrivate bool `yaml:"allow_private"`
+	// MaxAttempts before a delivery is given up; default 6.
+	MaxAttempts int `yaml:"max_attempts"`
+	// Timeout of one delivery attempt; default 10s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Worker configures the GPU worker.
+type Worker struct {
+	// Models limits this worker to these models; empty means all.
+	Models []string `yaml:"models"`
+	// Heartbeat is how often running jobs are re-claimed to show they live; default 5s.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// ClaimIdle is how long an entry may sit unacknowledged and un-heartbeated
+	// before another worker takes it; default 30s.
+	ClaimIdle time.Duration `yaml:"claim_idle"`
+	// Retries of a job's upstream call on 429/503/connection errors inside one
+	// attempt; default 3.
+	Retries int `yaml:"retries"`
+	// RetryBackoff is the first backoff, doubled each retry; default 200ms.
+	RetryBackoff time.Duration `yaml:"retry_backoff"`
+	// DrainTimeout bounds the wait for running jobs on SIGTERM; default 30s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// UsageBatch is the most usage rows written in one statement; default 500.
+	UsageBatch int `yaml:"usage_batch"`
+	// UsageFlush is the longest a usage event waits before it is written; default 200ms.
+	UsageFlush time.Duration `yaml:"usage_flush"`
+}
+
+// Env is what comes from environment variables.
+type Env struct {
+	DatabaseURL   string // DATABASE_URL
+	RedisURL      string // REDIS_URL
+	KeyPepper     string // SLUICE_KEY_PEPPER: HMAC key for API keys, >= 32 bytes
+	WebhookSecret string // SLUICE_WEBHOOK_SECRET: signs job webhooks; defaults to a key derived from the pepper
+	Addr          string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
+	ConfigPath    string // SLUICE_CONFIG
+	WorkerName    string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
+}
+
+// Load reads the configuration: defaults, then the file named by SLUICE_CONFIG
+// (if any), then the environment. getenv is os.Getenv in programs.
+func Load(getenv func(string) string) (*Config, error) {
+	var file []byte
+	path := getenv("SLUICE_CONFIG")
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		file = b
+	}
+	cfg, err := Parse(file)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Env = Env{
+		DatabaseURL:   getenv("DATABASE_URL"),
+		RedisURL:      getenv("REDIS_URL"),
+		KeyPepper:     secret(getenv, "SLUICE_KEY_PEPPER", "sluice-key-pepper"),
+		WebhookSecret: secret(getenv, "SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
+		Addr:          getenv("SLUICE_ADDR"),
+		ConfigPath:    path,
+		WorkerName:    getenv("SLUICE_WORKER_NAME"),
+	}
+	if cfg.Env.Addr == "" {
+		cfg.Env.Addr = "127.0.0.1:8080"
+	}
+	return cfg, nil
+}
+
+// secret reads an env var, or the OpenFaaS secret file of that name.
+func secret(getenv func(string) string, env, file string) string {
+	if v := getenv(env); v != "" {
+		return v
+	}
+	if b, err := os.ReadFile("/var/openfaas/secrets/" + file); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return ""
+}
+
+// Parse builds a Config from the defaults overlaid with file (may be empty).
+func Parse(file []byte) (*Config, error) {
+	var cfg Config
+	if err := decode(defaultYAML, &cfg); err != nil {
+		return nil, fmt.Errorf("config: built-in defaults: %w", err)
+	}
+	if len(file) > 0 {
+		if err := decode(file, &cfg); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &cfg, nil
+}
+
+func decode(b []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)                                              // a misspelt key is an error, not a silent default
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) { // empty file: no change
+		return err
+	}
+	return nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Inference.Engine == "" {
+		c.Inference.Engine = "vllm"
+	}
+	for i := range c.Inference.Models {
+		m := &c.Inference.Models[i]
+		if m.Engine == "" {
+			m.Engine = c.Inference.Engine
+		}
+		if m.MaxBatchSize == 0 {
+			m.MaxBatchSize = 16
+		}
+		if m.MaxModelLen == 0 {
+			m.MaxModelLen = 4096
+		}
+		if m.Replicas == 0 {
+			m.Replicas = 1
+		}
+		for j, e := range m.Endpoints {
+			m.Endpoints[j] = strings.TrimRight(e, "/")
+		}
+	}
+	if c.Auth.Provider == "" {
+		c.Auth.Provider = "sluice"
+	}
+	if c.Auth.Session.Timeout == 0 {
+		c.Auth.Session.Timeout = 3600
+	}
+	s := &c.Server
+	def(&s.MaxBodyBytes, 1<<20)
+	def(&s.RequestTimeout, 5*time.Minute)
+	def(&s.MaxMessages, 2048)
+	def(&s.BytesPerTokenFloor, 32)
+	def(&s.KeyCacheTTL, time.Second)
+	j := &c.Jobs
+	def(&j.ResultTTL, 24*time.Hour)
+	def(&j.AsyncDeadline, time.Hour)
+	def(&j.MaxAttempts, 3)
+	def(&j.MaxQueue, 100000)
+	def(&j.Webhooks.MaxAttempts, 6)
+	def(&j.Webhooks.Timeout, 10*time.Second)
+	w := &c.Worker
+	def(&w.Heartbeat, 5*time.Second)
+	def(&w.ClaimIdle, 30*time.Second)
+	def(&w.Retries, 3)
+	def(&w.RetryBackoff, 200*time.Millisecond)
+	def(&w.DrainTimeout, 30*time.Second)
+	def(&w.UsageBatch, 500)
+	def(&w.UsageFlush, 200*time.Millisecond)
+}
+
+func def[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if len(c.Inference.Models) == 0 {
+		errs = append(errs, errors.New("inference.models: at least one model is required"))
+	}
+	seen := map[string]bool{}
+	for i, m := range c.Inference.Models {
+		where := fmt.Sprintf("inference.models[%d]", i)
+		switch {
+		case m.Name == "":
+			errs = append(errs, fmt.Errorf("%s.name: required", where))
+		case seen[m.Name]:
+			errs = append(errs, fmt.Errorf("%s.name: %q listed twice", where, m.Name))
+		case strings.ContainsAny(m.Name, "{}: \t\n"):
+			errs = append(errs, fmt.Errorf("%s.name: %q may not contain braces, colons or spaces", where, m.Name))
+		}
+		seen[m.Name] = true
+		if m.MaxBatchSize < 1 {
+			errs = append(errs, fmt.Errorf("%s.max_batch_size: must be positive", where))
+		}
+		if m.MaxModelLen < 16 {
+			errs = append(errs, fmt.Errorf("%s.max_model_len: must be at least 16", where))
+		}
+		switch m.Engine {
+		case "vllm", "tgi", "ollama", "openai":
+		default:
+			errs = append(errs, fmt.Errorf("%s.engine: unknown engine %q", where, m.Engine))
+		}
+		for _, e := range m.Endpoints {
+			if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
+				errs = append(errs, fmt.Errorf("%s.endpoints: %q is not an http(s) URL", where, e))
+			}
+		}
+	}
+	for name := range c.Pricing {
+		if !seen[name] {
+			errs = append(errs, fmt.Errorf("pricing.%s: no such model in inference.models", name))
+		}
+	}
+	for name, t := range c.Tiers {
+		if t.MonthlyCost.Kind == Unlimited {
+			errs = append(errs, fmt.Errorf("tiers.%s.monthly_cost: 'unlimited' makes no sense for a price", name))
+		}
+		for field, q := range map[string]Quantity{"included_credits": t.IncludedCredits, "rate_limit": t.RateLimit} {
+			if q.Kind == Fixed && q.Value%1e6 != 0 {
+				errs = append(errs, fmt.Errorf("tiers.%s.%s: must be a whole number", name, field))
+			}
+		}
+		if t.Priority != nil && (*t.Priority < 0 || *t.Priority > 2) {
+			errs = append(errs, fmt.Errorf("tiers.%s.priority: must be 0, 1 or 2", name))
+		}
+	}
+	if _, ok := c.Tiers["free"]; !ok {
+		errs = append(errs, errors.New("tiers.free: required (new users start there)"))
+	}
+	roles := map[string]bool{}
+	for _, r := range c.Auth.RBAC.Roles {
+		roles[r] = true
+	}
+	for r := range c.Auth.RBAC.Permissions {
+		if !roles[r] {
+			errs = append(errs, fmt.Errorf("auth.rbac.permissions.%s: role not listed in auth.rbac.roles", r))
+		}
+	}
+	switch c.Auth.Provider {
+	case "sluice", "keycloak", "oidc":
+	default:
+		errs = append(errs, fmt.Errorf("auth.provider: unknown provider %q", c.Auth.Provider))
+	}
+	if c.Server.MaxBodyBytes < 1024 {
+		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
+	}
+	return errors.Join(errs...)
+}
+
+// Model returns the named model.
+func (c *Config) Model(name string) (*Model, bool) {
+	for i := range c.Inference.Models {
+		if c.Inference.Models[i].Name == name {
+			return &c.Inference.Models[i], true
+		}
+	}
+	return nil, false
+}
+
+// TierPriority is the queue priority class of a tier (0 served first).
+func (c *Config) TierPriority(tier string) int {
+	if t, ok := c.Tiers[tier]; ok && t.Priority != nil {
+		return *t.Priority
+	}
+	switch tier {
+	case "enterprise":
+		return 0
+	case "pro":
+		return 1
+	}
+	return 2
+}
+
+// Priorities is the number of priority classes (streams per model).
+const Priorities = 3
+
+// Permissions returns the permissions of a role.
+func (c *Config) Permissions(role string) []string { return c.Auth.RBAC.Permissions[role] }
+
+// ValidateEnv checks what a component that touches money and keys needs.
+func (e Env) ValidateEnv() error {
+	var errs []error
+	if len(e.KeyPepper) < 32 {
+		errs = append(errs, errors.New("SLUICE_KEY_PEPPER: must be set to at least 32 bytes (e.g. `openssl rand -hex 32`)"))
+	}
+	if e.DatabaseURL == "" {
+		errs = append(errs, errors.New("DATABASE_URL: must be set"))
+	}
+	if e.RedisURL == "" {
+		errs = append(errs, errors.New("REDIS_URL: must be set"))
+	}
+	return errors.Join(errs...)
+}

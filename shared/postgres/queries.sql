@@ -1,0 +1,45 @@
+-- name: UpsertUser
+-- Creates the user if needed; an existing user keeps its role and tier.
+INSERT INTO users (email, subscription_tier, role)
+VALUES (lower($1), $2, $3)
+ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email
+RETURNING id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at;
+
+-- name: CreateAPIKey
+INSERT INTO api_keys (user_id, key_hash, name, prefix, expires_at)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id, created_at;
+
+-- name: LookupKey
+-- The principal behind a key hash, or nothing if the key is revoked or expired.
+SELECT k.id, u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL
+FROM api_keys k JOIN users u ON u.id = k.user_id
+WHERE k.key_hash = $1
+  AND k.revoked_at IS NULL
+  AND (k.expires_at IS NULL OR k.expires_at > NOW());
+
+-- name: RevokeKey
+UPDATE api_keys SET revoked_at = NOW()
+WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
+RETURNING key_hash;
+
+-- name: TouchKeys
+-- Batched last-used times: one statement for every key seen since the last flush.
+UPDATE api_keys SET last_used_at = $2
+WHERE id = ANY($1::uuid[]) AND (last_used_at IS NULL OR last_used_at < $2);
+
+-- name: InsertUsage
+-- A batch of usage events; a job already recorded is skipped, so redelivery
+-- never counts twice.
+INSERT INTO inference_requests
+    (job_id, user_id, api_key_id, model_name, prompt_tokens, completion_tokens,
+     cached_tokens, tokens_used, latency_ms, status, job_created_at, timestamp)
+SELECT j, u, NULLIF(k, '')::uuid, m, p, c, ca, p + c, l, s, cr, e
+FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[],
+            $7::int[], $8::int[], $9::text[], $10::timestamptz[], $11::timestamptz[])
+     AS t(j, u, k, m, p, c, ca, l, s, cr, e)
+ON CONFLICT (job_id) DO NOTHING;
+
+-- name: UsageForUser
+SELECT job_id, model_name, prompt_tokens, completion_tokens, status, latency_ms
+FROM inference_requests WHERE user_id = $1 ORDER BY timestamp;

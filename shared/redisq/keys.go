@@ -1,0 +1,84 @@
+package redisq
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+)
+
+// Every Redis key and channel name Sluice uses is built in this file.
+//
+// Keys of one model share the hash tag {m:XXXX} (XXXX: 4 hex digits of the
+// model name's SHA-256), so each Lua script touches one Redis Cluster slot.
+// A job id carries its model's tag, so a job's keys can be found from its id
+// alone: job_<XXXX><random>.
+
+const keyPrefix = "sluice:"
+
+// Consumer groups.
+const (
+	GroupWorkers = "workers" // job streams
+	GroupUsage   = "usage"   // usage streams
+	GroupHooks   = "hooks"   // webhook streams
+)
+
+// CancelChannel carries the ids of running jobs to abort.
+const CancelChannel = keyPrefix + "cancel"
+
+// Tag is the hash-tag code of a model.
+func Tag(model string) string {
+	s := sha256.Sum256([]byte(model))
+	return hex.EncodeToString(s[:2])
+}
+
+func tagged(tag string) string { return keyPrefix + "{m:" + tag + "}:" }
+
+// NewJobID returns a fresh job id for model.
+func NewJobID(model string) string {
+	b := make([]byte, 12)
+	rand.Read(b) //nolint:errcheck // crypto/rand never fails on Linux
+	return "job_" + Tag(model) + hex.EncodeToString(b)
+}
+
+// JobTag extracts the tag from a job id, or "" if the id is malformed.
+func JobTag(id string) string {
+	rest, ok := strings.CutPrefix(id, "job_")
+	if !ok || len(rest) != 4+24 {
+		return ""
+	}
+	if _, err := hex.DecodeString(rest); err != nil {
+		return ""
+	}
+	return rest[:4]
+}
+
+// StreamKey is the job stream of a model and priority class.
+func StreamKey(model string, prio int) string {
+	return tagged(Tag(model)) + "q:" + model + ":" + strconv.Itoa(prio)
+}
+
+// DeadKey is the dead-letter stream of a model.
+func DeadKey(model string) string { return tagged(Tag(model)) + "dead:" + model }
+
+// JobKey is the hash holding a job's state.
+func JobKey(id string) string { return tagged(JobTag(id)) + "job:" + id }
+
+// ResultKey is the stream of a job's result events.
+func ResultKey(id string) string { return tagged(JobTag(id)) + "res:" + id }
+
+// UsageKey is the usage-event stream of a tag.
+func UsageKey(tag string) string { return tagged(tag) + "usage" }
+
+// HooksKey is the webhook-delivery stream of a tag.
+func HooksKey(tag string) string { return tagged(tag) + "hooks" }
+
+// IdemKey maps a user's Idempotency-Key to the job it created.
+func IdemKey(userID, key string) string {
+	s := sha256.Sum256([]byte(key))
+	return keyPrefix + "{u:" + userID + "}:idem:" + hex.EncodeToString(s[:16])
+}
+
+// WorkersKey is the sorted set of live workers (score: last heartbeat, ms).
+const WorkersKey = keyPrefix + "workers"

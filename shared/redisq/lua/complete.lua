@@ -1,0 +1,35 @@
+-- Complete a job: result, usage event and ack in one atomic step. A job that
+-- is already final is only acked, so a redelivered job never bills twice.
+-- KEYS[1] job hash, KEYS[2] job stream, KEYS[3] result stream,
+-- KEYS[4] usage stream, KEYS[5] webhook stream
+-- ARGV[1] group, ARGV[2] entry id, ARGV[3] status, ARGV[4] result JSON,
+-- ARGV[5] error JSON, ARGV[6] usage JSON, ARGV[7] usage event JSON (or ''),
+-- ARGV[8] ttl ms, ARGV[9] http status, ARGV[10] job id
+-- Returns 1 if this call completed the job, 0 if it was already final.
+local function ack()
+  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('XDEL', KEYS[2], ARGV[2])
+end
+local st = redis.call('HGET', KEYS[1], 'status')
+if (not st) or st == 'succeeded' or st == 'failed' or st == 'cancelled' or st == 'expired' then
+  ack()
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[8])
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'result', ARGV[4],
+  'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9])
+redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARGV[4],
+  'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9])
+if ARGV[7] ~= '' then
+  redis.call('XADD', KEYS[4], '*', 'ev', ARGV[7])
+end
+local hook = redis.call('HGET', KEYS[1], 'webhook')
+if hook and hook ~= '' then
+  redis.call('XADD', KEYS[5], '*', 'job', ARGV[10])
+end
+ack()
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
+return 1

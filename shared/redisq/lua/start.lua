@@ -1,0 +1,59 @@
+-- Start a claimed job, or finish it without running when it must not run.
+-- KEYS[1] job hash, KEYS[2] job stream, KEYS[3] result stream, KEYS[4] dead-letter stream
+-- ARGV[1] group, ARGV[2] stream entry id, ARGV[3] worker, ARGV[4] max attempts,
+-- ARGV[5] ttl ms, ARGV[6] job id, ARGV[7] expired error, ARGV[8] dead error,
+-- ARGV[9] interrupted error, ARGV[10] cancelled error
+-- Returns {'run', attempt, field, value, ...} or {outcome}.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[5])
+
+local function ack()
+  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('XDEL', KEYS[2], ARGV[2])
+end
+
+local function finish(status, err, http)
+  redis.call('HSET', KEYS[1], 'status', status, 'ended', now, 'error', err, 'http', http)
+  redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', status, 'error', err, 'http', http)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[3], ttl)
+  ack()
+end
+
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then
+  ack()
+  return {'gone'}
+end
+if st == 'succeeded' or st == 'failed' or st == 'cancelled' or st == 'expired' then
+  ack()
+  return {'done'}
+end
+if redis.call('HGET', KEYS[1], 'cancel') == '1' then
+  finish('cancelled', ARGV[10], 499)
+  return {'cancelled'}
+end
+if tonumber(redis.call('HGET', KEYS[1], 'deadline')) <= now then
+  finish('expired', ARGV[7], 504)
+  return {'expired'}
+end
+if st == 'running' and redis.call('HGET', KEYS[1], 'streamed') == '1' then
+  -- A reclaimed job whose output already reached its client: running it
+  -- again would show the client text twice.
+  finish('failed', ARGV[9], 500)
+  return {'interrupted'}
+end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if attempt > tonumber(ARGV[4]) then
+  redis.call('XADD', KEYS[4], '*', 'job', ARGV[6], 'error', 'too many attempts', 'at', now)
+  finish('failed', ARGV[8], 500)
+  return {'dead'}
+end
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[3], 'started', now)
+redis.call('XADD', KEYS[3], '*', 'type', 'start', 'attempt', attempt)
+redis.call('PEXPIRE', KEYS[3], ttl)
+local out = {'run', attempt}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all do out[#out + 1] = all[i] end
+return out

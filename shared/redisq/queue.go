@@ -1,0 +1,276 @@
+// Package redisq is Sluice's hot state in Redis: job streams per model and
+// priority, per-job result streams, usage and webhook streams. Every
+// multi-step change is one Lua script (lua/*.lua), so it is atomic and
+// touches one hash slot.
+package redisq
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+var (
+	//go:embed lua/enqueue.lua
+	enqueueLua string
+	//go:embed lua/start.lua
+	startLua string
+	//go:embed lua/complete.lua
+	completeLua string
+	//go:embed lua/cancel.lua
+	cancelLua string
+
+	enqueueScript  = redis.NewScript(enqueueLua)
+	startScript    = redis.NewScript(startLua)
+	completeScript = redis.NewScript(completeLua)
+	cancelScript   = redis.NewScript(cancelLua)
+)
+
+// Options tune the queue; zero values take the defaults noted.
+type Options struct {
+	ResultTTL   time.Duration // how long finished jobs are kept; default 24h
+	MaxAttempts int           // claims before a job is dead-lettered; default 3
+	MaxQueue    int64         // entries per stream before enqueue answers 503; default 100000
+}
+
+// Queue is the Redis side of the job path.
+type Queue struct {
+	rdb  redis.UniversalClient
+	opts Options
+}
+
+// New wraps a Redis client.
+func New(rdb redis.UniversalClient, opts Options) *Queue {
+	if opts.ResultTTL == 0 {
+		opts.ResultTTL = 24 * time.Hour
+	}
+	if opts.MaxAttempts == 0 {
+		opts.MaxAttempts = 3
+	}
+	if opts.MaxQueue == 0 {
+		opts.MaxQueue = 100000
+	}
+	return &Queue{rdb: rdb, opts: opts}
+}
+
+// Client returns the underlying Redis client.
+func (q *Queue) Client() redis.UniversalClient { return q.rdb }
+
+// translate maps Redis failures to sluice errors.
+func translate(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var se *sluice.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	return sluice.Unavailable("The queue is unavailable.", err)
+}
+
+func ms(d time.Duration) int64 { return d.Milliseconds() }
+
+func errJSON(msg, typ, code string) string {
+	b, _ := json.Marshal(sluice.ErrorBody{Message: msg, Type: typ, Code: code})
+	return string(b)
+}
+
+var (
+	expiredErr     = errJSON("The job's deadline passed before it could run.", "server_error", sluice.CodeDeadlineExceeded)
+	deadErr        = errJSON("The job failed too many times and was moved to the dead-letter queue.", "server_error", "max_attempts_exceeded")
+	interruptedErr = errJSON("The worker serving this stream stopped after output was sent; the stream cannot be resumed.", "server_error", "stream_interrupted")
+	cancelledErr   = errJSON("The job was cancelled.", "invalid_request_error", "cancelled")
+)
+
+// Enqueue stores a job and adds it to its model's stream. timeout is how long
+// it may take before it expires; the deadline is set by Redis's clock.
+func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duration) error {
+	stream := StreamKey(j.Model, j.Priority)
+	args := []any{j.ID, ms(q.opts.ResultTTL), ms(timeout), q.opts.MaxQueue,
+		"id", j.ID, "user", j.UserID, "key", j.KeyID, "model", j.Model, "endpoint", j.Endpoint,
+		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
+		"webhook", j.WebhookURL, "skey", stream}
+	res, err := enqueueScript.Run(ctx, q.rdb, []string{JobKey(j.ID), stream}, args...).Int64Slice()
+	if err != nil {
+		return translate(err)
+	}
+	if res[0] == 0 {
+		return &sluice.Error{Kind: sluice.KindUnavailable, Code: sluice.CodeNoCapacity,
+			Message: fmt.Sprintf("The queue for model %q is full; retry later.", j.Model)}
+	}
+	j.CreatedAt = time.UnixMilli(res[1])
+	j.Deadline = j.CreatedAt.Add(timeout)
+	return nil
+}
+
+func b2s(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// Event is one entry of a job's result stream.
+type Event struct {
+	ID     string
+	Type   string // start, chunk, end
+	Data   string // chunk: one SSE data payload
+	Status sluice.JobStatus
+	Result string // end: the upstream response body (non-streamed jobs)
+	Error  string // end: OpenAI error JSON
+	Usage  string // end: usage JSON
+	HTTP   int    // end: the status a synchronous caller should answer with
+}
+
+// Events reads result events after the id `after` ("0" for all), blocking up
+// to block for the first one. It returns none on timeout.
+func (q *Queue) Events(ctx context.Context, jobID, after string, block time.Duration) ([]Event, error) {
+	res, err := q.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{ResultKey(jobID), after}, Block: block, Count: 256}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, translate(err)
+	}
+	var out []Event
+	for _, s := range res {
+		for _, m := range s.Messages {
+			out = append(out, toEvent(m))
+		}
+	}
+	return out, nil
+}
+
+func toEvent(m redis.XMessage) Event {
+	e := Event{ID: m.ID}
+	e.Type, _ = m.Values["type"].(string)
+	e.Data, _ = m.Values["data"].(string)
+	st, _ := m.Values["status"].(string)
+	e.Status = sluice.JobStatus(st)
+	e.Result, _ = m.Values["result"].(string)
+	e.Error, _ = m.Values["error"].(string)
+	e.Usage, _ = m.Values["usage"].(string)
+	h, _ := m.Values["http"].(string)
+	e.HTTP, _ = strconv.Atoi(h)
+	return e
+}
+
+// Cancel cancels a job owned by owner ("" for any owner). It returns the
+// status after the call; sluice.ErrNotFound if there is no such job of owner's.
+func (q *Queue) Cancel(ctx context.Context, jobID, owner string) (sluice.JobStatus, error) {
+	if JobTag(jobID) == "" {
+		return "", sluice.ErrNotFound
+	}
+	st, err := cancelScript.Run(ctx, q.rdb, []string{JobKey(jobID), ResultKey(jobID)},
+		owner, cancelledErr, ms(q.opts.ResultTTL), CancelChannel, jobID).Text()
+	if err != nil {
+		return "", translate(err)
+	}
+	if st == "notfound" {
+		return "", sluice.ErrNotFound
+	}
+	if st == "cancelling" {
+		return sluice.JobRunning, nil
+	}
+	return sluice.JobStatus(st), nil
+}
+
+// Get returns a job as its owner sees it; ErrNotFound for anyone else's.
+func (q *Queue) Get(ctx context.Context, jobID, owner string) (*sluice.JobState, error) {
+	if JobTag(jobID) == "" {
+		return nil, sluice.ErrNotFound
+	}
+	h, err := q.rdb.HMGet(ctx, JobKey(jobID), "user", "status", "model", "endpoint", "created", "ended", "result", "error", "usage").Result()
+	if err != nil {
+		return nil, translate(err)
+	}
+	str := func(i int) string { s, _ := h[i].(string); return s }
+	if str(1) == "" || (owner != "" && str(0) != owner) {
+		return nil, sluice.ErrNotFound
+	}
+	js := &sluice.JobState{ID: jobID, Object: "job", Status: sluice.JobStatus(str(1)), Model: str(2), URL: str(3)}
+	if v, err := strconv.ParseInt(str(4), 10, 64); err == nil {
+		js.CreatedAt = v / 1000
+	}
+	if v, err := strconv.ParseInt(str(5), 10, 64); err == nil {
+		js.EndedAt = v / 1000
+	}
+	if r := str(6); r != "" {
+		js.Result = json.RawMessage(r)
+	}
+	if e := str(7); e != "" {
+		var eb sluice.ErrorBody
+		if json.Unmarshal([]byte(e), &eb) == nil {
+			js.Error = &eb
+		}
+	}
+	if u := str(8); u != "" {
+		var us sluice.Usage
+		if json.Unmarshal([]byte(u), &us) == nil {
+			js.Usage = &us
+		}
+	}
+	return js, nil
+}
+
+// Remember maps a user's idempotency key to a job id unless one is mapped
+// already; it returns the job id in force.
+func (q *Queue) Remember(ctx context.Context, userID, idemKey, jobID string) (string, bool, error) {
+	k := IdemKey(userID, idemKey)
+	ok, err := q.rdb.SetNX(ctx, k, jobID, q.opts.ResultTTL).Result()
+	if err != nil {
+		return "", false, translate(err)
+	}
+	if ok {
+		return jobID, true, nil
+	}
+	prev, err := q.rdb.Get(ctx, k).Result()
+	if err != nil {
+		return "", false, translate(err)
+	}
+	return prev, false, nil
+}
+
+// Forget drops an idempotency mapping (used when the enqueue after it failed).
+func (q *Queue) Forget(ctx context.Context, userID, idemKey string) {
+	q.rdb.Del(context.WithoutCancel(ctx), IdemKey(userID, idemKey))
+}
+
+// Depth returns the number of entries in each priority stream of a model.
+func (q *Queue) Depth(ctx context.Context, model string, priorities int) ([]int64, error) {
+	pipe := q.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, priorities)
+	for p := range priorities {
+		cmds[p] = pipe.XLen(ctx, StreamKey(model, p))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, translate(err)
+	}
+	out := make([]int64, priorities)
+	for p, c := range cmds {
+		out[p] = c.Val()
+	}
+	return out, nil
+}
+
+// splitFields turns a flat [k, v, k, v] reply into a map.
+func splitFields(vals []any) map[string]string {
+	m := make(map[string]string, len(vals)/2)
+	for i := 0; i+1 < len(vals); i += 2 {
+		k, _ := vals[i].(string)
+		v, _ := vals[i+1].(string)
+		m[k] = v
+	}
+	return m
+}
+
+func isBusyGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") }

@@ -1,0 +1,316 @@
+package redisq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// EnsureGroup creates a consumer group on a stream (and the stream) if missing.
+func (q *Queue) EnsureGroup(ctx context.Context, stream, group string) error {
+	err := q.rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err()
+	if err != nil && !isBusyGroup(err) {
+		return translate(err)
+	}
+	return nil
+}
+
+// Entry is a claimed stream entry.
+type Entry struct {
+	Stream string
+	ID     string
+	JobID  string
+}
+
+// Read claims up to count new entries from streams, checked in the order given
+// (so earlier streams, the higher priorities, are served first). With block >
+// 0 and nothing ready it waits up to block; Redis then returns at most count
+// entries per stream, so callers block only with count 1.
+func (q *Queue) Read(ctx context.Context, group, consumer string, streams []string, count int64, block time.Duration) ([]Entry, error) {
+	args := make([]string, 0, 2*len(streams))
+	args = append(args, streams...)
+	for range streams {
+		args = append(args, ">")
+	}
+	if block <= 0 {
+		block = -1 // go-redis: negative means no BLOCK argument
+	}
+	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumer,
+		Streams: args, Count: count, Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, translate(err)
+	}
+	var out []Entry
+	for _, s := range res {
+		for _, m := range s.Messages {
+			id, _ := m.Values["job"].(string)
+			out = append(out, Entry{Stream: s.Stream, ID: m.ID, JobID: id})
+		}
+	}
+	return out, nil
+}
+
+// Pending returns this consumer's own unacknowledged entries (after a
+// restart under the same name).
+func (q *Queue) Pending(ctx context.Context, group, consumer, stream string, count int64) ([]Entry, error) {
+	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumer,
+		Streams: []string{stream, "0"}, Count: count, Block: -1}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, translate(err)
+	}
+	var out []Entry
+	for _, s := range res {
+		for _, m := range s.Messages {
+			id, _ := m.Values["job"].(string)
+			out = append(out, Entry{Stream: s.Stream, ID: m.ID, JobID: id})
+		}
+	}
+	return out, nil
+}
+
+// AutoClaim takes up to count entries that have been idle longer than
+// minIdle, i.e. whose worker died: they become this consumer's.
+func (q *Queue) AutoClaim(ctx context.Context, group, consumer, stream string, minIdle time.Duration, count int64) ([]Entry, error) {
+	msgs, _, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: group, Consumer: consumer,
+		MinIdle: minIdle, Start: "0-0", Count: count}).Result()
+	if err != nil {
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		return nil, translate(err)
+	}
+	out := make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		id, _ := m.Values["job"].(string)
+		out = append(out, Entry{Stream: stream, ID: m.ID, JobID: id})
+	}
+	return out, nil
+}
+
+// Heartbeat resets the idle time of entries this consumer is running, so
+// AutoClaim elsewhere leaves them alone (XCLAIM JUSTID does not raise the
+// delivery count on Redis 7).
+func (q *Queue) Heartbeat(ctx context.Context, group, consumer, stream string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return translate(q.rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: stream, Group: group, Consumer: consumer,
+		MinIdle: 0, Messages: ids}).Err())
+}
+
+// Start outcomes.
+const (
+	StartRun         = "run"         // run the job
+	StartGone        = "gone"        // the job's hash expired; entry dropped
+	StartDone        = "done"        // already final; entry dropped
+	StartExpired     = "expired"     // deadline passed; job expired, unbilled
+	StartCancelled   = "cancelled"   // cancelled before it ran
+	StartDead        = "dead"        // too many attempts; dead-lettered
+	StartInterrupted = "interrupted" // output already streamed by a lost worker
+)
+
+// Claimed is a job that a worker may now run.
+type Claimed struct {
+	Entry   Entry
+	Job     sluice.Job
+	Attempt int
+}
+
+// Start moves a claimed entry's job to running, or finishes it without
+// running (expired, cancelled, dead-lettered). It returns the outcome and,
+// for StartRun, the job.
+func (q *Queue) Start(ctx context.Context, e Entry, group, worker, model string) (string, *Claimed, error) {
+	if JobTag(e.JobID) == "" {
+		q.rdb.XAck(ctx, e.Stream, group, e.ID)
+		q.rdb.XDel(ctx, e.Stream, e.ID)
+		return StartGone, nil, nil
+	}
+	res, err := startScript.Run(ctx, q.rdb,
+		[]string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), DeadKey(model)},
+		group, e.ID, worker, q.opts.MaxAttempts, ms(q.opts.ResultTTL), e.JobID,
+		expiredErr, deadErr, interruptedErr, cancelledErr).Slice()
+	if err != nil {
+		return "", nil, translate(err)
+	}
+	outcome, _ := res[0].(string)
+	if outcome != StartRun {
+		return outcome, nil, nil
+	}
+	attempt, _ := res[1].(int64)
+	f := splitFields(res[2:])
+	c := &Claimed{Entry: e, Attempt: int(attempt), Job: sluice.Job{
+		ID: f["id"], UserID: f["user"], KeyID: f["key"], Model: f["model"], Endpoint: f["endpoint"],
+		Body: json.RawMessage(f["body"]), Stream: f["stream"] == "1", Async: f["async"] == "1",
+		WebhookURL: f["webhook"],
+	}}
+	c.Job.Priority, _ = strconv.Atoi(f["prio"])
+	if v, err := strconv.ParseInt(f["created"], 10, 64); err == nil {
+		c.Job.CreatedAt = time.UnixMilli(v)
+	}
+	if v, err := strconv.ParseInt(f["deadline"], 10, 64); err == nil {
+		c.Job.Deadline = time.UnixMilli(v)
+	}
+	return StartRun, c, nil
+}
+
+// Chunk appends one streamed chunk to a job's result stream. The first chunk
+// also marks the job as having shown output, so a reclaim will not rerun it.
+func (q *Queue) Chunk(ctx context.Context, jobID, data string, first bool) error {
+	if first {
+		pipe := q.rdb.TxPipeline()
+		pipe.HSet(ctx, JobKey(jobID), "streamed", "1")
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: ResultKey(jobID), Values: []any{"type", "chunk", "data", data}})
+		_, err := pipe.Exec(ctx)
+		return translate(err)
+	}
+	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: ResultKey(jobID), Values: []any{"type", "chunk", "data", data}}).Err())
+}
+
+// Outcome is how a job ended, as the worker reports it.
+type Outcome struct {
+	Status sluice.JobStatus
+	Result []byte            // upstream response body, for non-streamed jobs
+	Error  *sluice.ErrorBody // for failed jobs
+	HTTP   int               // status for a synchronous caller
+	Usage  *sluice.UsageEvent
+}
+
+// Complete records a job's end: result, usage event and ack in one atomic
+// script. It returns false when the job was already final (a duplicate).
+func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) (bool, error) {
+	var errS, usageS, evS string
+	if o.Error != nil {
+		b, _ := json.Marshal(o.Error)
+		errS = string(b)
+	}
+	if o.Usage != nil {
+		b, _ := json.Marshal(o.Usage.Usage)
+		usageS = string(b)
+		b, _ = json.Marshal(o.Usage)
+		evS = string(b)
+	}
+	tag := JobTag(e.JobID)
+	n, err := completeScript.Run(ctx, q.rdb,
+		[]string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), UsageKey(tag), HooksKey(tag)},
+		group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID).Int64()
+	if err != nil {
+		return false, translate(err)
+	}
+	return n == 1, nil
+}
+
+// Release hands a claimed but unstarted-upstream entry back at once (drain):
+// the job returns to queued and its entry becomes claimable by others.
+func (q *Queue) Release(ctx context.Context, group string, e Entry) error {
+	pipe := q.rdb.TxPipeline()
+	pipe.HSet(ctx, JobKey(e.JobID), "status", "queued")
+	pipe.HIncrBy(ctx, JobKey(e.JobID), "attempts", -1)
+	// Re-adding puts the job at the tail of its stream; acking the old entry
+	// removes it from this worker's pending list.
+	pipe.XAdd(ctx, &redis.XAddArgs{Stream: e.Stream, Values: []any{"job", e.JobID}})
+	pipe.XAck(ctx, e.Stream, group, e.ID)
+	pipe.XDel(ctx, e.Stream, e.ID)
+	_, err := pipe.Exec(ctx)
+	return translate(err)
+}
+
+// JobWebhook returns what a webhook delivery needs about a job.
+func (q *Queue) JobWebhook(ctx context.Context, jobID string) (url string, state *sluice.JobState, err error) {
+	url, err = q.rdb.HGet(ctx, JobKey(jobID), "webhook").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil, sluice.ErrNotFound
+	}
+	if err != nil {
+		return "", nil, translate(err)
+	}
+	state, err = q.Get(ctx, jobID, "")
+	return url, state, err
+}
+
+// UsageEntry is one usage event waiting to be written.
+type UsageEntry struct {
+	Stream string
+	ID     string
+	Data   string
+}
+
+func toUsage(res []redis.XStream) []UsageEntry {
+	var out []UsageEntry
+	for _, s := range res {
+		for _, m := range s.Messages {
+			d, _ := m.Values["ev"].(string)
+			out = append(out, UsageEntry{Stream: s.Stream, ID: m.ID, Data: d})
+		}
+	}
+	return out
+}
+
+// ReadUsage takes up to count new usage events per stream, waiting up to block.
+func (q *Queue) ReadUsage(ctx context.Context, consumer string, streams []string, count int64, block time.Duration) ([]UsageEntry, error) {
+	args := append([]string{}, streams...)
+	for range streams {
+		args = append(args, ">")
+	}
+	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: GroupUsage, Consumer: consumer, Streams: args, Count: count, Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	return toUsage(res), translate(err)
+}
+
+// PendingUsage returns this consumer's unacknowledged usage events.
+func (q *Queue) PendingUsage(ctx context.Context, consumer, stream string, count int64) ([]UsageEntry, error) {
+	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: GroupUsage, Consumer: consumer, Streams: []string{stream, "0"}, Count: count, Block: -1}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	return toUsage(res), translate(err)
+}
+
+// AutoClaimUsage takes usage events a dead writer left unacknowledged.
+func (q *Queue) AutoClaimUsage(ctx context.Context, consumer, stream string, minIdle time.Duration, count int64) ([]UsageEntry, error) {
+	msgs, _, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: GroupUsage, Consumer: consumer,
+		MinIdle: minIdle, Start: "0-0", Count: count}).Result()
+	if err != nil {
+		return nil, translate(err)
+	}
+	return toUsage([]redis.XStream{{Stream: stream, Messages: msgs}}), nil
+}
+
+// AckUsage acknowledges and deletes written usage events.
+func (q *Queue) AckUsage(ctx context.Context, es []UsageEntry) error {
+	pipe := q.rdb.Pipeline()
+	for _, e := range es {
+		pipe.XAck(ctx, e.Stream, GroupUsage, e.ID)
+		pipe.XDel(ctx, e.Stream, e.ID)
+	}
+	_, err := pipe.Exec(ctx)
+	return translate(err)
+}
+
+// AckHook acknowledges a delivered (or given-up) webhook entry.
+func (q *Queue) AckHook(ctx context.Context, e Entry) error {
+	pipe := q.rdb.Pipeline()
+	pipe.XAck(ctx, e.Stream, GroupHooks, e.ID)
+	pipe.XDel(ctx, e.Stream, e.ID)
+	_, err := pipe.Exec(ctx)
+	return translate(err)
+}
+
+// DeadLetter records a job that failed for good, with its reason.
+func (q *Queue) DeadLetter(ctx context.Context, model, jobID, reason string) error {
+	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: DeadKey(model), MaxLen: 100000, Approx: true,
+		Values: []any{"job", jobID, "error", reason}}).Err())
+}

@@ -1,0 +1,94 @@
+package sluice
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// JobStatus is a job's state; terminal states never change again.
+type JobStatus string
+
+// Job states, as GET /v1/jobs/{id} reports them.
+const (
+	JobQueued    JobStatus = "queued"
+	JobRunning   JobStatus = "running"
+	JobSucceeded JobStatus = "succeeded"
+	JobFailed    JobStatus = "failed"
+	JobCancelled JobStatus = "cancelled"
+	JobExpired   JobStatus = "expired"
+)
+
+// Terminal reports whether s is a final state.
+func (s JobStatus) Terminal() bool {
+	switch s {
+	case JobSucceeded, JobFailed, JobCancelled, JobExpired:
+		return true
+	}
+	return false
+}
+
+// Endpoint kinds a job targets, i.e. the upstream OpenAI route.
+const (
+	EndpointChat       = "/v1/chat/completions"
+	EndpointCompletion = "/v1/completions"
+)
+
+// Job is one inference request travelling through the queue.
+type Job struct {
+	ID         string          `json:"id"`
+	UserID     string          `json:"user_id"`
+	KeyID      string          `json:"key_id,omitempty"`
+	Model      string          `json:"model"`
+	Endpoint   string          `json:"endpoint"` // EndpointChat or EndpointCompletion
+	Body       json.RawMessage `json:"body"`     // the normalised upstream request
+	Stream     bool            `json:"stream"`   // relay chunks as they come
+	Priority   int             `json:"priority"` // 0 is served first
+	Async      bool            `json:"async"`
+	WebhookURL string          `json:"webhook_url,omitempty"`
+	CreatedAt  time.Time       `json:"created_at"`
+	Deadline   time.Time       `json:"deadline"`
+}
+
+// Usage is the token count of one job, as the engine reported it.
+type Usage struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	TotalTokens      int64 `json:"total_tokens"`
+	CachedTokens     int64 `json:"cached_tokens,omitempty"`
+}
+
+// UsageEvent is what the worker records once per finished job; the job id is
+// its key, so a redelivered event is never counted twice.
+type UsageEvent struct {
+	JobID     string    `json:"job_id"`
+	UserID    string    `json:"user_id"`
+	KeyID     string    `json:"key_id,omitempty"`
+	Model     string    `json:"model"`
+	Status    JobStatus `json:"status"`
+	Usage     Usage     `json:"usage"`
+	LatencyMS int64     `json:"latency_ms"`
+	CreatedAt time.Time `json:"created_at"` // the job's creation time
+	EndedAt   time.Time `json:"ended_at"`
+}
+
+// JobState is a job as a client may see it.
+type JobState struct {
+	ID        string          `json:"id"`
+	Object    string          `json:"object"`
+	Status    JobStatus       `json:"status"`
+	Model     string          `json:"model"`
+	URL       string          `json:"url"`
+	CreatedAt int64           `json:"created_at"`
+	EndedAt   int64           `json:"ended_at,omitempty"`
+	Result    json.RawMessage `json:"result,omitempty"`
+	Error     *ErrorBody      `json:"error,omitempty"`
+	Usage     *Usage          `json:"usage,omitempty"`
+}
+
+// ErrorBody is the OpenAI error object, as stored with a failed job.
+type ErrorBody struct {
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Param   any    `json:"param"`
+	Code    any    `json:"code"`
+}

@@ -1,0 +1,60 @@
+package sluice
+
+import "time"
+
+// Role names from the design's auth.rbac block.
+const (
+	RoleAdmin     = "admin"
+	RoleDeveloper = "developer"
+	RoleUser      = "user"
+)
+
+// Permissions from the design's auth.rbac block.
+const (
+	PermAll              = "*"
+	PermModelRead        = "model:read"
+	PermModelWrite       = "model:write"
+	PermInferenceExecute = "inference:execute"
+)
+
+// Tier names from the design's tiers block.
+const (
+	TierFree       = "free"
+	TierPro        = "pro"
+	TierEnterprise = "enterprise"
+)
+
+// Principal is who a request acts for, as resolved from a credential.
+type Principal struct {
+	UserID   string
+	Email    string
+	Role     string
+	Tier     string
+	KeyID    string   // the API key used; empty for a session token
+	Scopes   []string // key scopes; empty means the owner's permissions
+	Models   []string // key model allowlist; empty means all models
+	Disabled bool
+}
+
+// User is an account.
+type User struct {
+	ID        string
+	Email     string
+	Role      string
+	Tier      string
+	Disabled  bool
+	CreatedAt time.Time
+}
+
+// APIKey is a stored key. The secret itself is never stored, only its HMAC.
+type APIKey struct {
+	ID         string
+	UserID     string
+	Name       string
+	Prefix     string // display prefix, e.g. "sk-sluice-AbC1"
+	Hash       []byte
+	CreatedAt  time.Time
+	LastUsedAt *time.Time
+	ExpiresAt  *time.Time
+	RevokedAt  *time.Time
+}
