@@ -28,7 +28,8 @@ func main() {
 }
 
 const usage = `usage:
-  sluice dev [--no-worker] [--dir .sluice]   run the local stack
+  sluice dev [--no-worker] [--dir .sluice] [--sim-args "..."]
+                                              run the local stack
   sluice migrate                              apply database migrations
   sluice key create --email E [--tier free|pro|enterprise] [--role user|developer|admin] [--name N]
                                               create a user if needed and print a new API key
@@ -69,6 +70,7 @@ func dev(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger,
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	noWorker := fs.Bool("no-worker", false, "serve the functions without the in-process worker")
 	dir := fs.String("dir", ".sluice", "state folder (embedded database, keys)")
+	simArgs := fs.String("sim-args", "", "extra flags for the simulator engines, e.g. \"--inter-token-latency 20ms\"")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,7 +79,7 @@ func dev(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger,
 		return err
 	}
 	st, err := devstack.Start(ctx, devstack.Options{Config: cfg, Log: log, Dir: *dir, NoWorker: *noWorker,
-		SimBin: getenv("SLUICE_SIM"), Out: stdout}, nil)
+		SimBin: getenv("SLUICE_SIM"), SimArgs: strings.Fields(*simArgs), Out: stdout}, nil)
 	if err != nil {
 		return err
 	}

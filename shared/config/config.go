@@ -222,9 +222,23 @@ func Parse(file []byte) (*Config, error) {
 	if err := decode(defaultYAML, &cfg); err != nil {
 		return nil, fmt.Errorf("config: built-in defaults: %w", err)
 	}
+	var own Config // what the file itself sets, to tell its keys from the defaults'
 	if len(file) > 0 {
 		if err := decode(file, &cfg); err != nil {
 			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := decode(file, &own); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	// A file that lists its own models drops the default prices of the
+	// models it no longer serves; a price it sets for an unknown model stays
+	// and fails validation.
+	for name := range cfg.Pricing {
+		if _, ok := cfg.Model(name); !ok {
+			if _, set := own.Pricing[name]; !set {
+				delete(cfg.Pricing, name)
+			}
 		}
 	}
 	cfg.applyDefaults()

@@ -26,8 +26,8 @@ func (m *Micros) UnmarshalYAML(n *yaml.Node) error {
 
 // ParseMicros converts a decimal string ("29", "0.0001", "1.5e-4") to exact
 // micro-units.
-func ParseMicros(s string) (Micros, error) {
-	s = strings.TrimSpace(s)
+func ParseMicros(orig string) (Micros, error) {
+	s := strings.TrimSpace(orig)
 	s = strings.TrimPrefix(s, "$")
 	if s == "" {
 		return 0, fmt.Errorf("empty amount")
@@ -64,7 +64,7 @@ func ParseMicros(s string) (Micros, error) {
 	if shift < 0 {
 		cut := len(digits) + shift
 		if cut < 0 || strings.Trim(digits[max(cut, 0):], "0") != "" {
-			return 0, fmt.Errorf("amount %q cannot be represented exactly in micro-units (at most 6 decimals)", s)
+			return 0, fmt.Errorf("amount %q cannot be represented exactly in micro-units (at most 6 decimals)", orig)
 		}
 		digits = digits[:cut]
 		shift = 0

@@ -1,0 +1,46 @@
+# Sluice: `make run` brings up the local stack, `make test` runs the suite.
+SHELL := /bin/bash
+GO ?= go
+export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+SIM := bin/vllm-sim
+
+.PHONY: run test test-short bench drill sim vet fuzz build clean
+
+## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
+run: sim
+	$(GO) run ./cmd/sluice dev
+
+## test: the whole suite against real PostgreSQL, Redis and the simulator
+test: sim
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) test -count=1 -timeout 15m ./...
+
+## bench: added latency and throughput of the platform against the simulator called directly
+bench: sim
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench
+
+## drill: fault drills (kill -9 a worker mid-run)
+drill: sim
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill
+
+## fuzz: one minute per fuzz target
+fuzz:
+	$(GO) test ./shared/apikey -run '^$$' -fuzz FuzzParse -fuzztime 60s
+	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzParse -fuzztime 60s
+	$(GO) test ./shared/rbac -run '^$$' -fuzz FuzzAllowed -fuzztime 60s
+	$(GO) test ./shared/config -run '^$$' -fuzz FuzzParseMicros -fuzztime 60s
+
+vet:
+	$(GO) vet ./...
+
+build:
+	$(GO) build ./...
+
+## sim: build llm-d-inference-sim (the stand-in for vLLM) from its own tools module
+sim: $(SIM)
+$(SIM): tools/vllmsim/go.mod
+	@mkdir -p bin
+	cd tools/vllmsim && CGO_ENABLED=0 $(GO) build -o ../../$(SIM) github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim
+
+clean:
+	rm -rf bin .sluice

@@ -1,0 +1,644 @@
+// Command sluice-bench measures what Sluice adds on top of its engine: the
+// latency and throughput of chat completions sent through the platform
+// (submit → Redis → worker → engine → back) against the same requests sent
+// to the engine directly, both in one run.
+//
+// It starts one llm-d-inference-sim with zero latency, so every millisecond
+// measured is HTTP, JSON, Redis and scheduling, and the whole Sluice stack in
+// this process (devstack.Start, with its worker) against a fresh PostgreSQL
+// database and a dedicated Redis database index. The two phases alternate
+// over several rounds so that machine noise hits both, and the report gives
+// per-phase medians across rounds as a Markdown table (stdout, and -out).
+//
+// Run it with `make bench`, or:
+//
+//	SLUICE_SIM=$PWD/bin/vllm-sim go run ./cmd/sluice-bench [-c 32] [-n 3000] [-rounds 3] [-stream] [-out FILE]
+//
+// Environment: BENCH_DATABASE_URL or TEST_DATABASE_URL (an admin URL; a
+// database sluice_bench_<random> is created there and dropped at the end),
+// TEST_REDIS_URL (its database index is replaced by -redis-db, which is
+// flushed before and after), SLUICE_SIM (the simulator binary).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/internal/devstack"
+	"github.com/sluice-ai/sluice/shared/config"
+)
+
+const model = "bench-7b"
+
+// options are the command-line settings.
+type options struct {
+	concurrency int
+	requests    int
+	warmup      int
+	rounds      int
+	maxTokens   int
+	stream      bool
+	out         string
+	sim         string
+	maxNumSeqs  int
+	redisDB     int
+	timeout     time.Duration
+	keep        bool
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses flags, runs the benchmark and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.IntVar(&o.concurrency, "c", 32, "concurrent requests in flight")
+	fs.IntVar(&o.requests, "n", 3000, "requests per phase per round")
+	fs.IntVar(&o.warmup, "warmup", 300, "warm-up requests per phase before the first round")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each runs both phases, in alternating order")
+	fs.IntVar(&o.maxTokens, "max-tokens", 16, "max_tokens of each request")
+	fs.BoolVar(&o.stream, "stream", false, "stream the responses (SSE) and also measure time to first chunk")
+	fs.StringVar(&o.out, "out", "", "also write the Markdown report to this file")
+	fs.StringVar(&o.sim, "sim", os.Getenv("SLUICE_SIM"), "simulator binary (default $SLUICE_SIM or bin/vllm-sim)")
+	fs.IntVar(&o.maxNumSeqs, "max-num-seqs", 64, "simulator --max-num-seqs and the model's max_batch_size")
+	fs.IntVar(&o.redisDB, "redis-db", 9, "Redis database index used (flushed before and after)")
+	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs) after the run")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if o.concurrency < 1 || o.requests < 1 || o.rounds < 1 || o.warmup < 0 || o.maxTokens < 1 || o.maxNumSeqs < 1 ||
+		o.redisDB < 0 || o.redisDB > 15 {
+		fmt.Fprintln(stderr, "sluice-bench: -c, -n, -rounds, -max-tokens and -max-num-seqs must be positive, -warmup not negative, -redis-db 0..15")
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	report, err := bench(ctx, o, stderr)
+	if report != "" {
+		fmt.Fprint(stdout, report)
+		if o.out != "" {
+			if werr := os.WriteFile(o.out, []byte(report), 0o644); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice-bench:", err)
+		return 1
+	}
+	return 0
+}
+
+// bench sets everything up, runs the rounds and tears down; it returns the
+// report (possibly with an error, e.g. when requests failed).
+func bench(ctx context.Context, o options, stderr io.Writer) (report string, err error) {
+	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "sluice-bench: "+format+"\n", a...) }
+
+	dir, err := os.MkdirTemp("", "sluice-bench-")
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if o.keep {
+			progress("kept %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	}()
+
+	// Database and Redis of our own.
+	adminURL := firstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "BENCH_DATABASE_URL", "TEST_DATABASE_URL")
+	dbURL, dropDB, err := createDatabase(ctx, adminURL, "sluice_bench_")
+	if err != nil {
+		return "", err
+	}
+	defer dropDB()
+	redisURL, err := redisDBURL(firstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), o.redisDB)
+	if err != nil {
+		return "", err
+	}
+	rdb, err := flushRedis(ctx, redisURL)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer fcancel()
+		rdb.FlushDB(fctx)
+		rdb.Close()
+	}()
+
+	// The engine: zero latency, enough sequences that it is never the bottleneck.
+	bin, err := devstack.SimBinary(o.sim)
+	if err != nil {
+		return "", err
+	}
+	const maxModelLen = 2048
+	sim, err := devstack.StartSim(ctx, bin, model, maxModelLen, o.maxNumSeqs, filepath.Join(dir, "sim.log"),
+		"--time-to-first-token", "0", "--inter-token-latency", "0")
+	if err != nil {
+		return "", fmt.Errorf("simulator: %w", err)
+	}
+	defer sim.Stop()
+
+	// The stack, in this process, with its worker.
+	// pricing: null drops the built-in prices of the built-in models, which
+	// would otherwise fail validation (no such model).
+	yml := fmt.Sprintf("inference:\n  models:\n    - name: %s\n      max_batch_size: %d\n      max_model_len: %d\n      endpoints: [%s]\npricing: null\n",
+		model, o.maxNumSeqs, maxModelLen, sim.URL)
+	cfg, err := config.Parse([]byte(yml))
+	if err != nil {
+		return "", err
+	}
+	cfg.Env = config.Env{DatabaseURL: dbURL, RedisURL: redisURL, KeyPepper: randHex(32),
+		WebhookSecret: randHex(32), Addr: "127.0.0.1:0", WorkerName: "bench-worker"}
+	logf, err := os.Create(filepath.Join(dir, "sluice.log"))
+	if err != nil {
+		return "", err
+	}
+	defer logf.Close()
+	log := slog.New(slog.NewJSONHandler(logf, nil))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	stackCtx, stopStack := context.WithCancel(ctx)
+	st, err := devstack.Start(stackCtx, devstack.Options{Config: cfg, Log: log, Dir: filepath.Join(dir, "state")}, ln)
+	if err != nil {
+		stopStack()
+		ln.Close()
+		return "", fmt.Errorf("stack: %w", err)
+	}
+	defer func() {
+		stopStack()
+		stopped := make(chan error, 1)
+		go func() { stopped <- st.Wait() }()
+		select {
+		case <-stopped:
+		case <-time.After(45 * time.Second):
+			progress("the stack did not stop within 45s")
+		}
+	}()
+	progress("simulator %s, Sluice http://%s, temp %s", sim.URL, st.Addr, dir)
+
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+		Proxy:               nil, // loopback only
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        4 * o.concurrency,
+		MaxIdleConnsPerHost: 2 * o.concurrency,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}}
+	body := requestBody(o.maxTokens, o.stream)
+	phases := []target{
+		{name: "direct (simulator)", url: sim.URL + "/v1/chat/completions"},
+		{name: "through Sluice", url: "http://" + st.Addr + "/v1/chat/completions", auth: "Bearer " + st.AdminKey},
+	}
+
+	if o.warmup > 0 {
+		for _, p := range phases {
+			r := load(ctx, client, p, body, o.warmup, o.concurrency, o.stream)
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			if r.errors > 0 {
+				return "", fmt.Errorf("warm-up %s: %d of %d requests failed, e.g. %s", p.name, r.errors, o.warmup, r.firstErr)
+			}
+		}
+	}
+	results := make([][]phaseResult, len(phases)) // [phase][round]
+	for round := range o.rounds {
+		order := []int{0, 1}
+		if round%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, i := range order {
+			r := load(ctx, client, phases[i], body, o.requests, o.concurrency, o.stream)
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			results[i] = append(results[i], r)
+			progress("round %d/%d %-20s p50 %7.2f ms  p99 %7.2f ms  %8.1f req/s  errors %d",
+				round+1, o.rounds, phases[i].name, ms(r.lat.p50), ms(r.lat.p99), r.rps, r.errors)
+		}
+	}
+	info := machineInfo(ctx, rdb, dbURL)
+	report = render(o, phases, results, info)
+	var failed int
+	for _, rs := range results {
+		for _, r := range rs {
+			failed += r.errors
+		}
+	}
+	if failed > 0 {
+		return report, fmt.Errorf("%d requests failed", failed)
+	}
+	return report, nil
+}
+
+// target is one phase's endpoint.
+type target struct {
+	name string
+	url  string
+	auth string
+}
+
+func requestBody(maxTokens int, stream bool) []byte {
+	b := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":%d`,
+		model, maxTokens)
+	if stream {
+		b += `,"stream":true`
+	}
+	return []byte(b + "}")
+}
+
+// percentiles of one sample.
+type percentiles struct{ p50, p90, p99 time.Duration }
+
+// phaseResult is one phase of one round.
+type phaseResult struct {
+	lat      percentiles // whole response
+	ttfb     percentiles // first SSE chunk (stream mode)
+	rps      float64
+	errors   int
+	firstErr string
+}
+
+// load sends n requests with c in flight and measures them.
+func load(ctx context.Context, client *http.Client, t target, body []byte, n, c int, stream bool) phaseResult {
+	var next atomic.Int64
+	lat := make([]time.Duration, n)
+	ttfb := make([]time.Duration, n)
+	ok := make([]bool, n)
+	var mu sync.Mutex
+	var errs int
+	var firstErr string
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range min(c, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				total, first, err := one(ctx, client, t, body, stream)
+				if err != nil {
+					mu.Lock()
+					errs++
+					if firstErr == "" {
+						firstErr = err.Error()
+					}
+					mu.Unlock()
+					continue
+				}
+				lat[i], ttfb[i], ok[i] = total, first, true
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var good, goodTTFB []time.Duration
+	for i := range n {
+		if ok[i] {
+			good = append(good, lat[i])
+			goodTTFB = append(goodTTFB, ttfb[i])
+		}
+	}
+	return phaseResult{lat: pct(good), ttfb: pct(goodTTFB), rps: float64(len(good)) / elapsed.Seconds(),
+		errors: errs, firstErr: firstErr}
+}
+
+// one sends a request and reads the whole response; it returns the total
+// time and, for streams, the time to the first data chunk.
+func one(ctx context.Context, client *http.Client, t target, body []byte, stream bool) (total, first time.Duration, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(body))
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if t.auth != "" {
+		req.Header.Set("Authorization", t.auth)
+	}
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return 0, 0, fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	if !stream {
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return 0, 0, err
+		}
+		total = time.Since(start)
+		if !bytes.Contains(b, []byte(`"choices"`)) {
+			return 0, 0, fmt.Errorf("no choices in the response: %.200s", b)
+		}
+		return total, total, nil
+	}
+	br := bufio.NewReaderSize(resp.Body, 16<<10)
+	done := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if data, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+			if first == 0 {
+				first = time.Since(start)
+			}
+			data = bytes.TrimSpace(data)
+			if bytes.HasPrefix(data, []byte(`{"error"`)) {
+				return 0, 0, fmt.Errorf("error event: %.200s", data)
+			}
+			if string(data) == "[DONE]" {
+				done = true
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return 0, 0, err
+		}
+	}
+	total = time.Since(start)
+	if !done {
+		return 0, 0, errors.New("stream ended without [DONE]")
+	}
+	return total, first, nil
+}
+
+// pct returns nearest-rank percentiles.
+func pct(d []time.Duration) percentiles {
+	if len(d) == 0 {
+		return percentiles{}
+	}
+	slices.Sort(d)
+	at := func(p float64) time.Duration {
+		i := int(math.Ceil(p*float64(len(d)))) - 1
+		return d[min(max(i, 0), len(d)-1)]
+	}
+	return percentiles{p50: at(0.50), p90: at(0.90), p99: at(0.99)}
+}
+
+// median of per-round values.
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// summary is one phase's medians across rounds.
+type summary struct {
+	p50, p90, p99, t50, t90, t99, rps float64
+	errors                            int
+}
+
+func summarize(rs []phaseResult) summary {
+	col := func(f func(phaseResult) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		return median(v)
+	}
+	s := summary{
+		p50: col(func(r phaseResult) float64 { return ms(r.lat.p50) }),
+		p90: col(func(r phaseResult) float64 { return ms(r.lat.p90) }),
+		p99: col(func(r phaseResult) float64 { return ms(r.lat.p99) }),
+		t50: col(func(r phaseResult) float64 { return ms(r.ttfb.p50) }),
+		t90: col(func(r phaseResult) float64 { return ms(r.ttfb.p90) }),
+		t99: col(func(r phaseResult) float64 { return ms(r.ttfb.p99) }),
+		rps: col(func(r phaseResult) float64 { return r.rps }),
+	}
+	for _, r := range rs {
+		s.errors += r.errors
+	}
+	return s
+}
+
+// render writes the Markdown report.
+func render(o options, phases []target, results [][]phaseResult, info string) string {
+	var b strings.Builder
+	mode := "non-streaming"
+	if o.stream {
+		mode = "streaming, SSE"
+	}
+	fmt.Fprintf(&b, "## Platform overhead: Sluice against the engine called directly (%s)\n\n", mode)
+	fmt.Fprintf(&b, "Command: `%s`\n\n", command())
+	fmt.Fprintf(&b, "Machine: %s\n\n", info)
+	fmt.Fprintf(&b, "Setup: one llm-d-inference-sim (`--time-to-first-token 0 --inter-token-latency 0 --max-num-seqs %d`), "+
+		"model `%s`, `max_tokens` %d, %d requests in flight, %d requests per phase per round after %d warm-up requests, "+
+		"%d rounds alternating the phase order. \"Through Sluice\" is the whole stack in one process (devstack.Start: "+
+		"gateway → submit → Redis stream → worker (max_batch_size %d) → engine → result stream → submit) with a real PostgreSQL and Redis on the same machine; "+
+		"the load generator, the engine, Redis and PostgreSQL share the same CPUs. Figures are medians across rounds of each round's percentile.\n\n",
+		o.maxNumSeqs, model, o.maxTokens, o.concurrency, o.requests, o.warmup, o.rounds, o.maxNumSeqs)
+
+	sums := make([]summary, len(phases))
+	for i := range phases {
+		sums[i] = summarize(results[i])
+	}
+	if o.stream {
+		b.WriteString("| Phase | p50 ms | p90 ms | p99 ms | first chunk p50 ms | first chunk p99 ms | req/s | errors |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for i, p := range phases {
+			s := sums[i]
+			fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %d |\n", p.name, s.p50, s.p90, s.p99, s.t50, s.t99, s.rps, s.errors)
+		}
+	} else {
+		b.WriteString("| Phase | p50 ms | p90 ms | p99 ms | req/s | errors |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|\n")
+		for i, p := range phases {
+			s := sums[i]
+			fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f | %.0f | %d |\n", p.name, s.p50, s.p90, s.p99, s.rps, s.errors)
+		}
+	}
+	d, s := sums[0], sums[1]
+	ratio := 0.0
+	if d.rps > 0 {
+		ratio = s.rps / d.rps
+	}
+	fmt.Fprintf(&b, "\nAdded latency: p50 **%+.2f ms**, p99 **%+.2f ms**", s.p50-d.p50, s.p99-d.p99)
+	if o.stream {
+		fmt.Fprintf(&b, "; first chunk p50 **%+.2f ms**, p99 **%+.2f ms**", s.t50-d.t50, s.t99-d.t99)
+	}
+	fmt.Fprintf(&b, ". Throughput through Sluice: **%.0f%%** of direct (%.0f vs %.0f req/s).\n\n", 100*ratio, s.rps, d.rps)
+
+	b.WriteString("<details><summary>Per round</summary>\n\n")
+	b.WriteString("| Round | Phase | p50 ms | p90 ms | p99 ms | first chunk p50 ms | req/s | errors |\n|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	for round := range o.rounds {
+		for i, p := range phases {
+			r := results[i][round]
+			first := "–"
+			if o.stream {
+				first = fmt.Sprintf("%.2f", ms(r.ttfb.p50))
+			}
+			fmt.Fprintf(&b, "| %d | %s | %.2f | %.2f | %.2f | %s | %.0f | %d |\n", round+1, p.name,
+				ms(r.lat.p50), ms(r.lat.p90), ms(r.lat.p99), first, r.rps, r.errors)
+		}
+	}
+	b.WriteString("\n</details>\n")
+	return b.String()
+}
+
+// command is the command line as a user would type it, flags included.
+func command() string {
+	parts := []string{"go run ./cmd/sluice-bench"}
+	for _, a := range os.Args[1:] {
+		if strings.ContainsAny(a, " \t'\"$") {
+			a = strconv.Quote(a)
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+// machineInfo describes the machine and the services' versions.
+func machineInfo(ctx context.Context, rdb *redis.Client, dbURL string) string {
+	parts := []string{fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				parts[0] += " (" + strings.TrimSpace(strings.TrimLeft(v, " \t:")) + ")"
+				break
+			}
+		}
+	}
+	parts = append(parts, runtime.Version())
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if s, err := rdb.Info(qctx, "server").Result(); err == nil {
+		for _, line := range strings.Split(s, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+				parts = append(parts, "Redis "+v)
+			}
+		}
+	}
+	if conn, err := pgx.Connect(qctx, dbURL); err == nil {
+		var v string
+		if conn.QueryRow(qctx, "SHOW server_version").Scan(&v) == nil {
+			parts = append(parts, "PostgreSQL "+strings.Fields(v)[0])
+		}
+		conn.Close(qctx)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// firstEnv returns the first set variable of names, or def.
+func firstEnv(def string, names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return def
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) //nolint:errcheck // crypto/rand never fails on Linux
+	return hex.EncodeToString(b)
+}
+
+// createDatabase creates a fresh database next to adminURL's and returns its
+// URL and a function that drops it.
+func createDatabase(ctx context.Context, adminURL, prefix string) (string, func(), error) {
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("database URL: %w", err)
+	}
+	name := prefix + randHex(6)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, adminURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("PostgreSQL at %s: %w", u.Redacted(), err)
+	}
+	defer conn.Close(context.WithoutCancel(cctx))
+	if _, err := conn.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", nil, fmt.Errorf("create database: %w", err)
+	}
+	drop := func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer dcancel()
+		c, err := pgx.Connect(dctx, adminURL)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sluice-bench: drop database:", err)
+			return
+		}
+		defer c.Close(dctx)
+		if _, err := c.Exec(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			fmt.Fprintln(os.Stderr, "sluice-bench: drop database:", err)
+		}
+	}
+	u.Path = "/" + name
+	return u.String(), drop, nil
+}
+
+// redisDBURL returns base with its database index replaced by db.
+func redisDBURL(base string, db int) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return "", fmt.Errorf("redis URL %q: want redis://host:port[/db]", base)
+	}
+	u.Path = "/" + strconv.Itoa(db)
+	return u.String(), nil
+}
+
+// flushRedis connects to url and empties its database.
+func flushRedis(ctx context.Context, url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	c := redis.NewClient(opt)
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.FlushDB(fctx).Err(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,145 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/sluice-ai/sluice/shared/config"
+)
+
+func TestDefaultsAreTheDesign(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := c.Model("llama-2-7b"); !ok || m.Replicas != 3 || m.MaxBatchSize != 32 || m.GPUMemory != "16GB" {
+		t.Fatalf("llama-2-7b = %+v", m)
+	}
+	if m, ok := c.Model("mistral-7b"); !ok || m.Replicas != 2 || m.MaxBatchSize != 16 {
+		t.Fatalf("mistral-7b = %+v", m)
+	}
+	// Prices exactly in micro-dollars per token.
+	want := map[string][2]config.Micros{"llama-2-7b": {100, 200}, "mistral-7b": {150, 300}}
+	for name, w := range want {
+		p := c.Pricing[name]
+		if p.InputTokens != w[0] || p.OutputTokens != w[1] {
+			t.Errorf("pricing %s = %+v, want %v", name, p, w)
+		}
+	}
+	free, pro, ent := c.Tiers["free"], c.Tiers["pro"], c.Tiers["enterprise"]
+	if free.IncludedCredits.Count() != 100000 || free.RateLimit.Count() != 10 || free.MonthlyCost.Money() != 0 {
+		t.Errorf("free = %+v", free)
+	}
+	if pro.MonthlyCost.Money() != 29_000_000 || pro.IncludedCredits.Count() != 1000000 || pro.RateLimit.Count() != 100 {
+		t.Errorf("pro = %+v", pro)
+	}
+	if ent.MonthlyCost.Kind != config.Custom || ent.IncludedCredits.Kind != config.Unlimited || ent.RateLimit.Kind != config.Custom {
+		t.Errorf("enterprise = %+v", ent)
+	}
+	if got := c.Permissions("developer"); strings.Join(got, ",") != "model:read,model:write,inference:execute" {
+		t.Errorf("developer permissions = %v", got)
+	}
+	if c.Auth.Session.Timeout != 3600 || !c.Auth.Session.RefreshEnabled || c.Auth.Provider != "sluice" {
+		t.Errorf("auth = %+v", c.Auth)
+	}
+	if c.Autoscaling["api_gateway"].MinReplicas != 3 || c.Autoscaling["inference"].MaxReplicas != 10 {
+		t.Errorf("autoscaling = %+v", c.Autoscaling)
+	}
+	if c.TierPriority("enterprise") != 0 || c.TierPriority("pro") != 1 || c.TierPriority("free") != 2 {
+		t.Error("tier priorities")
+	}
+}
+
+func TestOverlay(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte(`
+inference:
+  models:
+    - name: tiny
+      endpoints: ["http://10.0.0.1:8000/"]
+pricing:
+  tiny: {input_tokens: 0.000001, output_tokens: 2e-6}
+tiers:
+  pro: {monthly_cost: 49, included_credits: 5000000, rate_limit: 300}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := c.Model("tiny")
+	if m.MaxBatchSize != 16 || m.MaxModelLen != 4096 || m.Endpoints[0] != "http://10.0.0.1:8000" || m.Engine != "vllm" {
+		t.Fatalf("model defaults: %+v", m)
+	}
+	if _, ok := c.Pricing["llama-2-7b"]; ok {
+		t.Fatal("default price of a model no longer served was kept")
+	}
+	if p := c.Pricing["tiny"]; p.InputTokens != 1 || p.OutputTokens != 2 {
+		t.Fatalf("tiny pricing = %+v", p)
+	}
+	if c.Tiers["pro"].MonthlyCost.Money() != 49_000_000 || c.Tiers["free"].RateLimit.Count() != 10 {
+		t.Fatalf("tiers overlay = %+v", c.Tiers)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	for name, y := range map[string]string{
+		"sub-micro price":     "pricing: {llama-2-7b: {input_tokens: 0.0000001, output_tokens: 1}}",
+		"negative price":      "pricing: {llama-2-7b: {input_tokens: -1, output_tokens: 1}}",
+		"price not a number":  "pricing: {llama-2-7b: {input_tokens: cheap, output_tokens: 1}}",
+		"price unknown model": "pricing: {gpt-9: {input_tokens: 1, output_tokens: 1}}",
+		"misspelt key":        "inferense: {}",
+		"fractional limit":    "tiers: {free: {rate_limit: 1.5}}",
+		"unlimited cost":      "tiers: {free: {monthly_cost: unlimited}}",
+		"bad engine":          "inference: {models: [{name: a, engine: magic}]}",
+		"bad endpoint":        "inference: {models: [{name: a, endpoints: [ftp://x]}]}",
+		"duplicate model":     "inference: {models: [{name: a}, {name: a}]}",
+		"brace in name":       "inference: {models: [{name: 'a{b}'}]}",
+		"unknown role perms":  "auth: {rbac: {permissions: {root: ['*']}}}",
+		"no models":           "inference: {models: []}",
+	} {
+		if _, err := config.Parse([]byte(y)); err == nil {
+			t.Errorf("%s: accepted %q", name, y)
+		}
+	}
+}
+
+func TestParseMicros(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]config.Micros{
+		"0": 0, "29": 29_000_000, "0.0001": 100, "0.00015": 150, "1.5e-4": 150, "$2.50": 2_500_000,
+		"0.000001": 1, "1e3": 1_000_000_000, ".5": 500_000, "10.000000": 10_000_000,
+	} {
+		got, err := config.ParseMicros(in)
+		if err != nil || got != want {
+			t.Errorf("ParseMicros(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "1.0000001", "abc", "1e-7", "-3", "1e40", "99999999999999999999", "0x10", "1.2.3"} {
+		if _, err := config.ParseMicros(in); err == nil {
+			t.Errorf("ParseMicros(%q) accepted", in)
+		}
+	}
+	if s := config.Micros(150).String(); s != "0.00015" {
+		t.Errorf("String = %s", s)
+	}
+}
+
+func FuzzParseMicros(f *testing.F) {
+	for _, s := range []string{"0.0001", "29", "1e-6", "$1", "-1", "1e30"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := config.ParseMicros(s)
+		if err != nil {
+			return
+		}
+		if m < 0 {
+			t.Fatalf("ParseMicros(%q) = %d < 0", s, m)
+		}
+		// Round trip: the formatted value parses to the same micros.
+		if back, err := config.ParseMicros(m.String()); err != nil || back != m {
+			t.Fatalf("round trip %q → %d → %q → %d, %v", s, m, m.String(), back, err)
+		}
+	})
+}

@@ -1,0 +1,243 @@
+package redisq_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/internal/testenv"
+	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+const group = redisq.GroupWorkers
+
+type bundle struct {
+	q      *redisq.Queue
+	rdb    redis.UniversalClient
+	model  string
+	stream string
+}
+
+func setup(t *testing.T, opts redisq.Options) *bundle {
+	t.Helper()
+	rdb := testenv.Redis(t)
+	b := &bundle{q: redisq.New(rdb, opts), rdb: rdb, model: testenv.Name("q")}
+	b.stream = redisq.StreamKey(b.model, 1)
+	if err := b.q.EnsureGroup(context.Background(), b.stream, group); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		keys, _ := rdb.Keys(ctx, "sluice:{m:"+redisq.Tag(b.model)+"}:*"+b.model+"*").Result()
+		if len(keys) > 0 {
+			rdb.Del(ctx, keys...)
+		}
+	})
+	return b
+}
+
+func (b *bundle) enqueue(t *testing.T, timeout time.Duration) *sluice.Job {
+	t.Helper()
+	j := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
+		Body: json.RawMessage(`{"model":"x"}`), Priority: 1}
+	if err := b.q.Enqueue(context.Background(), j, timeout); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func (b *bundle) claim(t *testing.T, consumer string) redisq.Entry {
+	t.Helper()
+	es, err := b.q.Read(context.Background(), group, consumer, []string{b.stream}, 1, 0)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("read: %v %v", es, err)
+	}
+	return es[0]
+}
+
+func TestCompleteIsOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{})
+	j := b.enqueue(t, time.Minute)
+	if j.Deadline.Sub(j.CreatedAt) != time.Minute {
+		t.Fatalf("deadline not set from Redis time: %+v", j)
+	}
+	e := b.claim(t, "w1")
+	out, c, err := b.q.Start(ctx, e, group, "w1", b.model)
+	if err != nil || out != redisq.StartRun || c.Job.ID != j.ID || c.Job.UserID != "u1" || c.Attempt != 1 || string(c.Job.Body) != `{"model":"x"}` {
+		t.Fatalf("start: %s %+v %v", out, c, err)
+	}
+	o := redisq.Outcome{Status: sluice.JobSucceeded, HTTP: 200, Result: []byte(`{"ok":true}`),
+		Usage: &sluice.UsageEvent{JobID: j.ID, UserID: "u1", Usage: sluice.Usage{PromptTokens: 2, CompletionTokens: 3}}}
+	if first, err := b.q.Complete(ctx, group, e, o); err != nil || !first {
+		t.Fatalf("complete: %v %v", first, err)
+	}
+	if again, err := b.q.Complete(ctx, group, e, o); err != nil || again {
+		t.Fatalf("a second completion must be a no-op: %v %v", again, err)
+	}
+	n, _ := b.rdb.XLen(ctx, redisq.UsageKey(redisq.Tag(b.model))).Result()
+	if n != 1 {
+		t.Fatalf("usage events = %d, want exactly 1", n)
+	}
+	pend, _ := b.rdb.XPending(ctx, b.stream, group).Result()
+	if pend.Count != 0 {
+		t.Fatalf("entry still pending after completion: %+v", pend)
+	}
+	evs, err := b.q.Events(ctx, j.ID, "0", 0)
+	if err != nil || len(evs) != 2 || evs[0].Type != "start" || evs[1].Type != "end" || evs[1].Result != `{"ok":true}` || evs[1].HTTP != 200 {
+		t.Fatalf("events: %+v %v", evs, err)
+	}
+	js, err := b.q.Get(ctx, j.ID, "u1")
+	if err != nil || js.Status != sluice.JobSucceeded || js.Usage.CompletionTokens != 3 {
+		t.Fatalf("get: %+v %v", js, err)
+	}
+	if _, err := b.q.Get(ctx, j.ID, "someone-else"); !errors.Is(err, sluice.ErrNotFound) {
+		t.Fatalf("another owner must not see the job: %v", err)
+	}
+}
+
+func TestExpiredJobNeverRuns(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{})
+	j := b.enqueue(t, 5*time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	out, _, err := b.q.Start(ctx, b.claim(t, "w1"), group, "w1", b.model)
+	if err != nil || out != redisq.StartExpired {
+		t.Fatalf("start of an expired job: %s %v", out, err)
+	}
+	js, _ := b.q.Get(ctx, j.ID, "")
+	if js.Status != sluice.JobExpired {
+		t.Fatalf("status %s", js.Status)
+	}
+	if n, _ := b.rdb.XLen(ctx, redisq.UsageKey(redisq.Tag(b.model))).Result(); n != 0 {
+		t.Fatal("an expired job was billed")
+	}
+}
+
+func TestCancelQueued(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{})
+	j := b.enqueue(t, time.Minute)
+	if _, err := b.q.Cancel(ctx, j.ID, "intruder"); !errors.Is(err, sluice.ErrNotFound) {
+		t.Fatalf("cancel by another user: %v", err)
+	}
+	st, err := b.q.Cancel(ctx, j.ID, "u1")
+	if err != nil || st != sluice.JobCancelled {
+		t.Fatalf("cancel: %s %v", st, err)
+	}
+	out, _, _ := b.q.Start(ctx, b.claim(t, "w1"), group, "w1", b.model)
+	if out != redisq.StartDone {
+		t.Fatalf("a cancelled job was started: %s", out)
+	}
+}
+
+func TestReclaimAndDeadLetter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{MaxAttempts: 2})
+	j := b.enqueue(t, time.Minute)
+	e := b.claim(t, "dead-1")
+	if out, _, _ := b.q.Start(ctx, e, group, "dead-1", b.model); out != redisq.StartRun {
+		t.Fatal(out)
+	}
+	// dead-1 dies; w2 reclaims the idle entry.
+	time.Sleep(10 * time.Millisecond)
+	es, err := b.q.AutoClaim(ctx, group, "w2", b.stream, 5*time.Millisecond, 10)
+	if err != nil || len(es) != 1 || es[0].JobID != j.ID {
+		t.Fatalf("autoclaim: %v %v", es, err)
+	}
+	out, c, _ := b.q.Start(ctx, es[0], group, "w2", b.model)
+	if out != redisq.StartRun || c.Attempt != 2 {
+		t.Fatalf("second attempt: %s %+v", out, c)
+	}
+	// A heartbeat keeps it from being taken.
+	time.Sleep(10 * time.Millisecond)
+	if err := b.q.Heartbeat(ctx, group, "w2", b.stream, []string{es[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := b.q.AutoClaim(ctx, group, "w3", b.stream, 50*time.Millisecond, 10); len(es) != 0 {
+		t.Fatalf("a heartbeated entry was stolen: %v", es)
+	}
+	// w2 dies too; the third claim dead-letters it.
+	time.Sleep(60 * time.Millisecond)
+	es, _ = b.q.AutoClaim(ctx, group, "w3", b.stream, 50*time.Millisecond, 10)
+	if len(es) != 1 {
+		t.Fatalf("third claim: %v", es)
+	}
+	if out, _, _ := b.q.Start(ctx, es[0], group, "w3", b.model); out != redisq.StartDead {
+		t.Fatalf("want dead-letter, got %s", out)
+	}
+	if n, _ := b.rdb.XLen(ctx, redisq.DeadKey(b.model)).Result(); n != 1 {
+		t.Fatalf("dead-letter entries = %d", n)
+	}
+	js, _ := b.q.Get(ctx, j.ID, "")
+	if js.Status != sluice.JobFailed || js.Error == nil {
+		t.Fatalf("dead job: %+v", js)
+	}
+}
+
+func TestStreamedJobIsNotRerun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{})
+	j := b.enqueue(t, time.Minute)
+	e := b.claim(t, "w1")
+	b.q.Start(ctx, e, group, "w1", b.model) //nolint:errcheck
+	if err := b.q.Chunk(ctx, j.ID, `{"choices":[]}`, true); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	es, _ := b.q.AutoClaim(ctx, group, "w2", b.stream, 5*time.Millisecond, 10)
+	if out, _, _ := b.q.Start(ctx, es[0], group, "w2", b.model); out != redisq.StartInterrupted {
+		t.Fatalf("a job whose output reached its client ran again: %s", out)
+	}
+}
+
+func TestQueueFull(t *testing.T) {
+	t.Parallel()
+	b := setup(t, redisq.Options{MaxQueue: 2})
+	b.enqueue(t, time.Minute)
+	b.enqueue(t, time.Minute)
+	err := b.q.Enqueue(context.Background(), &sluice.Job{ID: redisq.NewJobID(b.model), Model: b.model, Priority: 1}, time.Minute)
+	if e := sluice.AsError(err); err == nil || e.Kind != sluice.KindUnavailable || e.Code != sluice.CodeNoCapacity {
+		t.Fatalf("full queue: %v", err)
+	}
+}
+
+func TestJobIDs(t *testing.T) {
+	t.Parallel()
+	id := redisq.NewJobID("llama-2-7b")
+	if redisq.JobTag(id) != redisq.Tag("llama-2-7b") {
+		t.Fatal("job id must carry its model's tag")
+	}
+	for _, bad := range []string{"", "job_", "job_zzzz" + id[8:], id + "0", "chatcmpl-1", "job_../../etc"} {
+		if redisq.JobTag(bad) != "" {
+			t.Errorf("JobTag(%q) accepted", bad)
+		}
+	}
+	// Every key of one job lives in one Redis Cluster slot.
+	tag := "{m:" + redisq.Tag("llama-2-7b") + "}"
+	for _, k := range []string{redisq.JobKey(id), redisq.ResultKey(id), redisq.StreamKey("llama-2-7b", 0),
+		redisq.UsageKey(redisq.Tag("llama-2-7b")), redisq.DeadKey("llama-2-7b")} {
+		if !containsTag(k, tag) {
+			t.Errorf("%s lacks hash tag %s", k, tag)
+		}
+	}
+}
+
+func containsTag(k, tag string) bool {
+	for i := 0; i+len(tag) <= len(k); i++ {
+		if k[i:i+len(tag)] == tag {
+			return true
+		}
+	}
+	return false
+}
