@@ -19,7 +19,8 @@ type jobRequest struct {
 
 // createJob accepts an async job: POST /v1/jobs {"url","body","webhook_url"}.
 func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.authorize(r, sluice.PermInferenceExecute); err != nil {
+	p, err := s.authorize(r, sluice.PermInferenceExecute)
+	if err != nil {
 		openai.WriteError(w, r, s.Log, err)
 		return
 	}
@@ -51,7 +52,7 @@ func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
 			"Async jobs cannot stream; poll GET /v1/jobs/{id} or give a webhook_url."))
 		return
 	}
-	p, _, job, err := s.admit(r, *jr.URL, body)
+	_, job, err := s.admit(p, *jr.URL, body)
 	if err != nil {
 		if e := sluice.AsError(err); e.Param != "" {
 			e2 := *e

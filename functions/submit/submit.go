@@ -130,25 +130,22 @@ func (s *service) model(w http.ResponseWriter, r *http.Request) {
 	openai.WriteJSON(w, http.StatusOK, s.modelObj(m))
 }
 
-// admit authenticates, reads and validates an inference body into a job.
-func (s *service) admit(r *http.Request, endpoint string, body []byte) (*sluice.Principal, *openai.Request, *sluice.Job, error) {
-	p, err := s.authorize(r, sluice.PermInferenceExecute)
-	if err != nil {
-		return nil, nil, nil, err
-	}
+// admit validates an inference body into a job for p.
+func (s *service) admit(p *sluice.Principal, endpoint string, body []byte) (*openai.Request, *sluice.Job, error) {
 	req, err := openai.Parse(endpoint, body, s.Config, s.limits)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	job := &sluice.Job{ID: redisq.NewJobID(req.Model.Name), UserID: p.UserID, KeyID: p.KeyID,
 		Model: req.Model.Name, Endpoint: endpoint, Body: req.Upstream, Stream: req.Stream,
 		Priority: s.Config.TierPriority(p.Tier)}
-	return p, req, job, nil
+	return req, job, nil
 }
 
 func (s *service) infer(endpoint string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.authorize(r, sluice.PermInferenceExecute); err != nil {
+		p, err := s.authorize(r, sluice.PermInferenceExecute)
+		if err != nil {
 			openai.WriteError(w, r, s.Log, err) // refuse before reading the body
 			return
 		}
@@ -157,7 +154,7 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 			openai.WriteError(w, r, s.Log, err)
 			return
 		}
-		_, req, job, err := s.admit(r, endpoint, body)
+		req, job, err := s.admit(p, endpoint, body)
 		if err != nil {
 			openai.WriteError(w, r, s.Log, err)
 			return

@@ -76,7 +76,8 @@ func EmbeddedPostgres(ctx context.Context, dir string) (url string, stop func(),
 		return "", nil, err
 	}
 	run := func(name string, args ...string) error {
-		cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
+		// Not tied to ctx: the stop at shutdown runs after ctx has ended.
+		cmd := exec.Command(filepath.Join(bin, name), args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 		cmd.Dir = "/"
 		out, err := cmd.CombinedOutput()
