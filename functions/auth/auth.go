@@ -4,10 +4,8 @@
 package auth
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
-	"sync"
 
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/authn"
@@ -44,25 +42,10 @@ func New(d Deps) http.Handler {
 	return httpserve.Middleware(d.Log, "auth", mux)
 }
 
-var (
-	once    sync.Once
-	handler http.Handler
-	initErr error
-)
+var handle = app.Lazy(func(d *app.Deps) http.Handler {
+	return New(Deps{Config: d.Config, Log: d.Log, Verifier: d.Verifier})
+})
 
-// Handle is the OpenFaaS entry point.
-func Handle(w http.ResponseWriter, r *http.Request) {
-	once.Do(func() {
-		d, err := app.FromEnv(context.Background())
-		if err != nil {
-			initErr = err
-			return
-		}
-		handler = New(Deps{Config: d.Config, Log: d.Log, Verifier: d.Verifier})
-	})
-	if initErr != nil {
-		openai.WriteError(w, r, slog.Default(), sluice.Unavailable("The service is not configured.", initErr))
-		return
-	}
-	handler.ServeHTTP(w, r)
-}
+// Handle is the OpenFaaS entry point: it builds the handler from the
+// environment on first use.
+func Handle(w http.ResponseWriter, r *http.Request) { handle(w, r) }

@@ -5,12 +5,10 @@
 package billing
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
-	"sync"
+	"os"
 
-	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -31,20 +29,8 @@ func New(d Deps) http.Handler {
 	return httpserve.Middleware(d.Log, "billing-webhook", mux)
 }
 
-var (
-	once    sync.Once
-	handler http.Handler
-)
+// Handle is the OpenFaaS entry point. It needs no database until Stripe is
+// wired in, so it opens none.
+func Handle(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }
 
-// Handle is the OpenFaaS entry point.
-func Handle(w http.ResponseWriter, r *http.Request) {
-	once.Do(func() {
-		d, err := app.FromEnv(context.Background())
-		log := slog.Default()
-		if err == nil {
-			log = d.Log
-		}
-		handler = New(Deps{Log: log})
-	})
-	handler.ServeHTTP(w, r)
-}
+var handler = New(Deps{Log: slog.New(slog.NewJSONHandler(os.Stderr, nil))})

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/app"
@@ -55,29 +54,13 @@ func New(d Deps) http.Handler {
 	return httpserve.Middleware(d.Log, "submit", mux)
 }
 
-var (
-	once    sync.Once
-	handler http.Handler
-	initErr error
-)
+var handle = app.Lazy(func(d *app.Deps) http.Handler {
+	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier})
+})
 
 // Handle is the OpenFaaS entry point: it builds the handler from the
 // environment on first use.
-func Handle(w http.ResponseWriter, r *http.Request) {
-	once.Do(func() {
-		d, err := app.FromEnv(context.Background())
-		if err != nil {
-			initErr = err
-			return
-		}
-		handler = New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier})
-	})
-	if initErr != nil {
-		openai.WriteError(w, r, slog.Default(), sluice.Unavailable("The service is not configured.", initErr))
-		return
-	}
-	handler.ServeHTTP(w, r)
-}
+func Handle(w http.ResponseWriter, r *http.Request) { handle(w, r) }
 
 // authorize authenticates the request and checks one of the permissions.
 func (s *service) authorize(r *http.Request, perms ...string) (*sluice.Principal, error) {

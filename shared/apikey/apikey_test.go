@@ -37,17 +37,17 @@ func TestParseRefuses(t *testing.T) {
 		flip[i] = 'a'
 	}
 	for name, k := range map[string]string{
-		"empty":         "",
-		"prefix only":   apikey.Prefix,
-		"wrong prefix":  "sk-other-" + good[len(apikey.Prefix)-1:],
-		"openai style":  "sk-" + strings.Repeat("a", 48),
-		"one char off":  string(flip),
-		"too long":      good + "a",
-		"too short":     good[:len(good)-1],
-		"bad alphabet":  good[:len(good)-8] + "!" + good[len(good)-7:],
-		"utf8 inside":   good[:len(apikey.Prefix)] + "é" + good[len(apikey.Prefix)+2:],
-		"whitespace":    " " + good[1:],
-		"huge":          strings.Repeat("x", 1<<16),
+		"empty":        "",
+		"prefix only":  apikey.Prefix,
+		"wrong prefix": "sk-other-" + good[len(apikey.Prefix)-1:],
+		"openai style": "sk-" + strings.Repeat("a", 48),
+		"one char off": string(flip),
+		"too long":     good + "a",
+		"too short":    good[:len(good)-1],
+		"bad alphabet": good[:len(good)-8] + "!" + good[len(good)-7:],
+		"utf8 inside":  good[:len(apikey.Prefix)] + "é" + good[len(apikey.Prefix)+2:],
+		"whitespace":   " " + good[1:],
+		"huge":         strings.Repeat("x", 1<<16),
 	} {
 		if err := apikey.Parse(k); err == nil {
 			t.Errorf("%s: Parse accepted %q", name, k)

@@ -8,15 +8,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
 // Deps are a function's or the worker's live dependencies.
@@ -113,6 +117,37 @@ func FromEnv(ctx context.Context) (*Deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.Start(ctx)
+	d.Start(context.WithoutCancel(ctx)) // runs for the life of the process
 	return d, nil
+}
+
+// Lazy returns an OpenFaaS/Lambda entry point that builds its handler from the
+// environment on first use. A failed start (a dependency briefly down) is
+// retried on a later request, at most every 5 s, instead of being kept.
+func Lazy(build func(*Deps) http.Handler) http.HandlerFunc {
+	var (
+		mu      sync.Mutex
+		h       http.Handler
+		lastErr error
+		lastTry time.Time
+	)
+	return func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if h == nil && (lastErr == nil || time.Since(lastTry) > 5*time.Second) {
+			lastTry = time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			var d *Deps
+			if d, lastErr = FromEnv(ctx); lastErr == nil {
+				h = build(d)
+			}
+			cancel()
+		}
+		cur, err := h, lastErr
+		mu.Unlock()
+		if cur == nil {
+			openai.WriteError(w, r, slog.Default(), sluice.Unavailable("The service is starting; retry shortly.", err))
+			return
+		}
+		cur.ServeHTTP(w, r)
+	}
 }
