@@ -15,22 +15,25 @@ import (
 	"github.com/sluice-ai/sluice/shared/app"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	d, err := app.FromEnv(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gpuworker:", err)
-		os.Exit(1)
+		return 1
 	}
 	defer d.Close()
 	p, err := pool.New(pool.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Usage: d.DB, Name: d.Config.Env.WorkerName})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gpuworker:", err)
-		os.Exit(1)
+		return 1
 	}
 	if err := p.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "gpuworker:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }

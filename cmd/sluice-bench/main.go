@@ -39,6 +39,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,6 +71,7 @@ type options struct {
 	redisDB     int
 	timeout     time.Duration
 	keep        bool
+	cpuprofile  string
 }
 
 func main() {
@@ -95,6 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.redisDB, "redis-db", 9, "Redis database index used (flushed before and after)")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs) after the run")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -125,6 +128,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // report (possibly with an error, e.g. when requests failed).
 func bench(ctx context.Context, o options, stderr io.Writer) (report string, err error) {
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "sluice-bench: "+format+"\n", a...) }
+	loadBefore := loadAvg() // other work on the machine skews both phases
 
 	dir, err := os.MkdirTemp("", "sluice-bench-")
 	if err != nil {
@@ -238,6 +242,17 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 			}
 		}
 	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return "", err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	results := make([][]phaseResult, len(phases)) // [phase][round]
 	for round := range o.rounds {
 		order := []int{0, 1}
@@ -255,6 +270,9 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 		}
 	}
 	info := machineInfo(ctx, rdb, dbURL)
+	if loadBefore != "" {
+		info += ", load average before the run " + loadBefore
+	}
 	report = render(o, phases, results, info)
 	var failed int
 	for _, rs := range results {
@@ -507,15 +525,19 @@ func render(o options, phases []target, results [][]phaseResult, info string) st
 	fmt.Fprintf(&b, ". Throughput through Sluice: **%.0f%%** of direct (%.0f vs %.0f req/s).\n\n", 100*ratio, s.rps, d.rps)
 
 	b.WriteString("<details><summary>Per round</summary>\n\n")
-	b.WriteString("| Round | Phase | p50 ms | p90 ms | p99 ms | first chunk p50 ms | req/s | errors |\n|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	if o.stream {
+		b.WriteString("| Round | Phase | p50 ms | p90 ms | p99 ms | first chunk p50 ms | req/s | errors |\n|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	} else {
+		b.WriteString("| Round | Phase | p50 ms | p90 ms | p99 ms | req/s | errors |\n|---:|---|---:|---:|---:|---:|---:|\n")
+	}
 	for round := range o.rounds {
 		for i, p := range phases {
 			r := results[i][round]
-			first := "–"
+			first := ""
 			if o.stream {
-				first = fmt.Sprintf("%.2f", ms(r.ttfb.p50))
+				first = fmt.Sprintf(" %.2f |", ms(r.ttfb.p50))
 			}
-			fmt.Fprintf(&b, "| %d | %s | %.2f | %.2f | %.2f | %s | %.0f | %d |\n", round+1, p.name,
+			fmt.Fprintf(&b, "| %d | %s | %.2f | %.2f | %.2f |%s %.0f | %d |\n", round+1, p.name,
 				ms(r.lat.p50), ms(r.lat.p90), ms(r.lat.p99), first, r.rps, r.errors)
 		}
 	}
@@ -526,6 +548,12 @@ func render(o options, phases []target, results [][]phaseResult, info string) st
 // command is the command line as a user would type it, flags included.
 func command() string {
 	parts := []string{"go run ./cmd/sluice-bench"}
+	if sim := os.Getenv("SLUICE_SIM"); sim != "" {
+		if wd, err := os.Getwd(); err == nil && strings.HasPrefix(sim, wd+"/") {
+			sim = "$PWD/" + strings.TrimPrefix(sim, wd+"/")
+		}
+		parts = append([]string{"SLUICE_SIM=" + sim}, parts...)
+	}
 	for _, a := range os.Args[1:] {
 		if strings.ContainsAny(a, " \t'\"$") {
 			a = strconv.Quote(a)
@@ -564,6 +592,19 @@ func machineInfo(ctx context.Context, rdb *redis.Client, dbURL string) string {
 		conn.Close(qctx)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages, or "".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // firstEnv returns the first set variable of names, or def.

@@ -128,6 +128,8 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 				}
 				if len(es) > 0 {
 					log.Info("reclaimed jobs of a dead worker", slog.String("model", r.model.Name), slog.Int("jobs", len(es)))
+					// There may be more: look again as soon as slots free up.
+					lastClaim = time.Time{}
 				}
 				entries = append(entries, es...)
 			}
@@ -207,16 +209,18 @@ func (r *runner) run(ctx context.Context, e redisq.Entry, ep *endpoint) {
 	}()
 
 	started := time.Now()
-	first := true
-	onChunk := func(data []byte) error {
-		err := q.Chunk(jctx, job.ID, string(data), first)
-		first = false
-		return err
+	var chunks *chunkWriter
+	var onChunk func([]byte) error
+	if job.Stream {
+		chunks = newChunkWriter(ctx, q, job.ID)
+		onChunk = chunks.add
 	}
+	first := true // no output has been relayed: a retry cannot show text twice
 	var res *engine.Result
 	backoff := p.Config.Worker.RetryBackoff
 	for try := 0; ; try++ {
 		res, err = ep.client.Do(jctx, job.Endpoint, job.Body, job.Stream, onChunk)
+		first = res == nil || res.Chunks == 0
 		var ee *engine.Error
 		if err == nil || !errors.As(err, &ee) || !ee.Retryable || try >= p.Config.Worker.Retries || jctx.Err() != nil || !first {
 			break
@@ -234,6 +238,14 @@ func (r *runner) run(ctx context.Context, e redisq.Entry, ep *endpoint) {
 	}
 	release()
 	latency := time.Since(started)
+	if chunks != nil {
+		// Every chunk is in the result stream before the end event.
+		if shown, cerr := chunks.close(); cerr != nil && err == nil {
+			err = cerr
+		} else if shown {
+			first = false
+		}
+	}
 
 	o := redisq.Outcome{Status: sluice.JobSucceeded, HTTP: http.StatusOK}
 	var usage sluice.Usage

@@ -90,7 +90,7 @@ func TestCompleteIsOnce(t *testing.T) {
 		t.Fatalf("entry still pending after completion: %+v", pend)
 	}
 	evs, err := b.q.Events(ctx, j.ID, "0", 0)
-	if err != nil || len(evs) != 2 || evs[0].Type != "start" || evs[1].Type != "end" || evs[1].Result != `{"ok":true}` || evs[1].HTTP != 200 {
+	if err != nil || len(evs) != 1 || evs[0].Type != "end" || evs[0].Result != `{"ok":true}` || evs[0].HTTP != 200 {
 		t.Fatalf("events: %+v %v", evs, err)
 	}
 	js, err := b.q.Get(ctx, j.ID, "u1")
@@ -191,7 +191,7 @@ func TestStreamedJobIsNotRerun(t *testing.T) {
 	j := b.enqueue(t, time.Minute)
 	e := b.claim(t, "w1")
 	b.q.Start(ctx, e, group, "w1", b.model) //nolint:errcheck
-	if err := b.q.Chunk(ctx, j.ID, `{"choices":[]}`, true); err != nil {
+	if err := b.q.Chunks(ctx, j.ID, []string{`{"choices":[]}`}, true); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(10 * time.Millisecond)

@@ -165,17 +165,19 @@ func (q *Queue) Start(ctx context.Context, e Entry, group, worker, model string)
 	return StartRun, c, nil
 }
 
-// Chunk appends one streamed chunk to a job's result stream. The first chunk
-// also marks the job as having shown output, so a reclaim will not rerun it.
-func (q *Queue) Chunk(ctx context.Context, jobID, data string, first bool) error {
+// Chunks appends streamed chunks to a job's result stream in one round trip.
+// The first batch also marks the job as having shown output, so a reclaim
+// will not rerun it.
+func (q *Queue) Chunks(ctx context.Context, jobID string, data []string, first bool) error {
+	pipe := q.rdb.TxPipeline()
 	if first {
-		pipe := q.rdb.TxPipeline()
 		pipe.HSet(ctx, JobKey(jobID), "streamed", "1")
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: ResultKey(jobID), Values: []any{"type", "chunk", "data", data}})
-		_, err := pipe.Exec(ctx)
-		return translate(err)
 	}
-	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: ResultKey(jobID), Values: []any{"type", "chunk", "data", data}}).Err())
+	for _, d := range data {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: ResultKey(jobID), Values: []any{"type", "chunk", "data", d}})
+	}
+	_, err := pipe.Exec(ctx)
+	return translate(err)
 }
 
 // Outcome is how a job ended, as the worker reports it.

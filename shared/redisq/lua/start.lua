@@ -51,8 +51,11 @@ if attempt > tonumber(ARGV[4]) then
   return {'dead'}
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[3], 'started', now)
-redis.call('XADD', KEYS[3], '*', 'type', 'start', 'attempt', attempt)
-redis.call('PEXPIRE', KEYS[3], ttl)
+if redis.call('HGET', KEYS[1], 'stream') == '1' then
+  -- Only a streaming waiter cares that its job started; others wait for the end.
+  redis.call('XADD', KEYS[3], '*', 'type', 'start', 'attempt', attempt)
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
 local out = {'run', attempt}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all do out[#out + 1] = all[i] end
