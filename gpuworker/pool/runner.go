@@ -98,9 +98,7 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 	// A restarted worker with the same name first takes back its own pending entries.
 	for _, s := range r.streams {
 		if es, err := q.Pending(ctx, redisq.GroupWorkers, r.p.Name, s, 1000); err == nil {
-			for _, e := range es {
-				r.launch(hard, jobs, e, r.pick(nil))
-			}
+			r.launch(hard, jobs, es)
 		}
 	}
 	for ctx.Err() == nil {
@@ -162,39 +160,47 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 			}
 			continue
 		}
-		for _, e := range entries {
-			r.launch(hard, jobs, e, r.pick(nil))
-		}
+		r.launch(hard, jobs, entries)
 	}
 }
 
-// launch takes a slot on ep and runs the entry's job.
-func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, e redisq.Entry, ep *endpoint) {
-	if ep == nil {
-		ep = r.eps[0] // only on restart with no healthy endpoint: the job waits for its retries
-	}
-	ep.inflight.Add(1)
-	jobs.Add(1)
-	go func() {
-		defer jobs.Done()
-		defer r.signal()
-		r.run(ctx, e, ep)
-	}()
-}
-
-// run executes one job and completes it.
-func (r *runner) run(ctx context.Context, e redisq.Entry, ep *endpoint) {
-	p := r.p
-	q := p.Queue
-	release := func() { ep.inflight.Add(-1) }
-	outcome, c, err := q.Start(ctx, e, redisq.GroupWorkers, p.Name, r.model.Name)
-	if err != nil || outcome != redisq.StartRun {
-		release()
-		if err != nil && ctx.Err() == nil {
-			p.Log.Warn("start failed; the job stays pending and will be reclaimed", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
-		}
+// launch starts a batch of claimed entries in one round trip and runs each
+// job that may run, on the endpoint with the most free slots.
+func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, es []redisq.Entry) {
+	if len(es) == 0 {
 		return
 	}
+	for i, res := range r.p.Queue.StartMany(ctx, es, redisq.GroupWorkers, r.p.Name, r.model.Name) {
+		if res.Err != nil {
+			if ctx.Err() == nil {
+				r.p.Log.Warn("start failed; the job stays pending and will be reclaimed",
+					slog.String("job_id", es[i].JobID), slog.String("err", res.Err.Error()))
+			}
+			continue
+		}
+		if res.Outcome != redisq.StartRun {
+			continue
+		}
+		ep := r.pick(nil)
+		if ep == nil {
+			ep = r.eps[0] // only after a restart with no healthy endpoint: the job waits out its retries
+		}
+		ep.inflight.Add(1)
+		jobs.Add(1)
+		go func(c *redisq.Claimed) {
+			defer jobs.Done()
+			defer r.signal()
+			r.run(ctx, c, ep)
+		}(res.Claimed)
+	}
+}
+
+// run executes one started job and completes it.
+func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
+	p := r.p
+	q := p.Queue
+	e := c.Entry
+	release := func() { ep.inflight.Add(-1) }
 	job := c.Job
 	jctx, cancel := context.WithDeadline(ctx, job.Deadline)
 	defer cancel()
@@ -217,6 +223,7 @@ func (r *runner) run(ctx context.Context, e redisq.Entry, ep *endpoint) {
 	}
 	first := true // no output has been relayed: a retry cannot show text twice
 	var res *engine.Result
+	var err error
 	backoff := p.Config.Worker.RetryBackoff
 	for try := 0; ; try++ {
 		res, err = ep.client.Do(jctx, job.Endpoint, job.Body, job.Stream, onChunk)

@@ -88,6 +88,14 @@ func (p *Pool) writeUsage(ctx context.Context, es []redisq.UsageEntry) {
 		if err == nil {
 			break
 		}
+		if sluice.KindOf(err) == sluice.KindInvalid {
+			// A row the database refuses (say, an unknown user) must not hold
+			// the batch back: write the rest one by one, park the refused ones.
+			if !p.writeOneByOne(ctx, es, evs) {
+				return // a transient failure: leave all pending; written rows are skipped next time
+			}
+			break
+		}
 		p.Log.Warn("usage write failed; retrying", slog.Int("events", len(evs)), slog.String("err", err.Error()))
 		if ctx.Err() != nil || attempt >= 5 {
 			return // left pending in Redis: a later pass (or another worker) writes it
@@ -97,4 +105,31 @@ func (p *Pool) writeUsage(ctx context.Context, es []redisq.UsageEntry) {
 	if err := p.Queue.AckUsage(context.WithoutCancel(ctx), es); err != nil {
 		p.Log.Warn("usage ack failed; rows will be re-sent and skipped", slog.String("err", err.Error()))
 	}
+}
+
+// writeOneByOne writes each event alone, parking the ones the database
+// refuses; false means a transient failure stopped it.
+func (p *Pool) writeOneByOne(ctx context.Context, es []redisq.UsageEntry, evs []sluice.UsageEvent) bool {
+	byJob := map[string]redisq.UsageEntry{}
+	for _, e := range es {
+		var ev sluice.UsageEvent
+		if json.Unmarshal([]byte(e.Data), &ev) == nil {
+			byJob[ev.JobID] = e
+		}
+	}
+	for _, ev := range evs {
+		_, err := p.Usage.InsertUsage(ctx, []sluice.UsageEvent{ev})
+		if err != nil && sluice.KindOf(err) != sluice.KindInvalid {
+			return false
+		}
+		if err != nil {
+			p.Log.Error("usage row refused; parked in the usage dead-letter stream", slog.String("job_id", ev.JobID), slog.String("err", err.Error()))
+			e := byJob[ev.JobID]
+			if perr := p.Queue.ParkUsage(context.WithoutCancel(ctx), e, err.Error()); perr != nil {
+				p.Log.Error("usage park failed", slog.String("err", perr.Error()))
+				return false
+			}
+		}
+	}
+	return true
 }

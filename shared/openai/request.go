@@ -252,6 +252,9 @@ func completionPrompt(c common) (int64, error) {
 
 // upstreamBody keeps the client's fields and asks for usage on streams.
 func upstreamBody(body []byte, stream bool) ([]byte, error) {
+	if !stream {
+		return body, nil // usage always comes with a whole response
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
 		return nil, decodeError(err)

@@ -98,7 +98,7 @@ func translate(err error) error {
 		switch pe.Code {
 		case "23505":
 			return &sluice.Error{Kind: sluice.KindConflict, Code: sluice.CodeConflict, Message: "Already exists.", Err: err}
-		case "22P02", "23514", "22001":
+		case "22P02", "23514", "22001", "23503", "23502":
 			return &sluice.Error{Kind: sluice.KindInvalid, Code: sluice.CodeInvalidValue, Message: "Invalid value.", Err: err}
 		}
 	}

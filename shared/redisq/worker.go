@@ -132,21 +132,62 @@ type Claimed struct {
 // running (expired, cancelled, dead-lettered). It returns the outcome and,
 // for StartRun, the job.
 func (q *Queue) Start(ctx context.Context, e Entry, group, worker, model string) (string, *Claimed, error) {
-	if JobTag(e.JobID) == "" {
-		q.rdb.XAck(ctx, e.Stream, group, e.ID)
-		q.rdb.XDel(ctx, e.Stream, e.ID)
-		return StartGone, nil, nil
+	rs := q.StartMany(ctx, []Entry{e}, group, worker, model)
+	return rs[0].Outcome, rs[0].Claimed, rs[0].Err
+}
+
+// StartResult is the outcome of starting one entry.
+type StartResult struct {
+	Outcome string
+	Claimed *Claimed // for StartRun
+	Err     error
+}
+
+// StartMany starts a batch of claimed entries in one round trip (one start
+// script per entry, pipelined).
+func (q *Queue) StartMany(ctx context.Context, es []Entry, group, worker, model string) []StartResult {
+	out := make([]StartResult, len(es))
+	cmds := make([]*redis.Cmd, len(es))
+	pipe := q.rdb.Pipeline()
+	args := func(e Entry) ([]string, []any) {
+		return []string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), DeadKey(model)},
+			[]any{group, e.ID, worker, q.opts.MaxAttempts, ms(q.opts.ResultTTL), e.JobID,
+				expiredErr, deadErr, interruptedErr, cancelledErr}
 	}
-	res, err := startScript.Run(ctx, q.rdb,
-		[]string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), DeadKey(model)},
-		group, e.ID, worker, q.opts.MaxAttempts, ms(q.opts.ResultTTL), e.JobID,
-		expiredErr, deadErr, interruptedErr, cancelledErr).Slice()
-	if err != nil {
-		return "", nil, translate(err)
+	for i, e := range es {
+		if JobTag(e.JobID) == "" { // not a job id Sluice wrote: drop it
+			pipe.XAck(ctx, e.Stream, group, e.ID)
+			pipe.XDel(ctx, e.Stream, e.ID)
+			out[i].Outcome = StartGone
+			continue
+		}
+		keys, a := args(e)
+		cmds[i] = startScript.EvalSha(ctx, pipe, keys, a...)
 	}
+	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
+	for i, c := range cmds {
+		if c == nil {
+			continue
+		}
+		res, err := c.Slice()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// Not run (the script cache was empty): run it the slow way.
+			keys, a := args(es[i])
+			res, err = startScript.Run(ctx, q.rdb, keys, a...).Slice()
+		}
+		if err != nil {
+			out[i].Err = translate(err)
+			continue
+		}
+		out[i].Outcome, out[i].Claimed = parseStart(es[i], res)
+	}
+	return out
+}
+
+func parseStart(e Entry, res []any) (string, *Claimed) {
 	outcome, _ := res[0].(string)
 	if outcome != StartRun {
-		return outcome, nil, nil
+		return outcome, nil
 	}
 	attempt, _ := res[1].(int64)
 	f := splitFields(res[2:])
@@ -162,7 +203,7 @@ func (q *Queue) Start(ctx context.Context, e Entry, group, worker, model string)
 	if v, err := strconv.ParseInt(f["deadline"], 10, 64); err == nil {
 		c.Job.Deadline = time.UnixMilli(v)
 	}
-	return StartRun, c, nil
+	return StartRun, c
 }
 
 // Chunks appends streamed chunks to a job's result stream in one round trip.
@@ -315,4 +356,11 @@ func (q *Queue) AckHook(ctx context.Context, e Entry) error {
 func (q *Queue) DeadLetter(ctx context.Context, model, jobID, reason string) error {
 	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: DeadKey(model), MaxLen: 100000, Approx: true,
 		Values: []any{"job", jobID, "error", reason}}).Err())
+}
+
+// ParkUsage keeps a usage event the database refused, with the reason, in the
+// tag's usage dead-letter stream, for an operator to fix and replay.
+func (q *Queue) ParkUsage(ctx context.Context, e UsageEntry, reason string) error {
+	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: e.Stream + ":dead",
+		Values: []any{"ev", e.Data, "error", reason}}).Err())
 }
