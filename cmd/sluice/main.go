@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 
@@ -27,39 +28,69 @@ func main() {
 	os.Exit(Main(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 
-const usage = `usage:
-  sluice dev [--no-worker] [--dir .sluice] [--sim-args "..."]
-                                              run the local stack
-  sluice migrate                              apply database migrations
-  sluice key create --email E [--tier free|pro|enterprise] [--role user|developer|admin] [--name N]
-                                              create a user if needed and print a new API key
-  sluice config                               print the built-in configuration
-`
+// env is what every command gets.
+type env struct {
+	stdout io.Writer
+	log    *slog.Logger
+	getenv func(string) string
+}
+
+// command is one `sluice` subcommand. Commands register themselves in
+// commands from their own files, so adding one touches no other.
+type command struct {
+	usage string // one line, shown by `sluice help`
+	run   func(ctx context.Context, args []string, e env) error
+}
+
+var commands = map[string]command{
+	"dev": {`dev [--no-worker] [--dir .sluice] [--sim-args "..."]   run the local stack`,
+		func(ctx context.Context, args []string, e env) error {
+			return dev(ctx, args, e.stdout, e.log, e.getenv)
+		}},
+	"migrate": {`migrate                              apply database migrations`,
+		func(ctx context.Context, _ []string, e env) error { return migrate(ctx, e.log, e.getenv) }},
+	"key": {`key create --email E [--tier free|pro|enterprise] [--role user|developer|admin] [--name N]`,
+		func(ctx context.Context, args []string, e env) error {
+			return key(ctx, args, e.stdout, e.log, e.getenv)
+		}},
+	"config": {`config                               print the built-in configuration`,
+		func(_ context.Context, _ []string, e env) error {
+			_, err := e.stdout.Write(config.DefaultYAML())
+			return err
+		}},
+}
+
+func usage() string {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("usage:\n")
+	for _, n := range names {
+		b.WriteString("  sluice " + commands[n].usage + "\n")
+	}
+	return b.String()
+}
 
 // Main runs the CLI and returns the exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage())
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprint(stderr, usage())
 		return 2
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	var err error
-	switch args[0] {
-	case "dev":
-		err = dev(ctx, args[1:], stdout, log, getenv)
-	case "migrate":
-		err = migrate(ctx, log, getenv)
-	case "key":
-		err = key(ctx, args[1:], stdout, log, getenv)
-	case "config":
-		_, err = stdout.Write(config.DefaultYAML())
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	if err != nil {
+	if err := cmd.run(ctx, args[1:], env{stdout: stdout, log: log, getenv: getenv}); err != nil {
 		fmt.Fprintln(stderr, "sluice:", err)
 		return 1
 	}
