@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -190,11 +191,12 @@ func Load(getenv func(string) string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	secret := func(env, file string) string { return secret(getenv, env, file) }
 	cfg.Env = Env{
 		DatabaseURL:   getenv("DATABASE_URL"),
 		RedisURL:      getenv("REDIS_URL"),
-		KeyPepper:     secret(getenv, "SLUICE_KEY_PEPPER", "sluice-key-pepper"),
-		WebhookSecret: secret(getenv, "SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
+		KeyPepper:     secret("SLUICE_KEY_PEPPER", "sluice-key-pepper"),
+		WebhookSecret: secret("SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
 		Addr:          getenv("SLUICE_ADDR"),
 		ConfigPath:    path,
 		WorkerName:    getenv("SLUICE_WORKER_NAME"),
@@ -205,12 +207,18 @@ func Load(getenv func(string) string) (*Config, error) {
 	return cfg, nil
 }
 
-// secret reads an env var, or the OpenFaaS secret file of that name.
+// secret reads an env var, or the OpenFaaS secret file of that name: under
+// SLUICE_SECRETS_DIR (set by `sluice gateway`, which runs functions as plain
+// processes), by default OpenFaaS's /var/openfaas/secrets.
 func secret(getenv func(string) string, env, file string) string {
 	if v := getenv(env); v != "" {
 		return v
 	}
-	if b, err := os.ReadFile("/var/openfaas/secrets/" + file); err == nil {
+	dir := getenv("SLUICE_SECRETS_DIR")
+	if dir == "" {
+		dir = "/var/openfaas/secrets"
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, file)); err == nil {
 		return strings.TrimSpace(string(b))
 	}
 	return ""
