@@ -4,16 +4,19 @@ GO ?= go
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 SIM := bin/vllm-sim
+RIE := bin/aws-lambda-rie
 
-.PHONY: run test test-short bench drill sim vet fuzz build clean
+.PHONY: run test test-short bench drill sim rie vet fuzz build clean
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 run: sim
 	$(GO) run ./cmd/sluice dev
 
 ## test: the whole suite against real PostgreSQL, Redis and the simulator
-test: sim
-	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) test -count=1 -timeout 15m ./...
+## (and the Lambda adapter under aws-lambda-rie), then the manifests in
+## deploy/validate's own module
+test: sim rie
+	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) $(GO) test -count=1 -timeout 15m ./...
 
 ## bench: added latency and throughput of the platform against the simulator called directly
 bench: sim
@@ -41,6 +44,12 @@ sim: $(SIM)
 $(SIM): tools/vllmsim/go.mod
 	@mkdir -p bin
 	cd tools/vllmsim && CGO_ENABLED=0 $(GO) build -o ../../$(SIM) github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim
+
+## rie: the AWS Lambda Runtime Interface Emulator, from its own tools module
+rie: $(RIE)
+$(RIE): tools/lambdarie/go.mod
+	@mkdir -p bin
+	cd tools/lambdarie && CGO_ENABLED=0 $(GO) build -o ../../$(RIE) github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
 
 clean:
 	rm -rf bin .sluice
