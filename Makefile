@@ -6,7 +6,7 @@ export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 SIM := bin/vllm-sim
 RIE := bin/aws-lambda-rie
 
-.PHONY: run test test-short bench drill sim rie vet fuzz build clean
+.PHONY: run test test-short bench drill sim rie lambda vet fuzz build clean
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 run: sim
@@ -44,6 +44,10 @@ sim: $(SIM)
 $(SIM): tools/vllmsim/go.mod
 	@mkdir -p bin
 	cd tools/vllmsim && CGO_ENABLED=0 $(GO) build -o ../../$(SIM) github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim
+
+## lambda: the Lambda adapter as deploy/lambda/dist/bootstrap (provided.al2023, arm64)
+lambda:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags "-s -w" -o deploy/lambda/dist/bootstrap ./cmd/sluice-lambda
 
 ## rie: the AWS Lambda Runtime Interface Emulator, from its own tools module
 rie: $(RIE)
