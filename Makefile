@@ -17,6 +17,7 @@ run: sim
 ## deploy/validate's own module
 test: sim rie
 	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) $(GO) test -count=1 -timeout 15m ./...
+	cd deploy/validate && $(GO) test -count=1 ./...
 
 ## bench: added latency and throughput of the platform against the simulator called directly
 bench: sim

@@ -247,7 +247,7 @@ func loadManifests(t *testing.T, file string) manifests {
 			m.hpa = &horizontalPodAutoscaler{}
 			into = m.hpa
 		default:
-			t.Fatalf("document %d: unexpected kind %q", i, head.Kind)
+			t.Fatalf("document %d: unexpected kind %q (deploy/validate checks the other files)", i, head.Kind)
 		}
 		if head.APIVersion != want {
 			t.Errorf("%s: apiVersion %q, want %q", head.Kind, head.APIVersion, want)
