@@ -34,6 +34,7 @@ type Config struct {
 	Server      Server                   `yaml:"server"`
 	Jobs        Jobs                     `yaml:"jobs"`
 	Worker      Worker                   `yaml:"worker"`
+	Storage     Storage                  `yaml:"storage"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -173,6 +174,8 @@ type Env struct {
 	Addr          string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
 	ConfigPath    string // SLUICE_CONFIG
 	WorkerName    string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
+	S3AccessKey   string // SLUICE_S3_ACCESS_KEY (or secret file sluice-s3-access-key)
+	S3SecretKey   string // SLUICE_S3_SECRET_KEY (or secret file sluice-s3-secret-key)
 }
 
 // Load reads the configuration: defaults, then the file named by SLUICE_CONFIG
@@ -200,6 +203,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		Addr:          getenv("SLUICE_ADDR"),
 		ConfigPath:    path,
 		WorkerName:    getenv("SLUICE_WORKER_NAME"),
+		S3AccessKey:   secret("SLUICE_S3_ACCESS_KEY", "sluice-s3-access-key"),
+		S3SecretKey:   secret("SLUICE_S3_SECRET_KEY", "sluice-s3-secret-key"),
 	}
 	if cfg.Env.Addr == "" {
 		cfg.Env.Addr = "127.0.0.1:8080"
@@ -266,6 +271,7 @@ func decode(b []byte, cfg *Config) error {
 }
 
 func (c *Config) applyDefaults() {
+	c.Storage.applyDefaults()
 	if c.Inference.Engine == "" {
 		c.Inference.Engine = "vllm"
 	}
@@ -324,7 +330,7 @@ func def[T comparable](p *T, v T) {
 }
 
 func (c *Config) validate() error {
-	var errs []error
+	errs := []error{c.Storage.validate()}
 	if len(c.Inference.Models) == 0 {
 		errs = append(errs, errors.New("inference.models: at least one model is required"))
 	}
