@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -28,6 +29,7 @@ type objects struct {
 	pdbs        []*policyv1.PodDisruptionBudget
 	hpas        []*autoscalingv2.HorizontalPodAutoscaler
 	ingresses   []*networkingv1.Ingress
+	cronJobs    []*batchv1.CronJob
 }
 
 // decode reads one document into its kind's API type, strictly: unknown or
@@ -61,6 +63,9 @@ func (o *objects) decode(doc []byte) error {
 	case "Ingress":
 		i := &networkingv1.Ingress{}
 		o.ingresses, into, want = append(o.ingresses, i), i, "networking.k8s.io/v1"
+	case "CronJob":
+		c := &batchv1.CronJob{}
+		o.cronJobs, into, want = append(o.cronJobs, c), c, "batch/v1"
 	default:
 		return fmt.Errorf("kind %q: add it to the validator", head.Kind)
 	}
@@ -190,6 +195,30 @@ func TestManifests(t *testing.T) {
 	for _, ing := range o.ingresses {
 		checkIngress(t, ing)
 	}
+	if len(o.cronJobs) == 0 {
+		t.Error("no backup CronJob")
+	}
+	for _, c := range o.cronJobs {
+		pod := c.Spec.JobTemplate.Spec.Template.Spec
+		if c.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent || len(pod.Containers) != 1 ||
+			strings.Join(pod.Containers[0].Args, " ") != "backup" {
+			t.Errorf("CronJob %s: want one `sluice backup` at a time, got %+v", c.Name, pod.Containers)
+		}
+		for _, v := range pod.Volumes {
+			if v.ConfigMap != nil && !hasConfigMap(o, v.ConfigMap.Name) {
+				t.Errorf("CronJob %s mounts ConfigMap %s, which is not defined", c.Name, v.ConfigMap.Name)
+			}
+		}
+	}
+}
+
+func hasConfigMap(o *objects, name string) bool {
+	for _, c := range o.configMaps {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // checkIngress: TLS for every host, and /v1 reaching submit through the
