@@ -3,34 +3,16 @@ package backup_test
 import (
 	"bytes"
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
-
 	"github.com/sluice-ai/sluice/internal/backup"
-	"github.com/sluice-ai/sluice/shared/config"
-	"github.com/sluice-ai/sluice/shared/objstore"
+	"github.com/sluice-ai/sluice/shared/objstore/s3test"
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
-
-// fakeS3 is an in-process S3 (gofakes3) and a store configured for it.
-func fakeS3(t *testing.T) *objstore.Store {
-	t.Helper()
-	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
-	t.Cleanup(srv.Close)
-	cfg, err := config.Parse([]byte("storage:\n  endpoint: " + srv.URL + "\n  bucket: sluice-test\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Env.S3AccessKey, cfg.Env.S3SecretKey = "test", "test"
-	return objstore.New(cfg)
-}
 
 // TestDumpAndRestore loses the users table's rows, then restores them from
 // the newest backup; a tampered backup is refused before the database is
@@ -38,7 +20,7 @@ func fakeS3(t *testing.T) *objstore.Store {
 func TestDumpAndRestore(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	store := fakeS3(t)
+	store := s3test.New(t)
 	dbURL := pgtest.NewURL(t)
 	db, err := postgres.Open(ctx, dbURL)
 	if err != nil {
