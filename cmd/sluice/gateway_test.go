@@ -19,8 +19,8 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
-	sdk "github.com/openfaas/go-sdk"
 	"github.com/openfaas/faas-provider/types"
+	sdk "github.com/openfaas/go-sdk"
 
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/internal/gateway"
