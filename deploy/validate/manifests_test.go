@@ -46,26 +46,19 @@ func (o *objects) decode(doc []byte) error {
 	want := ""
 	switch head.Kind {
 	case "Deployment":
-		d := &appsv1.Deployment{}
-		o.deployments, into, want = append(o.deployments, d), d, "apps/v1"
+		into, want = add(&o.deployments), "apps/v1"
 	case "Service":
-		s := &corev1.Service{}
-		o.services, into, want = append(o.services, s), s, "v1"
+		into, want = add(&o.services), "v1"
 	case "ConfigMap":
-		c := &corev1.ConfigMap{}
-		o.configMaps, into, want = append(o.configMaps, c), c, "v1"
+		into, want = add(&o.configMaps), "v1"
 	case "PodDisruptionBudget":
-		p := &policyv1.PodDisruptionBudget{}
-		o.pdbs, into, want = append(o.pdbs, p), p, "policy/v1"
+		into, want = add(&o.pdbs), "policy/v1"
 	case "HorizontalPodAutoscaler":
-		h := &autoscalingv2.HorizontalPodAutoscaler{}
-		o.hpas, into, want = append(o.hpas, h), h, "autoscaling/v2"
+		into, want = add(&o.hpas), "autoscaling/v2"
 	case "Ingress":
-		i := &networkingv1.Ingress{}
-		o.ingresses, into, want = append(o.ingresses, i), i, "networking.k8s.io/v1"
+		into, want = add(&o.ingresses), "networking.k8s.io/v1"
 	case "CronJob":
-		c := &batchv1.CronJob{}
-		o.cronJobs, into, want = append(o.cronJobs, c), c, "batch/v1"
+		into, want = add(&o.cronJobs), "batch/v1"
 	default:
 		return fmt.Errorf("kind %q: add it to the validator", head.Kind)
 	}
@@ -73,6 +66,13 @@ func (o *objects) decode(doc []byte) error {
 		return fmt.Errorf("%s: apiVersion %q, want %q", head.Kind, head.APIVersion, want)
 	}
 	return yaml.UnmarshalStrict(doc, into)
+}
+
+// add appends a new zero object to list and returns it to decode into.
+func add[T any](list *[]*T) any {
+	v := new(T)
+	*list = append(*list, v)
+	return v
 }
 
 func load(t *testing.T) *objects {
