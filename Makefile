@@ -33,6 +33,7 @@ fuzz:
 	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./shared/rbac -run '^$$' -fuzz FuzzAllowed -fuzztime 60s
 	$(GO) test ./shared/config -run '^$$' -fuzz FuzzParseMicros -fuzztime 60s
+	$(GO) test ./internal/artifact -run '^$$' -fuzz FuzzParseManifest -fuzztime 60s
 
 vet:
 	$(GO) vet ./...

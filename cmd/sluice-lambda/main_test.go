@@ -127,6 +127,8 @@ func TestUnderRuntimeInterfaceEmulator(t *testing.T) {
 	if content.Len() == 0 || completion != 6 || !strings.Contains(string(stream), "data: [DONE]") {
 		t.Fatalf("stream: content %q, %d completion tokens, want 6 and [DONE]:\n%s", content.String(), completion, stream)
 	}
+	t.Logf("Function URL (RESPONSE_STREAM) under aws-lambda-rie: status %d, %s, content %q, %d completion tokens",
+		head.StatusCode, head.Headers["Content-Type"], content.String(), completion)
 
 	// The same function behind API Gateway's HTTP API: buffered.
 	apigw := startRIE(t, rie, bootstrap, env, "submit", "apigw")

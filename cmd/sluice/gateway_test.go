@@ -111,9 +111,11 @@ func TestGatewayDeploysFunctionsAsProcesses(t *testing.T) {
 		}
 		spec := types.FunctionDeployment{Service: name, Image: f.Image, EnvVars: env, Secrets: f.Secrets,
 			Labels: f.Labels, Annotations: f.Annotations}
+		start := time.Now()
 		if _, err := client.Deploy(ctx, spec); err != nil {
 			t.Fatalf("deploy %s: %v", name, err)
 		}
+		t.Logf("deployed %s (shrinkwrap, build, start) in %v", name, time.Since(start).Round(time.Millisecond))
 	}
 
 	// List: four functions, each its own live process.
@@ -142,6 +144,7 @@ func TestGatewayDeploysFunctionsAsProcesses(t *testing.T) {
 	if len(seen) != len(names) {
 		t.Errorf("pids %v: want one process per function", pids)
 	}
+	t.Logf("processes: %v (gateway %d)", pids, gw.Process.Pid)
 	desc, err := client.GetFunction(ctx, "submit", "")
 	if err != nil || desc.Name != "submit" || (*desc.Labels)["com.openfaas.scale.min"] != "3" {
 		t.Errorf("describe submit: %+v, %v", desc, err)
@@ -191,6 +194,8 @@ func TestGatewayDeploysFunctionsAsProcesses(t *testing.T) {
 	if err := stream.Err(); err != nil || chunks < 2 {
 		t.Errorf("streamed through the gateway: %d chunks, %v", chunks, err)
 	}
+	t.Logf("chat completion via /function/submit/v1: %q (%d completion tokens); streamed: %d chunks",
+		comp.Choices[0].Message.Content, comp.Usage.CompletionTokens, chunks)
 
 	// Remove: each process is gone and the list is empty.
 	for _, name := range names {
@@ -204,6 +209,7 @@ func TestGatewayDeploysFunctionsAsProcesses(t *testing.T) {
 	if fns, err := client.GetFunctions(ctx, ""); err != nil || len(fns) != 0 {
 		t.Errorf("after remove: %+v, %v", fns, err)
 	}
+	t.Logf("removed all four; processes %v gone (kill -0: ESRCH)", pids)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base, nil)
 	if resp, err := client.InvokeFunction("submit", "", false, false, req); err == nil {
 		resp.Body.Close()

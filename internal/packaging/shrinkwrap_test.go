@@ -36,7 +36,8 @@ func TestShrinkwrapBuilds(t *testing.T) {
 			// function/ as the Dockerfile runs them, against make test's
 			// PostgreSQL and Redis. The shared packages' tests run in the
 			// repository's own suite, not four more times here.
-			runGo(t, filepath.Join(build, "function"), "test", "-count=1", "-trimpath", ".")
+			out := runGo(t, filepath.Join(build, "function"), "test", "-count=1", "-trimpath", "-v", ".")
+			t.Logf("go test in %s/function: %d passed\n%s", name, strings.Count(out, "--- PASS"), lastLine(out))
 		})
 	}
 }
@@ -155,6 +156,11 @@ func TestWorkerImageCopiesItsImports(t *testing.T) {
 			t.Errorf("the worker imports %s but gpuworker/Dockerfile copies only %q", pkg, copied)
 		}
 	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
 
 func assertGofmt(t *testing.T, dir string) {
