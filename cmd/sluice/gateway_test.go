@@ -145,6 +145,28 @@ func TestGatewayDeploysFunctionsAsProcesses(t *testing.T) {
 		t.Errorf("pids %v: want one process per function", pids)
 	}
 	t.Logf("processes: %v (gateway %d)", pids, gw.Process.Pid)
+
+	// Only the stack's functions run, and only with secrets that exist.
+	if _, err := client.Deploy(ctx, types.FunctionDeployment{Service: "not-in-stack", Image: "x"}); err == nil {
+		t.Error("deployed a function that is not in openfaas.yml")
+	}
+	if _, err := client.Deploy(ctx, types.FunctionDeployment{Service: "auth", Image: "x", Secrets: []string{"missing"}}); err == nil {
+		t.Error("deployed with a secret that does not exist")
+	}
+	// faas-cli deploy of a deployed function is a PUT: a new process
+	// replaces the old one.
+	bw, _ := client.GetFunction(ctx, "billing-webhook", "")
+	if _, err := client.Update(ctx, types.FunctionDeployment{Service: "billing-webhook", Image: bw.Image,
+		EnvVars: bw.EnvVars, Secrets: bw.Secrets, Labels: bw.Labels}); err != nil {
+		t.Fatalf("update billing-webhook: %v", err)
+	}
+	if err := syscall.Kill(pids["billing-webhook"], 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("billing-webhook's old process %d survived the update (%v)", pids["billing-webhook"], err)
+	}
+	bw, _ = client.GetFunction(ctx, "billing-webhook", "")
+	if pids["billing-webhook"], err = strconv.Atoi((*bw.Annotations)[gateway.PIDAnnotation]); err != nil {
+		t.Fatal(err)
+	}
 	desc, err := client.GetFunction(ctx, "submit", "")
 	if err != nil || desc.Name != "submit" || (*desc.Labels)["com.openfaas.scale.min"] != "3" {
 		t.Errorf("describe submit: %+v, %v", desc, err)
