@@ -77,6 +77,7 @@ type Auth struct {
 	Features []string `yaml:"features"`
 	Session  Session  `yaml:"session"`
 	RBAC     RBAC     `yaml:"rbac"`
+	Identity Identity `yaml:"identity"` // sessions, MFA, keys, abuse limits (identity.go)
 }
 
 // Session sets login lifetimes.
@@ -165,13 +166,16 @@ type Worker struct {
 
 // Env is what comes from environment variables.
 type Env struct {
-	DatabaseURL   string // DATABASE_URL
-	RedisURL      string // REDIS_URL
-	KeyPepper     string // SLUICE_KEY_PEPPER: HMAC key for API keys, >= 32 bytes
-	WebhookSecret string // SLUICE_WEBHOOK_SECRET: signs job webhooks; defaults to a key derived from the pepper
-	Addr          string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
-	ConfigPath    string // SLUICE_CONFIG
-	WorkerName    string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
+	DatabaseURL string // DATABASE_URL
+	RedisURL    string // REDIS_URL
+	KeyPepper   string // SLUICE_KEY_PEPPER: HMAC key for API keys, >= 32 bytes
+	// KeyPepperPrevious (SLUICE_KEY_PEPPER_PREVIOUS) is the pepper being
+	// rotated out: keys hashed under it still verify and are rehashed.
+	KeyPepperPrevious string
+	WebhookSecret     string // SLUICE_WEBHOOK_SECRET: signs job webhooks; defaults to a key derived from the pepper
+	Addr              string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
+	ConfigPath        string // SLUICE_CONFIG
+	WorkerName        string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
 }
 
 // Load reads the configuration: defaults, then the file named by SLUICE_CONFIG
@@ -191,13 +195,14 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	cfg.Env = Env{
-		DatabaseURL:   getenv("DATABASE_URL"),
-		RedisURL:      getenv("REDIS_URL"),
-		KeyPepper:     secret(getenv, "SLUICE_KEY_PEPPER", "sluice-key-pepper"),
-		WebhookSecret: secret(getenv, "SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
-		Addr:          getenv("SLUICE_ADDR"),
-		ConfigPath:    path,
-		WorkerName:    getenv("SLUICE_WORKER_NAME"),
+		DatabaseURL:       getenv("DATABASE_URL"),
+		RedisURL:          getenv("REDIS_URL"),
+		KeyPepper:         secret(getenv, "SLUICE_KEY_PEPPER", "sluice-key-pepper"),
+		KeyPepperPrevious: secret(getenv, "SLUICE_KEY_PEPPER_PREVIOUS", "sluice-key-pepper-previous"),
+		WebhookSecret:     secret(getenv, "SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
+		Addr:              getenv("SLUICE_ADDR"),
+		ConfigPath:        path,
+		WorkerName:        getenv("SLUICE_WORKER_NAME"),
 	}
 	if cfg.Env.Addr == "" {
 		cfg.Env.Addr = "127.0.0.1:8080"
@@ -285,6 +290,7 @@ func (c *Config) applyDefaults() {
 	if c.Auth.Session.Timeout == 0 {
 		c.Auth.Session.Timeout = 3600
 	}
+	applyIdentityDefaults(&c.Auth.Identity)
 	s := &c.Server
 	def(&s.MaxBodyBytes, 1<<20)
 	def(&s.RequestTimeout, 5*time.Minute)
@@ -384,6 +390,7 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("auth.provider: unknown provider %q", c.Auth.Provider))
 	}
+	errs = append(errs, c.Auth.Identity.validate())
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
 	}
