@@ -79,6 +79,13 @@ func (t *tokenVerifier) key(ctx context.Context, kid string) (ed25519.PublicKey,
 	return k, ok
 }
 
+// forget lets the next unknown kid reload the key set at once.
+func (t *tokenVerifier) forget() {
+	t.mu.Lock()
+	t.loadedAt = time.Time{}
+	t.mu.Unlock()
+}
+
 func (t *tokenVerifier) verify(ctx context.Context, tok string) (*Claims, error) {
 	var c Claims
 	_, err := t.parser.ParseWithClaims(tok, &c, func(tk *jwt.Token) (any, error) {

@@ -13,7 +13,8 @@ import (
 )
 
 // Revocation messages on redisq.AuthEvictChannel: "key:<id>" drops one key,
-// "user:<id>" every credential of a user (disabled, deleted, role changed).
+// "user:<id>" every credential of a user (disabled, deleted, role changed),
+// "jwks:" a signing key rotation.
 
 // RevokeKey tells every instance to forget a key at once.
 func RevokeKey(ctx context.Context, rdb redis.UniversalClient, keyID string) error {
@@ -23,6 +24,12 @@ func RevokeKey(ctx context.Context, rdb redis.UniversalClient, keyID string) err
 // RevokeUser tells every instance to forget a user's credentials at once.
 func RevokeUser(ctx context.Context, rdb redis.UniversalClient, userID string) error {
 	return rdb.Publish(ctx, redisq.AuthEvictChannel, "user:"+userID).Err()
+}
+
+// SigningKeysChanged tells every instance to reload the JWT verification
+// keys on the next unknown kid instead of waiting out the refetch bound.
+func SigningKeysChanged(ctx context.Context, rdb redis.UniversalClient) error {
+	return rdb.Publish(ctx, redisq.AuthEvictChannel, "jwks:").Err()
 }
 
 // Listen applies revocation messages to this instance's cache until ctx
@@ -76,6 +83,10 @@ func (v *Verifier) apply(payload string) {
 		v.evictKeyID(id)
 	case "user":
 		v.evictUser(id)
+	case "jwks":
+		if v.tokens != nil {
+			v.tokens.forget()
+		}
 	}
 }
 
