@@ -32,11 +32,7 @@ func (s *service) adminListUsers(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	data := make([]map[string]any, 0, len(us))
-	for _, u := range us {
-		data = append(data, userJSON(u))
-	}
-	openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+	writeList(w, us, userJSON)
 }
 
 func (s *service) adminCreateUser(w http.ResponseWriter, r *http.Request) {

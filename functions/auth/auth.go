@@ -199,3 +199,12 @@ func nonNil(s []string) []string {
 	}
 	return s
 }
+
+// writeList answers with an OpenAI-style list of items rendered by render.
+func writeList[T any](w http.ResponseWriter, items []T, render func(T) map[string]any) {
+	data := make([]map[string]any, 0, len(items))
+	for _, it := range items {
+		data = append(data, render(it))
+	}
+	openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+}

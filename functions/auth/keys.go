@@ -135,11 +135,7 @@ func (s *service) writeKeys(w http.ResponseWriter, r *http.Request, userID strin
 		s.fail(w, r, err)
 		return
 	}
-	data := make([]map[string]any, 0, len(ks))
-	for _, k := range ks {
-		data = append(data, keyJSON(k))
-	}
-	openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+	writeList(w, ks, keyJSON)
 }
 
 // revokeKey revokes one of the caller's keys everywhere at once. Another

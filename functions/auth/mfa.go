@@ -144,14 +144,19 @@ func (s *service) reauth(r *http.Request, p *sluice.Principal) (*postgres.UserAu
 	return &u, nil
 }
 
-// mfaEnrol creates a TOTP secret awaiting confirmation.
-func (s *service) mfaEnrol(w http.ResponseWriter, r *http.Request) {
+// selfReauth authenticates the caller and re-checks its password (and
+// second factor) for a change to its own account.
+func (s *service) selfReauth(r *http.Request) (*postgres.UserAuth, error) {
 	p, err := s.principal(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
-	u, err := s.reauth(r, p)
+	return s.reauth(r, p)
+}
+
+// mfaEnrol creates a TOTP secret awaiting confirmation.
+func (s *service) mfaEnrol(w http.ResponseWriter, r *http.Request) {
+	u, err := s.selfReauth(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -226,12 +231,7 @@ func (s *service) mfaConfirm(w http.ResponseWriter, r *http.Request) {
 
 // mfaDisable turns MFA off after the password and a current code.
 func (s *service) mfaDisable(w http.ResponseWriter, r *http.Request) {
-	p, err := s.principal(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	u, err := s.reauth(r, p)
+	u, err := s.selfReauth(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return

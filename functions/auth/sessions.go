@@ -264,20 +264,16 @@ func (s *service) logout(w http.ResponseWriter, r *http.Request) {
 
 // deleteMe deletes the caller's account after re-authentication.
 func (s *service) deleteMe(w http.ResponseWriter, r *http.Request) {
-	p, err := s.principal(r)
+	u, err := s.selfReauth(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if _, err := s.reauth(r, p); err != nil {
+	if err := s.deleteUser(r, u.ID); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.deleteUser(r, p.UserID); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.audit(r, p.UserID, "user.delete", p.UserID, "ok", map[string]any{"by": "self"})
+	s.audit(r, u.ID, "user.delete", u.ID, "ok", map[string]any{"by": "self"})
 	w.WriteHeader(http.StatusNoContent)
 }
 
