@@ -227,6 +227,11 @@ func TestAttacks(t *testing.T) {
 		if _, out := e.call("GET", "/auth/v1/me", atkAccess, nil); out["role"] != "user" {
 			t.Fatalf("attacker's role changed: %v", out)
 		}
+		var denied int
+		e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log WHERE action = 'admin.denied'`).Scan(&denied) //nolint:errcheck
+		if denied < 16 {
+			t.Errorf("admin refusals audited: %d, want 16", denied)
+		}
 	})
 
 	t.Run("key outside its scopes or models", func(t *testing.T) {

@@ -131,12 +131,19 @@ func (s *service) principal(r *http.Request, perms ...string) (*sluice.Principal
 
 // admin authenticates an administrator: the permission, and a second factor
 // for sessions when the config requires MFA for administrative access.
+// A refusal of an authenticated caller is audited: probing admin routes is
+// an event worth seeing.
 func (s *service) admin(r *http.Request, perm string) (*sluice.Principal, error) {
-	p, err := s.principal(r, perm)
+	p, err := s.principal(r)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.requireMFA(p); err != nil {
+	err = authn.Authorize(p, s.Config.Permissions(p.Role), perm)
+	if err == nil {
+		err = s.requireMFA(p)
+	}
+	if err != nil {
+		s.audit(r, p.UserID, "admin.denied", r.Method+" "+r.URL.Path, "refused", map[string]any{"key_id": p.KeyID})
 		return nil, err
 	}
 	return p, nil
