@@ -156,4 +156,3 @@ func BenchmarkAuthenticate(b *testing.B) {
 		})
 	}
 }
-

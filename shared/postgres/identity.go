@@ -3,8 +3,10 @@ package postgres
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 
@@ -372,4 +374,40 @@ func (db *DB) PublicKeys(ctx context.Context, grace time.Duration) (map[string]e
 		}
 	}
 	return out, nil
+}
+
+// ExternalPrincipal returns the user behind an external identity, creating
+// it (role user, tier free) on first sight. email is used when free;
+// otherwise the account gets a synthetic address, never someone else's row.
+func (db *DB) ExternalPrincipal(ctx context.Context, issuer, subject, email string) (sluice.Principal, error) {
+	var p sluice.Principal
+	scan := func() error {
+		return db.Pool.QueryRow(ctx, q("ExternalPrincipal"), issuer, subject).Scan(&p.UserID, &p.Email, &p.Role, &p.Tier, &p.Disabled)
+	}
+	err := scan()
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return p, translate(err)
+	}
+	h := sha256.Sum256([]byte(issuer + "\x00" + subject))
+	synthetic := "oidc-" + hex.EncodeToString(h[:10]) + "@external.invalid"
+	for _, addr := range []string{email, synthetic} {
+		if addr == "" {
+			continue
+		}
+		err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			var id string
+			if err := tx.QueryRow(ctx, q("CreateUser"), addr, nil, sluice.TierFree, sluice.RoleUser).Scan(&id, new(string), new(string), new(string), new(bool), new(time.Time)); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, q("InsertExternalIdentity"), issuer, subject, id)
+			return err
+		})
+		if err == nil || sluice.KindOf(translate(err)) != sluice.KindConflict {
+			break
+		}
+	}
+	if err != nil && sluice.KindOf(translate(err)) != sluice.KindConflict {
+		return p, translate(err)
+	}
+	return p, translate(scan()) // also settles a race with another instance
 }

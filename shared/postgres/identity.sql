@@ -148,3 +148,11 @@ VALUES ($1, $2, $3, $4, $5, $6);
 -- name: ListAudit
 SELECT id, at, actor_id::text, action, target, outcome, remote, detail::text
 FROM audit_log WHERE ($1::bigint = 0 OR id < $1) ORDER BY id DESC LIMIT $2;
+
+-- name: ExternalPrincipal
+SELECT u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL
+FROM external_identities e JOIN users u ON u.id = e.user_id
+WHERE e.issuer = $1 AND e.subject = $2 AND u.deleted_at IS NULL;
+
+-- name: InsertExternalIdentity
+INSERT INTO external_identities (issuer, subject, user_id) VALUES ($1, $2, $3);

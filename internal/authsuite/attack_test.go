@@ -1,4 +1,4 @@
-package auth_test
+package authsuite_test
 
 import (
 	"context"
