@@ -63,12 +63,17 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Deps, err
 }
 
 // NewVerifier builds the shared verifier: API keys (under the current and
-// any previous pepper) and the auth function's session tokens.
+// any previous pepper), the auth function's session tokens and, when
+// configured, an external OpenID provider's access tokens.
 func NewVerifier(cfg *config.Config, db *postgres.DB, log *slog.Logger) *authn.Verifier {
 	id := cfg.Auth.Identity
-	return authn.New(db, []byte(cfg.Env.KeyPepper), cfg.Server.KeyCacheTTL, log,
-		authn.WithPreviousPepper([]byte(cfg.Env.KeyPepperPrevious)),
-		authn.WithTokens(authn.TokenConfig{Issuer: id.Issuer, Audience: id.Audience, AccessTTL: id.AccessTTL, Leeway: id.Leeway}))
+	opts := []authn.Option{authn.WithPreviousPepper([]byte(cfg.Env.KeyPepperPrevious)),
+		authn.WithTokens(authn.TokenConfig{Issuer: id.Issuer, Audience: id.Audience, AccessTTL: id.AccessTTL, Leeway: id.Leeway})}
+	if o := id.OIDC; o.Issuer != "" {
+		opts = append(opts, authn.WithOIDC(authn.OIDCConfig{Issuer: o.Issuer, Audience: o.Audience, ClientID: o.ClientID,
+			Roles: o.Roles, RoleOrder: cfg.Auth.RBAC.Roles, DefaultRole: o.DefaultRole, Leeway: id.Leeway}, db))
+	}
+	return authn.New(db, []byte(cfg.Env.KeyPepper), cfg.Server.KeyCacheTTL, log, opts...)
 }
 
 // NewQueue builds the queue with the configured limits.

@@ -44,6 +44,7 @@ type Verifier struct {
 	log     *slog.Logger
 	now     func() time.Time
 	tokens  *tokenVerifier
+	oidc    *oidcVerifier
 
 	mu    sync.Mutex
 	cache map[string]entry // by key hash
@@ -114,8 +115,11 @@ func (v *Verifier) Credential(ctx context.Context, tok string) (*sluice.Principa
 	if len(tok) > maxCredential {
 		return nil, sluice.ErrUnauthenticated
 	}
-	if strings.HasPrefix(tok, apikey.Prefix) || v.tokens == nil {
+	if strings.HasPrefix(tok, apikey.Prefix) || (v.tokens == nil && v.oidc == nil) {
 		return v.Key(ctx, tok)
+	}
+	if v.oidc != nil && issuerOf(tok) == v.oidc.cfg.Issuer {
+		return v.External(ctx, tok)
 	}
 	return v.Token(ctx, tok)
 }
@@ -224,10 +228,11 @@ func (v *Verifier) evictKeyID(id string) {
 func (v *Verifier) evictUser(id string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	delete(v.users, id)
-	for h, e := range v.cache {
-		if e.p.UserID == id {
-			delete(v.cache, h)
+	for _, m := range []map[string]entry{v.cache, v.users} {
+		for k, e := range m {
+			if e.p.UserID == id || k == id {
+				delete(m, k)
+			}
 		}
 	}
 }

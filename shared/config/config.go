@@ -390,7 +390,7 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("auth.provider: unknown provider %q", c.Auth.Provider))
 	}
-	errs = append(errs, c.Auth.Identity.validate())
+	errs = append(errs, c.Auth.Identity.validate(c.Auth.RBAC.Roles))
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
 	}

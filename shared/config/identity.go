@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 )
 
@@ -27,6 +29,22 @@ type Identity struct {
 	KeyRotationOverlap time.Duration `yaml:"key_rotation_overlap"`
 	// Limits are the abuse limits; each is a count per window.
 	Limits AbuseLimits `yaml:"limits"`
+	// OIDC accepts access tokens of an external OpenID provider (Keycloak:
+	// issuer https://HOST/realms/REALM). Off while issuer is empty.
+	OIDC OIDC `yaml:"oidc"`
+}
+
+// OIDC is the external identity provider.
+type OIDC struct {
+	Issuer   string `yaml:"issuer"`   // exact iss of its tokens
+	Audience string `yaml:"audience"` // required aud (Keycloak: add an audience mapper)
+	// ClientID selects Keycloak client roles (resource_access.<client_id>.roles).
+	ClientID string `yaml:"client_id"`
+	// Roles maps the provider's realm or client roles to Sluice roles; a user
+	// gets the most privileged mapped role (auth.rbac.roles order).
+	Roles map[string]string `yaml:"roles"`
+	// DefaultRole is the role of a user no mapping matches; default "user".
+	DefaultRole string `yaml:"default_role"`
 }
 
 // AbuseLimits bound guessing and bulk creation. Failed logins are counted
@@ -54,6 +72,7 @@ func applyIdentityDefaults(id *Identity) {
 	def(&id.Leeway, 30*time.Second)
 	def(&id.SigningKeyAge, 720*time.Hour)
 	def(&id.KeyRotationOverlap, 24*time.Hour)
+	def(&id.OIDC.DefaultRole, "user")
 	l := &id.Limits
 	def(&l.Window, 15*time.Minute)
 	def(&l.LoginPerAccountAddress, 5)
@@ -63,8 +82,16 @@ func applyIdentityDefaults(id *Identity) {
 	def(&l.KeysPerUser, 20)
 }
 
-func (id *Identity) validate() error {
+func (id *Identity) validate(roles []string) error {
 	var errs []error
+	if id.OIDC.Issuer != "" && id.OIDC.Audience == "" {
+		errs = append(errs, errors.New("auth.identity.oidc.audience: required with an issuer"))
+	}
+	for ext, r := range id.OIDC.Roles {
+		if !slices.Contains(roles, r) {
+			errs = append(errs, fmt.Errorf("auth.identity.oidc.roles.%s: %q is not in auth.rbac.roles", ext, r))
+		}
+	}
 	if id.Leeway < 0 || id.Leeway > time.Minute {
 		errs = append(errs, errors.New("auth.identity.leeway: must be between 0 and 60s"))
 	}
