@@ -2,6 +2,8 @@ package authsuite_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -10,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/internal/testenv"
@@ -120,6 +124,28 @@ func TestExternalOIDC(t *testing.T) {
 	if st, _ := e.call("GET", "/auth/v1/me", parts[0]+"."+parts[1]+"."+strings.Repeat("A", len(parts[2])), nil); st != 401 {
 		t.Errorf("forged signature = %d", st)
 	}
+	_, claims := decodeJWT(t, tok)
+	hdr, _ := decodeJWT(t, tok)
+	kid, _ := hdr["kid"].(string)
+	jwksResp, err := http.Get(issuer + "keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	jsonDecode(jwksResp, &set) //nolint:errcheck
+	jwksResp.Body.Close()
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, claims).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	for name, forged := range map[string]string{
+		"alg none with the provider's iss":            none,
+		"HS256 keyed with the provider's RSA modulus": forge(t, jwt.SigningMethodHS256, []byte(set.Keys[0]["n"].(string)), kid, claims),
+		"provider's iss, foreign key":                 forge(t, jwt.SigningMethodEdDSA, foreignKey(), kid, claims),
+	} {
+		if st, _ := e.call("GET", "/auth/v1/me", forged, nil); st != 401 {
+			t.Errorf("%s = %d, want 401", name, st)
+		}
+	}
 	other := newEnv(t, fmt.Sprintf("auth:\n  identity:\n    oidc:\n      issuer: %q\n      audience: another-client\n", issuer))
 	if st, _ := other.call("GET", "/auth/v1/me", tok, nil); st != 401 {
 		t.Errorf("token for another audience = %d", st)
@@ -146,4 +172,9 @@ func TestOIDCRoleMapping(t *testing.T) {
 			t.Errorf("MapRoles(%v, %v) = %q, want %q", tc.realm, tc.client, got, tc.want)
 		}
 	}
+}
+
+func foreignKey() ed25519.PrivateKey {
+	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	return k
 }
