@@ -73,7 +73,10 @@ func WithPreviousPepper(p []byte) Option {
 
 // WithTokens accepts session JWTs issued by the auth function.
 func WithTokens(t TokenConfig) Option {
-	return func(v *Verifier) { v.tokens = newTokenVerifier(t, v.store) }
+	return func(v *Verifier) {
+		v.tokens = newTokenVerifier(t, v.store)
+		v.tokens.noCache = v.ttl <= 0
+	}
 }
 
 // New returns a verifier. ttl bounds how long a revoked key keeps working if
