@@ -166,16 +166,17 @@ type Worker struct {
 
 // Env is what comes from environment variables.
 type Env struct {
-	DatabaseURL string // DATABASE_URL
-	RedisURL    string // REDIS_URL
-	KeyPepper   string // SLUICE_KEY_PEPPER: HMAC key for API keys, >= 32 bytes
+	DatabaseURL   string // DATABASE_URL
+	RedisURL      string // REDIS_URL
+	KeyPepper     string // SLUICE_KEY_PEPPER: HMAC key for API keys, >= 32 bytes
+	WebhookSecret string // SLUICE_WEBHOOK_SECRET: signs job webhooks; defaults to a key derived from the pepper
+	Addr          string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
+	ConfigPath    string // SLUICE_CONFIG
+	WorkerName    string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
+
 	// KeyPepperPrevious (SLUICE_KEY_PEPPER_PREVIOUS) is the pepper being
 	// rotated out: keys hashed under it still verify and are rehashed.
 	KeyPepperPrevious string
-	WebhookSecret     string // SLUICE_WEBHOOK_SECRET: signs job webhooks; defaults to a key derived from the pepper
-	Addr              string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
-	ConfigPath        string // SLUICE_CONFIG
-	WorkerName        string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
 }
 
 // Load reads the configuration: defaults, then the file named by SLUICE_CONFIG
@@ -195,15 +196,15 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	cfg.Env = Env{
-		DatabaseURL:       getenv("DATABASE_URL"),
-		RedisURL:          getenv("REDIS_URL"),
-		KeyPepper:         secret(getenv, "SLUICE_KEY_PEPPER", "sluice-key-pepper"),
-		KeyPepperPrevious: secret(getenv, "SLUICE_KEY_PEPPER_PREVIOUS", "sluice-key-pepper-previous"),
-		WebhookSecret:     secret(getenv, "SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
-		Addr:              getenv("SLUICE_ADDR"),
-		ConfigPath:        path,
-		WorkerName:        getenv("SLUICE_WORKER_NAME"),
+		DatabaseURL:   getenv("DATABASE_URL"),
+		RedisURL:      getenv("REDIS_URL"),
+		KeyPepper:     secret(getenv, "SLUICE_KEY_PEPPER", "sluice-key-pepper"),
+		WebhookSecret: secret(getenv, "SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
+		Addr:          getenv("SLUICE_ADDR"),
+		ConfigPath:    path,
+		WorkerName:    getenv("SLUICE_WORKER_NAME"),
 	}
+	cfg.Env.KeyPepperPrevious = secret(getenv, "SLUICE_KEY_PEPPER_PREVIOUS", "sluice-key-pepper-previous")
 	if cfg.Env.Addr == "" {
 		cfg.Env.Addr = "127.0.0.1:8080"
 	}
