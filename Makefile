@@ -5,6 +5,7 @@ export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 SIM := bin/vllm-sim
 RIE := bin/aws-lambda-rie
+OIDCP := tools/oidcprovider/bin/oidc-provider
 
 .PHONY: run test test-short bench drill sim rie lambda vet fuzz build clean
 
@@ -15,8 +16,8 @@ run: sim
 ## test: the whole suite against real PostgreSQL, Redis and the simulator
 ## (and the Lambda adapter under aws-lambda-rie), then the manifests in
 ## deploy/validate's own module
-test: sim rie
-	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) $(GO) test -count=1 -timeout 15m ./...
+test: sim rie $(OIDCP)
+	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) $(GO) test -count=1 -timeout 15m ./...
 	cd deploy/validate && $(GO) test -count=1 ./...
 
 ## bench: added latency and throughput of the platform against the simulator called directly
@@ -32,6 +33,8 @@ fuzz:
 	$(GO) test ./shared/apikey -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./shared/rbac -run '^$$' -fuzz FuzzAllowed -fuzztime 60s
+	$(GO) test ./shared/authn -run '^$$' -fuzz '^FuzzToken$$' -fuzztime 60s
+	$(GO) test ./shared/authn -run '^$$' -fuzz '^FuzzAuthorize$$' -fuzztime 60s
 	$(GO) test ./shared/config -run '^$$' -fuzz FuzzParseMicros -fuzztime 60s
 	$(GO) test ./internal/artifact -run '^$$' -fuzz FuzzParseManifest -fuzztime 60s
 
@@ -56,6 +59,10 @@ rie: $(RIE)
 $(RIE): tools/lambdarie/go.mod
 	@mkdir -p bin
 	cd tools/lambdarie && CGO_ENABLED=0 $(GO) build -o ../../$(RIE) github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
+
+## the zitadel/oidc example OpenID provider, from its own tools module: the external issuer in the OIDC tests
+$(OIDCP): tools/oidcprovider/go.mod
+	cd tools/oidcprovider && CGO_ENABLED=0 $(GO) build -o bin/oidc-provider github.com/zitadel/oidc/v3/example/server
 
 clean:
 	rm -rf bin .sluice

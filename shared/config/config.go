@@ -79,6 +79,7 @@ type Auth struct {
 	Features []string `yaml:"features"`
 	Session  Session  `yaml:"session"`
 	RBAC     RBAC     `yaml:"rbac"`
+	Identity Identity `yaml:"identity"` // sessions, MFA, keys, abuse limits (identity.go)
 }
 
 // Session sets login lifetimes.
@@ -176,6 +177,10 @@ type Env struct {
 	WorkerName    string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
 	S3AccessKey   string // SLUICE_S3_ACCESS_KEY (or secret file sluice-s3-access-key)
 	S3SecretKey   string // SLUICE_S3_SECRET_KEY (or secret file sluice-s3-secret-key)
+
+	// KeyPepperPrevious (SLUICE_KEY_PEPPER_PREVIOUS) is the pepper being
+	// rotated out: keys hashed under it still verify and are rehashed.
+	KeyPepperPrevious string
 }
 
 // Load reads the configuration: defaults, then the file named by SLUICE_CONFIG
@@ -194,18 +199,18 @@ func Load(getenv func(string) string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	secret := func(env, file string) string { return secret(getenv, env, file) }
 	cfg.Env = Env{
 		DatabaseURL:   getenv("DATABASE_URL"),
 		RedisURL:      getenv("REDIS_URL"),
-		KeyPepper:     secret("SLUICE_KEY_PEPPER", "sluice-key-pepper"),
-		WebhookSecret: secret("SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
+		KeyPepper:     secret(getenv, "SLUICE_KEY_PEPPER", "sluice-key-pepper"),
+		WebhookSecret: secret(getenv, "SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
 		Addr:          getenv("SLUICE_ADDR"),
 		ConfigPath:    path,
 		WorkerName:    getenv("SLUICE_WORKER_NAME"),
-		S3AccessKey:   secret("SLUICE_S3_ACCESS_KEY", "sluice-s3-access-key"),
-		S3SecretKey:   secret("SLUICE_S3_SECRET_KEY", "sluice-s3-secret-key"),
+		S3AccessKey:   secret(getenv, "SLUICE_S3_ACCESS_KEY", "sluice-s3-access-key"),
+		S3SecretKey:   secret(getenv, "SLUICE_S3_SECRET_KEY", "sluice-s3-secret-key"),
 	}
+	cfg.Env.KeyPepperPrevious = secret(getenv, "SLUICE_KEY_PEPPER_PREVIOUS", "sluice-key-pepper-previous")
 	if cfg.Env.Addr == "" {
 		cfg.Env.Addr = "127.0.0.1:8080"
 	}
@@ -299,6 +304,7 @@ func (c *Config) applyDefaults() {
 	if c.Auth.Session.Timeout == 0 {
 		c.Auth.Session.Timeout = 3600
 	}
+	applyIdentityDefaults(&c.Auth.Identity)
 	s := &c.Server
 	def(&s.MaxBodyBytes, 1<<20)
 	def(&s.RequestTimeout, 5*time.Minute)
@@ -398,6 +404,7 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("auth.provider: unknown provider %q", c.Auth.Provider))
 	}
+	errs = append(errs, c.Auth.Identity.validate(c.Auth.RBAC.Roles))
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
 	}
