@@ -29,6 +29,7 @@ fuzz:
 	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./shared/rbac -run '^$$' -fuzz FuzzAllowed -fuzztime 60s
 	$(GO) test ./shared/config -run '^$$' -fuzz FuzzParseMicros -fuzztime 60s
+	$(GO) test ./gpuworker/engine -run '^$$' -fuzz FuzzParseMetrics -fuzztime 60s
 
 vet:
 	$(GO) vet ./...

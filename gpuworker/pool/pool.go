@@ -14,8 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sluice-ai/sluice/gpuworker/engine"
-	"github.com/sluice-ai/sluice/shared/config"
+		"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
@@ -93,8 +92,11 @@ func (p *Pool) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var jobs sync.WaitGroup
 	for _, r := range p.runners {
-		wg.Add(2)
-		go func() { defer wg.Done(); r.health(ctx) }()
+		wg.Add(1 + 2*len(r.eps))
+		for _, e := range r.eps {
+			go func() { defer wg.Done(); r.health(ctx, e) }()
+			go func() { defer wg.Done(); r.scrape(ctx, e) }()
+		}
 		go func() { defer wg.Done(); r.dispatch(ctx, hard, &jobs) }()
 	}
 	wg.Add(4)
@@ -191,19 +193,4 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-}
-
-// endpoint is one engine replica and its batch slots.
-type endpoint struct {
-	client   *engine.Client
-	capacity int64
-	inflight atomic.Int64
-	healthy  atomic.Bool
-}
-
-func (e *endpoint) free() int64 {
-	if !e.healthy.Load() {
-		return 0
-	}
-	return max(e.capacity-e.inflight.Load(), 0)
 }

@@ -33,6 +33,7 @@ type Config struct {
 	Server      Server                   `yaml:"server"`
 	Jobs        Jobs                     `yaml:"jobs"`
 	Worker      Worker                   `yaml:"worker"`
+	Dispatch    Dispatch                 `yaml:"dispatch"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -298,6 +299,7 @@ func (c *Config) applyDefaults() {
 	def(&j.MaxQueue, 100000)
 	def(&j.Webhooks.MaxAttempts, 6)
 	def(&j.Webhooks.Timeout, 10*time.Second)
+	c.applyDispatchDefaults()
 	w := &c.Worker
 	def(&w.Heartbeat, 5*time.Second)
 	def(&w.ClaimIdle, 30*time.Second)
@@ -387,6 +389,7 @@ func (c *Config) validate() error {
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
 	}
+	errs = append(errs, c.validateDispatch())
 	return errors.Join(errs...)
 }
 
