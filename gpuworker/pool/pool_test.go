@@ -102,3 +102,72 @@ worker: {retries: 6, retry_backoff: 5ms, usage_flush: 20ms}
 		t.Fatal(err)
 	}
 }
+
+// TestThrottleOnEngineMetrics reads three simulators' /metrics: one reports a
+// near-full KV cache (--fake-metrics, the only way to get KV use offline),
+// one a queue of its own, one is idle. The worker offers the full one only a
+// probe slot, the queueing one fewer slots, the idle one its whole batch
+// plus the margin.
+func TestThrottleOnEngineMetrics(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	model := testenv.Name("thr")
+	var urls []string
+	for _, fake := range []string{`{"kv-cache-usage":0.99}`, `{"waiting-requests":3,"running-requests":4}`, ""} {
+		var extra []string
+		if fake != "" {
+			extra = []string{"--fake-metrics", fake}
+		}
+		sim, err := devstack.StartSim(ctx, testenv.Sim(t), model, 512, 4, "", extra...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sim.Stop()
+		urls = append(urls, fmt.Sprintf("%q", sim.URL))
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+inference: {models: [{name: %s, max_batch_size: 4, max_model_len: 512, endpoints: [%s, %s, %s]}]}
+pricing: null
+dispatch: {batch_margin: 1, metrics_interval: 50ms, health_interval: 50ms}
+`, model, urls[0], urls[1], urls[2])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := redisq.New(testenv.Redis(t), redisq.Options{})
+	p, err := pool.New(pool.Deps{Config: cfg, Log: slog.New(slog.DiscardHandler), Queue: q, Usage: pgtest.New(t), Name: "t-" + model})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	want := []int64{1, 3, 5} // probe only; 4+1 less the 2 queued beyond the margin; 4+1
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		eps := p.Endpoints()
+		got := make([]int64, len(eps))
+		ready := true
+		for i, e := range eps {
+			got[i] = e.Free
+			ready = ready && e.Healthy && (e.Running >= 0 || e.KVCache >= 0)
+		}
+		if ready && fmt.Sprint(got) == fmt.Sprint(want) {
+			if eps[0].KVCache < 0.98 || eps[1].Waiting != 3 {
+				t.Fatalf("readings: %+v", eps)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("free slots %v, want %v (%+v)", got, want, eps)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	sig, err := p.Signals(ctx)
+	if err != nil || len(sig) != config.Priorities || sig[0].Queued != 0 {
+		t.Fatalf("signals: %+v %v", sig, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
