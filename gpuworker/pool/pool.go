@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-		"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
