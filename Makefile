@@ -30,6 +30,7 @@ fuzz:
 	$(GO) test ./shared/rbac -run '^$$' -fuzz FuzzAllowed -fuzztime 60s
 	$(GO) test ./shared/config -run '^$$' -fuzz FuzzParseMicros -fuzztime 60s
 	$(GO) test ./gpuworker/engine -run '^$$' -fuzz FuzzParseMetrics -fuzztime 60s
+	$(GO) test ./gpuworker/filter -run '^$$' -fuzz FuzzStream -fuzztime 60s
 
 vet:
 	$(GO) vet ./...

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-ai/sluice/gpuworker/filter"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -38,6 +39,7 @@ type Deps struct {
 type Pool struct {
 	Deps
 	runners []*runner
+	redact  *filter.Redactor // nil: output filters off
 
 	mu      sync.Mutex
 	running map[string]*task // job id → running task
@@ -58,6 +60,10 @@ func New(d Deps) (*Pool, error) {
 		d.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	p := &Pool{Deps: d, running: map[string]*task{}}
+	var err error
+	if p.redact, err = filter.New(d.Config.Filters); err != nil {
+		return nil, err
+	}
 	only := map[string]bool{}
 	for _, m := range d.Config.Worker.Models {
 		only[m] = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,6 +166,79 @@ dispatch: {batch_margin: 1, metrics_interval: 50ms, health_interval: 50ms}
 	sig, err := p.Signals(ctx)
 	if err != nil || len(sig) != config.Priorities || sig[0].Queued != 0 {
 		t.Fatalf("signals: %+v %v", sig, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOutputFilters: with filters on, an engine echoing secrets (the
+// simulator's echo mode) has them redacted in whole and streamed results.
+func TestOutputFilters(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	model := testenv.Name("flt")
+	sim, err := devstack.StartSim(ctx, testenv.Sim(t), model, 512, 4, "", "--mode", "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Stop()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+inference: {models: [{name: %s, max_batch_size: 4, max_model_len: 512, endpoints: [%q]}]}
+pricing: null
+filters: {enabled: true}
+`, model, sim.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := redisq.New(testenv.Redis(t), redisq.Options{})
+	db := pgtest.New(t)
+	u, err := db.UpsertUser(ctx, "flt@example.com", "free", "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pool.New(pool.Deps{Config: cfg, Log: slog.New(slog.DiscardHandler), Queue: q, Usage: db, Name: "t-" + model})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	const secret = "write to alice@example.com with key sk-sluice-AbCdEfGhIjKlMnOpQrStUv12 now"
+	for _, stream := range []bool{false, true} {
+		j := &sluice.Job{ID: redisq.NewJobID(model), UserID: u.ID, Model: model, Endpoint: sluice.EndpointChat, Stream: stream,
+			Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}],"max_tokens":100,"stream":%v}`, model, secret, stream))}
+		if err := q.Enqueue(ctx, j, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		var text strings.Builder
+		after := "0"
+	read:
+		for {
+			evs, err := q.Events(ctx, j.ID, after, 10*time.Second)
+			if err != nil || len(evs) == 0 {
+				t.Fatalf("events: %v", err)
+			}
+			for _, e := range evs {
+				after = e.ID
+				switch e.Type {
+				case "chunk":
+					text.WriteString(e.Data)
+				case "end":
+					if e.Status != sluice.JobSucceeded {
+						t.Fatalf("job %s: %s", e.Status, e.Error)
+					}
+					text.WriteString(e.Result)
+					break read
+				}
+			}
+		}
+		out := text.String()
+		if strings.Contains(out, "alice@") || strings.Contains(out, "AbCdEf") || !strings.Contains(out, "[REDACTED:email]") ||
+			!strings.Contains(out, "[REDACTED:api_key]") {
+			t.Fatalf("stream %v: secrets not redacted: %s", stream, out)
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -189,6 +189,10 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	if job.Stream {
 		chunks = newChunkWriter(ctx, q, job.ID)
 		onChunk = chunks.add
+		if p.redact != nil {
+			fs := p.redact.Stream()
+			onChunk = func(b []byte) error { return chunks.add(fs.Chunk(b)) }
+		}
 	}
 	first := true // no output has been relayed: a retry cannot show text twice
 	var res *engine.Result
@@ -248,6 +252,9 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		usage = res.Usage
 		if !job.Stream {
 			o.Result = res.Body
+			if p.redact != nil {
+				o.Result = p.redact.Body(res.Body)
+			}
 		}
 	}
 	if err != nil {

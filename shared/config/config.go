@@ -34,6 +34,7 @@ type Config struct {
 	Jobs        Jobs                     `yaml:"jobs"`
 	Worker      Worker                   `yaml:"worker"`
 	Dispatch    Dispatch                 `yaml:"dispatch"`
+	Filters     Filters                  `yaml:"filters"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -300,6 +301,7 @@ func (c *Config) applyDefaults() {
 	def(&j.Webhooks.MaxAttempts, 6)
 	def(&j.Webhooks.Timeout, 10*time.Second)
 	c.applyDispatchDefaults()
+	c.applyFiltersDefaults()
 	w := &c.Worker
 	def(&w.Heartbeat, 5*time.Second)
 	def(&w.ClaimIdle, 30*time.Second)
@@ -389,7 +391,7 @@ func (c *Config) validate() error {
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
 	}
-	errs = append(errs, c.validateDispatch())
+	errs = append(errs, c.validateDispatch(), c.validateFilters())
 	return errors.Join(errs...)
 }
 
