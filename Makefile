@@ -15,13 +15,17 @@ run: sim
 test: sim
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) test -count=1 -timeout 15m ./...
 
-## bench: added latency and throughput of the platform against the simulator called directly
+## bench: added latency and throughput against the simulator called directly; saturation of two engines; fairness under a flood
 bench: sim
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode saturation -c 64 -n 480 -rounds 2 -max-tokens 48
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode fairness -max-tokens 16
 
-## drill: fault drills (kill -9 a worker mid-run)
+## drill: fault drills, 500 jobs each: kill -9 a worker, an engine dies and comes back, Redis (appendonly) restarts, the engine fails 10%
 drill: sim
-	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill
+	for m in kill endpoint redis failures; do \
+	  SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill -mode $$m -jobs 500 -max-tokens 10 -kill-after 100 || exit 1; \
+	done
 
 ## fuzz: one minute per fuzz target
 fuzz:

@@ -175,21 +175,9 @@ var healthPath = map[string]string{KindOllama: "/api/version", KindOpenAI: "/v1/
 
 // Healthy reports whether the engine's health route answers 200 within timeout.
 func (c *Client) Healthy(ctx context.Context, timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	path := healthPath[c.Kind]
 	if path == "" {
 		path = "/health"
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return false
-	}
-	io.Copy(io.Discard, resp.Body) //nolint:errcheck
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return c.status(ctx, path, timeout) == http.StatusOK
 }

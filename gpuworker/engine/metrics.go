@@ -139,17 +139,23 @@ func ParseMetrics(r io.Reader) map[string]float64 {
 // /health/ready 503 while it starts; engines without the route (404) are
 // ready once /health answers.
 func (c *Client) Ready(ctx context.Context, timeout time.Duration) bool {
+	st := c.status(ctx, "/health/ready", timeout)
+	return st == http.StatusOK || st == http.StatusNotFound
+}
+
+// status GETs path and returns the status code, 0 when there was no answer.
+func (c *Client) status(ctx context.Context, path string, timeout time.Duration) int {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/health/ready", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
 	if err != nil {
-		return false
+		return 0
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return false
+		return 0
 	}
 	io.Copy(io.Discard, resp.Body) //nolint:errcheck
 	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotFound
+	return resp.StatusCode
 }

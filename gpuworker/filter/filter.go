@@ -151,29 +151,33 @@ func (r *Redactor) step(buf string, final bool) (out, rest string) {
 // Body redacts a whole (non-streamed) OpenAI response: each choice's
 // message content (chat) or text (completions).
 func (r *Redactor) Body(body []byte) []byte {
-	var v map[string]any
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
-	if d.Decode(&v) != nil {
-		return body
-	}
-	changed := false
-	forChoices(v, func(_ int, c map[string]any) {
-		if msg, ok := c["message"].(map[string]any); ok {
-			if s, ok := msg["content"].(string); ok {
-				msg["content"], changed = r.Text(s), true
+	return rewrite(body, func(v map[string]any) (changed bool) {
+		forChoices(v, func(_ int, c map[string]any) {
+			if msg, ok := c["message"].(map[string]any); ok {
+				if s, ok := msg["content"].(string); ok {
+					msg["content"], changed = r.Text(s), true
+				}
 			}
-		}
-		if s, ok := c["text"].(string); ok {
-			c["text"], changed = r.Text(s), true
-		}
+			if s, ok := c["text"].(string); ok {
+				c["text"], changed = r.Text(s), true
+			}
+		})
+		return changed
 	})
-	if !changed {
-		return body
+}
+
+// rewrite decodes a JSON object (numbers kept exact), lets edit change it,
+// and re-encodes it if it did; anything unparsable passes unchanged.
+func rewrite(data []byte, edit func(map[string]any) bool) []byte {
+	var v map[string]any
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	if d.Decode(&v) != nil || !edit(v) {
+		return data
 	}
 	out, err := json.Marshal(v)
 	if err != nil {
-		return body
+		return data
 	}
 	return out
 }
@@ -208,45 +212,42 @@ func (r *Redactor) Stream() *Stream { return &Stream{r: r, held: map[int]string{
 // with what was held before, the tail that may still grow is held, and a
 // choice's finishing chunk releases the rest.
 func (s *Stream) Chunk(data []byte) []byte {
-	var v map[string]any
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	if d.Decode(&v) != nil {
-		return data
-	}
-	changed := false
-	forChoices(v, func(idx int, c map[string]any) {
-		final := c["finish_reason"] != nil
-		var field map[string]any
-		key := "content"
-		if delta, ok := c["delta"].(map[string]any); ok {
-			field = delta
-		} else if _, ok := c["text"]; ok {
-			field, key = c, "text"
-		}
-		if field == nil {
-			if !final || s.held[idx] == "" {
-				return
+	return rewrite(data, func(v map[string]any) (changed bool) {
+		forChoices(v, func(idx int, c map[string]any) {
+			if s.choice(idx, c) {
+				changed = true
 			}
-			field = map[string]any{}
-			c["delta"] = field
-		}
-		in, _ := field[key].(string)
-		if in == "" && !final && field[key] == nil {
-			return
-		}
-		out, rest := s.r.step(s.held[idx]+in, final)
-		s.held[idx] = rest
-		if out != in {
-			field[key], changed = out, true
-		}
+		})
+		return changed
 	})
-	if !changed {
-		return data
+}
+
+// choice redacts one choice of a chunk and reports whether it changed.
+func (s *Stream) choice(idx int, c map[string]any) bool {
+	final := c["finish_reason"] != nil
+	var field map[string]any
+	key := "content"
+	if delta, ok := c["delta"].(map[string]any); ok {
+		field = delta
+	} else if _, ok := c["text"]; ok {
+		field, key = c, "text"
 	}
-	out, err := json.Marshal(v)
-	if err != nil {
-		return data
+	if field == nil {
+		if !final || s.held[idx] == "" {
+			return false
+		}
+		field = map[string]any{}
+		c["delta"] = field
 	}
-	return out
+	in, _ := field[key].(string)
+	if in == "" && !final && field[key] == nil {
+		return false
+	}
+	out, rest := s.r.step(s.held[idx]+in, final)
+	s.held[idx] = rest
+	if out == in {
+		return false
+	}
+	field[key] = out
+	return true
 }
