@@ -23,8 +23,8 @@ bench: sim
 
 ## drill: fault drills, 500 jobs each: kill -9 a worker, an engine dies and comes back, Redis (appendonly) restarts, the engine fails 10%
 drill: sim
-	for m in kill endpoint redis failures; do \
-	  SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill -mode $$m -jobs 500 -max-tokens 10 -kill-after 100 || exit 1; \
+	for m in kill:10 endpoint:11 redis:10 failures:12; do \
+	  SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill -mode $${m%:*} -redis-db $${m#*:} -jobs 500 -max-tokens 10 -kill-after 100 || exit 1; \
 	done
 
 ## fuzz: one minute per fuzz target

@@ -182,7 +182,9 @@ func (d *drill) run(ctx context.Context) (err error) {
 	defer func() {
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		d.rdb.FlushDB(fctx)
+		if d.redis == nil { // the drill's own Redis is gone with its folder
+			d.rdb.FlushDB(fctx)
+		}
 		d.rdb.Close()
 	}()
 	if err := d.rdb.FlushDB(ctx).Err(); err != nil {
@@ -756,24 +758,30 @@ func (d *drill) report(ids []string, states map[string]sluice.JobState, inflight
 // reclaims reads w2's log for its "reclaimed jobs of a dead worker" lines:
 // the time of the first and how many there were.
 func (d *drill) reclaims() (first time.Time, n int) {
-	b, err := os.ReadFile(filepath.Join(d.dir, "w2.log"))
-	if err != nil {
-		return first, 0
+	times := d.logLines("w2", "reclaimed jobs of a dead worker")
+	if len(times) > 0 {
+		first = times[0]
 	}
+	return first, len(times)
+}
+
+// logLines returns the times of a process's JSON log lines with message msg.
+func (d *drill) logLines(name, msg string) []time.Time {
+	b, err := os.ReadFile(filepath.Join(d.dir, name+".log"))
+	if err != nil {
+		return nil
+	}
+	var out []time.Time
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		var l struct {
 			Time time.Time `json:"time"`
 			Msg  string    `json:"msg"`
 		}
-		if json.Unmarshal(line, &l) != nil || l.Msg != "reclaimed jobs of a dead worker" {
-			continue
+		if json.Unmarshal(line, &l) == nil && l.Msg == msg {
+			out = append(out, l.Time)
 		}
-		if n == 0 {
-			first = l.Time
-		}
-		n++
 	}
-	return first, n
+	return out
 }
 
 // sleep waits d or until ctx ends.

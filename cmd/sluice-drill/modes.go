@@ -185,7 +185,7 @@ func (d *drill) verify(ids []string, states map[string]sluice.JobState, m map[st
 	for _, s := range states {
 		byStatus[s.Status]++
 		if s.Error != nil {
-			codes[fmt.Sprint(s.Error.Code)]++
+			codes[fmt.Sprintf("%s:%v", s.Error.Type, s.Error.Code)]++
 		}
 	}
 	var rerun, multiEnd int
@@ -215,6 +215,12 @@ func (d *drill) verify(ids []string, states map[string]sluice.JobState, m map[st
 		fmt.Fprintf(w, "  fault after                  %.1fs\n", faultAt.Sub(submitted).Seconds())
 	}
 	fmt.Fprintf(w, "  jobs claimed more than once  %d (attempts > 1)\n", rerun)
+	if d.o.mode == "endpoint" {
+		for _, wk := range []string{"w1", "w2"} {
+			fmt.Fprintf(w, "  %s: endpoint taken out %d×, back in rotation %d× (1 at start-up per endpoint), jobs handed back %d\n", wk,
+				len(d.logLines(wk, "endpoint taken out of rotation")), len(d.logLines(wk, "endpoint in rotation")), len(d.logLines(wk, "job handed back")))
+		}
+	}
 	fmt.Fprintf(w, "  jobs with != 1 end event     %d\n", multiEnd)
 	fmt.Fprintf(w, "  dead-lettered                %d\n", dead)
 	fmt.Fprintf(w, "  all jobs final after         %.1fs from submit\n", allDone.Sub(submitted).Seconds())

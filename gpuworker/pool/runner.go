@@ -328,5 +328,7 @@ func (r *runner) call(jctx context.Context, ep *endpoint, job sluice.Job, onChun
 func (r *runner) handBack(ctx context.Context, e redisq.Entry) {
 	if err := r.p.Queue.Release(context.WithoutCancel(ctx), redisq.GroupWorkers, e); err != nil {
 		r.p.Log.Warn("hand back failed; the job will be reclaimed", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+		return
 	}
+	r.p.Log.Info("job handed back", slog.String("job_id", e.JobID))
 }
