@@ -300,7 +300,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	}
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
 	// Usage is recorded for every job that reached an engine, exactly once.
-	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model,
+	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model, Requested: job.Requested,
 		Status: o.Status, Usage: usage, LatencyMS: latency.Milliseconds(), CreatedAt: job.CreatedAt, EndedAt: time.Now()}
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ccancel()

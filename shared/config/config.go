@@ -35,6 +35,7 @@ type Config struct {
 	Worker      Worker                   `yaml:"worker"`
 	Dispatch    Dispatch                 `yaml:"dispatch"`
 	Filters     Filters                  `yaml:"filters"`
+	Aliases     map[string]Alias         `yaml:"aliases"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -391,7 +392,7 @@ func (c *Config) validate() error {
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
 	}
-	errs = append(errs, c.validateDispatch(), c.validateFilters())
+	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
 	return errors.Join(errs...)
 }
 
