@@ -245,3 +245,95 @@ filters: {enabled: true}
 		t.Fatal(err)
 	}
 }
+
+// TestEngineDiesMidStream: a streamed job whose engine dies after output
+// reached the client is not retried (the client would see text twice): it
+// fails with stream_interrupted and is billed the tokens it produced.
+func TestEngineDiesMidStream(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	model := testenv.Name("die")
+	sim, err := devstack.StartSim(ctx, testenv.Sim(t), model, 1024, 4, "", "--inter-token-latency", "20ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Stop()
+	other, err := devstack.StartSim(ctx, testenv.Sim(t), model, 1024, 4, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Stop()
+	// The live endpoint is the second: the job starts on the first (more free slots, listed first).
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+inference: {models: [{name: %s, max_batch_size: 4, max_model_len: 1024, endpoints: [%q, %q]}]}
+pricing: null
+worker: {usage_flush: 20ms}
+`, model, sim.URL, other.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := redisq.New(testenv.Redis(t), redisq.Options{})
+	db := pgtest.New(t)
+	u, err := db.UpsertUser(ctx, "die@example.com", "free", "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pool.New(pool.Deps{Config: cfg, Log: slog.New(slog.DiscardHandler), Queue: q, Usage: db, Name: "t-" + model})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); ; { // both endpoints in rotation
+		eps := p.Endpoints()
+		if eps[0].Healthy && eps[1].Healthy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("endpoints: %+v", eps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	j := &sluice.Job{ID: redisq.NewJobID(model), UserID: u.ID, Model: model, Endpoint: sluice.EndpointChat, Stream: true,
+		Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":500,"ignore_eos":true,"stream":true}`, model))}
+	if err := q.Enqueue(ctx, j, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	after, chunks, killed := "0", 0, false
+	var end redisq.Event
+	for end.Type == "" {
+		evs, err := q.Events(ctx, j.ID, after, 20*time.Second)
+		if err != nil || len(evs) == 0 {
+			t.Fatalf("events: %v", err)
+		}
+		for _, e := range evs {
+			after = e.ID
+			switch e.Type {
+			case "chunk":
+				chunks++
+				if chunks == 5 && !killed {
+					killed = true
+					sim.Stop() // the engine dies with output already relayed
+				}
+			case "end":
+				end = e
+			}
+		}
+	}
+	if end.Status != sluice.JobFailed || !strings.Contains(end.Error, "stream_interrupted") {
+		t.Fatalf("end: %+v after %d chunks", end, chunks)
+	}
+	var rows int
+	var completion int64
+	for deadline := time.Now().Add(10 * time.Second); rows == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		db.Pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(completion_tokens), 0) FROM inference_requests WHERE job_id = $1`, j.ID).Scan(&rows, &completion) //nolint:errcheck
+	}
+	if rows != 1 || completion < 4 || completion >= 500 {
+		t.Fatalf("usage rows %d, completion tokens %d: want one row billing what was produced", rows, completion)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
