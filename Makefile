@@ -20,13 +20,17 @@ test: sim rie $(OIDCP)
 	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) $(GO) test -count=1 -timeout 15m ./...
 	cd deploy/validate && $(GO) test -count=1 ./...
 
-## bench: added latency and throughput of the platform against the simulator called directly
+## bench: added latency and throughput against the simulator called directly; saturation of two engines; fairness under a flood
 bench: sim
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode saturation -redis-db 13 -c 64 -n 480 -rounds 2 -max-tokens 48
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode fairness -redis-db 14 -max-tokens 16
 
-## drill: fault drills (kill -9 a worker mid-run)
+## drill: fault drills, 500 jobs each: kill -9 a worker, an engine dies and comes back, Redis (appendonly) restarts, the engine fails 10%
 drill: sim
-	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill
+	for m in kill:10 endpoint:11 redis:10 failures:12; do \
+	  SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill -mode $${m%:*} -redis-db $${m#*:} -jobs 500 -max-tokens 10 -kill-after 100 || exit 1; \
+	done
 
 ## fuzz: one minute per fuzz target
 fuzz:
@@ -37,6 +41,8 @@ fuzz:
 	$(GO) test ./shared/authn -run '^$$' -fuzz '^FuzzAuthorize$$' -fuzztime 60s
 	$(GO) test ./shared/config -run '^$$' -fuzz FuzzParseMicros -fuzztime 60s
 	$(GO) test ./internal/artifact -run '^$$' -fuzz FuzzParseManifest -fuzztime 60s
+	$(GO) test ./gpuworker/engine -run '^$$' -fuzz FuzzParseMetrics -fuzztime 60s
+	$(GO) test ./gpuworker/filter -run '^$$' -fuzz FuzzStream -fuzztime 60s
 
 vet:
 	$(GO) vet ./...

@@ -72,6 +72,9 @@ type options struct {
 	timeout     time.Duration
 	keep        bool
 	cpuprofile  string
+	mode        string
+	margin      int
+	flood       int
 }
 
 func main() {
@@ -97,6 +100,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.redisDB, "redis-db", 9, "Redis database index used (flushed before and after)")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs) after the run")
+	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity) or fairness (one user floods, two others send a few)")
+	fs.IntVar(&o.margin, "margin", 1, "saturation/fairness: dispatch.batch_margin")
+	fs.IntVar(&o.flood, "flood", 5000, "fairness: jobs the flooding user enqueues")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -108,7 +114,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	report, err := bench(ctx, o, stderr)
+	var report string
+	var err error
+	switch o.mode {
+	case "saturation":
+		report, err = saturation(ctx, o, stderr)
+	case "fairness":
+		report, err = fairness(ctx, o, stderr)
+	default:
+		report, err = bench(ctx, o, stderr)
+	}
 	if report != "" {
 		fmt.Fprint(stdout, report)
 		if o.out != "" {

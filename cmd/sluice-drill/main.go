@@ -55,6 +55,7 @@ const model = "drill-7b"
 
 // options are the command-line settings.
 type options struct {
+	mode      string
 	jobs      int
 	maxTokens int
 	killAfter int
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sluice-drill", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
+	fs.StringVar(&o.mode, "mode", "kill", "kill (kill -9 a worker), endpoint (an engine dies and comes back), redis (Redis with appendonly restarts), failures (the engine fails 10% of requests)")
 	fs.IntVar(&o.jobs, "jobs", 100, "async jobs to submit")
 	fs.IntVar(&o.maxTokens, "max-tokens", 40, "tokens each job generates (about 20 ms each)")
 	fs.IntVar(&o.killAfter, "kill-after", 10, "kill w1 once this many jobs have succeeded (and w1 runs some)")
@@ -90,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if o.jobs < 1 || o.maxTokens < 1 || o.killAfter < 0 || o.killAfter >= o.jobs || o.claimIdle < time.Second ||
-		o.redisDB < 0 || o.redisDB > 15 {
+		o.redisDB < 0 || o.redisDB > 15 || !slices.Contains([]string{"kill", "endpoint", "redis", "failures"}, o.mode) {
 		fmt.Fprintln(stderr, "sluice-drill: need -jobs > -kill-after >= 0, -max-tokens > 0, -claim-idle >= 1s, -redis-db 0..15")
 		return 2
 	}
@@ -121,6 +123,7 @@ type drill struct {
 	dbURL     string
 	hc        *http.Client
 	procs     []*proc
+	redis     *proc // the drill's own Redis (mode redis)
 }
 
 func (d *drill) logf(format string, a ...any) {
@@ -165,6 +168,12 @@ func (d *drill) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if d.o.mode == "redis" {
+		// A Redis of our own, as production runs it, that the drill may restart.
+		if redisURL, err = d.startRedis(ctx); err != nil {
+			return err
+		}
+	}
 	opt, err := redis.ParseURL(redisURL)
 	if err != nil {
 		return err
@@ -173,24 +182,20 @@ func (d *drill) run(ctx context.Context) (err error) {
 	defer func() {
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		d.rdb.FlushDB(fctx)
+		if d.redis == nil { // the drill's own Redis is gone with its folder
+			d.rdb.FlushDB(fctx)
+		}
 		d.rdb.Close()
 	}()
 	if err := d.rdb.FlushDB(ctx).Err(); err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
 
-	// 3. One engine, slow enough that jobs are mid-flight when w1 dies.
-	bin, err := devstack.SimBinary(d.o.sim)
+	// 3. The engines, slow enough that jobs are mid-flight at the fault.
+	sims, err := d.startSims(ctx)
 	if err != nil {
 		return err
 	}
-	sim, err := devstack.StartSim(ctx, bin, model, 2048, 8, filepath.Join(d.dir, "sim.log"),
-		"--time-to-first-token", "50ms", "--inter-token-latency", "20ms")
-	if err != nil {
-		return fmt.Errorf("simulator: %w", err)
-	}
-	defer sim.Stop()
 	defer d.stopAll() // first of the cleanups: the processes go before their database and Redis
 
 	// 4. Configuration and environment shared by every process.
@@ -205,7 +210,7 @@ pricing: null # the built-in prices name the built-in models
 worker:
   claim_idle: %s
   heartbeat: 1s
-`, model, sim.URL, d.o.claimIdle)
+`, model, strings.Join(simURLs(sims), ", "), d.o.claimIdle)
 	if err := os.WriteFile(cfgPath, []byte(yml), 0o600); err != nil {
 		return err
 	}
@@ -254,8 +259,17 @@ worker:
 	submitted := time.Now()
 	d.logf("submitted %d jobs", len(ids))
 
-	// 7. kill -9 w1 while it runs jobs.
-	inflight, killedAt, err := d.killWhenBusy(ctx, w1, stream, ids)
+	// 7. The fault.
+	var inflight []string
+	var killedAt time.Time
+	switch d.o.mode {
+	case "kill": // kill -9 w1 while it runs jobs.
+		inflight, killedAt, err = d.killWhenBusy(ctx, w1, stream, ids)
+	case "endpoint":
+		killedAt, err = d.afterProgress(ctx, ids, func() error { return d.restart(ctx, &sims[0], syscall.SIGKILL, 3*time.Second) })
+	case "redis":
+		killedAt, err = d.afterProgress(ctx, ids, func() error { return d.restart(ctx, &d.redis, syscall.SIGTERM, 2*time.Second) })
+	}
 	if err != nil {
 		return err
 	}
@@ -266,8 +280,9 @@ worker:
 		return err
 	}
 	allDone := time.Now()
-	if w2.exited() || fn.exited() {
-		return fmt.Errorf("a process died during the drill (w2 exited: %v, sluice exited: %v); see %s", w2.exited(), fn.exited(), d.dir)
+	if w2.exited() || fn.exited() || (d.o.mode != "kill" && w1.exited()) {
+		return fmt.Errorf("a process died during the drill (w1 exited: %v, w2 exited: %v, sluice exited: %v); see %s",
+			w1.exited(), w2.exited(), fn.exited(), d.dir)
 	}
 
 	// 9. Usage rows, once written.
@@ -281,6 +296,9 @@ worker:
 	}
 	dead, _ := d.rdb.XLen(ctx, redisq.DeadKey(model)).Result()
 
+	if d.o.mode != "kill" {
+		return d.verify(ids, states, meta, rows, dead, submitted, killedAt, allDone)
+	}
 	return d.report(ids, states, inflight, meta, rows, dead, submitted, killedAt, recovered, allDone)
 }
 
@@ -600,6 +618,7 @@ type usageRows struct {
 	missing, extra   []string
 	byStatus         map[string]int
 	completionTokens int64
+	succeededTokens  int64 // completion tokens of the succeeded jobs' rows
 	settle           time.Duration
 }
 
@@ -630,8 +649,9 @@ func (d *drill) usage(ctx context.Context, ids []string) (usageRows, error) {
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return u, err
 	}
-	if err := conn.QueryRow(ctx, "SELECT count(*), count(DISTINCT job_id), coalesce(sum(completion_tokens), 0) FROM inference_requests").
-		Scan(&u.rows, &u.distinct, &u.completionTokens); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT job_id), coalesce(sum(completion_tokens), 0),
+		coalesce(sum(completion_tokens) FILTER (WHERE status = 'succeeded'), 0) FROM inference_requests`).
+		Scan(&u.rows, &u.distinct, &u.completionTokens, &u.succeededTokens); err != nil {
 		return u, err
 	}
 	rows, err := conn.Query(ctx, "SELECT job_id, status FROM inference_requests")
@@ -738,24 +758,30 @@ func (d *drill) report(ids []string, states map[string]sluice.JobState, inflight
 // reclaims reads w2's log for its "reclaimed jobs of a dead worker" lines:
 // the time of the first and how many there were.
 func (d *drill) reclaims() (first time.Time, n int) {
-	b, err := os.ReadFile(filepath.Join(d.dir, "w2.log"))
-	if err != nil {
-		return first, 0
+	times := d.logLines("w2", "reclaimed jobs of a dead worker")
+	if len(times) > 0 {
+		first = times[0]
 	}
+	return first, len(times)
+}
+
+// logLines returns the times of a process's JSON log lines with message msg.
+func (d *drill) logLines(name, msg string) []time.Time {
+	b, err := os.ReadFile(filepath.Join(d.dir, name+".log"))
+	if err != nil {
+		return nil
+	}
+	var out []time.Time
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		var l struct {
 			Time time.Time `json:"time"`
 			Msg  string    `json:"msg"`
 		}
-		if json.Unmarshal(line, &l) != nil || l.Msg != "reclaimed jobs of a dead worker" {
-			continue
+		if json.Unmarshal(line, &l) == nil && l.Msg == msg {
+			out = append(out, l.Time)
 		}
-		if n == 0 {
-			first = l.Time
-		}
-		n++
 	}
-	return first, n
+	return out
 }
 
 // sleep waits d or until ctx ends.

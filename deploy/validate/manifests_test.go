@@ -30,6 +30,41 @@ type objects struct {
 	hpas        []*autoscalingv2.HorizontalPodAutoscaler
 	ingresses   []*networkingv1.Ingress
 	cronJobs    []*batchv1.CronJob
+	scaled      []*scaledObject
+}
+
+// scaledObject is the part of KEDA's ScaledObject (keda.sh/v1alpha1) Sluice
+// uses, declared here so the strict decode still catches a misspelt field
+// without importing KEDA.
+type scaledObject struct {
+	APIVersion string           `json:"apiVersion"`
+	Kind       string           `json:"kind"`
+	Metadata   metav1ObjectMeta `json:"metadata"`
+	Spec       scaledObjectSpec `json:"spec"`
+}
+
+type metav1ObjectMeta struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+type scaledObjectSpec struct {
+	ScaleTargetRef struct {
+		Name string `json:"name"`
+	} `json:"scaleTargetRef"`
+	MinReplicaCount *int32 `json:"minReplicaCount"`
+	MaxReplicaCount *int32 `json:"maxReplicaCount"`
+	PollingInterval *int32 `json:"pollingInterval,omitempty"`
+	CooldownPeriod  *int32 `json:"cooldownPeriod,omitempty"`
+	Advanced        *struct {
+		HorizontalPodAutoscalerConfig *struct {
+			Behavior *autoscalingv2.HorizontalPodAutoscalerBehavior `json:"behavior,omitempty"`
+		} `json:"horizontalPodAutoscalerConfig,omitempty"`
+	} `json:"advanced,omitempty"`
+	Triggers []struct {
+		Type     string            `json:"type"`
+		Metadata map[string]string `json:"metadata"`
+	} `json:"triggers"`
 }
 
 // decode reads one document into its kind's API type, strictly: unknown or
@@ -59,6 +94,8 @@ func (o *objects) decode(doc []byte) error {
 		into, want = add(&o.ingresses), "networking.k8s.io/v1"
 	case "CronJob":
 		into, want = add(&o.cronJobs), "batch/v1"
+	case "ScaledObject":
+		into, want = add(&o.scaled), "keda.sh/v1alpha1"
 	default:
 		return fmt.Errorf("kind %q: add it to the validator", head.Kind)
 	}
@@ -107,6 +144,27 @@ func stripComments(doc string) string {
 		}
 	}
 	return b.String()
+}
+
+func TestScaledObjects(t *testing.T) {
+	t.Parallel()
+	o := load(t)
+	deployments := map[string]bool{}
+	for _, d := range o.deployments {
+		deployments[d.Name] = true
+	}
+	for _, so := range o.scaled {
+		sp := so.Spec
+		if !deployments[sp.ScaleTargetRef.Name] {
+			t.Errorf("ScaledObject %s targets unknown deployment %q", so.Metadata.Name, sp.ScaleTargetRef.Name)
+		}
+		if sp.MinReplicaCount == nil || sp.MaxReplicaCount == nil || *sp.MinReplicaCount != 2 || *sp.MaxReplicaCount != 10 {
+			t.Errorf("ScaledObject %s: want the design's min 2 / max 10 replicas", so.Metadata.Name)
+		}
+		if len(sp.Triggers) == 0 || sp.Triggers[0].Metadata["query"] == "" {
+			t.Errorf("ScaledObject %s: no trigger query", so.Metadata.Name)
+		}
+	}
 }
 
 func TestStrictDecodingCatchesTypos(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/app"
@@ -91,10 +92,22 @@ func (s *service) models(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, s.Log, err)
 		return
 	}
-	data := make([]modelObject, 0, len(s.Config.Inference.Models))
+	data := make([]modelObject, 0, len(s.Config.Inference.Models)+len(s.Config.Aliases))
 	for i := range s.Config.Inference.Models {
 		if authn.AllowModel(p, s.Config.Inference.Models[i].Name) == nil {
 			data = append(data, s.modelObj(&s.Config.Inference.Models[i]))
+		}
+	}
+	aliases := make([]string, 0, len(s.Config.Aliases))
+	for name := range s.Config.Aliases {
+		aliases = append(aliases, name)
+	}
+	slices.Sort(aliases)
+	for _, name := range aliases {
+		if m, ok := s.Config.Resolve(name, p.UserID); ok && authn.AllowModel(p, name) == nil {
+			o := s.modelObj(m)
+			o.ID = name // the caller's version serves it; the name stays the alias
+			data = append(data, o)
 		}
 	}
 	openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
@@ -106,26 +119,32 @@ func (s *service) model(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, s.Log, err)
 		return
 	}
-	m, ok := s.Config.Model(r.PathValue("model"))
-	if !ok || authn.AllowModel(p, m.Name) != nil {
+	m, ok := s.Config.Resolve(r.PathValue("model"), p.UserID)
+	if !ok || authn.AllowModel(p, r.PathValue("model")) != nil {
 		openai.WriteError(w, r, s.Log, &sluice.Error{Kind: sluice.KindNotFound, Code: sluice.CodeModelNotFound,
 			Param: "model", Message: "The model does not exist or you do not have access to it."})
 		return
 	}
-	openai.WriteJSON(w, http.StatusOK, s.modelObj(m))
+	o := s.modelObj(m)
+	o.ID = r.PathValue("model")
+	openai.WriteJSON(w, http.StatusOK, o)
 }
 
 // admit validates an inference body into a job for p.
 func (s *service) admit(p *sluice.Principal, endpoint string, body []byte) (*openai.Request, *sluice.Job, error) {
-	req, err := openai.Parse(endpoint, body, s.Config, s.limits)
+	req, err := openai.Parse(endpoint, body, s.Config.ForUser(p.UserID), s.limits)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := authn.AllowModel(p, req.Model.Name); err != nil {
+	public := req.Model.Name // a key's allowlist names what the client asks for: the alias, if any
+	if req.Requested != "" {
+		public = req.Requested
+	}
+	if err := authn.AllowModel(p, public); err != nil {
 		return nil, nil, err
 	}
 	job := &sluice.Job{ID: redisq.NewJobID(req.Model.Name), UserID: p.UserID, KeyID: p.KeyID,
-		Model: req.Model.Name, Endpoint: endpoint, Body: req.Upstream, Stream: req.Stream,
+		Model: req.Model.Name, Requested: req.Requested, Endpoint: endpoint, Body: req.Upstream, Stream: req.Stream,
 		Priority: s.Config.TierPriority(p.Tier)}
 	return req, job, nil
 }

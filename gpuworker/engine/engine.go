@@ -22,6 +22,7 @@ import (
 // Client calls one engine endpoint.
 type Client struct {
 	Base string
+	Kind string // KindVLLM (default), KindTGI, KindOllama or KindOpenAI
 	hc   *http.Client
 }
 
@@ -168,19 +169,15 @@ func readStream(ctx context.Context, r io.Reader, onChunk func([]byte) error) (*
 	return res, nil
 }
 
-// Healthy reports whether GET /health answers 200 within timeout.
+// healthPath is each engine kind's liveness route: Ollama has no /health,
+// and a hosted OpenAI-compatible server is alive when it lists its models.
+var healthPath = map[string]string{KindOllama: "/api/version", KindOpenAI: "/v1/models"}
+
+// Healthy reports whether the engine's health route answers 200 within timeout.
 func (c *Client) Healthy(ctx context.Context, timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/health", nil)
-	if err != nil {
-		return false
+	path := healthPath[c.Kind]
+	if path == "" {
+		path = "/health"
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return false
-	}
-	io.Copy(io.Discard, resp.Body) //nolint:errcheck
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return c.status(ctx, path, timeout) == http.StatusOK
 }

@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sluice-ai/sluice/gpuworker/engine"
+	"github.com/sluice-ai/sluice/gpuworker/filter"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -39,6 +39,7 @@ type Deps struct {
 type Pool struct {
 	Deps
 	runners []*runner
+	redact  *filter.Redactor // nil: output filters off
 
 	mu      sync.Mutex
 	running map[string]*task // job id → running task
@@ -59,6 +60,10 @@ func New(d Deps) (*Pool, error) {
 		d.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	p := &Pool{Deps: d, running: map[string]*task{}}
+	var err error
+	if p.redact, err = filter.New(d.Config.Filters); err != nil {
+		return nil, err
+	}
 	only := map[string]bool{}
 	for _, m := range d.Config.Worker.Models {
 		only[m] = true
@@ -93,8 +98,11 @@ func (p *Pool) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var jobs sync.WaitGroup
 	for _, r := range p.runners {
-		wg.Add(2)
-		go func() { defer wg.Done(); r.health(ctx) }()
+		wg.Add(1 + 2*len(r.eps))
+		for _, e := range r.eps {
+			go func() { defer wg.Done(); r.health(ctx, e) }()
+			go func() { defer wg.Done(); r.scrape(ctx, e) }()
+		}
 		go func() { defer wg.Done(); r.dispatch(ctx, hard, &jobs) }()
 	}
 	wg.Add(4)
@@ -191,19 +199,4 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-}
-
-// endpoint is one engine replica and its batch slots.
-type endpoint struct {
-	client   *engine.Client
-	capacity int64
-	inflight atomic.Int64
-	healthy  atomic.Bool
-}
-
-func (e *endpoint) free() int64 {
-	if !e.healthy.Load() {
-		return 0
-	}
-	return max(e.capacity-e.inflight.Load(), 0)
 }

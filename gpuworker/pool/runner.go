@@ -18,6 +18,7 @@ import (
 // free batch slots, highest priority first.
 type runner struct {
 	p       *Pool
+	soft    context.Context // ends when the worker starts draining
 	model   config.Model
 	streams []string // by priority, 0 first
 	eps     []*endpoint
@@ -30,7 +31,7 @@ func newRunner(p *Pool, m config.Model) *runner {
 		r.streams = append(r.streams, redisq.StreamKey(m.Name, prio))
 	}
 	for _, u := range m.Endpoints {
-		r.eps = append(r.eps, &endpoint{client: engine.New(u, m.MaxBatchSize), capacity: int64(m.MaxBatchSize)})
+		r.eps = append(r.eps, newEndpoint(m, p.Config.Dispatch, u))
 	}
 	return r
 }
@@ -65,33 +66,10 @@ func (r *runner) pick(exclude *endpoint) *endpoint {
 	return best
 }
 
-// health polls each endpoint; an engine still loading (503) or gone is
-// taken out of rotation until it answers again.
-func (r *runner) health(ctx context.Context) {
-	for {
-		for _, e := range r.eps {
-			ok := e.client.Healthy(ctx, 2*time.Second)
-			if was := e.healthy.Swap(ok); was != ok {
-				r.p.Log.Info("endpoint health changed", slog.String("model", r.model.Name),
-					slog.String("endpoint", e.client.Base), slog.Bool("healthy", ok))
-				if ok {
-					r.signal()
-				}
-			}
-		}
-		t := time.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // dispatch is the claim loop. Jobs wait in Redis, never here: it claims only
-// what free slots can start now.
+// what free slots can start now, through the fair claim script.
 func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
+	r.soft = ctx
 	q, log := r.p.Queue, r.p.Log
 	claimEvery := r.p.Config.Worker.ClaimIdle / 4
 	lastClaim := time.Time{}
@@ -132,25 +110,14 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 				entries = append(entries, es...)
 			}
 		}
-		for _, s := range r.streams {
-			if err != nil || int64(len(entries)) >= free {
-				break
-			}
+		if err == nil && int64(len(entries)) < free {
 			var es []redisq.Entry
-			es, err = q.Read(ctx, redisq.GroupWorkers, r.p.Name, []string{s}, free-int64(len(entries)), 0)
+			var bell string
+			es, bell, err = q.Claim(ctx, redisq.GroupWorkers, r.p.Name, r.model.Name, len(r.streams), free-int64(len(entries)))
 			entries = append(entries, es...)
-		}
-		if err == nil && len(entries) == 0 {
-			if free >= int64(len(r.streams)) {
-				// Redis returns up to COUNT per stream: with COUNT 1 at most
-				// len(streams) entries, which the free slots can take.
-				entries, err = q.Read(ctx, redisq.GroupWorkers, r.p.Name, r.streams, 1, time.Second)
-			} else {
-				select {
-				case <-r.wake:
-				case <-ctx.Done():
-				case <-time.After(50 * time.Millisecond):
-				}
+			if err == nil && len(entries) == 0 {
+				// Nothing queued: sleep until an enqueue rings the bell.
+				_, err = q.WaitWork(ctx, r.model.Name, bell, time.Second)
 			}
 		}
 		if err != nil {
@@ -183,7 +150,9 @@ func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, es []redisq.E
 		}
 		ep := r.pick(nil)
 		if ep == nil {
-			ep = r.eps[0] // only after a restart with no healthy endpoint: the job waits out its retries
+			// Only after a restart with no endpoint in rotation: the job waits in Redis, not here.
+			r.handBack(ctx, res.Claimed.Entry)
+			continue
 		}
 		ep.inflight.Add(1)
 		jobs.Add(1)
@@ -220,27 +189,50 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	if job.Stream {
 		chunks = newChunkWriter(ctx, q, job.ID)
 		onChunk = chunks.add
+		if p.redact != nil {
+			fs := p.redact.Stream()
+			onChunk = func(b []byte) error { return chunks.add(fs.Chunk(b)) }
+		}
 	}
 	first := true // no output has been relayed: a retry cannot show text twice
 	var res *engine.Result
 	var err error
 	backoff := p.Config.Worker.RetryBackoff
 	for try := 0; ; try++ {
-		res, err = ep.client.Do(jctx, job.Endpoint, job.Body, job.Stream, onChunk)
+		res, err = r.call(jctx, ep, job, onChunk)
 		first = res == nil || res.Chunks == 0
 		var ee *engine.Error
-		if err == nil || !errors.As(err, &ee) || !ee.Retryable || try >= p.Config.Worker.Retries || jctx.Err() != nil || !first {
+		if err == nil || !errors.As(err, &ee) || !ee.Retryable || jctx.Err() != nil || !first {
 			break
 		}
-		if ee.Status == 0 { // connection refused or reset: take it out until health says otherwise
-			ep.healthy.Store(false)
+		// Retryable and nothing shown. A dead endpoint (refused, or taken out
+		// by its health check) is left for another; the same one is tried
+		// again only while it stays in rotation, up to worker.retries.
+		if ee.Status == 0 && ep.takeOut() {
+			p.Log.Warn("endpoint taken out of rotation", slog.String("model", r.model.Name),
+				slog.String("endpoint", ep.client.Base), slog.String("err", err.Error()))
 		}
-		sleep(jctx, backoff)
-		backoff *= 2
-		if next := r.pick(ep); next != nil && next != ep {
+		next := r.pick(ep)
+		if next == nil && (!ep.healthy.Load() || r.soft.Err() != nil) {
+			// No engine can take it now, or the worker is draining: it waits
+			// in Redis, not here, and no attempt is spent.
+			ep.inflight.Add(-1)
+			if chunks != nil {
+				chunks.close() //nolint:errcheck // nothing was shown
+			}
+			r.handBack(ctx, e)
+			return
+		}
+		if try >= p.Config.Worker.Retries {
+			break
+		}
+		if next != nil {
 			ep.inflight.Add(-1)
 			next.inflight.Add(1)
 			ep = next
+		} else {
+			sleep(jctx, backoff)
+			backoff *= 2
 		}
 	}
 	release()
@@ -260,6 +252,9 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		usage = res.Usage
 		if !job.Stream {
 			o.Result = res.Body
+			if p.redact != nil {
+				o.Result = p.redact.Body(res.Body)
+			}
 		}
 	}
 	if err != nil {
@@ -281,6 +276,12 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		case errors.Is(jctx.Err(), context.DeadlineExceeded):
 			o.Status, o.HTTP = sluice.JobFailed, http.StatusGatewayTimeout
 			o.Error = &sluice.ErrorBody{Message: "The job's deadline passed while it ran.", Type: "server_error", Code: sluice.CodeDeadlineExceeded}
+		case !first:
+			// Output already reached the client: a retry would show it text
+			// twice. It fails and pays for what it produced.
+			o.Status, o.HTTP = sluice.JobFailed, http.StatusBadGateway
+			o.Error = &sluice.ErrorBody{Message: "The inference engine failed after part of the output was streamed; the stream cannot be resumed.",
+				Type: "server_error", Code: "stream_interrupted"}
 		case ee != nil && ee.Body != nil:
 			o.Status, o.HTTP, o.Error = sluice.JobFailed, ee.Status, ee.Body
 		default:
@@ -299,11 +300,35 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	}
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
 	// Usage is recorded for every job that reached an engine, exactly once.
-	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model,
+	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model, Requested: job.Requested,
 		Status: o.Status, Usage: usage, LatencyMS: latency.Milliseconds(), CreatedAt: job.CreatedAt, EndedAt: time.Now()}
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ccancel()
 	if _, err := q.Complete(cctx, redisq.GroupWorkers, e, o); err != nil {
 		p.Log.Error("complete failed; the job stays pending and will be reclaimed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
 	}
+}
+
+// call sends one upstream request, cut short if the endpoint is taken out
+// meanwhile; a cut request with no output is reported retryable.
+func (r *runner) call(jctx context.Context, ep *endpoint, job sluice.Job, onChunk func([]byte) error) (*engine.Result, error) {
+	rctx, rcancel := context.WithCancel(jctx)
+	defer rcancel()
+	stop := context.AfterFunc(ep.aliveCtx(), rcancel)
+	defer stop()
+	res, err := ep.client.Do(rctx, job.Endpoint, job.Body, job.Stream, onChunk)
+	if err != nil && jctx.Err() == nil && ep.aliveCtx().Err() != nil {
+		return res, &engine.Error{Err: errors.New("endpoint taken out of rotation"), Retryable: res == nil || res.Chunks == 0}
+	}
+	return res, err
+}
+
+// handBack returns a started job that never reached an engine to the queue
+// at once (no attempt spent), for any worker to run.
+func (r *runner) handBack(ctx context.Context, e redisq.Entry) {
+	if err := r.p.Queue.Release(context.WithoutCancel(ctx), redisq.GroupWorkers, e); err != nil {
+		r.p.Log.Warn("hand back failed; the job will be reclaimed", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+		return
+	}
+	r.p.Log.Info("job handed back", slog.String("job_id", e.JobID))
 }

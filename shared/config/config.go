@@ -35,6 +35,9 @@ type Config struct {
 	Jobs        Jobs                     `yaml:"jobs"`
 	Worker      Worker                   `yaml:"worker"`
 	Storage     Storage                  `yaml:"storage"`
+	Dispatch    Dispatch                 `yaml:"dispatch"`
+	Filters     Filters                  `yaml:"filters"`
+	Aliases     map[string]Alias         `yaml:"aliases"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -318,6 +321,8 @@ func (c *Config) applyDefaults() {
 	def(&j.MaxQueue, 100000)
 	def(&j.Webhooks.MaxAttempts, 6)
 	def(&j.Webhooks.Timeout, 10*time.Second)
+	c.applyDispatchDefaults()
+	c.applyFiltersDefaults()
 	w := &c.Worker
 	def(&w.Heartbeat, 5*time.Second)
 	def(&w.ClaimIdle, 30*time.Second)
@@ -408,6 +413,7 @@ func (c *Config) validate() error {
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
 	}
+	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
 	return errors.Join(errs...)
 }
 

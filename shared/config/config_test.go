@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -142,4 +143,52 @@ func FuzzParseMicros(f *testing.F) {
 			t.Fatalf("round trip %q → %d → %q → %d, %v", s, m, m.String(), back, err)
 		}
 	})
+}
+
+// An alias splits users between its versions by weight, each user always
+// getting the same version.
+func TestAliasesAreWeightedAndSticky(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Parse([]byte(`
+inference:
+  models:
+    - {name: llama-2-7b, endpoints: ["http://127.0.0.1:1"]}
+    - {name: llama-2-7b-v2, endpoints: ["http://127.0.0.1:2"]}
+pricing: null
+aliases:
+  llama-2: {versions: [{model: llama-2-7b, weight: 90}, {model: llama-2-7b-v2, weight: 10}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for i := range 10000 {
+		user := fmt.Sprintf("user-%d", i)
+		m, ok := cfg.Resolve("llama-2", user)
+		if !ok {
+			t.Fatal("alias not resolved")
+		}
+		for range 3 {
+			if again, _ := cfg.ForUser(user).Model("llama-2"); again.Name != m.Name {
+				t.Fatalf("user %s moved from %s to %s", user, m.Name, again.Name)
+			}
+		}
+		counts[m.Name]++
+	}
+	if v2 := counts["llama-2-7b-v2"]; v2 < 850 || v2 > 1150 {
+		t.Fatalf("split %v, want about 90/10", counts)
+	}
+	if m, ok := cfg.Resolve("llama-2-7b", "u"); !ok || m.Name != "llama-2-7b" {
+		t.Fatal("a model name resolves to itself")
+	}
+	for _, bad := range []string{
+		"aliases: {x: {versions: [{model: nope, weight: 1}]}}",
+		"aliases: {x: {versions: [{model: llama-2-7b, weight: 0}]}}",
+		"aliases: {llama-2-7b: {versions: [{model: llama-2-7b, weight: 1}]}}",
+		"aliases: {x: {versions: []}}",
+	} {
+		if _, err := config.Parse([]byte("inference: {models: [{name: llama-2-7b}]}\npricing: null\n" + bad)); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
 }

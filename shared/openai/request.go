@@ -18,6 +18,7 @@ import (
 type Request struct {
 	Endpoint     string // sluice.EndpointChat or sluice.EndpointCompletion
 	Model        *config.Model
+	Requested    string // the alias the client sent, when one chose Model; else empty
 	Stream       bool
 	IncludeUsage bool  // the client asked for the usage chunk
 	MaxTokens    int64 // 0 when the client left it to the engine
@@ -153,7 +154,12 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 		}
 		req.IncludeUsage = c.StreamOptions.IncludeUsage
 	}
-	req.Upstream, err = upstreamBody(body, req.Stream)
+	rename := ""
+	if m.Name != *c.Model {
+		rename = m.Name // an alias: the engine serves the version
+		req.Requested = *c.Model
+	}
+	req.Upstream, err = upstreamBody(body, req.Stream, rename)
 	return req, err
 }
 
@@ -251,8 +257,8 @@ func completionPrompt(c common) (int64, error) {
 }
 
 // upstreamBody keeps the client's fields and asks for usage on streams.
-func upstreamBody(body []byte, stream bool) ([]byte, error) {
-	if !stream {
+func upstreamBody(body []byte, stream bool, rename string) ([]byte, error) {
+	if !stream && rename == "" {
 		return body, nil // usage always comes with a whole response
 	}
 	var fields map[string]json.RawMessage
@@ -261,6 +267,9 @@ func upstreamBody(body []byte, stream bool) ([]byte, error) {
 	}
 	if stream {
 		fields["stream_options"] = json.RawMessage(`{"include_usage":true}`)
+	}
+	if rename != "" {
+		fields["model"], _ = json.Marshal(rename)
 	}
 	return json.Marshal(fields)
 }

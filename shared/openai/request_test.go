@@ -154,3 +154,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// An alias reaches the engine as the version chosen for the user.
+func TestParseAlias(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte("inference: {models: [{name: m, max_model_len: 100}]}\naliases: {a: {versions: [{model: m, weight: 1}]}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := openai.Parse(sluice.EndpointChat, []byte(`{"model":"a","messages":[{"role":"user","content":"hi"}]}`), c.ForUser("u"), lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up map[string]any
+	json.Unmarshal(req.Upstream, &up) //nolint:errcheck
+	if req.Model.Name != "m" || req.Requested != "a" || up["model"] != "m" {
+		t.Fatalf("req %+v, upstream %s", req, req.Upstream)
+	}
+}

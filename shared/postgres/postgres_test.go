@@ -48,6 +48,18 @@ func TestKeysAndUsage(t *testing.T) {
 	if n, _ := db.InsertUsage(ctx, []sluice.UsageEvent{ev}); n != 0 {
 		t.Fatalf("redelivered usage inserted %d rows", n)
 	}
+	// The alias a job was asked for is kept beside the version that served it.
+	ab := ev
+	ab.JobID, ab.Requested = "job_2", "llama-2"
+	if n, err := db.InsertUsage(ctx, []sluice.UsageEvent{ab}); err != nil || n != 1 {
+		t.Fatalf("insert aliased usage = %d, %v", n, err)
+	}
+	var req1, req2 *string
+	db.Pool.QueryRow(ctx, `SELECT (SELECT requested_model FROM inference_requests WHERE job_id = 'job_1'),
+		(SELECT requested_model FROM inference_requests WHERE job_id = 'job_2')`).Scan(&req1, &req2) //nolint:errcheck
+	if req1 != nil || req2 == nil || *req2 != "llama-2" {
+		t.Fatalf("requested_model: %v %v", req1, req2)
+	}
 	if _, err := db.RevokeKey(ctx, u.ID, k.ID); err != nil {
 		t.Fatal(err)
 	}

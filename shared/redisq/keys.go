@@ -59,6 +59,22 @@ func StreamKey(model string, prio int) string {
 	return tagged(Tag(model)) + "q:" + model + ":" + strconv.Itoa(prio)
 }
 
+// FairKey is the sorted set of a model and priority class's queued jobs,
+// scored by per-user virtual time so users of one class take turns.
+func FairKey(model string, prio int) string {
+	return tagged(Tag(model)) + "fq:" + model + ":" + strconv.Itoa(prio)
+}
+
+// VClockKey is the hash of per-user virtual times of a model and priority
+// class; field "_g" is the class's clock (the score of the last job claimed).
+func VClockKey(model string, prio int) string {
+	return tagged(Tag(model)) + "vt:" + model + ":" + strconv.Itoa(prio)
+}
+
+// BellKey is a one-entry stream each enqueue rings, so idle workers wait on
+// it with XREAD BLOCK instead of polling.
+func BellKey(model string) string { return tagged(Tag(model)) + "bell:" + model }
+
 // DeadKey is the dead-letter stream of a model.
 func DeadKey(model string) string { return tagged(Tag(model)) + "dead:" + model }
 

@@ -28,11 +28,14 @@ var (
 	completeLua string
 	//go:embed lua/cancel.lua
 	cancelLua string
+	//go:embed lua/claim.lua
+	claimLua string
 
 	enqueueScript  = redis.NewScript(enqueueLua)
 	startScript    = redis.NewScript(startLua)
 	completeScript = redis.NewScript(completeLua)
 	cancelScript   = redis.NewScript(cancelLua)
+	claimScript    = redis.NewScript(claimLua)
 )
 
 // Options tune the queue; zero values take the defaults noted.
@@ -95,11 +98,12 @@ var (
 // it may take before it expires; the deadline is set by Redis's clock.
 func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duration) error {
 	stream := StreamKey(j.Model, j.Priority)
-	args := []any{j.ID, ms(q.opts.ResultTTL), ms(timeout), q.opts.MaxQueue,
+	args := []any{j.ID, ms(q.opts.ResultTTL), ms(timeout), q.opts.MaxQueue, j.UserID,
 		"id", j.ID, "user", j.UserID, "key", j.KeyID, "model", j.Model, "endpoint", j.Endpoint,
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
-		"webhook", j.WebhookURL, "skey", stream}
-	res, err := enqueueScript.Run(ctx, q.rdb, []string{JobKey(j.ID), stream}, args...).Int64Slice()
+		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested}
+	keys := []string{JobKey(j.ID), stream, FairKey(j.Model, j.Priority), VClockKey(j.Model, j.Priority), BellKey(j.Model)}
+	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return translate(err)
 	}
@@ -245,19 +249,50 @@ func (q *Queue) Forget(ctx context.Context, userID, idemKey string) {
 	q.rdb.Del(context.WithoutCancel(ctx), IdemKey(userID, idemKey))
 }
 
-// Depth returns the number of entries in each priority stream of a model.
+// Depth returns the number of jobs waiting (not yet claimed) in each
+// priority class of a model.
 func (q *Queue) Depth(ctx context.Context, model string, priorities int) ([]int64, error) {
-	pipe := q.rdb.Pipeline()
-	cmds := make([]*redis.IntCmd, priorities)
-	for p := range priorities {
-		cmds[p] = pipe.XLen(ctx, StreamKey(model, p))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, translate(err)
+	bl, err := q.Backlog(ctx, model, priorities)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]int64, priorities)
-	for p, c := range cmds {
-		out[p] = c.Val()
+	for p, b := range bl {
+		out[p] = b.Queued + b.Lag
+	}
+	return out, nil
+}
+
+// Backlog is one priority class's queue state: the autoscaling signals.
+type Backlog struct {
+	Queued  int64 // jobs in the fair queue, not yet claimed
+	Lag     int64 // stream entries not yet delivered to a worker (handed back)
+	Pending int64 // jobs claimed and running (delivered, not acknowledged)
+}
+
+// Backlog reads each priority class's queue state of a model in one round trip.
+func (q *Queue) Backlog(ctx context.Context, model string, priorities int) ([]Backlog, error) {
+	pipe := q.rdb.Pipeline()
+	zc := make([]*redis.IntCmd, priorities)
+	gi := make([]*redis.XInfoGroupsCmd, priorities)
+	for p := range priorities {
+		zc[p] = pipe.ZCard(ctx, FairKey(model, p))
+		gi[p] = pipe.XInfoGroups(ctx, StreamKey(model, p))
+	}
+	pipe.Exec(ctx) //nolint:errcheck // a missing stream is an empty class; real failures show in ZCARD
+	out := make([]Backlog, priorities)
+	for p := range priorities {
+		n, err := zc[p].Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, translate(err)
+		}
+		out[p].Queued = n
+		gs, _ := gi[p].Result()
+		for _, g := range gs {
+			if g.Name == GroupWorkers {
+				out[p].Lag, out[p].Pending = max(g.Lag, 0), g.Pending
+			}
+		}
 	}
 	return out, nil
 }

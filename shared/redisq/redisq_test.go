@@ -28,8 +28,10 @@ func setup(t *testing.T, opts redisq.Options) *bundle {
 	rdb := testenv.Redis(t)
 	b := &bundle{q: redisq.New(rdb, opts), rdb: rdb, model: testenv.Name("q")}
 	b.stream = redisq.StreamKey(b.model, 1)
-	if err := b.q.EnsureGroup(context.Background(), b.stream, group); err != nil {
-		t.Fatal(err)
+	for p := range 2 {
+		if err := b.q.EnsureGroup(context.Background(), redisq.StreamKey(b.model, p), group); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -53,8 +55,8 @@ func (b *bundle) enqueue(t *testing.T, timeout time.Duration) *sluice.Job {
 
 func (b *bundle) claim(t *testing.T, consumer string) redisq.Entry {
 	t.Helper()
-	es, err := b.q.Read(context.Background(), group, consumer, []string{b.stream}, 1, 0)
-	if err != nil || len(es) != 1 {
+	es, _, err := b.q.Claim(context.Background(), group, consumer, b.model, 2, 1)
+	if err != nil || len(es) != 1 || es[0].Stream != b.stream {
 		t.Fatalf("read: %v %v", es, err)
 	}
 	return es[0]
@@ -240,4 +242,66 @@ func containsTag(k, tag string) bool {
 		}
 	}
 	return false
+}
+
+// One user flooding a priority class must not starve another of the same
+// class, and a higher class goes first.
+func TestClaimIsFair(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{})
+	add := func(user string, prio, n int) map[string]bool {
+		ids := map[string]bool{}
+		for range n {
+			j := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: user, Model: b.model, Endpoint: sluice.EndpointChat,
+				Body: json.RawMessage(`{}`), Priority: prio}
+			if err := b.q.Enqueue(ctx, j, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			ids[j.ID] = true
+		}
+		return ids
+	}
+	flood := add("flooder", 1, 100)
+	// The flooder's first jobs run.
+	es, _, err := b.q.Claim(ctx, group, "w", b.model, 2, 10)
+	if err != nil || len(es) != 10 {
+		t.Fatalf("claim: %d %v", len(es), err)
+	}
+	late := add("late", 1, 5)
+	vip := add("vip", 0, 3)
+	es, bell, err := b.q.Claim(ctx, group, "w", b.model, 2, 13)
+	if err != nil || len(es) != 13 {
+		t.Fatalf("claim: %d %v", len(es), err)
+	}
+	for i, e := range es[:3] {
+		if !vip[e.JobID] || e.Stream != redisq.StreamKey(b.model, 0) {
+			t.Fatalf("claim %d: want the higher class first, got %s", i, e.JobID)
+		}
+	}
+	var lateN, floodN int
+	for _, e := range es[3:] {
+		switch {
+		case late[e.JobID]:
+			lateN++
+		case flood[e.JobID]:
+			floodN++
+		}
+	}
+	// Turns alternate: 5 of the late user's and 5 of the flooder's.
+	if lateN != 5 || floodN != 5 {
+		t.Fatalf("late user got %d and flooder %d of 10 claims; want 5 and 5", lateN, floodN)
+	}
+	bl, err := b.q.Backlog(ctx, b.model, 2)
+	if err != nil || bl[1].Queued != 85 || bl[1].Pending != 20 || bl[0].Pending != 3 {
+		t.Fatalf("backlog: %+v %v", bl, err)
+	}
+	// Nothing enqueued since the claim: the wait times out; one enqueue wakes it.
+	if ok, err := b.q.WaitWork(ctx, b.model, bell, 10*time.Millisecond); ok || err != nil {
+		t.Fatalf("wait without work: %v %v", ok, err)
+	}
+	add("late", 1, 1)
+	if ok, err := b.q.WaitWork(ctx, b.model, bell, time.Second); !ok || err != nil {
+		t.Fatalf("wait after enqueue: %v %v", ok, err)
+	}
 }

@@ -59,6 +59,40 @@ func (q *Queue) Read(ctx context.Context, group, consumer string, streams []stri
 	return out, nil
 }
 
+// Claim takes up to count jobs of a model for consumer, highest priority
+// class first and, within a class, users in turn (see lua/claim.lua). It
+// also returns the bell's last id: WaitWork(after=bell) returns as soon as a
+// job is enqueued after this claim, so none is missed between the two.
+func (q *Queue) Claim(ctx context.Context, group, consumer, model string, priorities int, count int64) ([]Entry, string, error) {
+	keys := make([]string, 0, 3*priorities+1)
+	for p := range priorities {
+		keys = append(keys, StreamKey(model, p), FairKey(model, p), VClockKey(model, p))
+	}
+	keys = append(keys, BellKey(model))
+	res, err := claimScript.Run(ctx, q.rdb, keys, group, consumer, count).StringSlice()
+	if err != nil {
+		return nil, "", translate(err)
+	}
+	out := make([]Entry, 0, (len(res)-1)/3)
+	for i := 1; i+2 < len(res); i += 3 {
+		out = append(out, Entry{Stream: res[i], ID: res[i+1], JobID: res[i+2]})
+	}
+	return out, res[0], nil
+}
+
+// WaitWork blocks up to block until a job of model is enqueued after the
+// bell id `after` (from Claim). It reports whether one was.
+func (q *Queue) WaitWork(ctx context.Context, model, after string, block time.Duration) (bool, error) {
+	res, err := q.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{BellKey(model), after}, Count: 1, Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, translate(err)
+	}
+	return len(res) > 0, nil
+}
+
 // Pending returns this consumer's own unacknowledged entries (after a
 // restart under the same name).
 func (q *Queue) Pending(ctx context.Context, group, consumer, stream string, count int64) ([]Entry, error) {
@@ -194,7 +228,7 @@ func parseStart(e Entry, res []any) (string, *Claimed) {
 	c := &Claimed{Entry: e, Attempt: int(attempt), Job: sluice.Job{
 		ID: f["id"], UserID: f["user"], KeyID: f["key"], Model: f["model"], Endpoint: f["endpoint"],
 		Body: json.RawMessage(f["body"]), Stream: f["stream"] == "1", Async: f["async"] == "1",
-		WebhookURL: f["webhook"],
+		WebhookURL: f["webhook"], Requested: f["alias"],
 	}}
 	c.Job.Priority, _ = strconv.Atoi(f["prio"])
 	if v, err := strconv.ParseInt(f["created"], 10, 64); err == nil {

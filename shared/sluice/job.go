@@ -39,10 +39,11 @@ type Job struct {
 	UserID     string          `json:"user_id"`
 	KeyID      string          `json:"key_id,omitempty"`
 	Model      string          `json:"model"`
-	Endpoint   string          `json:"endpoint"` // EndpointChat or EndpointCompletion
-	Body       json.RawMessage `json:"body"`     // the normalised upstream request
-	Stream     bool            `json:"stream"`   // relay chunks as they come
-	Priority   int             `json:"priority"` // 0 is served first
+	Requested  string          `json:"requested_model,omitempty"` // the name asked for, when an alias chose Model
+	Endpoint   string          `json:"endpoint"`                  // EndpointChat or EndpointCompletion
+	Body       json.RawMessage `json:"body"`                      // the normalised upstream request
+	Stream     bool            `json:"stream"`                    // relay chunks as they come
+	Priority   int             `json:"priority"`                  // 0 is served first
 	Async      bool            `json:"async"`
 	WebhookURL string          `json:"webhook_url,omitempty"`
 	CreatedAt  time.Time       `json:"created_at"`
@@ -63,7 +64,8 @@ type UsageEvent struct {
 	JobID     string    `json:"job_id"`
 	UserID    string    `json:"user_id"`
 	KeyID     string    `json:"key_id,omitempty"`
-	Model     string    `json:"model"`
+	Model     string    `json:"model"`                     // the model (version) that served the job
+	Requested string    `json:"requested_model,omitempty"` // the alias asked for, if any
 	Status    JobStatus `json:"status"`
 	Usage     Usage     `json:"usage"`
 	LatencyMS int64     `json:"latency_ms"`
