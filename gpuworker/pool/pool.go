@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
+	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
 // UsageStore writes usage rows; postgres.DB implements it.
@@ -33,6 +34,8 @@ type Deps struct {
 	Usage  UsageStore
 	// Name identifies this worker in the consumer groups; default host-pid.
 	Name string
+	// Telemetry records the worker's metrics and spans; nil records nothing.
+	Telemetry *telemetry.Telemetry
 }
 
 // Pool is one worker process's set of model runners.

@@ -79,6 +79,7 @@ func (r *runner) health(ctx context.Context) {
 				}
 			}
 		}
+		r.publish(ctx)
 		t := time.NewTimer(time.Second)
 		select {
 		case <-ctx.Done():
@@ -126,6 +127,7 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 				}
 				if len(es) > 0 {
 					log.Info("reclaimed jobs of a dead worker", slog.String("model", r.model.Name), slog.Int("jobs", len(es)))
+					r.p.Telemetry.JobsReclaimed(r.model.Name, len(es))
 					// There may be more: look again as soon as slots free up.
 					lastClaim = time.Time{}
 				}
@@ -178,6 +180,7 @@ func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, es []redisq.E
 			}
 			continue
 		}
+		r.observeStart(res)
 		if res.Outcome != redisq.StartRun {
 			continue
 		}
@@ -214,6 +217,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		p.mu.Unlock()
 	}()
 
+	jctx, span := r.traceJob(jctx, c)
 	started := time.Now()
 	var chunks *chunkWriter
 	var onChunk func([]byte) error
@@ -226,7 +230,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	var err error
 	backoff := p.Config.Worker.RetryBackoff
 	for try := 0; ; try++ {
-		res, err = ep.client.Do(jctx, job.Endpoint, job.Body, job.Stream, onChunk)
+		res, err = r.callEngine(jctx, ep, job, onChunk)
 		first = res == nil || res.Chunks == 0
 		var ee *engine.Error
 		if err == nil || !errors.As(err, &ee) || !ee.Retryable || try >= p.Config.Worker.Retries || jctx.Err() != nil || !first {
@@ -235,6 +239,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		if ee.Status == 0 { // connection refused or reset: take it out until health says otherwise
 			ep.healthy.Store(false)
 		}
+		p.Telemetry.EngineRetry(job.Model)
 		sleep(jctx, backoff)
 		backoff *= 2
 		if next := r.pick(ep); next != nil && next != ep {
@@ -301,6 +306,8 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	// Usage is recorded for every job that reached an engine, exactly once.
 	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model,
 		Status: o.Status, Usage: usage, LatencyMS: latency.Milliseconds(), CreatedAt: job.CreatedAt, EndedAt: time.Now()}
+	r.observeDone(o, usage, latency)
+	span.End(err)
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ccancel()
 	if _, err := q.Complete(cctx, redisq.GroupWorkers, e, o); err != nil {

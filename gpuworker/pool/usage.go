@@ -96,12 +96,14 @@ func (p *Pool) writeUsage(ctx context.Context, es []redisq.UsageEntry) {
 			}
 			break
 		}
+		p.Telemetry.UsageWriteError()
 		p.Log.Warn("usage write failed; retrying", slog.Int("events", len(evs)), slog.String("err", err.Error()))
 		if ctx.Err() != nil || attempt >= 5 {
 			return // left pending in Redis: a later pass (or another worker) writes it
 		}
 		sleep(ctx, time.Duration(attempt+1)*time.Second)
 	}
+	p.Telemetry.UsageRows("written", len(evs))
 	if err := p.Queue.AckUsage(context.WithoutCancel(ctx), es); err != nil {
 		p.Log.Warn("usage ack failed; rows will be re-sent and skipped", slog.String("err", err.Error()))
 	}
@@ -124,6 +126,7 @@ func (p *Pool) writeOneByOne(ctx context.Context, es []redisq.UsageEntry, evs []
 		}
 		if err != nil {
 			p.Log.Error("usage row refused; parked in the usage dead-letter stream", slog.String("job_id", ev.JobID), slog.String("err", err.Error()))
+			p.Telemetry.UsageRows("parked", 1)
 			e := byJob[ev.JobID]
 			if perr := p.Queue.ParkUsage(context.WithoutCancel(ctx), e, err.Error()); perr != nil {
 				p.Log.Error("usage park failed", slog.String("err", perr.Error()))

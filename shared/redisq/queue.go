@@ -98,7 +98,7 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 	args := []any{j.ID, ms(q.opts.ResultTTL), ms(timeout), q.opts.MaxQueue,
 		"id", j.ID, "user", j.UserID, "key", j.KeyID, "model", j.Model, "endpoint", j.Endpoint,
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
-		"webhook", j.WebhookURL, "skey", stream}
+		"webhook", j.WebhookURL, "skey", stream, "trace", j.Trace}
 	res, err := enqueueScript.Run(ctx, q.rdb, []string{JobKey(j.ID), stream}, args...).Int64Slice()
 	if err != nil {
 		return translate(err)
