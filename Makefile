@@ -4,16 +4,22 @@ GO ?= go
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 SIM := bin/vllm-sim
+PROMTOOL := bin/promtool
 
-.PHONY: run test test-short bench drill sim vet fuzz build clean
+.PHONY: run test test-short bench drill sim vet fuzz build clean promtool check-rules
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 run: sim
 	$(GO) run ./cmd/sluice dev
 
-## test: the whole suite against real PostgreSQL, Redis and the simulator
-test: sim
+## test: the whole suite against real PostgreSQL, Redis and the simulator, and the alert rules
+test: sim check-rules
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) test -count=1 -timeout 15m ./...
+
+## check-rules: the Prometheus alert rules and example configuration parse
+check-rules: promtool
+	$(PROMTOOL) check rules deploy/prometheus/sluice-rules.yml
+	$(PROMTOOL) check config deploy/prometheus/prometheus.yml
 
 ## bench: added latency and throughput of the platform against the simulator called directly
 bench: sim
@@ -41,6 +47,12 @@ sim: $(SIM)
 $(SIM): tools/vllmsim/go.mod
 	@mkdir -p bin
 	cd tools/vllmsim && CGO_ENABLED=0 $(GO) build -o ../../$(SIM) github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim
+
+## promtool: Prometheus's rule checker, from its own tools module
+promtool: $(PROMTOOL)
+$(PROMTOOL): tools/promtool/go.mod
+	@mkdir -p bin
+	cd tools/promtool && CGO_ENABLED=0 $(GO) build -o ../../$(PROMTOOL) github.com/prometheus/prometheus/cmd/promtool
 
 clean:
 	rm -rf bin .sluice

@@ -20,6 +20,7 @@ func openTelemetry(ctx context.Context, d *Deps, o telemetry.Options) (*telemetr
 	for i, m := range cfg.Inference.Models {
 		models[i] = m.Name
 	}
+	t.InitModels(models)
 	err = t.Register(
 		&telemetry.QueueCollector{Queue: d.Queue, Models: models, Priorities: config.Priorities},
 		&telemetry.BusinessCollector{DB: d.DB, Pricing: cfg.Pricing, TopN: cfg.Telemetry.TopUsers, Refresh: cfg.Telemetry.BusinessRefresh},

@@ -125,6 +125,26 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 	return m
 }
 
+// InitModels creates the per-model counters at zero, so rate() and
+// increase() see their first event and dashboards show a flat line rather
+// than nothing.
+func (t *Telemetry) InitModels(models []string) {
+	if t == nil || t.m == nil {
+		return
+	}
+	for _, m := range models {
+		t.m.jobsReclaimed.WithLabelValues(m)
+		t.m.engineRetries.WithLabelValues(m)
+		t.m.billed.WithLabelValues(m)
+		for _, typ := range []string{"prompt", "completion"} {
+			t.m.tokens.WithLabelValues(m, typ)
+		}
+		for _, st := range []sluice.JobStatus{sluice.JobSucceeded, sluice.JobFailed, sluice.JobCancelled} {
+			t.m.jobsCompleted.WithLabelValues(m, string(st))
+		}
+	}
+}
+
 // ObserveHTTP records one served request. route is the mux pattern that
 // matched ("" when none did).
 func (t *Telemetry) ObserveHTTP(function, route string, code int, d time.Duration) {
