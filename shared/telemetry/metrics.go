@@ -41,10 +41,10 @@ type metricSet struct {
 	usageErrors   prometheus.Counter
 	gpuDevices    prometheus.Gauge
 
-	rollupLast     prometheus.Gauge
-	rollupRuns     *prometheus.CounterVec
-	reconMismatch  prometheus.Gauge
-	reconLastRun   prometheus.Gauge
+	rollupLast    prometheus.Gauge
+	rollupRuns    *prometheus.CounterVec
+	reconMismatch prometheus.Gauge
+	reconLastRun  prometheus.Gauge
 }
 
 func newMetricSet(reg prometheus.Registerer) *metricSet {
@@ -85,9 +85,9 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 			"Claimed queue entries by what the start step decided: run, expired, cancelled, dead, interrupted, gone, done.", "model", "outcome"),
 		jobsCompleted: counter("sluice_jobs_completed_total", "Jobs a worker ran to a final state, by model and status.", "model", "status"),
 		jobsReclaimed: counter("sluice_jobs_reclaimed_total", "Queue entries taken over from a worker that stopped heartbeating, by model.", "model"),
-		engineDur: hist("sluice_engine_request_duration_seconds", "Time of a job's upstream engine call(s), by model.", latencyBuckets, "model"),
+		engineDur:     hist("sluice_engine_request_duration_seconds", "Time of a job's upstream engine call(s), by model.", latencyBuckets, "model"),
 		engineRetries: counter("sluice_engine_retries_total", "Upstream calls retried after a retryable engine error, by model.", "model"),
-		tokens: counter("sluice_tokens_total", "Tokens processed, by model and type (prompt, completion).", "model", "type"),
+		tokens:        counter("sluice_tokens_total", "Tokens processed, by model and type (prompt, completion).", "model", "type"),
 		tokensPerSec: hist("sluice_output_tokens_per_second", "Completion tokens per second of engine time, per job, by model.",
 			[]float64{1, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560}, "model"),
 		billed: counter("sluice_billed_dollars_total", "Value of processed tokens at list price (configured pricing), in dollars, by model.", "model"),

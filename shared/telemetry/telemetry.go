@@ -147,7 +147,7 @@ func Handler(t *Telemetry, ready func(context.Context) error, log *slog.Logger, 
 				"Unknown request URL: %s %s.", r.Method, r.URL.Path))
 			return
 		}
-		if t != nil {
+		if t != nil && From(r.Context()) != t {
 			r = r.WithContext(With(r.Context(), t))
 		}
 		next.ServeHTTP(w, r)

@@ -101,13 +101,17 @@ func (t *Telemetry) Record(ctx context.Context, name string, start, end time.Tim
 	s.End(trace.WithTimestamp(end))
 }
 
-// ServerSpan starts the span of an incoming HTTP request, continuing the
-// caller's trace when it sent a traceparent header.
+// ServerSpan starts the span of an incoming HTTP request: a child of the
+// span in its context (the gateway's, in one process) or else continuing
+// the caller's trace when it sent a traceparent header.
 func (t *Telemetry) ServerSpan(r *http.Request, name string) (context.Context, Span) {
 	if !t.Tracing() {
 		return r.Context(), Span{}
 	}
-	ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx := r.Context()
+	if !trace.SpanContextFromContext(ctx).IsValid() { // the outermost span continues the caller's trace
+		ctx = t.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
 	return t.Start(ctx, name, trace.SpanKindServer, attribute.String("http.request.method", r.Method),
 		attribute.String("url.path", r.URL.Path))
 }
@@ -150,4 +154,3 @@ const (
 
 // Attr is a string span attribute.
 func Attr(k, v string) attribute.KeyValue { return attribute.String(k, v) }
-
