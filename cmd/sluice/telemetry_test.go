@@ -16,6 +16,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/sluice-ai/sluice/internal/testenv"
 )
 
 // scrape reads a /metrics page into its metric families.
@@ -170,6 +172,47 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 			t.Errorf("GET %s: %d", p, resp.StatusCode)
 		}
 	}
+	t.Run("admin status", func(t *testing.T) {
+		code, out := s.do(t, "GET", "/v1/admin/status", "")
+		if code != 200 {
+			t.Fatalf("admin: %d %v", code, out)
+		}
+		b, _ := json.Marshal(out)
+		var st struct {
+			Models []struct {
+				Model            string `json:"model"`
+				HealthyEndpoints int    `json:"healthy_endpoints"`
+				Queues           []struct {
+					Priority int   `json:"priority"`
+					Depth    int64 `json:"depth"`
+				} `json:"queues"`
+				Workers []struct {
+					Worker    string `json:"worker"`
+					Endpoints []struct {
+						URL      string `json:"url"`
+						Healthy  bool   `json:"healthy"`
+						Capacity int64  `json:"capacity"`
+					} `json:"endpoints"`
+				} `json:"workers"`
+			} `json:"models"`
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Models) != 2 || st.Models[0].Model != chat || len(st.Models[0].Queues) != 3 {
+			t.Fatalf("status: %s", b)
+		}
+		m := st.Models[0]
+		if m.HealthyEndpoints != 1 || len(m.Workers) != 1 || len(m.Workers[0].Endpoints) != 1 ||
+			!m.Workers[0].Endpoints[0].Healthy || m.Workers[0].Endpoints[0].Capacity != 8 {
+			t.Errorf("model status: %s", b)
+		}
+		user := s.newKey(t, testenv.Name("status-user")+"@example.com")
+		code, out = s.do(t, "GET", "/v1/admin/status", "", "Authorization", "Bearer "+user)
+		if code != 403 || out["error"] == nil {
+			t.Errorf("a user's key: %d %v, want 403", code, out)
+		}
+	})
 	t.Run("deploy files name only exported metrics", func(t *testing.T) {
 		exported := map[string]bool{}
 		for name, f := range after {
