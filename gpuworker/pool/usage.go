@@ -83,9 +83,10 @@ func (p *Pool) writeUsage(ctx context.Context, es []redisq.UsageEntry) {
 	}
 	for attempt := 0; ; attempt++ {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		_, err := p.Usage.InsertUsage(wctx, evs)
+		n, err := p.Usage.InsertUsage(wctx, evs)
 		cancel()
 		if err == nil {
+			p.Telemetry.UsageRows("written", int(n))
 			break
 		}
 		if sluice.KindOf(err) == sluice.KindInvalid {
@@ -103,7 +104,6 @@ func (p *Pool) writeUsage(ctx context.Context, es []redisq.UsageEntry) {
 		}
 		sleep(ctx, time.Duration(attempt+1)*time.Second)
 	}
-	p.Telemetry.UsageRows("written", len(evs))
 	if err := p.Queue.AckUsage(context.WithoutCancel(ctx), es); err != nil {
 		p.Log.Warn("usage ack failed; rows will be re-sent and skipped", slog.String("err", err.Error()))
 	}
@@ -120,10 +120,11 @@ func (p *Pool) writeOneByOne(ctx context.Context, es []redisq.UsageEntry, evs []
 		}
 	}
 	for _, ev := range evs {
-		_, err := p.Usage.InsertUsage(ctx, []sluice.UsageEvent{ev})
+		n, err := p.Usage.InsertUsage(ctx, []sluice.UsageEvent{ev})
 		if err != nil && sluice.KindOf(err) != sluice.KindInvalid {
 			return false
 		}
+		p.Telemetry.UsageRows("written", int(n))
 		if err != nil {
 			p.Log.Error("usage row refused; parked in the usage dead-letter stream", slog.String("job_id", ev.JobID), slog.String("err", err.Error()))
 			p.Telemetry.UsageRows("parked", 1)

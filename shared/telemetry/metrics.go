@@ -98,7 +98,7 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 		epCapacity: gauge("sluice_engine_endpoint_capacity", "Batch slots of an engine endpoint (max_batch_size).", "model", "endpoint"),
 		webhooks:   counter("sluice_webhook_deliveries_total", "Job webhook deliveries by result: delivered, or failed after the last attempt.", "result"),
 		usageRows: counter("sluice_usage_rows_total",
-			"Usage events moved from Redis to PostgreSQL, by result: written, or parked (refused by the database).", "result"),
+			"Usage events moved from Redis to PostgreSQL, by result: written (new rows; redelivered ones are skipped), or parked (refused by the database).", "result"),
 		usageErrors: func() prometheus.Counter {
 			c := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_usage_write_errors_total",
 				Help: "Failed attempts to write a batch of usage rows (retried; left pending in Redis)."})
