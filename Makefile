@@ -16,10 +16,11 @@ run: sim
 test: sim check-rules
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) test -count=1 -timeout 15m ./...
 
-## check-rules: the Prometheus alert rules and example configuration parse
+## check-rules: the Prometheus alert rules and example configuration parse, and the rules' unit tests pass
 check-rules: promtool
 	$(PROMTOOL) check rules deploy/prometheus/sluice-rules.yml
 	$(PROMTOOL) check config deploy/prometheus/prometheus.yml
+	$(PROMTOOL) test rules deploy/prometheus/sluice-rules.test.yml
 
 ## bench: added latency and throughput of the platform against the simulator called directly
 bench: sim
