@@ -5,6 +5,7 @@ export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 SIM := bin/vllm-sim
 PROMTOOL := bin/promtool
+AMTOOL := bin/amtool
 
 .PHONY: run test test-short bench drill sim vet fuzz build clean promtool check-rules
 
@@ -16,11 +17,12 @@ run: sim
 test: sim check-rules
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) test -count=1 -timeout 15m ./...
 
-## check-rules: the Prometheus alert rules and example configuration parse, and the rules' unit tests pass
-check-rules: promtool
+## check-rules: the Prometheus alert rules and example configurations parse, and the rules' unit tests pass
+check-rules: promtool $(AMTOOL)
 	$(PROMTOOL) check rules deploy/prometheus/sluice-rules.yml
 	$(PROMTOOL) check config deploy/prometheus/prometheus.yml
 	$(PROMTOOL) test rules deploy/prometheus/sluice-rules.test.yml
+	$(AMTOOL) check-config deploy/prometheus/alertmanager.yml
 
 ## bench: added latency and throughput of the platform against the simulator called directly
 bench: sim
@@ -49,11 +51,14 @@ $(SIM): tools/vllmsim/go.mod
 	@mkdir -p bin
 	cd tools/vllmsim && CGO_ENABLED=0 $(GO) build -o ../../$(SIM) github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim
 
-## promtool: Prometheus's rule checker, from its own tools module
+## promtool (and amtool): Prometheus's and AlertManager's checkers, from their own tools module
 promtool: $(PROMTOOL)
 $(PROMTOOL): tools/promtool/go.mod
 	@mkdir -p bin
 	cd tools/promtool && CGO_ENABLED=0 $(GO) build -o ../../$(PROMTOOL) github.com/prometheus/prometheus/cmd/promtool
+$(AMTOOL): tools/promtool/go.mod
+	@mkdir -p bin
+	cd tools/promtool && CGO_ENABLED=0 $(GO) build -o ../../$(AMTOOL) github.com/prometheus/alertmanager/cmd/amtool
 
 clean:
 	rm -rf bin .sluice
