@@ -4,21 +4,30 @@ GO ?= go
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 SIM := bin/vllm-sim
+PROMTOOL := bin/promtool
+AMTOOL := bin/amtool
 RIE := bin/aws-lambda-rie
 OIDCP := tools/oidcprovider/bin/oidc-provider
 
-.PHONY: run test test-short bench drill sim rie lambda vet fuzz build clean
+.PHONY: run test test-short bench drill sim rie lambda vet fuzz build clean promtool check-rules
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 run: sim
 	$(GO) run ./cmd/sluice dev
 
-## test: the whole suite against real PostgreSQL, Redis and the simulator
+## test: the whole suite against real PostgreSQL, Redis and the simulator, the alert rules
 ## (and the Lambda adapter under aws-lambda-rie), then the manifests in
 ## deploy/validate's own module
-test: sim rie $(OIDCP)
+test: sim rie $(OIDCP) check-rules
 	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) $(GO) test -count=1 -timeout 15m ./...
 	cd deploy/validate && $(GO) test -count=1 ./...
+
+## check-rules: the Prometheus alert rules and example configurations parse, and the rules' unit tests pass
+check-rules: promtool $(AMTOOL)
+	$(PROMTOOL) check rules deploy/prometheus/sluice-rules.yml
+	$(PROMTOOL) check config deploy/prometheus/prometheus.yml
+	$(PROMTOOL) test rules deploy/prometheus/sluice-rules.test.yml
+	$(AMTOOL) check-config deploy/prometheus/alertmanager.yml
 
 ## bench: added latency and throughput against the simulator called directly; saturation of two engines; fairness under a flood
 bench: sim
@@ -55,6 +64,15 @@ sim: $(SIM)
 $(SIM): tools/vllmsim/go.mod
 	@mkdir -p bin
 	cd tools/vllmsim && CGO_ENABLED=0 $(GO) build -o ../../$(SIM) github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim
+
+## promtool (and amtool): Prometheus's and AlertManager's checkers, from their own tools module
+promtool: $(PROMTOOL)
+$(PROMTOOL): tools/promtool/go.mod
+	@mkdir -p bin
+	cd tools/promtool && CGO_ENABLED=0 $(GO) build -o ../../$(PROMTOOL) github.com/prometheus/prometheus/cmd/promtool
+$(AMTOOL): tools/promtool/go.mod
+	@mkdir -p bin
+	cd tools/promtool && CGO_ENABLED=0 $(GO) build -o ../../$(AMTOOL) github.com/prometheus/alertmanager/cmd/amtool
 
 ## lambda: the Lambda adapter as deploy/lambda/dist/bootstrap (provided.al2023, arm64)
 lambda:

@@ -7,12 +7,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/sluice-ai/sluice/gpuworker/pool"
 	"github.com/sluice-ai/sluice/shared/app"
+	"github.com/sluice-ai/sluice/shared/httpserve"
 )
 
 func main() { os.Exit(run()) }
@@ -26,10 +30,21 @@ func run() int {
 		return 1
 	}
 	defer d.Close()
-	p, err := pool.New(pool.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Usage: d.DB, Name: d.Config.Env.WorkerName})
+	p, err := pool.New(pool.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Usage: d.DB, Name: d.Config.Env.WorkerName,
+		Telemetry: d.Telemetry})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gpuworker:", err)
 		return 1
+	}
+	if addr := d.Config.Worker.Listen; addr != "off" {
+		// /metrics, /healthz and /readyz for Prometheus and the orchestrator.
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gpuworker: worker.listen:", err)
+			return 1
+		}
+		go httpserve.Serve(ctx, ln, d.Serve(nil), 5*time.Second) //nolint:errcheck // ends with ctx
+		d.Log.Info("worker telemetry listening", slog.String("addr", ln.Addr().String()))
 	}
 	if err := p.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "gpuworker:", err)

@@ -30,7 +30,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -52,7 +51,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-ai/sluice/internal/devstack"
-	"github.com/sluice-ai/sluice/shared/config"
 )
 
 const model = "bench-7b"
@@ -75,6 +73,7 @@ type options struct {
 	mode        string
 	margin      int
 	flood       int
+	telemetry   bool
 }
 
 func main() {
@@ -103,13 +102,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity) or fairness (one user floods, two others send a few)")
 	fs.IntVar(&o.margin, "margin", 1, "saturation/fairness: dispatch.batch_margin")
 	fs.IntVar(&o.flood, "flood", 5000, "fairness: jobs the flooding user enqueues")
+	fs.BoolVar(&o.telemetry, "telemetry", false, "compare three Sluice stacks: telemetry off, metrics only (the default), metrics and tracing of every request (to a local OTLP sink); uses Redis databases -redis-db+1 and +2 too")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if o.concurrency < 1 || o.requests < 1 || o.rounds < 1 || o.warmup < 0 || o.maxTokens < 1 || o.maxNumSeqs < 1 ||
-		o.redisDB < 0 || o.redisDB > 15 {
-		fmt.Fprintln(stderr, "sluice-bench: -c, -n, -rounds, -max-tokens and -max-num-seqs must be positive, -warmup not negative, -redis-db 0..15")
+		o.redisDB < 0 || o.redisDB > 13 {
+		fmt.Fprintln(stderr, "sluice-bench: -c, -n, -rounds, -max-tokens and -max-num-seqs must be positive, -warmup not negative, -redis-db 0..13")
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -142,6 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // bench sets everything up, runs the rounds and tears down; it returns the
 // report (possibly with an error, e.g. when requests failed).
 func bench(ctx context.Context, o options, stderr io.Writer) (report string, err error) {
+	var stops []func() // run in reverse order at the end
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "sluice-bench: "+format+"\n", a...) }
 	loadBefore := loadAvg() // other work on the machine skews both phases
 
@@ -192,45 +193,68 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 	}
 	defer sim.Stop()
 
-	// The stack, in this process, with its worker.
+	// The stack(s), in this process, each with its worker.
 	// pricing: null drops the built-in prices of the built-in models, which
 	// would otherwise fail validation (no such model).
 	yml := fmt.Sprintf("inference:\n  models:\n    - name: %s\n      max_batch_size: %d\n      max_model_len: %d\n      endpoints: [%s]\npricing: null\n",
 		model, o.maxNumSeqs, maxModelLen, sim.URL)
-	cfg, err := config.Parse([]byte(yml))
-	if err != nil {
-		return "", err
-	}
-	cfg.Env = config.Env{DatabaseURL: dbURL, RedisURL: redisURL, KeyPepper: randHex(32),
-		WebhookSecret: randHex(32), Addr: "127.0.0.1:0", WorkerName: "bench-worker"}
-	logf, err := os.Create(filepath.Join(dir, "sluice.log"))
-	if err != nil {
-		return "", err
-	}
-	defer logf.Close()
-	log := slog.New(slog.NewJSONHandler(logf, nil))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	stackCtx, stopStack := context.WithCancel(ctx)
-	st, err := devstack.Start(stackCtx, devstack.Options{Config: cfg, Log: log, Dir: filepath.Join(dir, "state")}, ln)
-	if err != nil {
-		stopStack()
-		ln.Close()
-		return "", fmt.Errorf("stack: %w", err)
+	start := func(name, extra, redisURL string) (*devstack.Stack, error) {
+		st, stop, err := startStack(ctx, filepath.Join(dir, name), yml+extra, dbURL, redisURL, progress)
+		if err != nil {
+			return nil, fmt.Errorf("stack %s: %w", name, err)
+		}
+		stops = append(stops, stop)
+		return st, nil
 	}
 	defer func() {
-		stopStack()
-		stopped := make(chan error, 1)
-		go func() { stopped <- st.Wait() }()
-		select {
-		case <-stopped:
-		case <-time.After(45 * time.Second):
-			progress("the stack did not stop within 45s")
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
 		}
 	}()
-	progress("simulator %s, Sluice http://%s, temp %s", sim.URL, st.Addr, dir)
+	var phases []target
+	if !o.telemetry {
+		st, err := start("sluice", "", redisURL)
+		if err != nil {
+			return "", err
+		}
+		progress("simulator %s, Sluice http://%s, temp %s", sim.URL, st.Addr, dir)
+		phases = []target{
+			{name: "direct (simulator)", url: sim.URL + "/v1/chat/completions"},
+			{name: "through Sluice", url: "http://" + st.Addr + "/v1/chat/completions", auth: "Bearer " + st.AdminKey},
+		}
+	} else {
+		sink, exports, err := otlpSink()
+		if err != nil {
+			return "", err
+		}
+		stops = append(stops, func() { sink.Close(); progress("OTLP sink received %d export requests", exports.Load()) })
+		phases = []target{{name: "direct (simulator)", url: sim.URL + "/v1/chat/completions"}}
+		// Each stack has a Redis database of its own, so no worker takes
+		// another stack's jobs.
+		for i, v := range []struct{ name, label, yml string }{
+			{"off", "Sluice, telemetry off", "telemetry:\n  metrics_off: true\n"},
+			{"metrics", "Sluice, metrics (default)", ""},
+			{"traced", "Sluice, metrics + tracing", fmt.Sprintf("telemetry:\n  tracing:\n    enabled: true\n    endpoint: http://%s\n", sink.Addr)},
+		} {
+			url := redisURL
+			if i > 0 {
+				if url, err = redisDBURL(firstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), o.redisDB+i); err != nil {
+					return "", err
+				}
+				extra, err := flushRedis(ctx, url)
+				if err != nil {
+					return "", err
+				}
+				stops = append(stops, func() { extra.FlushDB(context.WithoutCancel(ctx)); extra.Close() })
+			}
+			st, err := start(v.name, v.yml, url)
+			if err != nil {
+				return "", err
+			}
+			progress("%s: http://%s", v.label, st.Addr)
+			phases = append(phases, target{name: v.label, url: "http://" + st.Addr + "/v1/chat/completions", auth: "Bearer " + st.AdminKey})
+		}
+	}
 
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 		Proxy:               nil, // loopback only
@@ -241,10 +265,6 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 		DisableCompression:  true,
 	}}
 	body := requestBody(o.maxTokens, o.stream)
-	phases := []target{
-		{name: "direct (simulator)", url: sim.URL + "/v1/chat/completions"},
-		{name: "through Sluice", url: "http://" + st.Addr + "/v1/chat/completions", auth: "Bearer " + st.AdminKey},
-	}
 
 	if o.warmup > 0 {
 		for _, p := range phases {
@@ -270,9 +290,10 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 	}
 	results := make([][]phaseResult, len(phases)) // [phase][round]
 	for round := range o.rounds {
-		order := []int{0, 1}
-		if round%2 == 1 {
-			order = []int{1, 0}
+		// Rotate the phase order so that machine noise hits every phase.
+		order := make([]int, len(phases))
+		for i := range order {
+			order[i] = (i + round) % len(phases)
 		}
 		for _, i := range order {
 			r := load(ctx, client, phases[i], body, o.requests, o.concurrency, o.stream)
@@ -538,6 +559,14 @@ func render(o options, phases []target, results [][]phaseResult, info string) st
 		fmt.Fprintf(&b, "; first chunk p50 **%+.2f ms**, p99 **%+.2f ms**", s.t50-d.t50, s.t99-d.t99)
 	}
 	fmt.Fprintf(&b, ". Throughput through Sluice: **%.0f%%** of direct (%.0f vs %.0f req/s).\n\n", 100*ratio, s.rps, d.rps)
+	for i := 2; i < len(sums); i++ { // -telemetry: each variant against telemetry off
+		off, on := sums[1], sums[i]
+		fmt.Fprintf(&b, "%s vs telemetry off: p50 **%+.2f ms**, p99 **%+.2f ms**", phases[i].name, on.p50-off.p50, on.p99-off.p99)
+		if off.rps > 0 {
+			fmt.Fprintf(&b, "; throughput **%.1f%%** (%.0f vs %.0f req/s)", 100*on.rps/off.rps, on.rps, off.rps)
+		}
+		b.WriteString(".\n\n")
+	}
 
 	b.WriteString("<details><summary>Per round</summary>\n\n")
 	if o.stream {

@@ -33,4 +33,4 @@ func New(d Deps) http.Handler {
 // wired in, so it opens none.
 func Handle(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }
 
-var handler = New(Deps{Log: slog.New(slog.NewJSONHandler(os.Stderr, nil))})
+var handler = standalone(slog.New(slog.NewJSONHandler(os.Stderr, nil)))

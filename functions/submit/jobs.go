@@ -5,9 +5,11 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
+	"github.com/sluice-ai/sluice/shared/telemetry"
 	"github.com/sluice-ai/sluice/shared/webhook"
 )
 
@@ -70,6 +72,8 @@ func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
 		job.WebhookURL = *jr.WebhookURL
 	}
 	job.Async = true
+	httpserve.SetInference(r.Context(), job.Model, false, false)
+	job.Trace = telemetry.From(r.Context()).Inject(r.Context())
 	idem := r.Header.Get("Idempotency-Key")
 	if len(idem) > 255 {
 		openai.WriteError(w, r, s.Log, sluice.Invalid("Idempotency-Key", sluice.CodeInvalidValue, "Idempotency-Key is longer than 255 characters."))

@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
+	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
 // Deps is what the submit function needs.
@@ -47,6 +48,7 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("POST /v1/jobs", s.createJob)
 	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("DELETE /v1/jobs/{id}", s.cancelJob)
+	mux.HandleFunc("GET /v1/admin/status", s.status)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, s.Log, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound,
 			"Unknown request URL: %s %s.", r.Method, r.URL.Path))
@@ -68,6 +70,7 @@ func (s *service) authorize(r *http.Request, perms ...string) (*sluice.Principal
 	if err != nil {
 		return nil, err
 	}
+	httpserve.SetUser(r.Context(), p.UserID)
 	if err := authn.Authorize(p, s.Config.Permissions(p.Role), perms...); err != nil {
 		return nil, err // role and, for a scoped key, the key's scopes
 	}
@@ -166,6 +169,8 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 			openai.WriteError(w, r, s.Log, err)
 			return
 		}
+		httpserve.SetInference(r.Context(), job.Model, true, job.Stream)
+		job.Trace = telemetry.From(r.Context()).Inject(r.Context())
 		if err := s.Queue.Enqueue(r.Context(), job, s.Config.Server.RequestTimeout); err != nil {
 			openai.WriteError(w, r, s.Log, err)
 			return
@@ -210,6 +215,7 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, job *sluice.Job,
 				}
 				if sse == nil {
 					sse = openai.StartSSE(w)
+					telemetry.From(r.Context()).FirstToken(job.Model, httpserve.Since(r.Context()))
 				}
 				if sse.Data([]byte(ev.Data)) != nil {
 					s.abandon(r, job, r.Context().Err())

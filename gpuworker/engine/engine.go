@@ -63,6 +63,14 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+type headersKey struct{}
+
+// WithHeaders returns ctx under which Do lets set add headers to the
+// upstream request (the worker's trace context).
+func WithHeaders(ctx context.Context, set func(context.Context, http.Header)) context.Context {
+	return context.WithValue(ctx, headersKey{}, set)
+}
+
 // Do sends one request. For streams, onChunk gets each SSE data payload
 // (usage chunk included) as it arrives; an error from onChunk aborts the call.
 func (c *Client) Do(ctx context.Context, endpoint string, body []byte, stream bool, onChunk func([]byte) error) (*Result, error) {
@@ -71,6 +79,9 @@ func (c *Client) Do(ctx context.Context, endpoint string, body []byte, stream bo
 		return nil, &Error{Err: err}
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if h, ok := ctx.Value(headersKey{}).(func(context.Context, http.Header)); ok {
+		h(ctx, req.Header)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, &Error{Err: err, Retryable: ctx.Err() == nil}

@@ -41,6 +41,7 @@ func (p *Pool) deliverHooks(ctx context.Context) {
 				sleep(ctx, backoff)
 				backoff *= 2
 			}
+			p.Telemetry.Webhook(err == nil)
 			if err != nil {
 				p.Log.Warn("webhook delivery gave up", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
+	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
 // UsageStore writes usage rows; postgres.DB implements it.
@@ -33,6 +34,8 @@ type Deps struct {
 	Usage  UsageStore
 	// Name identifies this worker in the consumer groups; default host-pid.
 	Name string
+	// Telemetry records the worker's metrics and spans; nil records nothing.
+	Telemetry *telemetry.Telemetry
 }
 
 // Pool is one worker process's set of model runners.
@@ -98,12 +101,13 @@ func (p *Pool) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var jobs sync.WaitGroup
 	for _, r := range p.runners {
-		wg.Add(1 + 2*len(r.eps))
+		wg.Add(2 + 2*len(r.eps))
 		for _, e := range r.eps {
 			go func() { defer wg.Done(); r.health(ctx, e) }()
 			go func() { defer wg.Done(); r.scrape(ctx, e) }()
 		}
 		go func() { defer wg.Done(); r.dispatch(ctx, hard, &jobs) }()
+		go func() { defer wg.Done(); r.publishLoop(ctx) }()
 	}
 	wg.Add(4)
 	go func() { defer wg.Done(); p.heartbeat(ctx) }()

@@ -104,6 +104,7 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 				}
 				if len(es) > 0 {
 					log.Info("reclaimed jobs of a dead worker", slog.String("model", r.model.Name), slog.Int("jobs", len(es)))
+					r.p.Telemetry.JobsReclaimed(r.model.Name, len(es))
 					// There may be more: look again as soon as slots free up.
 					lastClaim = time.Time{}
 				}
@@ -145,6 +146,7 @@ func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, es []redisq.E
 			}
 			continue
 		}
+		r.observeStart(res)
 		if res.Outcome != redisq.StartRun {
 			continue
 		}
@@ -183,6 +185,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		p.mu.Unlock()
 	}()
 
+	jctx, span := r.traceJob(jctx, c)
 	started := time.Now()
 	var chunks *chunkWriter
 	var onChunk func([]byte) error
@@ -226,6 +229,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		if try >= p.Config.Worker.Retries {
 			break
 		}
+		p.Telemetry.EngineRetry(job.Model)
 		if next != nil {
 			ep.inflight.Add(-1)
 			next.inflight.Add(1)
@@ -302,6 +306,8 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	// Usage is recorded for every job that reached an engine, exactly once.
 	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model, Requested: job.Requested,
 		Status: o.Status, Usage: usage, LatencyMS: latency.Milliseconds(), CreatedAt: job.CreatedAt, EndedAt: time.Now()}
+	r.observeDone(o, usage, latency)
+	span.End(err)
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ccancel()
 	if _, err := q.Complete(cctx, redisq.GroupWorkers, e, o); err != nil {
@@ -316,7 +322,7 @@ func (r *runner) call(jctx context.Context, ep *endpoint, job sluice.Job, onChun
 	defer rcancel()
 	stop := context.AfterFunc(ep.aliveCtx(), rcancel)
 	defer stop()
-	res, err := ep.client.Do(rctx, job.Endpoint, job.Body, job.Stream, onChunk)
+	res, err := r.callEngine(rctx, ep, job, onChunk)
 	if err != nil && jctx.Err() == nil && ep.aliveCtx().Err() != nil {
 		return res, &engine.Error{Err: errors.New("endpoint taken out of rotation"), Retryable: res == nil || res.Chunks == 0}
 	}

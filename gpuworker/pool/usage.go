@@ -83,9 +83,10 @@ func (p *Pool) writeUsage(ctx context.Context, es []redisq.UsageEntry) {
 	}
 	for attempt := 0; ; attempt++ {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		_, err := p.Usage.InsertUsage(wctx, evs)
+		n, err := p.Usage.InsertUsage(wctx, evs)
 		cancel()
 		if err == nil {
+			p.Telemetry.UsageRows("written", int(n))
 			break
 		}
 		if sluice.KindOf(err) == sluice.KindInvalid {
@@ -96,6 +97,7 @@ func (p *Pool) writeUsage(ctx context.Context, es []redisq.UsageEntry) {
 			}
 			break
 		}
+		p.Telemetry.UsageWriteError()
 		p.Log.Warn("usage write failed; retrying", slog.Int("events", len(evs)), slog.String("err", err.Error()))
 		if ctx.Err() != nil || attempt >= 5 {
 			return // left pending in Redis: a later pass (or another worker) writes it
@@ -118,12 +120,14 @@ func (p *Pool) writeOneByOne(ctx context.Context, es []redisq.UsageEntry, evs []
 		}
 	}
 	for _, ev := range evs {
-		_, err := p.Usage.InsertUsage(ctx, []sluice.UsageEvent{ev})
+		n, err := p.Usage.InsertUsage(ctx, []sluice.UsageEvent{ev})
 		if err != nil && sluice.KindOf(err) != sluice.KindInvalid {
 			return false
 		}
+		p.Telemetry.UsageRows("written", int(n))
 		if err != nil {
 			p.Log.Error("usage row refused; parked in the usage dead-letter stream", slog.String("job_id", ev.JobID), slog.String("err", err.Error()))
+			p.Telemetry.UsageRows("parked", 1)
 			e := byJob[ev.JobID]
 			if perr := p.Queue.ParkUsage(context.WithoutCancel(ctx), e, err.Error()); perr != nil {
 				p.Log.Error("usage park failed", slog.String("err", perr.Error()))

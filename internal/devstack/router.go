@@ -19,7 +19,8 @@ import (
 // Router serves the functions as an OpenFaaS gateway would
 // (/function/<name>/...) plus the friendly routes: /v1/... → submit
 // (/v1/usage → usage-rollup), /auth/... → auth, /webhooks/stripe →
-// billing-webhook; and /healthz, /readyz.
+// billing-webhook; and /metrics, /healthz, /readyz, at the top and under
+// each function's prefix, as each function serves them in OpenFaaS.
 func Router(d *app.Deps) http.Handler {
 	fns := map[string]http.Handler{
 		"submit":          submit.New(submit.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier}),
@@ -29,6 +30,7 @@ func Router(d *app.Deps) http.Handler {
 	}
 	mux := http.NewServeMux()
 	for name, h := range fns {
+		h = d.Serve(h)
 		mux.Handle("/function/"+name+"/", http.StripPrefix("/function/"+name, h))
 		mux.Handle("/function/"+name, http.StripPrefix("/function/"+name, h))
 	}
@@ -36,19 +38,9 @@ func Router(d *app.Deps) http.Handler {
 	mux.Handle("/v1/usage", fns["usage-rollup"])
 	mux.Handle("/auth/", http.StripPrefix("/auth", fns["auth"]))
 	mux.Handle("/webhooks/stripe", fns["billing-webhook"])
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		openai.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := d.Ready(r.Context()); err != nil {
-			openai.WriteError(w, r, d.Log, sluice.Unavailable("Not ready.", err))
-			return
-		}
-		openai.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, d.Log, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound,
 			"Unknown request URL: %s %s.", r.Method, r.URL.Path))
 	})
-	return mux
+	return d.Serve(mux)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/sluice"
+	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
 // Options configure a local stack.
@@ -30,6 +31,8 @@ type Options struct {
 	SimBin   string // simulator binary; found automatically if empty
 	SimArgs  []string
 	Out      io.Writer // where the banner goes
+	// Telemetry adjusts the telemetry (tests pass an in-memory span exporter).
+	Telemetry telemetry.Options
 }
 
 // Stack is a running local platform.
@@ -111,7 +114,7 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 			log.Info("simulator engine started", slog.String("model", m.Name), slog.String("url", sim.URL))
 		}
 	}
-	d, err := app.Open(ctx, cfg, log)
+	d, err := app.OpenWith(ctx, cfg, log, o.Telemetry)
 	if err != nil {
 		return fail(err)
 	}
@@ -137,7 +140,8 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 	d.Start(runCtx)
 	var wg sync.WaitGroup
 	if !o.NoWorker {
-		p, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: d.Queue, Usage: d.DB, Name: cfg.Env.WorkerName})
+		p, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: d.Queue, Usage: d.DB, Name: cfg.Env.WorkerName,
+			Telemetry: d.Telemetry})
 		if err != nil {
 			return fail(err)
 		}
@@ -151,7 +155,7 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 		}
 	}
 	s.Addr = ln.Addr().String()
-	h := httpserve.Middleware(log, "gateway", Router(d))
+	h := d.Serve(httpserve.Middleware(log, "gateway", Router(d)))
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

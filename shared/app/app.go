@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
+	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
 // Deps are a function's or the worker's live dependencies.
@@ -31,11 +32,19 @@ type Deps struct {
 	Redis    redis.UniversalClient
 	Queue    *redisq.Queue
 	Verifier *authn.Verifier
+	// Telemetry is the process's metrics and tracer; nil with both off.
+	Telemetry *telemetry.Telemetry
 }
 
 // Open connects to PostgreSQL and Redis as cfg.Env says, applies migrations
 // and builds the shared services. Background work starts with Start.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Deps, error) {
+	return OpenWith(ctx, cfg, log, telemetry.Options{})
+}
+
+// OpenWith is Open with telemetry options (tests pass an in-memory span
+// exporter).
+func OpenWith(ctx context.Context, cfg *config.Config, log *slog.Logger, topts telemetry.Options) (*Deps, error) {
 	if err := cfg.Env.ValidateEnv(); err != nil {
 		return nil, err
 	}
@@ -52,14 +61,20 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Deps, err
 		db.Close()
 		return nil, err
 	}
-	return &Deps{
+	d := &Deps{
 		Config:   cfg,
 		Log:      log,
 		DB:       db,
 		Redis:    rdb,
 		Queue:    NewQueue(cfg, rdb),
 		Verifier: NewVerifier(cfg, db, log),
-	}, nil
+	}
+	if d.Telemetry, err = openTelemetry(ctx, d, topts); err != nil {
+		rdb.Close()
+		db.Close()
+		return nil, err
+	}
+	return d, nil
 }
 
 // NewVerifier builds the shared verifier: API keys (under the current and
@@ -116,6 +131,9 @@ func (d *Deps) Ready(ctx context.Context) error {
 // Close releases connections.
 func (d *Deps) Close() {
 	d.Verifier.Flush(context.Background())
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	d.Telemetry.Shutdown(sctx) //nolint:errcheck // spans lost at exit are only spans
+	cancel()
 	d.Redis.Close()
 	d.DB.Close()
 }
@@ -148,13 +166,17 @@ func Lazy(build func(*Deps) http.Handler) http.HandlerFunc {
 		lastTry time.Time
 	)
 	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" { // alive, whether or not the dependencies are
+			openai.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+			return
+		}
 		mu.Lock()
 		if h == nil && (lastErr == nil || time.Since(lastTry) > 5*time.Second) {
 			lastTry = time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			var d *Deps
 			if d, lastErr = FromEnv(ctx); lastErr == nil {
-				h = build(d)
+				h = d.Serve(build(d))
 			}
 			cancel()
 		}

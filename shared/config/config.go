@@ -34,6 +34,7 @@ type Config struct {
 	Server      Server                   `yaml:"server"`
 	Jobs        Jobs                     `yaml:"jobs"`
 	Worker      Worker                   `yaml:"worker"`
+	Telemetry   Telemetry                `yaml:"telemetry"`
 	Storage     Storage                  `yaml:"storage"`
 	Dispatch    Dispatch                 `yaml:"dispatch"`
 	Filters     Filters                  `yaml:"filters"`
@@ -167,6 +168,9 @@ type Worker struct {
 	UsageBatch int `yaml:"usage_batch"`
 	// UsageFlush is the longest a usage event waits before it is written; default 200ms.
 	UsageFlush time.Duration `yaml:"usage_flush"`
+	// Listen is where the standalone worker serves /metrics, /healthz and
+	// /readyz; default ":9464"; "off" serves nothing.
+	Listen string `yaml:"listen"`
 }
 
 // Env is what comes from environment variables.
@@ -331,6 +335,7 @@ func (c *Config) applyDefaults() {
 	def(&w.DrainTimeout, 30*time.Second)
 	def(&w.UsageBatch, 500)
 	def(&w.UsageFlush, 200*time.Millisecond)
+	c.applyTelemetryDefaults()
 }
 
 func def[T comparable](p *T, v T) {
@@ -414,6 +419,7 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
 	}
 	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
+	errs = append(errs, c.validateTelemetry()...)
 	return errors.Join(errs...)
 }
 

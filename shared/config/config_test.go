@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-ai/sluice/shared/config"
 )
@@ -189,6 +190,28 @@ aliases:
 	} {
 		if _, err := config.Parse([]byte("inference: {models: [{name: llama-2-7b}]}\npricing: null\n" + bad)); err == nil {
 			t.Errorf("accepted %s", bad)
+		}
+	}
+}
+
+func TestTelemetryConfig(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel := cfg.Telemetry
+	if tel.MetricsOff || tel.Tracing.Enabled || tel.Tracing.SampleRatio != 1 || tel.TopUsers != 10 ||
+		tel.BusinessRefresh != time.Minute || cfg.Worker.Listen != ":9464" {
+		t.Errorf("defaults: %+v, worker.listen %q", tel, cfg.Worker.Listen)
+	}
+	for _, bad := range []string{
+		"telemetry:\n  tracing:\n    sample_ratio: 1.5\n",
+		"telemetry:\n  tracing:\n    endpoint: jaeger:4318\n",
+		"telemetry:\n  top_users: 1000\n",
+	} {
+		if _, err := config.Parse([]byte(bad)); err == nil {
+			t.Errorf("%q: accepted", bad)
 		}
 	}
 }

@@ -1,6 +1,6 @@
 // Package httpserve holds the HTTP plumbing every function shares: request
-// ids, one log line per request, panic recovery, and a server that shuts
-// down gracefully.
+// ids, one log line per request, metrics and a span per request, panic
+// recovery, and a server that shuts down gracefully.
 package httpserve
 
 import (
@@ -12,21 +12,61 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
 type ctxKey struct{}
 
-// RequestID returns the request id stored by Middleware.
-func RequestID(ctx context.Context) string {
-	s, _ := ctx.Value(ctxKey{}).(string)
-	return s
+// info is what a handler tells the request's log line and metrics.
+type info struct {
+	id     string
+	start  time.Time
+	user   string
+	model  string
+	infer  bool // an inference request (chat, completion, async job)
+	sync   bool // answered when the job ended (not an async job id)
+	stream bool
 }
 
-// Middleware adds a request id, recovers panics as OpenAI-shaped 500s and
-// logs one line per request (never a credential).
+// RequestID returns the request id stored by Middleware.
+func RequestID(ctx context.Context) string {
+	if in, ok := ctx.Value(ctxKey{}).(*info); ok {
+		return in.id
+	}
+	return ""
+}
+
+// Since is the time since Middleware received the request.
+func Since(ctx context.Context) time.Duration {
+	if in, ok := ctx.Value(ctxKey{}).(*info); ok {
+		return time.Since(in.start)
+	}
+	return 0
+}
+
+// SetUser records the authenticated user for the request's log line.
+func SetUser(ctx context.Context, userID string) {
+	if in, ok := ctx.Value(ctxKey{}).(*info); ok {
+		in.user = userID
+	}
+}
+
+// SetInference marks the request as an inference request for model, so its
+// outcome and latency are counted per model; sync is false for async jobs.
+func SetInference(ctx context.Context, model string, sync, stream bool) {
+	if in, ok := ctx.Value(ctxKey{}).(*info); ok {
+		in.model, in.infer, in.sync, in.stream = model, true, sync, stream
+	}
+}
+
+// Middleware adds a request id, recovers panics as OpenAI-shaped 500s,
+// records the request's metrics and span (when the telemetry in its context
+// has them on) and logs one line per request: request id, job id, user id
+// (never a credential), model, status, latency and trace id.
 func Middleware(log *slog.Logger, name string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
@@ -36,9 +76,12 @@ func Middleware(log *slog.Logger, name string, next http.Handler) http.Handler {
 			id = "req_" + hex.EncodeToString(b)
 		}
 		w.Header().Set("X-Request-Id", id)
-		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+		in := &info{id: id, start: time.Now()}
+		tel := telemetry.From(r.Context())
+		ctx, span := tel.ServerSpan(r, name+" "+r.Method)
+		r = r.WithContext(context.WithValue(ctx, ctxKey{}, in))
 		rec := &recorder{ResponseWriter: w, status: 200}
-		start := time.Now()
+		tel.InFlight(name, 1)
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
@@ -46,10 +89,26 @@ func Middleware(log *slog.Logger, name string, next http.Handler) http.Handler {
 				}
 				openai.WriteError(rec, r, log, fmt.Errorf("panic: %v", p))
 			}
+			latency := time.Since(in.start)
+			tel.InFlight(name, -1)
+			tel.ObserveHTTP(name, r.Pattern, rec.status, latency)
+			if in.infer {
+				tel.ObserveInference(in.model, rec.status, latency, in.sync, in.stream)
+			}
+			jobID := rec.Header().Get("Sluice-Job-Id")
+			if tel.Tracing() {
+				if r.Pattern != "" {
+					span.SetName(name + " " + r.Pattern)
+				}
+				span.SetAttr("http.response.status_code", strconv.Itoa(rec.status))
+				span.SetAttr("sluice.job_id", jobID)
+				span.End(nil)
+			}
 			log.InfoContext(r.Context(), "request", slog.String("function", name),
 				slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
-				slog.Int("status", rec.status), slog.Duration("latency", time.Since(start)),
-				slog.String("job_id", rec.Header().Get("Sluice-Job-Id")))
+				slog.Int("status", rec.status), slog.Duration("latency", latency),
+				slog.String("job_id", jobID), slog.String("user_id", in.user), slog.String("model", in.model),
+				slog.String("trace_id", span.TraceID()))
 		}()
 		next.ServeHTTP(rec, r)
 	})

@@ -46,6 +46,37 @@ ON CONFLICT (job_id) DO NOTHING;
 SELECT job_id, model_name, prompt_tokens, completion_tokens, status, latency_ms
 FROM inference_requests WHERE user_id = $1 ORDER BY timestamp;
 
+-- name: ActiveUsers
+-- Distinct users with usage in the last hour, day and 30 days.
+SELECT count(DISTINCT user_id) FILTER (WHERE timestamp > now() - interval '1 hour'),
+       count(DISTINCT user_id) FILTER (WHERE timestamp > now() - interval '24 hours'),
+       count(DISTINCT user_id)
+FROM inference_requests WHERE timestamp > now() - interval '30 days';
+
+-- name: CallsPerUser
+-- The distribution of requests per active user over the last day, and the
+-- top $1 users' requests and tokens (ranks only: no user id leaves here).
+WITH per AS (
+    SELECT user_id, count(*) AS calls, sum(tokens_used) AS tokens
+    FROM inference_requests WHERE timestamp > now() - interval '24 hours'
+    GROUP BY user_id
+), top AS (
+    SELECT calls, tokens FROM per ORDER BY calls DESC, tokens DESC LIMIT $1
+)
+SELECT 'q' AS kind, coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY calls), 0)::float8,
+       coalesce(percentile_cont(0.9) WITHIN GROUP (ORDER BY calls), 0)::float8,
+       coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY calls), 0)::float8,
+       coalesce(max(calls), 0)::float8
+FROM per
+UNION ALL
+SELECT 't', calls::float8, tokens::float8, 0, 0 FROM top;
+
+-- name: UsageByModel
+-- Requests and tokens per model over the last day, for revenue and cost.
+SELECT model_name, count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
+FROM inference_requests WHERE timestamp > now() - interval '24 hours'
+GROUP BY model_name;
+
 -- name: UsageTotals
 -- What usage-rollup's scheduled run reports until rollup tables exist.
 SELECT count(*), COALESCE(sum(tokens_used), 0)::bigint FROM inference_requests;

@@ -98,3 +98,11 @@ func IdemKey(userID, key string) string {
 
 // WorkersKey is the sorted set of live workers (score: last heartbeat, ms).
 const WorkersKey = keyPrefix + "workers"
+
+// EndpointsKey is the hash of a model's engine endpoints as each worker last
+// published them (field: worker name, value: JSON).
+func EndpointsKey(model string) string { return tagged(Tag(model)) + "eps:" + model }
+
+// EndpointsSeenKey is the sorted set of the workers that published a model's
+// endpoints (score: when the entry lapses, ms by Redis's clock).
+func EndpointsSeenKey(model string) string { return tagged(Tag(model)) + "eps-seen:" + model }

@@ -101,7 +101,7 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 	args := []any{j.ID, ms(q.opts.ResultTTL), ms(timeout), q.opts.MaxQueue, j.UserID,
 		"id", j.ID, "user", j.UserID, "key", j.KeyID, "model", j.Model, "endpoint", j.Endpoint,
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
-		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested}
+		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace}
 	keys := []string{JobKey(j.ID), stream, FairKey(j.Model, j.Priority), VClockKey(j.Model, j.Priority), BellKey(j.Model)}
 	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
 	if err != nil {

@@ -160,6 +160,9 @@ type Claimed struct {
 	Entry   Entry
 	Job     sluice.Job
 	Attempt int
+	// StartedAt is when the start script ran, by Redis's clock (as is
+	// Job.CreatedAt), so StartedAt-CreatedAt is the queue wait.
+	StartedAt time.Time
 }
 
 // Start moves a claimed entry's job to running, or finishes it without
@@ -228,7 +231,7 @@ func parseStart(e Entry, res []any) (string, *Claimed) {
 	c := &Claimed{Entry: e, Attempt: int(attempt), Job: sluice.Job{
 		ID: f["id"], UserID: f["user"], KeyID: f["key"], Model: f["model"], Endpoint: f["endpoint"],
 		Body: json.RawMessage(f["body"]), Stream: f["stream"] == "1", Async: f["async"] == "1",
-		WebhookURL: f["webhook"], Requested: f["alias"],
+		WebhookURL: f["webhook"], Requested: f["alias"], Trace: f["trace"],
 	}}
 	c.Job.Priority, _ = strconv.Atoi(f["prio"])
 	if v, err := strconv.ParseInt(f["created"], 10, 64); err == nil {
@@ -236,6 +239,9 @@ func parseStart(e Entry, res []any) (string, *Claimed) {
 	}
 	if v, err := strconv.ParseInt(f["deadline"], 10, 64); err == nil {
 		c.Job.Deadline = time.UnixMilli(v)
+	}
+	if v, err := strconv.ParseInt(f["started"], 10, 64); err == nil {
+		c.StartedAt = time.UnixMilli(v)
 	}
 	return StartRun, c
 }

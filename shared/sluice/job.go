@@ -48,6 +48,9 @@ type Job struct {
 	WebhookURL string          `json:"webhook_url,omitempty"`
 	CreatedAt  time.Time       `json:"created_at"`
 	Deadline   time.Time       `json:"deadline"`
+	// Trace is the W3C traceparent of the request that created the job, so
+	// the worker's spans join the client's trace; empty with tracing off.
+	Trace string `json:"trace,omitempty"`
 }
 
 // Usage is the token count of one job, as the engine reported it.

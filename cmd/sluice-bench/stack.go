@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-ai/sluice/internal/devstack"
+	"github.com/sluice-ai/sluice/shared/config"
+)
+
+// startStack runs a Sluice stack with its worker in this process, logging to
+// dir/sluice.log; stop shuts it down (waiting up to 45 s).
+func startStack(ctx context.Context, dir, yml, dbURL, redisURL string, progress func(string, ...any)) (*devstack.Stack, func(), error) {
+	cfg, err := config.Parse([]byte(yml))
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Env = config.Env{DatabaseURL: dbURL, RedisURL: redisURL, KeyPepper: randHex(32),
+		WebhookSecret: randHex(32), Addr: "127.0.0.1:0", WorkerName: "bench-worker-" + filepath.Base(dir)}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "sluice.log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		logf.Close()
+		return nil, nil, err
+	}
+	stackCtx, stopStack := context.WithCancel(ctx)
+	st, err := devstack.Start(stackCtx, devstack.Options{Config: cfg, Log: slog.New(slog.NewJSONHandler(logf, nil)),
+		Dir: filepath.Join(dir, "state")}, ln)
+	if err != nil {
+		stopStack()
+		ln.Close()
+		logf.Close()
+		return nil, nil, err
+	}
+	stop := func() {
+		stopStack()
+		stopped := make(chan error, 1)
+		go func() { stopped <- st.Wait() }()
+		select {
+		case <-stopped:
+		case <-time.After(45 * time.Second):
+			progress("the stack in %s did not stop within 45s", dir)
+		}
+		logf.Close()
+	}
+	return st, stop, nil
+}
+
+// otlpSink is a stand-in OTLP/HTTP collector that accepts and discards
+// trace exports, so tracing's cost on the request path is measured without
+// a collector's.
+func otlpSink() (*http.Server, *atomic.Int64, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	var n atomic.Int64
+	srv := &http.Server{Addr: ln.Addr().String(), ReadHeaderTimeout: 5 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body) //nolint:errcheck
+			n.Add(1)
+			w.Header().Set("Content-Type", "application/x-protobuf")
+			w.WriteHeader(http.StatusOK)
+		})}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(os.Stderr, "otlp sink:", err)
+		}
+	}()
+	return srv, &n, nil
+}

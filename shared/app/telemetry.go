@@ -1,0 +1,35 @@
+package app
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/telemetry"
+)
+
+// openTelemetry builds the process's telemetry and its scrape-time
+// collectors: the queues (Redis) and the business figures (PostgreSQL).
+func openTelemetry(ctx context.Context, d *Deps, o telemetry.Options) (*telemetry.Telemetry, error) {
+	cfg := d.Config
+	t, err := telemetry.New(ctx, cfg.Telemetry, d.Log, o)
+	if err != nil {
+		return nil, err
+	}
+	models := make([]string, len(cfg.Inference.Models))
+	for i, m := range cfg.Inference.Models {
+		models[i] = m.Name
+	}
+	t.InitModels(models)
+	err = t.Register(
+		&telemetry.QueueCollector{Queue: d.Queue, Models: models, Priorities: config.Priorities},
+		&telemetry.BusinessCollector{DB: d.DB, Pricing: cfg.Pricing, TopN: cfg.Telemetry.TopUsers, Refresh: cfg.Telemetry.BusinessRefresh},
+	)
+	return t, err
+}
+
+// Serve wraps a function's or the worker's handler with /metrics, /healthz
+// and /readyz, and puts the telemetry in each request's context.
+func (d *Deps) Serve(h http.Handler) http.Handler {
+	return telemetry.Handler(d.Telemetry, d.Ready, d.Log, h)
+}
