@@ -204,7 +204,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 		}
 		m := st.Models[0]
 		if m.HealthyEndpoints != 1 || len(m.Workers) != 1 || len(m.Workers[0].Endpoints) != 1 ||
-			!m.Workers[0].Endpoints[0].Healthy || m.Workers[0].Endpoints[0].Capacity != 8 {
+			!m.Workers[0].Endpoints[0].Healthy || m.Workers[0].Endpoints[0].Capacity != 8+1 { // max_batch_size + dispatch.batch_margin
 			t.Errorf("model status: %s", b)
 		}
 		user := s.newKey(t, testenv.Name("status-user")+"@example.com")

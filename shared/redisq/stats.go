@@ -22,50 +22,62 @@ var (
 	readEndpointsScript    = redis.NewScript(readEndpointsLua)
 )
 
-// PriorityStats is one priority stream of a model, as an operator sees it.
+// PriorityStats is one priority class of a model, as an operator sees it.
 type PriorityStats struct {
 	Priority int `json:"priority"`
-	// Depth is the entries in the stream: waiting plus running (entries are
-	// deleted when their job completes).
+	// Depth is the jobs of the class not yet finished: waiting in the fair
+	// queue, handed back, or running.
 	Depth int64 `json:"depth"`
-	// Pending is the entries claimed by a worker and not yet completed.
+	// Pending is the jobs claimed by a worker and not yet completed.
 	Pending int64 `json:"pending"`
-	// OldestAge is how long the oldest entry has been in the stream (the
-	// lag), by Redis's clock; zero when empty.
+	// OldestAge is how long the oldest unfinished job has waited (the lag),
+	// by Redis's clock; zero when empty.
 	OldestAge time.Duration `json:"-"`
 	// OldestAgeMS is OldestAge in milliseconds, for JSON.
 	OldestAgeMS int64 `json:"oldest_age_ms"`
 }
 
-// QueueStats returns depth, pending and lag of each priority stream of a
-// model, in one round trip.
+// QueueStats returns depth, pending and lag of each priority class of a
+// model: the Backlog counts plus the age of the oldest job, found among the
+// head of the fair queue and the oldest stream entry.
 func (q *Queue) QueueStats(ctx context.Context, model string, priorities int) ([]PriorityStats, error) {
+	bl, err := q.Backlog(ctx, model, priorities)
+	if err != nil {
+		return nil, err
+	}
 	pipe := q.rdb.Pipeline()
 	tm := pipe.Time(ctx)
-	lens := make([]*redis.IntCmd, priorities)
+	heads := make([]*redis.StringSliceCmd, priorities)
 	firsts := make([]*redis.XMessageSliceCmd, priorities)
-	pend := make([]*redis.XPendingCmd, priorities)
 	for p := range priorities {
-		k := StreamKey(model, p)
-		lens[p] = pipe.XLen(ctx, k)
-		firsts[p] = pipe.XRangeN(ctx, k, "-", "+", 1)
-		pend[p] = pipe.XPending(ctx, k, GroupWorkers)
+		heads[p] = pipe.ZRange(ctx, FairKey(model, p), 0, 0)
+		firsts[p] = pipe.XRangeN(ctx, StreamKey(model, p), "-", "+", 1)
 	}
-	// A stream or group that does not exist yet answers with an error for
-	// its own command only; that means empty.
+	// A stream that does not exist yet answers with an error for its own
+	// command only; that means empty.
 	if _, err := pipe.Exec(ctx); err != nil && tm.Err() != nil {
 		return nil, translate(tm.Err())
 	}
+	created := q.rdb.Pipeline()
+	headCreated := make([]*redis.StringCmd, priorities)
+	for p := range priorities {
+		if ids := heads[p].Val(); len(ids) > 0 && JobTag(ids[0]) != "" {
+			headCreated[p] = created.HGet(ctx, JobKey(ids[0]), "created")
+		}
+	}
+	created.Exec(ctx) //nolint:errcheck // a job gone meanwhile just has no age
 	now := tm.Val()
 	out := make([]PriorityStats, priorities)
-	for p := range priorities {
-		s := PriorityStats{Priority: p, Depth: lens[p].Val()}
-		if pv, err := pend[p].Result(); err == nil {
-			s.Pending = pv.Count
-		}
+	for p, b := range bl {
+		s := PriorityStats{Priority: p, Depth: b.Queued + b.Lag + b.Pending, Pending: b.Pending}
 		if ms := firsts[p].Val(); len(ms) > 0 {
 			if t, ok := entryTime(ms[0].ID); ok && now.After(t) {
 				s.OldestAge = now.Sub(t)
+			}
+		}
+		if c := headCreated[p]; c != nil {
+			if v, err := strconv.ParseInt(c.Val(), 10, 64); err == nil && now.After(time.UnixMilli(v)) {
+				s.OldestAge = max(s.OldestAge, now.Sub(time.UnixMilli(v)))
 			}
 		}
 		s.OldestAgeMS = s.OldestAge.Milliseconds()

@@ -27,9 +27,8 @@ func TestQueueStats(t *testing.T) {
 	j := b.enqueue(t, time.Minute)
 	b.enqueue(t, time.Minute)
 	time.Sleep(20 * time.Millisecond)
-	es, err := b.q.Read(ctx, group, "w1", []string{b.stream}, 1, 0)
-	if err != nil || len(es) != 1 || es[0].JobID != j.ID {
-		t.Fatalf("read: %v %v", es, err)
+	if e := b.claim(t, "w1"); e.JobID != j.ID {
+		t.Fatalf("claimed %s, want the first job %s", e.JobID, j.ID)
 	}
 	st, err = b.q.QueueStats(ctx, b.model, 3)
 	if err != nil {
@@ -55,11 +54,7 @@ func TestTraceTravelsWithTheJob(t *testing.T) {
 	if err := b.q.Enqueue(ctx, j, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	es, err := b.q.Read(ctx, group, "w1", []string{b.stream}, 1, 0)
-	if err != nil || len(es) != 1 {
-		t.Fatalf("read: %v %v", es, err)
-	}
-	out, c, err := b.q.Start(ctx, es[0], group, "w1", b.model)
+	out, c, err := b.q.Start(ctx, b.claim(t, "w1"), group, "w1", b.model)
 	if err != nil || out != redisq.StartRun {
 		t.Fatalf("start: %v %v", out, err)
 	}
