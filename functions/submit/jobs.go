@@ -52,7 +52,7 @@ func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
 			"Async jobs cannot stream; poll GET /v1/jobs/{id} or give a webhook_url."))
 		return
 	}
-	_, job, err := s.admit(p, *jr.URL, body)
+	req, job, err := s.admit(p, *jr.URL, body)
 	if err != nil {
 		if e := sluice.AsError(err); e.Param != "" {
 			e2 := *e
@@ -86,7 +86,13 @@ func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := s.Queue.Enqueue(r.Context(), job, s.Config.Jobs.AsyncDeadline); err != nil {
+	tk, err := s.reserve(w, r, p, req, job, true, s.Config.Jobs.AsyncDeadline)
+	if err == nil {
+		if err = s.Queue.Enqueue(r.Context(), job, s.Config.Jobs.AsyncDeadline); err != nil {
+			s.unreserve(r, tk)
+		}
+	}
+	if err != nil {
 		if idem != "" {
 			s.Queue.Forget(r.Context(), p.UserID, idem)
 		}

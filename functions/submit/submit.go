@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
@@ -28,6 +29,8 @@ type Deps struct {
 	Log      *slog.Logger
 	Queue    *redisq.Queue
 	Verifier *authn.Verifier
+	// Admission applies limits and reserves funds; nil admits everything.
+	Admission *admission.Admitter
 }
 
 type service struct {
@@ -55,7 +58,7 @@ func New(d Deps) http.Handler {
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler {
-	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier})
+	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission})
 })
 
 // Handle is the OpenFaaS entry point: it builds the handler from the
@@ -142,10 +145,17 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 			openai.WriteError(w, r, s.Log, err)
 			return
 		}
-		if err := s.Queue.Enqueue(r.Context(), job, s.Config.Server.RequestTimeout); err != nil {
+		tk, err := s.reserve(w, r, p, req, job, false, s.Config.Server.RequestTimeout)
+		if err != nil {
 			openai.WriteError(w, r, s.Log, err)
 			return
 		}
+		if err := s.Queue.Enqueue(r.Context(), job, s.Config.Server.RequestTimeout); err != nil {
+			s.unreserve(r, tk)
+			openai.WriteError(w, r, s.Log, err)
+			return
+		}
+		defer s.holdSlot(r, tk)()
 		w.Header().Set("Sluice-Job-Id", job.ID)
 		s.relay(w, r, job, req)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/openai"
@@ -31,6 +32,8 @@ type Deps struct {
 	Redis    redis.UniversalClient
 	Queue    *redisq.Queue
 	Verifier *authn.Verifier
+	// Admission holds limits and funds; its settler runs from Start.
+	Admission *admission.Admitter
 }
 
 // Open connects to PostgreSQL and Redis as cfg.Env says, applies migrations
@@ -53,12 +56,13 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Deps, err
 		return nil, err
 	}
 	return &Deps{
-		Config:   cfg,
-		Log:      log,
-		DB:       db,
-		Redis:    rdb,
-		Queue:    NewQueue(cfg, rdb),
-		Verifier: authn.New(db, []byte(cfg.Env.KeyPepper), cfg.Server.KeyCacheTTL, log),
+		Config:    cfg,
+		Log:       log,
+		DB:        db,
+		Redis:     rdb,
+		Queue:     NewQueue(cfg, rdb),
+		Verifier:  authn.New(db, []byte(cfg.Env.KeyPepper), cfg.Server.KeyCacheTTL, log),
+		Admission: admission.New(cfg, rdb, db, log),
 	}, nil
 }
 
@@ -87,9 +91,11 @@ func OpenRedis(ctx context.Context, url string) (redis.UniversalClient, error) {
 	return rdb, nil
 }
 
-// Start runs background work (batched last-used writes) until ctx ends.
+// Start runs background work (batched last-used writes, settlement of ended
+// jobs' reservations) until ctx ends.
 func (d *Deps) Start(ctx context.Context) {
 	go d.Verifier.Run(ctx, 10*time.Second)
+	go d.Admission.Settler(admission.ConsumerName(d.Config.Env.WorkerName)).Run(ctx)
 }
 
 // Ready checks that PostgreSQL and Redis answer.

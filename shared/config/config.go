@@ -33,6 +33,7 @@ type Config struct {
 	Server      Server                   `yaml:"server"`
 	Jobs        Jobs                     `yaml:"jobs"`
 	Worker      Worker                   `yaml:"worker"`
+	Admission   Admission                `yaml:"admission"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -68,6 +69,8 @@ type Tier struct {
 	RateLimit       Quantity `yaml:"rate_limit"`       // requests per minute, unlimited or custom
 	// Priority orders the queues: 0 first. Defaults: enterprise 0, pro 1, others 2.
 	Priority *int `yaml:"priority"`
+	// TierLimits: Sluice's own limits and overage policy (admission.go).
+	TierLimits `yaml:",inline"`
 }
 
 // Auth is the design's auth block.
@@ -306,6 +309,7 @@ func (c *Config) applyDefaults() {
 	def(&w.DrainTimeout, 30*time.Second)
 	def(&w.UsageBatch, 500)
 	def(&w.UsageFlush, 200*time.Millisecond)
+	c.applyAdmissionDefaults()
 }
 
 func def[T comparable](p *T, v T) {
@@ -384,6 +388,7 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("auth.provider: unknown provider %q", c.Auth.Provider))
 	}
+	errs = append(errs, c.validateAdmission())
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
 	}

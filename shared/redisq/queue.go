@@ -98,7 +98,7 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 	args := []any{j.ID, ms(q.opts.ResultTTL), ms(timeout), q.opts.MaxQueue,
 		"id", j.ID, "user", j.UserID, "key", j.KeyID, "model", j.Model, "endpoint", j.Endpoint,
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
-		"webhook", j.WebhookURL, "skey", stream}
+		"webhook", j.WebhookURL, "skey", stream, "resv", b2s(j.Reserved)}
 	res, err := enqueueScript.Run(ctx, q.rdb, []string{JobKey(j.ID), stream}, args...).Int64Slice()
 	if err != nil {
 		return translate(err)
@@ -170,7 +170,7 @@ func (q *Queue) Cancel(ctx context.Context, jobID, owner string) (sluice.JobStat
 	if JobTag(jobID) == "" {
 		return "", sluice.ErrNotFound
 	}
-	st, err := cancelScript.Run(ctx, q.rdb, []string{JobKey(jobID), ResultKey(jobID)},
+	st, err := cancelScript.Run(ctx, q.rdb, []string{JobKey(jobID), ResultKey(jobID), SettleKey(JobTag(jobID))},
 		owner, cancelledErr, ms(q.opts.ResultTTL), CancelChannel, jobID).Text()
 	if err != nil {
 		return "", translate(err)

@@ -150,7 +150,7 @@ func (q *Queue) StartMany(ctx context.Context, es []Entry, group, worker, model 
 	cmds := make([]*redis.Cmd, len(es))
 	pipe := q.rdb.Pipeline()
 	args := func(e Entry) ([]string, []any) {
-		return []string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), DeadKey(model)},
+		return []string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), DeadKey(model), SettleKey(JobTag(e.JobID))},
 			[]any{group, e.ID, worker, q.opts.MaxAttempts, ms(q.opts.ResultTTL), e.JobID,
 				expiredErr, deadErr, interruptedErr, cancelledErr}
 	}
@@ -246,7 +246,7 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 	}
 	tag := JobTag(e.JobID)
 	n, err := completeScript.Run(ctx, q.rdb,
-		[]string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), UsageKey(tag), HooksKey(tag)},
+		[]string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), UsageKey(tag), HooksKey(tag), SettleKey(tag)},
 		group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID).Int64()
 	if err != nil {
 		return false, translate(err)

@@ -45,8 +45,11 @@ type Job struct {
 	Priority   int             `json:"priority"` // 0 is served first
 	Async      bool            `json:"async"`
 	WebhookURL string          `json:"webhook_url,omitempty"`
-	CreatedAt  time.Time       `json:"created_at"`
-	Deadline   time.Time       `json:"deadline"`
+	// Reserved: admission holds funds and a slot for the job, so its end
+	// must be settled (every terminal path emits a settle event).
+	Reserved  bool      `json:"reserved,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	Deadline  time.Time `json:"deadline"`
 }
 
 // Usage is the token count of one job, as the engine reported it.
