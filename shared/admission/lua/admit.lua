@@ -51,9 +51,9 @@ for _, j in ipairs(lapsed) do
   if h then
     local f = {}
     for v in string.gmatch(h, '[^|]+') do f[#f + 1] = v end
-    redis.call('HINCRBY', KEYS[1], 'inc_held', -tonumber(f[5]))
-    redis.call('HINCRBY', KEYS[1], 'cr_held', -tonumber(f[6]))
-    redis.call('HINCRBY', KEYS[1], 'ov_held', -tonumber(f[7]))
+    redis.call('HINCRBY', KEYS[1], 'inc_held', 0 - tonumber(f[5]))
+    redis.call('HINCRBY', KEYS[1], 'cr_held', 0 - tonumber(f[6]))
+    redis.call('HINCRBY', KEYS[1], 'ov_held', 0 - tonumber(f[7]))
     redis.call('HDEL', KEYS[2], j)
   end
   redis.call('ZREM', KEYS[3], j)
@@ -69,7 +69,7 @@ if #old > 0 then
     gone = gone + tonumber(redis.call('HGET', KEYS[6], j) or '0')
     redis.call('HDEL', KEYS[6], j)
   end
-  redis.call('HINCRBY', KEYS[6], '_sum', -gone)
+  redis.call('HINCRBY', KEYS[6], '_sum', 0 - gone)
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - window)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)

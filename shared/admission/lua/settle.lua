@@ -12,10 +12,10 @@ redis.call('ZREM', KEYS[5], ARGV[1])
 if not h then return 0 end
 local f = {}
 for v in string.gmatch(h, '[^|]+') do f[#f + 1] = v end
-redis.call('HINCRBY', KEYS[1], 'inc_held', -tonumber(f[5]))
-redis.call('HINCRBY', KEYS[1], 'cr_held', -tonumber(f[6]))
-redis.call('HINCRBY', KEYS[1], 'ov_held', -tonumber(f[7]))
-redis.call('HINCRBY', KEYS[1], 'credit', -tonumber(ARGV[3]))
+redis.call('HINCRBY', KEYS[1], 'inc_held', 0 - tonumber(f[5]))
+redis.call('HINCRBY', KEYS[1], 'cr_held', 0 - tonumber(f[6]))
+redis.call('HINCRBY', KEYS[1], 'ov_held', 0 - tonumber(f[7]))
+redis.call('HINCRBY', KEYS[1], 'credit', 0 - tonumber(ARGV[3]))
 if redis.call('HGET', KEYS[1], 'per') == f[8] then -- else it counted in a month now over
   redis.call('HINCRBY', KEYS[1], 'inc_used', tonumber(ARGV[2]))
   redis.call('HINCRBY', KEYS[1], 'ov_used', tonumber(ARGV[4]))
