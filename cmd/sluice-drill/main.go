@@ -74,6 +74,9 @@ func main() {
 
 // run parses flags, runs the drill and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "money" {
+		return runMoney(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("sluice-drill", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options

@@ -306,16 +306,29 @@ func (a *Admitter) KeepAlive(ctx context.Context, tk *Ticket) (stop func()) {
 	}
 }
 
-// Release drops a hold whose job was never enqueued, charging nothing.
+// Release drops a hold whose job was never enqueued, charging nothing. The
+// enqueue usually failed because Redis did, so it retries in the background
+// for a while; a hold it cannot release lapses at its job's deadline plus
+// admission.hold_grace.
 func (a *Admitter) Release(ctx context.Context, tk *Ticket) {
-	if !tk.Reserved {
+	if tk == nil || !tk.Reserved {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	if err := settleScript.Run(ctx, a.rdb, keysOf(tk.UserID).settle(), tk.JobID, 0, 0, 0, 0).Err(); err != nil {
-		a.log.WarnContext(ctx, "release failed; the hold lapses later", slog.String("job_id", tk.JobID), slog.String("err", err.Error()))
-	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	go func() {
+		defer cancel()
+		for wait := 100 * time.Millisecond; ; wait = min(wait*2, 2*time.Second) {
+			err := settleScript.Run(ctx, a.rdb, keysOf(tk.UserID).settle(), tk.JobID, 0, 0, 0, 0).Err()
+			if err == nil {
+				return
+			}
+			if ctx.Err() != nil {
+				a.log.Warn("release failed; the hold lapses later", slog.String("job_id", tk.JobID), slog.String("err", err.Error()))
+				return
+			}
+			sleep(ctx, wait)
+		}
+	}()
 }
 
 // Grant applies a prepaid grant already in the ledger to the live balance.
@@ -346,4 +359,19 @@ func LiveCounters(ctx context.Context, rdb redis.UniversalClient, userID string)
 	l.Holds, _ = rdb.HLen(ctx, k.holds).Result()
 	l.Leases, _ = rdb.ZCard(ctx, k.lease).Result()
 	return l, nil
+}
+
+// Holds lists a user's holds: job id → when the hold lapses if its job never
+// settles (for the CLI and the drill).
+func Holds(ctx context.Context, rdb redis.UniversalClient, userID string) (map[string]time.Time, error) {
+	zs, err := rdb.ZRangeWithScores(ctx, keysOf(userID).holdExp, 0, -1).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(zs))
+	for _, z := range zs {
+		id, _ := z.Member.(string)
+		out[id] = time.UnixMilli(int64(z.Score))
+	}
+	return out, nil
 }
