@@ -19,9 +19,10 @@ test: sim
 bench: sim
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench
 
-## drill: fault drills (kill -9 a worker mid-run)
+## drill: fault drills (kill -9 a worker mid-run; the money drill: kill -9 a worker, a submit instance and Redis)
 drill: sim
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill money
 
 ## fuzz: one minute per fuzz target
 fuzz:
