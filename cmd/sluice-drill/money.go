@@ -44,6 +44,8 @@ type moneyOptions struct {
 	sim       string
 	timeout   time.Duration
 	keep      bool
+	rpm       int // N of the requests-per-minute check
+	k         int // K of the balance check
 }
 
 // drillUser is one account of the money drill.
@@ -63,6 +65,8 @@ func runMoney(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&o.sim, "sim", os.Getenv("SLUICE_SIM"), "simulator binary")
 	fs.DurationVar(&o.timeout, "timeout", 6*time.Minute, "bound on the whole drill")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder")
+	fs.IntVar(&o.rpm, "rpm", 20, "N: requests per minute of the rate-limit check (10·N are sent at once)")
+	fs.IntVar(&o.k, "k", 10, "K: requests the balance check's credit pays for (20·K are sent at once)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -92,6 +96,8 @@ type money struct {
 	users     []*drillUser
 	syncUser  *drillUser
 	gaveUp    atomic.Int64 // submissions the client gave up on
+
+	rpmLine, balanceLine string // the first two checks' results
 }
 
 func (m *money) run(ctx context.Context) (err error) {
@@ -179,6 +185,14 @@ tiers:
     rate_limit: 10000
     overage: postpaid
     overage_cap: 0.002
+  rpm-limited:
+    monthly_cost: 0
+    included_credits: unlimited
+    rate_limit: %d
+  credit-only:
+    monthly_cost: 0
+    included_credits: 0
+    rate_limit: unlimited
   enterprise:
     monthly_cost: custom
     included_credits: unlimited
@@ -193,7 +207,7 @@ jobs:
 worker:
   claim_idle: 3s
   heartbeat: 1s
-`, model, sim.URL, model, m.o.leaseTTL)
+`, model, sim.URL, model, m.o.rpm, m.o.leaseTTL)
 	if err := os.WriteFile(cfgPath, []byte(yml), 0o600); err != nil {
 		return err
 	}
@@ -241,6 +255,13 @@ worker:
 		if err := m.makeUser(ctx, u); err != nil {
 			return err
 		}
+	}
+
+	if err := m.checkRPM(ctx); err != nil {
+		return err
+	}
+	if err := m.checkBalance(ctx); err != nil {
+		return err
 	}
 
 	// Slots held by a submit instance that dies: four long streams on submit2.
@@ -623,6 +644,8 @@ func (m *money) check(ctx context.Context, ids []string, lapse time.Duration, or
 	fmt.Fprintf(w, "  ledger rows whose charge != priced usage        %d\n", mispriced)
 	fmt.Fprintf(w, "  dead submit instance's 4 slots back after       %s (lease_ttl %s)\n", lapse.Round(time.Millisecond), m.o.leaseTTL)
 	fmt.Fprintf(w, "  holds of never-enqueued jobs, lapsed            %d\n", orphans)
+	fmt.Fprintf(w, "  rate limit:  %s\n", m.rpmLine)
+	fmt.Fprintf(w, "  balance:     %s\n", m.balanceLine)
 	fmt.Fprintln(w, "")
 	fmt.Fprintf(w, "  %-18s %-10s %5s %5s  %-34s %-34s\n", "user", "tier", "ok", "429", "ledger credit/included/overage", "live credit/included/overage")
 	for _, u := range append(m.users, m.syncUser) {
@@ -657,6 +680,131 @@ func (m *money) check(ctx context.Context, ids []string, lapse time.Duration, or
 	}
 	if len(failures) > 0 {
 		return errors.New(strings.Join(failures, "; "))
+	}
+	return nil
+}
+
+// burst sends n synchronous requests at once for key, split across both
+// instances, and returns each answer's status and headers.
+func (m *money) burst(ctx context.Context, key, content string, maxTokens, n int) ([]int, []http.Header) {
+	codes, hdrs := make([]int, n), make([]http.Header, n)
+	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}],"max_tokens":%d,"ignore_eos":true}`, model, content, maxTokens)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, m.bases[i%2]+"/v1/chat/completions", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := m.hc.Do(req)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, resp.Body) //nolint:errcheck
+			resp.Body.Close()
+			codes[i], hdrs[i] = resp.StatusCode, resp.Header
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return codes, hdrs
+}
+
+// checkRPM: one key limited to N requests per minute, 10·N requests at once
+// across both instances: exactly N admitted, the rest 429 with a Retry-After
+// that points at the end of the minute.
+func (m *money) checkRPM(ctx context.Context) error {
+	u := &drillUser{email: "rpm@drill", tier: "rpm-limited"}
+	if err := m.makeUser(ctx, u); err != nil {
+		return err
+	}
+	n := m.o.rpm
+	began := time.Now()
+	codes, hdrs := m.burst(ctx, u.key, "rpm", 1, 10*n)
+	ok, limited, other := 0, 0, 0
+	minRA, maxRA := 1<<30, 0
+	for i, c := range codes {
+		switch c {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			limited++
+			ra, err := strconv.Atoi(hdrs[i].Get("Retry-After"))
+			if err != nil {
+				return fmt.Errorf("rpm check: 429 without Retry-After: %v", hdrs[i])
+			}
+			minRA, maxRA = min(minRA, ra), max(maxRA, ra)
+		default:
+			other++
+		}
+	}
+	elapsed := time.Since(began)
+	m.rpmLine = fmt.Sprintf("N=%d rpm, %d requests at once over 2 instances: %d admitted, %d × 429 (Retry-After %d..%d s, burst took %s), %d other",
+		n, 10*n, ok, limited, minRA, maxRA, elapsed.Round(time.Millisecond), other)
+	m.logf("%s", m.rpmLine)
+	// The window opened at the first admission, less than `elapsed` ago: a
+	// correct Retry-After is the rest of the minute, rounded up.
+	lo := int((time.Minute - elapsed).Seconds())
+	if ok != n || limited != 9*n || minRA < lo || maxRA > 60 {
+		return fmt.Errorf("rpm check failed: %s (want exactly %d admitted, Retry-After in %d..60)", m.rpmLine, n, lo)
+	}
+	return nil
+}
+
+// checkBalance: a credit worth exactly K requests' worst case, 20·K requests
+// at once: K admitted, the balance never below zero, and the charge equal to
+// the settled usage, to the micro-dollar.
+func (m *money) checkBalance(ctx context.Context) error {
+	// Each request holds prompt bound 1+4 bytes + 8·2 = 21 tokens at 1 µ$
+	// and 10 completion tokens at 2 µ$: 41 µ$.
+	const hold = 41
+	k := m.o.k
+	u := &drillUser{email: "credit@drill", tier: "credit-only", grant: "0." + fmt.Sprintf("%06d", k*hold)}
+	if err := m.makeUser(ctx, u); err != nil {
+		return err
+	}
+	codes, _ := m.burst(ctx, u.key, "k", 10, 20*k)
+	ok, quota := 0, 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			quota++
+		}
+	}
+	// Wait for the settlements, then compare.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		l, err := admission.LiveCounters(ctx, m.rdb, u.id)
+		if err == nil && l.Holds == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("balance check: holds did not settle")
+		}
+		sleep(ctx, 50*time.Millisecond) //nolint:errcheck
+	}
+	conn, err := pgx.Connect(ctx, m.dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var charged, priced, rows int64
+	if err := conn.QueryRow(ctx, `SELECT COALESCE(-SUM(l.credit_micros), 0)::bigint,
+		COALESCE(SUM(r.prompt_tokens * 1 + r.completion_tokens * 2), 0)::bigint, count(*)
+		FROM credit_ledger l JOIN inference_requests r ON r.job_id = l.job_id WHERE l.user_id = $1 AND l.kind = 'usage'`, u.id).
+		Scan(&charged, &priced, &rows); err != nil {
+		return err
+	}
+	l, _ := admission.LiveCounters(ctx, m.rdb, u.id)
+	m.balanceLine = fmt.Sprintf("K=%d, credit %d µ$ (= K × %d µ$ worst case), %d requests at once: %d admitted, %d × 429 insufficient_quota; "+
+		"charged %d µ$ = priced usage %d µ$ over %d ledger rows; live balance %d µ$ (ledger %d - %d)",
+		k, k*hold, hold, 20*k, ok, quota, charged, priced, rows, l.Credit, k*hold, charged)
+	m.logf("%s", m.balanceLine)
+	if ok != k || quota != 19*k || charged != priced || l.Credit != int64(k*hold)-charged || l.Credit < 0 || int64(ok) != rows {
+		return fmt.Errorf("balance check failed: %s", m.balanceLine)
 	}
 	return nil
 }
