@@ -72,6 +72,7 @@ type options struct {
 	timeout     time.Duration
 	keep        bool
 	cpuprofile  string
+	noAdmission bool
 }
 
 func main() {
@@ -82,6 +83,9 @@ func main() {
 
 // run parses flags, runs the benchmark and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "admission" {
+		return benchAdmission(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("sluice-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
@@ -97,6 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.redisDB, "redis-db", 9, "Redis database index used (flushed before and after)")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs) after the run")
+	fs.BoolVar(&o.noAdmission, "no-admission", false, "run with admission.disabled (to measure admission's share of the overhead)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -182,6 +187,9 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 	// would otherwise fail validation (no such model).
 	yml := fmt.Sprintf("inference:\n  models:\n    - name: %s\n      max_batch_size: %d\n      max_model_len: %d\n      endpoints: [%s]\npricing: null\n",
 		model, o.maxNumSeqs, maxModelLen, sim.URL)
+	if o.noAdmission {
+		yml += "admission:\n  disabled: true\n"
+	}
 	cfg, err := config.Parse([]byte(yml))
 	if err != nil {
 		return "", err
