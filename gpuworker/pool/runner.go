@@ -22,6 +22,7 @@ type runner struct {
 	streams []string // by priority, 0 first
 	eps     []*endpoint
 	wake    chan struct{}
+	rounds  uint64 // claim rounds, for readOrder's anti-starvation turn
 }
 
 func newRunner(p *Pool, m config.Model) *runner {
@@ -132,7 +133,7 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 				entries = append(entries, es...)
 			}
 		}
-		for _, s := range r.streams {
+		for _, s := range r.readOrder() {
 			if err != nil || int64(len(entries)) >= free {
 				break
 			}
