@@ -128,13 +128,18 @@ if ov > 0 and (ovCap <= 0 or num('ov_used') + num('ov_held') + ov > ovCap) then
   return reply('quota', ovCap > 0 and 'cap' or 'funds', 0, false)
 end
 
-redis.call('ZADD', KEYS[4], now, job)
-redis.call('PEXPIRE', KEYS[4], window * 2)
-redis.call('ZADD', KEYS[5], now, job)
-redis.call('HSET', KEYS[6], job, T)
-redis.call('HINCRBY', KEYS[6], '_sum', T)
-redis.call('PEXPIRE', KEYS[5], window * 2)
-redis.call('PEXPIRE', KEYS[6], window * 2)
+-- An unlimited dimension keeps no log.
+if rpm >= 0 then
+  redis.call('ZADD', KEYS[4], now, job)
+  redis.call('PEXPIRE', KEYS[4], window * 2)
+end
+if tpm >= 0 then
+  redis.call('ZADD', KEYS[5], now, job)
+  redis.call('HSET', KEYS[6], job, T)
+  redis.call('HINCRBY', KEYS[6], '_sum', T)
+  redis.call('PEXPIRE', KEYS[5], window * 2)
+  redis.call('PEXPIRE', KEYS[6], window * 2)
+end
 redis.call('ZADD', KEYS[7], now + tonumber(ARGV[11]), job)
 if redis.call('PTTL', KEYS[7]) < tonumber(ARGV[11]) then -- never shorten another lease's life
   redis.call('PEXPIRE', KEYS[7], tonumber(ARGV[11]))
