@@ -52,7 +52,7 @@ const window = time.Minute
 // Ledger is the part of the store admission reads and writes.
 type Ledger interface {
 	LedgerBalance(ctx context.Context, userID, period string) (postgres.Balance, error)
-	LedgerSettle(ctx context.Context, e postgres.LedgerEntry) (bool, error)
+	LedgerSettle(ctx context.Context, es []postgres.LedgerEntry) (int64, error)
 }
 
 // Admitter admits requests against limits and funds.

@@ -106,18 +106,25 @@ func (s *Settler) Run(ctx context.Context) {
 				}
 			}
 		}
+		if len(msgs) == 0 {
+			continue
+		}
+		ended := make([]Ended, len(msgs))
+		for i, e := range msgs {
+			ended[i].JobID, _ = e.msg.Values["job"].(string)
+			ended[i].UserID, _ = e.msg.Values["user"].(string)
+		}
+		if err := s.a.SettleMany(ctx, ended); err != nil {
+			log.Warn("settlement failed; it will be retried", slog.Int("jobs", len(ended)), slog.String("err", err.Error()))
+			sleep(ctx, time.Second)
+			continue // left pending: reclaimed after settle_idle
+		}
+		pipe := rdb.Pipeline()
 		for _, e := range msgs {
-			job, _ := e.msg.Values["job"].(string)
-			user, _ := e.msg.Values["user"].(string)
-			if err := s.a.Settle(ctx, job, user); err != nil {
-				log.Warn("settlement failed; it will be retried", slog.String("job_id", job), slog.String("err", err.Error()))
-				continue // left pending: reclaimed after settle_idle
-			}
-			pipe := rdb.TxPipeline()
 			pipe.XAck(ctx, e.stream, settleGroup, e.msg.ID)
 			pipe.XDel(ctx, e.stream, e.msg.ID)
-			pipe.Exec(ctx) //nolint:errcheck // a lost ack repeats an idempotent settlement
 		}
+		pipe.Exec(ctx) //nolint:errcheck // a lost ack repeats an idempotent settlement
 	}
 }
 
@@ -126,47 +133,96 @@ type entry struct {
 	msg    redis.XMessage
 }
 
+// Ended is a job whose end awaits settlement.
+type Ended struct{ JobID, UserID string }
+
 // Settle charges one ended job's real usage against its hold, once.
 func (a *Admitter) Settle(ctx context.Context, jobID, userID string) error {
-	if jobID == "" || userID == "" {
-		return nil
-	}
-	k := keysOf(userID)
-	hs, err := a.rdb.HGet(ctx, k.holds, jobID).Result()
-	if errors.Is(err, redis.Nil) {
-		a.rdb.ZRem(ctx, k.lease, jobID) //nolint:errcheck // settled before; the lease may linger
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	h, err := parseHold(hs)
-	if err != nil {
-		return err
-	}
-	var u sluice.Usage
-	if raw, err := a.rdb.HGet(ctx, redisq.JobKey(jobID), "usage").Result(); err == nil && raw != "" {
-		if err := json.Unmarshal([]byte(raw), &u); err != nil {
-			return fmt.Errorf("admission: job %s usage: %w", jobID, err)
+	return a.SettleMany(ctx, []Ended{{jobID, userID}})
+}
+
+// SettleMany settles a batch of ended jobs in three round trips: read the
+// holds and usages (one pipeline), append their ledger rows (one
+// statement), apply settle.lua to each (one pipeline). Each step is
+// idempotent, so a batch cut short by a crash is simply settled again.
+func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
+	pipe := a.rdb.Pipeline()
+	holds := make([]*redis.StringCmd, len(ended))
+	usages := make([]*redis.StringCmd, len(ended))
+	for i, e := range ended {
+		if e.JobID == "" || e.UserID == "" || redisq.JobTag(e.JobID) == "" {
+			continue
 		}
-	} else if err != nil && !errors.Is(err, redis.Nil) {
+		holds[i] = pipe.HGet(ctx, keysOf(e.UserID).holds, e.JobID)
+		usages[i] = pipe.HGet(ctx, redisq.JobKey(e.JobID), "usage")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
-	c := h.Split(u.PromptTokens, u.CompletionTokens)
-	if c.Unbilled > 0 {
-		a.log.Warn("usage past the reservation was not charged", slog.String("job_id", jobID),
-			slog.Int64("unbilled_micros", c.Unbilled), slog.Int64("prompt_tokens", u.PromptTokens),
-			slog.Int64("prompt_bound", h.PromptBound))
+	type settlement struct {
+		e      Ended
+		c      Charge
+		tokens int64
 	}
-	if u.PromptTokens+u.CompletionTokens > 0 {
-		if _, err := a.db.LedgerSettle(ctx, postgres.LedgerEntry{UserID: userID, Kind: "usage", JobID: jobID,
-			Period: h.Period, Model: h.Model, PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
-			IncludedTokens: c.Included, CreditMicros: c.Credit, OverageMicros: c.Overage}); err != nil {
-			return err
+	var todo []settlement
+	var rows []postgres.LedgerEntry
+	for i, e := range ended {
+		if holds[i] == nil {
+			continue
+		}
+		hs, err := holds[i].Result()
+		if errors.Is(err, redis.Nil) { // settled before; the lease may linger
+			a.rdb.ZRem(ctx, keysOf(e.UserID).lease, e.JobID) //nolint:errcheck
+			continue
+		}
+		h, err := parseHold(hs)
+		if err != nil {
+			a.log.Error("unreadable hold left to lapse", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+			continue
+		}
+		var u sluice.Usage
+		if raw, err := usages[i].Result(); err == nil && raw != "" {
+			if err := json.Unmarshal([]byte(raw), &u); err != nil {
+				a.log.Error("unreadable usage; settled as none", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+			}
+		}
+		c := h.Split(u.PromptTokens, u.CompletionTokens)
+		if c.Unbilled > 0 {
+			a.log.Warn("usage past the reservation was not charged", slog.String("job_id", e.JobID),
+				slog.Int64("unbilled_micros", c.Unbilled), slog.Int64("prompt_tokens", u.PromptTokens),
+				slog.Int64("prompt_bound", h.PromptBound))
+		}
+		tokens := u.PromptTokens + u.CompletionTokens
+		todo = append(todo, settlement{e, c, tokens})
+		if tokens > 0 {
+			rows = append(rows, postgres.LedgerEntry{UserID: e.UserID, JobID: e.JobID, Period: h.Period, Model: h.Model,
+				PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
+				IncludedTokens: c.Included, CreditMicros: c.Credit, OverageMicros: c.Overage})
 		}
 	}
-	return settleScript.Run(ctx, a.rdb, k.settle(), jobID, c.Included, c.Credit, c.Overage,
-		u.PromptTokens+u.CompletionTokens).Err()
+	if _, err := a.db.LedgerSettle(ctx, rows); err != nil {
+		return err
+	}
+	run := func(s settlement) *redis.Cmd {
+		return settleScript.Run(ctx, a.rdb, keysOf(s.e.UserID).settle(), s.e.JobID, s.c.Included, s.c.Credit, s.c.Overage, s.tokens)
+	}
+	pipe = a.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(todo))
+	for i, s := range todo {
+		cmds[i] = settleScript.EvalSha(ctx, pipe, keysOf(s.e.UserID).settle(), s.e.JobID, s.c.Included, s.c.Credit, s.c.Overage, s.tokens)
+	}
+	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
+	var errs []error
+	for i, c := range cmds {
+		err := c.Err()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			err = run(todo[i]).Err()
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func repeat(s string, n int) []string {

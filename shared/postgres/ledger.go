@@ -17,10 +17,9 @@ func init() {
 	}
 }
 
-// LedgerEntry is one settled job (or cache hit) as the ledger records it.
+// LedgerEntry is one settled job as the ledger records it.
 type LedgerEntry struct {
 	UserID           string
-	Kind             string // usage or cache
 	JobID            string
 	Period           string // YYYY-MM
 	Model            string
@@ -46,15 +45,24 @@ func (db *DB) LedgerGrant(ctx context.Context, userID, period string, micros int
 	return id, translate(err)
 }
 
-// LedgerSettle appends a job's settlement unless the job is already settled;
-// it reports whether this call wrote it.
-func (db *DB) LedgerSettle(ctx context.Context, e LedgerEntry) (bool, error) {
-	tag, err := db.Pool.Exec(ctx, q("LedgerSettle"), e.UserID, e.Kind, e.JobID, e.Period, e.Model,
-		e.PromptTokens, e.CompletionTokens, e.IncludedTokens, -e.CreditMicros, e.OverageMicros)
-	if err != nil {
-		return false, translate(err)
+// LedgerSettle appends settled jobs in one statement, skipping jobs already
+// settled; it returns how many rows it wrote.
+func (db *DB) LedgerSettle(ctx context.Context, es []LedgerEntry) (int64, error) {
+	if len(es) == 0 {
+		return 0, nil
 	}
-	return tag.RowsAffected() == 1, nil
+	n := len(es)
+	users, jobs, periods, models := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	prompt, completion, included, credit, overage := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, e := range es {
+		users[i], jobs[i], periods[i], models[i] = e.UserID, e.JobID, e.Period, e.Model
+		prompt[i], completion[i], included[i], credit[i], overage[i] = e.PromptTokens, e.CompletionTokens, e.IncludedTokens, e.CreditMicros, e.OverageMicros
+	}
+	tag, err := db.Pool.Exec(ctx, q("LedgerSettle"), users, jobs, periods, models, prompt, completion, included, credit, overage)
+	if err != nil {
+		return 0, translate(err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // LedgerBalance sums a user's ledger for period.

@@ -6,10 +6,13 @@ VALUES ($1, 'grant', $2, $3, $4)
 RETURNING id;
 
 -- name: LedgerSettle
--- One row per job; a settlement that runs again writes nothing.
+-- A batch of settled jobs, one row per job; a settlement that runs again
+-- writes nothing. Credit spent is stored negated.
 INSERT INTO credit_ledger (user_id, kind, job_id, period, model_name, prompt_tokens,
                            completion_tokens, included_tokens, credit_micros, overage_micros)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+SELECT u, 'usage', j, p, m, pt, ct, it, -cr, ov
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+            $7::bigint[], $8::bigint[], $9::bigint[]) AS t(u, j, p, m, pt, ct, it, cr, ov)
 ON CONFLICT (job_id) DO NOTHING;
 
 -- name: LedgerBalance
