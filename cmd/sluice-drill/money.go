@@ -74,15 +74,8 @@ func runMoney(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "sluice-drill money: need -jobs >= 50, -max-tokens > 0")
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
 	m := &money{o: o, drill: &drill{out: stdout, errw: stderr}}
-	if err := m.run(ctx); err != nil {
-		fmt.Fprintln(stderr, "sluice-drill money: FAIL:", err)
-		return 1
-	}
-	fmt.Fprintln(stdout, "PASS")
-	return 0
+	return verdict(ctx, o.timeout, m.run, "sluice-drill money", stdout, stderr)
 }
 
 type money struct {
@@ -101,33 +94,11 @@ type money struct {
 }
 
 func (m *money) run(ctx context.Context) (err error) {
-	root, err := repoRoot()
+	cleanup, err := m.setup(ctx, "sluice-money")
 	if err != nil {
 		return err
 	}
-	if m.dir, err = os.MkdirTemp("", "sluice-money-"); err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil || m.o.keep {
-			m.logf("logs and binaries kept in %s", m.dir)
-			return
-		}
-		os.RemoveAll(m.dir)
-	}()
-	m.logf("building gpuworker and sluice")
-	for _, b := range [][2]string{{"gpuworker", "./gpuworker"}, {"sluice", "./cmd/sluice"}} {
-		if err := goBuild(ctx, root, filepath.Join(m.dir, b[0]), b[1]); err != nil {
-			return err
-		}
-	}
-	adminURL := firstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "DRILL_DATABASE_URL", "TEST_DATABASE_URL")
-	dbURL, dropDB, err := createDatabase(ctx, adminURL, "sluice_money_")
-	if err != nil {
-		return err
-	}
-	m.dbURL = dbURL
-	defer dropDB()
+	defer func() { cleanup(err != nil || m.o.keep) }()
 
 	// The drill's own Redis, durable: every write is fsynced before it is
 	// acknowledged, so a SIGKILL loses nothing that was answered.
@@ -211,7 +182,7 @@ worker:
 	if err := os.WriteFile(cfgPath, []byte(yml), 0o600); err != nil {
 		return err
 	}
-	m.env = append(cleanEnv(), "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "SLUICE_KEY_PEPPER="+randHex(32),
+	m.env = append(cleanEnv(), "DATABASE_URL="+m.dbURL, "REDIS_URL="+redisURL, "SLUICE_KEY_PEPPER="+randHex(32),
 		"SLUICE_WEBHOOK_SECRET="+randHex(32), "SLUICE_CONFIG="+cfgPath)
 	m.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}
 
