@@ -268,3 +268,23 @@ func TestSplitNeverExceedsHold(t *testing.T) {
 		}
 	}
 }
+
+// Redis unreachable: 503 by default (fail closed); admitted, unlimited and
+// uncharged with admission.fail_open.
+func TestRedisDownFailsClosed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "  free:\n    rate_limit: 10\n")
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer dead.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, err := admission.New(b.cfg, dead, b.db, log).Admit(context.Background(), b.req("u", "free"))
+	if e := sluice.AsError(err); e.Kind != sluice.KindUnavailable || e.Code != sluice.CodeServiceUnavailable {
+		t.Fatalf("fail closed: %v", err)
+	}
+	open := *b.cfg
+	open.Admission.FailOpen = true
+	tk, err := admission.New(&open, dead, b.db, log).Admit(context.Background(), b.req("u", "free"))
+	if err != nil || tk.Reserved {
+		t.Fatalf("fail open: %v reserved=%v", err, tk.Reserved)
+	}
+}
