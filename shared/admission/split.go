@@ -21,7 +21,7 @@ type Hold struct {
 
 // parseHold reads the hold string admit.lua writes (P|M|pin|pout|inc|cr|ov|period|model).
 func parseHold(s string) (Hold, error) {
-	f := strings.Split(s, "|")
+	f := strings.SplitN(s, "|", 9) // the model name, last, may itself hold a "|"
 	if len(f) != 9 {
 		return Hold{}, fmt.Errorf("admission: malformed hold %q", s)
 	}
