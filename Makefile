@@ -4,6 +4,7 @@ GO ?= go
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 SIM := bin/vllm-sim
+OIDCP := tools/oidcprovider/bin/oidc-provider
 
 .PHONY: run test test-short bench drill sim vet fuzz build clean
 
@@ -12,8 +13,8 @@ run: sim
 	$(GO) run ./cmd/sluice dev
 
 ## test: the whole suite against real PostgreSQL, Redis and the simulator
-test: sim
-	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) test -count=1 -timeout 15m ./...
+test: sim $(OIDCP)
+	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) $(GO) test -count=1 -timeout 15m ./...
 
 ## bench: added latency and throughput of the platform against the simulator called directly
 bench: sim
@@ -29,6 +30,8 @@ fuzz:
 	$(GO) test ./shared/apikey -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./shared/rbac -run '^$$' -fuzz FuzzAllowed -fuzztime 60s
+	$(GO) test ./shared/authn -run '^$$' -fuzz '^FuzzToken$$' -fuzztime 60s
+	$(GO) test ./shared/authn -run '^$$' -fuzz '^FuzzAuthorize$$' -fuzztime 60s
 	$(GO) test ./shared/config -run '^$$' -fuzz FuzzParseMicros -fuzztime 60s
 
 vet:
@@ -42,6 +45,10 @@ sim: $(SIM)
 $(SIM): tools/vllmsim/go.mod
 	@mkdir -p bin
 	cd tools/vllmsim && CGO_ENABLED=0 $(GO) build -o ../../$(SIM) github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim
+
+## the zitadel/oidc example OpenID provider, from its own tools module: the external issuer in the OIDC tests
+$(OIDCP): tools/oidcprovider/go.mod
+	cd tools/oidcprovider && CGO_ENABLED=0 $(GO) build -o bin/oidc-provider github.com/zitadel/oidc/v3/example/server
 
 clean:
 	rm -rf bin .sluice

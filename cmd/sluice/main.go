@@ -17,8 +17,10 @@ import (
 	"syscall"
 
 	"github.com/sluice-ai/sluice/internal/devstack"
+	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -208,6 +210,11 @@ func key(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger,
 	}
 	k, err := devstack.CreateKey(ctx, d, u.ID, *name)
 	if err != nil {
+		return err
+	}
+	// The operator acts outside any session: the audit row names the target only.
+	if err := d.DB.InsertAudit(ctx, postgres.AuditEntry{Action: "cli.key_create", Target: u.ID, Outcome: "ok",
+		Remote: "cli", Detail: map[string]any{"prefix": apikey.Display(k), "role": u.Role}}); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, k)

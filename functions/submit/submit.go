@@ -18,7 +18,6 @@ import (
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/rbac"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
@@ -71,9 +70,8 @@ func (s *service) authorize(r *http.Request, perms ...string) (*sluice.Principal
 	if err != nil {
 		return nil, err
 	}
-	if !rbac.AnyAllowed(s.Config.Permissions(p.Role), perms...) {
-		return nil, sluice.Errorf(sluice.KindPermissionDenied, sluice.CodePermissionDenied,
-			"Your role %q does not have the %s permission.", p.Role, perms[0])
+	if err := authn.Authorize(p, s.Config.Permissions(p.Role), perms...); err != nil {
+		return nil, err // role and, for a scoped key, the key's scopes
 	}
 	return p, nil
 }
@@ -91,24 +89,28 @@ func (s *service) modelObj(m *config.Model) modelObject {
 }
 
 func (s *service) models(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.authorize(r, sluice.PermInferenceExecute, sluice.PermModelRead); err != nil {
+	p, err := s.authorize(r, sluice.PermInferenceExecute, sluice.PermModelRead)
+	if err != nil {
 		openai.WriteError(w, r, s.Log, err)
 		return
 	}
 	data := make([]modelObject, 0, len(s.Config.Inference.Models))
 	for i := range s.Config.Inference.Models {
-		data = append(data, s.modelObj(&s.Config.Inference.Models[i]))
+		if authn.AllowModel(p, s.Config.Inference.Models[i].Name) == nil {
+			data = append(data, s.modelObj(&s.Config.Inference.Models[i]))
+		}
 	}
 	openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
 }
 
 func (s *service) model(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.authorize(r, sluice.PermInferenceExecute, sluice.PermModelRead); err != nil {
+	p, err := s.authorize(r, sluice.PermInferenceExecute, sluice.PermModelRead)
+	if err != nil {
 		openai.WriteError(w, r, s.Log, err)
 		return
 	}
 	m, ok := s.Config.Model(r.PathValue("model"))
-	if !ok {
+	if !ok || authn.AllowModel(p, m.Name) != nil {
 		openai.WriteError(w, r, s.Log, &sluice.Error{Kind: sluice.KindNotFound, Code: sluice.CodeModelNotFound,
 			Param: "model", Message: "The model does not exist or you do not have access to it."})
 		return
@@ -120,6 +122,9 @@ func (s *service) model(w http.ResponseWriter, r *http.Request) {
 func (s *service) admit(p *sluice.Principal, endpoint string, body []byte) (*openai.Request, *sluice.Job, error) {
 	req, err := openai.Parse(endpoint, body, s.Config, s.limits)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := authn.AllowModel(p, req.Model.Name); err != nil {
 		return nil, nil, err
 	}
 	job := &sluice.Job{ID: redisq.NewJobID(req.Model.Name), UserID: p.UserID, KeyID: p.KeyID,

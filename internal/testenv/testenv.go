@@ -56,5 +56,20 @@ func Sim(tb testing.TB) string {
 	return bin
 }
 
+// OIDCProvider returns the zitadel/oidc example provider binary
+// (SLUICE_OIDC_PROVIDER, or tools/oidcprovider/bin/oidc-provider from the
+// repository root), skipping the test if it is not built (make test builds it).
+func OIDCProvider(tb testing.TB) string {
+	tb.Helper()
+	bin := os.Getenv("SLUICE_OIDC_PROVIDER")
+	if bin == "" {
+		bin = "../../tools/oidcprovider/bin/oidc-provider" // from a package two levels down
+	}
+	if _, err := os.Stat(bin); err != nil {
+		tb.Skipf("OpenID provider not built (make test builds it): %v", err)
+	}
+	return bin
+}
+
 // Pepper is a fixed test pepper (32+ bytes).
 const Pepper = "test-pepper-0123456789abcdef0123456789abcdef"

@@ -61,9 +61,23 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Deps, err
 		DB:        db,
 		Redis:     rdb,
 		Queue:     NewQueue(cfg, rdb),
-		Verifier:  authn.New(db, []byte(cfg.Env.KeyPepper), cfg.Server.KeyCacheTTL, log),
+		Verifier:  NewVerifier(cfg, db, log),
 		Admission: admission.New(cfg, rdb, db, log),
 	}, nil
+}
+
+// NewVerifier builds the shared verifier: API keys (under the current and
+// any previous pepper), the auth function's session tokens and, when
+// configured, an external OpenID provider's access tokens.
+func NewVerifier(cfg *config.Config, db *postgres.DB, log *slog.Logger) *authn.Verifier {
+	id := cfg.Auth.Identity
+	opts := []authn.Option{authn.WithPreviousPepper([]byte(cfg.Env.KeyPepperPrevious)),
+		authn.WithTokens(authn.TokenConfig{Issuer: id.Issuer, Audience: id.Audience, AccessTTL: id.AccessTTL, Leeway: id.Leeway})}
+	if o := id.OIDC; o.Issuer != "" {
+		opts = append(opts, authn.WithOIDC(authn.OIDCConfig{Issuer: o.Issuer, Audience: o.Audience, ClientID: o.ClientID,
+			Roles: o.Roles, RoleOrder: cfg.Auth.RBAC.Roles, DefaultRole: o.DefaultRole, Leeway: id.Leeway}, db))
+	}
+	return authn.New(db, []byte(cfg.Env.KeyPepper), cfg.Server.KeyCacheTTL, log, opts...)
 }
 
 // NewQueue builds the queue with the configured limits.
@@ -91,10 +105,11 @@ func OpenRedis(ctx context.Context, url string) (redis.UniversalClient, error) {
 	return rdb, nil
 }
 
-// Start runs background work (batched last-used writes, settlement of ended
-// jobs' reservations) until ctx ends.
+// Start runs background work (batched last-used writes, revocations from
+// other instances, settlement of ended jobs' reservations) until ctx ends.
 func (d *Deps) Start(ctx context.Context) {
 	go d.Verifier.Run(ctx, 10*time.Second)
+	d.Verifier.Subscribed(ctx, d.Redis)
 	go d.Admission.Settler(admission.ConsumerName(d.Config.Env.WorkerName)).Run(ctx)
 }
 

@@ -80,6 +80,7 @@ type Auth struct {
 	Features []string `yaml:"features"`
 	Session  Session  `yaml:"session"`
 	RBAC     RBAC     `yaml:"rbac"`
+	Identity Identity `yaml:"identity"` // sessions, MFA, keys, abuse limits (identity.go)
 }
 
 // Session sets login lifetimes.
@@ -175,6 +176,10 @@ type Env struct {
 	Addr          string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
 	ConfigPath    string // SLUICE_CONFIG
 	WorkerName    string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
+
+	// KeyPepperPrevious (SLUICE_KEY_PEPPER_PREVIOUS) is the pepper being
+	// rotated out: keys hashed under it still verify and are rehashed.
+	KeyPepperPrevious string
 }
 
 // Load reads the configuration: defaults, then the file named by SLUICE_CONFIG
@@ -202,6 +207,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		ConfigPath:    path,
 		WorkerName:    getenv("SLUICE_WORKER_NAME"),
 	}
+	cfg.Env.KeyPepperPrevious = secret(getenv, "SLUICE_KEY_PEPPER_PREVIOUS", "sluice-key-pepper-previous")
 	if cfg.Env.Addr == "" {
 		cfg.Env.Addr = "127.0.0.1:8080"
 	}
@@ -288,6 +294,7 @@ func (c *Config) applyDefaults() {
 	if c.Auth.Session.Timeout == 0 {
 		c.Auth.Session.Timeout = 3600
 	}
+	applyIdentityDefaults(&c.Auth.Identity)
 	s := &c.Server
 	def(&s.MaxBodyBytes, 1<<20)
 	def(&s.RequestTimeout, 5*time.Minute)
@@ -389,6 +396,7 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("auth.provider: unknown provider %q", c.Auth.Provider))
 	}
 	errs = append(errs, c.validateAdmission())
+	errs = append(errs, c.Auth.Identity.validate(c.Auth.RBAC.Roles))
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
 	}

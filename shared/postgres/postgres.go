@@ -20,8 +20,11 @@ import (
 //go:embed queries.sql
 var queriesSQL string
 
-// queries maps "-- name: X" blocks of queries.sql to their text.
-var queries = parseQueries(queriesSQL)
+//go:embed identity.sql
+var identitySQL string
+
+// queries maps "-- name: X" blocks of the .sql files to their text.
+var queries = parseQueries(queriesSQL + "\n" + identitySQL)
 
 func parseQueries(src string) map[string]string {
 	out := map[string]string{}

@@ -34,6 +34,10 @@ type Principal struct {
 	Scopes   []string // key scopes; empty means the owner's permissions
 	Models   []string // key model allowlist; empty means all models
 	Disabled bool
+	// MFA is set for a session that passed a second factor.
+	MFA bool
+	// SessionID is the login (refresh family) a session token belongs to.
+	SessionID string
 }
 
 // User is an account.
@@ -57,4 +61,6 @@ type APIKey struct {
 	LastUsedAt *time.Time
 	ExpiresAt  *time.Time
 	RevokedAt  *time.Time
+	Scopes     []string // permissions the key may use; empty: the owner's
+	Models     []string // models the key may call; empty: all
 }

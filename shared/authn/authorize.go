@@ -1,0 +1,34 @@
+package authn
+
+import (
+	"slices"
+
+	"github.com/sluice-ai/sluice/shared/rbac"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// Authorize checks that p may use one of needs: its role must grant it and,
+// for a scoped key, so must the key's scopes (a key never exceeds its owner).
+func Authorize(p *sluice.Principal, rolePerms []string, needs ...string) error {
+	for _, n := range needs {
+		if rbac.Allowed(rolePerms, n) && (len(p.Scopes) == 0 || rbac.Allowed(p.Scopes, n)) {
+			return nil
+		}
+	}
+	if len(p.Scopes) > 0 && rbac.AnyAllowed(rolePerms, needs...) {
+		return sluice.Errorf(sluice.KindPermissionDenied, sluice.CodePermissionDenied,
+			"This API key's scopes do not include %s.", needs[0])
+	}
+	return sluice.Errorf(sluice.KindPermissionDenied, sluice.CodePermissionDenied,
+		"Your role %q does not have the %s permission.", p.Role, needs[0])
+}
+
+// AllowModel checks a key's model allowlist. The refusal reads like an
+// unknown model, so a key does not learn which models exist beyond its list.
+func AllowModel(p *sluice.Principal, model string) error {
+	if len(p.Models) == 0 || slices.Contains(p.Models, model) {
+		return nil
+	}
+	return &sluice.Error{Kind: sluice.KindNotFound, Code: sluice.CodeModelNotFound, Param: "model",
+		Message: "The model does not exist or you do not have access to it."}
+}

@@ -1,0 +1,158 @@
+-- Identity queries: users, sessions, MFA, signing keys, key management, audit.
+
+-- name: CreateUser
+INSERT INTO users (email, password_hash, subscription_tier, role)
+VALUES (lower($1), $2, $3, $4)
+RETURNING id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at;
+
+-- name: UserAuthByEmail
+SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at,
+       COALESCE(password_hash, ''), mfa_enabled, COALESCE(mfa_secret, ''), mfa_last_step
+FROM users WHERE email = lower($1) AND deleted_at IS NULL;
+
+-- name: UserAuthByID
+SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at,
+       COALESCE(password_hash, ''), mfa_enabled, COALESCE(mfa_secret, ''), mfa_last_step
+FROM users WHERE id = $1 AND deleted_at IS NULL;
+
+-- name: UserPrincipal
+-- The principal of a session token's subject; a deleted user is not found.
+SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL
+FROM users WHERE id = $1 AND deleted_at IS NULL;
+
+-- name: SetMFASecret
+UPDATE users SET mfa_secret = $2, mfa_enabled = FALSE, updated_at = NOW() WHERE id = $1;
+
+-- name: SetMFAEnabled
+UPDATE users SET mfa_enabled = $2, updated_at = NOW(),
+       mfa_secret = CASE WHEN $2 THEN mfa_secret ELSE NULL END
+WHERE id = $1;
+
+-- name: AdvanceMFAStep
+-- Accepts a TOTP step only if it is later than every step accepted before:
+-- the one statement that makes a code single-use across instances.
+UPDATE users SET mfa_last_step = $2 WHERE id = $1 AND mfa_last_step < $2;
+
+-- name: DeleteRecoveryCodes
+DELETE FROM recovery_codes WHERE user_id = $1;
+
+-- name: InsertRecoveryCodes
+INSERT INTO recovery_codes (user_id, code_hash) SELECT $1, unnest($2::text[]);
+
+-- name: UseRecoveryCode
+UPDATE recovery_codes SET used_at = NOW()
+WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL;
+
+-- name: InsertRefreshToken
+INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at)
+VALUES ($1, $2, $3, $4);
+
+-- name: UseRefreshToken
+-- Marks a live refresh token used and returns its family; nothing if the
+-- token is unknown, expired, revoked or already used.
+UPDATE refresh_tokens SET used_at = NOW()
+WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > NOW()
+RETURNING family_id, user_id;
+
+-- name: RefreshTokenFamily
+SELECT family_id, user_id FROM refresh_tokens WHERE token_hash = $1;
+
+-- name: RevokeRefreshFamily
+UPDATE refresh_tokens SET revoked_at = NOW() WHERE family_id = $1 AND revoked_at IS NULL;
+
+-- name: RevokeUserRefreshTokens
+UPDATE refresh_tokens SET revoked_at = NOW() WHERE user_id = $1 AND revoked_at IS NULL;
+
+-- name: SigningKeys
+SELECT kid, public_key, private_key, created_at, retired_at FROM signing_keys
+WHERE retired_at IS NULL OR retired_at > NOW() - $1::interval
+ORDER BY created_at DESC;
+
+-- name: InsertSigningKey
+INSERT INTO signing_keys (kid, public_key, private_key) VALUES ($1, $2, $3);
+
+-- name: RetireSigningKeys
+UPDATE signing_keys SET retired_at = NOW() WHERE kid <> $1 AND retired_at IS NULL;
+
+-- name: CreateKey
+INSERT INTO api_keys (user_id, key_hash, name, prefix, expires_at, scopes, models, rotated_from)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING id, created_at;
+
+-- name: LookupKeyAny
+-- The principal behind any of the hashes (one per pepper, current first).
+SELECT k.id, k.key_hash, u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL, k.scopes, k.models
+FROM api_keys k JOIN users u ON u.id = k.user_id
+WHERE k.key_hash = ANY($1::text[])
+  AND k.revoked_at IS NULL
+  AND (k.expires_at IS NULL OR k.expires_at > NOW())
+  AND u.deleted_at IS NULL
+LIMIT 1;
+
+-- name: RehashKey
+-- Moves a key to the current pepper the first time it is seen after a rotation.
+UPDATE api_keys SET key_hash = $2 WHERE id = $1;
+
+-- name: ListKeys
+SELECT id, user_id, COALESCE(name, ''), prefix, created_at, last_used_at, expires_at, revoked_at, scopes, models
+FROM api_keys WHERE user_id = $1 ORDER BY created_at, id;
+
+-- name: GetKey
+SELECT id, user_id, COALESCE(name, ''), prefix, created_at, last_used_at, expires_at, revoked_at, scopes, models
+FROM api_keys WHERE id = $1 AND user_id = $2;
+
+-- name: RevokeAnyKey
+-- An admin's revocation: no owner check (RBAC checked model:write/*), returns the owner.
+UPDATE api_keys SET revoked_at = NOW()
+WHERE id = $1 AND revoked_at IS NULL
+RETURNING key_hash, user_id;
+
+-- name: ExpireKeyBy
+-- A rotated key keeps working until the overlap ends (never longer than it would have).
+UPDATE api_keys SET expires_at = LEAST(COALESCE(expires_at, $3), $3)
+WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
+RETURNING key_hash;
+
+-- name: ListUsers
+SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at
+FROM users WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id > $1)
+ORDER BY id LIMIT $2;
+
+-- name: UpdateUser
+UPDATE users SET
+    role = COALESCE($2, role),
+    subscription_tier = COALESCE($3, subscription_tier),
+    disabled_at = CASE WHEN $4::boolean IS NULL THEN disabled_at
+                       WHEN $4 THEN COALESCE(disabled_at, NOW()) ELSE NULL END,
+    updated_at = NOW()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at;
+
+-- name: DeleteUserRevokeKeys
+UPDATE api_keys SET revoked_at = NOW() WHERE user_id = $1 AND revoked_at IS NULL;
+
+-- name: DeleteUserScrub
+-- Keeps the row (usage and ledger point at it) under a pseudonymous address.
+UPDATE users SET email = 'deleted-' || id || '@deleted.invalid', password_hash = NULL,
+       mfa_secret = NULL, mfa_enabled = FALSE, disabled_at = COALESCE(disabled_at, NOW()),
+       deleted_at = NOW(), updated_at = NOW()
+WHERE id = $1 AND deleted_at IS NULL;
+
+-- name: DeleteUserRecovery
+DELETE FROM recovery_codes WHERE user_id = $1;
+
+-- name: InsertAudit
+INSERT INTO audit_log (actor_id, action, target, outcome, remote, detail)
+VALUES ($1, $2, $3, $4, $5, $6);
+
+-- name: ListAudit
+SELECT id, at, actor_id::text, action, target, outcome, remote, detail::text
+FROM audit_log WHERE ($1::bigint = 0 OR id < $1) ORDER BY id DESC LIMIT $2;
+
+-- name: ExternalPrincipal
+SELECT u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL
+FROM external_identities e JOIN users u ON u.id = e.user_id
+WHERE e.issuer = $1 AND e.subject = $2 AND u.deleted_at IS NULL;
+
+-- name: InsertExternalIdentity
+INSERT INTO external_identities (issuer, subject, user_id) VALUES ($1, $2, $3);

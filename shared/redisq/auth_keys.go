@@ -1,0 +1,15 @@
+package redisq
+
+// Identity keys. Abuse counters of one user share the {u:ID} tag; counters
+// keyed by address or email carry their own tag, one key per script call.
+
+// AuthEvictChannel carries credential revocations to every instance's
+// verifier cache.
+const AuthEvictChannel = keyPrefix + "authn:evict"
+
+// LimitKey is a fixed-window abuse counter: kind names the limit (login,
+// signup, keys, mfa), subject what it counts (an address, an email hash, a
+// user id).
+func LimitKey(kind, subject string) string {
+	return keyPrefix + "{l:" + kind + ":" + subject + "}:n"
+}
