@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -101,5 +102,55 @@ tiers:
 		if time.Now().After(deadline) {
 			t.Fatal("the dropped stream's slot never came back")
 		}
+	}
+}
+
+// TestResponseCache: an opted-in deterministic request is answered from the
+// cache the second time, without reaching an engine, and settled as a cache
+// row in the ledger; without the header nothing is cached.
+func TestResponseCache(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, "")
+	key := s.newKey(t, "cache-"+s.models[0]+"@example.com")
+	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"cache me"}],"max_tokens":5,"temperature":0}`, s.models[0])
+	post := func(hdr string) (*http.Response, string) {
+		req, _ := http.NewRequest("POST", s.base+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		if hdr != "" {
+			req.Header.Set("Sluice-Cache", hdr)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	r1, b1 := post("on")
+	if r1.StatusCode != 200 || r1.Header.Get("Sluice-Cache") != "miss" {
+		t.Fatalf("first: %d %v", r1.StatusCode, r1.Header)
+	}
+	r2, b2 := post("on")
+	if r2.StatusCode != 200 || r2.Header.Get("Sluice-Cache") != "hit" || b2 != b1 {
+		t.Fatalf("second: %d %v\n%s\n%s", r2.StatusCode, r2.Header, b1, b2)
+	}
+	hit := r2.Header.Get("Sluice-Job-Id")
+	if _, p, c, n := s.ledgerRow(t, hit); n != 1 || p+c == 0 {
+		t.Fatalf("cache hit's ledger row: n=%d tokens=%d", n, p+c)
+	}
+	conn, err := pgx.Connect(context.Background(), s.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var kind string
+	var rows int
+	if err := conn.QueryRow(context.Background(), `SELECT kind, (SELECT count(*) FROM inference_requests WHERE job_id = $1)
+		FROM credit_ledger WHERE job_id = $1`, hit).Scan(&kind, &rows); err != nil || kind != "cache" || rows != 0 {
+		t.Fatalf("cache hit: ledger kind %q, usage rows %d (want cache, 0: no engine): %v", kind, rows, err)
+	}
+	if r3, _ := post(""); r3.Header.Get("Sluice-Cache") != "" {
+		t.Fatalf("without the header: %v", r3.Header)
 	}
 }

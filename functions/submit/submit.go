@@ -155,6 +155,9 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 			openai.WriteError(w, r, s.Log, err)
 			return
 		}
+		if s.serveCached(w, r, p, req, job, tk) {
+			return
+		}
 		if err := s.Queue.Enqueue(r.Context(), job, s.Config.Server.RequestTimeout); err != nil {
 			s.unreserve(r, tk)
 			openai.WriteError(w, r, s.Log, err)
@@ -207,6 +210,7 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, job *sluice.Job,
 					return
 				}
 			case "end":
+				s.cacheStore(r, job, req, ev)
 				s.finish(w, r, sse, ev)
 				return
 			}

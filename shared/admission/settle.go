@@ -148,13 +148,13 @@ func (a *Admitter) Settle(ctx context.Context, jobID, userID string) error {
 func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 	pipe := a.rdb.Pipeline()
 	holds := make([]*redis.StringCmd, len(ended))
-	usages := make([]*redis.StringCmd, len(ended))
+	usages := make([]*redis.SliceCmd, len(ended))
 	for i, e := range ended {
 		if e.JobID == "" || e.UserID == "" || redisq.JobTag(e.JobID) == "" {
 			continue
 		}
 		holds[i] = pipe.HGet(ctx, keysOf(e.UserID).holds, e.JobID)
-		usages[i] = pipe.HGet(ctx, redisq.JobKey(e.JobID), "usage")
+		usages[i] = pipe.HMGet(ctx, redisq.JobKey(e.JobID), "usage", "cache")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return err
@@ -181,9 +181,17 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 			continue
 		}
 		var u sluice.Usage
-		if raw, err := usages[i].Result(); err == nil && raw != "" {
-			if err := json.Unmarshal([]byte(raw), &u); err != nil {
-				a.log.Error("unreadable usage; settled as none", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+		kind := "usage"
+		if v, err := usages[i].Result(); err == nil {
+			if raw, _ := v[0].(string); raw != "" {
+				if err := json.Unmarshal([]byte(raw), &u); err != nil {
+					a.log.Error("unreadable usage; settled as none", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+				}
+			}
+			if v[1] == "1" { // served from the cache: its own price, no included tokens
+				kind = "cache"
+				p := int64(a.cfg.Pricing[h.Model].CachedResponse)
+				h.InputPrice, h.OutputPrice, h.Included = p, p, 0
 			}
 		}
 		c := h.Split(u.PromptTokens, u.CompletionTokens)
@@ -195,7 +203,7 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 		tokens := u.PromptTokens + u.CompletionTokens
 		todo = append(todo, settlement{e, c, tokens})
 		if tokens > 0 {
-			rows = append(rows, postgres.LedgerEntry{UserID: e.UserID, JobID: e.JobID, Period: h.Period, Model: h.Model,
+			rows = append(rows, postgres.LedgerEntry{UserID: e.UserID, Kind: kind, JobID: e.JobID, Period: h.Period, Model: h.Model,
 				PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
 				IncludedTokens: c.Included, CreditMicros: c.Credit, OverageMicros: c.Overage})
 		}

@@ -27,6 +27,10 @@ type Admission struct {
 	// SettleIdle is how long a settlement claimed by a dead process waits
 	// before another takes it; default 10s.
 	SettleIdle time.Duration `yaml:"settle_idle"`
+	// CacheTTL is how long a cached response lives; default 1h. The cache
+	// serves deterministic requests (temperature 0, n 1, not streamed) that
+	// opt in with the header `Sluice-Cache: on`.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
 }
 
 // TierLimits are the tier keys Sluice adds to the design's tiers block.
@@ -55,6 +59,7 @@ func (c *Config) applyAdmissionDefaults() {
 	def(&a.HoldGrace, 10*time.Minute)
 	def(&a.MessageOverheadTokens, 8)
 	def(&a.SettleIdle, 10*time.Second)
+	def(&a.CacheTTL, time.Hour)
 	for name, t := range c.Tiers {
 		if t.TokensPerMinute == (Quantity{}) {
 			t.TokensPerMinute = Quantity{Kind: Unlimited}

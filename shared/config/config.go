@@ -60,6 +60,9 @@ type Model struct {
 type ModelPrice struct {
 	InputTokens  Micros `yaml:"input_tokens"`
 	OutputTokens Micros `yaml:"output_tokens"`
+	// CachedResponse: per token of a response served from the response
+	// cache (no GPU); default 0.
+	CachedResponse Micros `yaml:"cached_response"`
 }
 
 // Tier is a subscription tier.

@@ -24,7 +24,10 @@ type Request struct {
 	PromptBytes  int64 // UTF-8 bytes of the prompt: an upper bound on its tokens
 	Messages     int   // chat messages (0 for completions)
 	Choices      int64 // n (1 when absent)
-	Upstream     []byte
+	// Deterministic: temperature 0 and one choice, so the same body gives
+	// the same answer (the response cache serves only these).
+	Deterministic bool
+	Upstream      []byte
 }
 
 // ReadBody reads a request body up to limit bytes: 413 past it, 400 for
@@ -138,6 +141,7 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 	if c.N != nil {
 		req.Choices = *c.N
 	}
+	req.Deterministic = c.Temperature != nil && *c.Temperature == 0 && req.Choices == 1
 	if c.Temperature != nil && (*c.Temperature < 0 || *c.Temperature > 2) {
 		return nil, sluice.Invalid("temperature", sluice.CodeInvalidValue, "temperature must be between 0 and 2.")
 	}

@@ -20,6 +20,7 @@ func init() {
 // LedgerEntry is one settled job as the ledger records it.
 type LedgerEntry struct {
 	UserID           string
+	Kind             string // usage (ran on an engine) or cache (served from the response cache)
 	JobID            string
 	Period           string // YYYY-MM
 	Model            string
@@ -52,13 +53,13 @@ func (db *DB) LedgerSettle(ctx context.Context, es []LedgerEntry) (int64, error)
 		return 0, nil
 	}
 	n := len(es)
-	users, jobs, periods, models := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	users, kinds, jobs, periods, models := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	prompt, completion, included, credit, overage := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	for i, e := range es {
-		users[i], jobs[i], periods[i], models[i] = e.UserID, e.JobID, e.Period, e.Model
+		users[i], kinds[i], jobs[i], periods[i], models[i] = e.UserID, e.Kind, e.JobID, e.Period, e.Model
 		prompt[i], completion[i], included[i], credit[i], overage[i] = e.PromptTokens, e.CompletionTokens, e.IncludedTokens, e.CreditMicros, e.OverageMicros
 	}
-	tag, err := db.Pool.Exec(ctx, q("LedgerSettle"), users, jobs, periods, models, prompt, completion, included, credit, overage)
+	tag, err := db.Pool.Exec(ctx, q("LedgerSettle"), users, kinds, jobs, periods, models, prompt, completion, included, credit, overage)
 	if err != nil {
 		return 0, translate(err)
 	}

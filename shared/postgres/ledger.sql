@@ -10,9 +10,9 @@ RETURNING id;
 -- writes nothing. Credit spent is stored negated.
 INSERT INTO credit_ledger (user_id, kind, job_id, period, model_name, prompt_tokens,
                            completion_tokens, included_tokens, credit_micros, overage_micros)
-SELECT u, 'usage', j, p, m, pt, ct, it, -cr, ov
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-            $7::bigint[], $8::bigint[], $9::bigint[]) AS t(u, j, p, m, pt, ct, it, cr, ov)
+SELECT u, k, j, p, m, pt, ct, it, -cr, ov
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+            $8::bigint[], $9::bigint[], $10::bigint[]) AS t(u, k, j, p, m, pt, ct, it, cr, ov)
 ON CONFLICT (job_id) DO NOTHING;
 
 -- name: LedgerBalance
