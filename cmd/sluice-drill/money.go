@@ -408,7 +408,7 @@ func (m *money) submitJob(ctx context.Context, n int, u *drillUser) (string, err
 	body := fmt.Sprintf(`{"url":"/v1/chat/completions","body":{"model":%q,"messages":[{"role":"user","content":"money drill job %d"}],"max_tokens":%d,"ignore_eos":true}}`,
 		model, n, m.o.maxTokens)
 	var last string
-	for attempt := 0; attempt < 100; attempt++ {
+	for attempt := 0; attempt < 300; attempt++ { // 60 s: past a stale Idempotency-Key mapping's 30 s
 		base := m.bases[n%2]
 		if m.s2dead.Load() {
 			base = m.bases[0]

@@ -2,6 +2,8 @@ package submit
 
 import (
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -82,6 +84,13 @@ func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !fresh { // a retry: answer with the job the first request created
+			if _, err := s.Queue.Get(r.Context(), id, p.UserID); errors.Is(err, sluice.ErrNotFound) {
+				// The first request has not enqueued it (yet, or ever: its
+				// instance died); the mapping lapses within seconds.
+				openai.WriteError(w, r, s.Log, sluice.Errorf(sluice.KindConflict, sluice.CodeConflict,
+					"A request with this Idempotency-Key is still in progress or did not complete; retry in a few seconds."))
+				return
+			}
 			s.writeJob(w, r, id, p.UserID, http.StatusAccepted)
 			return
 		}
@@ -98,6 +107,11 @@ func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
 		}
 		openai.WriteError(w, r, s.Log, err)
 		return
+	}
+	if idem != "" {
+		if err := s.Queue.Confirm(r.Context(), p.UserID, idem); err != nil {
+			s.Log.WarnContext(r.Context(), "idempotency mapping not confirmed; it lapses in 30s", slog.String("err", err.Error()))
+		}
 	}
 	w.Header().Set("Sluice-Job-Id", job.ID)
 	openai.WriteJSON(w, http.StatusAccepted, sluice.JobState{ID: job.ID, Object: "job", Status: sluice.JobQueued,

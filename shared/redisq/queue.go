@@ -222,11 +222,17 @@ func (q *Queue) Get(ctx context.Context, jobID, owner string) (*sluice.JobState,
 	return js, nil
 }
 
+// pendingIdemTTL bounds how long an idempotency mapping lives before its job
+// is confirmed enqueued: a mapping left by an instance that died in between
+// lapses, so the client's retry is not answered "not found" for a day.
+const pendingIdemTTL = 30 * time.Second
+
 // Remember maps a user's idempotency key to a job id unless one is mapped
-// already; it returns the job id in force.
+// already; it returns the job id in force. The mapping is pending until
+// Confirm.
 func (q *Queue) Remember(ctx context.Context, userID, idemKey, jobID string) (string, bool, error) {
 	k := IdemKey(userID, idemKey)
-	ok, err := q.rdb.SetNX(ctx, k, jobID, q.opts.ResultTTL).Result()
+	ok, err := q.rdb.SetNX(ctx, k, jobID, pendingIdemTTL).Result()
 	if err != nil {
 		return "", false, translate(err)
 	}
@@ -238,6 +244,12 @@ func (q *Queue) Remember(ctx context.Context, userID, idemKey, jobID string) (st
 		return "", false, translate(err)
 	}
 	return prev, false, nil
+}
+
+// Confirm keeps an idempotency mapping for as long as its job's result,
+// once the job is enqueued.
+func (q *Queue) Confirm(ctx context.Context, userID, idemKey string) error {
+	return translate(q.rdb.PExpire(ctx, IdemKey(userID, idemKey), q.opts.ResultTTL).Err())
 }
 
 // Forget drops an idempotency mapping (used when the enqueue after it failed).
