@@ -592,6 +592,13 @@ func (m *money) check(ctx context.Context, ids []string, lapse time.Duration, or
 		OR -credit_micros + overage_micros <> GREATEST(prompt_tokens - included_tokens, 0) * 1
 		 + (prompt_tokens + completion_tokens - included_tokens - GREATEST(prompt_tokens - included_tokens, 0)) * 2)`)
 	ledgerRows := one(`SELECT count(*) FROM credit_ledger WHERE kind = 'usage'`)
+	var jobRows int64
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM inference_requests WHERE job_id = ANY($1)`, ids).Scan(&jobRows); err != nil {
+		return err
+	}
+	if jobRows != int64(len(ids)) {
+		fail("%d of the %d accepted jobs have a usage row", jobRows, len(ids))
+	}
 	if unmatched != 0 || strays != 0 || twice != 0 || mispriced != 0 {
 		fail("ledger vs usage rows: %d usage rows without their ledger row, %d ledger rows without a usage row, %d billed twice, %d mispriced",
 			unmatched, strays, twice, mispriced)
@@ -610,7 +617,7 @@ func (m *money) check(ctx context.Context, ids []string, lapse time.Duration, or
 	fmt.Fprintf(w, "  jobs accepted / refused (insufficient_quota)   %d / %d\n", len(ids), refused)
 	fmt.Fprintf(w, "  submissions the client gave up on               %d (see the log: in flight on the killed instance)\n", m.gaveUp.Load())
 	fmt.Fprintf(w, "  job states                                      %v\n", byStatus)
-	fmt.Fprintf(w, "  usage rows / ledger usage rows                  %d / %d\n", rows, ledgerRows)
+	fmt.Fprintf(w, "  usage rows / ledger usage rows                  %d / %d (accepted jobs with a usage row: %d)\n", rows, ledgerRows, jobRows)
 	fmt.Fprintf(w, "  usage rows without ledger row, orphans, twice   %d, %d, %d\n", unmatched, strays, twice)
 	fmt.Fprintf(w, "  ledger rows whose charge != priced usage        %d\n", mispriced)
 	fmt.Fprintf(w, "  dead submit instance's 4 slots back after       %s (lease_ttl %s)\n", lapse.Round(time.Millisecond), m.o.leaseTTL)
