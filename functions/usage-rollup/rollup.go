@@ -1,9 +1,11 @@
 // Package rollup is the usage-rollup function. This first version serves a
-// user's own usage rows (GET /v1/usage); scheduled rollups and Stripe meter
-// reporting build on the same table.
+// user's own usage rows (GET /v1/usage) and has the scheduled trigger
+// (POST /, and RunScheduled for Lambda's EventBridge schedule); rollups and
+// Stripe meter reporting build on the same table.
 package rollup
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 
@@ -51,11 +53,42 @@ func New(d Deps) http.Handler {
 		}
 		openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": out})
 	})
+	// The scheduled trigger: cron-connector POSTs an empty body here (see
+	// openfaas.yml). The gateway's Ingress exposes only /v1, so this is not
+	// reachable from the internet.
+	mux.HandleFunc("POST /{$}", func(w http.ResponseWriter, r *http.Request) {
+		rep, err := RunScheduled(r.Context(), d.DB)
+		if err != nil {
+			openai.WriteError(w, r, d.Log, err)
+			return
+		}
+		d.Log.InfoContext(r.Context(), "usage-rollup: scheduled run", slog.Int64("rows", rep.Rows), slog.Int64("tokens", rep.Tokens))
+		openai.WriteJSON(w, http.StatusOK, rep)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, d.Log, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound,
 			"Unknown request URL: %s %s.", r.Method, r.URL.Path))
 	})
 	return httpserve.Middleware(d.Log, "usage-rollup", mux)
+}
+
+// ScheduledReport is what one scheduled run found.
+type ScheduledReport struct {
+	Object string `json:"object"` // "usage.scheduled_run"
+	Rows   int64  `json:"usage_rows"`
+	Tokens int64  `json:"tokens"`
+}
+
+// RunScheduled is the scheduled entry point (OpenFaaS cron-connector, a Lambda
+// EventBridge schedule): one place both triggers call. For now it counts the
+// recorded usage rows and their tokens; hourly/daily rollups and Stripe meter
+// reporting belong here when they are built.
+func RunScheduled(ctx context.Context, db *postgres.DB) (ScheduledReport, error) {
+	t, err := db.UsageTotals(ctx)
+	if err != nil {
+		return ScheduledReport{}, err
+	}
+	return ScheduledReport{Object: "usage.scheduled_run", Rows: t.Rows, Tokens: t.Tokens}, nil
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler {

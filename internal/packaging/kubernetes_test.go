@@ -70,8 +70,9 @@ type podSpec struct {
 		Value    string `yaml:"value"`
 		Effect   string `yaml:"effect"`
 	} `yaml:"tolerations"`
-	Containers []container `yaml:"containers"`
-	Volumes    []struct {
+	InitContainers []container `yaml:"initContainers"`
+	Containers     []container `yaml:"containers"`
+	Volumes        []struct {
 		Name      string `yaml:"name"`
 		ConfigMap *struct {
 			Name string `yaml:"name"`
@@ -247,7 +248,7 @@ func loadManifests(t *testing.T, file string) manifests {
 			m.hpa = &horizontalPodAutoscaler{}
 			into = m.hpa
 		default:
-			t.Fatalf("document %d: unexpected kind %q", i, head.Kind)
+			t.Fatalf("document %d: unexpected kind %q (deploy/validate checks the other files)", i, head.Kind)
 		}
 		if head.APIVersion != want {
 			t.Errorf("%s: apiVersion %q, want %q", head.Kind, head.APIVersion, want)
@@ -320,8 +321,19 @@ func TestGPUWorkerManifests(t *testing.T) {
 			t.Errorf("vllm %s = %q, want %q", flag, got, want)
 		}
 	}
-	if flagValue(vllm.Args, "--model") == "" {
-		t.Error("vllm: --model missing")
+	// vLLM loads only what the init container verified against the signed
+	// manifest (sluice model verify --download).
+	if len(pod.InitContainers) != 1 {
+		t.Fatalf("want one init container verifying the model, got %d", len(pod.InitContainers))
+	}
+	verify := &pod.InitContainers[0]
+	if strings.Join(verify.Args[:2], " ") != "model verify" || flagValue(verify.Args, "--name") != model.Name ||
+		flagValue(verify.Args, "--download") == "" || flagValue(vllm.Args, "--model") != flagValue(verify.Args, "--download") {
+		t.Errorf("vllm --model %q must be what `sluice model verify --name %s --download` wrote: %q",
+			flagValue(vllm.Args, "--model"), model.Name, verify.Args)
+	}
+	if envValue(verify, "SLUICE_CONFIG") != cfgPath || cfg.Storage.Endpoint == "" {
+		t.Errorf("verify-model: want the worker's configuration, with storage set (got %q, %q)", envValue(verify, "SLUICE_CONFIG"), cfg.Storage.Endpoint)
 	}
 	exposed := false
 	for _, p := range vllm.Ports {

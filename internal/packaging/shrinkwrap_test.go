@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	sw "github.com/sluice-ai/sluice/internal/shrinkwrap"
 )
 
 // TestShrinkwrapBuilds lays out each function as `faas-cli build --shrinkwrap`
@@ -24,18 +26,18 @@ import (
 // image build.
 func TestShrinkwrapBuilds(t *testing.T) {
 	t.Parallel()
-	goBin := goTool(t)
-	root := repoRoot(t)
-	s := loadStack(t, root)
+	s := loadStack(t, repoRoot(t))
 	for name := range s.Functions {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			build := shrinkwrap(t, root, s, name)
-			runGo(t, goBin, build, "build", "-trimpath", "-o", "handler", ".")
-			runGo(t, goBin, build, "vet", "-trimpath", "./...")
-			// The Dockerfile runs the handler's tests from function/; vet
-			// compiles them without needing PostgreSQL or Redis.
-			runGo(t, goBin, filepath.Join(build, "function"), "vet", "-trimpath", ".")
+			build := shrinkwrap(t, name)
+			runGo(t, build, "build", "-trimpath", "-o", "handler", ".")
+			// The handler's own tests (go test vets them too), run from
+			// function/ as the Dockerfile runs them, against make test's
+			// PostgreSQL and Redis. The shared packages' tests run in the
+			// repository's own suite, not four more times here.
+			out := runGo(t, filepath.Join(build, "function"), "test", "-count=1", "-trimpath", "-v", ".")
+			t.Logf("go test in %s/function: %d passed\n%s", name, strings.Count(out, "--- PASS"), lastLine(out))
 		})
 	}
 }
@@ -44,12 +46,10 @@ func TestShrinkwrapBuilds(t *testing.T) {
 // would refuse: every .go file in the build context, shared/ included.
 func TestShrinkwrapIsGofmtFormatted(t *testing.T) {
 	t.Parallel()
-	root := repoRoot(t)
-	s := loadStack(t, root)
-	for name := range s.Functions {
+	for name := range loadStack(t, repoRoot(t)).Functions {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			assertGofmt(t, shrinkwrap(t, root, s, name))
+			assertGofmt(t, shrinkwrap(t, name))
 		})
 	}
 }
@@ -59,8 +59,6 @@ func TestShrinkwrapIsGofmtFormatted(t *testing.T) {
 // Handle, and exit cleanly on SIGTERM.
 func TestTemplateServesAndShutsDown(t *testing.T) {
 	t.Parallel()
-	goBin := goTool(t)
-	root := repoRoot(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:8082")
 	if err != nil {
 		t.Skipf("port 8082 is taken (%v); the template listens there", err)
@@ -68,8 +66,8 @@ func TestTemplateServesAndShutsDown(t *testing.T) {
 	ln.Close()
 
 	// billing-webhook answers every request without PostgreSQL or Redis.
-	build := shrinkwrap(t, root, loadStack(t, root), "billing-webhook")
-	runGo(t, goBin, build, "build", "-trimpath", "-o", "handler", ".")
+	build := shrinkwrap(t, "billing-webhook")
+	runGo(t, build, "build", "-trimpath", "-o", "handler", ".")
 	cmd := exec.CommandContext(t.Context(), filepath.Join(build, "handler"))
 	cmd.Dir = build
 	// An empty environment for the function, so it never reaches a real
@@ -131,7 +129,6 @@ func TestTemplateServesAndShutsDown(t *testing.T) {
 // every directory of this module the worker imports.
 func TestWorkerImageCopiesItsImports(t *testing.T) {
 	t.Parallel()
-	goBin := goTool(t)
 	root := repoRoot(t)
 	f, err := os.Open(filepath.Join(root, "gpuworker", "Dockerfile"))
 	if err != nil {
@@ -149,7 +146,7 @@ func TestWorkerImageCopiesItsImports(t *testing.T) {
 		}
 	}
 	const module = "github.com/sluice-ai/sluice"
-	out := runGo(t, goBin, root, "list", "-deps", "-f", "{{.ImportPath}}", "./gpuworker")
+	out := runGo(t, root, "list", "-deps", "-f", "{{.ImportPath}}", "./gpuworker")
 	for _, pkg := range strings.Fields(out) {
 		rel, ok := strings.CutPrefix(pkg, module+"/")
 		if !ok {
@@ -159,6 +156,11 @@ func TestWorkerImageCopiesItsImports(t *testing.T) {
 			t.Errorf("the worker imports %s but gpuworker/Dockerfile copies only %q", pkg, copied)
 		}
 	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
 
 func assertGofmt(t *testing.T, dir string) {
@@ -193,96 +195,66 @@ func coveredBy(dir string, copied []string) bool {
 	return false
 }
 
-// shrinkwrap reproduces build/<fn>/ as faas-cli writes it: the template at
-// the top, the handler's files in function/, and configuration.copy's paths
-// inside function/ too.
-func shrinkwrap(t *testing.T, root string, s *stack, name string) string {
+// shrinkwrap writes build/<fn>/ with go-sdk's builder, as
+// `faas-cli build --shrinkwrap` does (TestMain made the repository root the
+// working directory, as faas-cli needs).
+func shrinkwrap(t *testing.T, name string) string {
 	t.Helper()
-	f := s.Functions[name]
-	build := filepath.Join(t.TempDir(), "build", name)
-	copyTree(t, filepath.Join(root, "template", f.Lang), build)
-	copyTree(t, filepath.Join(root, f.Handler), filepath.Join(build, "function"))
-	for _, c := range s.Configuration.Copy {
-		copyTree(t, filepath.Join(root, c), filepath.Join(build, "function", c))
-	}
-	return build
-}
-
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
+	s, err := sw.Load("openfaas.yml")
 	if err != nil {
-		t.Fatalf("copy %s: %v", src, err)
+		t.Fatal(err)
 	}
-}
-
-// runGo runs the go command in dir the way the image build does: the
-// template's go.work is in charge wherever there is one (workspace mode
-// refuses -mod=mod; checksums come from function/go.sum), and nothing may
-// rewrite go.mod or go.sum. GOPROXY is left alone: the module cache serves.
-func runGo(t *testing.T, goBin, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.CommandContext(t.Context(), goBin, args...)
-	cmd.Dir = dir
-	env := make([]string, 0, len(os.Environ())+2)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GOWORK=") && !strings.HasPrefix(kv, "GOFLAGS=") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(env, "GOFLAGS=-mod=readonly", "GOWORK=")
-	out, err := cmd.CombinedOutput()
+	dir, err := sw.Context(s, name, filepath.Join(t.TempDir(), "build"))
 	if err != nil {
-		t.Fatalf("go %s in %s: %v\n%s", strings.Join(args, " "), dir, err, out)
+		t.Fatal(err)
 	}
-	return string(out)
+	return dir
 }
 
-func goTool(t *testing.T) string {
+// runGo runs the go command in dir as the template's Dockerfile does.
+func runGo(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	p, err := exec.LookPath("go")
+	out, err := sw.Go(t.Context(), dir, args...)
 	if err != nil {
-		t.Skip("go is not on PATH")
+		t.Fatal(err)
 	}
-	return p
+	return out
 }
 
-// repoRoot walks up from the test's directory to the module's go.mod.
+func TestMain(m *testing.M) {
+	// go-sdk's builder resolves the stack's paths against the working
+	// directory, like faas-cli run beside openfaas.yml. Changing it here,
+	// before any test runs, keeps parallel tests safe.
+	if err := os.Chdir(findRoot()); err != nil {
+		panic(err)
+	}
+	os.Exit(m.Run())
+}
+
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// findRoot walks up from the test's directory to the module's go.mod.
+func findRoot() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		panic(err)
+	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
 			return dir
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			t.Fatal(err)
+			panic(err)
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
+			panic("no go.mod above the test's directory")
 		}
 		dir = parent
 	}

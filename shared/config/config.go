@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ type Config struct {
 	Jobs        Jobs                     `yaml:"jobs"`
 	Worker      Worker                   `yaml:"worker"`
 	Admission   Admission                `yaml:"admission"`
+	Storage     Storage                  `yaml:"storage"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -179,6 +181,8 @@ type Env struct {
 	Addr          string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
 	ConfigPath    string // SLUICE_CONFIG
 	WorkerName    string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
+	S3AccessKey   string // SLUICE_S3_ACCESS_KEY (or secret file sluice-s3-access-key)
+	S3SecretKey   string // SLUICE_S3_SECRET_KEY (or secret file sluice-s3-secret-key)
 
 	// KeyPepperPrevious (SLUICE_KEY_PEPPER_PREVIOUS) is the pepper being
 	// rotated out: keys hashed under it still verify and are rehashed.
@@ -209,6 +213,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		Addr:          getenv("SLUICE_ADDR"),
 		ConfigPath:    path,
 		WorkerName:    getenv("SLUICE_WORKER_NAME"),
+		S3AccessKey:   secret(getenv, "SLUICE_S3_ACCESS_KEY", "sluice-s3-access-key"),
+		S3SecretKey:   secret(getenv, "SLUICE_S3_SECRET_KEY", "sluice-s3-secret-key"),
 	}
 	cfg.Env.KeyPepperPrevious = secret(getenv, "SLUICE_KEY_PEPPER_PREVIOUS", "sluice-key-pepper-previous")
 	if cfg.Env.Addr == "" {
@@ -217,12 +223,18 @@ func Load(getenv func(string) string) (*Config, error) {
 	return cfg, nil
 }
 
-// secret reads an env var, or the OpenFaaS secret file of that name.
+// secret reads an env var, or the OpenFaaS secret file of that name: under
+// SLUICE_SECRETS_DIR (set by `sluice gateway`, which runs functions as plain
+// processes), by default OpenFaaS's /var/openfaas/secrets.
 func secret(getenv func(string) string, env, file string) string {
 	if v := getenv(env); v != "" {
 		return v
 	}
-	if b, err := os.ReadFile("/var/openfaas/secrets/" + file); err == nil {
+	dir := getenv("SLUICE_SECRETS_DIR")
+	if dir == "" {
+		dir = "/var/openfaas/secrets"
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, file)); err == nil {
 		return strings.TrimSpace(string(b))
 	}
 	return ""
@@ -270,6 +282,7 @@ func decode(b []byte, cfg *Config) error {
 }
 
 func (c *Config) applyDefaults() {
+	c.Storage.applyDefaults()
 	if c.Inference.Engine == "" {
 		c.Inference.Engine = "vllm"
 	}
@@ -330,7 +343,7 @@ func def[T comparable](p *T, v T) {
 }
 
 func (c *Config) validate() error {
-	var errs []error
+	errs := []error{c.Storage.validate()}
 	if len(c.Inference.Models) == 0 {
 		errs = append(errs, errors.New("inference.models: at least one model is required"))
 	}

@@ -43,3 +43,7 @@ ON CONFLICT (job_id) DO NOTHING;
 -- name: UsageForUser
 SELECT job_id, model_name, prompt_tokens, completion_tokens, status, latency_ms
 FROM inference_requests WHERE user_id = $1 ORDER BY timestamp;
+
+-- name: UsageTotals
+-- What usage-rollup's scheduled run reports until rollup tables exist.
+SELECT count(*), COALESCE(sum(tokens_used), 0)::bigint FROM inference_requests;

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -30,7 +31,7 @@ func run() error {
 	read := timeout("read_timeout")
 	write := timeout("write_timeout")
 	srv := &http.Server{
-		Addr:              ":8082",
+		Addr:              listenAddr(),
 		Handler:           http.HandlerFunc(function.Handle),
 		ReadHeaderTimeout: read,
 		ReadTimeout:       read,
@@ -55,6 +56,18 @@ func run() error {
 		err = errors.Join(err, e)
 	}
 	return err
+}
+
+// listenAddr is where of-watchdog's upstream_url points (the Dockerfile sets
+// http://127.0.0.1:8082), so the watchdog and the handler agree by
+// construction; `sluice gateway` sets it to run several functions side by
+// side.
+func listenAddr() string {
+	u, err := url.Parse(os.Getenv("upstream_url"))
+	if err != nil || u.Host == "" {
+		return ":8082"
+	}
+	return u.Host
 }
 
 // timeout reads an of-watchdog style value: whole seconds ("30") or a Go

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/sluice-ai/sluice/internal/artifact"
+	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/objstore"
+)
+
+func init() {
+	commands["model"] = command{
+		`model keygen|publish|verify ...      signed model artifacts in storage.bucket (sluice model help)`,
+		runModel,
+	}
+}
+
+const modelUsage = `usage:
+  sluice model keygen  --key model.key --pub model.pub
+  sluice model publish --name N --version V --dir weights/ --key model.key
+  sluice model verify  --name N --version V --pub model.pub [--download dir]`
+
+func runModel(ctx context.Context, args []string, e env) error {
+	if len(args) == 0 {
+		return errors.New(modelUsage)
+	}
+	fs := flag.NewFlagSet("model "+args[0], flag.ContinueOnError)
+	name := fs.String("name", "", "model name, as served (e.g. llama-2-7b)")
+	version := fs.String("version", "", "version; immutable once published")
+	dir := fs.String("dir", "", "publish: the folder of weights and config files")
+	keyPath := fs.String("key", "", "ed25519 private key (PEM); keygen writes it")
+	pubPath := fs.String("pub", "", "ed25519 public key (PEM); keygen writes it")
+	download := fs.String("download", "", "verify: write the verified files here")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if args[0] == "keygen" {
+		if *keyPath == "" || *pubPath == "" {
+			return errors.New(modelUsage)
+		}
+		return artifact.GenerateKey(*keyPath, *pubPath)
+	}
+	cfg, err := config.Load(e.getenv)
+	if err != nil {
+		return err
+	}
+	store, prefix := objstore.New(cfg), cfg.Storage.ModelPrefix
+	switch args[0] {
+	case "publish":
+		if *name == "" || *version == "" || *dir == "" || *keyPath == "" {
+			return errors.New(modelUsage)
+		}
+		key, err := artifact.LoadPrivateKey(*keyPath)
+		if err != nil {
+			return err
+		}
+		m, err := artifact.Publish(ctx, store, prefix, *name, *version, *dir, key, time.Now())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "published %s %s: %d files, signed manifest at s3://%s/%s%s/%s/manifest.json\n",
+			m.Name, m.Version, len(m.Files), cfg.Storage.Bucket, prefix, m.Name, m.Version)
+	case "verify":
+		if *name == "" || *version == "" || *pubPath == "" {
+			return errors.New(modelUsage)
+		}
+		pub, err := artifact.LoadPublicKey(*pubPath)
+		if err != nil {
+			return err
+		}
+		m, err := artifact.Verify(ctx, store, prefix, *name, *version, pub, *download)
+		if err != nil {
+			return err
+		}
+		var total int64
+		for _, f := range m.Files {
+			total += f.Size
+		}
+		fmt.Fprintf(e.stdout, "verified %s %s: signature good, %d files, %d bytes match\n", m.Name, m.Version, len(m.Files), total)
+	default:
+		return errors.New(modelUsage)
+	}
+	return nil
+}
