@@ -35,11 +35,12 @@ bench: sim
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode saturation -redis-db 13 -c 64 -n 480 -rounds 2 -max-tokens 48
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode fairness -redis-db 14 -max-tokens 16
 
-## drill: fault drills, 500 jobs each: kill -9 a worker, an engine dies and comes back, Redis (appendonly) restarts, the engine fails 10%
+## drill: fault drills, 500 jobs each: kill -9 a worker, an engine dies and comes back, Redis (appendonly) restarts, the engine fails 10%; then the money drill (kill -9 a worker, a submit instance and Redis)
 drill: sim
 	for m in kill:10 endpoint:11 redis:10 failures:12; do \
 	  SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill -mode $${m%:*} -redis-db $${m#*:} -jobs 500 -max-tokens 10 -kill-after 100 || exit 1; \
 	done
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill money
 
 ## fuzz: one minute per fuzz target
 fuzz:

@@ -74,6 +74,7 @@ type options struct {
 	margin      int
 	flood       int
 	telemetry   bool
+	noAdmission bool
 }
 
 func main() {
@@ -84,6 +85,9 @@ func main() {
 
 // run parses flags, runs the benchmark and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "admission" {
+		return benchAdmission(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("sluice-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
@@ -103,6 +107,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.margin, "margin", 1, "saturation/fairness: dispatch.batch_margin")
 	fs.IntVar(&o.flood, "flood", 5000, "fairness: jobs the flooding user enqueues")
 	fs.BoolVar(&o.telemetry, "telemetry", false, "compare three Sluice stacks: telemetry off, metrics only (the default), metrics and tracing of every request (to a local OTLP sink); uses Redis databases -redis-db+1 and +2 too")
+	fs.BoolVar(&o.noAdmission, "no-admission", false, "run with admission.disabled (to measure admission's share of the overhead)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -198,6 +203,9 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 	// would otherwise fail validation (no such model).
 	yml := fmt.Sprintf("inference:\n  models:\n    - name: %s\n      max_batch_size: %d\n      max_model_len: %d\n      endpoints: [%s]\npricing: null\n",
 		model, o.maxNumSeqs, maxModelLen, sim.URL)
+	if o.noAdmission {
+		yml += "admission:\n  disabled: true\n"
+	}
 	start := func(name, extra, redisURL string) (*devstack.Stack, error) {
 		st, stop, err := startStack(ctx, filepath.Join(dir, name), yml+extra, dbURL, redisURL, progress)
 		if err != nil {

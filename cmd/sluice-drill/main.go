@@ -75,6 +75,9 @@ func main() {
 
 // run parses flags, runs the drill and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "money" {
+		return runMoney(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("sluice-drill", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
@@ -96,15 +99,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sluice-drill: need -jobs > -kill-after >= 0, -max-tokens > 0, -claim-idle >= 1s, -redis-db 0..15")
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
 	d := &drill{o: o, out: stdout, errw: stderr}
-	err := d.run(ctx)
-	if err != nil {
+	return verdict(ctx, o.timeout, d.run, "sluice-drill", stdout, stderr)
+}
+
+// verdict runs a drill within timeout and reports PASS or FAIL as its exit code.
+func verdict(ctx context.Context, timeout time.Duration, run func(context.Context) error, name string, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := run(ctx); err != nil {
 		if errors.Is(err, context.Canceled) {
 			err = errors.New("interrupted")
 		}
-		fmt.Fprintln(stderr, "sluice-drill: FAIL:", err)
+		fmt.Fprintln(stderr, name+": FAIL:", err)
 		return 1
 	}
 	fmt.Fprintln(stdout, "PASS")
@@ -132,38 +139,12 @@ func (d *drill) logf(format string, a ...any) {
 
 // run is the drill; the deferred steps clean up whatever happened.
 func (d *drill) run(ctx context.Context) (err error) {
-	root, err := repoRoot()
+	// 1-2. The binaries, as deployed, and a fresh database; then a Redis index.
+	cleanup, err := d.setup(ctx, "sluice-drill")
 	if err != nil {
 		return err
 	}
-	d.dir, err = os.MkdirTemp("", "sluice-drill-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil || d.o.keep {
-			d.logf("logs and binaries kept in %s", d.dir)
-			return
-		}
-		os.RemoveAll(d.dir)
-	}()
-
-	// 1. The binaries, as deployed.
-	d.logf("building gpuworker and sluice")
-	for _, b := range [][2]string{{"gpuworker", "./gpuworker"}, {"sluice", "./cmd/sluice"}} {
-		if err := goBuild(ctx, root, filepath.Join(d.dir, b[0]), b[1]); err != nil {
-			return err
-		}
-	}
-
-	// 2. A fresh database and Redis index.
-	adminURL := firstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "DRILL_DATABASE_URL", "TEST_DATABASE_URL")
-	dbURL, dropDB, err := createDatabase(ctx, adminURL, "sluice_drill_")
-	if err != nil {
-		return err
-	}
-	d.dbURL = dbURL
-	defer dropDB()
+	defer func() { cleanup(err != nil || d.o.keep) }()
 	redisURL, err := redisDBURL(firstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), d.o.redisDB)
 	if err != nil {
 		return err
@@ -220,7 +201,7 @@ worker:
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	d.base = "http://" + addr
-	d.env = append(cleanEnv(), "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "SLUICE_KEY_PEPPER="+randHex(32),
+	d.env = append(cleanEnv(), "DATABASE_URL="+d.dbURL, "REDIS_URL="+redisURL, "SLUICE_KEY_PEPPER="+randHex(32),
 		"SLUICE_WEBHOOK_SECRET="+randHex(32), "SLUICE_ADDR="+addr, "SLUICE_CONFIG="+cfgPath)
 	d.hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}}
 

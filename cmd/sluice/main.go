@@ -140,6 +140,11 @@ func openEnv(ctx context.Context, log *slog.Logger, getenv func(string) string) 
 		cfg.Env.KeyPepper = p
 	}
 	if cfg.Env.RedisURL == "" {
+		if b, err := os.ReadFile(".sluice/redis_url"); err == nil { // a running `sluice dev`
+			cfg.Env.RedisURL = strings.TrimSpace(string(b))
+		}
+	}
+	if cfg.Env.RedisURL == "" {
 		url, stop, err := devstack.EmbeddedRedis() // the CLI needs no queue; this satisfies the wiring
 		if err != nil {
 			return nil, nil, err

@@ -2,6 +2,8 @@ package submit
 
 import (
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -54,7 +56,7 @@ func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
 			"Async jobs cannot stream; poll GET /v1/jobs/{id} or give a webhook_url."))
 		return
 	}
-	_, job, err := s.admit(p, *jr.URL, body)
+	req, job, err := s.admit(p, *jr.URL, body)
 	if err != nil {
 		if e := sluice.AsError(err); e.Param != "" {
 			e2 := *e
@@ -86,16 +88,34 @@ func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !fresh { // a retry: answer with the job the first request created
+			if _, err := s.Queue.Get(r.Context(), id, p.UserID); errors.Is(err, sluice.ErrNotFound) {
+				// The first request has not enqueued it (yet, or ever: its
+				// instance died); the mapping lapses within seconds.
+				openai.WriteError(w, r, s.Log, sluice.Errorf(sluice.KindConflict, sluice.CodeConflict,
+					"A request with this Idempotency-Key is still in progress or did not complete; retry in a few seconds."))
+				return
+			}
 			s.writeJob(w, r, id, p.UserID, http.StatusAccepted)
 			return
 		}
 	}
-	if err := s.Queue.Enqueue(r.Context(), job, s.Config.Jobs.AsyncDeadline); err != nil {
+	tk, err := s.reserve(w, r, p, req, job, true, s.Config.Jobs.AsyncDeadline)
+	if err == nil {
+		if err = s.Queue.Enqueue(r.Context(), job, s.Config.Jobs.AsyncDeadline); err != nil {
+			s.unreserve(r, tk)
+		}
+	}
+	if err != nil {
 		if idem != "" {
 			s.Queue.Forget(r.Context(), p.UserID, idem)
 		}
 		openai.WriteError(w, r, s.Log, err)
 		return
+	}
+	if idem != "" {
+		if err := s.Queue.Confirm(r.Context(), p.UserID, idem); err != nil {
+			s.Log.WarnContext(r.Context(), "idempotency mapping not confirmed; it lapses in 30s", slog.String("err", err.Error()))
+		}
 	}
 	w.Header().Set("Sluice-Job-Id", job.ID)
 	openai.WriteJSON(w, http.StatusAccepted, sluice.JobState{ID: job.ID, Object: "job", Status: sluice.JobQueued,

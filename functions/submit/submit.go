@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
@@ -29,6 +30,8 @@ type Deps struct {
 	Log      *slog.Logger
 	Queue    *redisq.Queue
 	Verifier *authn.Verifier
+	// Admission applies limits and reserves funds; nil admits everything.
+	Admission *admission.Admitter
 }
 
 type service struct {
@@ -57,7 +60,7 @@ func New(d Deps) http.Handler {
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler {
-	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier})
+	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission})
 })
 
 // Handle is the OpenFaaS entry point: it builds the handler from the
@@ -171,10 +174,20 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 		}
 		httpserve.SetInference(r.Context(), job.Model, true, job.Stream)
 		job.Trace = telemetry.From(r.Context()).Inject(r.Context())
-		if err := s.Queue.Enqueue(r.Context(), job, s.Config.Server.RequestTimeout); err != nil {
+		tk, err := s.reserve(w, r, p, req, job, false, s.Config.Server.RequestTimeout)
+		if err != nil {
 			openai.WriteError(w, r, s.Log, err)
 			return
 		}
+		if s.serveCached(w, r, p, req, job, tk) {
+			return
+		}
+		if err := s.Queue.Enqueue(r.Context(), job, s.Config.Server.RequestTimeout); err != nil {
+			s.unreserve(r, tk)
+			openai.WriteError(w, r, s.Log, err)
+			return
+		}
+		defer s.holdSlot(r, tk)()
 		w.Header().Set("Sluice-Job-Id", job.ID)
 		s.relay(w, r, job, req)
 	}
@@ -222,6 +235,7 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, job *sluice.Job,
 					return
 				}
 			case "end":
+				s.cacheStore(r, job, req, ev)
 				s.finish(w, r, sse, ev)
 				return
 			}

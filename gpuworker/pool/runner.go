@@ -23,6 +23,7 @@ type runner struct {
 	streams []string // by priority, 0 first
 	eps     []*endpoint
 	wake    chan struct{}
+	rounds  uint64 // claim rounds, for readOrder's anti-starvation turn
 }
 
 func newRunner(p *Pool, m config.Model) *runner {
@@ -114,7 +115,7 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 		if err == nil && int64(len(entries)) < free {
 			var es []redisq.Entry
 			var bell string
-			es, bell, err = q.Claim(ctx, redisq.GroupWorkers, r.p.Name, r.model.Name, len(r.streams), free-int64(len(entries)))
+			es, bell, err = q.Claim(ctx, redisq.GroupWorkers, r.p.Name, r.model.Name, len(r.streams), free-int64(len(entries)), r.agingTurn())
 			entries = append(entries, es...)
 			if err == nil && len(entries) == 0 {
 				// Nothing queued: sleep until an enqueue rings the bell.

@@ -80,6 +80,9 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 		}
 		s.stops = append(s.stops, stop)
 		cfg.Env.RedisURL = url
+		// So `sluice credits grant` in another shell reaches the live balances.
+		os.WriteFile(filepath.Join(o.Dir, "redis_url"), []byte(url+"\n"), 0o600) //nolint:errcheck
+		s.stops = append(s.stops, func() { os.Remove(filepath.Join(o.Dir, "redis_url")) })
 		log.Info("embedded Redis (in memory; set REDIS_URL for durability)", slog.String("url", url))
 	}
 	if cfg.Env.DatabaseURL == "" {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/openai"
@@ -34,6 +35,8 @@ type Deps struct {
 	Verifier *authn.Verifier
 	// Telemetry is the process's metrics and tracer; nil with both off.
 	Telemetry *telemetry.Telemetry
+	// Admission holds limits and funds; its settler runs from Start.
+	Admission *admission.Admitter
 }
 
 // Open connects to PostgreSQL and Redis as cfg.Env says, applies migrations
@@ -68,6 +71,7 @@ func OpenWith(ctx context.Context, cfg *config.Config, log *slog.Logger, topts t
 		Redis:    rdb,
 		Queue:    NewQueue(cfg, rdb),
 		Verifier: NewVerifier(cfg, db, log),
+		Admission: admission.New(cfg, rdb, db, log),
 	}
 	if d.Telemetry, err = openTelemetry(ctx, d, topts); err != nil {
 		rdb.Close()
@@ -117,10 +121,11 @@ func OpenRedis(ctx context.Context, url string) (redis.UniversalClient, error) {
 }
 
 // Start runs background work (batched last-used writes, revocations from
-// other instances) until ctx ends.
+// other instances, settlement of ended jobs' reservations) until ctx ends.
 func (d *Deps) Start(ctx context.Context) {
 	go d.Verifier.Run(ctx, 10*time.Second)
 	d.Verifier.Subscribed(ctx, d.Redis)
+	go d.Admission.Settler(admission.ConsumerName(d.Config.Env.WorkerName)).Run(ctx)
 }
 
 // Ready checks that PostgreSQL and Redis answer.

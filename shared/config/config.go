@@ -35,6 +35,7 @@ type Config struct {
 	Jobs        Jobs                     `yaml:"jobs"`
 	Worker      Worker                   `yaml:"worker"`
 	Telemetry   Telemetry                `yaml:"telemetry"`
+	Admission   Admission                `yaml:"admission"`
 	Storage     Storage                  `yaml:"storage"`
 	Dispatch    Dispatch                 `yaml:"dispatch"`
 	Filters     Filters                  `yaml:"filters"`
@@ -65,6 +66,9 @@ type Model struct {
 type ModelPrice struct {
 	InputTokens  Micros `yaml:"input_tokens"`
 	OutputTokens Micros `yaml:"output_tokens"`
+	// CachedResponse: per token of a response served from the response
+	// cache (no GPU); default 0.
+	CachedResponse Micros `yaml:"cached_response"`
 }
 
 // Tier is a subscription tier.
@@ -74,6 +78,8 @@ type Tier struct {
 	RateLimit       Quantity `yaml:"rate_limit"`       // requests per minute, unlimited or custom
 	// Priority orders the queues: 0 first. Defaults: enterprise 0, pro 1, others 2.
 	Priority *int `yaml:"priority"`
+	// TierLimits: Sluice's own limits and overage policy (admission.go).
+	TierLimits `yaml:",inline"`
 }
 
 // Auth is the design's auth block.
@@ -336,6 +342,7 @@ func (c *Config) applyDefaults() {
 	def(&w.UsageBatch, 500)
 	def(&w.UsageFlush, 200*time.Millisecond)
 	c.applyTelemetryDefaults()
+	c.applyAdmissionDefaults()
 }
 
 func def[T comparable](p *T, v T) {
@@ -414,6 +421,7 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("auth.provider: unknown provider %q", c.Auth.Provider))
 	}
+	errs = append(errs, c.validateAdmission())
 	errs = append(errs, c.Auth.Identity.validate(c.Auth.RBAC.Roles))
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))

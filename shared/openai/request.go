@@ -23,7 +23,12 @@ type Request struct {
 	IncludeUsage bool  // the client asked for the usage chunk
 	MaxTokens    int64 // 0 when the client left it to the engine
 	PromptBytes  int64 // UTF-8 bytes of the prompt: an upper bound on its tokens
-	Upstream     []byte
+	Messages     int   // chat messages (0 for completions)
+	Choices      int64 // n (1 when absent)
+	// Deterministic: temperature 0 and one choice, so the same body gives
+	// the same answer (the response cache serves only these).
+	Deterministic bool
+	Upstream      []byte
 }
 
 // ReadBody reads a request body up to limit bytes: 413 past it, 400 for
@@ -103,6 +108,9 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 	switch endpoint {
 	case sluice.EndpointChat:
 		req.PromptBytes, err = chatPrompt(c, lim)
+		if c.Messages != nil {
+			req.Messages = len(*c.Messages)
+		}
 	case sluice.EndpointCompletion:
 		req.PromptBytes, err = completionPrompt(c)
 	default:
@@ -130,6 +138,11 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 	if c.N != nil && (*c.N < 1 || *c.N > 16) {
 		return nil, sluice.Invalid("n", sluice.CodeInvalidValue, "n must be between 1 and 16.")
 	}
+	req.Choices = 1
+	if c.N != nil {
+		req.Choices = *c.N
+	}
+	req.Deterministic = c.Temperature != nil && *c.Temperature == 0 && req.Choices == 1
 	if c.Temperature != nil && (*c.Temperature < 0 || *c.Temperature > 2) {
 		return nil, sluice.Invalid("temperature", sluice.CodeInvalidValue, "temperature must be between 0 and 2.")
 	}

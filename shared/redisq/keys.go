@@ -87,6 +87,10 @@ func ResultKey(id string) string { return tagged(JobTag(id)) + "res:" + id }
 // UsageKey is the usage-event stream of a tag.
 func UsageKey(tag string) string { return tagged(tag) + "usage" }
 
+// SettleKey is the stream of a tag's ended jobs whose reservations await
+// settlement (shared/admission).
+func SettleKey(tag string) string { return tagged(tag) + "settle" }
+
 // HooksKey is the webhook-delivery stream of a tag.
 func HooksKey(tag string) string { return tagged(tag) + "hooks" }
 

@@ -101,7 +101,7 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 	args := []any{j.ID, ms(q.opts.ResultTTL), ms(timeout), q.opts.MaxQueue, j.UserID,
 		"id", j.ID, "user", j.UserID, "key", j.KeyID, "model", j.Model, "endpoint", j.Endpoint,
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
-		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace}
+		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace, "resv", b2s(j.Reserved)}
 	keys := []string{JobKey(j.ID), stream, FairKey(j.Model, j.Priority), VClockKey(j.Model, j.Priority), BellKey(j.Model)}
 	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
 	if err != nil {
@@ -174,7 +174,7 @@ func (q *Queue) Cancel(ctx context.Context, jobID, owner string) (sluice.JobStat
 	if JobTag(jobID) == "" {
 		return "", sluice.ErrNotFound
 	}
-	st, err := cancelScript.Run(ctx, q.rdb, []string{JobKey(jobID), ResultKey(jobID)},
+	st, err := cancelScript.Run(ctx, q.rdb, []string{JobKey(jobID), ResultKey(jobID), SettleKey(JobTag(jobID))},
 		owner, cancelledErr, ms(q.opts.ResultTTL), CancelChannel, jobID).Text()
 	if err != nil {
 		return "", translate(err)
@@ -226,11 +226,17 @@ func (q *Queue) Get(ctx context.Context, jobID, owner string) (*sluice.JobState,
 	return js, nil
 }
 
+// pendingIdemTTL bounds how long an idempotency mapping lives before its job
+// is confirmed enqueued: a mapping left by an instance that died in between
+// lapses, so the client's retry is not answered "not found" for a day.
+const pendingIdemTTL = 30 * time.Second
+
 // Remember maps a user's idempotency key to a job id unless one is mapped
-// already; it returns the job id in force.
+// already; it returns the job id in force. The mapping is pending until
+// Confirm.
 func (q *Queue) Remember(ctx context.Context, userID, idemKey, jobID string) (string, bool, error) {
 	k := IdemKey(userID, idemKey)
-	ok, err := q.rdb.SetNX(ctx, k, jobID, q.opts.ResultTTL).Result()
+	ok, err := q.rdb.SetNX(ctx, k, jobID, pendingIdemTTL).Result()
 	if err != nil {
 		return "", false, translate(err)
 	}
@@ -242,6 +248,12 @@ func (q *Queue) Remember(ctx context.Context, userID, idemKey, jobID string) (st
 		return "", false, translate(err)
 	}
 	return prev, false, nil
+}
+
+// Confirm keeps an idempotency mapping for as long as its job's result,
+// once the job is enqueued.
+func (q *Queue) Confirm(ctx context.Context, userID, idemKey string) error {
+	return translate(q.rdb.PExpire(ctx, IdemKey(userID, idemKey), q.opts.ResultTTL).Err())
 }
 
 // Forget drops an idempotency mapping (used when the enqueue after it failed).

@@ -55,7 +55,7 @@ func (b *bundle) enqueue(t *testing.T, timeout time.Duration) *sluice.Job {
 
 func (b *bundle) claim(t *testing.T, consumer string) redisq.Entry {
 	t.Helper()
-	es, _, err := b.q.Claim(context.Background(), group, consumer, b.model, 2, 1)
+	es, _, err := b.q.Claim(context.Background(), group, consumer, b.model, 2, 1, false)
 	if err != nil || len(es) != 1 || es[0].Stream != b.stream {
 		t.Fatalf("read: %v %v", es, err)
 	}
@@ -264,13 +264,13 @@ func TestClaimIsFair(t *testing.T) {
 	}
 	flood := add("flooder", 1, 100)
 	// The flooder's first jobs run.
-	es, _, err := b.q.Claim(ctx, group, "w", b.model, 2, 10)
+	es, _, err := b.q.Claim(ctx, group, "w", b.model, 2, 10, false)
 	if err != nil || len(es) != 10 {
 		t.Fatalf("claim: %d %v", len(es), err)
 	}
 	late := add("late", 1, 5)
 	vip := add("vip", 0, 3)
-	es, bell, err := b.q.Claim(ctx, group, "w", b.model, 2, 13)
+	es, bell, err := b.q.Claim(ctx, group, "w", b.model, 2, 13, false)
 	if err != nil || len(es) != 13 {
 		t.Fatalf("claim: %d %v", len(es), err)
 	}
@@ -303,5 +303,31 @@ func TestClaimIsFair(t *testing.T) {
 	add("late", 1, 1)
 	if ok, err := b.q.WaitWork(ctx, b.model, bell, time.Second); !ok || err != nil {
 		t.Fatalf("wait after enqueue: %v %v", ok, err)
+	}
+}
+
+// TestClaimLowestFirst: the anti-starvation turn takes the lowest class
+// before a higher one that also has work.
+func TestClaimLowestFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{})
+	for _, prio := range []int{0, 2} {
+		j := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
+			Body: json.RawMessage(`{}`), Priority: prio}
+		if err := b.q.Enqueue(ctx, j, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for prio := range 3 {
+		b.q.EnsureGroup(ctx, redisq.StreamKey(b.model, prio), group) //nolint:errcheck
+	}
+	es, _, err := b.q.Claim(ctx, group, "w", b.model, 3, 1, true)
+	if err != nil || len(es) != 1 || es[0].Stream != redisq.StreamKey(b.model, 2) {
+		t.Fatalf("lowest-first claim: %v %v", es, err)
+	}
+	es, _, err = b.q.Claim(ctx, group, "w", b.model, 3, 1, false)
+	if err != nil || len(es) != 1 || es[0].Stream != redisq.StreamKey(b.model, 0) {
+		t.Fatalf("normal claim: %v %v", es, err)
 	}
 }

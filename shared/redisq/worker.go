@@ -60,12 +60,17 @@ func (q *Queue) Read(ctx context.Context, group, consumer string, streams []stri
 }
 
 // Claim takes up to count jobs of a model for consumer, highest priority
-// class first and, within a class, users in turn (see lua/claim.lua). It
-// also returns the bell's last id: WaitWork(after=bell) returns as soon as a
-// job is enqueued after this claim, so none is missed between the two.
-func (q *Queue) Claim(ctx context.Context, group, consumer, model string, priorities int, count int64) ([]Entry, string, error) {
+// class first (lowest first when lowestFirst: the anti-starvation turn) and,
+// within a class, users in turn (see lua/claim.lua). It also returns the
+// bell's last id: WaitWork(after=bell) returns as soon as a job is enqueued
+// after this claim, so none is missed between the two.
+func (q *Queue) Claim(ctx context.Context, group, consumer, model string, priorities int, count int64, lowestFirst bool) ([]Entry, string, error) {
 	keys := make([]string, 0, 3*priorities+1)
-	for p := range priorities {
+	for i := range priorities {
+		p := i
+		if lowestFirst {
+			p = priorities - 1 - i
+		}
 		keys = append(keys, StreamKey(model, p), FairKey(model, p), VClockKey(model, p))
 	}
 	keys = append(keys, BellKey(model))
@@ -187,7 +192,7 @@ func (q *Queue) StartMany(ctx context.Context, es []Entry, group, worker, model 
 	cmds := make([]*redis.Cmd, len(es))
 	pipe := q.rdb.Pipeline()
 	args := func(e Entry) ([]string, []any) {
-		return []string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), DeadKey(model)},
+		return []string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), DeadKey(model), SettleKey(JobTag(e.JobID))},
 			[]any{group, e.ID, worker, q.opts.MaxAttempts, ms(q.opts.ResultTTL), e.JobID,
 				expiredErr, deadErr, interruptedErr, cancelledErr}
 	}
@@ -286,7 +291,7 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 	}
 	tag := JobTag(e.JobID)
 	n, err := completeScript.Run(ctx, q.rdb,
-		[]string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), UsageKey(tag), HooksKey(tag)},
+		[]string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), UsageKey(tag), HooksKey(tag), SettleKey(tag)},
 		group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID).Int64()
 	if err != nil {
 		return false, translate(err)

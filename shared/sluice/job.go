@@ -46,6 +46,9 @@ type Job struct {
 	Priority   int             `json:"priority"`                  // 0 is served first
 	Async      bool            `json:"async"`
 	WebhookURL string          `json:"webhook_url,omitempty"`
+	// Reserved: admission holds funds and a slot for the job, so its end
+	// must be settled (every terminal path emits a settle event).
+	Reserved  bool      `json:"reserved,omitempty"`
 	CreatedAt  time.Time       `json:"created_at"`
 	Deadline   time.Time       `json:"deadline"`
 	// Trace is the W3C traceparent of the request that created the job, so

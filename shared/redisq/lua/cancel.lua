@@ -1,6 +1,6 @@
 -- Cancel a job for its owner. A queued job ends at once (the worker that
 -- later pulls it only acks it); a running one is flagged and its worker told.
--- KEYS[1] job hash, KEYS[2] result stream
+-- KEYS[1] job hash, KEYS[2] result stream, KEYS[3] settle stream
 -- ARGV[1] owner user id ('' = any), ARGV[2] cancelled error, ARGV[3] ttl ms,
 -- ARGV[4] cancel channel, ARGV[5] job id
 -- Returns the status after the call, or 'notfound'.
@@ -20,6 +20,9 @@ if st == 'queued' then
   redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', 'cancelled', 'error', ARGV[2], 'http', 499)
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
+  if redis.call('HGET', KEYS[1], 'resv') == '1' then -- its reservation must be released
+    redis.call('XADD', KEYS[3], '*', 'job', ARGV[5], 'user', redis.call('HGET', KEYS[1], 'user'))
+  end
   return 'cancelled'
 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])

@@ -1,7 +1,7 @@
 -- Complete a job: result, usage event and ack in one atomic step. A job that
 -- is already final is only acked, so a redelivered job never bills twice.
 -- KEYS[1] job hash, KEYS[2] job stream, KEYS[3] result stream,
--- KEYS[4] usage stream, KEYS[5] webhook stream
+-- KEYS[4] usage stream, KEYS[5] webhook stream, KEYS[6] settle stream
 -- ARGV[1] group, ARGV[2] entry id, ARGV[3] status, ARGV[4] result JSON,
 -- ARGV[5] error JSON, ARGV[6] usage JSON, ARGV[7] usage event JSON (or ''),
 -- ARGV[8] ttl ms, ARGV[9] http status, ARGV[10] job id
@@ -24,6 +24,9 @@ redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARG
   'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9])
 if ARGV[7] ~= '' then
   redis.call('XADD', KEYS[4], '*', 'ev', ARGV[7])
+end
+if redis.call('HGET', KEYS[1], 'resv') == '1' then
+  redis.call('XADD', KEYS[6], '*', 'job', ARGV[10], 'user', redis.call('HGET', KEYS[1], 'user'))
 end
 local hook = redis.call('HGET', KEYS[1], 'webhook')
 if hook and hook ~= '' then

@@ -1,5 +1,6 @@
 -- Start a claimed job, or finish it without running when it must not run.
--- KEYS[1] job hash, KEYS[2] job stream, KEYS[3] result stream, KEYS[4] dead-letter stream
+-- KEYS[1] job hash, KEYS[2] job stream, KEYS[3] result stream, KEYS[4] dead-letter stream,
+-- KEYS[5] settle stream
 -- ARGV[1] group, ARGV[2] stream entry id, ARGV[3] worker, ARGV[4] max attempts,
 -- ARGV[5] ttl ms, ARGV[6] job id, ARGV[7] expired error, ARGV[8] dead error,
 -- ARGV[9] interrupted error, ARGV[10] cancelled error
@@ -18,6 +19,9 @@ local function finish(status, err, http)
   redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', status, 'error', err, 'http', http)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
+  if redis.call('HGET', KEYS[1], 'resv') == '1' then -- its reservation must be released
+    redis.call('XADD', KEYS[5], '*', 'job', ARGV[6], 'user', redis.call('HGET', KEYS[1], 'user'))
+  end
   ack()
 end
 

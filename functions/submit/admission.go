@@ -1,0 +1,89 @@
+package submit
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/sluice-ai/sluice/shared/admission"
+	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// reserve runs admission for a validated job: limits, lease and funds in one
+// Redis script. The rate-limit headers go on the response either way.
+func (s *service) reserve(w http.ResponseWriter, r *http.Request, p *sluice.Principal, req *openai.Request,
+	job *sluice.Job, async bool, timeout time.Duration) (*admission.Ticket, error) {
+	if s.Admission == nil {
+		return &admission.Ticket{}, nil
+	}
+	if err := s.Admission.CheckInput(p.Tier, req.MaxTokens); err != nil {
+		return nil, err
+	}
+	tk, err := s.Admission.Admit(r.Context(), admission.Request{JobID: job.ID, UserID: p.UserID, Tier: p.Tier,
+		Model: req.Model, PromptBytes: req.PromptBytes, Messages: req.Messages, MaxTokens: req.MaxTokens,
+		Choices: req.Choices, Async: async, Timeout: timeout})
+	tk.WriteHeaders(w.Header(), err != nil)
+	if err != nil {
+		return nil, err
+	}
+	job.Reserved = tk.Reserved
+	return tk, nil
+}
+
+// unreserve gives back a reservation whose job was not enqueued.
+func (s *service) unreserve(r *http.Request, tk *admission.Ticket) {
+	if s.Admission != nil {
+		s.Admission.Release(r.Context(), tk)
+	}
+}
+
+// holdSlot keeps a synchronous request's concurrency lease alive while it
+// waits; the returned func gives the slot back.
+func (s *service) holdSlot(r *http.Request, tk *admission.Ticket) func() {
+	if s.Admission == nil {
+		return func() {}
+	}
+	return s.Admission.KeepAlive(r.Context(), tk)
+}
+
+// cacheable: the caller opted in (`Sluice-Cache: on`) and the request is
+// deterministic and not streamed.
+func (s *service) cacheable(r *http.Request, req *openai.Request) bool {
+	return s.Admission != nil && req.Deterministic && !req.Stream && r.Header.Get("Sluice-Cache") == "on"
+}
+
+// serveCached answers a cacheable request from the response cache, if it
+// holds one: no GPU, billed at the model's cached_response price. It
+// reports whether it answered.
+func (s *service) serveCached(w http.ResponseWriter, r *http.Request, p *sluice.Principal, req *openai.Request,
+	job *sluice.Job, tk *admission.Ticket) bool {
+	if !s.cacheable(r, req) || !tk.Reserved {
+		return false
+	}
+	c, err := s.Admission.CacheGet(r.Context(), p.UserID, job.Model, job.Endpoint, job.Body)
+	if err != nil || c == nil || s.Admission.CacheHit(r.Context(), tk, p.KeyID, job.Model, job.Endpoint, c) != nil {
+		w.Header().Set("Sluice-Cache", "miss")
+		return false
+	}
+	s.holdSlot(r, tk)() // the slot is free at once; settlement drops the hold
+	w.Header().Set("Sluice-Job-Id", job.ID)
+	w.Header().Set("Sluice-Cache", "hit")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write([]byte(c.Result)) //nolint:errcheck // the client may be gone
+	return true
+}
+
+// cacheStore keeps a successful answer to a cacheable request.
+func (s *service) cacheStore(r *http.Request, job *sluice.Job, req *openai.Request, ev redisq.Event) {
+	if !s.cacheable(r, req) || ev.Status != sluice.JobSucceeded || ev.Result == "" {
+		return
+	}
+	if err := s.Admission.CachePut(context.WithoutCancel(r.Context()), job.UserID, job.Model, job.Endpoint, job.Body,
+		admission.Cached{Result: ev.Result, Usage: ev.Usage}); err != nil {
+		s.Log.WarnContext(r.Context(), "response cache write failed", slog.String("err", err.Error()))
+	}
+}

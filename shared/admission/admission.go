@@ -1,0 +1,377 @@
+// Package admission decides, in one atomic Redis script per request, whether
+// a request may run now: requests and tokens per rolling minute, concurrent
+// requests (leases that lapse when their holder dies), and the worst-case
+// cost held against the user's funds (monthly included tokens, then prepaid
+// credit, then postpaid overage up to a cap). Every terminal path of a job
+// emits a settle event; the Settler charges the real usage to the
+// append-only ledger in PostgreSQL and to the live counters in Redis, once
+// per job. The counters are a cache of ledger sums plus in-flight holds and
+// are loaded from the ledger when missing.
+package admission
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+var (
+	//go:embed lua/admit.lua
+	admitLua string
+	//go:embed lua/settle.lua
+	settleLua string
+	//go:embed lua/load.lua
+	loadLua string
+	//go:embed lua/grant.lua
+	grantLua string
+	//go:embed lua/lease.lua
+	leaseLua string
+
+	admitScript  = redis.NewScript(admitLua)
+	settleScript = redis.NewScript(settleLua)
+	loadScript   = redis.NewScript(loadLua)
+	grantScript  = redis.NewScript(grantLua)
+	leaseScript  = redis.NewScript(leaseLua)
+)
+
+// window is the rate limits' rolling window.
+const window = time.Minute
+
+// Ledger is the part of the store admission reads and writes.
+type Ledger interface {
+	LedgerBalance(ctx context.Context, userID, period string) (postgres.Balance, error)
+	LedgerSettle(ctx context.Context, es []postgres.LedgerEntry) (int64, error)
+}
+
+// Admitter admits requests against limits and funds.
+type Admitter struct {
+	cfg *config.Config
+	rdb redis.UniversalClient
+	db  Ledger
+	log *slog.Logger
+}
+
+// New builds an Admitter.
+func New(cfg *config.Config, rdb redis.UniversalClient, db Ledger, log *slog.Logger) *Admitter {
+	return &Admitter{cfg: cfg, rdb: rdb, db: db, log: log}
+}
+
+// Request is what admission needs to know about one inference request.
+type Request struct {
+	JobID       string
+	UserID      string
+	Tier        string
+	Model       *config.Model
+	PromptBytes int64 // UTF-8 bytes of the prompt (or token ids): bounds its tokens
+	Messages    int   // chat messages (each adds template tokens)
+	MaxTokens   int64 // 0: the engine may use the rest of the context
+	Choices     int64 // n; 0 means 1
+	Async       bool
+	Timeout     time.Duration // how long the job may take in all
+}
+
+// Ticket is admission's answer: the rate-limit figures for the headers and
+// whether a reservation (and a lease) was made.
+type Ticket struct {
+	JobID    string
+	UserID   string
+	Reserved bool // a hold and a lease exist: the job's end must settle
+	limits   limitState
+	retry    time.Duration // for a refusal: when to try again (0: unknown or never)
+}
+
+type limitState struct {
+	known             bool
+	reqLimit, reqLeft int64 // -1: unlimited
+	reqReset          time.Duration
+	tokLimit, tokLeft int64
+	tokReset          time.Duration
+}
+
+// Bounds returns the prompt bound and the completion bound admission holds.
+func (a *Admitter) Bounds(r Request) (prompt, completion int64) {
+	overhead := a.cfg.Admission.MessageOverheadTokens
+	prompt = r.PromptBytes + overhead*int64(r.Messages+1)
+	completion = r.MaxTokens
+	if completion == 0 {
+		floor := int64(max(a.cfg.Server.BytesPerTokenFloor, 1))
+		completion = max(int64(r.Model.MaxModelLen)-r.PromptBytes/floor, 1)
+	}
+	return prompt, completion * max(r.Choices, 1)
+}
+
+func limit(q config.Quantity) int64 {
+	if q.Kind == config.Fixed {
+		return q.Count()
+	}
+	return -1 // unlimited; 'custom' is unlimited until set per user
+}
+
+func (a *Admitter) tier(name string) config.Tier {
+	if t, ok := a.cfg.Tiers[name]; ok {
+		return t
+	}
+	return a.cfg.Tiers[sluice.TierFree]
+}
+
+// CheckInput applies the tier's input limits.
+func (a *Admitter) CheckInput(tier string, maxTokens int64) error {
+	if t := a.tier(tier); t.MaxTokens > 0 && maxTokens > t.MaxTokens {
+		return sluice.Invalid("max_tokens", sluice.CodeInvalidValue,
+			"max_tokens is %d, but the %s tier allows at most %d.", maxTokens, tier, t.MaxTokens)
+	}
+	return nil
+}
+
+// Admit runs the admission script for r. It always returns a ticket (its
+// headers belong on the response, refused or not); the error is the
+// refusal: rate_limit_exceeded, insufficient_quota, or 503 when Redis is
+// unreachable and admission fails closed.
+func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
+	tk := &Ticket{JobID: r.JobID, UserID: r.UserID}
+	if a.cfg.Admission.Disabled {
+		return tk, nil
+	}
+	t := a.tier(r.Tier)
+	prompt, completion := a.Bounds(r)
+	price := a.cfg.Pricing[r.Model.Name]
+	overCap := int64(0)
+	if t.Overage == config.OveragePostpaid {
+		overCap = int64(t.OverageCap)
+	}
+	holdFor := r.Timeout + a.cfg.Admission.HoldGrace
+	leaseFor := a.cfg.Admission.LeaseTTL
+	if r.Async { // nobody refreshes an async job's lease: it ends at settlement
+		leaseFor = holdFor
+	}
+	keys := keysOf(r.UserID).admit()
+	args := []any{r.JobID, limit(t.RateLimit), limit(t.TokensPerMinute), limit(t.Concurrency),
+		prompt, completion, int64(price.InputTokens), int64(price.OutputTokens), limit(t.IncludedCredits),
+		overCap, leaseFor.Milliseconds(), holdFor.Milliseconds(), r.Model.Name, window.Milliseconds()}
+	for attempt := 0; ; attempt++ {
+		res, err := admitScript.Run(ctx, a.rdb, keys, args...).Slice()
+		if err != nil {
+			return tk, a.unavailable(ctx, tk, err)
+		}
+		outcome, _ := res[0].(string)
+		detail, _ := res[1].(string)
+		tk.parse(res)
+		switch outcome {
+		case "ok":
+			tk.Reserved = true
+			return tk, nil
+		case "load":
+			if attempt > 0 {
+				return tk, a.unavailable(ctx, tk, errors.New("admission: counters did not load"))
+			}
+			if err := a.load(ctx, r.UserID, detail); err != nil {
+				return tk, err
+			}
+		case "quota":
+			return tk, &sluice.Error{Kind: sluice.KindQuota, Code: sluice.CodeInsufficientQuota,
+				Message: "You exceeded your current quota, please check your plan and billing details."}
+		default:
+			return tk, tk.refusal(detail, prompt+completion)
+		}
+	}
+}
+
+// parse reads the script's reply figures.
+func (tk *Ticket) parse(res []any) {
+	n := func(i int) int64 { v, _ := res[i].(int64); return v }
+	ms := func(i int) time.Duration { return time.Duration(n(i)) * time.Millisecond }
+	tk.retry = ms(2)
+	tk.limits = limitState{known: true, reqLimit: n(3), reqLeft: n(4), reqReset: ms(5),
+		tokLimit: n(6), tokLeft: n(7), tokReset: ms(8)}
+}
+
+func (tk *Ticket) refusal(which string, tokens int64) error {
+	l := tk.limits
+	var msg string
+	switch which {
+	case "requests":
+		msg = fmt.Sprintf("Rate limit reached on requests per min (RPM): Limit %d, Used %d, Requested 1. Please try again in %s.",
+			l.reqLimit, l.reqLimit-l.reqLeft, seconds(tk.retry))
+	case "tokens":
+		msg = fmt.Sprintf("Rate limit reached on tokens per min (TPM): Limit %d, Used %d, Requested %d. Please try again in %s.",
+			l.tokLimit, l.tokLimit-l.tokLeft, tokens, seconds(tk.retry))
+	case "tokens_max":
+		msg = fmt.Sprintf("Request too large on tokens per min (TPM): Limit %d, Requested %d (prompt bound plus max_tokens). Lower max_tokens or shorten the prompt.",
+			l.tokLimit, tokens)
+	default:
+		msg = fmt.Sprintf("Rate limit reached on concurrent requests. Please try again in %s.", seconds(tk.retry))
+	}
+	return &sluice.Error{Kind: sluice.KindRateLimited, Code: sluice.CodeRateLimitExceeded, Message: msg}
+}
+
+func seconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
+}
+
+// unavailable decides what a Redis failure means: 503 (fail closed), or, if
+// configured, an unlimited and uncharged admission.
+func (a *Admitter) unavailable(ctx context.Context, tk *Ticket, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	if a.cfg.Admission.FailOpen {
+		a.log.WarnContext(ctx, "admission unavailable; admitting without limits (fail_open)", slog.String("err", err.Error()))
+		return nil
+	}
+	return sluice.Unavailable("Admission control is unavailable (its Redis cannot be reached); the request was not run. Retry shortly.", err)
+}
+
+// load fills a user's live counters from the ledger (first use, or after
+// Redis lost them).
+func (a *Admitter) load(ctx context.Context, userID, period string) error {
+	b, err := a.db.LedgerBalance(ctx, userID, period)
+	if err != nil {
+		return sluice.Unavailable("Admission control is unavailable; retry shortly.", err)
+	}
+	args := []any{period, b.CreditMicros, b.IncludedTokens, b.OverageMicros}
+	for _, id := range b.GrantIDs {
+		args = append(args, id)
+	}
+	if err := loadScript.Run(ctx, a.rdb, []string{keysOf(userID).funds}, args...).Err(); err != nil {
+		return a.unavailable(ctx, &Ticket{}, err)
+	}
+	return nil
+}
+
+// WriteHeaders sets the x-ratelimit-* headers (and Retry-After on a
+// refusal). Unlimited dimensions have no headers.
+func (tk *Ticket) WriteHeaders(h http.Header, refused bool) {
+	l := tk.limits
+	if !l.known {
+		return
+	}
+	set := func(kind string, lim, left int64, reset time.Duration) {
+		if lim < 0 {
+			return
+		}
+		h.Set("x-ratelimit-limit-"+kind, strconv.FormatInt(lim, 10))
+		h.Set("x-ratelimit-remaining-"+kind, strconv.FormatInt(left, 10))
+		h.Set("x-ratelimit-reset-"+kind, seconds(reset))
+	}
+	set("requests", l.reqLimit, l.reqLeft, l.reqReset)
+	set("tokens", l.tokLimit, l.tokLeft, l.tokReset)
+	if refused && tk.retry > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64(math.Ceil(tk.retry.Seconds())), 10))
+		h.Set("retry-after-ms", strconv.FormatInt(tk.retry.Milliseconds(), 10))
+	}
+}
+
+// KeepAlive refreshes a synchronous request's lease until the returned stop
+// is called, which releases it. A process that dies stops refreshing, and
+// the lease lapses within admission.lease_ttl.
+func (a *Admitter) KeepAlive(ctx context.Context, tk *Ticket) (stop func()) {
+	if !tk.Reserved {
+		return func() {}
+	}
+	ttl := a.cfg.Admission.LeaseTTL
+	k := keysOf(tk.UserID).lease
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(ttl / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				leaseScript.Run(ctx, a.rdb, []string{k}, tk.JobID, ttl.Milliseconds()) //nolint:errcheck // a miss only shortens the lease
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer rcancel()
+		a.rdb.ZRem(rctx, k, tk.JobID) //nolint:errcheck // else it lapses within the lease ttl
+	}
+}
+
+// Release drops a hold whose job was never enqueued, charging nothing. The
+// enqueue usually failed because Redis did, so it retries in the background
+// for a while; a hold it cannot release lapses at its job's deadline plus
+// admission.hold_grace.
+func (a *Admitter) Release(ctx context.Context, tk *Ticket) {
+	if tk == nil || !tk.Reserved {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	go func() {
+		defer cancel()
+		for wait := 100 * time.Millisecond; ; wait = min(wait*2, 2*time.Second) {
+			err := settleScript.Run(ctx, a.rdb, keysOf(tk.UserID).settle(), tk.JobID, 0, 0, 0, 0).Err()
+			if err == nil {
+				return
+			}
+			if ctx.Err() != nil {
+				a.log.Warn("release failed; the hold lapses later", slog.String("job_id", tk.JobID), slog.String("err", err.Error()))
+				return
+			}
+			sleep(ctx, wait)
+		}
+	}()
+}
+
+// Grant applies a prepaid grant already in the ledger to the live balance.
+func Grant(ctx context.Context, rdb redis.UniversalClient, userID string, grantID, micros int64) error {
+	return grantScript.Run(ctx, rdb, []string{keysOf(userID).funds}, grantID, micros).Err()
+}
+
+// Live is a user's live counters as Redis holds them.
+type Live struct {
+	Loaded                                bool
+	Period                                string
+	Credit, IncludedUsed, OverageUsed     int64
+	HeldIncluded, HeldCredit, HeldOverage int64
+	Holds, Leases                         int64
+}
+
+// LiveCounters reads a user's live counters (for the CLI and the drill).
+func LiveCounters(ctx context.Context, rdb redis.UniversalClient, userID string) (Live, error) {
+	k := keysOf(userID)
+	v, err := rdb.HMGet(ctx, k.funds, "init", "per", "credit", "inc_used", "ov_used", "inc_held", "cr_held", "ov_held").Result()
+	if err != nil {
+		return Live{}, err
+	}
+	n := func(i int) int64 { s, _ := v[i].(string); x, _ := strconv.ParseInt(s, 10, 64); return x }
+	per, _ := v[1].(string)
+	l := Live{Loaded: v[0] == "1", Period: per, Credit: n(2), IncludedUsed: n(3), OverageUsed: n(4),
+		HeldIncluded: n(5), HeldCredit: n(6), HeldOverage: n(7)}
+	l.Holds, _ = rdb.HLen(ctx, k.holds).Result()
+	l.Leases, _ = rdb.ZCard(ctx, k.lease).Result()
+	return l, nil
+}
+
+// Holds lists a user's holds: job id → when the hold lapses if its job never
+// settles (for the CLI and the drill).
+func Holds(ctx context.Context, rdb redis.UniversalClient, userID string) (map[string]time.Time, error) {
+	zs, err := rdb.ZRangeWithScores(ctx, keysOf(userID).holdExp, 0, -1).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(zs))
+	for _, z := range zs {
+		id, _ := z.Member.(string)
+		out[id] = time.UnixMilli(int64(z.Score))
+	}
+	return out, nil
+}

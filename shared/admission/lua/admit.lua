@@ -1,0 +1,154 @@
+-- Admit one request for one user, atomically, by Redis's clock: requests and
+-- tokens per rolling minute, a concurrency lease, and the worst-case funds
+-- hold (included tokens, then prepaid credit, then postpaid overage).
+-- KEYS[1] funds hash, KEYS[2] holds hash, KEYS[3] hold expiry zset,
+-- KEYS[4] request log zset, KEYS[5] token log zset, KEYS[6] token amounts hash,
+-- KEYS[7] lease zset
+-- ARGV[1] job id, ARGV[2] requests/min (-1 none), ARGV[3] tokens/min (-1 none),
+-- ARGV[4] concurrency (-1 none), ARGV[5] prompt bound P, ARGV[6] max completion M,
+-- ARGV[7] input price, ARGV[8] output price (micro-dollars per token),
+-- ARGV[9] included tokens per month (-1 unlimited), ARGV[10] overage cap (0 none),
+-- ARGV[11] lease ms, ARGV[12] hold ms, ARGV[13] model, ARGV[14] window ms
+-- Returns {outcome, detail, retry ms, rpm limit, rpm left, rpm reset ms,
+--          tpm limit, tpm left, tpm reset ms}; outcome ok|limit|quota|load.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local job = ARGV[1]
+local rpm, tpm, conc = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local P, M = tonumber(ARGV[5]), tonumber(ARGV[6])
+local pin, pout = tonumber(ARGV[7]), tonumber(ARGV[8])
+local incLimit, ovCap = tonumber(ARGV[9]), tonumber(ARGV[10])
+local window = tonumber(ARGV[14])
+local T = P + M
+
+-- The calendar month (UTC) of now, from days since the epoch.
+local function period(ms)
+  local z = math.floor(ms / 86400000) + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d', y, m)
+end
+local per = period(now)
+
+if redis.call('HGET', KEYS[1], 'init') ~= '1' then
+  return {'load', per, 0, 0, 0, 0, 0, 0, 0}
+end
+local function num(k) return tonumber(redis.call('HGET', KEYS[1], k) or '0') end
+if redis.call('HGET', KEYS[1], 'per') ~= per then -- a new month: its own allowance
+  redis.call('HSET', KEYS[1], 'per', per, 'inc_used', 0, 'ov_used', 0)
+end
+
+-- Holds whose jobs never settled (their submit died before enqueueing) lapse.
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 32)
+for _, j in ipairs(lapsed) do
+  local h = redis.call('HGET', KEYS[2], j)
+  if h then
+    local f = {}
+    for v in string.gmatch(h, '[^|]+') do f[#f + 1] = v end
+    redis.call('HINCRBY', KEYS[1], 'inc_held', 0 - tonumber(f[5]))
+    redis.call('HINCRBY', KEYS[1], 'cr_held', 0 - tonumber(f[6]))
+    redis.call('HINCRBY', KEYS[1], 'ov_held', 0 - tonumber(f[7]))
+    redis.call('HDEL', KEYS[2], j)
+  end
+  redis.call('ZREM', KEYS[3], j)
+  redis.call('ZREM', KEYS[7], j)
+end
+
+-- Rolling-minute windows.
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - window)
+local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - window)
+if #old > 0 then
+  local gone = 0
+  for _, j in ipairs(old) do
+    gone = gone + tonumber(redis.call('HGET', KEYS[6], j) or '0')
+    redis.call('HDEL', KEYS[6], j)
+  end
+  redis.call('HINCRBY', KEYS[6], '_sum', 0 - gone)
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - window)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
+
+local reqs = redis.call('ZCARD', KEYS[4])
+local toks = tonumber(redis.call('HGET', KEYS[6], '_sum') or '0')
+-- When the oldest entry leaves the window.
+local function resetOf(key)
+  local o = redis.call('ZRANGE', KEYS[key], 0, 0, 'WITHSCORES')
+  if #o == 0 then return 0 end
+  return math.max(tonumber(o[2]) + window - now, 0)
+end
+local function reply(outcome, detail, retry, admitted)
+  local a = admitted and 1 or 0
+  local rl, rr, tl, tr = rpm, -1, tpm, -1
+  if rpm >= 0 then rr = math.max(rpm - reqs - a, 0) end
+  if tpm >= 0 then tr = math.max(tpm - toks - (admitted and T or 0), 0) end
+  return {outcome, detail, retry, rl, rr, resetOf(4), tl, tr, resetOf(5)}
+end
+
+if rpm >= 0 and reqs >= rpm then
+  return reply('limit', 'requests', resetOf(4), false)
+end
+if tpm >= 0 and toks + T > tpm then
+  if T > tpm then
+    return reply('limit', 'tokens_max', 0, false)
+  end
+  -- Wait until enough of the window's tokens have left it.
+  local es = redis.call('ZRANGE', KEYS[5], 0, -1, 'WITHSCORES')
+  local left, retry = toks, window
+  for i = 1, #es, 2 do
+    left = left - tonumber(redis.call('HGET', KEYS[6], es[i]) or '0')
+    if left + T <= tpm then
+      retry = math.max(tonumber(es[i + 1]) + window - now, 0)
+      break
+    end
+  end
+  return reply('limit', 'tokens', retry, false)
+end
+if conc >= 0 and redis.call('ZCARD', KEYS[7]) >= conc then
+  local o = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
+  return reply('limit', 'concurrency', math.max(tonumber(o[2]) - now, 1000), false)
+end
+
+-- Funds: the worst case, paid in order.
+local inc = T
+if incLimit >= 0 then
+  inc = math.min(T, math.max(incLimit - num('inc_used') - num('inc_held'), 0))
+end
+local inRest = math.max(P - inc, 0)
+local outRest = T - inc - inRest
+local money = inRest * pin + outRest * pout
+local cr = math.min(money, math.max(num('credit') - num('cr_held'), 0))
+local ov = money - cr
+if ov > 0 and (ovCap <= 0 or num('ov_used') + num('ov_held') + ov > ovCap) then
+  return reply('quota', ovCap > 0 and 'cap' or 'funds', 0, false)
+end
+
+-- An unlimited dimension keeps no log.
+if rpm >= 0 then
+  redis.call('ZADD', KEYS[4], now, job)
+  redis.call('PEXPIRE', KEYS[4], window * 2)
+end
+if tpm >= 0 then
+  redis.call('ZADD', KEYS[5], now, job)
+  redis.call('HSET', KEYS[6], job, T)
+  redis.call('HINCRBY', KEYS[6], '_sum', T)
+  redis.call('PEXPIRE', KEYS[5], window * 2)
+  redis.call('PEXPIRE', KEYS[6], window * 2)
+end
+redis.call('ZADD', KEYS[7], now + tonumber(ARGV[11]), job)
+if redis.call('PTTL', KEYS[7]) < tonumber(ARGV[11]) then -- never shorten another lease's life
+  redis.call('PEXPIRE', KEYS[7], tonumber(ARGV[11]))
+end
+-- P|M|pin|pout|inc|cr|ov|period|model
+redis.call('HSET', KEYS[2], job, string.format('%d|%d|%d|%d|%d|%d|%d|%s|%s',
+  P, M, pin, pout, inc, cr, ov, per, ARGV[13]))
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[12]), job)
+redis.call('HINCRBY', KEYS[1], 'inc_held', inc)
+redis.call('HINCRBY', KEYS[1], 'cr_held', cr)
+redis.call('HINCRBY', KEYS[1], 'ov_held', ov)
+return reply('ok', per, 0, true)

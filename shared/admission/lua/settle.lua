@@ -1,0 +1,30 @@
+-- Settle a job's hold to what it used, once: the hold goes, the charge
+-- (computed from the hold and the engine's count, the same numbers the ledger
+-- row got) lands on the live counters, the token window learns the real
+-- count, the lease returns. A second call finds no hold and does nothing.
+-- KEYS[1] funds hash, KEYS[2] holds hash, KEYS[3] hold expiry zset,
+-- KEYS[4] token amounts hash, KEYS[5] lease zset
+-- ARGV[1] job id, ARGV[2] included tokens used, ARGV[3] credit spent,
+-- ARGV[4] overage, ARGV[5] tokens used
+-- Returns 1 if this call settled the job, 0 if it was settled already.
+local h = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if not h then return 0 end
+local f = {}
+for v in string.gmatch(h, '[^|]+') do f[#f + 1] = v end
+redis.call('HINCRBY', KEYS[1], 'inc_held', 0 - tonumber(f[5]))
+redis.call('HINCRBY', KEYS[1], 'cr_held', 0 - tonumber(f[6]))
+redis.call('HINCRBY', KEYS[1], 'ov_held', 0 - tonumber(f[7]))
+redis.call('HINCRBY', KEYS[1], 'credit', 0 - tonumber(ARGV[3]))
+if redis.call('HGET', KEYS[1], 'per') == f[8] then -- else it counted in a month now over
+  redis.call('HINCRBY', KEYS[1], 'inc_used', tonumber(ARGV[2]))
+  redis.call('HINCRBY', KEYS[1], 'ov_used', tonumber(ARGV[4]))
+end
+local was = redis.call('HGET', KEYS[4], ARGV[1])
+if was then
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
+  redis.call('HINCRBY', KEYS[4], '_sum', tonumber(ARGV[5]) - tonumber(was))
+end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1

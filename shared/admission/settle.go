@@ -1,0 +1,269 @@
+package admission
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// Settler turns ended jobs' holds into charges. Every terminal path of a
+// reserved job (completion, cancel, expiry, dead-letter, interruption) adds
+// the job to its model tag's settle stream in the same script that ends it;
+// any number of settlers (one runs in every process that calls app.Start)
+// share the stream through a consumer group, and an entry claimed by a
+// process that died is taken over after admission.settle_idle.
+//
+// Settling one job: read its hold (gone: settled already), read its usage
+// from the job hash, split it (Hold.Split), append the ledger row (unique
+// by job id), then settle.lua (a no-op if the hold is gone), then ack. A
+// crash between steps repeats them, and each is idempotent.
+type Settler struct {
+	a    *Admitter
+	name string
+}
+
+// Settler returns a settler consuming as name.
+func (a *Admitter) Settler(name string) *Settler { return &Settler{a: a, name: name} }
+
+func (s *Settler) streams() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range s.a.cfg.Inference.Models {
+		k := redisq.SettleKey(redisq.Tag(m.Name))
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Run settles until ctx ends.
+func (s *Settler) Run(ctx context.Context) {
+	if s.a.cfg.Admission.Disabled {
+		return
+	}
+	rdb, log := s.a.rdb, s.a.log
+	streams := s.streams()
+	ready := false
+	lastClaim := time.Time{}
+	for ctx.Err() == nil {
+		if !ready {
+			ready = true
+			for _, st := range streams {
+				err := rdb.XGroupCreateMkStream(ctx, st, settleGroup, "0").Err()
+				if err != nil && !isBusyGroup(err) {
+					ready = false
+				}
+			}
+			if !ready {
+				sleep(ctx, time.Second)
+				continue
+			}
+		}
+		var msgs []entry
+		if time.Since(lastClaim) > s.a.cfg.Admission.SettleIdle/2 {
+			lastClaim = time.Now()
+			for _, st := range streams {
+				ms, _, err := rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: st, Group: settleGroup,
+					Consumer: s.name, MinIdle: s.a.cfg.Admission.SettleIdle, Start: "0", Count: 100}).Result()
+				if err == nil {
+					for _, m := range ms {
+						msgs = append(msgs, entry{st, m})
+					}
+				}
+			}
+		}
+		if len(msgs) == 0 {
+			args := &redis.XReadGroupArgs{Group: settleGroup, Consumer: s.name, Count: 100, Block: time.Second}
+			args.Streams = append(append(args.Streams, streams...), repeat(">", len(streams))...)
+			res, err := rdb.XReadGroup(ctx, args).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				if ctx.Err() == nil {
+					if isNoGroup(err) {
+						ready = false
+					}
+					log.Warn("settle read failed", slog.String("err", err.Error()))
+					sleep(ctx, time.Second)
+				}
+				continue
+			}
+			for _, st := range res {
+				for _, m := range st.Messages {
+					msgs = append(msgs, entry{st.Stream, m})
+				}
+			}
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		ended := make([]Ended, len(msgs))
+		for i, e := range msgs {
+			ended[i].JobID, _ = e.msg.Values["job"].(string)
+			ended[i].UserID, _ = e.msg.Values["user"].(string)
+		}
+		if err := s.a.SettleMany(ctx, ended); err != nil {
+			log.Warn("settlement failed; it will be retried", slog.Int("jobs", len(ended)), slog.String("err", err.Error()))
+			sleep(ctx, time.Second)
+			continue // left pending: reclaimed after settle_idle
+		}
+		pipe := rdb.Pipeline()
+		for _, e := range msgs {
+			pipe.XAck(ctx, e.stream, settleGroup, e.msg.ID)
+			pipe.XDel(ctx, e.stream, e.msg.ID)
+		}
+		pipe.Exec(ctx) //nolint:errcheck // a lost ack repeats an idempotent settlement
+	}
+}
+
+type entry struct {
+	stream string
+	msg    redis.XMessage
+}
+
+// Ended is a job whose end awaits settlement.
+type Ended struct{ JobID, UserID string }
+
+// Settle charges one ended job's real usage against its hold, once.
+func (a *Admitter) Settle(ctx context.Context, jobID, userID string) error {
+	return a.SettleMany(ctx, []Ended{{jobID, userID}})
+}
+
+// SettleMany settles a batch of ended jobs in three round trips: read the
+// holds and usages (one pipeline), append their ledger rows (one
+// statement), apply settle.lua to each (one pipeline). Each step is
+// idempotent, so a batch cut short by a crash is simply settled again.
+func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
+	pipe := a.rdb.Pipeline()
+	holds := make([]*redis.StringCmd, len(ended))
+	usages := make([]*redis.SliceCmd, len(ended))
+	for i, e := range ended {
+		if e.JobID == "" || e.UserID == "" || redisq.JobTag(e.JobID) == "" {
+			continue
+		}
+		holds[i] = pipe.HGet(ctx, keysOf(e.UserID).holds, e.JobID)
+		usages[i] = pipe.HMGet(ctx, redisq.JobKey(e.JobID), "usage", "cache")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	type settlement struct {
+		e      Ended
+		c      Charge
+		tokens int64
+	}
+	var todo []settlement
+	var rows []postgres.LedgerEntry
+	for i, e := range ended {
+		if holds[i] == nil {
+			continue
+		}
+		hs, err := holds[i].Result()
+		if errors.Is(err, redis.Nil) { // settled before; the lease may linger
+			a.rdb.ZRem(ctx, keysOf(e.UserID).lease, e.JobID) //nolint:errcheck
+			continue
+		}
+		h, err := parseHold(hs)
+		if err != nil {
+			a.log.Error("unreadable hold left to lapse", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+			continue
+		}
+		var u sluice.Usage
+		kind := "usage"
+		if v, err := usages[i].Result(); err == nil {
+			if raw, _ := v[0].(string); raw != "" {
+				if err := json.Unmarshal([]byte(raw), &u); err != nil {
+					a.log.Error("unreadable usage; settled as none", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+				}
+			}
+			if v[1] == "1" { // served from the cache: its own price, no included tokens
+				kind = "cache"
+				p := int64(a.cfg.Pricing[h.Model].CachedResponse)
+				h.InputPrice, h.OutputPrice, h.Included = p, p, 0
+			}
+		}
+		c := h.Split(u.PromptTokens, u.CompletionTokens)
+		if c.Unbilled > 0 {
+			a.log.Warn("usage past the reservation was not charged", slog.String("job_id", e.JobID),
+				slog.Int64("unbilled_micros", c.Unbilled), slog.Int64("prompt_tokens", u.PromptTokens),
+				slog.Int64("prompt_bound", h.PromptBound))
+		}
+		tokens := u.PromptTokens + u.CompletionTokens
+		todo = append(todo, settlement{e, c, tokens})
+		if tokens > 0 {
+			rows = append(rows, postgres.LedgerEntry{UserID: e.UserID, Kind: kind, JobID: e.JobID, Period: h.Period, Model: h.Model,
+				PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
+				IncludedTokens: c.Included, CreditMicros: c.Credit, OverageMicros: c.Overage})
+		}
+	}
+	if _, err := a.db.LedgerSettle(ctx, rows); err != nil {
+		return err
+	}
+	run := func(s settlement) *redis.Cmd {
+		return settleScript.Run(ctx, a.rdb, keysOf(s.e.UserID).settle(), s.e.JobID, s.c.Included, s.c.Credit, s.c.Overage, s.tokens)
+	}
+	pipe = a.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(todo))
+	for i, s := range todo {
+		cmds[i] = settleScript.EvalSha(ctx, pipe, keysOf(s.e.UserID).settle(), s.e.JobID, s.c.Included, s.c.Credit, s.c.Overage, s.tokens)
+	}
+	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
+	var errs []error
+	for i, c := range cmds {
+		err := c.Err()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			err = run(todo[i]).Err()
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func repeat(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+func isBusyGroup(err error) bool {
+	return err != nil && len(err.Error()) >= 9 && err.Error()[:9] == "BUSYGROUP"
+}
+
+func isNoGroup(err error) bool {
+	return err != nil && len(err.Error()) >= 7 && err.Error()[:7] == "NOGROUP"
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// ConsumerName is a settle-stream consumer name unique to this process.
+func ConsumerName(base string) string {
+	if base == "" {
+		base, _ = os.Hostname()
+	}
+	b := make([]byte, 4)
+	rand.Read(b) //nolint:errcheck // crypto/rand never fails on Linux
+	return fmt.Sprintf("%s-%d-%s", base, os.Getpid(), hex.EncodeToString(b))
+}

@@ -1,0 +1,30 @@
+-- Queries of the credit ledger (migration 003).
+
+-- name: LedgerGrant
+INSERT INTO credit_ledger (user_id, kind, period, credit_micros, note)
+VALUES ($1, 'grant', $2, $3, $4)
+RETURNING id;
+
+-- name: LedgerSettle
+-- A batch of settled jobs, one row per job; a settlement that runs again
+-- writes nothing. Credit spent is stored negated.
+INSERT INTO credit_ledger (user_id, kind, job_id, period, model_name, prompt_tokens,
+                           completion_tokens, included_tokens, credit_micros, overage_micros)
+SELECT u, k, j, p, m, pt, ct, it, -cr, ov
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+            $8::bigint[], $9::bigint[], $10::bigint[]) AS t(u, k, j, p, m, pt, ct, it, cr, ov)
+ON CONFLICT (job_id) DO NOTHING;
+
+-- name: LedgerBalance
+-- A user's balances as the ledger says: prepaid credit (all time), included
+-- tokens and overage used in one period, and the grant ids (the live counters
+-- record which grants they hold, so a grant is never counted twice).
+SELECT COALESCE(SUM(credit_micros), 0)::bigint,
+       COALESCE(SUM(included_tokens) FILTER (WHERE period = $2), 0)::bigint,
+       COALESCE(SUM(overage_micros) FILTER (WHERE period = $2), 0)::bigint,
+       COALESCE(array_agg(id) FILTER (WHERE kind = 'grant'), '{}')::bigint[]
+FROM credit_ledger WHERE user_id = $1;
+
+-- name: UserByEmail
+SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at
+FROM users WHERE email = lower($1);
