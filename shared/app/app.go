@@ -65,12 +65,12 @@ func OpenWith(ctx context.Context, cfg *config.Config, log *slog.Logger, topts t
 		return nil, err
 	}
 	d := &Deps{
-		Config:   cfg,
-		Log:      log,
-		DB:       db,
-		Redis:    rdb,
-		Queue:    NewQueue(cfg, rdb),
-		Verifier: NewVerifier(cfg, db, log),
+		Config:    cfg,
+		Log:       log,
+		DB:        db,
+		Redis:     rdb,
+		Queue:     NewQueue(cfg, rdb),
+		Verifier:  NewVerifier(cfg, db, log),
 		Admission: admission.New(cfg, rdb, db, log),
 	}
 	if d.Telemetry, err = openTelemetry(ctx, d, topts); err != nil {

@@ -49,8 +49,8 @@ type Job struct {
 	// Reserved: admission holds funds and a slot for the job, so its end
 	// must be settled (every terminal path emits a settle event).
 	Reserved  bool      `json:"reserved,omitempty"`
-	CreatedAt  time.Time       `json:"created_at"`
-	Deadline   time.Time       `json:"deadline"`
+	CreatedAt time.Time `json:"created_at"`
+	Deadline  time.Time `json:"deadline"`
 	// Trace is the W3C traceparent of the request that created the job, so
 	// the worker's spans join the client's trace; empty with tracing off.
 	Trace string `json:"trace,omitempty"`
