@@ -8,12 +8,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -277,13 +279,26 @@ func (s *service) deleteMe(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// deleteUser revokes every credential at once and scrubs the account; usage
-// and ledger rows stay for accounting under the (now pseudonymous) user id.
+// deleteUser revokes every credential at once, scrubs the account and erases
+// its stored prompts and results; usage and ledger rows stay for accounting
+// under the (now pseudonymous) user id.
 func (s *service) deleteUser(r *http.Request, userID string) error {
 	if err := s.DB.DeleteUser(r.Context(), userID); err != nil {
 		return err
 	}
-	return s.evictUser(r.Context(), userID)
+	if err := s.evictUser(r.Context(), userID); err != nil {
+		return err
+	}
+	models := make([]string, len(s.Config.Inference.Models))
+	for i, m := range s.Config.Inference.Models {
+		models[i] = m.Name
+	}
+	n, err := redisq.New(s.Redis, redisq.Options{}).EraseUserJobs(r.Context(), userID, models)
+	if err != nil {
+		return sluice.Unavailable("The account is deleted, but its stored results could not all be erased now; they expire with jobs.result_ttl.", err)
+	}
+	s.Log.InfoContext(r.Context(), "erased stored jobs of a deleted account", slog.String("user_id", userID), slog.Int("jobs", n))
+	return nil
 }
 
 // evictUser tells every instance's verifier to forget the user's credentials.

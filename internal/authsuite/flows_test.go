@@ -10,6 +10,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -153,6 +154,12 @@ func TestAccountDeletion(t *testing.T) {
 	if _, err := e.db.InsertUsage(ctx, []sluice.UsageEvent{ev}); err != nil {
 		t.Fatal(err)
 	}
+	// A stored job: its prompt (and later result) must go with the account.
+	job := &sluice.Job{ID: redisq.NewJobID(e.models[0]), UserID: id, Model: e.models[0], Endpoint: sluice.EndpointChat,
+		Body: []byte(`{"messages":[{"role":"user","content":"my secret prompt"}]}`), Priority: 2}
+	if err := e.deps.Queue.Enqueue(ctx, job, time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	if st, _ := e.call("DELETE", "/auth/v1/me", access, map[string]string{"password": "wrong password"}); st != 403 {
 		t.Fatalf("deletion without re-authentication = %d", st)
 	}
@@ -169,6 +176,9 @@ func TestAccountDeletion(t *testing.T) {
 	}
 	if rows, _ := e.db.UsageForUser(ctx, id); len(rows) != 1 {
 		t.Errorf("usage kept for accounting: %d rows, want 1", len(rows))
+	}
+	if js, err := e.deps.Queue.Get(ctx, job.ID, ""); err == nil {
+		t.Errorf("the deleted account's stored job is still there: %+v", js)
 	}
 	// The address is free again.
 	e.must(201, "POST", "/auth/v1/signup", "", map[string]string{"email": email, "password": "a new account"})

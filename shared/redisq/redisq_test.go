@@ -331,3 +331,27 @@ func TestClaimLowestFirst(t *testing.T) {
 		t.Fatalf("normal claim: %v %v", es, err)
 	}
 }
+
+// TestEraseUserJobs: an account's stored jobs (prompts and results) go; other
+// users' stay.
+func TestEraseUserJobs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{})
+	mine := b.enqueue(t, time.Minute) // user u1
+	other := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: "u2", Model: b.model, Endpoint: sluice.EndpointChat,
+		Body: json.RawMessage(`{}`), Priority: 1}
+	if err := b.q.Enqueue(ctx, other, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.q.EraseUserJobs(ctx, "u1", []string{b.model})
+	if err != nil || n != 1 {
+		t.Fatalf("erased %d, %v; want 1", n, err)
+	}
+	if _, err := b.q.Get(ctx, mine.ID, ""); err == nil {
+		t.Fatal("the deleted user's job is still readable")
+	}
+	if _, err := b.q.Get(ctx, other.ID, "u2"); err != nil {
+		t.Fatalf("another user's job was erased: %v", err)
+	}
+}
