@@ -191,6 +191,7 @@ pricing: null # the built-in prices name the built-in models
 worker:
   claim_idle: %s
   heartbeat: 1s
+  listen: "off" # several workers share this machine: no metrics port each
 `, model, strings.Join(simURLs(sims), ", "), d.o.claimIdle)
 	if err := os.WriteFile(cfgPath, []byte(yml), 0o600); err != nil {
 		return err

@@ -178,6 +178,7 @@ jobs:
 worker:
   claim_idle: 3s
   heartbeat: 1s
+  listen: "off" # several workers share this machine: no metrics port each
 `, model, sim.URL, model, m.o.rpm, m.o.leaseTTL)
 	if err := os.WriteFile(cfgPath, []byte(yml), 0o600); err != nil {
 		return err
