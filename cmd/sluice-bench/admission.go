@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/sluice-ai/sluice/internal/scratch"
 	"io"
 	"log/slog"
 	"net/http"
@@ -39,17 +40,17 @@ func benchAdmission(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 func runAdmissionBench(ctx context.Context, n, redisDB int, w io.Writer) error {
-	adminURL := firstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "BENCH_DATABASE_URL", "TEST_DATABASE_URL")
-	dbURL, dropDB, err := createDatabase(ctx, adminURL, "sluice_bench_")
+	adminURL := scratch.FirstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "BENCH_DATABASE_URL", "TEST_DATABASE_URL")
+	dbURL, dropDB, err := scratch.CreateDatabase(ctx, adminURL, "sluice_bench_")
 	if err != nil {
 		return err
 	}
 	defer dropDB()
-	redisURL, err := redisDBURL(firstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), redisDB)
+	redisURL, err := scratch.RedisDBURL(scratch.FirstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), redisDB)
 	if err != nil {
 		return err
 	}
-	rdb, err := flushRedis(ctx, redisURL)
+	rdb, err := scratch.FlushRedis(ctx, redisURL)
 	if err != nil {
 		return err
 	}
@@ -75,7 +76,7 @@ tiers:
 	if err != nil {
 		return err
 	}
-	cfg.Env = config.Env{DatabaseURL: dbURL, RedisURL: redisURL, KeyPepper: randHex(32), WebhookSecret: randHex(32)}
+	cfg.Env = config.Env{DatabaseURL: dbURL, RedisURL: redisURL, KeyPepper: scratch.RandHex(32), WebhookSecret: scratch.RandHex(32)}
 	d, err := app.Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
@@ -87,7 +88,7 @@ tiers:
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|")
 	for _, c := range []int{1, 32} {
 		// A fresh user per level: the funds come from overage, past the included tokens.
-		u, err := d.DB.UpsertUser(ctx, fmt.Sprintf("bench-%d-%s@example.com", c, randHex(4)), "free", "user")
+		u, err := d.DB.UpsertUser(ctx, fmt.Sprintf("bench-%d-%s@example.com", c, scratch.RandHex(4)), "free", "user")
 		if err != nil {
 			return err
 		}

@@ -24,16 +24,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sluice-ai/sluice/internal/scratch"
 	"io"
 	"math"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -164,17 +162,17 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 	}()
 
 	// Database and Redis of our own.
-	adminURL := firstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "BENCH_DATABASE_URL", "TEST_DATABASE_URL")
-	dbURL, dropDB, err := createDatabase(ctx, adminURL, "sluice_bench_")
+	adminURL := scratch.FirstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "BENCH_DATABASE_URL", "TEST_DATABASE_URL")
+	dbURL, dropDB, err := scratch.CreateDatabase(ctx, adminURL, "sluice_bench_")
 	if err != nil {
 		return "", err
 	}
 	defer dropDB()
-	redisURL, err := redisDBURL(firstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), o.redisDB)
+	redisURL, err := scratch.RedisDBURL(scratch.FirstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), o.redisDB)
 	if err != nil {
 		return "", err
 	}
-	rdb, err := flushRedis(ctx, redisURL)
+	rdb, err := scratch.FlushRedis(ctx, redisURL)
 	if err != nil {
 		return "", err
 	}
@@ -246,10 +244,10 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 		} {
 			url := redisURL
 			if i > 0 {
-				if url, err = redisDBURL(firstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), o.redisDB+i); err != nil {
+				if url, err = scratch.RedisDBURL(scratch.FirstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), o.redisDB+i); err != nil {
 					return "", err
 				}
-				extra, err := flushRedis(ctx, url)
+				extra, err := scratch.FlushRedis(ctx, url)
 				if err != nil {
 					return "", err
 				}
@@ -657,81 +655,4 @@ func loadAvg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
-}
-
-// firstEnv returns the first set variable of names, or def.
-func firstEnv(def string, names ...string) string {
-	for _, n := range names {
-		if v := os.Getenv(n); v != "" {
-			return v
-		}
-	}
-	return def
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b) //nolint:errcheck // crypto/rand never fails on Linux
-	return hex.EncodeToString(b)
-}
-
-// createDatabase creates a fresh database next to adminURL's and returns its
-// URL and a function that drops it.
-func createDatabase(ctx context.Context, adminURL, prefix string) (string, func(), error) {
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("database URL: %w", err)
-	}
-	name := prefix + randHex(6)
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(cctx, adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("PostgreSQL at %s: %w", u.Redacted(), err)
-	}
-	defer conn.Close(context.WithoutCancel(cctx))
-	if _, err := conn.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", nil, fmt.Errorf("create database: %w", err)
-	}
-	drop := func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer dcancel()
-		c, err := pgx.Connect(dctx, adminURL)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "sluice-bench: drop database:", err)
-			return
-		}
-		defer c.Close(dctx)
-		if _, err := c.Exec(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			fmt.Fprintln(os.Stderr, "sluice-bench: drop database:", err)
-		}
-	}
-	u.Path = "/" + name
-	return u.String(), drop, nil
-}
-
-// redisDBURL returns base with its database index replaced by db.
-func redisDBURL(base string, db int) (string, error) {
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		return "", fmt.Errorf("redis URL %q: want redis://host:port[/db]", base)
-	}
-	u.Path = "/" + strconv.Itoa(db)
-	return u.String(), nil
-}
-
-// flushRedis connects to url and empties its database.
-func flushRedis(ctx context.Context, url string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, err
-	}
-	c := redis.NewClient(opt)
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := c.FlushDB(fctx).Err(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("redis: %w", err)
-	}
-	return c, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sluice-ai/sluice/internal/scratch"
 	"io"
 	"log/slog"
 	"net"
@@ -58,17 +59,17 @@ func startFleet(ctx context.Context, o options, seqs int, ttft, itl time.Duratio
 			os.RemoveAll(dir)
 		}
 	})
-	adminURL := firstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "BENCH_DATABASE_URL", "TEST_DATABASE_URL")
-	dbURL, dropDB, err := createDatabase(ctx, adminURL, "sluice_bench_")
+	adminURL := scratch.FirstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "BENCH_DATABASE_URL", "TEST_DATABASE_URL")
+	dbURL, dropDB, err := scratch.CreateDatabase(ctx, adminURL, "sluice_bench_")
 	if err != nil {
 		return fail(err)
 	}
 	closers = append(closers, dropDB)
-	redisURL, err := redisDBURL(firstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), o.redisDB)
+	redisURL, err := scratch.RedisDBURL(scratch.FirstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), o.redisDB)
 	if err != nil {
 		return fail(err)
 	}
-	if f.rdb, err = flushRedis(ctx, redisURL); err != nil {
+	if f.rdb, err = scratch.FlushRedis(ctx, redisURL); err != nil {
 		return fail(err)
 	}
 	closers = append(closers, func() {
@@ -98,8 +99,8 @@ func startFleet(ctx context.Context, o options, seqs int, ttft, itl time.Duratio
 	if err != nil {
 		return fail(err)
 	}
-	cfg.Env = config.Env{DatabaseURL: dbURL, RedisURL: redisURL, KeyPepper: randHex(32),
-		WebhookSecret: randHex(32), Addr: "127.0.0.1:0", WorkerName: "bench-worker"}
+	cfg.Env = config.Env{DatabaseURL: dbURL, RedisURL: redisURL, KeyPepper: scratch.RandHex(32),
+		WebhookSecret: scratch.RandHex(32), Addr: "127.0.0.1:0", WorkerName: "bench-worker"}
 	logf, err := os.Create(filepath.Join(dir, "sluice.log"))
 	if err != nil {
 		return fail(err)

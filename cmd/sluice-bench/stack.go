@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluice-ai/sluice/internal/scratch"
 	"io"
 	"log/slog"
 	"net"
@@ -24,8 +25,8 @@ func startStack(ctx context.Context, dir, yml, dbURL, redisURL string, progress 
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg.Env = config.Env{DatabaseURL: dbURL, RedisURL: redisURL, KeyPepper: randHex(32),
-		WebhookSecret: randHex(32), Addr: "127.0.0.1:0", WorkerName: "bench-worker-" + filepath.Base(dir)}
+	cfg.Env = config.Env{DatabaseURL: dbURL, RedisURL: redisURL, KeyPepper: scratch.RandHex(32),
+		WebhookSecret: scratch.RandHex(32), Addr: "127.0.0.1:0", WorkerName: "bench-worker-" + filepath.Base(dir)}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
 	}

@@ -24,15 +24,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sluice-ai/sluice/internal/scratch"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -145,7 +143,7 @@ func (d *drill) run(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { cleanup(err != nil || d.o.keep) }()
-	redisURL, err := redisDBURL(firstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), d.o.redisDB)
+	redisURL, err := scratch.RedisDBURL(scratch.FirstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), d.o.redisDB)
 	if err != nil {
 		return err
 	}
@@ -202,8 +200,8 @@ worker:
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	d.base = "http://" + addr
-	d.env = append(cleanEnv(), "DATABASE_URL="+d.dbURL, "REDIS_URL="+redisURL, "SLUICE_KEY_PEPPER="+randHex(32),
-		"SLUICE_WEBHOOK_SECRET="+randHex(32), "SLUICE_ADDR="+addr, "SLUICE_CONFIG="+cfgPath)
+	d.env = append(cleanEnv(), "DATABASE_URL="+d.dbURL, "REDIS_URL="+redisURL, "SLUICE_KEY_PEPPER="+scratch.RandHex(32),
+		"SLUICE_WEBHOOK_SECRET="+scratch.RandHex(32), "SLUICE_ADDR="+addr, "SLUICE_CONFIG="+cfgPath)
 	d.hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}}
 
 	// 5. The functions, then the two workers.
@@ -823,65 +821,4 @@ func cleanEnv() []string {
 		out = append(out, kv)
 	}
 	return out
-}
-
-// firstEnv returns the first set variable of names, or def.
-func firstEnv(def string, names ...string) string {
-	for _, n := range names {
-		if v := os.Getenv(n); v != "" {
-			return v
-		}
-	}
-	return def
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b) //nolint:errcheck // crypto/rand never fails on Linux
-	return hex.EncodeToString(b)
-}
-
-// createDatabase creates a fresh database next to adminURL's and returns its
-// URL and a function that drops it.
-func createDatabase(ctx context.Context, adminURL, prefix string) (string, func(), error) {
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("database URL: %w", err)
-	}
-	name := prefix + randHex(6)
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(cctx, adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("PostgreSQL at %s: %w", u.Redacted(), err)
-	}
-	defer conn.Close(context.WithoutCancel(cctx))
-	if _, err := conn.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", nil, fmt.Errorf("create database: %w", err)
-	}
-	drop := func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer dcancel()
-		c, err := pgx.Connect(dctx, adminURL)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "sluice-drill: drop database:", err)
-			return
-		}
-		defer c.Close(dctx)
-		if _, err := c.Exec(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			fmt.Fprintln(os.Stderr, "sluice-drill: drop database:", err)
-		}
-	}
-	u.Path = "/" + name
-	return u.String(), drop, nil
-}
-
-// redisDBURL returns base with its database index replaced by db.
-func redisDBURL(base string, db int) (string, error) {
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		return "", fmt.Errorf("redis URL %q: want redis://host:port[/db]", base)
-	}
-	u.Path = "/" + strconv.Itoa(db)
-	return u.String(), nil
 }

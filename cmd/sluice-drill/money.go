@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sluice-ai/sluice/internal/scratch"
 	"io"
 	"net/http"
 	"os"
@@ -183,8 +184,8 @@ worker:
 	if err := os.WriteFile(cfgPath, []byte(yml), 0o600); err != nil {
 		return err
 	}
-	m.env = append(cleanEnv(), "DATABASE_URL="+m.dbURL, "REDIS_URL="+redisURL, "SLUICE_KEY_PEPPER="+randHex(32),
-		"SLUICE_WEBHOOK_SECRET="+randHex(32), "SLUICE_CONFIG="+cfgPath)
+	m.env = append(cleanEnv(), "DATABASE_URL="+m.dbURL, "REDIS_URL="+redisURL, "SLUICE_KEY_PEPPER="+scratch.RandHex(32),
+		"SLUICE_WEBHOOK_SECRET="+scratch.RandHex(32), "SLUICE_CONFIG="+cfgPath)
 	m.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}
 
 	// Two submit instances and two workers.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/sluice-ai/sluice/internal/scratch"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,8 +34,8 @@ func (d *drill) setup(ctx context.Context, name string) (cleanup func(keep bool)
 			return nil, err
 		}
 	}
-	adminURL := firstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "DRILL_DATABASE_URL", "TEST_DATABASE_URL")
-	dbURL, dropDB, err := createDatabase(ctx, adminURL, strings.ReplaceAll(name, "-", "_")+"_")
+	adminURL := scratch.FirstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "DRILL_DATABASE_URL", "TEST_DATABASE_URL")
+	dbURL, dropDB, err := scratch.CreateDatabase(ctx, adminURL, strings.ReplaceAll(name, "-", "_")+"_")
 	if err != nil {
 		removeDir(true)
 		return nil, err

@@ -1,0 +1,96 @@
+// Package scratch gives the benchmark and drill programs throwaway state on
+// the real services: a fresh PostgreSQL database and a flushed Redis
+// database index, both named by the caller and removed afterwards.
+package scratch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+// FirstEnv returns the first set variable of names, or def.
+func FirstEnv(def string, names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return def
+}
+
+// RandHex returns n random bytes as hex.
+func RandHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) //nolint:errcheck // crypto/rand never fails on Linux
+	return hex.EncodeToString(b)
+}
+
+// CreateDatabase creates a fresh database next to adminURL's and returns its
+// URL and a function that drops it.
+func CreateDatabase(ctx context.Context, adminURL, prefix string) (string, func(), error) {
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("database URL: %w", err)
+	}
+	name := prefix + RandHex(6)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, adminURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("PostgreSQL at %s: %w", u.Redacted(), err)
+	}
+	defer conn.Close(context.WithoutCancel(cctx))
+	if _, err := conn.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", nil, fmt.Errorf("create database: %w", err)
+	}
+	drop := func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer dcancel()
+		c, err := pgx.Connect(dctx, adminURL)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "drop database:", err)
+			return
+		}
+		defer c.Close(dctx)
+		if _, err := c.Exec(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			fmt.Fprintln(os.Stderr, "drop database:", err)
+		}
+	}
+	u.Path = "/" + name
+	return u.String(), drop, nil
+}
+
+// RedisDBURL returns base with its database index replaced by db.
+func RedisDBURL(base string, db int) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return "", fmt.Errorf("redis URL %q: want redis://host:port[/db]", base)
+	}
+	u.Path = "/" + strconv.Itoa(db)
+	return u.String(), nil
+}
+
+// FlushRedis connects to url and empties its database.
+func FlushRedis(ctx context.Context, url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	c := redis.NewClient(opt)
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.FlushDB(fctx).Err(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return c, nil
+}
