@@ -27,7 +27,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/sluice-ai/sluice/internal/scratch"
 	"io"
 	"math"
 	"net"
@@ -49,6 +48,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-ai/sluice/internal/devstack"
+	"github.com/sluice-ai/sluice/internal/scratch"
 )
 
 const model = "bench-7b"

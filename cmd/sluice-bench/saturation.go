@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/sluice-ai/sluice/internal/scratch"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/sluice-ai/sluice/gpuworker/engine"
 	"github.com/sluice-ai/sluice/internal/devstack"
+	"github.com/sluice-ai/sluice/internal/scratch"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"

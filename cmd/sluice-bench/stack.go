@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sluice-ai/sluice/internal/scratch"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/internal/devstack"
+	"github.com/sluice-ai/sluice/internal/scratch"
 	"github.com/sluice-ai/sluice/shared/config"
 )
 

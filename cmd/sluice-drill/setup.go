@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
-	"github.com/sluice-ai/sluice/internal/scratch"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/sluice-ai/sluice/internal/scratch"
 )
 
 // setup makes the drill's temporary folder (d.dir), builds gpuworker and
