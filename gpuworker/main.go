@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/gpuworker/pool"
+	gputelemetry "github.com/sluice-ai/sluice/gpuworker/telemetry"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/httpserve"
+	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
 func main() { os.Exit(run()) }
@@ -43,6 +45,11 @@ func run() int {
 			fmt.Fprintln(os.Stderr, "gpuworker: worker.listen:", err)
 			return 1
 		}
+		// The GPUs are read through NVML at each scrape; without a driver
+		// Open logs one line and the worker exports sluice_gpu_devices 0.
+		gpus := gputelemetry.Open(d.Log)
+		defer gpus.Close() //nolint:errcheck // the process is ending
+		d.Telemetry.GPUs(gpuSource(gpus))
 		go httpserve.Serve(ctx, ln, d.Serve(nil), 5*time.Second) //nolint:errcheck // ends with ctx
 		d.Log.Info("worker telemetry listening", slog.String("addr", ln.Addr().String()))
 	}
@@ -51,4 +58,17 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// gpuSource adapts the worker's NVML readings to the metrics' shape.
+func gpuSource(g gputelemetry.Telemetry) telemetry.GPUSource {
+	return func(ctx context.Context) ([]telemetry.GPUReading, error) {
+		gpus, err := g.Read(ctx)
+		out := make([]telemetry.GPUReading, len(gpus))
+		for i, r := range gpus {
+			out[i] = telemetry.GPUReading{Index: r.Index, UUID: r.UUID, Utilization: r.UtilizationPct / 100,
+				MemoryUsed: r.MemoryUsed, MemoryTotal: r.MemoryTotal, TemperatureC: r.TemperatureC, PowerWatts: r.PowerWatts}
+		}
+		return out, err
+	}
 }
