@@ -85,8 +85,10 @@ sluice_gpu_devices 1
 func TestNoGPUs(t *testing.T) {
 	t.Parallel()
 	for name, set := range map[string]func(*telemetry.Telemetry){
-		"no source":    func(*telemetry.Telemetry) {},
-		"empty source": func(tel *telemetry.Telemetry) { tel.GPUs(func(context.Context) ([]telemetry.GPUReading, error) { return nil, nil }) },
+		"no source": func(*telemetry.Telemetry) {},
+		"empty source": func(tel *telemetry.Telemetry) {
+			tel.GPUs(func(context.Context) ([]telemetry.GPUReading, error) { return nil, nil })
+		},
 	} {
 		tel, err := telemetry.New(context.Background(), config.Telemetry{}, discard, telemetry.Options{})
 		if err != nil {
