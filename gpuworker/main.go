@@ -18,7 +18,6 @@ import (
 	gputelemetry "github.com/sluice-ai/sluice/gpuworker/telemetry"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/httpserve"
-	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
 func main() { os.Exit(run()) }
@@ -49,7 +48,7 @@ func run() int {
 		// Open logs one line and the worker exports sluice_gpu_devices 0.
 		gpus := gputelemetry.Open(d.Log)
 		defer gpus.Close() //nolint:errcheck // the process is ending
-		d.Telemetry.GPUs(gpuSource(gpus))
+		d.Telemetry.GPUs(gputelemetry.Source(gpus))
 		go httpserve.Serve(ctx, ln, d.Serve(nil), 5*time.Second) //nolint:errcheck // ends with ctx
 		d.Log.Info("worker telemetry listening", slog.String("addr", ln.Addr().String()))
 	}
@@ -58,17 +57,4 @@ func run() int {
 		return 1
 	}
 	return 0
-}
-
-// gpuSource adapts the worker's NVML readings to the metrics' shape.
-func gpuSource(g gputelemetry.Telemetry) telemetry.GPUSource {
-	return func(ctx context.Context) ([]telemetry.GPUReading, error) {
-		gpus, err := g.Read(ctx)
-		out := make([]telemetry.GPUReading, len(gpus))
-		for i, r := range gpus {
-			out[i] = telemetry.GPUReading{Index: r.Index, UUID: r.UUID, Utilization: r.UtilizationPct / 100,
-				MemoryUsed: r.MemoryUsed, MemoryTotal: r.MemoryTotal, TemperatureC: r.TemperatureC, PowerWatts: r.PowerWatts}
-		}
-		return out, err
-	}
 }
