@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/gpuworker/pool"
+	gputelemetry "github.com/sluice-ai/sluice/gpuworker/telemetry"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/httpserve"
 )
@@ -43,6 +44,11 @@ func run() int {
 			fmt.Fprintln(os.Stderr, "gpuworker: worker.listen:", err)
 			return 1
 		}
+		// The GPUs are read through NVML at each scrape; without a driver
+		// Open logs one line and the worker exports sluice_gpu_devices 0.
+		gpus := gputelemetry.Open(d.Log)
+		defer gpus.Close() //nolint:errcheck // the process is ending
+		d.Telemetry.GPUs(gputelemetry.Source(gpus))
 		go httpserve.Serve(ctx, ln, d.Serve(nil), 5*time.Second) //nolint:errcheck // ends with ctx
 		d.Log.Info("worker telemetry listening", slog.String("addr", ln.Addr().String()))
 	}

@@ -29,3 +29,25 @@ func TestNoDriverIsNotAFailure(t *testing.T) {
 		}
 	}
 }
+
+// fixed is a Telemetry that returns set readings.
+type fixed []telemetry.GPU
+
+func (f fixed) Read(context.Context) ([]telemetry.GPU, error) { return f, nil }
+func (fixed) Close() error                                    { return nil }
+
+// TestSourceConvertsUnits: the metrics get utilisation as a 0..1 ratio and
+// every other reading unchanged.
+func TestSourceConvertsUnits(t *testing.T) {
+	t.Parallel()
+	got, err := telemetry.Source(fixed{{Index: 3, UUID: "GPU-x", Name: "H100", UtilizationPct: 87, MemoryUsed: 5, MemoryTotal: 80,
+		TemperatureC: 55, PowerWatts: 301.25}})(context.Background())
+	if err != nil || len(got) != 1 {
+		t.Fatalf("%v, %v", got, err)
+	}
+	g := got[0]
+	if g.Index != 3 || g.UUID != "GPU-x" || g.Utilization != 0.87 || g.MemoryUsed != 5 || g.MemoryTotal != 80 ||
+		g.TemperatureC != 55 || g.PowerWatts != 301.25 {
+		t.Errorf("converted: %+v", g)
+	}
+}

@@ -158,6 +158,34 @@ func TestWorkerImageCopiesItsImports(t *testing.T) {
 	}
 }
 
+// TestWorkerImageHasGPUTelemetry checks that the worker image is built with
+// cgo (without it NVML is compiled out and a GPU node exports no GPU
+// metrics) onto a base with glibc, which a cgo binary and dlopen of
+// libnvidia-ml need: a static base would not start it.
+func TestWorkerImageHasGPUTelemetry(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "gpuworker", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var build, base string
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 1 && f[0] == "FROM":
+			base = f[1]
+		case strings.Contains(line, "go build") && strings.Contains(line, "./gpuworker"):
+			build = line
+		}
+	}
+	if !strings.Contains(build, "CGO_ENABLED=1") {
+		t.Errorf("the worker is not built with CGO_ENABLED=1: %q", build)
+	}
+	if strings.Contains(base, "static") || strings.Contains(base, "scratch") {
+		t.Errorf("final image %s has no glibc for the cgo worker", base)
+	}
+}
+
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]

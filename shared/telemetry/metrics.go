@@ -39,7 +39,6 @@ type metricSet struct {
 	webhooks      *prometheus.CounterVec
 	usageRows     *prometheus.CounterVec
 	usageErrors   prometheus.Counter
-	gpuDevices    prometheus.Gauge
 
 	rollupLast    prometheus.Gauge
 	rollupRuns    *prometheus.CounterVec
@@ -105,7 +104,6 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 			reg.MustRegister(c)
 			return c
 		}(),
-		gpuDevices: scalar("sluice_gpu_devices", "GPUs the worker sees through NVML (0 until GPU telemetry is wired in)."),
 
 		rollupLast: scalar("sluice_rollup_last_success_timestamp_seconds",
 			"Unix time of the last successful usage rollup (set by the usage-rollup job; 0 until it first runs)."),
@@ -272,14 +270,6 @@ func (t *Telemetry) UsageWriteError() {
 		return
 	}
 	t.m.usageErrors.Inc()
-}
-
-// GPUDevices sets how many GPUs the worker sees (for the NVML integration).
-func (t *Telemetry) GPUDevices(n int) {
-	if t == nil || t.m == nil {
-		return
-	}
-	t.m.gpuDevices.Set(float64(n))
 }
 
 // RollupRun records a usage rollup run (for the usage-rollup job).

@@ -32,6 +32,7 @@ type Telemetry struct {
 	// Registry holds every Sluice collector; nil with metrics off.
 	Registry *prometheus.Registry
 	m        *metricSet
+	gpu      *gpuCollector // nil with metrics off
 
 	tp     *sdktrace.TracerProvider // nil with tracing off
 	tracer trace.Tracer
@@ -55,10 +56,12 @@ func New(ctx context.Context, cfg config.Telemetry, log *slog.Logger, o Options)
 	t := &Telemetry{log: log}
 	if !cfg.MetricsOff {
 		t.Registry = prometheus.NewRegistry()
+		t.gpu = &gpuCollector{log: log}
 		t.Registry.MustRegister(
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			diskCollector{},
+			t.gpu,
 		)
 		t.m = newMetricSet(t.Registry)
 	}
