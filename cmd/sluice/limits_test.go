@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 )
@@ -17,13 +14,7 @@ func TestLimitsCLI(t *testing.T) {
 	s := startStack(t, "tiers:\n  free:\n    rate_limit: 100\n    included_credits: 100000\n")
 	email := "limits-" + s.models[0] + "@example.com"
 	key := s.newKey(t, email)
-	cli := func(args ...string) string {
-		var out strings.Builder
-		if code := Main(context.Background(), args, &out, io.Discard, func(k string) string { return s.env[k] }); code != 0 {
-			t.Fatalf("sluice %v exited %d: %s", args, code, out.String())
-		}
-		return out.String()
-	}
+	cli := func(args ...string) string { return s.cli(t, args...) }
 	out := cli("limits", "set", "--email", email, "--rpm", "2", "--overage-cap", "7.50")
 	if !strings.Contains(out, "requests/min 2 (override)") || !strings.Contains(out, "tokens/min unlimited (tier)") {
 		t.Fatalf("limits set printed %q", out)
@@ -31,13 +22,7 @@ func TestLimitsCLI(t *testing.T) {
 	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":3}`, s.models[0])
 	var codes []int
 	for range 3 {
-		req, _ := http.NewRequest("POST", s.base+"/v1/chat/completions", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp := s.chat(t, key, body)
 		codes = append(codes, resp.StatusCode)
 		if resp.Header.Get("x-ratelimit-limit-requests") != "2" {
 			t.Fatalf("x-ratelimit-limit-requests = %q, want 2", resp.Header.Get("x-ratelimit-limit-requests"))
@@ -48,5 +33,10 @@ func TestLimitsCLI(t *testing.T) {
 	}
 	if out := cli("limits", "show", "--email", email); !strings.Contains(out, "requests/min 2 (override)") {
 		t.Fatalf("limits show printed %q", out)
+	}
+	// credits shares the --email command plumbing.
+	if out := cli("credits", "grant", "--email", email, "--amount", "1.25"); !strings.Contains(out, "granted $1.25") ||
+		!strings.Contains(out, "ledger: credit $1.25") {
+		t.Fatalf("credits grant printed %q", out)
 	}
 }
