@@ -8,9 +8,9 @@ import (
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
-// limitsOf is what the verifier (cached, evicted by broadcast) says a key's
-// limit overrides are, once they equal want; it fails after a bound that
-// only stops a broken build from hanging.
+// waitLimits waits until the verifier (cached, evicted by broadcast) gives a
+// credential the limit overrides want; the bound only stops a broken build
+// from hanging.
 func (e *env) waitLimits(key string, want sluice.Limits) {
 	e.t.Helper()
 	var got sluice.Limits
@@ -76,6 +76,8 @@ func TestLimitOverrides(t *testing.T) {
 	if l := u["limits"].(map[string]any); l["requests_per_minute"] != 500.0 || l["overage_cap_micros"] != 5e6 {
 		t.Fatalf("user limits = %v", u)
 	}
+	// A session sees the user's own overrides.
+	e.waitLimits(access, sluice.Limits{RequestsPerMinute: 500, Concurrency: 20, OverageCap: 5_000_000})
 	// The key's own 3 rpm still beats the user's 500.
 	e.waitLimits(key, sluice.Limits{RequestsPerMinute: 3, Concurrency: 20, OverageCap: 5_000_000})
 	// An admin may make a key looser than its owner's tier.

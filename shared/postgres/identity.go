@@ -53,9 +53,15 @@ func (db *DB) UserAuthByID(ctx context.Context, id string) (UserAuth, error) {
 // UserPrincipal returns the principal of a session token's subject.
 func (db *DB) UserPrincipal(ctx context.Context, userID string) (sluice.Principal, error) {
 	var p sluice.Principal
-	err := db.Pool.QueryRow(ctx, q("UserPrincipal"), userID).Scan(&p.UserID, &p.Email, &p.Role, &p.Tier, &p.Disabled,
-		&p.Limits.RequestsPerMinute, &p.Limits.TokensPerMinute, &p.Limits.Concurrency, &p.Limits.OverageCap)
+	err := db.Pool.QueryRow(ctx, q("UserPrincipal"), userID).Scan(principalDest(&p)...)
 	return p, translate(err)
+}
+
+// principalDest is where a user principal's columns scan to: identity, then
+// the user's limit overrides.
+func principalDest(p *sluice.Principal) []any {
+	return []any{&p.UserID, &p.Email, &p.Role, &p.Tier, &p.Disabled,
+		&p.Limits.RequestsPerMinute, &p.Limits.TokensPerMinute, &p.Limits.Concurrency, &p.Limits.OverageCap}
 }
 
 // SetMFASecret stores a sealed TOTP secret awaiting confirmation.
@@ -424,7 +430,7 @@ func (db *DB) PublicKeys(ctx context.Context, grace time.Duration) (map[string]e
 func (db *DB) ExternalPrincipal(ctx context.Context, issuer, subject, email string) (sluice.Principal, error) {
 	var p sluice.Principal
 	scan := func() error {
-		return db.Pool.QueryRow(ctx, q("ExternalPrincipal"), issuer, subject).Scan(&p.UserID, &p.Email, &p.Role, &p.Tier, &p.Disabled)
+		return db.Pool.QueryRow(ctx, q("ExternalPrincipal"), issuer, subject).Scan(principalDest(&p)...)
 	}
 	err := scan()
 	if !errors.Is(err, pgx.ErrNoRows) {

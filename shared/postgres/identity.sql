@@ -177,7 +177,9 @@ SELECT id, at, actor_id::text, action, target, outcome, remote, detail::text
 FROM audit_log WHERE ($1::bigint = 0 OR id < $1) ORDER BY id DESC LIMIT $2;
 
 -- name: ExternalPrincipal
-SELECT u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL
+SELECT u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL,
+       COALESCE(u.requests_per_minute, 0), COALESCE(u.tokens_per_minute, 0), COALESCE(u.concurrency, 0),
+       COALESCE(u.overage_cap_micros, 0)
 FROM external_identities e JOIN users u ON u.id = e.user_id
 WHERE e.issuer = $1 AND e.subject = $2 AND u.deleted_at IS NULL;
 
