@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test ./internal/artifact -run '^$$' -fuzz FuzzParseManifest -fuzztime 60s
 	$(GO) test ./gpuworker/engine -run '^$$' -fuzz FuzzParseMetrics -fuzztime 60s
 	$(GO) test ./gpuworker/filter -run '^$$' -fuzz FuzzStream -fuzztime 60s
+	$(GO) test ./functions/auth -run '^$$' -fuzz FuzzLimitsPatch -fuzztime 60s
 
 vet:
 	$(GO) vet ./...

@@ -42,6 +42,20 @@ func (s *stack) ledgerRow(t *testing.T, jobID string) (included, prompt, complet
 	return included, prompt, completion, n
 }
 
+// chat posts a chat completion with key and returns the answer, its body
+// closed (the status and headers are what admission tests look at).
+func (s *stack) chat(t *testing.T, key, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.base+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
 // TestAdmissionEndToEnd: rate-limit headers on every answer; a second
 // concurrent request past the tier's concurrency gets 429; a stream the
 // client drops half-way is charged (once) for the tokens it produced and its
@@ -57,16 +71,7 @@ tiers:
     included_credits: 100000
 `, "--inter-token-latency", "10ms")
 	key := s.newKey(t, "adm-"+s.models[0]+"@example.com")
-	post := func(body string) *http.Response {
-		req, _ := http.NewRequest("POST", s.base+"/v1/chat/completions", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
-	}
+	post := func(body string) *http.Response { return s.chat(t, key, body) }
 	short := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":5}`, s.models[0])
 	resp := post(short)
 	if resp.StatusCode != 200 || resp.Header.Get("x-ratelimit-limit-requests") != "100" ||

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,8 +10,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-ai/sluice/shared/admission"
+	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
 func init() {
@@ -25,50 +26,32 @@ func init() {
 // credits grants prepaid credit (until Stripe top-ups exist) or shows a
 // user's balances, from the ledger and from the live counters.
 func credits(ctx context.Context, args []string, e env) error {
-	if len(args) == 0 || (args[0] != "grant" && args[0] != "balance") {
-		return errors.New("usage: sluice credits grant --email E --amount 5.00 [--note N] | sluice credits balance --email E")
+	var amount, note *string
+	flags := func(_ string, fs *flag.FlagSet) {
+		amount = fs.String("amount", "", "dollars to grant, e.g. 5.00 (exact to the micro-dollar)")
+		note = fs.String("note", "granted with sluice credits grant", "why, kept in the ledger")
 	}
-	fs := flag.NewFlagSet("credits "+args[0], flag.ContinueOnError)
-	email := fs.String("email", "", "the user's email")
-	amount := fs.String("amount", "", "dollars to grant, e.g. 5.00 (exact to the micro-dollar)")
-	note := fs.String("note", "granted with sluice credits grant", "why, kept in the ledger")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if *email == "" {
-		return errors.New("--email is required")
-	}
-	var micros config.Micros
-	if args[0] == "grant" {
-		m, err := config.ParseMicros(*amount)
-		if err != nil || m <= 0 {
-			return fmt.Errorf("--amount %q: want a positive dollar amount with at most 6 decimals", *amount)
-		}
-		micros = m
-	}
-	d, cleanup, err := openEnv(ctx, e.log, e.getenv)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	u, err := d.DB.UserByEmail(ctx, *email)
-	if err != nil {
-		return fmt.Errorf("user %s: %w", *email, err)
-	}
-	period := time.Now().UTC().Format("2006-01")
-	if args[0] == "grant" {
-		id, err := d.DB.LedgerGrant(ctx, u.ID, period, int64(micros), *note)
-		if err != nil {
-			return err
-		}
-		if err := admission.Grant(ctx, d.Redis, u.ID, id, int64(micros)); err != nil {
-			// The ledger has it; the live balance picks it up when next loaded.
-			fmt.Fprintf(e.stdout, "granted $%s to %s (ledger entry %d); live balance not updated: %v\n", micros, u.Email, id, err)
-			return nil
-		}
-		fmt.Fprintf(e.stdout, "granted $%s to %s (ledger entry %d)\n", micros, u.Email, id)
-	}
-	return printBalance(ctx, e.stdout, d.DB, d.Redis, u.ID, u.Email, period)
+	return userCommand(ctx, e, args, "usage: sluice credits grant --email E --amount 5.00 [--note N] | sluice credits balance --email E",
+		[]string{"grant", "balance"}, flags, func(verb string, d *app.Deps, u sluice.User) error {
+			period := time.Now().UTC().Format("2006-01")
+			if verb == "grant" {
+				micros, err := config.ParseMicros(*amount)
+				if err != nil || micros <= 0 {
+					return fmt.Errorf("--amount %q: want a positive dollar amount with at most 6 decimals", *amount)
+				}
+				id, err := d.DB.LedgerGrant(ctx, u.ID, period, int64(micros), *note)
+				if err != nil {
+					return err
+				}
+				if err := admission.Grant(ctx, d.Redis, u.ID, id, int64(micros)); err != nil {
+					// The ledger has it; the live balance picks it up when next loaded.
+					fmt.Fprintf(e.stdout, "granted $%s to %s (ledger entry %d); live balance not updated: %v\n", micros, u.Email, id, err)
+					return nil
+				}
+				fmt.Fprintf(e.stdout, "granted $%s to %s (ledger entry %d)\n", micros, u.Email, id)
+			}
+			return printBalance(ctx, e.stdout, d.DB, d.Redis, u.ID, u.Email, period)
+		})
 }
 
 func printBalance(ctx context.Context, w io.Writer, db *postgres.DB, rdb redis.UniversalClient, userID, email, period string) error {

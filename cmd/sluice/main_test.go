@@ -354,12 +354,17 @@ func TestAsyncJobsAndWebhook(t *testing.T) {
 
 func (s *stack) newKey(t *testing.T, email string) string {
 	t.Helper()
+	return strings.TrimSpace(s.cli(t, "key", "create", "--email", email))
+}
+
+// cli runs a sluice command against the stack and returns what it printed.
+func (s *stack) cli(t *testing.T, args ...string) string {
+	t.Helper()
 	var out strings.Builder
-	env := func(k string) string { return s.env[k] }
-	if code := Main(context.Background(), []string{"key", "create", "--email", email}, &out, io.Discard, env); code != 0 {
-		t.Fatalf("key create exited %d", code)
+	if code := Main(context.Background(), args, &out, io.Discard, func(k string) string { return s.env[k] }); code != 0 {
+		t.Fatalf("sluice %v exited %d: %s", args, code, out.String())
 	}
-	return strings.TrimSpace(out.String())
+	return out.String()
 }
 
 // TestCancel cancels a running async job through DELETE, and drops a

@@ -92,6 +92,7 @@ func (s *service) adminUpdateUser(w http.ResponseWriter, r *http.Request) {
 		Role     *string `json:"role"`
 		Tier     *string `json:"tier"`
 		Disabled *bool   `json:"disabled"`
+		userLimitsPatch
 	}
 	if err := decode(r, &b); err != nil {
 		s.fail(w, r, err)
@@ -101,8 +102,13 @@ func (s *service) adminUpdateUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, sluice.Invalid("", sluice.CodeInvalidValue, "role or tier is not valid."))
 		return
 	}
+	limits, detail, err := b.update()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	id := r.PathValue("id")
-	u, err := s.DB.UpdateUser(r.Context(), id, postgres.UserUpdate{Role: b.Role, Tier: b.Tier, Disabled: b.Disabled})
+	u, err := s.DB.UpdateUser(r.Context(), id, postgres.UserUpdate{Role: b.Role, Tier: b.Tier, Disabled: b.Disabled, Limits: limits})
 	if err != nil {
 		s.audit(r, p.UserID, "admin.user_update", id, "not_found", nil)
 		s.fail(w, r, notFoundUser(err))
@@ -114,7 +120,6 @@ func (s *service) adminUpdateUser(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	detail := map[string]any{}
 	if b.Role != nil {
 		detail["role"] = *b.Role
 	}
@@ -125,7 +130,7 @@ func (s *service) adminUpdateUser(w http.ResponseWriter, r *http.Request) {
 		detail["disabled"] = *b.Disabled
 	}
 	s.audit(r, p.UserID, "admin.user_update", id, "ok", detail)
-	if err := s.evictUser(r.Context(), id); err != nil { // role, tier or disabled apply at once
+	if err := s.evictUser(r.Context(), id); err != nil { // role, tier, disabled or limits apply at once
 		s.fail(w, r, err)
 		return
 	}

@@ -72,6 +72,7 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("GET /v1/keys", s.listKeys)
 	mux.HandleFunc("POST /v1/keys", s.createKey)
 	mux.HandleFunc("DELETE /v1/keys/{id}", s.revokeKey)
+	mux.HandleFunc("PATCH /v1/keys/{id}", s.updateKeyLimits)
 	mux.HandleFunc("POST /v1/keys/{id}/rotate", s.rotateKey)
 	mux.HandleFunc("GET /v1/admin/users", s.adminListUsers)
 	mux.HandleFunc("POST /v1/admin/users", s.adminCreateUser)
@@ -79,6 +80,7 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("DELETE /v1/admin/users/{id}", s.adminDeleteUser)
 	mux.HandleFunc("GET /v1/admin/users/{id}/keys", s.adminListKeys)
 	mux.HandleFunc("DELETE /v1/admin/keys/{id}", s.adminRevokeKey)
+	mux.HandleFunc("PATCH /v1/admin/keys/{id}", s.adminUpdateKeyLimits)
 	mux.HandleFunc("GET /v1/admin/audit", s.adminAudit)
 	mux.HandleFunc("POST /v1/admin/signing-keys/rotate", s.adminRotateSigningKey)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -22,6 +22,14 @@ type keyRequest struct {
 	Scopes    []string   `json:"scopes"`
 	Models    []string   `json:"models"`
 	ExpiresAt *time.Time `json:"expires_at"`
+	// Limit overrides for the key, at most the creator's own; 0 inherits.
+	RequestsPerMinute int64 `json:"requests_per_minute"`
+	TokensPerMinute   int64 `json:"tokens_per_minute"`
+	Concurrency       int64 `json:"concurrency"`
+}
+
+func (k keyRequest) limits() sluice.Limits {
+	return sluice.Limits{RequestsPerMinute: k.RequestsPerMinute, TokensPerMinute: k.TokensPerMinute, Concurrency: k.Concurrency}
 }
 
 func keyJSON(k sluice.APIKey) map[string]any {
@@ -33,7 +41,7 @@ func keyJSON(k sluice.APIKey) map[string]any {
 	}
 	return map[string]any{"object": "api_key", "id": k.ID, "name": k.Name, "prefix": k.Prefix,
 		"created_at": k.CreatedAt.Unix(), "last_used_at": unix(k.LastUsedAt), "expires_at": unix(k.ExpiresAt),
-		"revoked_at": unix(k.RevokedAt), "scopes": nonNil(k.Scopes), "models": nonNil(k.Models)}
+		"revoked_at": unix(k.RevokedAt), "scopes": nonNil(k.Scopes), "models": nonNil(k.Models), "limits": k.Limits}
 }
 
 // keyPolicy checks a new key against its creator: scopes must be a subset
@@ -72,7 +80,7 @@ func (s *service) keyPolicy(p *sluice.Principal, req *keyRequest) error {
 	if req.ExpiresAt != nil && !req.ExpiresAt.After(time.Now()) {
 		return sluice.Invalid("expires_at", sluice.CodeInvalidValue, "expires_at must be in the future.")
 	}
-	return nil
+	return s.withinOwner(p, req.limits())
 }
 
 // mint creates a key for p (after the policy and the rate limit) and returns
@@ -89,7 +97,8 @@ func (s *service) mint(r *http.Request, p *sluice.Principal, req keyRequest, rot
 		return sluice.APIKey{}, "", sluice.Internal(err)
 	}
 	k, err := s.DB.CreateKey(r.Context(), postgres.NewKey{UserID: p.UserID, Name: req.Name, Hash: apikey.Hash(s.peppers[0], key),
-		Prefix: apikey.Display(key), ExpiresAt: req.ExpiresAt, Scopes: req.Scopes, Models: req.Models, RotatedFrom: rotatedFrom})
+		Prefix: apikey.Display(key), ExpiresAt: req.ExpiresAt, Scopes: req.Scopes, Models: req.Models, RotatedFrom: rotatedFrom,
+		Limits: req.limits()})
 	return k, key, err
 }
 
@@ -114,7 +123,7 @@ func (s *service) createKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.audit(r, p.UserID, "key.create", k.ID, "ok", map[string]any{"prefix": k.Prefix, "scopes": k.Scopes, "models": k.Models})
+	s.audit(r, p.UserID, "key.create", k.ID, "ok", map[string]any{"prefix": k.Prefix, "scopes": k.Scopes, "models": k.Models, "limits": k.Limits})
 	out := keyJSON(k)
 	out["key"] = key
 	openai.WriteJSON(w, http.StatusCreated, out)
@@ -204,7 +213,8 @@ func (s *service) rotateKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, notFoundKey(sluice.ErrNotFound))
 		return
 	}
-	req := keyRequest{Name: old.Name, Scopes: old.Scopes, Models: old.Models, ExpiresAt: old.ExpiresAt}
+	req := keyRequest{Name: old.Name, Scopes: old.Scopes, Models: old.Models, ExpiresAt: old.ExpiresAt,
+		RequestsPerMinute: old.Limits.RequestsPerMinute, TokensPerMinute: old.Limits.TokensPerMinute, Concurrency: old.Limits.Concurrency}
 	if err := s.keyPolicy(p, &req); err != nil {
 		s.fail(w, r, err)
 		return

@@ -311,5 +311,5 @@ func (s *service) evictUser(ctx context.Context, userID string) error {
 
 func userJSON(u sluice.User) map[string]any {
 	return map[string]any{"object": "user", "id": u.ID, "email": u.Email, "role": u.Role, "tier": u.Tier,
-		"disabled": u.Disabled, "created_at": u.CreatedAt.Unix()}
+		"disabled": u.Disabled, "created_at": u.CreatedAt.Unix(), "limits": u.Limits}
 }

@@ -80,6 +80,9 @@ type Request struct {
 	Choices     int64 // n; 0 means 1
 	Async       bool
 	Timeout     time.Duration // how long the job may take in all
+	// Limits are the principal's overrides (key over user), carried from
+	// the verifier's cache: no lookup per request.
+	Limits sluice.Limits
 }
 
 // Ticket is admission's answer: the rate-limit figures for the headers and
@@ -116,7 +119,53 @@ func limit(q config.Quantity) int64 {
 	if q.Kind == config.Fixed {
 		return q.Count()
 	}
-	return -1 // unlimited; 'custom' is unlimited until set per user
+	return -1 // unlimited ('custom' included tokens are unlimited too: billed by contract)
+}
+
+// Effective are the limits admission applies; -1 is unlimited, and
+// OverageCap 0 allows no postpaid usage.
+type Effective struct {
+	RequestsPerMinute, TokensPerMinute, Concurrency int64
+	OverageCap                                      int64 // micro-dollars per month
+}
+
+// Effective resolves a principal's limits: an override (key, then user)
+// wins; else the tier's value, where 'custom' without an override means
+// admission.custom's modest default. The per-user cap applies only where
+// the tier allows postpaid usage at all.
+func (a *Admitter) Effective(tier string, o sluice.Limits) Effective {
+	return EffectiveLimits(a.cfg, tier, o)
+}
+
+// EffectiveLimits is Admitter.Effective for callers without an Admitter
+// (the auth function checks a new key's limits against its owner's).
+func EffectiveLimits(cfg *config.Config, tier string, o sluice.Limits) Effective {
+	t, ok := cfg.Tiers[tier]
+	if !ok {
+		t = cfg.Tiers[sluice.TierFree]
+	}
+	cu := cfg.Admission.Custom
+	pick := func(override int64, q config.Quantity, custom int64) int64 {
+		switch {
+		case override > 0:
+			return override
+		case q.Kind == config.Custom:
+			return custom
+		}
+		return limit(q)
+	}
+	e := Effective{
+		RequestsPerMinute: pick(o.RequestsPerMinute, t.RateLimit, cu.RequestsPerMinute),
+		TokensPerMinute:   pick(o.TokensPerMinute, t.TokensPerMinute, cu.TokensPerMinute),
+		Concurrency:       pick(o.Concurrency, t.Concurrency, cu.Concurrency),
+	}
+	if t.Overage == config.OveragePostpaid {
+		e.OverageCap = int64(t.OverageCap)
+		if o.OverageCap > 0 {
+			e.OverageCap = o.OverageCap
+		}
+	}
+	return e
 }
 
 func (a *Admitter) tier(name string) config.Tier {
@@ -145,21 +194,18 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 		return tk, nil
 	}
 	t := a.tier(r.Tier)
+	lim := a.Effective(r.Tier, r.Limits)
 	prompt, completion := a.Bounds(r)
 	price := a.cfg.Pricing[r.Model.Name]
-	overCap := int64(0)
-	if t.Overage == config.OveragePostpaid {
-		overCap = int64(t.OverageCap)
-	}
 	holdFor := r.Timeout + a.cfg.Admission.HoldGrace
 	leaseFor := a.cfg.Admission.LeaseTTL
 	if r.Async { // nobody refreshes an async job's lease: it ends at settlement
 		leaseFor = holdFor
 	}
 	keys := keysOf(r.UserID).admit()
-	args := []any{r.JobID, limit(t.RateLimit), limit(t.TokensPerMinute), limit(t.Concurrency),
+	args := []any{r.JobID, lim.RequestsPerMinute, lim.TokensPerMinute, lim.Concurrency,
 		prompt, completion, int64(price.InputTokens), int64(price.OutputTokens), limit(t.IncludedCredits),
-		overCap, leaseFor.Milliseconds(), holdFor.Milliseconds(), r.Model.Name, window.Milliseconds()}
+		lim.OverageCap, leaseFor.Milliseconds(), holdFor.Milliseconds(), r.Model.Name, window.Milliseconds()}
 	for attempt := 0; ; attempt++ {
 		res, err := admitScript.Run(ctx, a.rdb, keys, args...).Slice()
 		if err != nil {

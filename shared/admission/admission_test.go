@@ -83,6 +83,12 @@ type result struct {
 
 // burst admits n requests at once, alternating between the two admitters.
 func (b *bundle) burst(user, tier string, n int) []result {
+	return b.burstAs(&sluice.Principal{UserID: user, Tier: tier}, n)
+}
+
+// burstAs sends n requests at once as principal p (its tier and limit
+// overrides), alternating between the two instances.
+func (b *bundle) burstAs(p *sluice.Principal, n int) []result {
 	out := make([]result, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -93,7 +99,9 @@ func (b *bundle) burst(user, tier string, n int) []result {
 			if i%2 == 1 {
 				a = b.b
 			}
-			tk, err := a.Admit(context.Background(), b.req(user, tier))
+			r := b.req(p.UserID, p.Tier)
+			r.Limits = p.Limits
+			tk, err := a.Admit(context.Background(), r)
 			h := http.Header{}
 			tk.WriteHeaders(h, err != nil)
 			out[i] = result{tk, err, h}

@@ -31,6 +31,21 @@ type Admission struct {
 	// serves deterministic requests (temperature 0, n 1, not streamed) that
 	// opt in with the header `Sluice-Cache: on`.
 	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// Custom is what a tier's 'custom' limit means for a user (or key) an
+	// admin has set no override for.
+	Custom CustomLimits `yaml:"custom"`
+}
+
+// CustomLimits stand in for a tier's 'custom' rate limits until an admin
+// sets the user's own: deliberately modest, so a forgotten override is
+// noticed rather than unlimited.
+type CustomLimits struct {
+	// RequestsPerMinute: default 60.
+	RequestsPerMinute int64 `yaml:"requests_per_minute"`
+	// TokensPerMinute: default 100000.
+	TokensPerMinute int64 `yaml:"tokens_per_minute"`
+	// Concurrency: default 8.
+	Concurrency int64 `yaml:"concurrency"`
 }
 
 // TierLimits are the tier keys Sluice adds to the design's tiers block.
@@ -60,6 +75,9 @@ func (c *Config) applyAdmissionDefaults() {
 	def(&a.MessageOverheadTokens, 8)
 	def(&a.SettleIdle, 10*time.Second)
 	def(&a.CacheTTL, time.Hour)
+	def(&a.Custom.RequestsPerMinute, 60)
+	def(&a.Custom.TokensPerMinute, 100_000)
+	def(&a.Custom.Concurrency, 8)
 	for name, t := range c.Tiers {
 		if t.TokensPerMinute == (Quantity{}) {
 			t.TokensPerMinute = Quantity{Kind: Unlimited}
@@ -91,6 +109,9 @@ func (c *Config) validateAdmission() error {
 		if t.MaxTokens < 0 {
 			errs = append(errs, fmt.Errorf("tiers.%s.max_tokens: must not be negative", name))
 		}
+	}
+	if cu := c.Admission.Custom; cu.RequestsPerMinute < 0 || cu.TokensPerMinute < 0 || cu.Concurrency < 0 {
+		errs = append(errs, errors.New("admission.custom: limits must be positive"))
 	}
 	if c.Admission.LeaseTTL < time.Second {
 		errs = append(errs, errors.New("admission.lease_ttl: must be at least 1s"))

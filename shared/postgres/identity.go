@@ -53,8 +53,15 @@ func (db *DB) UserAuthByID(ctx context.Context, id string) (UserAuth, error) {
 // UserPrincipal returns the principal of a session token's subject.
 func (db *DB) UserPrincipal(ctx context.Context, userID string) (sluice.Principal, error) {
 	var p sluice.Principal
-	err := db.Pool.QueryRow(ctx, q("UserPrincipal"), userID).Scan(&p.UserID, &p.Email, &p.Role, &p.Tier, &p.Disabled)
+	err := db.Pool.QueryRow(ctx, q("UserPrincipal"), userID).Scan(principalDest(&p)...)
 	return p, translate(err)
+}
+
+// principalDest is where a user principal's columns scan to: identity, then
+// the user's limit overrides.
+func principalDest(p *sluice.Principal) []any {
+	return []any{&p.UserID, &p.Email, &p.Role, &p.Tier, &p.Disabled,
+		&p.Limits.RequestsPerMinute, &p.Limits.TokensPerMinute, &p.Limits.Concurrency, &p.Limits.OverageCap}
 }
 
 // SetMFASecret stores a sealed TOTP secret awaiting confirmation.
@@ -173,6 +180,7 @@ type NewKey struct {
 	Scopes      []string
 	Models      []string
 	RotatedFrom *string
+	Limits      sluice.Limits // the key's overrides (OverageCap is ignored)
 }
 
 // CreateKey stores a key's hash with its scopes and model allowlist.
@@ -180,7 +188,10 @@ func (db *DB) CreateKey(ctx context.Context, n NewKey) (sluice.APIKey, error) {
 	k := sluice.APIKey{UserID: n.UserID, Name: n.Name, Prefix: n.Prefix, Hash: n.Hash, ExpiresAt: n.ExpiresAt,
 		Scopes: nonNil(n.Scopes), Models: nonNil(n.Models)}
 	err := db.Pool.QueryRow(ctx, q("CreateKey"), n.UserID, hex.EncodeToString(n.Hash), n.Name, n.Prefix, n.ExpiresAt,
-		k.Scopes, k.Models, n.RotatedFrom).Scan(&k.ID, &k.CreatedAt)
+		k.Scopes, k.Models, n.RotatedFrom, n.Limits.RequestsPerMinute, n.Limits.TokensPerMinute, n.Limits.Concurrency).
+		Scan(&k.ID, &k.CreatedAt)
+	k.Limits = sluice.Limits{RequestsPerMinute: n.Limits.RequestsPerMinute, TokensPerMinute: n.Limits.TokensPerMinute,
+		Concurrency: n.Limits.Concurrency}
 	return k, translate(err)
 }
 
@@ -201,7 +212,8 @@ func (db *DB) LookupKeyAny(ctx context.Context, hashes [][]byte) (sluice.Princip
 	var p sluice.Principal
 	var matched string
 	err := db.Pool.QueryRow(ctx, q("LookupKeyAny"), hs).
-		Scan(&p.KeyID, &matched, &p.UserID, &p.Email, &p.Role, &p.Tier, &p.Disabled, &p.Scopes, &p.Models)
+		Scan(&p.KeyID, &matched, &p.UserID, &p.Email, &p.Role, &p.Tier, &p.Disabled, &p.Scopes, &p.Models,
+			&p.Limits.RequestsPerMinute, &p.Limits.TokensPerMinute, &p.Limits.Concurrency, &p.Limits.OverageCap)
 	if err != nil {
 		return p, nil, translate(err)
 	}
@@ -217,7 +229,8 @@ func (db *DB) RehashKey(ctx context.Context, keyID string, hash []byte) error {
 
 func scanKey(r pgx.CollectableRow) (sluice.APIKey, error) {
 	var k sluice.APIKey
-	err := r.Scan(&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.CreatedAt, &k.LastUsedAt, &k.ExpiresAt, &k.RevokedAt, &k.Scopes, &k.Models)
+	err := r.Scan(&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.CreatedAt, &k.LastUsedAt, &k.ExpiresAt, &k.RevokedAt, &k.Scopes, &k.Models,
+		&k.Limits.RequestsPerMinute, &k.Limits.TokensPerMinute, &k.Limits.Concurrency)
 	return k, err
 }
 
@@ -264,12 +277,16 @@ func (db *DB) ListUsers(ctx context.Context, after string, limit int) ([]sluice.
 	if err != nil {
 		return nil, translate(err)
 	}
-	us, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sluice.User, error) {
-		var u sluice.User
-		err := r.Scan(&u.ID, &u.Email, &u.Role, &u.Tier, &u.Disabled, &u.CreatedAt)
-		return u, err
-	})
+	us, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sluice.User, error) { return scanUserLimits(r) })
 	return us, translate(err)
+}
+
+func scanUserLimits(r pgx.Row) (sluice.User, error) {
+	var u sluice.User
+	l := &u.Limits
+	err := r.Scan(&u.ID, &u.Email, &u.Role, &u.Tier, &u.Disabled, &u.CreatedAt,
+		&l.RequestsPerMinute, &l.TokensPerMinute, &l.Concurrency, &l.OverageCap)
+	return u, err
 }
 
 // UserUpdate is an admin's change; nil fields are left alone.
@@ -277,14 +294,45 @@ type UserUpdate struct {
 	Role     *string
 	Tier     *string
 	Disabled *bool
+	Limits   LimitsUpdate
 }
+
+// LimitsUpdate changes limit overrides: only the fields named in Set are
+// written (LimitRPM, LimitTPM, LimitConcurrency, LimitCap); a zero value in
+// To clears that override.
+type LimitsUpdate struct {
+	Set []string
+	To  sluice.Limits
+}
+
+// The names LimitsUpdate.Set takes.
+const (
+	LimitRPM         = "rpm"
+	LimitTPM         = "tpm"
+	LimitConcurrency = "conc"
+	LimitCap         = "cap"
+)
 
 // UpdateUser applies an admin's change.
 func (db *DB) UpdateUser(ctx context.Context, id string, up UserUpdate) (sluice.User, error) {
-	var u sluice.User
-	err := db.Pool.QueryRow(ctx, q("UpdateUser"), id, up.Role, up.Tier, up.Disabled).
-		Scan(&u.ID, &u.Email, &u.Role, &u.Tier, &u.Disabled, &u.CreatedAt)
+	l := up.Limits
+	u, err := scanUserLimits(db.Pool.QueryRow(ctx, q("UpdateUser"), id, up.Role, up.Tier, up.Disabled, nonNil(l.Set),
+		l.To.RequestsPerMinute, l.To.TokensPerMinute, l.To.Concurrency, l.To.OverageCap))
 	return u, translate(err)
+}
+
+// UpdateKeyLimits changes a key's limit overrides. owner "" lets an admin
+// change any key; otherwise another user's key is not found. It returns the
+// key's owner.
+func (db *DB) UpdateKeyLimits(ctx context.Context, keyID, owner string, up LimitsUpdate) (string, error) {
+	var o *string
+	if owner != "" {
+		o = &owner
+	}
+	var userID string
+	err := db.Pool.QueryRow(ctx, q("UpdateKeyLimits"), keyID, o, nonNil(up.Set),
+		up.To.RequestsPerMinute, up.To.TokensPerMinute, up.To.Concurrency).Scan(&userID)
+	return userID, translate(err)
 }
 
 // DeleteUser revokes every key and session of the user and scrubs the
@@ -382,7 +430,7 @@ func (db *DB) PublicKeys(ctx context.Context, grace time.Duration) (map[string]e
 func (db *DB) ExternalPrincipal(ctx context.Context, issuer, subject, email string) (sluice.Principal, error) {
 	var p sluice.Principal
 	scan := func() error {
-		return db.Pool.QueryRow(ctx, q("ExternalPrincipal"), issuer, subject).Scan(&p.UserID, &p.Email, &p.Role, &p.Tier, &p.Disabled)
+		return db.Pool.QueryRow(ctx, q("ExternalPrincipal"), issuer, subject).Scan(principalDest(&p)...)
 	}
 	err := scan()
 	if !errors.Is(err, pgx.ErrNoRows) {

@@ -17,7 +17,9 @@ FROM users WHERE id = $1 AND deleted_at IS NULL;
 
 -- name: UserPrincipal
 -- The principal of a session token's subject; a deleted user is not found.
-SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL
+SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL,
+       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0),
+       COALESCE(overage_cap_micros, 0)
 FROM users WHERE id = $1 AND deleted_at IS NULL;
 
 -- name: SetMFASecret
@@ -75,13 +77,17 @@ INSERT INTO signing_keys (kid, public_key, private_key) VALUES ($1, $2, $3);
 UPDATE signing_keys SET retired_at = NOW() WHERE kid <> $1 AND retired_at IS NULL;
 
 -- name: CreateKey
-INSERT INTO api_keys (user_id, key_hash, name, prefix, expires_at, scopes, models, rotated_from)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO api_keys (user_id, key_hash, name, prefix, expires_at, scopes, models, rotated_from,
+                      requests_per_minute, tokens_per_minute, concurrency)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9::bigint, 0), NULLIF($10::bigint, 0), NULLIF($11::bigint, 0))
 RETURNING id, created_at;
 
 -- name: LookupKeyAny
 -- The principal behind any of the hashes (one per pepper, current first).
-SELECT k.id, k.key_hash, u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL, k.scopes, k.models
+-- Limit overrides: the key's where set, else the user's, else 0 (the tier's).
+SELECT k.id, k.key_hash, u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL, k.scopes, k.models,
+       COALESCE(k.requests_per_minute, u.requests_per_minute, 0), COALESCE(k.tokens_per_minute, u.tokens_per_minute, 0),
+       COALESCE(k.concurrency, u.concurrency, 0), COALESCE(u.overage_cap_micros, 0)
 FROM api_keys k JOIN users u ON u.id = k.user_id
 WHERE k.key_hash = ANY($1::text[])
   AND k.revoked_at IS NULL
@@ -94,11 +100,13 @@ LIMIT 1;
 UPDATE api_keys SET key_hash = $2 WHERE id = $1;
 
 -- name: ListKeys
-SELECT id, user_id, COALESCE(name, ''), prefix, created_at, last_used_at, expires_at, revoked_at, scopes, models
+SELECT id, user_id, COALESCE(name, ''), prefix, created_at, last_used_at, expires_at, revoked_at, scopes, models,
+       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0)
 FROM api_keys WHERE user_id = $1 ORDER BY created_at, id;
 
 -- name: GetKey
-SELECT id, user_id, COALESCE(name, ''), prefix, created_at, last_used_at, expires_at, revoked_at, scopes, models
+SELECT id, user_id, COALESCE(name, ''), prefix, created_at, last_used_at, expires_at, revoked_at, scopes, models,
+       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0)
 FROM api_keys WHERE id = $1 AND user_id = $2;
 
 -- name: RevokeAnyKey
@@ -114,7 +122,9 @@ WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
 RETURNING key_hash;
 
 -- name: ListUsers
-SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at
+SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at,
+       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0),
+       COALESCE(overage_cap_micros, 0)
 FROM users WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id > $1)
 ORDER BY id LIMIT $2;
 
@@ -124,9 +134,26 @@ UPDATE users SET
     subscription_tier = COALESCE($3, subscription_tier),
     disabled_at = CASE WHEN $4::boolean IS NULL THEN disabled_at
                        WHEN $4 THEN COALESCE(disabled_at, NOW()) ELSE NULL END,
+    -- Limit overrides: $5 says which of $6..$9 to write (a 0 clears it).
+    requests_per_minute = CASE WHEN 'rpm' = ANY($5::text[]) THEN NULLIF($6::bigint, 0) ELSE requests_per_minute END,
+    tokens_per_minute = CASE WHEN 'tpm' = ANY($5::text[]) THEN NULLIF($7::bigint, 0) ELSE tokens_per_minute END,
+    concurrency = CASE WHEN 'conc' = ANY($5::text[]) THEN NULLIF($8::bigint, 0) ELSE concurrency END,
+    overage_cap_micros = CASE WHEN 'cap' = ANY($5::text[]) THEN NULLIF($9::bigint, 0) ELSE overage_cap_micros END,
     updated_at = NOW()
 WHERE id = $1 AND deleted_at IS NULL
-RETURNING id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at;
+RETURNING id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at,
+          COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0),
+          COALESCE(overage_cap_micros, 0);
+
+-- name: UpdateKeyLimits
+-- Sets a key's limit overrides ($3 says which of $4..$6 to write; 0 clears);
+-- $2 restricts it to one owner (NULL: an admin, any owner). Returns the owner.
+UPDATE api_keys SET
+    requests_per_minute = CASE WHEN 'rpm' = ANY($3::text[]) THEN NULLIF($4::bigint, 0) ELSE requests_per_minute END,
+    tokens_per_minute = CASE WHEN 'tpm' = ANY($3::text[]) THEN NULLIF($5::bigint, 0) ELSE tokens_per_minute END,
+    concurrency = CASE WHEN 'conc' = ANY($3::text[]) THEN NULLIF($6::bigint, 0) ELSE concurrency END
+WHERE id = $1 AND ($2::uuid IS NULL OR user_id = $2) AND revoked_at IS NULL
+RETURNING user_id;
 
 -- name: DeleteUserRevokeKeys
 UPDATE api_keys SET revoked_at = NOW() WHERE user_id = $1 AND revoked_at IS NULL;
@@ -150,7 +177,9 @@ SELECT id, at, actor_id::text, action, target, outcome, remote, detail::text
 FROM audit_log WHERE ($1::bigint = 0 OR id < $1) ORDER BY id DESC LIMIT $2;
 
 -- name: ExternalPrincipal
-SELECT u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL
+SELECT u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL,
+       COALESCE(u.requests_per_minute, 0), COALESCE(u.tokens_per_minute, 0), COALESCE(u.concurrency, 0),
+       COALESCE(u.overage_cap_micros, 0)
 FROM external_identities e JOIN users u ON u.id = e.user_id
 WHERE e.issuer = $1 AND e.subject = $2 AND u.deleted_at IS NULL;
 

@@ -76,8 +76,6 @@ func (db *DB) LedgerBalance(ctx context.Context, userID, period string) (Balance
 
 // UserByEmail returns the user with this email.
 func (db *DB) UserByEmail(ctx context.Context, email string) (sluice.User, error) {
-	var u sluice.User
-	err := db.Pool.QueryRow(ctx, q("UserByEmail"), strings.TrimSpace(email)).
-		Scan(&u.ID, &u.Email, &u.Role, &u.Tier, &u.Disabled, &u.CreatedAt)
+	u, err := scanUserLimits(db.Pool.QueryRow(ctx, q("UserByEmail"), strings.TrimSpace(email)))
 	return u, translate(err)
 }

@@ -26,5 +26,7 @@ SELECT COALESCE(SUM(credit_micros), 0)::bigint,
 FROM credit_ledger WHERE user_id = $1;
 
 -- name: UserByEmail
-SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at
+SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at,
+       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0),
+       COALESCE(overage_cap_micros, 0)
 FROM users WHERE email = lower($1);

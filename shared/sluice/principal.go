@@ -38,6 +38,21 @@ type Principal struct {
 	MFA bool
 	// SessionID is the login (refresh family) a session token belongs to.
 	SessionID string
+	// Limits are the overrides set for this user and key, the key's winning
+	// per field; admission applies them instead of the tier's.
+	Limits Limits
+}
+
+// Limits are per-user or per-key overrides of a tier's limits, set by an
+// admin (or, for a key, by its owner within the owner's own limits). Zero
+// means not set: the next level (key, then user, then tier) decides.
+type Limits struct {
+	RequestsPerMinute int64 `json:"requests_per_minute,omitempty"`
+	TokensPerMinute   int64 `json:"tokens_per_minute,omitempty"`
+	Concurrency       int64 `json:"concurrency,omitempty"`
+	// OverageCap is the most postpaid usage per month, micro-dollars; users
+	// only (a key has none).
+	OverageCap int64 `json:"overage_cap_micros,omitempty"`
 }
 
 // User is an account.
@@ -48,6 +63,7 @@ type User struct {
 	Tier      string
 	Disabled  bool
 	CreatedAt time.Time
+	Limits    Limits // overrides set by an admin
 }
 
 // APIKey is a stored key. The secret itself is never stored, only its HMAC.
@@ -63,4 +79,5 @@ type APIKey struct {
 	RevokedAt  *time.Time
 	Scopes     []string // permissions the key may use; empty: the owner's
 	Models     []string // models the key may call; empty: all
+	Limits     Limits   // the key's own overrides (never OverageCap)
 }
