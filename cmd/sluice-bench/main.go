@@ -201,9 +201,7 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 	// would otherwise fail validation (no such model).
 	yml := fmt.Sprintf("inference:\n  models:\n    - name: %s\n      max_batch_size: %d\n      max_model_len: %d\n      endpoints: [%s]\npricing: null\n",
 		model, o.maxNumSeqs, maxModelLen, sim.URL)
-	if o.noAdmission {
-		yml += "admission:\n  disabled: true\n"
-	}
+	yml += scratch.Unthrottled(o.noAdmission)
 	start := func(name, extra, redisURL string) (*devstack.Stack, error) {
 		st, stop, err := startStack(ctx, filepath.Join(dir, name), yml+extra, dbURL, redisURL, progress)
 		if err != nil {

@@ -94,7 +94,7 @@ func startFleet(ctx context.Context, o options, seqs int, ttft, itl time.Duratio
 		urls = append(urls, s.URL)
 	}
 	yml := fmt.Sprintf("inference:\n  models:\n    - name: %s\n      max_batch_size: %d\n      max_model_len: 2048\n      endpoints: [%s]\npricing: null\ndispatch:\n  batch_margin: %d\n",
-		model, seqs, strings.Join(urls, ", "), o.margin)
+		model, seqs, strings.Join(urls, ", "), o.margin) + scratch.Unthrottled(false)
 	cfg, err := config.Parse([]byte(yml))
 	if err != nil {
 		return fail(err)

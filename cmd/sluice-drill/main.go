@@ -190,7 +190,7 @@ worker:
   claim_idle: %s
   heartbeat: 1s
   listen: "off" # several workers share this machine: no metrics port each
-`, model, strings.Join(simURLs(sims), ", "), d.o.claimIdle)
+`, model, strings.Join(simURLs(sims), ", "), d.o.claimIdle) + scratch.Unthrottled(false)
 	if err := os.WriteFile(cfgPath, []byte(yml), 0o600); err != nil {
 		return err
 	}

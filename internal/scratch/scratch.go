@@ -94,3 +94,16 @@ func FlushRedis(ctx context.Context, url string) (*redis.Client, error) {
 	}
 	return c, nil
 }
+
+// Unthrottled is configuration for load programs, which measure the queue
+// and the worker, not quotas: every tier without rate, token, concurrency or
+// funds limits, and 'custom' (the admin key's enterprise tier) generous. With
+// admissionOff, admission is switched off altogether instead.
+func Unthrottled(admissionOff bool) string {
+	tier := "{rate_limit: unlimited, included_credits: unlimited, tokens_per_minute: unlimited, concurrency: unlimited}"
+	y := "tiers:\n  free: " + tier + "\n  pro: " + tier + "\n  enterprise: " + tier + "\n"
+	if admissionOff {
+		return y + "admission:\n  disabled: true\n"
+	}
+	return y + "admission:\n  custom: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000, concurrency: 1000000}\n"
+}
