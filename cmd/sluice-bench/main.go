@@ -110,9 +110,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	maxDB := 15 // Redis's default 16 databases
+	if o.telemetry {
+		maxDB = 13 // the telemetry comparison also uses -redis-db+1 and +2
+	}
 	if o.concurrency < 1 || o.requests < 1 || o.rounds < 1 || o.warmup < 0 || o.maxTokens < 1 || o.maxNumSeqs < 1 ||
-		o.redisDB < 0 || o.redisDB > 13 {
-		fmt.Fprintln(stderr, "sluice-bench: -c, -n, -rounds, -max-tokens and -max-num-seqs must be positive, -warmup not negative, -redis-db 0..13")
+		o.redisDB < 0 || o.redisDB > maxDB {
+		fmt.Fprintf(stderr, "sluice-bench: -c, -n, -rounds, -max-tokens and -max-num-seqs must be positive, -warmup not negative, -redis-db 0..%d\n", maxDB)
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
