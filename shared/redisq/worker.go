@@ -41,6 +41,11 @@ func (q *Queue) Read(ctx context.Context, group, consumer string, streams []stri
 	if block <= 0 {
 		block = -1 // go-redis: negative means no BLOCK argument
 	}
+	return q.readGroup(ctx, group, consumer, args, count, block)
+}
+
+// readGroup runs XREADGROUP over streams-then-ids args and returns the entries.
+func (q *Queue) readGroup(ctx context.Context, group, consumer string, args []string, count int64, block time.Duration) ([]Entry, error) {
 	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumer,
 		Streams: args, Count: count, Block: block}).Result()
 	if errors.Is(err, redis.Nil) {
@@ -101,22 +106,7 @@ func (q *Queue) WaitWork(ctx context.Context, model, after string, block time.Du
 // Pending returns this consumer's own unacknowledged entries (after a
 // restart under the same name).
 func (q *Queue) Pending(ctx context.Context, group, consumer, stream string, count int64) ([]Entry, error) {
-	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumer,
-		Streams: []string{stream, "0"}, Count: count, Block: -1}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, translate(err)
-	}
-	var out []Entry
-	for _, s := range res {
-		for _, m := range s.Messages {
-			id, _ := m.Values["job"].(string)
-			out = append(out, Entry{Stream: s.Stream, ID: m.ID, JobID: id})
-		}
-	}
-	return out, nil
+	return q.readGroup(ctx, group, consumer, []string{stream, "0"}, count, -1)
 }
 
 // AutoClaim takes up to count entries that have been idle longer than
