@@ -79,7 +79,9 @@ func (s *service) serveCached(w http.ResponseWriter, r *http.Request, p *sluice.
 
 // cacheStore keeps a successful answer to a cacheable request.
 func (s *service) cacheStore(r *http.Request, job *sluice.Job, req *openai.Request, ev redisq.Event) {
-	if !s.cacheable(r, req) || ev.Status != sluice.JobSucceeded || ev.Result == "" {
+	// A result large enough for the object store stays out of the cache,
+	// which lives in Redis.
+	if !s.cacheable(r, req) || ev.Status != sluice.JobSucceeded || ev.Result == "" || ev.ResultRef != "" {
 		return
 	}
 	if err := s.Admission.CachePut(context.WithoutCancel(r.Context()), job.UserID, job.Model, job.Endpoint, job.Body,

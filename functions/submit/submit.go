@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/httpserve"
+	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -32,6 +33,9 @@ type Deps struct {
 	Verifier *authn.Verifier
 	// Admission applies limits and reserves funds; nil admits everything.
 	Admission *admission.Admitter
+	// Objects holds large results and async inputs (storage.jobs); nil
+	// keeps every payload in Redis.
+	Objects *objstore.Jobs
 }
 
 type service struct {
@@ -60,7 +64,7 @@ func New(d Deps) http.Handler {
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler {
-	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission})
+	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects})
 })
 
 // Handle is the OpenFaaS entry point: it builds the handler from the
@@ -235,6 +239,14 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, job *sluice.Job,
 					return
 				}
 			case "end":
+				if ev.ResultRef != "" { // too large for Redis: the worker wrote it to the object store first
+					b, err := s.Objects.Fetch(r.Context(), ev.ResultRef)
+					if err != nil {
+						openai.WriteError(w, r, s.Log, err)
+						return
+					}
+					ev.Result = string(b)
+				}
 				s.cacheStore(r, job, req, ev)
 				s.finish(w, r, sse, ev)
 				return
