@@ -193,13 +193,13 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 		}
 		defer s.holdSlot(r, tk)()
 		w.Header().Set("Sluice-Job-Id", job.ID)
-		s.relay(w, r, job, req)
+		s.relay(w, r, p, job, req)
 	}
 }
 
 // relay waits for a synchronous job's events and answers the client: the
 // final body, or the chunks as SSE. A client that goes away cancels its job.
-func (s *service) relay(w http.ResponseWriter, r *http.Request, job *sluice.Job, req *openai.Request) {
+func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Principal, job *sluice.Job, req *openai.Request) {
 	// A little past the deadline, so the worker's own "expired" arrives first.
 	ctx, cancel := context.WithDeadline(r.Context(), job.Deadline.Add(2*time.Second))
 	defer cancel()
@@ -247,7 +247,7 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, job *sluice.Job,
 					}
 					ev.Result = string(b)
 				}
-				s.cacheStore(r, job, req, ev)
+				s.cacheStore(r, p, job, req, ev)
 				s.finish(w, r, sse, ev)
 				return
 			}
