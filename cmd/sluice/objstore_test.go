@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/objstore/s3test"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/webhook"
 )
 
 // usageCount is the number of usage rows of a job now (no waiting).
@@ -122,9 +124,24 @@ worker:
 	}
 	t.Logf("sync: %d-byte result in S3 at %s; Redis result field empty", len(raw), wantKey)
 
-	// Async with a large input: the stream entry and record carry the key.
+	// Async with a large input: the stream entry and record carry the key;
+	// the webhook carries the whole result.
+	hooks := make(chan []byte, 1)
+	hsrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if err := webhook.Verify([]byte("whsec-test"), r.Header.Get(webhook.Header), b, time.Now(), 5*time.Minute); err != nil {
+			w.WriteHeader(400)
+			return
+		}
+		select {
+		case hooks <- b:
+		default:
+		}
+	}))
+	t.Cleanup(hsrv.Close)
 	prompt := strings.Repeat("large input ", 200)
-	st, j := s.do(t, "POST", "/v1/jobs", fmt.Sprintf(`{"url":"/v1/chat/completions","body":{"model":%q,"messages":[{"role":"user","content":%q}],"max_tokens":30}}`, s.models[0], prompt))
+	st, j := s.do(t, "POST", "/v1/jobs", fmt.Sprintf(`{"url":"/v1/chat/completions","webhook_url":%q,"body":{"model":%q,"messages":[{"role":"user","content":%q}],"max_tokens":30}}`,
+		hsrv.URL+"/hook", s.models[0], prompt))
 	if st != 202 {
 		t.Fatalf("create: %d %v", st, j)
 	}
@@ -145,6 +162,22 @@ worker:
 	}
 	if rec = record(aid); rec["result_ref"] == "" || rec["result"] != "" {
 		t.Fatalf("async result not by reference: %v", rec["result_ref"])
+	}
+	select {
+	case b := <-hooks:
+		var ev struct {
+			Data struct {
+				ID     string          `json:"id"`
+				Result json.RawMessage `json:"result"`
+			} `json:"data"`
+		}
+		var whole openai.ChatCompletion
+		if json.Unmarshal(b, &ev) != nil || ev.Data.ID != aid || json.Unmarshal(ev.Data.Result, &whole) != nil ||
+			whole.ID != res["id"] || len(whole.Choices) == 0 {
+			t.Fatalf("webhook payload without the whole result: %s", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook for the async job")
 	}
 	// The input is deleted once the job is final.
 	for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -195,6 +228,11 @@ worker:
 	s3.Down.Store(true)
 	_, j = s.do(t, "POST", "/v1/jobs", small)
 	did := j["id"].(string)
+	// Meanwhile a large input cannot be stored: 503, nothing enqueued.
+	st, j = s.do(t, "POST", "/v1/jobs", fmt.Sprintf(`{"url":"/v1/chat/completions","body":{"model":%q,"messages":[{"role":"user","content":%q}],"max_tokens":30}}`, s.models[1], prompt))
+	if e, _ := j["error"].(map[string]any); st != 503 || e["code"] != "service_unavailable" {
+		t.Fatalf("large input with S3 down: %d %v, want 503 service_unavailable", st, j)
+	}
 	j = s.waitJob(t, did, 40*time.Second, func(st string) bool { return st == "succeeded" || st == "failed" })
 	s3.Down.Store(false)
 	e, _ := j["error"].(map[string]any)
