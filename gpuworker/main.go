@@ -32,7 +32,7 @@ func run() int {
 	}
 	defer d.Close()
 	p, err := pool.New(pool.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Usage: d.DB, Name: d.Config.Env.WorkerName,
-		Telemetry: d.Telemetry})
+		Telemetry: d.Telemetry, Objects: d.Objects})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gpuworker:", err)
 		return 1

@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/httpserve"
+	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -31,6 +32,9 @@ type Deps struct {
 	DB       *postgres.DB
 	Redis    redis.UniversalClient
 	Verifier *authn.Verifier
+	// Objects holds large job payloads (storage.jobs); a deleted account's
+	// are erased with its jobs. nil: none are stored.
+	Objects *objstore.Jobs
 }
 
 // Permissions the admin API needs; "*" grants them.
@@ -91,7 +95,7 @@ func New(d Deps) http.Handler {
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler {
-	return New(Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier})
+	return New(Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Objects: d.Objects})
 })
 
 // Handle is the OpenFaaS entry point: it builds the handler from the

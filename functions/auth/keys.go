@@ -26,6 +26,8 @@ type keyRequest struct {
 	RequestsPerMinute int64 `json:"requests_per_minute"`
 	TokensPerMinute   int64 `json:"tokens_per_minute"`
 	Concurrency       int64 `json:"concurrency"`
+	// CacheResponses opts the key into the response cache; default false.
+	CacheResponses bool `json:"cache_responses"`
 }
 
 func (k keyRequest) limits() sluice.Limits {
@@ -41,7 +43,8 @@ func keyJSON(k sluice.APIKey) map[string]any {
 	}
 	return map[string]any{"object": "api_key", "id": k.ID, "name": k.Name, "prefix": k.Prefix,
 		"created_at": k.CreatedAt.Unix(), "last_used_at": unix(k.LastUsedAt), "expires_at": unix(k.ExpiresAt),
-		"revoked_at": unix(k.RevokedAt), "scopes": nonNil(k.Scopes), "models": nonNil(k.Models), "limits": k.Limits}
+		"revoked_at": unix(k.RevokedAt), "scopes": nonNil(k.Scopes), "models": nonNil(k.Models), "limits": k.Limits,
+		"cache_responses": k.CacheResponses}
 }
 
 // keyPolicy checks a new key against its creator: scopes must be a subset
@@ -98,7 +101,7 @@ func (s *service) mint(r *http.Request, p *sluice.Principal, req keyRequest, rot
 	}
 	k, err := s.DB.CreateKey(r.Context(), postgres.NewKey{UserID: p.UserID, Name: req.Name, Hash: apikey.Hash(s.peppers[0], key),
 		Prefix: apikey.Display(key), ExpiresAt: req.ExpiresAt, Scopes: req.Scopes, Models: req.Models, RotatedFrom: rotatedFrom,
-		Limits: req.limits()})
+		Limits: req.limits(), CacheResponses: req.CacheResponses})
 	return k, key, err
 }
 
@@ -123,7 +126,8 @@ func (s *service) createKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.audit(r, p.UserID, "key.create", k.ID, "ok", map[string]any{"prefix": k.Prefix, "scopes": k.Scopes, "models": k.Models, "limits": k.Limits})
+	s.audit(r, p.UserID, "key.create", k.ID, "ok", map[string]any{"prefix": k.Prefix, "scopes": k.Scopes, "models": k.Models, "limits": k.Limits,
+		"cache_responses": k.CacheResponses})
 	out := keyJSON(k)
 	out["key"] = key
 	openai.WriteJSON(w, http.StatusCreated, out)
@@ -214,7 +218,8 @@ func (s *service) rotateKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := keyRequest{Name: old.Name, Scopes: old.Scopes, Models: old.Models, ExpiresAt: old.ExpiresAt,
-		RequestsPerMinute: old.Limits.RequestsPerMinute, TokensPerMinute: old.Limits.TokensPerMinute, Concurrency: old.Limits.Concurrency}
+		RequestsPerMinute: old.Limits.RequestsPerMinute, TokensPerMinute: old.Limits.TokensPerMinute, Concurrency: old.Limits.Concurrency,
+		CacheResponses: old.CacheResponses}
 	if err := s.keyPolicy(p, &req); err != nil {
 		s.fail(w, r, err)
 		return

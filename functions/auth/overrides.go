@@ -38,6 +38,13 @@ type limitsPatch struct {
 	Concurrency       optLimit `json:"concurrency"`
 }
 
+// keyPatch is a key PATCH body: its limits and its response-cache opt-in
+// (absent or null leaves it).
+type keyPatch struct {
+	limitsPatch
+	CacheResponses *bool `json:"cache_responses"`
+}
+
 // userLimitsPatch adds the postpaid cap, which only a user has.
 type userLimitsPatch struct {
 	limitsPatch
@@ -140,12 +147,15 @@ func (s *service) adminUpdateKeyLimits(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *service) patchKeyLimits(w http.ResponseWriter, r *http.Request, p *sluice.Principal, owner, action string) {
-	var b limitsPatch
+	var b keyPatch
 	if err := decode(r, &b); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	up, detail, err := b.update()
+	if err == nil && b.CacheResponses != nil {
+		detail["cache_responses"] = *b.CacheResponses
+	}
 	if err == nil && owner != "" {
 		err = s.withinOwner(p, up.To)
 	}
@@ -155,14 +165,14 @@ func (s *service) patchKeyLimits(w http.ResponseWriter, r *http.Request, p *slui
 		s.fail(w, r, err)
 		return
 	}
-	keyOwner, err := s.DB.UpdateKeyLimits(r.Context(), id, owner, up)
+	keyOwner, err := s.DB.UpdateKeyLimits(r.Context(), id, owner, up, b.CacheResponses)
 	if err != nil {
 		s.fail(w, r, notFoundKey(err))
 		return
 	}
 	detail["owner"] = keyOwner
 	s.audit(r, p.UserID, action, id, "ok", detail)
-	s.broadcastKey(r, id) // every instance reloads the key, limits included
+	s.broadcastKey(r, id) // every instance reloads the key, limits and cache opt-in included
 	k, err := s.DB.GetKey(r.Context(), keyOwner, id)
 	if err != nil {
 		s.fail(w, r, err)

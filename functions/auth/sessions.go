@@ -294,6 +294,9 @@ func (s *service) deleteUser(r *http.Request, userID string) error {
 		models[i] = m.Name
 	}
 	n, err := redisq.New(s.Redis, redisq.Options{}).EraseUserJobs(r.Context(), userID, models)
+	if err == nil {
+		_, err = s.Objects.EraseUser(r.Context(), userID)
+	}
 	if err != nil {
 		return sluice.Unavailable("The account is deleted, but its stored results could not all be erased now; they expire with jobs.result_ttl.", err)
 	}

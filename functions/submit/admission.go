@@ -49,10 +49,20 @@ func (s *service) holdSlot(r *http.Request, tk *admission.Ticket) func() {
 	return s.Admission.KeepAlive(r.Context(), tk)
 }
 
-// cacheable: the caller opted in (`Sluice-Cache: on`) and the request is
-// deterministic and not streamed.
-func (s *service) cacheable(r *http.Request, req *openai.Request) bool {
-	return s.Admission != nil && req.Deterministic && !req.Stream && r.Header.Get("Sluice-Cache") == "on"
+// cacheable: the caller opted in and the request is deterministic and not
+// streamed. A request's `Sluice-Cache: on|off` header decides; without it,
+// the API key's cache_responses setting does.
+func (s *service) cacheable(r *http.Request, p *sluice.Principal, req *openai.Request) bool {
+	if s.Admission == nil || !req.Deterministic || req.Stream {
+		return false
+	}
+	switch r.Header.Get("Sluice-Cache") {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return p.CacheResponses
 }
 
 // serveCached answers a cacheable request from the response cache, if it
@@ -60,7 +70,7 @@ func (s *service) cacheable(r *http.Request, req *openai.Request) bool {
 // reports whether it answered.
 func (s *service) serveCached(w http.ResponseWriter, r *http.Request, p *sluice.Principal, req *openai.Request,
 	job *sluice.Job, tk *admission.Ticket) bool {
-	if !s.cacheable(r, req) || !tk.Reserved {
+	if !s.cacheable(r, p, req) || !tk.Reserved {
 		return false
 	}
 	c, err := s.Admission.CacheGet(r.Context(), p.UserID, job.Model, job.Endpoint, job.Body)
@@ -78,8 +88,10 @@ func (s *service) serveCached(w http.ResponseWriter, r *http.Request, p *sluice.
 }
 
 // cacheStore keeps a successful answer to a cacheable request.
-func (s *service) cacheStore(r *http.Request, job *sluice.Job, req *openai.Request, ev redisq.Event) {
-	if !s.cacheable(r, req) || ev.Status != sluice.JobSucceeded || ev.Result == "" {
+func (s *service) cacheStore(r *http.Request, p *sluice.Principal, job *sluice.Job, req *openai.Request, ev redisq.Event) {
+	// A result large enough for the object store stays out of the cache,
+	// which lives in Redis.
+	if !s.cacheable(r, p, req) || ev.Status != sluice.JobSucceeded || ev.Result == "" || ev.ResultRef != "" {
 		return
 	}
 	if err := s.Admission.CachePut(context.WithoutCancel(r.Context()), job.UserID, job.Model, job.Endpoint, job.Body,

@@ -1,6 +1,7 @@
 package submit
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -101,7 +102,13 @@ func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
 	}
 	tk, err := s.reserve(w, r, p, req, job, true, s.Config.Jobs.AsyncDeadline)
 	if err == nil {
-		if err = s.Queue.Enqueue(r.Context(), job, s.Config.Jobs.AsyncDeadline); err != nil {
+		err = s.storeInput(r, job)
+		if err == nil {
+			if err = s.Queue.Enqueue(r.Context(), job, s.Config.Jobs.AsyncDeadline); err != nil && job.BodyRef != "" {
+				s.Objects.Delete(context.WithoutCancel(r.Context()), job.BodyRef) //nolint:errcheck // else the sweeper takes it
+			}
+		}
+		if err != nil {
 			s.unreserve(r, tk)
 		}
 	}
@@ -122,11 +129,32 @@ func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
 		Model: job.Model, URL: job.Endpoint, CreatedAt: job.CreatedAt.Unix()})
 }
 
+// storeInput moves an async job's body to the object store when it is over
+// storage.jobs.input_threshold_bytes; the job's record then carries only
+// the key, which the worker reads back.
+func (s *service) storeInput(r *http.Request, job *sluice.Job) error {
+	if !s.Objects.InputOver(len(job.Body)) {
+		return nil
+	}
+	key, err := s.Objects.PutInput(r.Context(), job.UserID, job.ID, job.Body)
+	if err != nil {
+		return err
+	}
+	job.Body, job.BodyRef = nil, key
+	return nil
+}
+
 func (s *service) writeJob(w http.ResponseWriter, r *http.Request, id, owner string, status int) {
-	js, err := s.Queue.Get(r.Context(), id, owner)
+	js, err := s.Queue.Get(r.Context(), id, owner) // ownership is checked here, before any payload is read
 	if err != nil {
 		openai.WriteError(w, r, s.Log, err)
 		return
+	}
+	if js.ResultRef != "" {
+		if js.Result, err = s.Objects.Fetch(r.Context(), js.ResultRef); err != nil {
+			openai.WriteError(w, r, s.Log, err)
+			return
+		}
 	}
 	openai.WriteJSON(w, status, js)
 }

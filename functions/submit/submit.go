@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/httpserve"
+	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -32,6 +33,9 @@ type Deps struct {
 	Verifier *authn.Verifier
 	// Admission applies limits and reserves funds; nil admits everything.
 	Admission *admission.Admitter
+	// Objects holds large results and async inputs (storage.jobs); nil
+	// keeps every payload in Redis.
+	Objects *objstore.Jobs
 }
 
 type service struct {
@@ -60,7 +64,7 @@ func New(d Deps) http.Handler {
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler {
-	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission})
+	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects})
 })
 
 // Handle is the OpenFaaS entry point: it builds the handler from the
@@ -189,13 +193,13 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 		}
 		defer s.holdSlot(r, tk)()
 		w.Header().Set("Sluice-Job-Id", job.ID)
-		s.relay(w, r, job, req)
+		s.relay(w, r, p, job, req)
 	}
 }
 
 // relay waits for a synchronous job's events and answers the client: the
 // final body, or the chunks as SSE. A client that goes away cancels its job.
-func (s *service) relay(w http.ResponseWriter, r *http.Request, job *sluice.Job, req *openai.Request) {
+func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Principal, job *sluice.Job, req *openai.Request) {
 	// A little past the deadline, so the worker's own "expired" arrives first.
 	ctx, cancel := context.WithDeadline(r.Context(), job.Deadline.Add(2*time.Second))
 	defer cancel()
@@ -235,7 +239,15 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, job *sluice.Job,
 					return
 				}
 			case "end":
-				s.cacheStore(r, job, req, ev)
+				if ev.ResultRef != "" { // too large for Redis: the worker wrote it to the object store first
+					b, err := s.Objects.Fetch(r.Context(), ev.ResultRef)
+					if err != nil {
+						openai.WriteError(w, r, s.Log, err)
+						return
+					}
+					ev.Result = string(b)
+				}
+				s.cacheStore(r, p, job, req, ev)
 				s.finish(w, r, sse, ev)
 				return
 			}

@@ -31,10 +31,20 @@ func (p *Pool) deliverHooks(ctx context.Context) {
 		defer func() { <-sem }()
 		url, state, err := q.JobWebhook(ctx, e.JobID)
 		if err == nil && url != "" {
-			body, _ := json.Marshal(map[string]any{"type": "job." + string(state.Status), "data": state})
+			var body []byte
 			backoff := time.Second
 			for attempt := 1; ; attempt++ {
-				err = webhook.Deliver(ctx, client, secret, url, e.ID, body)
+				if body == nil && state.ResultRef != "" { // a large result: the payload carries it all
+					if state.Result, err = p.Objects.Fetch(ctx, state.ResultRef); err == nil {
+						state.ResultRef = ""
+					}
+				}
+				if err == nil && body == nil {
+					body, _ = json.Marshal(map[string]any{"type": "job." + string(state.Status), "data": state})
+				}
+				if body != nil {
+					err = webhook.Deliver(ctx, client, secret, url, e.ID, body)
+				}
 				if err == nil || attempt >= wcfg.MaxAttempts || ctx.Err() != nil {
 					break
 				}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-ai/sluice/gpuworker/filter"
 	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/telemetry"
@@ -36,6 +37,9 @@ type Deps struct {
 	Name string
 	// Telemetry records the worker's metrics and spans; nil records nothing.
 	Telemetry *telemetry.Telemetry
+	// Objects holds large results and async inputs (storage.jobs); nil
+	// keeps every payload in Redis.
+	Objects *objstore.Jobs
 }
 
 // Pool is one worker process's set of model runners.
@@ -109,7 +113,8 @@ func (p *Pool) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); r.dispatch(ctx, hard, &jobs) }()
 		go func() { defer wg.Done(); r.publishLoop(ctx) }()
 	}
-	wg.Add(4)
+	wg.Add(5)
+	go func() { defer wg.Done(); p.sweepObjects(ctx) }()
 	go func() { defer wg.Done(); p.heartbeat(ctx) }()
 	go func() { defer wg.Done(); p.listenCancels(hard) }()
 	go func() { defer wg.Done(); p.flushUsage(hard) }()
@@ -202,5 +207,28 @@ func sleep(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	}
+}
+
+// sweepObjects deletes job objects older than storage.jobs.retention, by
+// when the Redis records that point at them have expired. Every worker
+// sweeps; deleting twice is harmless.
+func (p *Pool) sweepObjects(ctx context.Context) {
+	if p.Objects == nil {
+		return
+	}
+	every := p.Config.Storage.Jobs.SweepInterval
+	for {
+		sleep(ctx, every)
+		if ctx.Err() != nil {
+			return
+		}
+		n, err := p.Objects.Sweep(ctx, time.Now())
+		if err != nil && ctx.Err() == nil {
+			p.Log.Warn("job object sweep failed", slog.String("err", err.Error()))
+		}
+		if n > 0 {
+			p.Log.Info("expired job objects deleted", slog.Int("objects", n))
+		}
 	}
 }

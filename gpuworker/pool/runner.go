@@ -185,6 +185,9 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		delete(p.running, job.ID)
 		p.mu.Unlock()
 	}()
+	if job.BodyRef != "" && !r.fetchInput(ctx, c, &job, release) {
+		return
+	}
 
 	jctx, span := r.traceJob(jctx, c)
 	started := time.Now()
@@ -303,6 +306,23 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 			}
 		}
 	}
+	if o.Status == sluice.JobSucceeded && p.Objects.ResultOver(len(o.Result)) {
+		// The object is written before the job is recorded done, so a
+		// recorded key never names a missing object. If the store is down
+		// the job is not completed: it stays pending, is reclaimed after
+		// worker.claim_idle and run again (dead-lettered after
+		// jobs.max_attempts), and no usage is recorded for this run.
+		pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		key, perr := p.Objects.PutResult(pctx, job.UserID, job.ID, o.Result)
+		pcancel()
+		if perr != nil {
+			p.Log.Error("result not stored; the job stays pending and will be retried",
+				slog.String("job_id", job.ID), slog.Int("bytes", len(o.Result)), slog.String("err", perr.Error()))
+			span.End(perr)
+			return
+		}
+		o.Result, o.ResultRef = nil, key
+	}
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
 	// Usage is recorded for every job that reached an engine, exactly once.
 	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model, Requested: job.Requested,
@@ -313,7 +333,43 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	defer ccancel()
 	if _, err := q.Complete(cctx, redisq.GroupWorkers, e, o); err != nil {
 		p.Log.Error("complete failed; the job stays pending and will be reclaimed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+		return
 	}
+	if job.BodyRef != "" { // the job is final: its input is needed no more (the sweeper catches a failed delete)
+		if err := p.Objects.Delete(cctx, job.BodyRef); err != nil {
+			p.Log.Warn("job input not deleted", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+		}
+	}
+}
+
+// fetchInput loads an async job's input from the object store. If the
+// store is down the job is left pending, to be reclaimed and tried again
+// (an attempt is spent, so a store that stays down dead-letters it); an
+// input that is gone fails the job at once, unbilled. It reports whether
+// the job may run.
+func (r *runner) fetchInput(ctx context.Context, c *redisq.Claimed, job *sluice.Job, release func()) bool {
+	p := r.p
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	b, err := p.Objects.Fetch(fctx, job.BodyRef)
+	if err == nil {
+		job.Body = b
+		return true
+	}
+	release()
+	if sluice.AsError(err).Kind != sluice.KindNotFound {
+		p.Log.Error("job input not fetched; the job stays pending and will be retried",
+			slog.String("job_id", job.ID), slog.String("err", err.Error()))
+		return false
+	}
+	o := redisq.Outcome{Status: sluice.JobFailed, HTTP: http.StatusInternalServerError,
+		Error: &sluice.ErrorBody{Message: "The job's input is no longer stored.", Type: "server_error", Code: "input_missing"}}
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer ccancel()
+	if _, err := p.Queue.Complete(cctx, redisq.GroupWorkers, c.Entry, o); err != nil {
+		p.Log.Error("complete failed; the job stays pending and will be reclaimed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+	}
+	return false
 }
 
 // call sends one upstream request, cut short if the endpoint is taken out

@@ -24,8 +24,8 @@ import (
 // each function's prefix, as each function serves them in OpenFaaS.
 func Router(d *app.Deps) http.Handler {
 	fns := map[string]http.Handler{
-		"submit":          submit.New(submit.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission}),
-		"auth":            auth.New(auth.Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier}),
+		"submit":          submit.New(submit.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects}),
+		"auth":            auth.New(auth.Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Objects: d.Objects}),
 		"billing-webhook": billing.New(billing.Deps{Log: d.Log}),
 		"usage-rollup":    rollup.New(rollup.Deps{Log: d.Log, DB: d.DB, Verifier: d.Verifier}),
 	}

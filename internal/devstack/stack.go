@@ -144,7 +144,7 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 	var wg sync.WaitGroup
 	if !o.NoWorker {
 		p, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: d.Queue, Usage: d.DB, Name: cfg.Env.WorkerName,
-			Telemetry: d.Telemetry})
+			Telemetry: d.Telemetry, Objects: d.Objects})
 		if err != nil {
 			return fail(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/redisq"
@@ -37,6 +38,9 @@ type Deps struct {
 	Telemetry *telemetry.Telemetry
 	// Admission holds limits and funds; its settler runs from Start.
 	Admission *admission.Admitter
+	// Objects keeps large job results and async inputs in the object store;
+	// nil with storage.jobs.enabled off.
+	Objects *objstore.Jobs
 }
 
 // Open connects to PostgreSQL and Redis as cfg.Env says, applies migrations
@@ -72,6 +76,17 @@ func OpenWith(ctx context.Context, cfg *config.Config, log *slog.Logger, topts t
 		Queue:     NewQueue(cfg, rdb),
 		Verifier:  NewVerifier(cfg, db, log),
 		Admission: admission.New(cfg, rdb, db, log),
+		Objects:   objstore.NewJobs(cfg),
+	}
+	if d.Objects != nil {
+		// Not fatal: the store may still be starting (compose). Until it
+		// answers, large results are retried by the queue and large async
+		// inputs are refused with 503.
+		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := d.Objects.EnsureBucket(bctx); err != nil {
+			log.Warn("object store not ready for job payloads", slog.String("err", err.Error()))
+		}
+		cancel()
 	}
 	if d.Telemetry, err = openTelemetry(ctx, d, topts); err != nil {
 		rdb.Close()

@@ -29,7 +29,7 @@ type Admission struct {
 	SettleIdle time.Duration `yaml:"settle_idle"`
 	// CacheTTL is how long a cached response lives; default 1h. The cache
 	// serves deterministic requests (temperature 0, n 1, not streamed) that
-	// opt in with the header `Sluice-Cache: on`.
+	// opt in with the header `Sluice-Cache: on`, or per API key (cache_responses).
 	CacheTTL time.Duration `yaml:"cache_ttl"`
 	// Custom is what a tier's 'custom' limit means for a user (or key) an
 	// admin has set no override for.

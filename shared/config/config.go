@@ -343,6 +343,8 @@ func (c *Config) applyDefaults() {
 	def(&j.MaxQueue, 100000)
 	def(&j.Webhooks.MaxAttempts, 6)
 	def(&j.Webhooks.Timeout, 10*time.Second)
+	// A job object must outlive the Redis record that points at it.
+	def(&c.Storage.Jobs.Retention, j.ResultTTL+max(j.AsyncDeadline, s.RequestTimeout)+time.Hour)
 	c.applyDispatchDefaults()
 	c.applyFiltersDefaults()
 	w := &c.Worker

@@ -1,5 +1,6 @@
 // Package objstore is Sluice's S3-compatible object storage (MinIO in the
-// design, AWS S3 elsewhere): database backups and model artifacts. It is
+// design, AWS S3 elsewhere): database backups, model artifacts, and large
+// job results and async inputs (jobs.go). It is
 // the one place that configures the S3 client.
 package objstore
 
@@ -10,6 +11,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -28,8 +30,9 @@ type Store struct {
 
 // Object is a stored object's listing entry.
 type Object struct {
-	Key  string
-	Size int64
+	Key          string
+	Size         int64
+	LastModified time.Time
 }
 
 // New returns a store for cfg's bucket with the environment's credentials.
@@ -99,9 +102,17 @@ func (s *Store) List(ctx context.Context, prefix string) ([]Object, error) {
 			return nil, fmt.Errorf("objstore: list %s: %w", prefix, err)
 		}
 		for _, o := range page.Contents {
-			out = append(out, Object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size)})
+			out = append(out, Object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), LastModified: aws.ToTime(o.LastModified)})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return strings.Compare(out[i].Key, out[j].Key) < 0 })
 	return out, nil
+}
+
+// Delete removes key; deleting a missing key is not an error (S3's rule).
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
+		return fmt.Errorf("objstore: delete %s: %w", key, err)
+	}
+	return nil
 }

@@ -181,15 +181,18 @@ type NewKey struct {
 	Models      []string
 	RotatedFrom *string
 	Limits      sluice.Limits // the key's overrides (OverageCap is ignored)
+	// CacheResponses opts the key's deterministic requests into the
+	// response cache.
+	CacheResponses bool
 }
 
 // CreateKey stores a key's hash with its scopes and model allowlist.
 func (db *DB) CreateKey(ctx context.Context, n NewKey) (sluice.APIKey, error) {
 	k := sluice.APIKey{UserID: n.UserID, Name: n.Name, Prefix: n.Prefix, Hash: n.Hash, ExpiresAt: n.ExpiresAt,
-		Scopes: nonNil(n.Scopes), Models: nonNil(n.Models)}
+		Scopes: nonNil(n.Scopes), Models: nonNil(n.Models), CacheResponses: n.CacheResponses}
 	err := db.Pool.QueryRow(ctx, q("CreateKey"), n.UserID, hex.EncodeToString(n.Hash), n.Name, n.Prefix, n.ExpiresAt,
-		k.Scopes, k.Models, n.RotatedFrom, n.Limits.RequestsPerMinute, n.Limits.TokensPerMinute, n.Limits.Concurrency).
-		Scan(&k.ID, &k.CreatedAt)
+		k.Scopes, k.Models, n.RotatedFrom, n.Limits.RequestsPerMinute, n.Limits.TokensPerMinute, n.Limits.Concurrency,
+		n.CacheResponses).Scan(&k.ID, &k.CreatedAt)
 	k.Limits = sluice.Limits{RequestsPerMinute: n.Limits.RequestsPerMinute, TokensPerMinute: n.Limits.TokensPerMinute,
 		Concurrency: n.Limits.Concurrency}
 	return k, translate(err)
@@ -213,7 +216,7 @@ func (db *DB) LookupKeyAny(ctx context.Context, hashes [][]byte) (sluice.Princip
 	var matched string
 	err := db.Pool.QueryRow(ctx, q("LookupKeyAny"), hs).
 		Scan(&p.KeyID, &matched, &p.UserID, &p.Email, &p.Role, &p.Tier, &p.Disabled, &p.Scopes, &p.Models,
-			&p.Limits.RequestsPerMinute, &p.Limits.TokensPerMinute, &p.Limits.Concurrency, &p.Limits.OverageCap)
+			&p.Limits.RequestsPerMinute, &p.Limits.TokensPerMinute, &p.Limits.Concurrency, &p.Limits.OverageCap, &p.CacheResponses)
 	if err != nil {
 		return p, nil, translate(err)
 	}
@@ -230,7 +233,7 @@ func (db *DB) RehashKey(ctx context.Context, keyID string, hash []byte) error {
 func scanKey(r pgx.CollectableRow) (sluice.APIKey, error) {
 	var k sluice.APIKey
 	err := r.Scan(&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.CreatedAt, &k.LastUsedAt, &k.ExpiresAt, &k.RevokedAt, &k.Scopes, &k.Models,
-		&k.Limits.RequestsPerMinute, &k.Limits.TokensPerMinute, &k.Limits.Concurrency)
+		&k.Limits.RequestsPerMinute, &k.Limits.TokensPerMinute, &k.Limits.Concurrency, &k.CacheResponses)
 	return k, err
 }
 
@@ -321,17 +324,17 @@ func (db *DB) UpdateUser(ctx context.Context, id string, up UserUpdate) (sluice.
 	return u, translate(err)
 }
 
-// UpdateKeyLimits changes a key's limit overrides. owner "" lets an admin
-// change any key; otherwise another user's key is not found. It returns the
-// key's owner.
-func (db *DB) UpdateKeyLimits(ctx context.Context, keyID, owner string, up LimitsUpdate) (string, error) {
+// UpdateKeyLimits changes a key's limit overrides and, when cache is not
+// nil, its response-cache opt-in. owner "" lets an admin change any key;
+// otherwise another user's key is not found. It returns the key's owner.
+func (db *DB) UpdateKeyLimits(ctx context.Context, keyID, owner string, up LimitsUpdate, cache *bool) (string, error) {
 	var o *string
 	if owner != "" {
 		o = &owner
 	}
 	var userID string
 	err := db.Pool.QueryRow(ctx, q("UpdateKeyLimits"), keyID, o, nonNil(up.Set),
-		up.To.RequestsPerMinute, up.To.TokensPerMinute, up.To.Concurrency).Scan(&userID)
+		up.To.RequestsPerMinute, up.To.TokensPerMinute, up.To.Concurrency, cache).Scan(&userID)
 	return userID, translate(err)
 }
 

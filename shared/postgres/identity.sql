@@ -78,8 +78,8 @@ UPDATE signing_keys SET retired_at = NOW() WHERE kid <> $1 AND retired_at IS NUL
 
 -- name: CreateKey
 INSERT INTO api_keys (user_id, key_hash, name, prefix, expires_at, scopes, models, rotated_from,
-                      requests_per_minute, tokens_per_minute, concurrency)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9::bigint, 0), NULLIF($10::bigint, 0), NULLIF($11::bigint, 0))
+                      requests_per_minute, tokens_per_minute, concurrency, cache_responses)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9::bigint, 0), NULLIF($10::bigint, 0), NULLIF($11::bigint, 0), $12)
 RETURNING id, created_at;
 
 -- name: LookupKeyAny
@@ -87,7 +87,7 @@ RETURNING id, created_at;
 -- Limit overrides: the key's where set, else the user's, else 0 (the tier's).
 SELECT k.id, k.key_hash, u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL, k.scopes, k.models,
        COALESCE(k.requests_per_minute, u.requests_per_minute, 0), COALESCE(k.tokens_per_minute, u.tokens_per_minute, 0),
-       COALESCE(k.concurrency, u.concurrency, 0), COALESCE(u.overage_cap_micros, 0)
+       COALESCE(k.concurrency, u.concurrency, 0), COALESCE(u.overage_cap_micros, 0), k.cache_responses
 FROM api_keys k JOIN users u ON u.id = k.user_id
 WHERE k.key_hash = ANY($1::text[])
   AND k.revoked_at IS NULL
@@ -101,12 +101,12 @@ UPDATE api_keys SET key_hash = $2 WHERE id = $1;
 
 -- name: ListKeys
 SELECT id, user_id, COALESCE(name, ''), prefix, created_at, last_used_at, expires_at, revoked_at, scopes, models,
-       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0)
+       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0), cache_responses
 FROM api_keys WHERE user_id = $1 ORDER BY created_at, id;
 
 -- name: GetKey
 SELECT id, user_id, COALESCE(name, ''), prefix, created_at, last_used_at, expires_at, revoked_at, scopes, models,
-       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0)
+       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0), cache_responses
 FROM api_keys WHERE id = $1 AND user_id = $2;
 
 -- name: RevokeAnyKey
@@ -147,8 +147,10 @@ RETURNING id, email, role, subscription_tier, disabled_at IS NOT NULL, created_a
 
 -- name: UpdateKeyLimits
 -- Sets a key's limit overrides ($3 says which of $4..$6 to write; 0 clears);
--- $2 restricts it to one owner (NULL: an admin, any owner). Returns the owner.
+-- $2 restricts it to one owner (NULL: an admin, any owner); $7 sets the
+-- response-cache opt-in (NULL leaves it). Returns the owner.
 UPDATE api_keys SET
+    cache_responses = COALESCE($7::boolean, cache_responses),
     requests_per_minute = CASE WHEN 'rpm' = ANY($3::text[]) THEN NULLIF($4::bigint, 0) ELSE requests_per_minute END,
     tokens_per_minute = CASE WHEN 'tpm' = ANY($3::text[]) THEN NULLIF($5::bigint, 0) ELSE tokens_per_minute END,
     concurrency = CASE WHEN 'conc' = ANY($3::text[]) THEN NULLIF($6::bigint, 0) ELSE concurrency END

@@ -101,7 +101,7 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 	args := []any{j.ID, ms(q.opts.ResultTTL), ms(timeout), q.opts.MaxQueue, j.UserID,
 		"id", j.ID, "user", j.UserID, "key", j.KeyID, "model", j.Model, "endpoint", j.Endpoint,
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
-		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace, "resv", b2s(j.Reserved)}
+		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace, "resv", b2s(j.Reserved), "body_ref", j.BodyRef}
 	keys := []string{JobKey(j.ID), stream, FairKey(j.Model, j.Priority), VClockKey(j.Model, j.Priority), BellKey(j.Model)}
 	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
 	if err != nil {
@@ -130,9 +130,12 @@ type Event struct {
 	Data   string // chunk: one SSE data payload
 	Status sluice.JobStatus
 	Result string // end: the upstream response body (non-streamed jobs)
-	Error  string // end: OpenAI error JSON
-	Usage  string // end: usage JSON
-	HTTP   int    // end: the status a synchronous caller should answer with
+	// ResultRef (end) is the object-store key of the result when it was too
+	// large for Redis; Result is then empty.
+	ResultRef string
+	Error     string // end: OpenAI error JSON
+	Usage     string // end: usage JSON
+	HTTP      int    // end: the status a synchronous caller should answer with
 }
 
 // Events reads result events after the id `after` ("0" for all), blocking up
@@ -161,6 +164,7 @@ func toEvent(m redis.XMessage) Event {
 	st, _ := m.Values["status"].(string)
 	e.Status = sluice.JobStatus(st)
 	e.Result, _ = m.Values["result"].(string)
+	e.ResultRef, _ = m.Values["ref"].(string)
 	e.Error, _ = m.Values["error"].(string)
 	e.Usage, _ = m.Values["usage"].(string)
 	h, _ := m.Values["http"].(string)
@@ -193,7 +197,7 @@ func (q *Queue) Get(ctx context.Context, jobID, owner string) (*sluice.JobState,
 	if JobTag(jobID) == "" {
 		return nil, sluice.ErrNotFound
 	}
-	h, err := q.rdb.HMGet(ctx, JobKey(jobID), "user", "status", "model", "endpoint", "created", "ended", "result", "error", "usage").Result()
+	h, err := q.rdb.HMGet(ctx, JobKey(jobID), "user", "status", "model", "endpoint", "created", "ended", "result", "error", "usage", "result_ref").Result()
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -211,6 +215,7 @@ func (q *Queue) Get(ctx context.Context, jobID, owner string) (*sluice.JobState,
 	if r := str(6); r != "" {
 		js.Result = json.RawMessage(r)
 	}
+	js.ResultRef = str(9)
 	if e := str(7); e != "" {
 		var eb sluice.ErrorBody
 		if json.Unmarshal([]byte(e), &eb) == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -353,5 +354,40 @@ func TestEraseUserJobs(t *testing.T) {
 	}
 	if _, err := b.q.Get(ctx, other.ID, "u2"); err != nil {
 		t.Fatalf("another user's job was erased: %v", err)
+	}
+}
+
+// TestPayloadRefs: a job whose input and result live in the object store
+// carries only their keys through Redis: the input key from enqueue to the
+// worker's start, the result key to the end event and the job record.
+func TestPayloadRefs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{})
+	j := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
+		BodyRef: "jobs/u1/in.json", Priority: 1, Async: true}
+	if err := b.q.Enqueue(ctx, j, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	e := b.claim(t, "w1")
+	out, c, err := b.q.Start(ctx, e, group, "w1", b.model)
+	if err != nil || out != redisq.StartRun || c.Job.BodyRef != "jobs/u1/in.json" || len(c.Job.Body) != 0 {
+		t.Fatalf("start: %s %+v %v", out, c, err)
+	}
+	o := redisq.Outcome{Status: sluice.JobSucceeded, HTTP: 200, ResultRef: "jobs/u1/out.json",
+		Usage: &sluice.UsageEvent{JobID: j.ID, UserID: "u1", Usage: sluice.Usage{PromptTokens: 2, CompletionTokens: 3}}}
+	if first, err := b.q.Complete(ctx, group, e, o); err != nil || !first {
+		t.Fatalf("complete: %v %v", first, err)
+	}
+	evs, err := b.q.Events(ctx, j.ID, "0", 0)
+	if err != nil || len(evs) != 1 || evs[0].ResultRef != "jobs/u1/out.json" || evs[0].Result != "" {
+		t.Fatalf("end event: %+v %v", evs, err)
+	}
+	js, err := b.q.Get(ctx, j.ID, "u1")
+	if err != nil || js.ResultRef != "jobs/u1/out.json" || js.Result != nil || js.Status != sluice.JobSucceeded {
+		t.Fatalf("get: %+v %v", js, err)
+	}
+	if raw, _ := json.Marshal(js); strings.Contains(string(raw), "jobs/u1") {
+		t.Fatalf("the key must not reach the client: %s", raw)
 	}
 }

@@ -225,7 +225,7 @@ func parseStart(e Entry, res []any) (string, *Claimed) {
 	f := splitFields(res[2:])
 	c := &Claimed{Entry: e, Attempt: int(attempt), Job: sluice.Job{
 		ID: f["id"], UserID: f["user"], KeyID: f["key"], Model: f["model"], Endpoint: f["endpoint"],
-		Body: json.RawMessage(f["body"]), Stream: f["stream"] == "1", Async: f["async"] == "1",
+		Body: json.RawMessage(f["body"]), BodyRef: f["body_ref"], Stream: f["stream"] == "1", Async: f["async"] == "1",
 		WebhookURL: f["webhook"], Requested: f["alias"], Trace: f["trace"],
 	}}
 	c.Job.Priority, _ = strconv.Atoi(f["prio"])
@@ -259,10 +259,13 @@ func (q *Queue) Chunks(ctx context.Context, jobID string, data []string, first b
 // Outcome is how a job ended, as the worker reports it.
 type Outcome struct {
 	Status sluice.JobStatus
-	Result []byte            // upstream response body, for non-streamed jobs
-	Error  *sluice.ErrorBody // for failed jobs
-	HTTP   int               // status for a synchronous caller
-	Usage  *sluice.UsageEvent
+	Result []byte // upstream response body, for non-streamed jobs
+	// ResultRef is the object-store key the result was written to (Result
+	// is then empty): written before Complete, so the key never dangles.
+	ResultRef string
+	Error     *sluice.ErrorBody // for failed jobs
+	HTTP      int               // status for a synchronous caller
+	Usage     *sluice.UsageEvent
 }
 
 // Complete records a job's end: result, usage event and ack in one atomic
@@ -282,7 +285,7 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 	tag := JobTag(e.JobID)
 	n, err := completeScript.Run(ctx, q.rdb,
 		[]string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), UsageKey(tag), HooksKey(tag), SettleKey(tag)},
-		group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID).Int64()
+		group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID, o.ResultRef).Int64()
 	if err != nil {
 		return false, translate(err)
 	}

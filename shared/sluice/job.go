@@ -35,17 +35,20 @@ const (
 
 // Job is one inference request travelling through the queue.
 type Job struct {
-	ID         string          `json:"id"`
-	UserID     string          `json:"user_id"`
-	KeyID      string          `json:"key_id,omitempty"`
-	Model      string          `json:"model"`
-	Requested  string          `json:"requested_model,omitempty"` // the name asked for, when an alias chose Model
-	Endpoint   string          `json:"endpoint"`                  // EndpointChat or EndpointCompletion
-	Body       json.RawMessage `json:"body"`                      // the normalised upstream request
-	Stream     bool            `json:"stream"`                    // relay chunks as they come
-	Priority   int             `json:"priority"`                  // 0 is served first
-	Async      bool            `json:"async"`
-	WebhookURL string          `json:"webhook_url,omitempty"`
+	ID        string          `json:"id"`
+	UserID    string          `json:"user_id"`
+	KeyID     string          `json:"key_id,omitempty"`
+	Model     string          `json:"model"`
+	Requested string          `json:"requested_model,omitempty"` // the name asked for, when an alias chose Model
+	Endpoint  string          `json:"endpoint"`                  // EndpointChat or EndpointCompletion
+	Body      json.RawMessage `json:"body"`                      // the normalised upstream request
+	// BodyRef is the object-store key of Body when an async input was too
+	// large to keep in Redis; Body is then empty until the worker fetches it.
+	BodyRef    string `json:"body_ref,omitempty"`
+	Stream     bool   `json:"stream"`   // relay chunks as they come
+	Priority   int    `json:"priority"` // 0 is served first
+	Async      bool   `json:"async"`
+	WebhookURL string `json:"webhook_url,omitempty"`
 	// Reserved: admission holds funds and a slot for the job, so its end
 	// must be settled (every terminal path emits a settle event).
 	Reserved  bool      `json:"reserved,omitempty"`
@@ -91,6 +94,10 @@ type JobState struct {
 	Result    json.RawMessage `json:"result,omitempty"`
 	Error     *ErrorBody      `json:"error,omitempty"`
 	Usage     *Usage          `json:"usage,omitempty"`
+	// ResultRef is the object-store key of Result when the result was too
+	// large to keep in Redis; readers fetch it into Result before showing
+	// the job to anyone.
+	ResultRef string `json:"-"`
 }
 
 // ErrorBody is the OpenAI error object, as stored with a failed job.

@@ -41,6 +41,9 @@ type Principal struct {
 	// Limits are the overrides set for this user and key, the key's winning
 	// per field; admission applies them instead of the tier's.
 	Limits Limits
+	// CacheResponses: the API key opted in to the response cache, so its
+	// deterministic requests use it unless a request says otherwise.
+	CacheResponses bool
 }
 
 // Limits are per-user or per-key overrides of a tier's limits, set by an
@@ -80,4 +83,7 @@ type APIKey struct {
 	Scopes     []string // permissions the key may use; empty: the owner's
 	Models     []string // models the key may call; empty: all
 	Limits     Limits   // the key's own overrides (never OverageCap)
+	// CacheResponses opts the key's deterministic requests into the
+	// response cache (Sluice-Cache: off on a request still bypasses it).
+	CacheResponses bool
 }

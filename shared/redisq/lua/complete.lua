@@ -4,7 +4,8 @@
 -- KEYS[4] usage stream, KEYS[5] webhook stream, KEYS[6] settle stream
 -- ARGV[1] group, ARGV[2] entry id, ARGV[3] status, ARGV[4] result JSON,
 -- ARGV[5] error JSON, ARGV[6] usage JSON, ARGV[7] usage event JSON (or ''),
--- ARGV[8] ttl ms, ARGV[9] http status, ARGV[10] job id
+-- ARGV[8] ttl ms, ARGV[9] http status, ARGV[10] job id,
+-- ARGV[11] object-store key of the result ('' when the result is inline)
 -- Returns 1 if this call completed the job, 0 if it was already final.
 local function ack()
   redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
@@ -19,9 +20,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[8])
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'result', ARGV[4],
-  'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9])
+  'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'result_ref', ARGV[11])
 redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARGV[4],
-  'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9])
+  'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11])
 if ARGV[7] ~= '' then
   redis.call('XADD', KEYS[4], '*', 'ev', ARGV[7])
 end
