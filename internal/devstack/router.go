@@ -7,6 +7,7 @@ package devstack
 import (
 	"net/http"
 
+	"github.com/sluice-ai/sluice/console"
 	"github.com/sluice-ai/sluice/functions/auth"
 	billing "github.com/sluice-ai/sluice/functions/billing-webhook"
 	"github.com/sluice-ai/sluice/functions/submit"
@@ -19,7 +20,8 @@ import (
 // Router serves the functions as an OpenFaaS gateway would
 // (/function/<name>/...) plus the friendly routes: /v1/... → submit
 // (/v1/usage → usage-rollup), /auth/... → auth, /webhooks/stripe →
-// billing-webhook; and /metrics, /healthz, /readyz, at the top and under
+// billing-webhook, /console/ → the web console (and a browser's "/" is
+// sent there); and /metrics, /healthz, /readyz, at the top and under
 // each function's prefix, as each function serves them in OpenFaaS.
 func Router(d *app.Deps) http.Handler {
 	fns := map[string]http.Handler{
@@ -38,7 +40,12 @@ func Router(d *app.Deps) http.Handler {
 	mux.Handle("/v1/usage", fns["usage-rollup"])
 	mux.Handle("/auth/", http.StripPrefix("/auth", fns["auth"]))
 	mux.Handle("/webhooks/stripe", fns["billing-webhook"])
+	mux.Handle("/console/", console.Handler("/console/", console.DevConfig))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if console.WantsHTML(r) {
+			http.Redirect(w, r, "/console/", http.StatusFound)
+			return
+		}
 		openai.WriteError(w, r, d.Log, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound,
 			"Unknown request URL: %s %s.", r.Method, r.URL.Path))
 	})
