@@ -86,7 +86,7 @@ try {
   await page.getByRole('button', { name: 'Create key' }).click();
   const key = (await page.locator('[data-secret]').textContent()).trim();
   assert(/^sk-/.test(key) || key.length > 20, 'the new key is shown once: ' + key.slice(0, 6));
-  assert(await page.getByRole('cell', { name: 'e2e-key' }).isVisible(), 'the key is listed');
+  assert(await page.getByRole('cell', { name: 'e2e-key', exact: true }).isVisible(), 'the key is listed');
   await shot(page, 'keys');
   step('created a key in the console');
 
@@ -118,7 +118,7 @@ try {
   }
   assert(await page.locator('pre').first().innerText().then(t => t.includes(base + '/v1')), 'the quick start points at this deployment');
   await page.goto(base + '/console/#/models', { waitUntil: 'networkidle' });
-  assert(await page.getByRole('row').filter({ hasText: model }).count() === 1, 'the models page lists the model');
+  await page.getByRole('row').filter({ hasText: model }).getByText('$100.00').first().waitFor(); // 0.0001 $/token
   step('billing, models and quick start pages render');
 
   await page.goto(base + '/console/#/keys', { waitUntil: 'networkidle' });
