@@ -43,7 +43,7 @@ async function render() {
   main.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
   try {
     const page = await fn(params, ...m.slice(1));
-    main.replaceChildren(...[].concat(page));
+    main.replaceChildren(...[].concat(page).filter(Boolean));
   } catch (e) {
     main.replaceChildren(h('h1', {}, 'Something went wrong'), errorBox(e));
   }
@@ -137,12 +137,10 @@ function signupPage() {
 
 // ---- API keys ------------------------------------------------------------
 
-let lastKey = null; // the plaintext of the key made in this tab, for the quick start
-
 async function keysPage() {
   const list = h('div', {});
   const shown = h('div', { 'aria-live': 'polite' });
-  const reveal = (label, k) => { lastKey = k.key; shown.replaceChildren(secretBox(label, k.key)); shown.querySelector('button').focus(); };
+  const reveal = (label, k) => { shown.replaceChildren(secretBox(label, k.key)); shown.querySelector('button').focus(); };
   const load = async () => {
     const { data } = await api('GET', 'auth', '/v1/keys');
     list.replaceChildren(keyTable(data, {
@@ -366,13 +364,14 @@ async function quickstartPage() {
   let model = 'MODEL';
   try { model = (await api('GET', 'api', '/v1/models')).data[0]?.id || model; } catch { /* keep the placeholder */ }
   const base = openaiBase();
-  const key = lastKey || 'YOUR_SLUICE_KEY';
   const block = (title, code) => [h('h2', {}, title), h('pre', { tabindex: 0 }, h('code', {}, code))];
   return [h('h1', {}, 'Quick start'),
     h('p', {}, 'Sluice speaks the OpenAI API: point an OpenAI SDK at ', h('code', {}, base), ' with a key from ', h('a', { href: '#/keys' }, 'API keys'), '.'),
-    ...block('Python (openai)', `from openai import OpenAI
+    ...block('Shell', `export SLUICE_API_KEY=sk-sluice-…   # your key, from API keys`),
+    ...block('Python (openai)', `import os
+from openai import OpenAI
 
-client = OpenAI(base_url="${base}", api_key="${key}")
+client = OpenAI(base_url="${base}", api_key=os.environ["SLUICE_API_KEY"])
 r = client.chat.completions.create(
     model="${model}",
     messages=[{"role": "user", "content": "Hello"}],
@@ -380,14 +379,14 @@ r = client.chat.completions.create(
 print(r.choices[0].message.content)`),
     ...block('Node (openai)', `import OpenAI from "openai";
 
-const client = new OpenAI({ baseURL: "${base}", apiKey: "${key}" });
+const client = new OpenAI({ baseURL: "${base}", apiKey: process.env.SLUICE_API_KEY });
 const r = await client.chat.completions.create({
   model: "${model}",
   messages: [{ role: "user", content: "Hello" }],
 });
 console.log(r.choices[0].message.content);`),
     ...block('curl', `curl ${base}/chat/completions \\
-  -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" \\
+  -H "Authorization: Bearer $SLUICE_API_KEY" -H "Content-Type: application/json" \\
   -d '{"model":"${model}","messages":[{"role":"user","content":"Hello"}]}'`)];
 }
 
@@ -507,17 +506,24 @@ async function adminUserPage(params, id) {
     h('h2', {}, 'Keys'), keys, h('h2', {}, 'Balance'), balance, h('h2', {}, 'Usage, last 30 days'), ...await usageView(id)];
 }
 
+/** A UUID cut to its first 8 characters (the whole in a tooltip); other text as is. */
+function shortID(v) {
+  if (!v) return '—';
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-/.test(v);
+  return h('code', { class: 'small', title: uuid ? v : undefined }, uuid ? v.slice(0, 8) : v.slice(0, 40));
+}
+
 async function adminAuditPage() {
   try {
     const { data } = await api('GET', 'auth', '/v1/admin/audit?limit=200');
     return [h('h1', {}, 'Audit log'), table('Audit log', [
-      { label: 'When', get: e => when(e.at) },
+      { label: 'When', nowrap: true, get: e => when(e.at) },
       { label: 'Action', get: e => h('code', {}, e.action) },
       { label: 'Outcome', get: e => h('span', { class: 'badge ' + (e.outcome === 'ok' ? 'ok' : 'warn') }, e.outcome) },
-      { label: 'Actor', get: e => e.actor_id ? h('code', { class: 'small' }, e.actor_id.slice(0, 8)) : '—' },
-      { label: 'Target', get: e => h('code', { class: 'small' }, (e.target || '').slice(0, 40)) },
+      { label: 'Actor', get: e => shortID(e.actor_id) },
+      { label: 'Target', get: e => shortID(e.target) },
       { label: 'From', get: e => e.remote },
-      { label: 'Detail', get: e => e.detail ? h('code', { class: 'small' }, JSON.stringify(e.detail).slice(0, 120)) : '' },
+      { label: 'Detail', get: e => e.detail && Object.keys(e.detail).length ? h('code', { class: 'small' }, JSON.stringify(e.detail).slice(0, 120)) : '' },
     ], data, 'The log is empty.')];
   } catch (e) { return [h('h1', {}, 'Audit log'), adminError(e)]; }
 }

@@ -41,8 +41,12 @@ export function table(caption, cols, rows, empty = 'Nothing yet.') {
   if (!rows.length) return h('p', { class: 'muted' }, empty);
   return h('div', { class: 'table-wrap' }, h('table', {},
     h('caption', { class: 'vh' }, caption),
-    h('thead', {}, h('tr', {}, cols.map(c => h('th', { scope: 'col', class: c.num ? 'num' : undefined }, c.label)))),
-    h('tbody', {}, rows.map(r => h('tr', {}, cols.map(c => h('td', { class: c.num ? 'num' : undefined }, c.get(r))))))));
+    h('thead', {}, h('tr', {}, cols.map(c => h('th', { scope: 'col', class: cls(c) }, c.label)))),
+    h('tbody', {}, rows.map(r => h('tr', {}, cols.map(c => h('td', { class: cls(c) }, c.get(r))))))));
+}
+
+function cls(c) {
+  return [c.num && 'num', c.nowrap && 'nowrap'].filter(Boolean).join(' ') || undefined;
 }
 
 /** Micro-dollars as dollars, exactly (integer arithmetic): 1234567 → "$1.234567" trimmed to ≥2 decimals. */
