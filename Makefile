@@ -7,9 +7,10 @@ SIM := bin/vllm-sim
 PROMTOOL := bin/promtool
 AMTOOL := bin/amtool
 RIE := bin/aws-lambda-rie
+STRIPEMOCK := bin/stripe-mock
 OIDCP := tools/oidcprovider/bin/oidc-provider
 
-.PHONY: run test test-short bench drill sim rie lambda vet fuzz build clean promtool check-rules console-deps screenshots
+.PHONY: stripe-mock run test test-short bench drill sim rie lambda vet fuzz build clean promtool check-rules console-deps screenshots
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 run: sim
@@ -18,8 +19,8 @@ run: sim
 ## test: the whole suite against real PostgreSQL, Redis and the simulator, the alert rules
 ## (and the Lambda adapter under aws-lambda-rie), then the manifests in
 ## deploy/validate's own module
-test: sim rie $(OIDCP) check-rules console-deps
-	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) $(GO) test -count=1 -timeout 15m ./...
+test: sim rie $(OIDCP) $(STRIPEMOCK) check-rules console-deps
+	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) $(GO) test -count=1 -timeout 15m ./...
 	cd deploy/validate && $(GO) test -count=1 ./...
 
 ## console-deps: playwright-core for the console's browser tests (npm ci from the lock file,
@@ -77,6 +78,12 @@ sim: $(SIM)
 $(SIM): tools/vllmsim/go.mod
 	@mkdir -p bin
 	cd tools/vllmsim && CGO_ENABLED=0 $(GO) build -o ../../$(SIM) github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim
+
+## stripe-mock: Stripe's stateless API fake (from its OpenAPI spec), for the billing tests
+stripe-mock: $(STRIPEMOCK)
+$(STRIPEMOCK):
+	@mkdir -p bin
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/stripe/stripe-mock@v0.203.0
 
 ## promtool (and amtool): Prometheus's and AlertManager's checkers, from their own tools module
 promtool: $(PROMTOOL)

@@ -19,7 +19,8 @@ import (
 
 // Router serves the functions as an OpenFaaS gateway would
 // (/function/<name>/...) plus the friendly routes: /v1/... → submit
-// (/v1/usage → usage-rollup), /auth/... → auth, /webhooks/stripe →
+// (/v1/usage, /v1/billing/{balance,invoices}, /v1/admin/revenue →
+// usage-rollup; /v1/billing/{checkout,portal,plans} → billing-webhook), /auth/... → auth, /webhooks/stripe →
 // billing-webhook, /console/ → the web console (and a browser's "/" is
 // sent there); and /metrics, /healthz, /readyz, at the top and under
 // each function's prefix, as each function serves them in OpenFaaS.
@@ -38,6 +39,13 @@ func Router(d *app.Deps) http.Handler {
 	}
 	mux.Handle("/v1/", fns["submit"])
 	mux.Handle("/v1/usage", fns["usage-rollup"])
+	// Billing: Checkout, the portal and plans belong to billing-webhook;
+	// balances, statements and revenue are read from the rollups.
+	mux.Handle("/v1/billing/checkout", fns["billing-webhook"])
+	mux.Handle("/v1/billing/portal", fns["billing-webhook"])
+	mux.Handle("/v1/billing/plans", fns["billing-webhook"])
+	mux.Handle("/v1/billing/", fns["usage-rollup"])
+	mux.Handle("/v1/admin/revenue", fns["usage-rollup"])
 	mux.Handle("/auth/", http.StripPrefix("/auth", fns["auth"]))
 	mux.Handle("/webhooks/stripe", fns["billing-webhook"])
 	mux.Handle("/console/", console.Handler("/console/", console.DevConfig))

@@ -194,6 +194,14 @@ type Env struct {
 	// KeyPepperPrevious (SLUICE_KEY_PEPPER_PREVIOUS) is the pepper being
 	// rotated out: keys hashed under it still verify and are rehashed.
 	KeyPepperPrevious string
+
+	// Stripe: STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET and
+	// STRIPE_WEBHOOK_SECRET_PREVIOUS (or the secret files stripe-secret-key,
+	// stripe-webhook-secret, stripe-webhook-secret-previous); STRIPE_API_BASE
+	// points the client elsewhere (stripe-mock in tests). No key: billing
+	// answers 503 and nothing is sent to Stripe.
+	StripeSecretKey, StripeWebhookSecret, StripeWebhookSecretPrevious string
+	StripeAPIBase                                                     string
 }
 
 // Load reads the configuration: defaults, then the file named by SLUICE_CONFIG
@@ -224,6 +232,10 @@ func Load(getenv func(string) string) (*Config, error) {
 		S3SecretKey:   secret(getenv, "SLUICE_S3_SECRET_KEY", "sluice-s3-secret-key"),
 	}
 	cfg.Env.KeyPepperPrevious = secret(getenv, "SLUICE_KEY_PEPPER_PREVIOUS", "sluice-key-pepper-previous")
+	cfg.Env.StripeSecretKey = secret(getenv, "STRIPE_SECRET_KEY", "stripe-secret-key")
+	cfg.Env.StripeWebhookSecret = secret(getenv, "STRIPE_WEBHOOK_SECRET", "stripe-webhook-secret")
+	cfg.Env.StripeWebhookSecretPrevious = secret(getenv, "STRIPE_WEBHOOK_SECRET_PREVIOUS", "stripe-webhook-secret-previous")
+	cfg.Env.StripeAPIBase = getenv("STRIPE_API_BASE")
 	if cfg.Env.Addr == "" {
 		cfg.Env.Addr = "127.0.0.1:8080"
 	}
