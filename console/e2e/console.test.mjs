@@ -117,6 +117,11 @@ try {
     await page.getByRole('heading', { name: heading, exact: true }).waitFor();
     await shot(page, name);
   }
+  await page.goto(base + '/console/#/billing', { waitUntil: 'networkidle' });
+  // Billing shows the balance, or says plainly that this deployment lacks it; it never breaks.
+  await page.locator('[data-credit], [data-unavailable]').first().waitFor();
+  await page.goto(base + '/console/#/quickstart', { waitUntil: 'networkidle' });
+  await page.getByRole('heading', { name: 'Quick start', exact: true }).waitFor();
   assert(await page.locator('pre', { hasText: base + '/v1' }).count() === 3, 'the quick start snippets point at this deployment');
   await page.goto(base + '/console/#/models', { waitUntil: 'networkidle' });
   await page.getByRole('row').filter({ hasText: model }).getByText('$100.00').first().waitFor(); // 0.0001 $/token

@@ -234,7 +234,7 @@ async function usageView(userID) {
     for (let t = start.getTime(); t <= end.getTime(); t += 86400e3) days.push(day(new Date(t)));
     const models = [...new Set(u.rows.map(r => r.model))].sort();
     const grid = key => models.map(m => ({ name: m, values: days.map(d => u.rows.filter(r => r.date === d && r.model === m).reduce((a, r) => a + key(r), 0)) }));
-    out.push(h('div', { class: 'grid' },
+    out.push(h('div', { class: 'grid charts' },
       barChart('Tokens by day', days, grid(r => r.prompt_tokens + r.completion_tokens), num),
       barChart('Requests by day', days, grid(r => r.requests), num),
       barChart('Cost by day', days, grid(r => r.cost_micros), money)));
@@ -255,7 +255,7 @@ async function usageView(userID) {
     }
     byModel = Object.values(agg).sort((a, b) => a.model.localeCompare(b.model));
     out.push(h('p', { class: 'notice' }, 'Usage by day is not available on this deployment; these are all-time totals by model, priced at list prices.'));
-    if (byModel.length) out.push(h('div', { class: 'grid' },
+    if (byModel.length) out.push(h('div', { class: 'grid charts' },
       barChart('Tokens by model', byModel.map(m => m.model), [{ name: 'prompt', values: byModel.map(m => m.prompt) }, { name: 'completion', values: byModel.map(m => m.completion) }], num),
       barChart('Requests by model', byModel.map(m => m.model), [{ name: 'requests', values: byModel.map(m => m.requests) }], num)));
   }
@@ -298,12 +298,17 @@ function balanceCards(b) {
       h('p', { class: 'muted small' }, 'Cap ', money(b.overage_cap_micros))));
 }
 
+/** u if it is an http(s) URL, else '': a link from an API never runs script. */
+function webURL(u) {
+  try { return ['https:', 'http:'].includes(new URL(u).protocol) ? u : ''; } catch { return ''; }
+}
+
 async function checkout(body, btn) {
   btn.disabled = true;
   try {
     const back = location.href.split('#')[0] + '#/billing';
     const s = await api('POST', 'billing', '/v1/billing/checkout', { ...body, success_url: back + '?paid=1', cancel_url: back });
-    location.assign(s.url);
+    location.assign(webURL(s.url) || '#/billing');
   } catch (e) {
     btn.disabled = false;
     btn.closest('.card').append(e instanceof ApiError && e.unavailable ? unavailable('Checkout', e) : errorBox(e));
@@ -333,13 +338,13 @@ async function billingPage(params) {
       { label: 'Credits used', num: true, get: s => money(s.credits_used_micros) },
       { label: 'Overage', num: true, get: s => money(s.overage_micros) },
       { label: 'Total due', num: true, get: s => money(s.total_due_micros) },
-      { label: 'Stripe', get: s => (s.stripe_invoices || []).map(i => i.hosted_invoice_url
+      { label: 'Stripe', get: s => (s.stripe_invoices || []).map(i => webURL(i.hosted_invoice_url)
         ? h('a', { href: i.hosted_invoice_url, rel: 'noopener' }, `${i.status} ${money(i.amount_paid_micros)}`) : i.status) },
     ], data, 'No statements yet.');
   });
   const portal = h('button', { type: 'button', class: 'secondary', onclick: async e => {
     const b = e.currentTarget; b.disabled = true;
-    try { location.assign((await api('POST', 'billing', '/v1/billing/portal', {})).url); }
+    try { location.assign(webURL((await api('POST', 'billing', '/v1/billing/portal', {})).url) || '#/billing'); }
     catch (err) { b.disabled = false; b.after(err instanceof ApiError && err.unavailable ? unavailable('Billing portal', err) : errorBox(err)); }
   } }, 'Manage payment details');
   return [h('h1', {}, 'Billing'),
