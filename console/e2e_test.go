@@ -81,6 +81,12 @@ pricing:
   %[1]s:
     input_tokens: 0.0001
     output_tokens: 0.0002
+auth:
+  identity:
+    limits:
+      # Every browser test signs up from 127.0.0.1, and the counter is
+      # Redis-wide: repeated runs must not hit the real default (10).
+      signup_per_address: 100000
 `, model)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
