@@ -3,8 +3,8 @@ package auth
 import (
 	"net/http"
 	"slices"
-	"strings"
 	"strconv"
+	"strings"
 
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
