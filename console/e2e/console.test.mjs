@@ -51,6 +51,7 @@ const browser = await chromium.launch({
 const external = [];
 async function newPage(viewport = { width: 1280, height: 860 }) {
   const ctx = await browser.newContext({ viewport });
+  await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
   const page = await ctx.newPage();
   page.on('dialog', d => d.accept());
   page.on('pageerror', e => { throw new Error('page error: ' + e.message); });
@@ -88,6 +89,8 @@ try {
   const key = (await page.locator('[data-secret]').textContent()).trim();
   assert(/^sk-/.test(key) || key.length > 20, 'the new key is shown once: ' + key.slice(0, 6));
   await page.getByRole('cell', { name: 'e2e-key', exact: true }).waitFor(); // the key is listed
+  await page.getByRole('button', { name: 'Copy' }).click();
+  assert(await page.evaluate(() => navigator.clipboard.readText()) === key, 'Copy puts the key on the clipboard');
   await shot(page, 'keys');
   step('created a key in the console');
 
@@ -101,10 +104,11 @@ try {
   for (let i = 0; i < 40 && !seen; i++) {
     await page.goto(base + '/console/#/usage?t=' + i, { waitUntil: 'networkidle' });
     await page.getByRole('heading', { name: 'Usage', exact: true }).waitFor();
-    const row = page.getByRole('row').filter({ hasText: model });
+    // The by-model table: Model, Requests, Prompt tokens, Completion tokens, Cost.
+    const row = page.getByRole('table', { name: 'Usage by model' }).getByRole('row').filter({ hasText: model });
     if (await row.count()) {
-      const text = await row.first().innerText();
-      seen = text.includes(String(tokens)) || text.includes(tokens.toLocaleString('en-US')) || /\b1\b/.test(text);
+      const cells = (await row.first().getByRole('cell').allInnerTexts()).map(t => t.replace(/,/g, ''));
+      seen = cells[1] === '1' && Number(cells[2]) + Number(cells[3]) === tokens && cells[4].startsWith('$');
     }
     if (!seen) await page.waitForTimeout(250);
   }
@@ -136,8 +140,14 @@ try {
 
   await page.getByLabel('Key name').fill('second-key');
   await page.getByRole('button', { name: 'Create key' }).click();
+  const first2 = (await page.locator('[data-secret]').textContent()).trim();
+  assert((await chat(first2)).status === 200, 'the second key works');
+  await page.getByRole('button', { name: 'Rotate second-key' }).click();
+  await page.getByRole('region', { name: 'New key for “second-key”' }).waitFor();
   const key2 = (await page.locator('[data-secret]').textContent()).trim();
-  assert((await chat(key2)).status === 200, 'the second key works');
+  assert(key2 !== first2 && (await chat(key2)).status === 200, 'the rotated key works');
+  assert((await chat(first2)).status === 200, 'the old key works during the rotation overlap');
+  step('copied a key; rotated one: the new key works, the old one until the overlap ends');
 
   // Phone width: the nav folds behind a Menu button that works by keyboard.
   const phone = await newPage({ width: 390, height: 844 });
@@ -197,7 +207,8 @@ try {
 
   await admin.getByRole('link', { name: email }).click();
   await admin.getByRole('heading', { name: email }).waitFor();
-  assert(await admin.getByRole('row').filter({ hasText: 'second-key' }).count() === 1, "the admin sees the user's keys");
+  await admin.getByRole('row').filter({ hasText: 'e2e-key' }).getByText('revoked').waitFor();
+  assert(await admin.getByRole('row').filter({ hasText: 'second-key' }).count() === 2, "the admin sees the user's keys (the rotated one and its successor)");
   await admin.getByRole('link', { name: '← Users' }).click();
   await admin.getByLabel('Search by email').fill(email);
   await admin.getByRole('button', { name: 'Search' }).click();
@@ -205,6 +216,8 @@ try {
   await admin.getByRole('row').filter({ hasText: email }).getByText('disabled').waitFor();
   const blocked = await chat(key2);
   assert(blocked.status === 401 || blocked.status === 403, `the disabled user's key is refused: ${blocked.status}`);
+  const blockedOld = await chat(first2);
+  assert(blockedOld.status === 401 || blockedOld.status === 403, `the disabled user's rotated-out key is refused: ${blockedOld.status}`);
   step(`the admin disabled the user; their key is refused (${blocked.status})`);
 
   await admin.getByLabel('Search by email').fill('');
