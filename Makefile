@@ -10,7 +10,7 @@ RIE := bin/aws-lambda-rie
 STRIPEMOCK := bin/stripe-mock
 OIDCP := tools/oidcprovider/bin/oidc-provider
 
-.PHONY: stripe-mock run test test-short bench drill sim rie lambda vet fuzz build clean promtool check-rules
+.PHONY: stripe-mock run test test-short bench drill sim rie lambda vet fuzz build clean promtool check-rules console-deps screenshots
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 run: sim
@@ -19,9 +19,20 @@ run: sim
 ## test: the whole suite against real PostgreSQL, Redis and the simulator, the alert rules
 ## (and the Lambda adapter under aws-lambda-rie), then the manifests in
 ## deploy/validate's own module
-test: sim rie $(OIDCP) $(STRIPEMOCK) check-rules
+test: sim rie $(OIDCP) $(STRIPEMOCK) check-rules console-deps
 	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) $(GO) test -count=1 -timeout 15m ./...
 	cd deploy/validate && $(GO) test -count=1 ./...
+
+## console-deps: playwright-core for the console's browser tests (npm ci from the lock file,
+## only when node_modules is older than it); Chromium itself is Debian's (.ci/run installs it)
+console-deps: console/e2e/node_modules/.package-lock.json
+console/e2e/node_modules/.package-lock.json: console/e2e/package-lock.json console/e2e/package.json
+	cd console/e2e && npm ci --no-audit --no-fund
+	@touch $@
+
+## screenshots: PNGs of the console's main pages (desktop and phone) into docs/console
+screenshots: sim console-deps
+	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run TestConsoleInBrowser -v ./console/
 
 ## check-rules: the Prometheus alert rules and example configurations parse, and the rules' unit tests pass
 check-rules: promtool $(AMTOOL)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
@@ -27,7 +28,12 @@ func (s *service) adminListUsers(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	us, err := s.DB.ListUsers(r.Context(), r.URL.Query().Get("after"), queryInt(r, "limit", 100, 1000))
+	q := r.URL.Query()
+	if len(q.Get("q")) > 254 {
+		s.fail(w, r, sluice.Invalid("q", sluice.CodeInvalidValue, "q is longer than an email address can be."))
+		return
+	}
+	us, err := s.DB.ListUsers(r.Context(), q.Get("after"), strings.TrimSpace(q.Get("q")), queryInt(r, "limit", 100, 1000))
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -90,10 +90,24 @@ type modelObject struct {
 	Created     int64  `json:"created"`
 	OwnedBy     string `json:"owned_by"`
 	MaxModelLen int    `json:"max_model_len"`
+	// Pricing is Sluice's extension: integer micro-dollars per token, so the
+	// console (and any client) can show what a model costs; absent when the
+	// model has no price configured.
+	Pricing *modelPricing `json:"pricing,omitempty"`
+}
+
+type modelPricing struct {
+	InputMicros    int64 `json:"input_micros_per_token"`
+	OutputMicros   int64 `json:"output_micros_per_token"`
+	CachedResponse int64 `json:"cached_response_micros_per_token"`
 }
 
 func (s *service) modelObj(m *config.Model) modelObject {
-	return modelObject{ID: m.Name, Object: "model", Created: 1700000000, OwnedBy: "sluice", MaxModelLen: m.MaxModelLen}
+	o := modelObject{ID: m.Name, Object: "model", Created: 1700000000, OwnedBy: "sluice", MaxModelLen: m.MaxModelLen}
+	if p, ok := s.Config.Pricing[m.Name]; ok {
+		o.Pricing = &modelPricing{InputMicros: int64(p.InputTokens), OutputMicros: int64(p.OutputTokens), CachedResponse: int64(p.CachedResponse)}
+	}
+	return o
 }
 
 func (s *service) models(w http.ResponseWriter, r *http.Request) {

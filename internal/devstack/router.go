@@ -7,6 +7,7 @@ package devstack
 import (
 	"net/http"
 
+	"github.com/sluice-ai/sluice/console"
 	"github.com/sluice-ai/sluice/functions/auth"
 	billing "github.com/sluice-ai/sluice/functions/billing-webhook"
 	"github.com/sluice-ai/sluice/functions/submit"
@@ -20,7 +21,8 @@ import (
 // (/function/<name>/...) plus the friendly routes: /v1/... → submit
 // (/v1/usage, /v1/billing/{balance,invoices}, /v1/admin/revenue →
 // usage-rollup; /v1/billing/{checkout,portal,plans} → billing-webhook), /auth/... → auth, /webhooks/stripe →
-// billing-webhook; and /metrics, /healthz, /readyz, at the top and under
+// billing-webhook, /console/ → the web console (and a browser's "/" is
+// sent there); and /metrics, /healthz, /readyz, at the top and under
 // each function's prefix, as each function serves them in OpenFaaS.
 func Router(d *app.Deps) http.Handler {
 	fns := map[string]http.Handler{
@@ -46,7 +48,12 @@ func Router(d *app.Deps) http.Handler {
 	mux.Handle("/v1/admin/revenue", fns["usage-rollup"])
 	mux.Handle("/auth/", http.StripPrefix("/auth", fns["auth"]))
 	mux.Handle("/webhooks/stripe", fns["billing-webhook"])
+	mux.Handle("/console/", console.Handler("/console/", console.DevConfig))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if console.WantsHTML(r) {
+			http.Redirect(w, r, "/console/", http.StatusFound)
+			return
+		}
 		openai.WriteError(w, r, d.Log, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound,
 			"Unknown request URL: %s %s.", r.Method, r.URL.Path))
 	})

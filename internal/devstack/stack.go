@@ -175,6 +175,7 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 	if o.Out != nil {
 		fmt.Fprintf(o.Out, `
 Sluice is running at http://%[1]s  (OpenAI base URL: http://%[1]s/v1)
+Web console: http://%[1]s/console/  (operators: "Sign in with an API key", the admin key below)
 Admin key written to %[2]s
 Try:
   curl http://%[1]s/v1/chat/completions \

@@ -270,13 +270,14 @@ func (db *DB) ExpireKeyBy(ctx context.Context, userID, keyID string, until time.
 	return translate(db.Pool.QueryRow(ctx, q("ExpireKeyBy"), keyID, userID, until).Scan(&h))
 }
 
-// ListUsers pages through live users ordered by id, after the given id.
-func (db *DB) ListUsers(ctx context.Context, after string, limit int) ([]sluice.User, error) {
+// ListUsers pages through live users ordered by id, after the given id;
+// a non-empty search keeps those whose email contains it (any case).
+func (db *DB) ListUsers(ctx context.Context, after, search string, limit int) ([]sluice.User, error) {
 	var a *string
 	if after != "" {
 		a = &after
 	}
-	rows, err := db.Pool.Query(ctx, q("ListUsers"), a, limit)
+	rows, err := db.Pool.Query(ctx, q("ListUsers"), a, limit, search)
 	if err != nil {
 		return nil, translate(err)
 	}

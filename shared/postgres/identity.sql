@@ -126,6 +126,9 @@ SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at,
        COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0),
        COALESCE(overage_cap_micros, 0)
 FROM users WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id > $1)
+  -- $3: a case-insensitive substring of the email ('' matches all); strpos,
+  -- not LIKE, so "_" and "%" in a search mean themselves.
+  AND ($3::text = '' OR strpos(lower(email), lower($3::text)) > 0)
 ORDER BY id LIMIT $2;
 
 -- name: UpdateUser
