@@ -70,10 +70,10 @@ RETURNING id;
 -- name: SetUserTier
 -- The tier a subscription change gives; back on free, the subscription
 -- period ends too (the calendar month counts again).
-UPDATE users SET subscription_tier = $2, updated_at = NOW(),
-       period_start = CASE WHEN $2 = 'free' THEN NULL ELSE period_start END,
-       period_end = CASE WHEN $2 = 'free' THEN NULL ELSE period_end END,
-       past_due_since = CASE WHEN $2 = 'free' THEN NULL ELSE past_due_since END
+UPDATE users SET subscription_tier = $2::text, updated_at = NOW(),
+       period_start = CASE WHEN $2::text = 'free' THEN NULL ELSE period_start END,
+       period_end = CASE WHEN $2::text = 'free' THEN NULL ELSE period_end END,
+       past_due_since = CASE WHEN $2::text = 'free' THEN NULL ELSE past_due_since END
 WHERE id = $1;
 
 -- name: UpsertInvoice
