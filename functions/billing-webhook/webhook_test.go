@@ -50,7 +50,7 @@ func newEnv(t *testing.T, tierPrices string) *env {
 		t.Fatal(err)
 	}
 	cfg.Env.StripeWebhookSecret, cfg.Env.StripeWebhookSecretPrevious = secret, prevSecret
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	db := pgtest.New(t)
 	e := &env{t: t, cfg: cfg, db: db, ctx: context.Background(), clock: time.Now().Add(-time.Hour).Truncate(time.Second)}
 	e.deps = billing.Deps{Config: cfg, DB: db, Redis: testenv.Redis(t), Verifier: app.NewVerifier(cfg, db, log), Log: log}
