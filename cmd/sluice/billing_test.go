@@ -151,4 +151,3 @@ func (s *stack) doAs(t *testing.T, key, method, path, body string) (int, map[str
 	json.NewDecoder(resp.Body).Decode(&out) //nolint:errcheck
 	return resp.StatusCode, out
 }
-

@@ -93,7 +93,9 @@ func (e *env) post(payload []byte, sec string, ts time.Time) (int, map[string]an
 	return resp.StatusCode, body
 }
 
-func (e *env) deliver(payload []byte) (int, map[string]any) { return e.post(payload, secret, time.Now()) }
+func (e *env) deliver(payload []byte) (int, map[string]any) {
+	return e.post(payload, secret, time.Now())
+}
 
 func (e *env) next() time.Time { e.clock = e.clock.Add(time.Second); return e.clock }
 
