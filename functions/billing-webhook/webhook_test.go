@@ -17,6 +17,7 @@ import (
 	billing "github.com/sluice-ai/sluice/functions/billing-webhook"
 	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/admission"
+	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/postgres"
@@ -362,3 +363,45 @@ func TestWebhookClawback(t *testing.T) {
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// A tier change reaches a verifier's principal cache at once (pub/sub
+// eviction after the commit), even with an hour-long cache TTL; the cached
+// principal carries the paid period's label.
+func TestWebhookTierReachesVerifierCache(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "\n    pro: "+proPrice)
+	e.cfg.Env.KeyPepper = "pepper-for-the-test"
+	e.cfg.Server.KeyCacheTTL = time.Hour
+	v := app.NewVerifier(e.cfg, e.db, e.deps.Log)
+	ctx, cancel := context.WithCancel(e.ctx)
+	t.Cleanup(cancel)
+	v.Subscribed(ctx, e.deps.Redis)
+	key, _ := apikey.New()
+	if _, err := e.db.CreateAPIKey(e.ctx, e.user, "t", apikey.Hash([]byte(e.cfg.Env.KeyPepper), key), apikey.Display(key), nil); err != nil {
+		t.Fatal(err)
+	}
+	tierOf := func() (string, string) {
+		t.Helper()
+		p, err := v.Key(e.ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Tier, p.Period
+	}
+	if tier, per := tierOf(); tier != sluice.TierFree || per != "" {
+		t.Fatalf("before: %s %q", tier, per)
+	}
+	start := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	e.deliver(e.subscription("customer.subscription.created", "sub_v", "active", proPrice, e.next(), start))
+	e.deliver(e.invoice("invoice.paid", "in_v", "sub_v", "paid", start))
+	want := sluice.PeriodLabel(start)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if tier, per := tierOf(); tier == sluice.TierPro && per == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			tier, per := tierOf()
+			t.Fatalf("cached principal %s %q, want pro %s (eviction never arrived)", tier, per, want)
+		}
+	}
+}
