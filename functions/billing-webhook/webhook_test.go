@@ -405,3 +405,28 @@ func TestWebhookTierReachesVerifierCache(t *testing.T) {
 		}
 	}
 }
+
+// A completed subscription Checkout gives the tier at once; the
+// subscription's own later events decide after it.
+func TestWebhookSubscriptionCheckout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "\n    pro: "+proPrice)
+	at := e.next()
+	ev := e.event(testenv.Name("evt_"), "checkout.session.completed", at, map[string]any{
+		"id": "cs_sub", "object": "checkout.session", "client_reference_id": e.user, "customer": e.cust,
+		"subscription": "sub_c", "payment_status": "paid", "mode": "subscription", "amount_total": 2900,
+		"metadata": map[string]string{stripe.MetaUserID: e.user, stripe.MetaKind: stripe.KindSubscription, stripe.MetaTier: "pro"}})
+	if st, body := e.deliver(ev); st != http.StatusOK || body["status"] != "applied" {
+		t.Fatalf("%d %v", st, body)
+	}
+	if s := e.state(); s.Tier != sluice.TierPro || e.credit() != 0 {
+		t.Fatalf("after a subscription checkout: tier %s, credit %d; want pro and no credit", s.Tier, e.credit())
+	}
+	start := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	if st, _ := e.deliver(e.subscription("customer.subscription.updated", "sub_c", "unpaid", proPrice, at.Add(time.Second), start)); st != http.StatusOK {
+		t.Fatal(st)
+	}
+	if s := e.state(); s.Tier != sluice.TierFree {
+		t.Fatalf("an unpaid subscription leaves tier %s, want free", s.Tier)
+	}
+}
