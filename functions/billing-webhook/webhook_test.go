@@ -213,6 +213,14 @@ func TestWebhookDuplicate(t *testing.T) {
 	if e.credit() != 10_000_000 {
 		t.Fatalf("credit %d after duplicates, want 10000000", e.credit())
 	}
+	// A session that is not Sluice's (another app on the same Stripe
+	// account) is acknowledged and changes nothing.
+	foreign := e.event(testenv.Name("evt_"), "checkout.session.completed", e.next(), map[string]any{
+		"id": "cs_foreign", "object": "checkout.session", "client_reference_id": "order-17", "customer": "cus_someone_else",
+		"payment_status": "paid", "mode": "payment", "amount_total": 500})
+	if st, _ := e.deliver(foreign); st != http.StatusOK || e.credit() != 10_000_000 {
+		t.Fatalf("a foreign session: %d, credit %d", st, e.credit())
+	}
 	// The live counters load from the ledger and hold the grant once.
 	adm := admission.New(e.cfg, e.deps.Redis, e.db, e.deps.Log)
 	m, _ := e.cfg.Model("llama-2-7b")
