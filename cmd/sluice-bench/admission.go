@@ -120,7 +120,7 @@ tiers:
 					p, err := d.Verifier.Authenticate(ctx, r)
 					if err == nil {
 						_, err = d.Admission.Admit(ctx, admission.Request{JobID: redisq.NewJobID(model), UserID: p.UserID,
-							Tier: p.Tier, Model: m, PromptBytes: 40, Messages: 1, MaxTokens: 16, Timeout: time.Minute, Limits: p.Limits})
+							Tier: p.Tier, Model: m, PromptBytes: 40, Messages: 1, MaxTokens: 16, Timeout: time.Minute, Limits: p.Limits, Period: p.Period})
 					}
 					lat[i] = time.Since(t0)
 					if err != nil {

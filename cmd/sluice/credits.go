@@ -33,7 +33,15 @@ func credits(ctx context.Context, args []string, e env) error {
 	}
 	return userCommand(ctx, e, args, "usage: sluice credits grant --email E --amount 5.00 [--note N] | sluice credits balance --email E",
 		[]string{"grant", "balance"}, flags, func(verb string, d *app.Deps, u sluice.User) error {
-			period := time.Now().UTC().Format("2006-01")
+			// The period the user's allowances count against: a paying
+			// user's subscription period, else the calendar month.
+			period := sluice.CalendarPeriod(time.Now())
+			if p, err := d.DB.UserPrincipal(ctx, u.ID); err == nil {
+				p.ResolveBilling(time.Now(), d.Config.Billing.PaymentGrace)
+				if p.Period != "" {
+					period = p.Period
+				}
+			}
 			if verb == "grant" {
 				micros, err := config.ParseMicros(*amount)
 				if err != nil || micros <= 0 {

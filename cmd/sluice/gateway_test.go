@@ -174,7 +174,7 @@ func TestGatewayDeploysFunctionsAsProcesses(t *testing.T) {
 
 	// Invoke each through /function/<name>: every answer comes from the
 	// function's own handler (OpenAI-shaped), not from the gateway.
-	wantStatus := map[string]int{"auth": http.StatusNotFound, "billing-webhook": http.StatusServiceUnavailable,
+	wantStatus := map[string]int{"auth": http.StatusNotFound, "billing-webhook": http.StatusNotFound,
 		"submit": http.StatusNotFound, "usage-rollup": http.StatusOK}
 	for _, name := range names {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base, strings.NewReader(""))

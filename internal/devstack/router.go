@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/sluice"
+	"github.com/sluice-ai/sluice/shared/stripe"
 )
 
 // Router serves the functions as an OpenFaaS gateway would
@@ -28,7 +29,7 @@ func Router(d *app.Deps) http.Handler {
 	fns := map[string]http.Handler{
 		"submit":          submit.New(submit.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects}),
 		"auth":            auth.New(auth.Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Objects: d.Objects}),
-		"billing-webhook": billing.New(billing.Deps{Log: d.Log}),
+		"billing-webhook": billing.New(billing.Deps{Config: d.Config, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Stripe: stripe.New(d.Config), Log: d.Log}),
 		"usage-rollup":    rollup.New(rollup.Deps{Log: d.Log, DB: d.DB, Verifier: d.Verifier}),
 	}
 	mux := http.NewServeMux()

@@ -83,6 +83,9 @@ type Request struct {
 	// Limits are the principal's overrides (key over user), carried from
 	// the verifier's cache: no lookup per request.
 	Limits sluice.Limits
+	// Period is the principal's subscription period label; empty: the
+	// calendar month (by Redis's clock).
+	Period string
 }
 
 // Ticket is admission's answer: the rate-limit figures for the headers and
@@ -205,7 +208,7 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 	keys := keysOf(r.UserID).admit()
 	args := []any{r.JobID, lim.RequestsPerMinute, lim.TokensPerMinute, lim.Concurrency,
 		prompt, completion, int64(price.InputTokens), int64(price.OutputTokens), limit(t.IncludedCredits),
-		lim.OverageCap, leaseFor.Milliseconds(), holdFor.Milliseconds(), r.Model.Name, window.Milliseconds()}
+		lim.OverageCap, leaseFor.Milliseconds(), holdFor.Milliseconds(), r.Model.Name, window.Milliseconds(), r.Period}
 	for attempt := 0; ; attempt++ {
 		res, err := admitScript.Run(ctx, a.rdb, keys, args...).Slice()
 		if err != nil {
@@ -377,7 +380,8 @@ func (a *Admitter) Release(ctx context.Context, tk *Ticket) {
 	}()
 }
 
-// Grant applies a prepaid grant already in the ledger to the live balance.
+// Grant applies a prepaid grant (or a clawback, micros < 0) already in the
+// ledger to the live balance, once per ledger row.
 func Grant(ctx context.Context, rdb redis.UniversalClient, userID string, grantID, micros int64) error {
 	return grantScript.Run(ctx, rdb, []string{keysOf(userID).funds}, grantID, micros).Err()
 }

@@ -101,7 +101,7 @@ func OpenWith(ctx context.Context, cfg *config.Config, log *slog.Logger, topts t
 // configured, an external OpenID provider's access tokens.
 func NewVerifier(cfg *config.Config, db *postgres.DB, log *slog.Logger) *authn.Verifier {
 	id := cfg.Auth.Identity
-	opts := []authn.Option{authn.WithPreviousPepper([]byte(cfg.Env.KeyPepperPrevious)),
+	opts := []authn.Option{authn.WithPreviousPepper([]byte(cfg.Env.KeyPepperPrevious)), authn.WithPaymentGrace(cfg.Billing.PaymentGrace),
 		authn.WithTokens(authn.TokenConfig{Issuer: id.Issuer, Audience: id.Audience, AccessTTL: id.AccessTTL, Leeway: id.Leeway})}
 	if o := id.OIDC; o.Issuer != "" {
 		opts = append(opts, authn.WithOIDC(authn.OIDCConfig{Issuer: o.Issuer, Audience: o.Audience, ClientID: o.ClientID,

@@ -45,6 +45,7 @@ type Verifier struct {
 	now     func() time.Time
 	tokens  *tokenVerifier
 	oidc    *oidcVerifier
+	grace   time.Duration // payment grace before a past-due user is served as free
 
 	mu    sync.Mutex
 	cache map[string]entry // by key hash
@@ -71,6 +72,16 @@ func WithPreviousPepper(p []byte) Option {
 	}
 }
 
+// WithPaymentGrace sets how long a user whose subscription payment failed
+// keeps the paid tier (billing.payment_grace; default 72h).
+func WithPaymentGrace(d time.Duration) Option {
+	return func(v *Verifier) {
+		if d > 0 {
+			v.grace = d
+		}
+	}
+}
+
 // WithTokens accepts session JWTs issued by the auth function.
 func WithTokens(t TokenConfig) Option {
 	return func(v *Verifier) {
@@ -82,7 +93,7 @@ func WithTokens(t TokenConfig) Option {
 // New returns a verifier. ttl bounds how long a revoked key keeps working if
 // a revocation message is lost.
 func New(store KeyStore, pepper []byte, ttl time.Duration, log *slog.Logger, opts ...Option) *Verifier {
-	v := &Verifier{store: store, peppers: [][]byte{pepper}, ttl: ttl, log: log, now: time.Now,
+	v := &Verifier{store: store, peppers: [][]byte{pepper}, ttl: ttl, log: log, now: time.Now, grace: 72 * time.Hour,
 		cache: map[string]entry{}, users: map[string]entry{}, used: map[string]struct{}{}}
 	for _, o := range opts {
 		o(v)
@@ -206,6 +217,9 @@ func (v *Verifier) cached(ctx context.Context, m map[string]entry, id string, lo
 		return nil, sluice.ErrUnauthenticated
 	}
 	p := e.p
+	// Resolved on every use, not at load: a grace period that ends while
+	// the principal is cached ends on time.
+	p.ResolveBilling(now, v.grace)
 	return &p, nil
 }
 

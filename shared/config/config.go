@@ -40,6 +40,7 @@ type Config struct {
 	Dispatch    Dispatch                 `yaml:"dispatch"`
 	Filters     Filters                  `yaml:"filters"`
 	Aliases     map[string]Alias         `yaml:"aliases"`
+	Billing     Billing                  `yaml:"billing"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -357,6 +358,7 @@ func (c *Config) applyDefaults() {
 	def(&w.UsageFlush, 200*time.Millisecond)
 	c.applyTelemetryDefaults()
 	c.applyAdmissionDefaults()
+	c.applyBillingDefaults()
 }
 
 func def[T comparable](p *T, v T) {
@@ -442,6 +444,7 @@ func (c *Config) validate() error {
 	}
 	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
 	errs = append(errs, c.validateTelemetry()...)
+	errs = append(errs, c.validateBilling())
 	return errors.Join(errs...)
 }
 

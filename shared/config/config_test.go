@@ -215,3 +215,38 @@ func TestTelemetryConfig(t *testing.T) {
 		}
 	}
 }
+
+// The billing block: defaults, and every bad value refused with its key.
+func TestBillingBlock(t *testing.T) {
+	cfg, err := config.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.Billing
+	if b.PaymentGrace != 72*time.Hour || b.SuccessURL == "" || len(b.TierPrices) != 0 {
+		t.Fatalf("defaults: %+v", b)
+	}
+	if p, ok := b.CreditPack("usd_10"); !ok || p.Amount != 10_000_000 {
+		t.Fatalf("usd_10 = %+v %v", p, ok)
+	}
+	good, err := config.Parse([]byte("billing:\n  tier_prices: {pro: price_1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tier, ok := good.Billing.TierOfPrice("price_1"); !ok || tier != "pro" {
+		t.Fatalf("TierOfPrice = %q %v", tier, ok)
+	}
+	for yaml, want := range map[string]string{
+		"billing:\n  tier_prices: {gold: price_1}\n":                               "billing.tier_prices.gold: no such tier",
+		"billing:\n  tier_prices: {pro: prod_1}\n":                                 "is not a Stripe price id",
+		"billing:\n  tier_prices: {free: price_1}\n":                               "the free tier is not sold",
+		"billing:\n  credit_packs: [{name: x, amount: 1.005}]\n":                   "whole cents",
+		"billing:\n  credit_packs: [{name: x, amount: 1}, {name: x, amount: 2}]\n": "listed twice",
+		"billing:\n  payment_grace: -1h\n":                                         "payment_grace: must not be negative",
+		"billing:\n  success_url: ftp://x\n":                                       "billing.success_url",
+	} {
+		if _, err := config.Parse([]byte(yaml)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", yaml, err, want)
+		}
+	}
+}

@@ -61,7 +61,8 @@ func (db *DB) UserPrincipal(ctx context.Context, userID string) (sluice.Principa
 // the user's limit overrides.
 func principalDest(p *sluice.Principal) []any {
 	return []any{&p.UserID, &p.Email, &p.Role, &p.Tier, &p.Disabled,
-		&p.Limits.RequestsPerMinute, &p.Limits.TokensPerMinute, &p.Limits.Concurrency, &p.Limits.OverageCap}
+		&p.Limits.RequestsPerMinute, &p.Limits.TokensPerMinute, &p.Limits.Concurrency, &p.Limits.OverageCap,
+		&p.PeriodStart, &p.PastDueSince}
 }
 
 // SetMFASecret stores a sealed TOTP secret awaiting confirmation.
@@ -216,7 +217,8 @@ func (db *DB) LookupKeyAny(ctx context.Context, hashes [][]byte) (sluice.Princip
 	var matched string
 	err := db.Pool.QueryRow(ctx, q("LookupKeyAny"), hs).
 		Scan(&p.KeyID, &matched, &p.UserID, &p.Email, &p.Role, &p.Tier, &p.Disabled, &p.Scopes, &p.Models,
-			&p.Limits.RequestsPerMinute, &p.Limits.TokensPerMinute, &p.Limits.Concurrency, &p.Limits.OverageCap, &p.CacheResponses)
+			&p.Limits.RequestsPerMinute, &p.Limits.TokensPerMinute, &p.Limits.Concurrency, &p.Limits.OverageCap, &p.CacheResponses,
+			&p.PeriodStart, &p.PastDueSince)
 	if err != nil {
 		return p, nil, translate(err)
 	}

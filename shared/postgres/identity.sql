@@ -19,7 +19,7 @@ FROM users WHERE id = $1 AND deleted_at IS NULL;
 -- The principal of a session token's subject; a deleted user is not found.
 SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL,
        COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0),
-       COALESCE(overage_cap_micros, 0)
+       COALESCE(overage_cap_micros, 0), period_start, past_due_since
 FROM users WHERE id = $1 AND deleted_at IS NULL;
 
 -- name: SetMFASecret
@@ -87,7 +87,8 @@ RETURNING id, created_at;
 -- Limit overrides: the key's where set, else the user's, else 0 (the tier's).
 SELECT k.id, k.key_hash, u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL, k.scopes, k.models,
        COALESCE(k.requests_per_minute, u.requests_per_minute, 0), COALESCE(k.tokens_per_minute, u.tokens_per_minute, 0),
-       COALESCE(k.concurrency, u.concurrency, 0), COALESCE(u.overage_cap_micros, 0), k.cache_responses
+       COALESCE(k.concurrency, u.concurrency, 0), COALESCE(u.overage_cap_micros, 0), k.cache_responses,
+       u.period_start, u.past_due_since
 FROM api_keys k JOIN users u ON u.id = k.user_id
 WHERE k.key_hash = ANY($1::text[])
   AND k.revoked_at IS NULL
@@ -184,7 +185,7 @@ FROM audit_log WHERE ($1::bigint = 0 OR id < $1) ORDER BY id DESC LIMIT $2;
 -- name: ExternalPrincipal
 SELECT u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL,
        COALESCE(u.requests_per_minute, 0), COALESCE(u.tokens_per_minute, 0), COALESCE(u.concurrency, 0),
-       COALESCE(u.overage_cap_micros, 0)
+       COALESCE(u.overage_cap_micros, 0), u.period_start, u.past_due_since
 FROM external_identities e JOIN users u ON u.id = e.user_id
 WHERE e.issuer = $1 AND e.subject = $2 AND u.deleted_at IS NULL;
 

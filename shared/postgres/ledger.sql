@@ -17,12 +17,12 @@ ON CONFLICT (job_id) DO NOTHING;
 
 -- name: LedgerBalance
 -- A user's balances as the ledger says: prepaid credit (all time), included
--- tokens and overage used in one period, and the grant ids (the live counters
--- record which grants they hold, so a grant is never counted twice).
+-- tokens and overage used in one period, and the grant and clawback ids (the
+-- live counters record which they hold, so none is ever counted twice).
 SELECT COALESCE(SUM(credit_micros), 0)::bigint,
        COALESCE(SUM(included_tokens) FILTER (WHERE period = $2), 0)::bigint,
        COALESCE(SUM(overage_micros) FILTER (WHERE period = $2), 0)::bigint,
-       COALESCE(array_agg(id) FILTER (WHERE kind = 'grant'), '{}')::bigint[]
+       COALESCE(array_agg(id) FILTER (WHERE kind IN ('grant', 'clawback')), '{}')::bigint[]
 FROM credit_ledger WHERE user_id = $1;
 
 -- name: UserByEmail

@@ -44,6 +44,31 @@ type Principal struct {
 	// CacheResponses: the API key opted in to the response cache, so its
 	// deterministic requests use it unless a request says otherwise.
 	CacheResponses bool
+	// Period is the label of the subscription period the user's included
+	// tokens count against (PeriodLabel); empty: the calendar month. The
+	// verifier sets it for a paying, non-suspended subscriber.
+	Period string
+	// PeriodStart is when the user's current paid subscription period began
+	// (nil: none) and PastDueSince when a subscription payment failed (nil:
+	// none), as stored; the verifier resolves Tier and Period from them.
+	PeriodStart, PastDueSince *time.Time
+}
+
+// ResolveBilling applies the user's billing state to the principal: past
+// the grace period after a failed payment the user is served as the free
+// tier, and a paying subscriber's allowances count against the paid period.
+func (p *Principal) ResolveBilling(now time.Time, grace time.Duration) {
+	p.Period = ""
+	if p.Tier == TierFree {
+		return
+	}
+	if p.PastDueSince != nil && now.Sub(*p.PastDueSince) > grace {
+		p.Tier = TierFree // suspended: the calendar month and free limits
+		return
+	}
+	if p.PeriodStart != nil {
+		p.Period = PeriodLabel(*p.PeriodStart)
+	}
 }
 
 // Limits are per-user or per-key overrides of a tier's limits, set by an

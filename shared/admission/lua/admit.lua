@@ -8,7 +8,8 @@
 -- ARGV[4] concurrency (-1 none), ARGV[5] prompt bound P, ARGV[6] max completion M,
 -- ARGV[7] input price, ARGV[8] output price (micro-dollars per token),
 -- ARGV[9] included tokens per month (-1 unlimited), ARGV[10] overage cap (0 none),
--- ARGV[11] lease ms, ARGV[12] hold ms, ARGV[13] model, ARGV[14] window ms
+-- ARGV[11] lease ms, ARGV[12] hold ms, ARGV[13] model, ARGV[14] window ms,
+-- ARGV[15] the user's period label ('' : the calendar month of now)
 -- Returns {outcome, detail, retry ms, rpm limit, rpm left, rpm reset ms,
 --          tpm limit, tpm left, tpm reset ms}; outcome ok|limit|quota|load.
 local t = redis.call('TIME')
@@ -34,15 +35,19 @@ local function period(ms)
   if m <= 2 then y = y + 1 end
   return string.format('%04d-%02d', y, m)
 end
-local per = period(now)
+-- A paying user's period is the subscription period (the caller knows it);
+-- everyone else's is the calendar month.
+local per = ARGV[15]
+if per == nil or per == '' then per = period(now) end
 
-if redis.call('HGET', KEYS[1], 'init') ~= '1' then
+-- Not loaded, or another period than the counters hold (a new month, a new
+-- subscription period, or a cache elsewhere still on the old one): the
+-- caller loads that period's sums from the ledger, so switching back and
+-- forth never hands out a fresh allowance.
+if redis.call('HGET', KEYS[1], 'init') ~= '1' or redis.call('HGET', KEYS[1], 'per') ~= per then
   return {'load', per, 0, 0, 0, 0, 0, 0, 0}
 end
 local function num(k) return tonumber(redis.call('HGET', KEYS[1], k) or '0') end
-if redis.call('HGET', KEYS[1], 'per') ~= per then -- a new month: its own allowance
-  redis.call('HSET', KEYS[1], 'per', per, 'inc_used', 0, 'ov_used', 0)
-end
 
 -- Holds whose jobs never settled (their submit died before enqueueing) lapse.
 local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 32)

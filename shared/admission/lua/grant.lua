@@ -1,4 +1,5 @@
--- Apply a ledger grant to the live balance, once. Before the counters are
+-- Apply a ledger grant (or a clawback: a negative amount) to the live
+-- balance, once. Before the counters are
 -- loaded it is parked in 'pre' for load.lua, which skips grants it counted.
 -- KEYS[1] funds hash
 -- ARGV[1] grant id, ARGV[2] micro-dollars

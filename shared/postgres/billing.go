@@ -1,0 +1,240 @@
+package postgres
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+//go:embed billing.sql
+var billingSQL string
+
+func init() {
+	for name, text := range parseQueries(billingSQL) {
+		queries[name] = text
+	}
+}
+
+// BillingTx is one Stripe webhook event's transaction: the event is
+// recorded and its effects written together, or neither.
+type BillingTx struct{ tx pgx.Tx }
+
+// ApplyStripeEvent records the Stripe event id and runs apply in the same
+// transaction. It returns false without running apply when the event was
+// already processed (a duplicate delivery). An error from apply rolls
+// everything back: the event stays unprocessed, and Stripe's retry runs it
+// again.
+func (db *DB) ApplyStripeEvent(ctx context.Context, id, typ string, created time.Time, apply func(*BillingTx) error) (bool, error) {
+	fresh := false
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		var got string
+		err := tx.QueryRow(ctx, q("RecordStripeEvent"), id, typ, created).Scan(&got)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // a duplicate: its first delivery applied it
+		}
+		if err != nil {
+			return err
+		}
+		fresh = true
+		return apply(&BillingTx{tx: tx})
+	})
+	if err != nil {
+		return false, translateKeep(err)
+	}
+	return fresh, nil
+}
+
+// translateKeep translates database errors but keeps the sluice errors an
+// apply function returned as they are.
+func translateKeep(err error) error {
+	var se *sluice.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	return translate(err)
+}
+
+// StripeEventProcessed says whether an event was applied (tests, the CLI).
+func (db *DB) StripeEventProcessed(ctx context.Context, id string) (bool, error) {
+	var ok bool
+	err := db.Pool.QueryRow(ctx, q("StripeEventProcessed"), id).Scan(&ok)
+	return ok, translate(err)
+}
+
+// UserIDByCustomer returns the user whose Stripe customer this is.
+func (t *BillingTx) UserIDByCustomer(ctx context.Context, customer string) (string, error) {
+	var id string
+	err := t.tx.QueryRow(ctx, q("UserIDByCustomer"), customer).Scan(&id)
+	return id, translate(err)
+}
+
+// SetStripeCustomer records a user's Stripe customer unless one is set.
+func (t *BillingTx) SetStripeCustomer(ctx context.Context, userID, customer string) error {
+	var got string
+	return translate(t.tx.QueryRow(ctx, q("SetStripeCustomer"), userID, customer).Scan(&got))
+}
+
+// LockUser serialises this transaction's money changes for the user.
+func (t *BillingTx) LockUser(ctx context.Context, userID string) error {
+	var id string
+	return translate(t.tx.QueryRow(ctx, q("LockUser"), userID).Scan(&id))
+}
+
+// Grant appends a purchased credit grant for the Stripe object ref (a
+// Checkout Session) paid with payment (a payment intent; may be empty). It
+// returns the ledger row id, or 0 when ref was granted already.
+func (t *BillingTx) Grant(ctx context.Context, userID, period string, micros int64, note, ref, payment string) (int64, error) {
+	var id int64
+	err := t.tx.QueryRow(ctx, q("BillingGrant"), userID, period, micros, note, ref, payment).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return id, translate(err)
+}
+
+// Clawback takes credit back for the refund or dispute ref of payment, so
+// that everything taken back for payment comes to at most upTo (what was
+// refunded or disputed in all) and at most what payment granted; each
+// clawback takes no more than the user's unused credit, so the balance never
+// goes below zero. A payment that granted nothing (a subscription invoice)
+// writes no row. It returns the ledger row id (0: none written, or ref was
+// recorded already) and the amount taken, which may be 0 (the row still
+// records that ref was handled).
+func (t *BillingTx) Clawback(ctx context.Context, userID, period string, upTo int64, note, ref, payment string) (id, taken int64, err error) {
+	if err := t.LockUser(ctx, userID); err != nil {
+		return 0, 0, err
+	}
+	var unused, granted, before int64
+	if err := t.tx.QueryRow(ctx, q("ClawbackRoom"), userID, payment).Scan(&unused, &granted, &before); err != nil {
+		return 0, 0, translate(err)
+	}
+	if granted <= 0 {
+		return 0, 0, nil
+	}
+	taken = max(min(min(upTo, granted)-before, unused), 0)
+	err = t.tx.QueryRow(ctx, q("BillingClawback"), userID, period, -taken, note, ref, payment).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, 0, nil
+	}
+	return id, taken, translate(err)
+}
+
+// UserIDByPayment returns the user a credit purchase's payment granted to.
+func (t *BillingTx) UserIDByPayment(ctx context.Context, payment string) (string, error) {
+	var id string
+	err := t.tx.QueryRow(ctx, q("UserIDByPayment"), payment).Scan(&id)
+	return id, translate(err)
+}
+
+// LedgerRef is a ledger row written for a Stripe object.
+type LedgerRef struct {
+	ID           int64
+	UserID       string
+	CreditMicros int64
+}
+
+// LedgerByRefs returns the ledger rows of these Stripe objects.
+func (db *DB) LedgerByRefs(ctx context.Context, refs []string) ([]LedgerRef, error) {
+	rows, err := db.Pool.Query(ctx, q("LedgerByRefs"), refs)
+	if err != nil {
+		return nil, translate(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LedgerRef, error) {
+		var l LedgerRef
+		return l, r.Scan(&l.ID, &l.UserID, &l.CreditMicros)
+	})
+	return out, translate(err)
+}
+
+// Subscription is a Stripe subscription as an event describes it.
+type Subscription struct {
+	ID, UserID, Tier, Status string
+	PeriodStart, PeriodEnd   *time.Time
+	CancelAtPeriodEnd        bool
+}
+
+// UpsertSubscription stores s as of the event time eventAt unless a newer
+// event already did; weak (a created event) also yields to one of the same
+// second. It returns whether s was stored.
+func (t *BillingTx) UpsertSubscription(ctx context.Context, s Subscription, eventAt time.Time, weak bool) (bool, error) {
+	var id string
+	err := t.tx.QueryRow(ctx, q("UpsertSubscription"), s.ID, s.UserID, s.Tier, s.Status, s.PeriodStart, s.PeriodEnd,
+		s.CancelAtPeriodEnd, eventAt, weak).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, translate(err)
+}
+
+// SetUserTier sets the user's tier; free also ends the subscription period.
+func (t *BillingTx) SetUserTier(ctx context.Context, userID, tier string) error {
+	_, err := t.tx.Exec(ctx, q("SetUserTier"), userID, tier)
+	return translate(err)
+}
+
+// Invoice is a Stripe invoice as an event describes it.
+type Invoice struct {
+	ID, UserID, SubscriptionID, Status string
+	PeriodStart, PeriodEnd             *time.Time
+	AmountDueMicros, AmountPaidMicros  int64
+	Currency, HostedURL                string
+}
+
+// UpsertInvoice stores inv as of the event time eventAt unless a newer
+// event already did.
+func (t *BillingTx) UpsertInvoice(ctx context.Context, inv Invoice, eventAt time.Time) error {
+	_, err := t.tx.Exec(ctx, q("UpsertInvoice"), inv.ID, inv.UserID, inv.SubscriptionID, inv.Status, inv.PeriodStart,
+		inv.PeriodEnd, inv.AmountDueMicros, inv.AmountPaidMicros, inv.Currency, inv.HostedURL, eventAt)
+	return translate(err)
+}
+
+// StartPeriod starts a paid subscription period (unless a later one has
+// started) and clears the past-due mark.
+func (t *BillingTx) StartPeriod(ctx context.Context, userID string, start, end time.Time) error {
+	_, err := t.tx.Exec(ctx, q("StartPeriod"), userID, start, end)
+	return translate(err)
+}
+
+// MarkPastDue records a failed payment (the first failure's time stays).
+func (t *BillingTx) MarkPastDue(ctx context.Context, userID string, at time.Time) error {
+	_, err := t.tx.Exec(ctx, q("MarkPastDue"), userID, at)
+	return translate(err)
+}
+
+// BillingUser is what Checkout and the portal need about a user.
+type BillingUser struct {
+	ID, Email, StripeCustomer string
+}
+
+// BillingUser returns the user's email and Stripe customer.
+func (db *DB) BillingUser(ctx context.Context, userID string) (BillingUser, error) {
+	var u BillingUser
+	err := db.Pool.QueryRow(ctx, q("BillingUser"), userID).Scan(&u.ID, &u.Email, &u.StripeCustomer)
+	return u, translate(err)
+}
+
+// SetStripeCustomer records a user's Stripe customer unless one is already
+// set, and returns the one the user has.
+func (db *DB) SetStripeCustomer(ctx context.Context, userID, customer string) (string, error) {
+	var got string
+	err := db.Pool.QueryRow(ctx, q("SetStripeCustomer"), userID, customer).Scan(&got)
+	return got, translate(err)
+}
+
+// UserBillingState is a user's billing columns.
+type UserBillingState struct {
+	Tier, StripeCustomer                 string
+	PeriodStart, PeriodEnd, PastDueSince *time.Time
+}
+
+// UserBilling returns a user's billing state.
+func (db *DB) UserBilling(ctx context.Context, userID string) (UserBillingState, error) {
+	var s UserBillingState
+	err := db.Pool.QueryRow(ctx, q("UserBilling"), userID).Scan(&s.Tier, &s.StripeCustomer, &s.PeriodStart, &s.PeriodEnd, &s.PastDueSince)
+	return s, translate(err)
+}
