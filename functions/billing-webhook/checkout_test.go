@@ -1,4 +1,4 @@
-package billing_test
+package billing
 
 import (
 	"bytes"
@@ -8,11 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	billing "github.com/sluice-ai/sluice/functions/billing-webhook"
-	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
+	"github.com/sluice-ai/sluice/shared/redisq/redistest"
 	"github.com/sluice-ai/sluice/shared/stripe"
+	"github.com/sluice-ai/sluice/shared/stripe/stripetest"
 )
 
 // call sends a request with key (may be empty) and returns status and body.
@@ -39,11 +39,11 @@ func TestCheckoutAndPortalAgainstStripeMock(t *testing.T) {
 	e := newEnv(t, "\n    pro: "+proPrice)
 	e.cfg.Env.KeyPepper = "pepper-for-the-test"
 	e.deps.Verifier = app.NewVerifier(e.cfg, e.db, e.deps.Log)
-	e.deps.Stripe = stripe.NewWithBase("sk_test_123", testenv.StripeMock(t))
-	srv := httptest.NewServer(billing.New(e.deps))
+	e.deps.Stripe = stripe.NewWithBase("sk_test_123", stripetest.Mock(t))
+	srv := httptest.NewServer(New(e.deps))
 	t.Cleanup(srv.Close)
 	// A user without a Stripe customer yet: the first checkout creates it.
-	u, err := e.db.UpsertUser(e.ctx, testenv.Name("new")+"@example.com", "free", "user")
+	u, err := e.db.UpsertUser(e.ctx, redistest.Name("new")+"@example.com", "free", "user")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestCheckoutAndPortalAgainstStripeMock(t *testing.T) {
 
 	// Without a Stripe key: 503 with a clear message.
 	e.deps.Stripe = nil
-	off := httptest.NewServer(billing.New(e.deps))
+	off := httptest.NewServer(New(e.deps))
 	t.Cleanup(off.Close)
 	st, body = call(t, off, "POST", "/v1/billing/checkout", key, `{"kind":"credits","pack":"usd_10"}`)
 	if errb, _ := body["error"].(map[string]any); st != 503 || !strings.Contains(errb["message"].(string), "STRIPE_SECRET_KEY") {

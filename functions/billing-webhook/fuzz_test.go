@@ -1,9 +1,8 @@
-package billing_test
+package billing
 
 import (
 	"testing"
 
-	billing "github.com/sluice-ai/sluice/functions/billing-webhook"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/stripe"
@@ -21,7 +20,7 @@ func FuzzParseCheckout(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		c, err := billing.ParseCheckout(body, cfg)
+		c, err := ParseCheckout(body, cfg)
 		if err != nil {
 			if sluice.KindOf(err) != sluice.KindInvalid {
 				t.Fatalf("%q: %v is not a 400", body, err)

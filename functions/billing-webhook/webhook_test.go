@@ -1,4 +1,4 @@
-package billing_test
+package billing
 
 import (
 	"bytes"
@@ -14,14 +14,13 @@ import (
 	stripeapi "github.com/stripe/stripe-go/v85"
 	"github.com/stripe/stripe-go/v85/webhook"
 
-	billing "github.com/sluice-ai/sluice/functions/billing-webhook"
-	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
+	"github.com/sluice-ai/sluice/shared/redisq/redistest"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/stripe"
 )
@@ -36,7 +35,7 @@ type env struct {
 	t     *testing.T
 	cfg   *config.Config
 	db    *postgres.DB
-	deps  billing.Deps
+	deps  Deps
 	srv   *httptest.Server
 	user  string
 	cust  string
@@ -54,14 +53,14 @@ func newEnv(t *testing.T, tierPrices string) *env {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	db := pgtest.New(t)
 	e := &env{t: t, cfg: cfg, db: db, ctx: context.Background(), clock: time.Now().Add(-time.Hour).Truncate(time.Second)}
-	e.deps = billing.Deps{Config: cfg, DB: db, Redis: testenv.Redis(t), Verifier: app.NewVerifier(cfg, db, log), Log: log}
-	e.srv = httptest.NewServer(billing.New(e.deps))
+	e.deps = Deps{Config: cfg, DB: db, Redis: redistest.Client(t), Verifier: app.NewVerifier(cfg, db, log), Log: log}
+	e.srv = httptest.NewServer(New(e.deps))
 	t.Cleanup(e.srv.Close)
-	u, err := db.UpsertUser(e.ctx, testenv.Name("buyer")+"@example.com", sluice.TierFree, sluice.RoleUser)
+	u, err := db.UpsertUser(e.ctx, redistest.Name("buyer")+"@example.com", sluice.TierFree, sluice.RoleUser)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.user, e.cust = u.ID, testenv.Name("cus_")
+	e.user, e.cust = u.ID, redistest.Name("cus_")
 	if _, err := db.SetStripeCustomer(e.ctx, u.ID, e.cust); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +100,7 @@ func (e *env) deliver(payload []byte) (int, map[string]any) {
 func (e *env) next() time.Time { e.clock = e.clock.Add(time.Second); return e.clock }
 
 func (e *env) creditPurchase(session, pi string, micros int64) []byte {
-	return e.event(testenv.Name("evt_"), "checkout.session.completed", e.next(), map[string]any{
+	return e.event(redistest.Name("evt_"), "checkout.session.completed", e.next(), map[string]any{
 		"id": session, "object": "checkout.session", "client_reference_id": e.user, "customer": e.cust,
 		"payment_intent": pi, "payment_status": "paid", "mode": "payment", "amount_total": micros / 10000,
 		"metadata": map[string]string{stripe.MetaUserID: e.user, stripe.MetaKind: stripe.KindCredits,
@@ -109,7 +108,7 @@ func (e *env) creditPurchase(session, pi string, micros int64) []byte {
 }
 
 func (e *env) subscription(typ, id, status, price string, at time.Time, start time.Time) []byte {
-	return e.event(testenv.Name("evt_"), typ, at, map[string]any{
+	return e.event(redistest.Name("evt_"), typ, at, map[string]any{
 		"id": id, "object": "subscription", "customer": e.cust, "status": status, "cancel_at_period_end": false,
 		"items": map[string]any{"object": "list", "data": []map[string]any{{"id": "si_1", "object": "subscription_item",
 			"price": map[string]any{"id": price, "object": "price"}, "current_period_start": start.Unix(),
@@ -117,7 +116,7 @@ func (e *env) subscription(typ, id, status, price string, at time.Time, start ti
 }
 
 func (e *env) invoice(typ, id, sub, status string, start time.Time) []byte {
-	return e.event(testenv.Name("evt_"), typ, e.next(), map[string]any{
+	return e.event(redistest.Name("evt_"), typ, e.next(), map[string]any{
 		"id": id, "object": "invoice", "customer": e.cust, "status": status, "amount_due": 2900, "amount_paid": 2900,
 		"currency": "usd", "parent": map[string]any{"type": "subscription_details",
 			"subscription_details": map[string]any{"subscription": sub, "metadata": map[string]string{}}},
@@ -215,7 +214,7 @@ func TestWebhookDuplicate(t *testing.T) {
 	}
 	// A session that is not Sluice's (another app on the same Stripe
 	// account) is acknowledged and changes nothing.
-	foreign := e.event(testenv.Name("evt_"), "checkout.session.completed", e.next(), map[string]any{
+	foreign := e.event(redistest.Name("evt_"), "checkout.session.completed", e.next(), map[string]any{
 		"id": "cs_foreign", "object": "checkout.session", "client_reference_id": "order-17", "customer": "cus_someone_else",
 		"payment_status": "paid", "mode": "payment", "amount_total": 500})
 	if st, _ := e.deliver(foreign); st != http.StatusOK || e.credit() != 10_000_000 {
@@ -224,7 +223,7 @@ func TestWebhookDuplicate(t *testing.T) {
 	// The live counters load from the ledger and hold the grant once.
 	adm := admission.New(e.cfg, e.deps.Redis, e.db, e.deps.Log)
 	m, _ := e.cfg.Model("llama-2-7b")
-	if _, err := adm.Admit(e.ctx, admission.Request{JobID: "job-" + testenv.Name("d"), UserID: e.user, Tier: sluice.TierFree, Model: m,
+	if _, err := adm.Admit(e.ctx, admission.Request{JobID: "job-" + redistest.Name("d"), UserID: e.user, Tier: sluice.TierFree, Model: m,
 		PromptBytes: 10, Messages: 1, MaxTokens: 10, Timeout: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
@@ -330,12 +329,12 @@ func TestWebhookClawback(t *testing.T) {
 		t.Fatal(st)
 	}
 	// $7 of it is spent.
-	if _, err := e.db.LedgerSettle(e.ctx, []postgres.LedgerEntry{{UserID: e.user, Kind: "usage", JobID: testenv.Name("job"),
+	if _, err := e.db.LedgerSettle(e.ctx, []postgres.LedgerEntry{{UserID: e.user, Kind: "usage", JobID: redistest.Name("job"),
 		Period: sluice.CalendarPeriod(time.Now()), Model: "llama-2-7b", CreditMicros: 7_000_000}}); err != nil {
 		t.Fatal(err)
 	}
 	charge := func(refunded int64) []byte {
-		return e.event(testenv.Name("evt_"), "charge.refunded", e.next(), map[string]any{"id": "ch_a", "object": "charge",
+		return e.event(redistest.Name("evt_"), "charge.refunded", e.next(), map[string]any{"id": "ch_a", "object": "charge",
 			"customer": e.cust, "payment_intent": "pi_a", "amount": 1000, "amount_refunded": refunded})
 	}
 	// A $2 partial refund takes $2; a second refund to $10 in all takes the
@@ -350,7 +349,7 @@ func TestWebhookClawback(t *testing.T) {
 	}
 	// A dispute on another purchase takes back what is left of it.
 	e.deliver(e.creditPurchase("cs_b", "pi_b", 10_000_000))
-	dispute := e.event(testenv.Name("evt_"), "charge.dispute.created", e.next(), map[string]any{"id": "dp_b", "object": "dispute",
+	dispute := e.event(redistest.Name("evt_"), "charge.dispute.created", e.next(), map[string]any{"id": "dp_b", "object": "dispute",
 		"charge": "ch_b", "payment_intent": "pi_b", "amount": 1000})
 	if st, _ := e.deliver(dispute); st != http.StatusOK {
 		t.Fatal(st)
@@ -360,7 +359,7 @@ func TestWebhookClawback(t *testing.T) {
 	}
 	// A refund of a payment that bought no credit (a subscription) takes nothing.
 	e.deliver(e.creditPurchase("cs_c", "pi_c", 5_000_000))
-	e.deliver(e.event(testenv.Name("evt_"), "charge.refunded", e.next(), map[string]any{"id": "ch_sub", "object": "charge",
+	e.deliver(e.event(redistest.Name("evt_"), "charge.refunded", e.next(), map[string]any{"id": "ch_sub", "object": "charge",
 		"customer": e.cust, "payment_intent": "pi_subscription", "amount": 2900, "amount_refunded": 2900}))
 	if c := e.credit(); c != 5_000_000 {
 		t.Fatalf("a subscription refund took credit: %d, want 5000000", c)
@@ -420,7 +419,7 @@ func TestWebhookSubscriptionCheckout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "\n    pro: "+proPrice)
 	at := e.next()
-	ev := e.event(testenv.Name("evt_"), "checkout.session.completed", at, map[string]any{
+	ev := e.event(redistest.Name("evt_"), "checkout.session.completed", at, map[string]any{
 		"id": "cs_sub", "object": "checkout.session", "client_reference_id": e.user, "customer": e.cust,
 		"subscription": "sub_c", "payment_status": "paid", "mode": "subscription", "amount_total": 2900,
 		"metadata": map[string]string{stripe.MetaUserID: e.user, stripe.MetaKind: stripe.KindSubscription, stripe.MetaTier: "pro"}})

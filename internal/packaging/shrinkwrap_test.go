@@ -65,7 +65,8 @@ func TestTemplateServesAndShutsDown(t *testing.T) {
 	}
 	ln.Close()
 
-	// billing-webhook answers every request without PostgreSQL or Redis.
+	// Without PostgreSQL or Redis configured, the function answers 503
+	// (starting: its dependencies cannot be reached) through its Handle.
 	build := shrinkwrap(t, "billing-webhook")
 	runGo(t, build, "build", "-trimpath", "-o", "handler", ".")
 	cmd := exec.CommandContext(t.Context(), filepath.Join(build, "handler"))
@@ -108,7 +109,7 @@ func TestTemplateServesAndShutsDown(t *testing.T) {
 	err = json.NewDecoder(resp.Body).Decode(&body)
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || body.Error.Code == "" || resp.Header.Get("X-Request-Id") == "" {
-		t.Fatalf("got %d %+v (%v), want billing-webhook's 503 error with a request id", resp.StatusCode, body, err)
+		t.Fatalf("got %d %+v (%v), want the function's 503 error with a request id", resp.StatusCode, body, err)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
@@ -203,7 +204,11 @@ func Lazy(build func(*Deps) http.Handler) http.HandlerFunc {
 		cur, err := h, lastErr
 		mu.Unlock()
 		if cur == nil {
-			openai.WriteError(w, r, slog.Default(), sluice.Unavailable("The service is starting; retry shortly.", err))
+			// Through the middleware, so even this answer has a request id
+			// and a log line with the cause.
+			httpserve.Middleware(slog.Default(), "starting", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				openai.WriteError(w, r, slog.Default(), sluice.Unavailable("The service is starting; retry shortly.", err))
+			})).ServeHTTP(w, r)
 			return
 		}
 		cur.ServeHTTP(w, r)

@@ -1,0 +1,70 @@
+// Package stripetest runs stripe-mock, Stripe's stateless API fake, for
+// tests. It lives under shared/ so the functions' own tests can use it in
+// their shrinkwrapped OpenFaaS build contexts, which carry shared/ only.
+package stripetest
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Mock starts stripe-mock (SLUICE_STRIPE_MOCK, or bin/stripe-mock from
+// the repository root; `make test` installs it) on free loopback ports for
+// one test and returns its API base for STRIPE_API_BASE. stripe-mock keeps
+// no state, so a process per test costs half a second and shares nothing.
+func Mock(tb testing.TB) string {
+	tb.Helper()
+	bin := os.Getenv("SLUICE_STRIPE_MOCK")
+	if bin == "" {
+		bin = repoFile("bin/stripe-mock")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		tb.Fatalf("stripe-mock not installed (make test installs it: make stripe-mock): %v", err)
+	}
+	httpPort, httpsPort := freePort(tb), freePort(tb)
+	cmd := exec.Command(bin, "-http-addr", "127.0.0.1:"+httpPort, "-https-addr", "127.0.0.1:"+httpsPort)
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) //nolint:errcheck
+	base := "http://127.0.0.1:" + httpPort
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+httpPort); err == nil {
+			c.Close()
+			return base
+		}
+	}
+	tb.Fatal("stripe-mock did not start")
+	return ""
+}
+
+// repoFile finds path relative to the repository root (the directory with
+// go.mod that holds the shared/ tree), from a test's package directory.
+func repoFile(path string) string {
+	dir, _ := os.Getwd()
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			if _, err := os.Stat(filepath.Join(d, "shared")); err == nil {
+				return filepath.Join(d, path)
+			}
+		}
+		if filepath.Dir(d) == d {
+			return path
+		}
+	}
+}
+
+func freePort(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
