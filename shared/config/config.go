@@ -40,6 +40,7 @@ type Config struct {
 	Dispatch    Dispatch                 `yaml:"dispatch"`
 	Filters     Filters                  `yaml:"filters"`
 	Aliases     map[string]Alias         `yaml:"aliases"`
+	UsageRollup UsageRollup              `yaml:"usage_rollup"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -181,15 +182,18 @@ type Worker struct {
 
 // Env is what comes from environment variables.
 type Env struct {
-	DatabaseURL   string // DATABASE_URL
-	RedisURL      string // REDIS_URL
-	KeyPepper     string // SLUICE_KEY_PEPPER: HMAC key for API keys, >= 32 bytes
-	WebhookSecret string // SLUICE_WEBHOOK_SECRET: signs job webhooks; defaults to a key derived from the pepper
-	Addr          string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
-	ConfigPath    string // SLUICE_CONFIG
-	WorkerName    string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
-	S3AccessKey   string // SLUICE_S3_ACCESS_KEY (or secret file sluice-s3-access-key)
-	S3SecretKey   string // SLUICE_S3_SECRET_KEY (or secret file sluice-s3-secret-key)
+	DatabaseURL string // DATABASE_URL
+	// DatabaseReadURL (DATABASE_READ_URL) is a read replica for heavy
+	// reads (usage, statements); empty: DatabaseURL serves them.
+	DatabaseReadURL string
+	RedisURL        string // REDIS_URL
+	KeyPepper       string // SLUICE_KEY_PEPPER: HMAC key for API keys, >= 32 bytes
+	WebhookSecret   string // SLUICE_WEBHOOK_SECRET: signs job webhooks; defaults to a key derived from the pepper
+	Addr            string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
+	ConfigPath      string // SLUICE_CONFIG
+	WorkerName      string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
+	S3AccessKey     string // SLUICE_S3_ACCESS_KEY (or secret file sluice-s3-access-key)
+	S3SecretKey     string // SLUICE_S3_SECRET_KEY (or secret file sluice-s3-secret-key)
 
 	// KeyPepperPrevious (SLUICE_KEY_PEPPER_PREVIOUS) is the pepper being
 	// rotated out: keys hashed under it still verify and are rehashed.
@@ -221,15 +225,16 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	cfg.Env = Env{
-		DatabaseURL:   getenv("DATABASE_URL"),
-		RedisURL:      getenv("REDIS_URL"),
-		KeyPepper:     secret(getenv, "SLUICE_KEY_PEPPER", "sluice-key-pepper"),
-		WebhookSecret: secret(getenv, "SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
-		Addr:          getenv("SLUICE_ADDR"),
-		ConfigPath:    path,
-		WorkerName:    getenv("SLUICE_WORKER_NAME"),
-		S3AccessKey:   secret(getenv, "SLUICE_S3_ACCESS_KEY", "sluice-s3-access-key"),
-		S3SecretKey:   secret(getenv, "SLUICE_S3_SECRET_KEY", "sluice-s3-secret-key"),
+		DatabaseURL:     getenv("DATABASE_URL"),
+		DatabaseReadURL: getenv("DATABASE_READ_URL"),
+		RedisURL:        getenv("REDIS_URL"),
+		KeyPepper:       secret(getenv, "SLUICE_KEY_PEPPER", "sluice-key-pepper"),
+		WebhookSecret:   secret(getenv, "SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
+		Addr:            getenv("SLUICE_ADDR"),
+		ConfigPath:      path,
+		WorkerName:      getenv("SLUICE_WORKER_NAME"),
+		S3AccessKey:     secret(getenv, "SLUICE_S3_ACCESS_KEY", "sluice-s3-access-key"),
+		S3SecretKey:     secret(getenv, "SLUICE_S3_SECRET_KEY", "sluice-s3-secret-key"),
 	}
 	cfg.Env.KeyPepperPrevious = secret(getenv, "SLUICE_KEY_PEPPER_PREVIOUS", "sluice-key-pepper-previous")
 	cfg.Env.StripeSecretKey = secret(getenv, "STRIPE_SECRET_KEY", "stripe-secret-key")
@@ -302,6 +307,7 @@ func decode(b []byte, cfg *Config) error {
 
 func (c *Config) applyDefaults() {
 	c.Storage.applyDefaults()
+	c.UsageRollup.applyDefaults()
 	if c.Inference.Engine == "" {
 		c.Inference.Engine = "vllm"
 	}
@@ -365,7 +371,7 @@ func def[T comparable](p *T, v T) {
 }
 
 func (c *Config) validate() error {
-	errs := []error{c.Storage.validate()}
+	errs := []error{c.Storage.validate(), c.UsageRollup.validate()}
 	if len(c.Inference.Models) == 0 {
 		errs = append(errs, errors.New("inference.models: at least one model is required"))
 	}
