@@ -38,9 +38,22 @@ type stack struct {
 
 func startStack(t *testing.T, extraYAML string, simArgs ...string) *stack {
 	t.Helper()
+	return startStackEnv(t, nil, extraYAML, simArgs...)
+}
+
+// startStackEnv is startStack with more environment (extraEnv) and a
+// configuration that may name the first model as %CHAT% and bring its own
+// pricing block.
+func startStackEnv(t *testing.T, extraEnv map[string]string, extraYAML string, simArgs ...string) *stack {
+	t.Helper()
 	sim := testenv.Sim(t)
 	dir := t.TempDir()
 	chat, small := testenv.Name("e2e-chat"), testenv.Name("e2e-small")
+	pricing := "pricing: {}"
+	if strings.Contains(extraYAML, "\npricing:") {
+		pricing = ""
+	}
+	extraYAML = strings.ReplaceAll(extraYAML, "%CHAT%", chat)
 	cfg := fmt.Sprintf(`
 inference:
   models:
@@ -50,11 +63,11 @@ inference:
     - name: %s
       max_batch_size: 4
       max_model_len: 256
-pricing: {}
+%s
 jobs:
   webhooks:
     allow_private: true
-%s`, chat, small, extraYAML)
+%s`, chat, small, pricing, extraYAML)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -72,6 +85,9 @@ jobs:
 		"SLUICE_CONFIG":         cfgPath,
 		"SLUICE_ADDR":           fmt.Sprintf("127.0.0.1:%d", port),
 		"SLUICE_SIM":            sim,
+	}
+	for k, v := range extraEnv {
+		s.env[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()

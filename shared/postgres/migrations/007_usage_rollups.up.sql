@@ -32,10 +32,12 @@ CREATE TABLE inference_requests (
     status            VARCHAR(20) NOT NULL,
     job_created_at    TIMESTAMPTZ NOT NULL,
     requested_model   TEXT,
-    ingest_xid        XID8 NOT NULL DEFAULT pg_current_xact_id(),
-    PRIMARY KEY (id, job_created_at),
-    UNIQUE (job_id, job_created_at)
+    ingest_xid        XID8 NOT NULL DEFAULT pg_current_xact_id()
 ) PARTITION BY RANGE (job_created_at);
+-- Unique indexes, not constraints: pg_restore --clean (sluice restore)
+-- cannot drop a partition's inherited constraint, but drops these.
+CREATE UNIQUE INDEX inference_requests_id ON inference_requests (id, job_created_at);
+CREATE UNIQUE INDEX inference_requests_job ON inference_requests (job_id, job_created_at);
 
 CREATE TABLE inference_requests_default PARTITION OF inference_requests DEFAULT;
 
