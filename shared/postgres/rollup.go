@@ -85,6 +85,10 @@ func (db *DB) FoldUsage(ctx context.Context, prices []ModelPrices) (Fold, error)
 		f.Skipped = true
 		return f, nil
 	}
+	// A fold of millions of rows aggregates in memory rather than spilling.
+	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
+		return f, translate(err)
+	}
 	// The horizon first, before this transaction writes and takes an xid.
 	if err := tx.QueryRow(ctx, q("RollupHorizon")).Scan(&f.To); err != nil {
 		return f, translate(err)
