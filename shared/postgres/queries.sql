@@ -76,7 +76,3 @@ SELECT 't', calls::float8, tokens::float8, 0, 0 FROM top;
 SELECT model_name, count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
 FROM inference_requests WHERE timestamp > now() - interval '24 hours'
 GROUP BY model_name;
-
--- name: UsageTotals
--- What usage-rollup's scheduled run reports until rollup tables exist.
-SELECT count(*), COALESCE(sum(tokens_used), 0)::bigint FROM inference_requests;

@@ -63,6 +63,9 @@ type Reconcile struct {
 	LedgerMismatch int64
 	// Differences says in words what does not agree; empty when all do.
 	Differences []string
+	// Took is how long the comparison ran (it reads the raw rows of every
+	// day touched, so late events spread over many days cost the most).
+	Took time.Duration
 }
 
 // FoldUsage runs one rollup: under a transaction-scoped advisory lock (one
@@ -131,6 +134,8 @@ func (db *DB) FoldUsage(ctx context.Context, prices []ModelPrices) (Fold, error)
 func reconcile(ctx context.Context, tx pgx.Tx, f *Fold, first, last time.Time) error {
 	r := &f.Reconcile
 	r.FirstDay, r.LastDay = first, last
+	start := time.Now()
+	defer func() { r.Took = time.Since(start) }()
 	if err := tx.QueryRow(ctx, q("RollupReconcile"), first, last, fmt.Sprint(f.To)).Scan(
 		&r.Raw.Requests, &r.Raw.PromptTokens, &r.Raw.CompletionTokens,
 		&r.Daily.Requests, &r.Daily.PromptTokens, &r.Daily.CompletionTokens,
