@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +192,18 @@ usage_rollup:
 		PromptTokens: prompt, CompletionTokens: completion, IncludedTokensUsed: included, OverageMicros: overage,
 		TotalDueMicros: overage}); got != want {
 		t.Fatalf("statement %+v, want %+v", got, want)
+	}
+
+	// The runs are on /metrics: successes, and no reconciliation differences.
+	mresp, err := http.Get(s.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if !regexp.MustCompile(`(?m)^sluice_rollup_runs_total\{result="ok"\} [1-9]`).Match(mb) ||
+		!regexp.MustCompile(`(?m)^sluice_reconciliation_mismatches 0$`).Match(mb) {
+		t.Fatalf("rollup metrics missing:\n%s", regexp.MustCompile(`(?m)^sluice_(rollup|reconciliation)\S* .*$`).FindAll(mb, -1))
 	}
 
 	t.Logf("pro user: 4 requests, %d prompt + %d completion tokens, %d included, %d micro-dollars postpaid; meter outbox sent %d to stripe-mock",

@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/stripe"
+	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
 // PermBillingRead lets a role read anyone's usage, balance and statements
@@ -37,11 +38,15 @@ type Deps struct {
 	// Stripe receives the meter events; nil (no STRIPE_SECRET_KEY) keeps
 	// them pending in the outbox.
 	Stripe *stripeapi.Client
+	// Telemetry records runs and reconciliation (sluice_rollup_*,
+	// sluice_reconciliation_*); nil records nothing.
+	Telemetry *telemetry.Telemetry
 }
 
 // DepsFrom builds Deps from the shared dependencies.
 func DepsFrom(d *app.Deps) Deps {
-	return Deps{Config: d.Config, Log: d.Log, DB: d.DB, ReadDB: d.ReadDB, Verifier: d.Verifier, Stripe: stripe.New(d.Config)}
+	return Deps{Config: d.Config, Log: d.Log, DB: d.DB, ReadDB: d.ReadDB, Verifier: d.Verifier, Stripe: stripe.New(d.Config),
+		Telemetry: d.Telemetry}
 }
 
 func (d Deps) read() *postgres.DB {

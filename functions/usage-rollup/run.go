@@ -74,6 +74,7 @@ func RunScheduled(ctx context.Context, d Deps) (Report, error) {
 	rep.PartitionsCreated = n
 	f, err := d.DB.FoldUsage(ctx, prices(d))
 	if err != nil {
+		d.Telemetry.RollupRun(false, time.Now())
 		return rep, err
 	}
 	rep.Skipped = f.Skipped
@@ -93,6 +94,10 @@ func RunScheduled(ctx context.Context, d Deps) (Report, error) {
 		d.Log.WarnContext(ctx, "usage-rollup: meter outbox", slog.String("err", err.Error()))
 	}
 	rep.ElapsedMS = time.Since(start).Milliseconds()
+	if !rep.Skipped { // a skipped run's figures belong to the run that held the lock
+		d.Telemetry.RollupRun(true, time.Now())
+		d.Telemetry.Reconciled(len(rep.Reconcile.Differences), time.Now())
+	}
 	lvl := slog.LevelInfo
 	if !rep.Reconcile.OK {
 		lvl = slog.LevelError
