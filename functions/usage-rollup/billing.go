@@ -24,13 +24,26 @@ func (d Deps) subject(r *http.Request) (string, error) {
 	if uid == "" || uid == p.UserID {
 		return p.UserID, nil
 	}
-	if err := authn.Authorize(p, d.Config.Permissions(p.Role), PermBillingRead); err != nil {
+	if err := d.authorizeAdmin(p); err != nil {
 		return "", err
 	}
 	if !validUUID(uid) {
 		return "", sluice.Invalid("user_id", sluice.CodeInvalidValue, "user_id must be a user id (a UUID).")
 	}
 	return uid, nil
+}
+
+// authorizeAdmin checks billing:read and, as the auth function does for
+// its admin routes, that an admin's session (not an API key) passed MFA.
+func (d Deps) authorizeAdmin(p *sluice.Principal) error {
+	if err := authn.Authorize(p, d.Config.Permissions(p.Role), PermBillingRead); err != nil {
+		return err
+	}
+	if d.Config.Auth.Identity.RequireMFAForAdmin && p.Role == sluice.RoleAdmin && p.KeyID == "" && !p.MFA {
+		return &sluice.Error{Kind: sluice.KindPermissionDenied, Code: "mfa_required",
+			Message: "Administrative access requires a login with multi-factor authentication."}
+	}
+	return nil
 }
 
 func validUUID(s string) bool {
@@ -317,7 +330,7 @@ func (d Deps) revenue(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, d.Log, err)
 		return
 	}
-	if err := authn.Authorize(p, d.Config.Permissions(p.Role), PermBillingRead); err != nil {
+	if err := d.authorizeAdmin(p); err != nil {
 		openai.WriteError(w, r, d.Log, err)
 		return
 	}
