@@ -114,7 +114,22 @@ func TestRollupTwiceAndConcurrently(t *testing.T) {
 	insertUsage(t, d.DB, a.ID, "a", 50, now.Add(-3*time.Hour))
 	insertUsage(t, d.DB, b.ID, "b", 30, now.Add(-26*time.Hour))
 
-	settle(t, d)
+	first := settle(t, d)
+	// Each run that folded compared the days it touched and found raw usage
+	// and the rollups equal.
+	var folded int64
+	for _, r := range first {
+		if r.Folded.Requests == 0 {
+			continue
+		}
+		folded += r.Folded.Requests
+		if c := r.Reconcile; !c.OK || c.Days < 1 || c.Raw.Requests < r.Folded.Requests || c.Raw != c.Daily {
+			t.Fatalf("reconciliation of a fold of %d requests: %+v", r.Folded.Requests, c)
+		}
+	}
+	if folded != 80 {
+		t.Fatalf("the first runs folded %d requests, want 80", folded)
+	}
 	raw, daily, hourly := sumsOf(t, d.DB)
 	if raw.requests != 80 || daily != raw || hourly != raw {
 		t.Fatalf("after one run: raw %+v daily %+v hourly %+v", raw, daily, hourly)
@@ -145,7 +160,7 @@ func TestRollupTwiceAndConcurrently(t *testing.T) {
 	if raw.requests != 107 || daily != raw || hourly != raw {
 		t.Fatalf("after concurrent runs: raw %+v daily %+v hourly %+v", raw, daily, hourly)
 	}
-	var folded int64
+	folded = 0
 	for _, rs := range reps {
 		for _, r := range rs {
 			folded += r.Folded.Requests

@@ -51,6 +51,7 @@ type Meter struct {
 // Reconcile is the run's comparison of rollups, raw usage and the ledger.
 type Reconcile struct {
 	OK             bool     `json:"ok"`
+	Days           int      `json:"days"` // days the fold touched, compared
 	FirstDay       string   `json:"first_day,omitempty"`
 	LastDay        string   `json:"last_day,omitempty"`
 	Raw            Sums     `json:"raw"`
@@ -83,7 +84,7 @@ func RunScheduled(ctx context.Context, d Deps) (Report, error) {
 	rep.HourlyRows, rep.DailyRows = f.HourlyRows, f.DailyRows
 	rep.Meter.Appended = f.OutboxRows
 	rc := f.Reconcile
-	rep.Reconcile = Reconcile{OK: len(rc.Differences) == 0, Raw: sums(rc.Raw), Daily: sums(rc.Daily),
+	rep.Reconcile = Reconcile{OK: len(rc.Differences) == 0, Days: rc.Days, Raw: sums(rc.Raw), Daily: sums(rc.Daily),
 		Unsettled: rc.Unsettled, LedgerMismatch: rc.LedgerMismatch, Differences: rc.Differences}
 	if !rc.FirstDay.IsZero() {
 		rep.Reconcile.FirstDay, rep.Reconcile.LastDay = rc.FirstDay.Format(time.DateOnly), rc.LastDay.Format(time.DateOnly)

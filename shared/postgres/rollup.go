@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -50,9 +51,11 @@ type Fold struct {
 }
 
 // Reconcile compares rollups with raw usage and the ledger over the days a
-// fold touched (FirstDay..LastDay; zero when nothing was folded).
+// fold touched (Days of them, FirstDay..LastDay; zero when nothing was
+// folded).
 type Reconcile struct {
 	FirstDay, LastDay time.Time
+	Days              int
 	Raw, Daily        UsageSums
 	// HourlyRequests and HourlyTokens are the hourly rollup's sums.
 	HourlyRequests, HourlyTokens int64
@@ -108,9 +111,9 @@ func (db *DB) FoldUsage(ctx context.Context, prices []ModelPrices) (Fold, error)
 		models[i], in[i], out[i] = p.Model, p.InputMicros, p.OutMicros
 	}
 	from, to := fmt.Sprint(f.From), fmt.Sprint(f.To)
-	var first, last *time.Time
+	var days []time.Time
 	if err := tx.QueryRow(ctx, q("RollupFold"), from, to, models, in, out).Scan(&f.HourlyRows, &f.DailyRows,
-		&f.Folded.Requests, &f.Folded.PromptTokens, &f.Folded.CompletionTokens, &f.CostMicros, &first, &last); err != nil {
+		&f.Folded.Requests, &f.Folded.PromptTokens, &f.Folded.CompletionTokens, &f.CostMicros, &days); err != nil {
 		return f, translate(err)
 	}
 	tag, err := tx.Exec(ctx, q("RollupOutbox"), fmt.Sprint(ledgerFrom), to)
@@ -121,8 +124,8 @@ func (db *DB) FoldUsage(ctx context.Context, prices []ModelPrices) (Fold, error)
 	if _, err := tx.Exec(ctx, q("RollupAdvance"), to); err != nil {
 		return f, translate(err)
 	}
-	if first != nil {
-		if err := reconcile(ctx, tx, &f, *first, *last); err != nil {
+	if len(days) > 0 {
+		if err := reconcile(ctx, tx, &f, days); err != nil {
 			return f, err
 		}
 	}
@@ -131,12 +134,13 @@ func (db *DB) FoldUsage(ctx context.Context, prices []ModelPrices) (Fold, error)
 
 // reconcile runs inside the fold's transaction, so it sees exactly the
 // rollups it wrote and the raw rows below the horizon.
-func reconcile(ctx context.Context, tx pgx.Tx, f *Fold, first, last time.Time) error {
+func reconcile(ctx context.Context, tx pgx.Tx, f *Fold, days []time.Time) error {
 	r := &f.Reconcile
-	r.FirstDay, r.LastDay = first, last
+	first, last := slices.MinFunc(days, time.Time.Compare), slices.MaxFunc(days, time.Time.Compare)
+	r.FirstDay, r.LastDay, r.Days = first, last, len(days)
 	start := time.Now()
 	defer func() { r.Took = time.Since(start) }()
-	if err := tx.QueryRow(ctx, q("RollupReconcile"), first, last, fmt.Sprint(f.To)).Scan(
+	if err := tx.QueryRow(ctx, q("RollupReconcile"), days, fmt.Sprint(f.To)).Scan(
 		&r.Raw.Requests, &r.Raw.PromptTokens, &r.Raw.CompletionTokens,
 		&r.Daily.Requests, &r.Daily.PromptTokens, &r.Daily.CompletionTokens,
 		&r.HourlyRequests, &r.HourlyTokens); err != nil {
@@ -148,12 +152,12 @@ func reconcile(ctx context.Context, tx pgx.Tx, f *Fold, first, last time.Time) e
 	}
 	day := func(t time.Time) string { return t.Format(time.DateOnly) }
 	if r.Raw != r.Daily {
-		r.Differences = append(r.Differences, fmt.Sprintf("days %s..%s: raw usage %+v, daily rollup %+v",
-			day(first), day(last), r.Raw, r.Daily))
+		r.Differences = append(r.Differences, fmt.Sprintf("%d days in %s..%s: raw usage %+v, daily rollup %+v",
+			len(days), day(first), day(last), r.Raw, r.Daily))
 	}
 	if r.HourlyRequests != r.Daily.Requests || r.HourlyTokens != r.Daily.PromptTokens+r.Daily.CompletionTokens {
-		r.Differences = append(r.Differences, fmt.Sprintf("days %s..%s: hourly rollup %d requests %d tokens, daily %d requests %d tokens",
-			day(first), day(last), r.HourlyRequests, r.HourlyTokens, r.Daily.Requests, r.Daily.PromptTokens+r.Daily.CompletionTokens))
+		r.Differences = append(r.Differences, fmt.Sprintf("%d days in %s..%s: hourly rollup %d requests %d tokens, daily %d requests %d tokens",
+			len(days), day(first), day(last), r.HourlyRequests, r.HourlyTokens, r.Daily.Requests, r.Daily.PromptTokens+r.Daily.CompletionTokens))
 	}
 	if r.LedgerMismatch > 0 {
 		r.Differences = append(r.Differences, fmt.Sprintf("%d folded jobs have ledger rows with other token counts", r.LedgerMismatch))

@@ -61,7 +61,7 @@ WITH prices(model, pin, pout) AS (
 SELECT (SELECT count(*) FROM h), (SELECT count(*) FROM d),
        COALESCE(sum(requests), 0)::bigint, COALESCE(sum(prompt_tokens), 0)::bigint,
        COALESCE(sum(completion_tokens), 0)::bigint, COALESCE(sum(cost_micros), 0)::bigint,
-       (min(hour) AT TIME ZONE 'UTC')::date, (max(hour) AT TIME ZONE 'UTC')::date
+       COALESCE(array_agg(DISTINCT (hour AT TIME ZONE 'UTC')::date), '{}')::date[]
 FROM src;
 
 -- name: RollupOutbox
@@ -80,18 +80,25 @@ ON CONFLICT (identifier) DO NOTHING;
 UPDATE usage_rollup_state SET watermark = $1::text::xid8, runs = runs + 1, updated_at = now();
 
 -- name: RollupReconcile
--- Totals over the days a fold touched: raw usage (up to the horizon $3),
--- the daily and the hourly rollups. They must agree to the token.
-SELECT (SELECT count(*) FROM inference_requests WHERE timestamp >= ($1::date AT TIME ZONE 'UTC')
-            AND timestamp < (($2::date + 1) AT TIME ZONE 'UTC') AND ingest_xid < $3::text::xid8),
-       (SELECT COALESCE(sum(prompt_tokens), 0)::bigint FROM inference_requests WHERE timestamp >= ($1::date AT TIME ZONE 'UTC')
-            AND timestamp < (($2::date + 1) AT TIME ZONE 'UTC') AND ingest_xid < $3::text::xid8),
-       (SELECT COALESCE(sum(completion_tokens), 0)::bigint FROM inference_requests WHERE timestamp >= ($1::date AT TIME ZONE 'UTC')
-            AND timestamp < (($2::date + 1) AT TIME ZONE 'UTC') AND ingest_xid < $3::text::xid8),
-       COALESCE(sum(requests), 0)::bigint, COALESCE(sum(prompt_tokens), 0)::bigint, COALESCE(sum(completion_tokens), 0)::bigint,
-       (SELECT COALESCE(sum(requests), 0)::bigint FROM usage_hourly WHERE hour >= ($1::date AT TIME ZONE 'UTC') AND hour < (($2::date + 1) AT TIME ZONE 'UTC')),
-       (SELECT COALESCE(sum(prompt_tokens + completion_tokens), 0)::bigint FROM usage_hourly WHERE hour >= ($1::date AT TIME ZONE 'UTC') AND hour < (($2::date + 1) AT TIME ZONE 'UTC'))
-FROM usage_daily WHERE day BETWEEN $1::date AND $2::date;
+-- Totals over exactly the days a fold touched ($1): raw usage (up to the
+-- horizon $2), the daily and the hourly rollups. They must agree to the
+-- token. Each day is an index range, so a few late events from long ago do
+-- not make it a scan of everything in between.
+WITH days AS (
+    SELECT day, (day AT TIME ZONE 'UTC') AS lo, ((day + 1) AT TIME ZONE 'UTC') AS hi FROM unnest($1::date[]) AS d(day)
+), raw AS (
+    SELECT count(*)::bigint AS r, COALESCE(sum(r.prompt_tokens), 0)::bigint AS p, COALESCE(sum(r.completion_tokens), 0)::bigint AS c
+    FROM days JOIN inference_requests r ON r.timestamp >= days.lo AND r.timestamp < days.hi
+    WHERE r.ingest_xid < $2::text::xid8
+), daily AS (
+    SELECT COALESCE(sum(requests), 0)::bigint AS r, COALESCE(sum(prompt_tokens), 0)::bigint AS p,
+           COALESCE(sum(completion_tokens), 0)::bigint AS c
+    FROM usage_daily WHERE day = ANY($1::date[])
+), hourly AS (
+    SELECT COALESCE(sum(h.requests), 0)::bigint AS r, COALESCE(sum(h.prompt_tokens + h.completion_tokens), 0)::bigint AS t
+    FROM days JOIN usage_hourly h ON h.hour >= days.lo AND h.hour < days.hi
+)
+SELECT raw.r, raw.p, raw.c, daily.r, daily.p, daily.c, hourly.r, hourly.t FROM raw, daily, hourly;
 
 -- name: RollupReconcileLedger
 -- The folded jobs against the ledger: succeeded jobs with no ledger row yet

@@ -124,6 +124,7 @@ CREATE TABLE usage_daily (
     PRIMARY KEY (user_id, day, model_name)
 );
 CREATE INDEX usage_daily_day ON usage_daily (day);
+CREATE INDEX usage_hourly_hour ON usage_hourly (hour);
 
 -- 3. Watermarks: the xid horizon up to which raw usage ('usage') and the
 -- ledger ('ledger') have been folded. Moved in the fold's transaction.
