@@ -145,6 +145,8 @@ func TestRollupTwiceAndConcurrently(t *testing.T) {
 	// Late events: jobs that ended four days ago, recorded only now.
 	late := now.Add(-96 * time.Hour)
 	insertUsage(t, d.DB, a.ID, "late", 7, late)
+	// and from 40 days ago: sparse days, reconciled one index range a day.
+	insertUsage(t, d.DB, b.ID, "verylate", 5, now.Add(-40*24*time.Hour))
 	insertUsage(t, d.DB, b.ID, "more", 20, now)
 
 	// Twice at once: one folds, the other finds the lock held (or runs
@@ -157,7 +159,7 @@ func TestRollupTwiceAndConcurrently(t *testing.T) {
 	}
 	wg.Wait()
 	raw, daily, hourly = sumsOf(t, d.DB)
-	if raw.requests != 107 || daily != raw || hourly != raw {
+	if raw.requests != 112 || daily != raw || hourly != raw {
 		t.Fatalf("after concurrent runs: raw %+v daily %+v hourly %+v", raw, daily, hourly)
 	}
 	folded = 0
@@ -166,8 +168,8 @@ func TestRollupTwiceAndConcurrently(t *testing.T) {
 			folded += r.Folded.Requests
 		}
 	}
-	if folded != 27 {
-		t.Fatalf("concurrent runs folded %d requests between them, want 27 (each row once)", folded)
+	if folded != 32 {
+		t.Fatalf("concurrent runs folded %d requests between them, want 32 (each row once)", folded)
 	}
 	var lateReq int64
 	if err := d.DB.Pool.QueryRow(ctx, `SELECT COALESCE(sum(requests), 0) FROM usage_daily WHERE user_id = $1 AND day = $2::date`,

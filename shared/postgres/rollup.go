@@ -140,7 +140,14 @@ func reconcile(ctx context.Context, tx pgx.Tx, f *Fold, days []time.Time) error 
 	r.FirstDay, r.LastDay, r.Days = first, last, len(days)
 	start := time.Now()
 	defer func() { r.Took = time.Since(start) }()
-	if err := tx.QueryRow(ctx, q("RollupReconcile"), days, fmt.Sprint(f.To)).Scan(
+	// Days that fill at least half their span are read as one range (a scan
+	// of a year for a year of days); sparse ones, such as today plus a late
+	// event from months ago, as one index range each.
+	query, args := "RollupReconcile", []any{days, fmt.Sprint(f.To)}
+	if span := int(last.Sub(first).Hours()/24) + 1; span <= 2*len(days) {
+		query, args = "RollupReconcileSpan", append(args, first, last)
+	}
+	if err := tx.QueryRow(ctx, q(query), args...).Scan(
 		&r.Raw.Requests, &r.Raw.PromptTokens, &r.Raw.CompletionTokens,
 		&r.Daily.Requests, &r.Daily.PromptTokens, &r.Daily.CompletionTokens,
 		&r.HourlyRequests, &r.HourlyTokens); err != nil {

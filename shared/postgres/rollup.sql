@@ -100,6 +100,26 @@ WITH days AS (
 )
 SELECT raw.r, raw.p, raw.c, daily.r, daily.p, daily.c, hourly.r, hourly.t FROM raw, daily, hourly;
 
+-- name: RollupReconcileSpan
+-- RollupReconcile for days that fill most of their span ($3..$4): one range
+-- over the span, filtered to the days, beats an index range per day.
+WITH raw AS (
+    SELECT count(*)::bigint AS r, COALESCE(sum(prompt_tokens), 0)::bigint AS p, COALESCE(sum(completion_tokens), 0)::bigint AS c
+    FROM inference_requests
+    WHERE timestamp >= ($3::date AT TIME ZONE 'UTC') AND timestamp < (($4::date + 1) AT TIME ZONE 'UTC')
+      AND (timestamp AT TIME ZONE 'UTC')::date = ANY($1::date[]) AND ingest_xid < $2::text::xid8
+), daily AS (
+    SELECT COALESCE(sum(requests), 0)::bigint AS r, COALESCE(sum(prompt_tokens), 0)::bigint AS p,
+           COALESCE(sum(completion_tokens), 0)::bigint AS c
+    FROM usage_daily WHERE day = ANY($1::date[])
+), hourly AS (
+    SELECT COALESCE(sum(requests), 0)::bigint AS r, COALESCE(sum(prompt_tokens + completion_tokens), 0)::bigint AS t
+    FROM usage_hourly
+    WHERE hour >= ($3::date AT TIME ZONE 'UTC') AND hour < (($4::date + 1) AT TIME ZONE 'UTC')
+      AND (hour AT TIME ZONE 'UTC')::date = ANY($1::date[])
+)
+SELECT raw.r, raw.p, raw.c, daily.r, daily.p, daily.c, hourly.r, hourly.t FROM raw, daily, hourly;
+
 -- name: RollupReconcileLedger
 -- The folded jobs against the ledger: succeeded jobs with no ledger row yet
 -- (settlement runs apart, or admission is off), and jobs whose ledger row
