@@ -182,18 +182,15 @@ type Worker struct {
 
 // Env is what comes from environment variables.
 type Env struct {
-	DatabaseURL string // DATABASE_URL
-	// DatabaseReadURL (DATABASE_READ_URL) is a read replica for heavy
-	// reads (usage, statements); empty: DatabaseURL serves them.
-	DatabaseReadURL string
-	RedisURL        string // REDIS_URL
-	KeyPepper       string // SLUICE_KEY_PEPPER: HMAC key for API keys, >= 32 bytes
-	WebhookSecret   string // SLUICE_WEBHOOK_SECRET: signs job webhooks; defaults to a key derived from the pepper
-	Addr            string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
-	ConfigPath      string // SLUICE_CONFIG
-	WorkerName      string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
-	S3AccessKey     string // SLUICE_S3_ACCESS_KEY (or secret file sluice-s3-access-key)
-	S3SecretKey     string // SLUICE_S3_SECRET_KEY (or secret file sluice-s3-secret-key)
+	DatabaseURL   string // DATABASE_URL
+	RedisURL      string // REDIS_URL
+	KeyPepper     string // SLUICE_KEY_PEPPER: HMAC key for API keys, >= 32 bytes
+	WebhookSecret string // SLUICE_WEBHOOK_SECRET: signs job webhooks; defaults to a key derived from the pepper
+	Addr          string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
+	ConfigPath    string // SLUICE_CONFIG
+	WorkerName    string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
+	S3AccessKey   string // SLUICE_S3_ACCESS_KEY (or secret file sluice-s3-access-key)
+	S3SecretKey   string // SLUICE_S3_SECRET_KEY (or secret file sluice-s3-secret-key)
 
 	// KeyPepperPrevious (SLUICE_KEY_PEPPER_PREVIOUS) is the pepper being
 	// rotated out: keys hashed under it still verify and are rehashed.
@@ -206,6 +203,10 @@ type Env struct {
 	// answers 503 and nothing is sent to Stripe.
 	StripeSecretKey, StripeWebhookSecret, StripeWebhookSecretPrevious string
 	StripeAPIBase                                                     string
+
+	// DatabaseReadURL (DATABASE_READ_URL) is a read replica for heavy
+	// reads (usage, statements, revenue); empty: DatabaseURL serves them.
+	DatabaseReadURL string
 }
 
 // Load reads the configuration: defaults, then the file named by SLUICE_CONFIG
@@ -225,22 +226,22 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	cfg.Env = Env{
-		DatabaseURL:     getenv("DATABASE_URL"),
-		DatabaseReadURL: getenv("DATABASE_READ_URL"),
-		RedisURL:        getenv("REDIS_URL"),
-		KeyPepper:       secret(getenv, "SLUICE_KEY_PEPPER", "sluice-key-pepper"),
-		WebhookSecret:   secret(getenv, "SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
-		Addr:            getenv("SLUICE_ADDR"),
-		ConfigPath:      path,
-		WorkerName:      getenv("SLUICE_WORKER_NAME"),
-		S3AccessKey:     secret(getenv, "SLUICE_S3_ACCESS_KEY", "sluice-s3-access-key"),
-		S3SecretKey:     secret(getenv, "SLUICE_S3_SECRET_KEY", "sluice-s3-secret-key"),
+		DatabaseURL:   getenv("DATABASE_URL"),
+		RedisURL:      getenv("REDIS_URL"),
+		KeyPepper:     secret(getenv, "SLUICE_KEY_PEPPER", "sluice-key-pepper"),
+		WebhookSecret: secret(getenv, "SLUICE_WEBHOOK_SECRET", "sluice-webhook-secret"),
+		Addr:          getenv("SLUICE_ADDR"),
+		ConfigPath:    path,
+		WorkerName:    getenv("SLUICE_WORKER_NAME"),
+		S3AccessKey:   secret(getenv, "SLUICE_S3_ACCESS_KEY", "sluice-s3-access-key"),
+		S3SecretKey:   secret(getenv, "SLUICE_S3_SECRET_KEY", "sluice-s3-secret-key"),
 	}
 	cfg.Env.KeyPepperPrevious = secret(getenv, "SLUICE_KEY_PEPPER_PREVIOUS", "sluice-key-pepper-previous")
 	cfg.Env.StripeSecretKey = secret(getenv, "STRIPE_SECRET_KEY", "stripe-secret-key")
 	cfg.Env.StripeWebhookSecret = secret(getenv, "STRIPE_WEBHOOK_SECRET", "stripe-webhook-secret")
 	cfg.Env.StripeWebhookSecretPrevious = secret(getenv, "STRIPE_WEBHOOK_SECRET_PREVIOUS", "stripe-webhook-secret-previous")
 	cfg.Env.StripeAPIBase = getenv("STRIPE_API_BASE")
+	cfg.Env.DatabaseReadURL = getenv("DATABASE_READ_URL")
 	if cfg.Env.Addr == "" {
 		cfg.Env.Addr = "127.0.0.1:8080"
 	}
