@@ -41,11 +41,12 @@ check-rules: promtool $(AMTOOL)
 	$(PROMTOOL) test rules deploy/prometheus/sluice-rules.test.yml
 	$(AMTOOL) check-config deploy/prometheus/alertmanager.yml
 
-## bench: added latency and throughput against the simulator called directly; saturation of two engines; fairness under a flood
+## bench: added latency and throughput against the simulator called directly; saturation of two engines; fairness under a flood; the usage rollup of 10M rows
 bench: sim
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode saturation -redis-db 13 -c 64 -n 480 -rounds 2 -max-tokens 48
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode fairness -redis-db 14 -max-tokens 16
+	$(GO) run ./cmd/sluice-bench rollup -rows 10000000
 
 ## drill: fault drills, 500 jobs each: kill -9 a worker, an engine dies and comes back, Redis (appendonly) restarts, the engine fails 10%; then the money drill (kill -9 a worker, a submit instance and Redis)
 drill: sim
@@ -68,6 +69,7 @@ fuzz:
 	$(GO) test ./functions/auth -run '^$$' -fuzz FuzzLimitsPatch -fuzztime 60s
 	$(GO) test ./functions/billing-webhook -run '^$$' -fuzz FuzzParseCheckout -fuzztime 60s
 	$(GO) test ./functions/billing-webhook -run '^$$' -fuzz FuzzVerifyEvent -fuzztime 60s
+	$(GO) test ./functions/usage-rollup -run '^$$' -fuzz FuzzUsageQuery -fuzztime 60s
 
 vet:
 	$(GO) vet ./...

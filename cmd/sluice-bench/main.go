@@ -86,6 +86,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "admission" {
 		return benchAdmission(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "rollup" {
+		return benchRollup(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("sluice-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options

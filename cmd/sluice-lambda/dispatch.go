@@ -80,5 +80,5 @@ func runScheduled(ctx context.Context) (any, error) {
 	}
 	d := deps
 	depsMu.Unlock()
-	return rollup.RunScheduled(ctx, d.DB)
+	return rollup.RunScheduled(ctx, rollup.DepsFrom(d))
 }

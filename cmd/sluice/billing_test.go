@@ -28,16 +28,16 @@ func TestBuyCreditsEndToEnd(t *testing.T) {
 	t.Parallel()
 	const whsec = "whsec_e2e_test"
 	mock := testenv.StripeMock(t)
-	s := startStackEnv(t, `
+	s := startStackEnv(t, map[string]string{"STRIPE_SECRET_KEY": "sk_test_e2e", "STRIPE_API_BASE": mock, "STRIPE_WEBHOOK_SECRET": whsec}, `
 pricing:
-  MODEL:
+  %CHAT%:
     input_tokens: 0.000001
     output_tokens: 0.000002
 tiers:
   free:
     rate_limit: 1000
     included_credits: 100
-`, map[string]string{"STRIPE_SECRET_KEY": "sk_test_e2e", "STRIPE_API_BASE": mock, "STRIPE_WEBHOOK_SECRET": whsec})
+`)
 	email := "buyer-" + s.models[0] + "@example.com"
 	key := s.newKey(t, email)
 	c := s.client(key)

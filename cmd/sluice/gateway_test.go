@@ -191,7 +191,7 @@ func TestGatewayDeploysFunctionsAsProcesses(t *testing.T) {
 			var rep struct {
 				Object string `json:"object"`
 			}
-			if json.Unmarshal(body, &rep); rep.Object != "usage.scheduled_run" {
+			if json.Unmarshal(body, &rep); rep.Object != "usage.rollup_run" {
 				t.Errorf("usage-rollup scheduled run: %s", body)
 			}
 		}

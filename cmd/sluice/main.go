@@ -170,12 +170,14 @@ func openEnv(ctx context.Context, log *slog.Logger, getenv func(string) string) 
 }
 
 func migrate(ctx context.Context, log *slog.Logger, getenv func(string) string) error {
-	_, cleanup, err := openEnv(ctx, log, getenv) // Open applies the migrations
+	d, cleanup, err := openEnv(ctx, log, getenv) // Open applies the migrations
 	if err != nil {
 		return err
 	}
-	cleanup()
-	return nil
+	defer cleanup()
+	// Raw usage's monthly partitions ahead (the rollup's runs keep them so).
+	_, err = d.DB.EnsureUsagePartitions(ctx, d.Config.UsageRollup.PartitionsAhead)
+	return err
 }
 
 func key(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger, getenv func(string) string) error {

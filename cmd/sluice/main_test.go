@@ -38,12 +38,13 @@ type stack struct {
 
 func startStack(t *testing.T, extraYAML string, simArgs ...string) *stack {
 	t.Helper()
-	return startStackEnv(t, extraYAML, nil, simArgs...)
+	return startStackEnv(t, nil, extraYAML, simArgs...)
 }
 
-// startStackEnv is startStack with more environment (Stripe settings) and
-// extraYAML that may set its own pricing block, naming the chat model MODEL.
-func startStackEnv(t *testing.T, extraYAML string, env map[string]string, simArgs ...string) *stack {
+// startStackEnv is startStack with more environment (extraEnv) and a
+// configuration that may name the first model as %CHAT% and bring its own
+// pricing block.
+func startStackEnv(t *testing.T, extraEnv map[string]string, extraYAML string, simArgs ...string) *stack {
 	t.Helper()
 	sim := testenv.Sim(t)
 	dir := t.TempDir()
@@ -52,7 +53,7 @@ func startStackEnv(t *testing.T, extraYAML string, env map[string]string, simArg
 	if strings.Contains(extraYAML, "\npricing:") {
 		pricing = ""
 	}
-	extraYAML = strings.ReplaceAll(extraYAML, "MODEL", chat)
+	extraYAML = strings.ReplaceAll(extraYAML, "%CHAT%", chat)
 	cfg := fmt.Sprintf(`
 inference:
   models:
@@ -85,7 +86,7 @@ jobs:
 		"SLUICE_ADDR":           fmt.Sprintf("127.0.0.1:%d", port),
 		"SLUICE_SIM":            sim,
 	}
-	for k, v := range env {
+	for k, v := range extraEnv {
 		s.env[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())

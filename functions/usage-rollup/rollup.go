@@ -1,68 +1,77 @@
-// Package rollup is the usage-rollup function. This first version serves a
-// user's own usage rows (GET /v1/usage) and has the scheduled trigger
-// (POST /, and RunScheduled for Lambda's EventBridge schedule); rollups and
-// Stripe meter reporting build on the same table.
+// Package rollup is the usage-rollup function. Its scheduled run (POST /,
+// RunScheduled for Lambda's EventBridge schedule, and `sluice dev`'s own
+// timer) folds raw usage into hourly and daily rollups, reports postpaid
+// overage to Stripe Billing Meters through an outbox, and reconciles; its
+// GET routes serve usage, balances, statements and revenue from them.
 package rollup
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 
+	stripeapi "github.com/stripe/stripe-go/v85"
+
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/authn"
+	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/sluice"
+	"github.com/sluice-ai/sluice/shared/stripe"
+	"github.com/sluice-ai/sluice/shared/telemetry"
 )
+
+// PermBillingRead lets a role read anyone's usage, balance and statements
+// (user_id=) and the revenue report. Every user reads their own without it.
+const PermBillingRead = "billing:read"
 
 // Deps is what the usage-rollup function needs.
 type Deps struct {
-	Log      *slog.Logger
-	DB       *postgres.DB
+	Config *config.Config
+	Log    *slog.Logger
+	DB     *postgres.DB
+	// ReadDB serves the heavy reads (usage, statements, revenue): a read
+	// replica when DATABASE_READ_URL is set; nil means DB.
+	ReadDB   *postgres.DB
 	Verifier *authn.Verifier
+	// Stripe receives the meter events; nil (no STRIPE_SECRET_KEY) keeps
+	// them pending in the outbox.
+	Stripe *stripeapi.Client
+	// Telemetry records runs and reconciliation (sluice_rollup_*,
+	// sluice_reconciliation_*); nil records nothing.
+	Telemetry *telemetry.Telemetry
 }
 
-type usageRow struct {
-	JobID            string `json:"job_id"`
-	Model            string `json:"model"`
-	PromptTokens     int64  `json:"prompt_tokens"`
-	CompletionTokens int64  `json:"completion_tokens"`
-	Status           string `json:"status"`
-	LatencyMS        int64  `json:"latency_ms"`
+// DepsFrom builds Deps from the shared dependencies.
+func DepsFrom(d *app.Deps) Deps {
+	return Deps{Config: d.Config, Log: d.Log, DB: d.DB, ReadDB: d.ReadDB, Verifier: d.Verifier, Stripe: stripe.New(d.Config),
+		Telemetry: d.Telemetry}
+}
+
+func (d Deps) read() *postgres.DB {
+	if d.ReadDB != nil {
+		return d.ReadDB
+	}
+	return d.DB
 }
 
 // New returns the usage-rollup handler.
 func New(d Deps) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/usage", func(w http.ResponseWriter, r *http.Request) {
-		p, err := d.Verifier.Authenticate(r.Context(), r)
-		if err != nil {
-			openai.WriteError(w, r, d.Log, err)
-			return
-		}
-		rows, err := d.DB.UsageForUser(r.Context(), p.UserID) // the caller's own rows only
-		if err != nil {
-			openai.WriteError(w, r, d.Log, err)
-			return
-		}
-		out := make([]usageRow, len(rows))
-		for i, u := range rows {
-			out[i] = usageRow(u)
-		}
-		openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": out})
-	})
+	mux.HandleFunc("GET /v1/usage", d.usage)
+	mux.HandleFunc("GET /v1/billing/balance", d.balance)
+	mux.HandleFunc("GET /v1/billing/invoices", d.invoices)
+	mux.HandleFunc("GET /v1/admin/revenue", d.revenue)
 	// The scheduled trigger: cron-connector POSTs an empty body here (see
 	// openfaas.yml). The gateway's Ingress exposes only /v1, so this is not
 	// reachable from the internet.
 	mux.HandleFunc("POST /{$}", func(w http.ResponseWriter, r *http.Request) {
-		rep, err := RunScheduled(r.Context(), d.DB)
+		rep, err := RunScheduled(r.Context(), d)
 		if err != nil {
 			openai.WriteError(w, r, d.Log, err)
 			return
 		}
-		d.Log.InfoContext(r.Context(), "usage-rollup: scheduled run", slog.Int64("rows", rep.Rows), slog.Int64("tokens", rep.Tokens))
 		openai.WriteJSON(w, http.StatusOK, rep)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -72,28 +81,7 @@ func New(d Deps) http.Handler {
 	return httpserve.Middleware(d.Log, "usage-rollup", mux)
 }
 
-// ScheduledReport is what one scheduled run found.
-type ScheduledReport struct {
-	Object string `json:"object"` // "usage.scheduled_run"
-	Rows   int64  `json:"usage_rows"`
-	Tokens int64  `json:"tokens"`
-}
-
-// RunScheduled is the scheduled entry point (OpenFaaS cron-connector, a Lambda
-// EventBridge schedule): one place both triggers call. For now it counts the
-// recorded usage rows and their tokens; hourly/daily rollups and Stripe meter
-// reporting belong here when they are built.
-func RunScheduled(ctx context.Context, db *postgres.DB) (ScheduledReport, error) {
-	t, err := db.UsageTotals(ctx)
-	if err != nil {
-		return ScheduledReport{}, err
-	}
-	return ScheduledReport{Object: "usage.scheduled_run", Rows: t.Rows, Tokens: t.Tokens}, nil
-}
-
-var handle = app.Lazy(func(d *app.Deps) http.Handler {
-	return New(Deps{Log: d.Log, DB: d.DB, Verifier: d.Verifier})
-})
+var handle = app.Lazy(func(d *app.Deps) http.Handler { return New(DepsFrom(d)) })
 
 // Handle is the OpenFaaS entry point: it builds the handler from the
 // environment on first use.

@@ -30,7 +30,7 @@ func Router(d *app.Deps) http.Handler {
 		"submit":          submit.New(submit.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects}),
 		"auth":            auth.New(auth.Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Objects: d.Objects}),
 		"billing-webhook": billing.New(billing.Deps{Config: d.Config, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Stripe: stripe.New(d.Config), Log: d.Log}),
-		"usage-rollup":    rollup.New(rollup.Deps{Log: d.Log, DB: d.DB, Verifier: d.Verifier}),
+		"usage-rollup":    rollup.New(rollup.DepsFrom(d)),
 	}
 	mux := http.NewServeMux()
 	for name, h := range fns {

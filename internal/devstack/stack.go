@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	rollup "github.com/sluice-ai/sluice/functions/usage-rollup"
 	"io"
 	"log/slog"
 	"net"
@@ -142,6 +143,9 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 	s.stops = append([]func(){cancel}, s.stops...)
 	d.Start(runCtx)
 	var wg sync.WaitGroup
+	// usage-rollup on its schedule, as cron-connector or EventBridge would.
+	wg.Add(1)
+	go func() { defer wg.Done(); rollup.Schedule(runCtx, rollup.DepsFrom(d)) }()
 	if !o.NoWorker {
 		p, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: d.Queue, Usage: d.DB, Name: cfg.Env.WorkerName,
 			Telemetry: d.Telemetry, Objects: d.Objects})

@@ -29,9 +29,12 @@ import (
 
 // Deps are a function's or the worker's live dependencies.
 type Deps struct {
-	Config   *config.Config
-	Log      *slog.Logger
-	DB       *postgres.DB
+	Config *config.Config
+	Log    *slog.Logger
+	DB     *postgres.DB
+	// ReadDB is a read replica (DATABASE_READ_URL) for heavy reads; DB
+	// when none is configured.
+	ReadDB   *postgres.DB
 	Redis    redis.UniversalClient
 	Queue    *redisq.Queue
 	Verifier *authn.Verifier
@@ -64,8 +67,18 @@ func OpenWith(ctx context.Context, cfg *config.Config, log *slog.Logger, topts t
 		db.Close()
 		return nil, err
 	}
+	readDB := db
+	if cfg.Env.DatabaseReadURL != "" {
+		if readDB, err = postgres.Open(ctx, cfg.Env.DatabaseReadURL); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	rdb, err := OpenRedis(ctx, cfg.Env.RedisURL)
 	if err != nil {
+		if readDB != db {
+			readDB.Close()
+		}
 		db.Close()
 		return nil, err
 	}
@@ -73,6 +86,7 @@ func OpenWith(ctx context.Context, cfg *config.Config, log *slog.Logger, topts t
 		Config:    cfg,
 		Log:       log,
 		DB:        db,
+		ReadDB:    readDB,
 		Redis:     rdb,
 		Queue:     NewQueue(cfg, rdb),
 		Verifier:  NewVerifier(cfg, db, log),
@@ -156,6 +170,9 @@ func (d *Deps) Close() {
 	d.Telemetry.Shutdown(sctx) //nolint:errcheck // spans lost at exit are only spans
 	cancel()
 	d.Redis.Close()
+	if d.ReadDB != nil && d.ReadDB != d.DB {
+		d.ReadDB.Close()
+	}
 	d.DB.Close()
 }
 

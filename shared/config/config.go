@@ -41,6 +41,7 @@ type Config struct {
 	Filters     Filters                  `yaml:"filters"`
 	Aliases     map[string]Alias         `yaml:"aliases"`
 	Billing     Billing                  `yaml:"billing"`
+	UsageRollup UsageRollup              `yaml:"usage_rollup"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -203,6 +204,10 @@ type Env struct {
 	// answers 503 and nothing is sent to Stripe.
 	StripeSecretKey, StripeWebhookSecret, StripeWebhookSecretPrevious string
 	StripeAPIBase                                                     string
+
+	// DatabaseReadURL (DATABASE_READ_URL) is a read replica for heavy
+	// reads (usage, statements, revenue); empty: DatabaseURL serves them.
+	DatabaseReadURL string
 }
 
 // Load reads the configuration: defaults, then the file named by SLUICE_CONFIG
@@ -237,6 +242,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	cfg.Env.StripeWebhookSecret = secret(getenv, "STRIPE_WEBHOOK_SECRET", "stripe-webhook-secret")
 	cfg.Env.StripeWebhookSecretPrevious = secret(getenv, "STRIPE_WEBHOOK_SECRET_PREVIOUS", "stripe-webhook-secret-previous")
 	cfg.Env.StripeAPIBase = getenv("STRIPE_API_BASE")
+	cfg.Env.DatabaseReadURL = getenv("DATABASE_READ_URL")
 	if cfg.Env.Addr == "" {
 		cfg.Env.Addr = "127.0.0.1:8080"
 	}
@@ -303,6 +309,7 @@ func decode(b []byte, cfg *Config) error {
 
 func (c *Config) applyDefaults() {
 	c.Storage.applyDefaults()
+	c.UsageRollup.applyDefaults()
 	if c.Inference.Engine == "" {
 		c.Inference.Engine = "vllm"
 	}
@@ -369,7 +376,7 @@ func def[T comparable](p *T, v T) {
 }
 
 func (c *Config) validate() error {
-	errs := []error{c.Storage.validate()}
+	errs := []error{c.Storage.validate(), c.UsageRollup.validate()}
 	if len(c.Inference.Models) == 0 {
 		errs = append(errs, errors.New("inference.models: at least one model is required"))
 	}

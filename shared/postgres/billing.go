@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"time"
 
@@ -10,15 +9,6 @@ import (
 
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
-
-//go:embed billing.sql
-var billingSQL string
-
-func init() {
-	for name, text := range parseQueries(billingSQL) {
-		queries[name] = text
-	}
-}
 
 // BillingTx is one Stripe webhook event's transaction: the event is
 // recorded and its effects written together, or neither.

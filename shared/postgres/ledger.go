@@ -2,20 +2,10 @@ package postgres
 
 import (
 	"context"
-	_ "embed"
 	"strings"
 
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
-
-//go:embed ledger.sql
-var ledgerSQL string
-
-func init() {
-	for name, text := range parseQueries(ledgerSQL) {
-		queries[name] = text
-	}
-}
 
 // LedgerEntry is one settled job as the ledger records it.
 type LedgerEntry struct {

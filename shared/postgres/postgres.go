@@ -5,9 +5,10 @@ package postgres
 
 import (
 	"context"
-	_ "embed"
+	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -17,14 +18,31 @@ import (
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
-//go:embed queries.sql
-var queriesSQL string
+//go:embed *.sql
+var sqlFS embed.FS
 
-//go:embed identity.sql
-var identitySQL string
+// queries maps the "-- name: X" blocks of every .sql file beside this one
+// (queries, identity, ledger, billing, rollup) to their text.
+var queries = loadQueries()
 
-// queries maps "-- name: X" blocks of the .sql files to their text.
-var queries = parseQueries(queriesSQL + "\n" + identitySQL)
+func loadQueries() map[string]string {
+	out := map[string]string{}
+	files, _ := fs.Glob(sqlFS, "*.sql")
+	for _, f := range files {
+		b, err := sqlFS.ReadFile(f)
+		if err != nil {
+			panic(err)
+		}
+		for name, text := range parseQueries(string(b)) {
+			if _, dup := out[name]; dup {
+				// Two blocks of one name would silently run the wrong SQL.
+				panic("postgres: query " + name + " is defined twice (" + f + ")")
+			}
+			out[name] = text
+		}
+	}
+	return out
+}
 
 func parseQueries(src string) map[string]string {
 	out := map[string]string{}
@@ -32,6 +50,9 @@ func parseQueries(src string) map[string]string {
 	var b strings.Builder
 	flush := func() {
 		if name != "" {
+			if _, dup := out[name]; dup {
+				panic("postgres: query " + name + " is defined twice")
+			}
 			out[name] = strings.TrimSpace(b.String())
 		}
 		b.Reset()

@@ -40,7 +40,7 @@ FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[]
             $7::int[], $8::int[], $9::text[], $10::timestamptz[], $11::timestamptz[],
             $12::text[])
      AS t(j, u, k, m, p, c, ca, l, s, cr, e, rq)
-ON CONFLICT (job_id) DO NOTHING;
+ON CONFLICT (job_id, job_created_at) DO NOTHING;
 
 -- name: UsageForUser
 SELECT job_id, model_name, prompt_tokens, completion_tokens, status, latency_ms
@@ -76,7 +76,3 @@ SELECT 't', calls::float8, tokens::float8, 0, 0 FROM top;
 SELECT model_name, count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
 FROM inference_requests WHERE timestamp > now() - interval '24 hours'
 GROUP BY model_name;
-
--- name: UsageTotals
--- What usage-rollup's scheduled run reports until rollup tables exist.
-SELECT count(*), COALESCE(sum(tokens_used), 0)::bigint FROM inference_requests;
