@@ -87,6 +87,10 @@ auth:
       # Every browser test signs up from 127.0.0.1, and the counter is
       # Redis-wide: repeated runs must not hit the real default (10).
       signup_per_address: 100000
+# Usage by day comes from the rollups: fold every second so the usage page
+# shows a request within the test's wait (the default is a minute).
+usage_rollup:
+  schedule: 1s
 `, model)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
