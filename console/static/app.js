@@ -237,7 +237,7 @@ async function usageView(userID) {
     out.push(h('div', { class: 'grid charts' },
       barChart('Tokens by day', days, grid(r => r.prompt_tokens + r.completion_tokens), num),
       barChart('Requests by day', days, grid(r => r.requests), num),
-      barChart('Cost by day', days, grid(r => r.cost_micros), money)));
+      barChart('Cost by day', days, grid(r => r.cost_micros), money, 10000)));
     byModel = models.map(m => u.rows.filter(r => r.model === m).reduce((a, r) => ({ model: m,
       requests: a.requests + r.requests, prompt: a.prompt + r.prompt_tokens, completion: a.completion + r.completion_tokens,
       cost: a.cost + r.cost_micros }), { requests: 0, prompt: 0, completion: 0, cost: 0 }));
@@ -565,7 +565,7 @@ async function adminRevenuePage() {
   const kinds = [['subscriptions_micros', 'subscriptions'], ['credits_purchased_micros', 'credits bought'], ['overage_micros', 'overage']];
   const total = rows.reduce((a, r) => a + kinds.reduce((b, [k]) => b + (r[k] || 0), 0), 0);
   return [h('h1', {}, 'Revenue'), h('p', {}, 'Last 30 days: ', h('strong', {}, money(total))),
-    rows.length ? barChart('Revenue by day', rows.map(r => r.date), kinds.map(([k, name]) => ({ name, values: rows.map(r => r[k] || 0) })), money) : '',
+    rows.length ? barChart('Revenue by day', rows.map(r => r.date), kinds.map(([k, name]) => ({ name, values: rows.map(r => r[k] || 0) })), money, 10000) : '',
     table('Revenue by day', [
       { label: 'Date', get: r => r.date },
       ...kinds.map(([k, name]) => ({ label: name[0].toUpperCase() + name.slice(1), num: true, get: r => money(r[k]) })),

@@ -16,13 +16,14 @@ const short = l => /^\d{4}-\d\d-\d\d$/.test(l) ? l.slice(5) : l.length > 18 ? l.
 
 /**
  * A stacked bar chart. labels: x labels; series: [{name, values[]}];
- * fmt formats a value for the axis and tooltips.
+ * fmt formats a value for the axis and tooltips; floor is the least axis
+ * top (money charts use a cent, so an empty chart does not read $0.000001).
  */
-export function barChart(title, labels, series, fmt = String) {
+export function barChart(title, labels, series, fmt = String, floor = 1) {
   const W = 640, H = 220, L = 56, B = 28, T = 10;
   const totals = labels.map((_, i) => series.reduce((a, sr) => a + (sr.values[i] || 0), 0));
   // A round top for the axis (1, 2 or 5 × 10^n) so the ticks read cleanly.
-  const raw = Math.max(1, ...totals);
+  const raw = Math.max(floor, ...totals);
   const p10 = 10 ** Math.floor(Math.log10(raw));
   const max = [1, 2, 5, 10].map(m => m * p10).find(m => m >= raw);
   const bw = (W - L - 8) / Math.max(labels.length, 1);
