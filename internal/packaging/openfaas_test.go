@@ -157,6 +157,9 @@ func TestStackFile(t *testing.T) {
 			t.Errorf("billing-webhook secrets = %q, missing %s", billing.Secrets, sec)
 		}
 	}
+	if !slices.Contains(s.Functions["usage-rollup"].Secrets, "stripe-secret-key") {
+		t.Errorf("usage-rollup secrets = %q, missing stripe-secret-key (meter events)", s.Functions["usage-rollup"].Secrets)
+	}
 	rollup := s.Functions["usage-rollup"].Annotations
 	if rollup["topic"] != "cron-function" || rollup["schedule"] != "*/5 * * * *" {
 		t.Errorf("usage-rollup annotations = %v, want the cron-connector schedule every 5 minutes", rollup)

@@ -254,8 +254,14 @@ func TestMain(m *testing.M) {
 	// go-sdk's builder resolves the stack's paths against the working
 	// directory, like faas-cli run beside openfaas.yml. Changing it here,
 	// before any test runs, keeps parallel tests safe.
-	if err := os.Chdir(findRoot()); err != nil {
+	root := findRoot()
+	if err := os.Chdir(root); err != nil {
 		panic(err)
+	}
+	// The functions' own tests run inside build contexts that have no bin/:
+	// point them at the repository's stripe-mock (make test sets it too).
+	if os.Getenv("SLUICE_STRIPE_MOCK") == "" {
+		os.Setenv("SLUICE_STRIPE_MOCK", filepath.Join(root, "bin", "stripe-mock"))
 	}
 	os.Exit(m.Run())
 }
