@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
@@ -39,14 +40,20 @@ func (db *DB) ApplyStripeEvent(ctx context.Context, id, typ string, created time
 	return fresh, nil
 }
 
-// translateKeep translates database errors but keeps the sluice errors an
-// apply function returned as they are.
+// translateKeep translates database errors but keeps the errors an apply
+// function returned as they are: a sluice error, or a plain one such as a
+// price missing from the config, which is no database outage.
 func translateKeep(err error) error {
 	var se *sluice.Error
+	var pe *pgconn.PgError
+	var ce *pgconn.ConnectError
 	if errors.As(err, &se) {
 		return err
 	}
-	return translate(err)
+	if errors.As(err, &pe) || errors.As(err, &ce) || errors.Is(err, pgx.ErrNoRows) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+		return translate(err)
+	}
+	return err
 }
 
 // StripeEventProcessed says whether an event was applied (tests, the CLI).
