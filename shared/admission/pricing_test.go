@@ -2,7 +2,9 @@ package admission_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +103,36 @@ func TestPerRequestPriceExhaustsCredit(t *testing.T) {
 	want := int64(k*worst - k*10_038)
 	if bal.CreditMicros != want || live.Credit != want || live.HeldCredit != 0 || live.Holds != 0 {
 		t.Fatalf("ledger credit %d, live %+v; want %d left", bal.CreditMicros, live, want)
+	}
+}
+
+// A model priced by tokens alone gets the 9-field hold of before (a settler
+// not yet upgraded reads it right); one with request or GPU-second prices
+// gets them appended.
+func TestHoldFieldsOnlyWhenPriced(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, c := range []struct {
+		pricing string
+		want    string // the hold: %[1]s the period, %[2]s the model
+	}{
+		{"", "26|10|1|2|36|0|0|%[1]s|%[2]s"},
+		// Included tokens pay the tokens; the request and 60 s × 3 µ$ go to overage.
+		{"    per_request: 0.01\n    per_gpu_second: 0.000003\n", "26|10|1|2|36|0|10180|%[1]s|%[2]s|10000|3"},
+	} {
+		b := setupPriced(t, "  free:\n    rate_limit: unlimited\n    included_credits: unlimited\n    overage: postpaid\n    overage_cap: 1\n", c.pricing)
+		user := b.user(t, "free")
+		r := b.req(user, "free")
+		if _, err := b.a.Admit(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		h, err := b.rdb.HGet(ctx, "sluice:{u:"+user+"}:holds", r.JobID).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		period := strings.Split(h, "|")[7]
+		if want := fmt.Sprintf(c.want, period, b.model); h != want {
+			t.Fatalf("hold %q, want %q", h, want)
+		}
 	}
 }

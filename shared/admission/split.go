@@ -22,9 +22,9 @@ type Hold struct {
 }
 
 // parseHold reads the hold string admit.lua writes
-// (P|M|pin|pout|inc|cr|ov|period|model|preq|psec). A hold written before
-// per-request and GPU-second prices existed has no last two fields; they
-// are then 0. Model names may not contain '|' (config validation), so the
+// (P|M|pin|pout|inc|cr|ov|period|model|preq|psec). A hold without the last
+// two fields (written before per-request and GPU-second prices existed, or
+// for a model priced by tokens alone) has them 0. Model names may not contain '|' (config validation), so the
 // field count tells the two apart.
 func parseHold(s string) (Hold, error) {
 	f := strings.Split(s, "|")

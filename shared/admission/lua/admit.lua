@@ -152,10 +152,16 @@ redis.call('ZADD', KEYS[7], now + tonumber(ARGV[11]), job)
 if redis.call('PTTL', KEYS[7]) < tonumber(ARGV[11]) then -- never shorten another lease's life
   redis.call('PEXPIRE', KEYS[7], tonumber(ARGV[11]))
 end
--- P|M|pin|pout|inc|cr|ov|period|model|preq|psec (settle.lua and the lapse
--- above read fields 5 to 8 only, so older scripts read this hold too)
-redis.call('HSET', KEYS[2], job, string.format('%d|%d|%d|%d|%d|%d|%d|%s|%s|%d|%d',
-  P, M, pin, pout, inc, cr, ov, per, ARGV[13], tonumber(ARGV[16] or '0'), tonumber(ARGV[17] or '0')))
+-- P|M|pin|pout|inc|cr|ov|period|model[|preq|psec] (settle.lua and the lapse
+-- above read fields 5 to 8 only, so older scripts read this hold too). A
+-- model priced by tokens alone gets the 9-field hold of before, byte for
+-- byte, so a settler not yet upgraded reads its model name right.
+local preq, psec = tonumber(ARGV[16] or '0'), tonumber(ARGV[17] or '0')
+local hold = string.format('%d|%d|%d|%d|%d|%d|%d|%s|%s', P, M, pin, pout, inc, cr, ov, per, ARGV[13])
+if preq > 0 or psec > 0 then
+  hold = hold .. string.format('|%d|%d', preq, psec)
+end
+redis.call('HSET', KEYS[2], job, hold)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[12]), job)
 redis.call('HINCRBY', KEYS[1], 'inc_held', inc)
 redis.call('HINCRBY', KEYS[1], 'cr_held', cr)
