@@ -100,12 +100,16 @@ type modelPricing struct {
 	InputMicros    int64 `json:"input_micros_per_token"`
 	OutputMicros   int64 `json:"output_micros_per_token"`
 	CachedResponse int64 `json:"cached_response_micros_per_token"`
+	// Shown only where set, so a token-priced model's entry is unchanged.
+	PerRequest   int64 `json:"per_request_micros,omitempty"`
+	PerGPUSecond int64 `json:"per_gpu_second_micros,omitempty"`
 }
 
 func (s *service) modelObj(m *config.Model) modelObject {
 	o := modelObject{ID: m.Name, Object: "model", Created: 1700000000, OwnedBy: "sluice", MaxModelLen: m.MaxModelLen}
 	if p, ok := s.Config.Pricing[m.Name]; ok {
-		o.Pricing = &modelPricing{InputMicros: int64(p.InputTokens), OutputMicros: int64(p.OutputTokens), CachedResponse: int64(p.CachedResponse)}
+		o.Pricing = &modelPricing{InputMicros: int64(p.InputTokens), OutputMicros: int64(p.OutputTokens), CachedResponse: int64(p.CachedResponse),
+			PerRequest: int64(p.PerRequest), PerGPUSecond: int64(p.PerGPUSecond)}
 	}
 	return o
 }

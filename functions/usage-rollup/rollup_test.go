@@ -101,6 +101,9 @@ func insertUsage(t *testing.T, db *postgres.DB, userID, prefix string, n int, en
 func TestRollupTwiceAndConcurrently(t *testing.T) {
 	t.Parallel()
 	d := testDeps(t)
+	mistral := d.Config.Pricing["mistral-7b"]
+	mistral.PerRequest = 7 // the list price adds it once per request
+	d.Config.Pricing["mistral-7b"] = mistral
 	ctx := t.Context()
 	a, err := d.DB.UpsertUser(ctx, "a@example.com", sluice.TierFree, sluice.RoleUser)
 	if err != nil {
@@ -187,13 +190,14 @@ func TestRollupTwiceAndConcurrently(t *testing.T) {
 		Scan(&diff); err != nil || diff != 0 {
 		t.Fatalf("%d (user, model, day) keys differ between raw usage and usage_daily (%v)", diff, err)
 	}
-	// List price: llama-2-7b is 100/200 micro-dollars per token, mistral-7b 150/300.
+	// List price: llama-2-7b is 100/200 micro-dollars per token, mistral-7b
+	// 150/300 and 7 per request.
 	var cost, want int64
 	if err := d.DB.Pool.QueryRow(ctx, `SELECT sum(cost_micros) FROM usage_daily`).Scan(&cost); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.DB.Pool.QueryRow(ctx, `SELECT sum(CASE model_name WHEN 'llama-2-7b' THEN prompt_tokens * 100 + completion_tokens * 200
-		ELSE prompt_tokens * 150 + completion_tokens * 300 END) FROM inference_requests`).Scan(&want); err != nil {
+		ELSE prompt_tokens * 150 + completion_tokens * 300 + 7 END) FROM inference_requests`).Scan(&want); err != nil {
 		t.Fatal(err)
 	}
 	if cost != want || cost == 0 {

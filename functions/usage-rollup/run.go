@@ -113,12 +113,13 @@ func RunScheduled(ctx context.Context, d Deps) (Report, error) {
 
 func sums(s postgres.UsageSums) Sums { return Sums{s.Requests, s.PromptTokens, s.CompletionTokens, 0} }
 
-// prices lists the pricing block's per-token prices, sorted for a stable
+// prices lists the pricing block's per-token and per-request prices, sorted for a stable
 // statement.
 func prices(d Deps) []postgres.ModelPrices {
 	out := make([]postgres.ModelPrices, 0, len(d.Config.Pricing))
 	for m, p := range d.Config.Pricing {
-		out = append(out, postgres.ModelPrices{Model: m, InputMicros: int64(p.InputTokens), OutMicros: int64(p.OutputTokens)})
+		out = append(out, postgres.ModelPrices{Model: m, InputMicros: int64(p.InputTokens), OutMicros: int64(p.OutputTokens),
+			RequestMicros: int64(p.PerRequest)})
 	}
 	slices.SortFunc(out, func(a, b postgres.ModelPrices) int { return strings.Compare(a.Model, b.Model) })
 	return out

@@ -59,10 +59,14 @@ func (r *runner) callEngine(ctx context.Context, ep *endpoint, job sluice.Job, o
 }
 
 // observeDone records a finished job's status, engine time, tokens and their
-// list price.
+// list price (tokens, the per-request price and engine time at the
+// GPU-second price).
 func (r *runner) observeDone(o redisq.Outcome, u sluice.Usage, engineTime time.Duration) {
 	p := r.p.Config.Pricing[r.model.Name]
 	cost := u.PromptTokens*int64(p.InputTokens) + u.CompletionTokens*int64(p.OutputTokens)
+	if o.EngineMS > 0 || u.PromptTokens+u.CompletionTokens > 0 { // as settlement charges them
+		cost += int64(p.PerRequest) + (o.EngineMS*int64(p.PerGPUSecond)+999)/1000
+	}
 	r.p.Telemetry.JobDone(r.model.Name, o.Status, engineTime, u, cost)
 }
 

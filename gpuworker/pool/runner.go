@@ -205,8 +205,11 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	var res *engine.Result
 	var err error
 	backoff := p.Config.Worker.RetryBackoff
+	var engineTime time.Duration // time in engine calls: what the GPU-second price charges
 	for try := 0; ; try++ {
+		callStart := time.Now()
 		res, err = r.call(jctx, ep, job, onChunk)
+		engineTime += time.Since(callStart)
 		first = res == nil || res.Chunks == 0
 		var ee *engine.Error
 		if err == nil || !errors.As(err, &ee) || !ee.Retryable || jctx.Err() != nil || !first {
@@ -327,6 +330,8 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	// Usage is recorded for every job that reached an engine, exactly once.
 	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model, Requested: job.Requested,
 		Status: o.Status, Usage: usage, LatencyMS: latency.Milliseconds(), CreatedAt: job.CreatedAt, EndedAt: time.Now()}
+	// Whole milliseconds, rounded up: a started millisecond is paid.
+	o.EngineMS = (engineTime + time.Millisecond - 1).Milliseconds()
 	r.observeDone(o, usage, latency)
 	span.End(err)
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

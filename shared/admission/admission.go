@@ -118,6 +118,13 @@ func (a *Admitter) Bounds(r Request) (prompt, completion int64) {
 	return prompt, completion * max(r.Choices, 1)
 }
 
+// WorstExtra is the most a job with time limit timeout may cost beyond its
+// tokens: the per-request price plus the GPU-second price for the whole
+// limit (the engine cannot run a job past its deadline).
+func WorstExtra(p config.ModelPrice, timeout time.Duration) int64 {
+	return int64(p.PerRequest) + GPUCharge(max(timeout.Milliseconds(), 0), int64(p.PerGPUSecond))
+}
+
 func limit(q config.Quantity) int64 {
 	if q.Kind == config.Fixed {
 		return q.Count()
@@ -208,7 +215,8 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 	keys := keysOf(r.UserID).admit()
 	args := []any{r.JobID, lim.RequestsPerMinute, lim.TokensPerMinute, lim.Concurrency,
 		prompt, completion, int64(price.InputTokens), int64(price.OutputTokens), limit(t.IncludedCredits),
-		lim.OverageCap, leaseFor.Milliseconds(), holdFor.Milliseconds(), r.Model.Name, window.Milliseconds(), r.Period}
+		lim.OverageCap, leaseFor.Milliseconds(), holdFor.Milliseconds(), r.Model.Name, window.Milliseconds(), r.Period,
+		int64(price.PerRequest), int64(price.PerGPUSecond), WorstExtra(price, r.Timeout)}
 	for attempt := 0; ; attempt++ {
 		res, err := admitScript.Run(ctx, a.rdb, keys, args...).Slice()
 		if err != nil {

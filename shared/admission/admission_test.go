@@ -33,6 +33,13 @@ type bundle struct {
 
 func setup(t *testing.T, tiers string) *bundle {
 	t.Helper()
+	return setupPriced(t, tiers, "")
+}
+
+// setupPriced is setup with more pricing keys for the model (YAML lines
+// indented four spaces).
+func setupPriced(t *testing.T, tiers, pricing string) *bundle {
+	t.Helper()
 	model := testenv.Name("adm")
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 inference:
@@ -43,10 +50,10 @@ pricing:
   %[1]s:
     input_tokens: 0.000001
     output_tokens: 0.000002
-admission:
+%[3]sadmission:
   lease_ttl: 1s
 tiers:
-%[2]s`, model, tiers)))
+%[2]s`, model, tiers, pricing)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +276,7 @@ func TestSplitNeverExceedsHold(t *testing.T) {
 	h := admission.Hold{PromptBound: 26, MaxOutput: 10, InputPrice: 1, OutputPrice: 2, Included: 30, Credit: 10, Overage: 2}
 	for p := int64(0); p <= 26; p++ {
 		for c := int64(0); c <= 10; c++ {
-			ch := h.Split(p, c)
+			ch := h.Split(p, c, 0)
 			if ch.Included > h.Included || ch.Credit > h.Credit || ch.Overage > h.Overage || ch.Unbilled != 0 {
 				t.Fatalf("Split(%d,%d) = %+v", p, c, ch)
 			}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -154,7 +155,7 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 			continue
 		}
 		holds[i] = pipe.HGet(ctx, keysOf(e.UserID).holds, e.JobID)
-		usages[i] = pipe.HMGet(ctx, redisq.JobKey(e.JobID), "usage", "cache")
+		usages[i] = pipe.HMGet(ctx, redisq.JobKey(e.JobID), "usage", "cache", "engine_ms")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return err
@@ -181,8 +182,12 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 			continue
 		}
 		var u sluice.Usage
+		var engineMS int64 // the worker's engine time; absent: none (cancelled before it ran, cache, older worker)
 		kind := "usage"
 		if v, err := usages[i].Result(); err == nil {
+			if ms, _ := v[2].(string); ms != "" {
+				engineMS, _ = strconv.ParseInt(ms, 10, 64)
+			}
 			if raw, _ := v[0].(string); raw != "" {
 				if err := json.Unmarshal([]byte(raw), &u); err != nil {
 					a.log.Error("unreadable usage; settled as none", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
@@ -192,9 +197,10 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 				kind = "cache"
 				p := int64(a.cfg.Pricing[h.Model].CachedResponse)
 				h.InputPrice, h.OutputPrice, h.Included = p, p, 0
+				h.RequestPrice, h.GPUPrice, engineMS = 0, 0, 0 // no GPU ran it
 			}
 		}
-		c := h.Split(u.PromptTokens, u.CompletionTokens)
+		c := h.Split(u.PromptTokens, u.CompletionTokens, engineMS)
 		if c.Unbilled > 0 {
 			a.log.Warn("usage past the reservation was not charged", slog.String("job_id", e.JobID),
 				slog.Int64("unbilled_micros", c.Unbilled), slog.Int64("prompt_tokens", u.PromptTokens),
@@ -202,7 +208,7 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 		}
 		tokens := u.PromptTokens + u.CompletionTokens
 		todo = append(todo, settlement{e, c, tokens})
-		if tokens > 0 {
+		if tokens > 0 || c.Credit+c.Overage > 0 {
 			rows = append(rows, postgres.LedgerEntry{UserID: e.UserID, Kind: kind, JobID: e.JobID, Period: h.Period, Model: h.Model,
 				PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
 				IncludedTokens: c.Included, CreditMicros: c.Credit, OverageMicros: c.Overage})

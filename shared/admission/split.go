@@ -8,33 +8,51 @@ import (
 
 // Hold is the worst case admission reserved for one job.
 type Hold struct {
-	PromptBound int64  // tokens the prompt may take at most
-	MaxOutput   int64  // completion tokens it may produce at most
-	InputPrice  int64  // micro-dollars per prompt token
-	OutputPrice int64  // micro-dollars per completion token
-	Included    int64  // included tokens held
-	Credit      int64  // prepaid micro-dollars held
-	Overage     int64  // postpaid micro-dollars held
-	Period      string // YYYY-MM the hold counts against
-	Model       string
+	PromptBound  int64  // tokens the prompt may take at most
+	MaxOutput    int64  // completion tokens it may produce at most
+	InputPrice   int64  // micro-dollars per prompt token
+	OutputPrice  int64  // micro-dollars per completion token
+	Included     int64  // included tokens held
+	Credit       int64  // prepaid micro-dollars held
+	Overage      int64  // postpaid micro-dollars held
+	Period       string // YYYY-MM the hold counts against
+	Model        string
+	RequestPrice int64 // micro-dollars per job that ran
+	GPUPrice     int64 // micro-dollars per second of engine time
 }
 
-// parseHold reads the hold string admit.lua writes (P|M|pin|pout|inc|cr|ov|period|model).
+// parseHold reads the hold string admit.lua writes
+// (P|M|pin|pout|inc|cr|ov|period|model|preq|psec). A hold without the last
+// two fields (written before per-request and GPU-second prices existed, or
+// for a model priced by tokens alone) has them 0. Model names may not contain '|' (config validation), so the
+// field count tells the two apart.
 func parseHold(s string) (Hold, error) {
-	f := strings.SplitN(s, "|", 9) // the model name, last, may itself hold a "|"
-	if len(f) != 9 {
+	f := strings.Split(s, "|")
+	if len(f) != 9 && len(f) != 11 {
 		return Hold{}, fmt.Errorf("admission: malformed hold %q", s)
 	}
-	var n [7]int64
-	for i := range n {
-		v, err := strconv.ParseInt(f[i], 10, 64)
+	num := []int{0, 1, 2, 3, 4, 5, 6, 9, 10}[:7+len(f)-9]
+	var n [9]int64
+	for i, at := range num {
+		v, err := strconv.ParseInt(f[at], 10, 64)
 		if err != nil {
 			return Hold{}, fmt.Errorf("admission: malformed hold %q", s)
 		}
 		n[i] = v
 	}
 	return Hold{PromptBound: n[0], MaxOutput: n[1], InputPrice: n[2], OutputPrice: n[3],
-		Included: n[4], Credit: n[5], Overage: n[6], Period: f[7], Model: f[8]}, nil
+		Included: n[4], Credit: n[5], Overage: n[6], Period: f[7], Model: f[8],
+		RequestPrice: n[7], GPUPrice: n[8]}, nil
+}
+
+// GPUCharge is what engineMS milliseconds of engine time cost at price
+// micro-dollars per second: ceil(ms × price / 1000), so every started
+// millisecond is paid and no fraction of a micro-dollar is ever dropped.
+func GPUCharge(engineMS, price int64) int64 {
+	if engineMS <= 0 || price <= 0 {
+		return 0
+	}
+	return (engineMS*price + 999) / 1000
 }
 
 // Charge is what a settled job pays, from each source.
@@ -45,18 +63,24 @@ type Charge struct {
 	Unbilled int64 // micro-dollars past the hold (the engine counted more than the bound); not charged
 }
 
-// Split divides a job's real usage between the sources its hold reserved, in
-// the order admission reserved them: included tokens first (prompt tokens
-// before completion tokens), then credit, then overage. The result never
+// Split divides a job's real usage (tokens, and the worker's engine time in
+// milliseconds) between the sources its hold reserved, in the order
+// admission reserved them: included tokens first (prompt tokens before
+// completion tokens), then credit, then overage. Included tokens pay for
+// tokens only; the per-request price (charged when the job used tokens or
+// engine time) and the GPU-second price are money. The result never
 // exceeds the hold, so a balance never goes below zero.
-func (h Hold) Split(prompt, completion int64) Charge {
-	prompt, completion = max(prompt, 0), max(completion, 0)
+func (h Hold) Split(prompt, completion, engineMS int64) Charge {
+	prompt, completion, engineMS = max(prompt, 0), max(completion, 0), max(engineMS, 0)
 	total := prompt + completion
 	var c Charge
 	c.Included = min(total, h.Included)
 	inRest := max(prompt-c.Included, 0)
 	outRest := total - c.Included - inRest
-	money := inRest*h.InputPrice + outRest*h.OutputPrice
+	money := inRest*h.InputPrice + outRest*h.OutputPrice + GPUCharge(engineMS, h.GPUPrice)
+	if total > 0 || engineMS > 0 {
+		money += h.RequestPrice
+	}
 	c.Credit = min(money, h.Credit)
 	c.Overage = min(money-c.Credit, h.Overage)
 	c.Unbilled = money - c.Credit - c.Overage

@@ -71,6 +71,15 @@ type ModelPrice struct {
 	// CachedResponse: per token of a response served from the response
 	// cache (no GPU); default 0.
 	CachedResponse Micros `yaml:"cached_response"`
+	// PerRequest: charged once per job that ran (used tokens or engine
+	// time); default 0. Paid from credit, then overage: included tokens
+	// cover tokens only.
+	PerRequest Micros `yaml:"per_request"`
+	// PerGPUSecond: per second of engine time the worker measured, charged
+	// per started millisecond as ceil(ms × price / 1000) micro-dollars (so a
+	// price needs no fractional micro-dollars per millisecond); default 0.
+	// Paid from credit, then overage, like PerRequest.
+	PerGPUSecond Micros `yaml:"per_gpu_second"`
 }
 
 // Tier is a subscription tier.
@@ -388,8 +397,9 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s.name: required", where))
 		case seen[m.Name]:
 			errs = append(errs, fmt.Errorf("%s.name: %q listed twice", where, m.Name))
-		case strings.ContainsAny(m.Name, "{}: \t\n"):
-			errs = append(errs, fmt.Errorf("%s.name: %q may not contain braces, colons or spaces", where, m.Name))
+		case strings.ContainsAny(m.Name, "{}:| \t\n"):
+			// '|' separates the fields of admission's hold string.
+			errs = append(errs, fmt.Errorf("%s.name: %q may not contain braces, colons, '|' or spaces", where, m.Name))
 		}
 		seen[m.Name] = true
 		if m.MaxBatchSize < 1 {
@@ -409,9 +419,15 @@ func (c *Config) validate() error {
 			}
 		}
 	}
-	for name := range c.Pricing {
+	for name, p := range c.Pricing {
 		if !seen[name] {
 			errs = append(errs, fmt.Errorf("pricing.%s: no such model in inference.models", name))
+		}
+		for field, v := range map[string]Micros{"input_tokens": p.InputTokens, "output_tokens": p.OutputTokens,
+			"cached_response": p.CachedResponse, "per_request": p.PerRequest, "per_gpu_second": p.PerGPUSecond} {
+			if v < 0 {
+				errs = append(errs, fmt.Errorf("pricing.%s.%s: must not be negative", name, field))
+			}
 		}
 	}
 	for name, t := range c.Tiers {

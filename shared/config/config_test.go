@@ -61,7 +61,7 @@ inference:
     - name: tiny
       endpoints: ["http://10.0.0.1:8000/"]
 pricing:
-  tiny: {input_tokens: 0.000001, output_tokens: 2e-6}
+  tiny: {input_tokens: 0.000001, output_tokens: 2e-6, per_request: 0.002, per_gpu_second: 0.0005}
 tiers:
   pro: {monthly_cost: 49, included_credits: 5000000, rate_limit: 300}
 `))
@@ -75,7 +75,7 @@ tiers:
 	if _, ok := c.Pricing["llama-2-7b"]; ok {
 		t.Fatal("default price of a model no longer served was kept")
 	}
-	if p := c.Pricing["tiny"]; p.InputTokens != 1 || p.OutputTokens != 2 {
+	if p := c.Pricing["tiny"]; p.InputTokens != 1 || p.OutputTokens != 2 || p.PerRequest != 2000 || p.PerGPUSecond != 500 {
 		t.Fatalf("tiny pricing = %+v", p)
 	}
 	if c.Tiers["pro"].MonthlyCost.Money() != 49_000_000 || c.Tiers["free"].RateLimit.Count() != 10 {
@@ -97,6 +97,9 @@ func TestConfigErrors(t *testing.T) {
 		"bad endpoint":        "inference: {models: [{name: a, endpoints: [ftp://x]}]}",
 		"duplicate model":     "inference: {models: [{name: a}, {name: a}]}",
 		"brace in name":       "inference: {models: [{name: 'a{b}'}]}",
+		"bar in name":         "inference: {models: [{name: 'a|b'}]}",
+		"sub-micro gpu price": "pricing: {llama-2-7b: {input_tokens: 1, output_tokens: 1, per_gpu_second: 0.0000005}}",
+		"negative per req":    "pricing: {llama-2-7b: {input_tokens: 1, output_tokens: 1, per_request: -0.01}}",
 		"unknown role perms":  "auth: {rbac: {permissions: {root: ['*']}}}",
 		"no models":           "inference: {models: []}",
 	} {

@@ -9,11 +9,16 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// ModelPrices are one model's list prices per token, in micro-dollars.
+// ModelPrices are one model's list prices per token (and per request), in
+// micro-dollars.
 type ModelPrices struct {
 	Model       string
 	InputMicros int64
 	OutMicros   int64
+	// RequestMicros is the per-request price: added once per raw usage row
+	// (each is a job that reached an engine). The GPU-second price is not in
+	// the rollup's list price: raw usage holds wall latency, not engine time.
+	RequestMicros int64
 }
 
 // UsageSums are requests and tokens.
@@ -96,13 +101,13 @@ func (db *DB) FoldUsage(ctx context.Context, prices []ModelPrices) (Fold, error)
 	if f.To <= f.From && f.To <= ledgerFrom {
 		return f, translate(tx.Commit(ctx)) // nothing new has ended since the last run
 	}
-	models, in, out := make([]string, len(prices)), make([]int64, len(prices)), make([]int64, len(prices))
+	models, in, out, req := make([]string, len(prices)), make([]int64, len(prices)), make([]int64, len(prices)), make([]int64, len(prices))
 	for i, p := range prices {
-		models[i], in[i], out[i] = p.Model, p.InputMicros, p.OutMicros
+		models[i], in[i], out[i], req[i] = p.Model, p.InputMicros, p.OutMicros, p.RequestMicros
 	}
 	from, to := fmt.Sprint(f.From), fmt.Sprint(f.To)
 	var days []time.Time
-	if err := tx.QueryRow(ctx, q("RollupFold"), from, to, models, in, out).Scan(&f.HourlyRows, &f.DailyRows,
+	if err := tx.QueryRow(ctx, q("RollupFold"), from, to, models, in, out, req).Scan(&f.HourlyRows, &f.DailyRows,
 		&f.Folded.Requests, &f.Folded.PromptTokens, &f.Folded.CompletionTokens, &f.CostMicros, &days); err != nil {
 		return f, translate(err)
 	}

@@ -24,16 +24,17 @@ SELECT sluice_usage_partitions(now(), $1);
 -- Folds raw usage inserted by transactions in [$1, $2) into the hourly and
 -- daily rollups (increments: each raw row is in exactly one range). Buckets
 -- are by the job's end time in UTC, so a late event lands in its own hour.
--- cost_micros is list price: tokens times the prices $3..$5.
-WITH prices(model, pin, pout) AS (
-    SELECT * FROM unnest($3::text[], $4::bigint[], $5::bigint[])
+-- cost_micros is list price: tokens times the prices $3..$5, plus the
+-- per-request price $6 once per row.
+WITH prices(model, pin, pout, preq) AS (
+    SELECT * FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
 ), src AS (
     SELECT COALESCE(r.user_id, '00000000-0000-0000-0000-000000000000'::uuid) AS user_id,
            r.model_name, date_trunc('hour', r.timestamp, 'UTC') AS hour,
            count(*)::bigint AS requests,
            sum(r.prompt_tokens)::bigint AS prompt_tokens,
            sum(r.completion_tokens)::bigint AS completion_tokens,
-           COALESCE(sum(r.prompt_tokens::bigint * p.pin + r.completion_tokens::bigint * p.pout), 0)::bigint AS cost_micros
+           COALESCE(sum(r.prompt_tokens::bigint * p.pin + r.completion_tokens::bigint * p.pout + p.preq), 0)::bigint AS cost_micros
     FROM inference_requests r LEFT JOIN prices p ON p.model = r.model_name
     WHERE r.ingest_xid >= $1::text::xid8 AND r.ingest_xid < $2::text::xid8
     GROUP BY 1, 2, 3

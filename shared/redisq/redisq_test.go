@@ -77,12 +77,17 @@ func TestCompleteIsOnce(t *testing.T) {
 		t.Fatalf("start: %s %+v %v", out, c, err)
 	}
 	o := redisq.Outcome{Status: sluice.JobSucceeded, HTTP: 200, Result: []byte(`{"ok":true}`),
-		Usage: &sluice.UsageEvent{JobID: j.ID, UserID: "u1", Usage: sluice.Usage{PromptTokens: 2, CompletionTokens: 3}}}
+		Usage: &sluice.UsageEvent{JobID: j.ID, UserID: "u1", Usage: sluice.Usage{PromptTokens: 2, CompletionTokens: 3}}, EngineMS: 1234}
 	if first, err := b.q.Complete(ctx, group, e, o); err != nil || !first {
 		t.Fatalf("complete: %v %v", first, err)
 	}
+	o.EngineMS = 9999
 	if again, err := b.q.Complete(ctx, group, e, o); err != nil || again {
 		t.Fatalf("a second completion must be a no-op: %v %v", again, err)
+	}
+	// The engine time settlement charges is the first completion's.
+	if ms, err := b.rdb.HGet(ctx, redisq.JobKey(j.ID), "engine_ms").Result(); err != nil || ms != "1234" {
+		t.Fatalf("engine_ms = %q %v, want 1234", ms, err)
 	}
 	n, _ := b.rdb.XLen(ctx, redisq.UsageKey(redisq.Tag(b.model))).Result()
 	if n != 1 {

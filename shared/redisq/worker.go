@@ -266,6 +266,10 @@ type Outcome struct {
 	Error     *sluice.ErrorBody // for failed jobs
 	HTTP      int               // status for a synchronous caller
 	Usage     *sluice.UsageEvent
+	// EngineMS is the engine time the worker measured (its calls to the
+	// engine, retries included, backoff waits not), in milliseconds: stored
+	// on the job in the same atomic step, for settlement's GPU-second price.
+	EngineMS int64
 }
 
 // Complete records a job's end: result, usage event and ack in one atomic
@@ -285,7 +289,7 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 	tag := JobTag(e.JobID)
 	n, err := completeScript.Run(ctx, q.rdb,
 		[]string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), UsageKey(tag), HooksKey(tag), SettleKey(tag)},
-		group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID, o.ResultRef).Int64()
+		group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID, o.ResultRef, max(o.EngineMS, 0)).Int64()
 	if err != nil {
 		return false, translate(err)
 	}

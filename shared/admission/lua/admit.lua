@@ -9,7 +9,10 @@
 -- ARGV[7] input price, ARGV[8] output price (micro-dollars per token),
 -- ARGV[9] included tokens per month (-1 unlimited), ARGV[10] overage cap (0 none),
 -- ARGV[11] lease ms, ARGV[12] hold ms, ARGV[13] model, ARGV[14] window ms,
--- ARGV[15] the user's period label ('' : the calendar month of now)
+-- ARGV[15] the user's period label ('' : the calendar month of now),
+-- ARGV[16] per-request price, ARGV[17] price per GPU-second (micro-dollars),
+-- ARGV[18] the worst case of both (per-request plus the GPU-second price for
+-- the job's whole time limit): money, never covered by included tokens
 -- Returns {outcome, detail, retry ms, rpm limit, rpm left, rpm reset ms,
 --          tpm limit, tpm left, tpm reset ms}; outcome ok|limit|quota|load.
 local t = redis.call('TIME')
@@ -126,7 +129,7 @@ if incLimit >= 0 then
 end
 local inRest = math.max(P - inc, 0)
 local outRest = T - inc - inRest
-local money = inRest * pin + outRest * pout
+local money = inRest * pin + outRest * pout + tonumber(ARGV[18] or '0')
 local cr = math.min(money, math.max(num('credit') - num('cr_held'), 0))
 local ov = money - cr
 if ov > 0 and (ovCap <= 0 or num('ov_used') + num('ov_held') + ov > ovCap) then
@@ -149,9 +152,16 @@ redis.call('ZADD', KEYS[7], now + tonumber(ARGV[11]), job)
 if redis.call('PTTL', KEYS[7]) < tonumber(ARGV[11]) then -- never shorten another lease's life
   redis.call('PEXPIRE', KEYS[7], tonumber(ARGV[11]))
 end
--- P|M|pin|pout|inc|cr|ov|period|model
-redis.call('HSET', KEYS[2], job, string.format('%d|%d|%d|%d|%d|%d|%d|%s|%s',
-  P, M, pin, pout, inc, cr, ov, per, ARGV[13]))
+-- P|M|pin|pout|inc|cr|ov|period|model[|preq|psec] (settle.lua and the lapse
+-- above read fields 5 to 8 only, so older scripts read this hold too). A
+-- model priced by tokens alone gets the 9-field hold of before, byte for
+-- byte, so a settler not yet upgraded reads its model name right.
+local preq, psec = tonumber(ARGV[16] or '0'), tonumber(ARGV[17] or '0')
+local hold = string.format('%d|%d|%d|%d|%d|%d|%d|%s|%s', P, M, pin, pout, inc, cr, ov, per, ARGV[13])
+if preq > 0 or psec > 0 then
+  hold = hold .. string.format('|%d|%d', preq, psec)
+end
+redis.call('HSET', KEYS[2], job, hold)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[12]), job)
 redis.call('HINCRBY', KEYS[1], 'inc_held', inc)
 redis.call('HINCRBY', KEYS[1], 'cr_held', cr)

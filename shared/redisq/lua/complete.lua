@@ -5,7 +5,9 @@
 -- ARGV[1] group, ARGV[2] entry id, ARGV[3] status, ARGV[4] result JSON,
 -- ARGV[5] error JSON, ARGV[6] usage JSON, ARGV[7] usage event JSON (or ''),
 -- ARGV[8] ttl ms, ARGV[9] http status, ARGV[10] job id,
--- ARGV[11] object-store key of the result ('' when the result is inline)
+-- ARGV[11] object-store key of the result ('' when the result is inline),
+-- ARGV[12] engine milliseconds ('' or absent: none measured); kept on the job
+-- for settlement's GPU-second charge
 -- Returns 1 if this call completed the job, 0 if it was already final.
 local function ack()
   redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
@@ -21,6 +23,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[8])
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'result', ARGV[4],
   'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'result_ref', ARGV[11])
+if ARGV[12] and ARGV[12] ~= '' and ARGV[12] ~= '0' then
+  redis.call('HSET', KEYS[1], 'engine_ms', ARGV[12])
+end
 redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARGV[4],
   'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11])
 if ARGV[7] ~= '' then
