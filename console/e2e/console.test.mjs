@@ -49,11 +49,13 @@ const browser = await chromium.launch({
     '--disable-component-update', '--disable-sync'],
 });
 const external = [];
+let promptAnswer = '';
 async function newPage(viewport = { width: 1280, height: 860 }) {
   const ctx = await browser.newContext({ viewport });
   await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
   const page = await ctx.newPage();
-  page.on('dialog', d => d.accept());
+  // Confirmations are accepted; a prompt (rename) gets promptAnswer.
+  page.on('dialog', d => d.type() === 'prompt' ? d.accept(promptAnswer) : d.accept());
   page.on('pageerror', e => { throw new Error('page error: ' + e.message); });
   page.on('request', r => { if (!r.url().startsWith(base) && !r.url().startsWith('data:')) external.push(r.url()); });
   page.setDefaultTimeout(10000);
@@ -149,6 +151,13 @@ try {
   assert((await chat(first2)).status === 200, 'the old key works during the rotation overlap');
   step('copied a key; rotated one: the new key works, the old one until the overlap ends');
 
+  promptAnswer = 'renamed-key';
+  // Rotation left two keys of that name (the old one in its overlap).
+  await page.getByRole('button', { name: 'Rename second-key' }).first().click();
+  await page.getByRole('row').filter({ hasText: 'renamed-key' }).first().waitFor();
+  assert((await chat(key2)).status === 200 && (await chat(first2)).status === 200, 'renamed keys still work');
+  step('renamed a key; it still works');
+
   // Phone width: the nav folds behind a Menu button that works by keyboard.
   const phone = await newPage({ width: 390, height: 844 });
   await phone.goto(base + '/console/#/login', { waitUntil: 'networkidle' });
@@ -208,7 +217,7 @@ try {
   await admin.getByRole('link', { name: email }).click();
   await admin.getByRole('heading', { name: email }).waitFor();
   await admin.getByRole('row').filter({ hasText: 'e2e-key' }).getByText('revoked').waitFor();
-  assert(await admin.getByRole('row').filter({ hasText: 'second-key' }).count() === 2, "the admin sees the user's keys (the rotated one and its successor)");
+  assert(await admin.getByRole('row').filter({ hasText: /second-key|renamed-key/ }).count() === 2, "the admin sees the user's keys (the rotated one and its successor, one renamed)");
   await admin.getByRole('link', { name: '← Users' }).click();
   await admin.getByLabel('Search by email').fill(email);
   await admin.getByRole('button', { name: 'Search' }).click();

@@ -146,6 +146,7 @@ async function keysPage() {
     list.replaceChildren(keyTable(data, {
       rotate: async k => { reveal(`New key for “${k.name || k.prefix}”`, await api('POST', 'auth', `/v1/keys/${k.id}/rotate`, {})); await load(); toast('Key rotated'); },
       revoke: async k => { await api('DELETE', 'auth', `/v1/keys/${k.id}`); await load(); toast('Key revoked'); },
+      rename: async (k, name) => { await api('PATCH', 'auth', `/v1/keys/${k.id}`, { name }); await load(); toast('Key renamed'); },
     }));
   };
   const form = h('form', { class: 'card', 'aria-label': 'Create an API key', onsubmit: e => {
@@ -187,6 +188,10 @@ function keyTable(keys, actions) {
     { label: 'Created', get: k => when(k.created_at) },
     { label: 'Last used', get: k => when(k.last_used_at) },
     { label: 'Actions', get: k => live(k) ? h('div', { class: 'actions' },
+      actions.rename && h('button', { type: 'button', class: 'secondary', 'aria-label': `Rename ${k.name || k.prefix}`, onclick: e => {
+        const name = prompt(`New name for the key “${k.name || k.prefix}” (at most 100 characters):`, k.name || '');
+        if (name !== null && name.trim() !== '' && name !== k.name) act(e, () => actions.rename(k, name.trim().slice(0, 100)));
+      } }, 'Rename'),
       actions.rotate && h('button', { type: 'button', class: 'secondary', 'aria-label': `Rotate ${k.name || k.prefix}`, onclick: e => act(e, () => actions.rotate(k)) }, 'Rotate'),
       h('button', { type: 'button', class: 'danger', 'aria-label': `Revoke ${k.name || k.prefix}`, onclick: e => {
         if (confirm(`Revoke the key “${k.name || k.prefix}”? Requests with it fail at once.`)) act(e, () => actions.revoke(k));
@@ -502,7 +507,10 @@ async function adminUserPage(params, id) {
   const load = async () => {
     try {
       const { data } = await api('GET', 'auth', `/v1/admin/users/${id}/keys`);
-      keys.replaceChildren(keyTable(data, { revoke: async k => { await api('DELETE', 'auth', `/v1/admin/keys/${k.id}`); toast('Key revoked'); await load(); } }));
+      keys.replaceChildren(keyTable(data, {
+        revoke: async k => { await api('DELETE', 'auth', `/v1/admin/keys/${k.id}`); toast('Key revoked'); await load(); },
+        rename: async (k, name) => { await api('PATCH', 'auth', `/v1/admin/keys/${k.id}`, { name }); toast('Key renamed'); await load(); },
+      }));
     } catch (e) { keys.replaceChildren(adminError(e)); }
   };
   await load();

@@ -42,7 +42,8 @@ type limitsPatch struct {
 // (absent or null leaves it).
 type keyPatch struct {
 	limitsPatch
-	CacheResponses *bool `json:"cache_responses"`
+	CacheResponses *bool   `json:"cache_responses"`
+	Name           *string `json:"name"` // a new label; absent or null leaves it
 }
 
 // userLimitsPatch adds the postpaid cap, which only a user has.
@@ -156,6 +157,13 @@ func (s *service) patchKeyLimits(w http.ResponseWriter, r *http.Request, p *slui
 	if err == nil && b.CacheResponses != nil {
 		detail["cache_responses"] = *b.CacheResponses
 	}
+	if err == nil && b.Name != nil {
+		if len(*b.Name) > 100 {
+			err = sluice.Invalid("name", sluice.CodeInvalidValue, "name is longer than 100 characters.")
+		} else {
+			detail["name"] = *b.Name
+		}
+	}
 	if err == nil && owner != "" {
 		err = s.withinOwner(p, up.To)
 	}
@@ -165,7 +173,7 @@ func (s *service) patchKeyLimits(w http.ResponseWriter, r *http.Request, p *slui
 		s.fail(w, r, err)
 		return
 	}
-	keyOwner, err := s.DB.UpdateKeyLimits(r.Context(), id, owner, up, b.CacheResponses)
+	keyOwner, err := s.DB.UpdateKeyLimits(r.Context(), id, owner, up, b.CacheResponses, b.Name)
 	if err != nil {
 		s.fail(w, r, notFoundKey(err))
 		return

@@ -95,3 +95,44 @@ func TestLimitOverrides(t *testing.T) {
 		t.Errorf("audit rows for limit changes = %d, want 5", n)
 	}
 }
+
+// A key is renamed by its owner (or an admin) with PATCH; another user's
+// key is not found, an over-long name is refused, and the change is audited.
+func TestKeyRename(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	access, _, _ := e.user("rename")
+	_, keyID := e.key(access, map[string]any{"name": "old"})
+	other, _, _ := e.user("rename-other")
+
+	k := e.must(200, "PATCH", "/auth/v1/keys/"+keyID, access, map[string]any{"name": "ci deploys"})
+	if k["name"] != "ci deploys" {
+		t.Fatalf("renamed key = %v", k)
+	}
+	if st, _ := e.call("PATCH", "/auth/v1/keys/"+keyID, other, map[string]any{"name": "mine now"}); st != 404 {
+		t.Fatalf("another user's rename = %d, want 404", st)
+	}
+	long := make([]byte, 101)
+	for i := range long {
+		long[i] = 'x'
+	}
+	if st, _ := e.call("PATCH", "/auth/v1/keys/"+keyID, access, map[string]any{"name": string(long)}); st != 400 {
+		t.Fatalf("101-character name = %d, want 400", st)
+	}
+	// The name survives a patch that leaves it out.
+	k = e.must(200, "PATCH", "/auth/v1/keys/"+keyID, access, map[string]any{"requests_per_minute": 2})
+	if k["name"] != "ci deploys" {
+		t.Fatalf("name after a limits patch = %v", k["name"])
+	}
+	admin, _ := e.adminKey()
+	k = e.must(200, "PATCH", "/auth/v1/admin/keys/"+keyID, admin, map[string]any{"name": "renamed by admin"})
+	if k["name"] != "renamed by admin" {
+		t.Fatalf("admin rename = %v", k)
+	}
+	var n int
+	e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_log WHERE target = $1
+		AND action IN ('admin.key_limits', 'key.limits') AND outcome = 'ok' AND detail ? 'name'`, keyID).Scan(&n) //nolint:errcheck
+	if n != 2 {
+		t.Errorf("audit rows for the renames = %d, want 2", n)
+	}
+}

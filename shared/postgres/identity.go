@@ -328,16 +328,16 @@ func (db *DB) UpdateUser(ctx context.Context, id string, up UserUpdate) (sluice.
 }
 
 // UpdateKeyLimits changes a key's limit overrides and, when cache is not
-// nil, its response-cache opt-in. owner "" lets an admin change any key;
+// nil, its response-cache opt-in, and when name is not nil its name. owner "" lets an admin change any key;
 // otherwise another user's key is not found. It returns the key's owner.
-func (db *DB) UpdateKeyLimits(ctx context.Context, keyID, owner string, up LimitsUpdate, cache *bool) (string, error) {
+func (db *DB) UpdateKeyLimits(ctx context.Context, keyID, owner string, up LimitsUpdate, cache *bool, name *string) (string, error) {
 	var o *string
 	if owner != "" {
 		o = &owner
 	}
 	var userID string
 	err := db.Pool.QueryRow(ctx, q("UpdateKeyLimits"), keyID, o, nonNil(up.Set),
-		up.To.RequestsPerMinute, up.To.TokensPerMinute, up.To.Concurrency, cache).Scan(&userID)
+		up.To.RequestsPerMinute, up.To.TokensPerMinute, up.To.Concurrency, cache, name).Scan(&userID)
 	return userID, translate(err)
 }
 

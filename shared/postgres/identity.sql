@@ -152,9 +152,10 @@ RETURNING id, email, role, subscription_tier, disabled_at IS NOT NULL, created_a
 -- name: UpdateKeyLimits
 -- Sets a key's limit overrides ($3 says which of $4..$6 to write; 0 clears);
 -- $2 restricts it to one owner (NULL: an admin, any owner); $7 sets the
--- response-cache opt-in (NULL leaves it). Returns the owner.
+-- response-cache opt-in and $8 the name (NULL leaves each). Returns the owner.
 UPDATE api_keys SET
     cache_responses = COALESCE($7::boolean, cache_responses),
+    name = COALESCE($8::text, name),
     requests_per_minute = CASE WHEN 'rpm' = ANY($3::text[]) THEN NULLIF($4::bigint, 0) ELSE requests_per_minute END,
     tokens_per_minute = CASE WHEN 'tpm' = ANY($3::text[]) THEN NULLIF($5::bigint, 0) ELSE tokens_per_minute END,
     concurrency = CASE WHEN 'conc' = ANY($3::text[]) THEN NULLIF($6::bigint, 0) ELSE concurrency END
