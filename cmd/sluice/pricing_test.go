@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/openai/openai-go/v3"
@@ -35,6 +36,8 @@ tiers:
     included_credits: 0
     overage: postpaid
     overage_cap: 10
+usage_rollup:
+  schedule: 1s
 `, "--inter-token-latency", "10ms")
 	key := s.newKey(t, "priced-"+s.models[0]+"@example.com")
 	c := s.client(key)
@@ -88,5 +91,23 @@ tiers:
 		t.Fatalf("charged credit %d + overage %d; want overage %d (prompt %d, completion %d, engine %d ms)",
 			credit, overage, want, prompt, completion, engineMS)
 	}
-	t.Logf("job %s: %d prompt + %d completion tokens, %d engine ms: charged %d micro-dollars", jobID, prompt, completion, engineMS, overage)
+	// Raw usage keeps the engine time, and the rollups' list price (folded
+	// every second here) equals what the ledger charged, to the micro-dollar.
+	var rawMS, listCost int64
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		err := conn.QueryRow(ctx, `SELECT r.engine_ms, COALESCE(d.cost_micros, -1) FROM inference_requests r
+			LEFT JOIN usage_daily d ON d.user_id = r.user_id AND d.model_name = r.model_name
+			WHERE r.job_id = $1`, jobID).Scan(&rawMS, &listCost)
+		if err == nil && listCost >= 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("usage row or rollup missing: %v (cost %d)", err, listCost)
+		}
+	}
+	if rawMS != engineMS || listCost != want {
+		t.Fatalf("raw usage engine_ms %d (job %d), rollup cost %d micro-dollars (ledger %d)", rawMS, engineMS, listCost, want)
+	}
+	t.Logf("job %s: %d prompt + %d completion tokens, %d engine ms: charged %d micro-dollars; the rollup's list price agrees",
+		jobID, prompt, completion, engineMS, overage)
 }

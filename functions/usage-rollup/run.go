@@ -119,7 +119,7 @@ func prices(d Deps) []postgres.ModelPrices {
 	out := make([]postgres.ModelPrices, 0, len(d.Config.Pricing))
 	for m, p := range d.Config.Pricing {
 		out = append(out, postgres.ModelPrices{Model: m, InputMicros: int64(p.InputTokens), OutMicros: int64(p.OutputTokens),
-			RequestMicros: int64(p.PerRequest)})
+			RequestMicros: int64(p.PerRequest), GPUSecondMicros: int64(p.PerGPUSecond)})
 	}
 	slices.SortFunc(out, func(a, b postgres.ModelPrices) int { return strings.Compare(a.Model, b.Model) })
 	return out

@@ -332,6 +332,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		Status: o.Status, Usage: usage, LatencyMS: latency.Milliseconds(), CreatedAt: job.CreatedAt, EndedAt: time.Now()}
 	// Whole milliseconds, rounded up: a started millisecond is paid.
 	o.EngineMS = (engineTime + time.Millisecond - 1).Milliseconds()
+	o.Usage.EngineMS = o.EngineMS
 	r.observeDone(o, usage, latency)
 	span.End(err)
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

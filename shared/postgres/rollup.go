@@ -16,9 +16,11 @@ type ModelPrices struct {
 	InputMicros int64
 	OutMicros   int64
 	// RequestMicros is the per-request price: added once per raw usage row
-	// (each is a job that reached an engine). The GPU-second price is not in
-	// the rollup's list price: raw usage holds wall latency, not engine time.
+	// (each is a job that reached an engine).
 	RequestMicros int64
+	// GPUSecondMicros is the per-GPU-second price, applied to each row's
+	// engine time rounded up to a micro-dollar, as settlement charges it.
+	GPUSecondMicros int64
 }
 
 // UsageSums are requests and tokens.
@@ -102,12 +104,13 @@ func (db *DB) FoldUsage(ctx context.Context, prices []ModelPrices) (Fold, error)
 		return f, translate(tx.Commit(ctx)) // nothing new has ended since the last run
 	}
 	models, in, out, req := make([]string, len(prices)), make([]int64, len(prices)), make([]int64, len(prices)), make([]int64, len(prices))
+	gpu := make([]int64, len(prices))
 	for i, p := range prices {
-		models[i], in[i], out[i], req[i] = p.Model, p.InputMicros, p.OutMicros, p.RequestMicros
+		models[i], in[i], out[i], req[i], gpu[i] = p.Model, p.InputMicros, p.OutMicros, p.RequestMicros, p.GPUSecondMicros
 	}
 	from, to := fmt.Sprint(f.From), fmt.Sprint(f.To)
 	var days []time.Time
-	if err := tx.QueryRow(ctx, q("RollupFold"), from, to, models, in, out, req).Scan(&f.HourlyRows, &f.DailyRows,
+	if err := tx.QueryRow(ctx, q("RollupFold"), from, to, models, in, out, req, gpu).Scan(&f.HourlyRows, &f.DailyRows,
 		&f.Folded.Requests, &f.Folded.PromptTokens, &f.Folded.CompletionTokens, &f.CostMicros, &days); err != nil {
 		return f, translate(err)
 	}

@@ -25,16 +25,19 @@ SELECT sluice_usage_partitions(now(), $1);
 -- daily rollups (increments: each raw row is in exactly one range). Buckets
 -- are by the job's end time in UTC, so a late event lands in its own hour.
 -- cost_micros is list price: tokens times the prices $3..$5, plus the
--- per-request price $6 once per row.
-WITH prices(model, pin, pout, preq) AS (
-    SELECT * FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
+-- per-request price $6 once per row, plus the engine time times the
+-- per-GPU-second price $7, rounded up to a micro-dollar per row as
+-- settlement charges it (admission.GPUCharge).
+WITH prices(model, pin, pout, preq, pgpu) AS (
+    SELECT * FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
 ), src AS (
     SELECT COALESCE(r.user_id, '00000000-0000-0000-0000-000000000000'::uuid) AS user_id,
            r.model_name, date_trunc('hour', r.timestamp, 'UTC') AS hour,
            count(*)::bigint AS requests,
            sum(r.prompt_tokens)::bigint AS prompt_tokens,
            sum(r.completion_tokens)::bigint AS completion_tokens,
-           COALESCE(sum(r.prompt_tokens::bigint * p.pin + r.completion_tokens::bigint * p.pout + p.preq), 0)::bigint AS cost_micros
+           COALESCE(sum(r.prompt_tokens::bigint * p.pin + r.completion_tokens::bigint * p.pout + p.preq
+                        + (r.engine_ms * p.pgpu + 999) / 1000), 0)::bigint AS cost_micros
     FROM inference_requests r LEFT JOIN prices p ON p.model = r.model_name
     WHERE r.ingest_xid >= $1::text::xid8 AND r.ingest_xid < $2::text::xid8
     GROUP BY 1, 2, 3

@@ -66,13 +66,14 @@ func (db *DB) InsertUsage(ctx context.Context, evs []sluice.UsageEvent) (int64, 
 		prompt, completion, cached, latency = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		created, ended                      = make([]time.Time, n), make([]time.Time, n)
 		requested                           = make([]string, n)
+		engine                              = make([]int64, n)
 	)
 	for i, e := range evs {
 		jobs[i], users[i], keys[i], models[i], statuses[i] = e.JobID, e.UserID, e.KeyID, e.Model, string(e.Status)
 		prompt[i], completion[i], cached[i], latency[i] = e.Usage.PromptTokens, e.Usage.CompletionTokens, e.Usage.CachedTokens, e.LatencyMS
-		created[i], ended[i], requested[i] = e.CreatedAt, e.EndedAt, e.Requested
+		created[i], ended[i], requested[i], engine[i] = e.CreatedAt, e.EndedAt, e.Requested, max(e.EngineMS, 0)
 	}
-	tag, err := db.Pool.Exec(ctx, q("InsertUsage"), jobs, users, keys, models, prompt, completion, cached, latency, statuses, created, ended, requested)
+	tag, err := db.Pool.Exec(ctx, q("InsertUsage"), jobs, users, keys, models, prompt, completion, cached, latency, statuses, created, ended, requested, engine)
 	if err != nil {
 		return 0, translate(err)
 	}

@@ -78,7 +78,8 @@ type UsageEvent struct {
 	Status    JobStatus `json:"status"`
 	Usage     Usage     `json:"usage"`
 	LatencyMS int64     `json:"latency_ms"`
-	CreatedAt time.Time `json:"created_at"` // the job's creation time
+	EngineMS  int64     `json:"engine_ms,omitempty"` // time spent in engine calls, rounded up (GPU-second prices)
+	CreatedAt time.Time `json:"created_at"`          // the job's creation time
 	EndedAt   time.Time `json:"ended_at"`
 }
 
