@@ -155,19 +155,14 @@ func (s *service) admin(r *http.Request, perm string) (*sluice.Principal, error)
 	return p, nil
 }
 
-// requireMFA refuses an admin session that has not passed a second factor.
-// API keys are exempt: an admin key comes from the operator CLI or from a
-// session that passed MFA (createKey checks it).
+// requireMFA refuses an admin session that has not passed a second factor
+// (createKey checks it too, so an admin key comes from such a session).
 func (s *service) requireMFA(p *sluice.Principal) error {
-	if s.Config.Auth.Identity.RequireMFAForAdmin && p.Role == sluice.RoleAdmin && p.KeyID == "" && !p.MFA {
-		return &sluice.Error{Kind: sluice.KindPermissionDenied, Code: CodeMFARequired,
-			Message: "Administrative access requires a login with multi-factor authentication."}
-	}
-	return nil
+	return authn.RequireAdminMFA(p, s.Config.Auth.Identity.RequireMFAForAdmin)
 }
 
 // CodeMFARequired asks the client to log in again with a TOTP or recovery code.
-const CodeMFARequired = "mfa_required"
+const CodeMFARequired = sluice.CodeMFARequired
 
 // remote is the caller's address for limits and the audit log. Only the
 // socket address is trusted; a proxy in front should set RemoteAddr itself.

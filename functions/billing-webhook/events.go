@@ -42,7 +42,7 @@ func eventTime(ev stripeapi.Event) time.Time { return time.Unix(ev.Created, 0).U
 // Sluice's (a customer created outside it): the event changes nothing.
 func userOf(ctx context.Context, tx *postgres.BillingTx, meta map[string]string, customer *stripeapi.Customer) (string, error) {
 	if id := meta[stripe.MetaUserID]; id != "" {
-		if !isUUID(id) {
+		if !sluice.IsUUID(id) {
 			return "", nil // not a Sluice user id; querying it would abort the transaction
 		}
 		err := tx.LockUser(ctx, id)
@@ -369,24 +369,6 @@ func admissionGrant(ctx context.Context, rdb redis.UniversalClient, g postgres.L
 		return fmt.Errorf("live balance of %s: %w", g.UserID, err)
 	}
 	return nil
-}
-
-// isUUID says whether s has the shape of a UUID (users.id).
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, c := range s {
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return false
-			}
-		case !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'):
-			return false
-		}
-	}
-	return true
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -27,7 +27,7 @@ func (d Deps) subject(r *http.Request) (string, error) {
 	if err := d.authorizeAdmin(p); err != nil {
 		return "", err
 	}
-	if !validUUID(uid) {
+	if !sluice.IsUUID(uid) {
 		return "", sluice.Invalid("user_id", sluice.CodeInvalidValue, "user_id must be a user id (a UUID).")
 	}
 	return uid, nil
@@ -39,29 +39,7 @@ func (d Deps) authorizeAdmin(p *sluice.Principal) error {
 	if err := authn.Authorize(p, d.Config.Permissions(p.Role), PermBillingRead); err != nil {
 		return err
 	}
-	if d.Config.Auth.Identity.RequireMFAForAdmin && p.Role == sluice.RoleAdmin && p.KeyID == "" && !p.MFA {
-		return &sluice.Error{Kind: sluice.KindPermissionDenied, Code: "mfa_required",
-			Message: "Administrative access requires a login with multi-factor authentication."}
-	}
-	return nil
-}
-
-func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, c := range s {
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return false
-			}
-		case (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'):
-		default:
-			return false
-		}
-	}
-	return true
+	return authn.RequireAdminMFA(p, d.Config.Auth.Identity.RequireMFAForAdmin)
 }
 
 // usageQuery is GET /v1/usage's parsed query.

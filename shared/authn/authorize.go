@@ -32,3 +32,16 @@ func AllowModel(p *sluice.Principal, model string) error {
 	return &sluice.Error{Kind: sluice.KindNotFound, Code: sluice.CodeModelNotFound, Param: "model",
 		Message: "The model does not exist or you do not have access to it."}
 }
+
+// RequireAdminMFA refuses an admin session that has not passed a second
+// factor, where the deployment requires it (auth.identity.
+// require_mfa_for_admin). API keys are exempt: an admin key comes from the
+// operator CLI or from a session that passed MFA. Every function with admin
+// routes applies this one rule.
+func RequireAdminMFA(p *sluice.Principal, required bool) error {
+	if required && p.Role == sluice.RoleAdmin && p.KeyID == "" && !p.MFA {
+		return &sluice.Error{Kind: sluice.KindPermissionDenied, Code: sluice.CodeMFARequired,
+			Message: "Administrative access requires a login with multi-factor authentication."}
+	}
+	return nil
+}

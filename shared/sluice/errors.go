@@ -44,6 +44,7 @@ const (
 	CodeServiceUnavailable    = "service_unavailable"
 	CodeConflict              = "conflict"
 	CodeInternal              = "internal_error"
+	CodeMFARequired           = "mfa_required" // log in again with a TOTP or recovery code
 )
 
 // Error is Sluice's one error type. Message is safe to show a client; Err is
