@@ -16,7 +16,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -81,7 +83,7 @@ type plan struct {
 // plans lists what can be bought: tiers with a Stripe price, credit packs.
 func (d Deps) plans(w http.ResponseWriter, _ *http.Request) {
 	out := []plan{}
-	for _, name := range sortedKeys(d.Config.Billing.TierPrices) {
+	for _, name := range slices.Sorted(maps.Keys(d.Config.Billing.TierPrices)) {
 		t, ok := d.Config.Tiers[name]
 		if !ok || d.Config.Billing.TierPrices[name] == "" {
 			continue
@@ -205,9 +207,16 @@ func (d Deps) webhook(w http.ResponseWriter, r *http.Request) {
 			Message: "Stripe webhooks are not configured on this deployment (STRIPE_WEBHOOK_SECRET is unset); the event was not processed."})
 		return
 	}
+	// Read raw, not through openai.ReadBody: the signature covers the exact
+	// bytes, which that helper trims.
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxWebhookBody+1))
-	if err != nil || len(body) > maxWebhookBody {
-		openai.WriteError(w, r, d.Log, sluice.Invalid("", sluice.CodeInvalidValue, "The webhook body could not be read or is too large."))
+	if err != nil {
+		openai.WriteError(w, r, d.Log, sluice.Invalid("", sluice.CodeInvalidValue, "The webhook body could not be read."))
+		return
+	}
+	if len(body) > maxWebhookBody {
+		openai.WriteError(w, r, d.Log, &sluice.Error{Kind: sluice.KindTooLarge, Code: sluice.CodeRequestTooLarge,
+			Message: "The webhook body is larger than 1 MiB."})
 		return
 	}
 	ev, err := stripe.VerifyEvent(body, r.Header.Get("Stripe-Signature"), secrets...)

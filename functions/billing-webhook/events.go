@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"time"
 
@@ -369,13 +368,4 @@ func admissionGrant(ctx context.Context, rdb redis.UniversalClient, g postgres.L
 		return fmt.Errorf("live balance of %s: %w", g.UserID, err)
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

@@ -170,6 +170,11 @@ func TestWebhookSignatures(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("unsigned: %v %v, want 400", resp.StatusCode, err)
 	}
+	// A body over 1 MiB is refused as too large, signed or not.
+	huge := append(bytes.Repeat([]byte(" "), maxWebhookBody), ev...)
+	if st, body := e.post(huge, secret, time.Now()); st != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized body: %d %v, want 413", st, body)
+	}
 	if e.processed(ev) || e.credit() != 0 {
 		t.Fatalf("a refused delivery changed something: processed %v, credit %d", e.processed(ev), e.credit())
 	}
