@@ -284,14 +284,6 @@ func outbox(t *testing.T, db *postgres.DB, userID string) []outboxRow {
 	return out
 }
 
-func overageUserMore(t *testing.T, d Deps, userID string, ov int64) {
-	t.Helper()
-	if _, err := d.DB.LedgerSettle(t.Context(), []postgres.LedgerEntry{{UserID: userID, Kind: "usage", JobID: "more-" + userID,
-		Period: sluice.CalendarPeriod(time.Now()), Model: "llama-2-7b", PromptTokens: 1, OverageMicros: ov}}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestMeterDuplicateIdentifier: Stripe answers a repeated identifier with
 // 400 "An event already exists with identifier …", which stripe-mock cannot
 // produce; a server replaying that recorded answer stands in, and the row
