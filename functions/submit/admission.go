@@ -30,6 +30,7 @@ func (s *service) reserve(w http.ResponseWriter, r *http.Request, p *sluice.Prin
 		return nil, err
 	}
 	job.Reserved = tk.Reserved
+	job.Hold = tk.Hold
 	return tk, nil
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -38,12 +39,15 @@ var (
 	grantLua string
 	//go:embed lua/lease.lua
 	leaseLua string
+	//go:embed lua/lapse.lua
+	lapseLua string
 
 	admitScript  = redis.NewScript(admitLua)
 	settleScript = redis.NewScript(settleLua)
 	loadScript   = redis.NewScript(loadLua)
 	grantScript  = redis.NewScript(grantLua)
 	leaseScript  = redis.NewScript(leaseLua)
+	lapseScript  = redis.NewScript(lapseLua)
 )
 
 // window is the rate limits' rolling window.
@@ -52,7 +56,16 @@ const window = time.Minute
 // Ledger is the part of the store admission reads and writes.
 type Ledger interface {
 	LedgerBalance(ctx context.Context, userID, period string) (postgres.Balance, error)
-	LedgerSettle(ctx context.Context, es []postgres.LedgerEntry) (int64, error)
+	LedgerSettled(ctx context.Context, es []postgres.LedgerEntry) ([]string, error)
+}
+
+// Observer counts settlements that went past their holds (telemetry
+// implements it; nil observes nothing).
+type Observer interface {
+	// Settled is called once per ledger row written whose usage went past
+	// its hold's bounds (excess tokens), was covered by no funds (debt
+	// micro-dollars), or was charged without its hold (unheld).
+	Settled(model string, excessTokens, debtMicros int64, unheld bool)
 }
 
 // Admitter admits requests against limits and funds.
@@ -61,7 +74,11 @@ type Admitter struct {
 	rdb redis.UniversalClient
 	db  Ledger
 	log *slog.Logger
+	obs Observer
 }
+
+// Observe makes o count settlements past their holds.
+func (a *Admitter) Observe(o Observer) { a.obs = o }
 
 // New builds an Admitter.
 func New(cfg *config.Config, rdb redis.UniversalClient, db Ledger, log *slog.Logger) *Admitter {
@@ -94,8 +111,12 @@ type Ticket struct {
 	JobID    string
 	UserID   string
 	Reserved bool // a hold and a lease exist: the job's end must settle
-	limits   limitState
-	retry    time.Duration // for a refusal: when to try again (0: unknown or never)
+	// Hold is the hold's terms (bounds, prices, period, model; no amounts),
+	// stored with the job (sluice.Job.Hold) so that its usage is charged at
+	// these prices even by a settler that finds the hold itself gone.
+	Hold   string
+	limits limitState
+	retry  time.Duration // for a refusal: when to try again (0: unknown or never)
 }
 
 type limitState struct {
@@ -217,6 +238,7 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 		prompt, completion, int64(price.InputTokens), int64(price.OutputTokens), limit(t.IncludedCredits),
 		lim.OverageCap, leaseFor.Milliseconds(), holdFor.Milliseconds(), r.Model.Name, window.Milliseconds(), r.Period,
 		int64(price.PerRequest), int64(price.PerGPUSecond), WorstExtra(price, r.Timeout)}
+	lapsed := false
 	for attempt := 0; ; attempt++ {
 		res, err := admitScript.Run(ctx, a.rdb, keys, args...).Slice()
 		if err != nil {
@@ -228,6 +250,8 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 		switch outcome {
 		case "ok":
 			tk.Reserved = true
+			tk.Hold = fmt.Sprintf("%d|%d|%d|%d|0|0|0|%s|%s|%d|%d", prompt, completion, int64(price.InputTokens),
+				int64(price.OutputTokens), detail, r.Model.Name, int64(price.PerRequest), int64(price.PerGPUSecond))
 			return tk, nil
 		case "load":
 			if attempt > 0 {
@@ -237,6 +261,17 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 				return tk, err
 			}
 		case "quota":
+			if !lapsed { // holds of jobs that never ran may be due to lapse
+				lapsed = true
+				if n, err := a.Lapse(ctx, r.UserID); err == nil && n > 0 {
+					attempt--
+					continue
+				}
+			}
+			if detail == "suspended" {
+				return tk, &sluice.Error{Kind: sluice.KindQuota, Code: sluice.CodeInsufficientQuota,
+					Message: "Your prepaid credit and postpaid usage are suspended while a payment dispute is open; please check your billing details."}
+			}
 			return tk, &sluice.Error{Kind: sluice.KindQuota, Code: sluice.CodeInsufficientQuota,
 				Message: "You exceeded your current quota, please check your plan and billing details."}
 		default:
@@ -386,6 +421,39 @@ func (a *Admitter) Release(ctx context.Context, tk *Ticket) {
 			sleep(ctx, wait)
 		}
 	}()
+}
+
+// Lapse releases the holds past their lapse time whose jobs are gone (their
+// submit died before enqueueing them) and returns how many it released. A
+// hold whose job is still recorded never lapses: its job can still end and
+// settle (late), and then the hold is what it is charged against.
+func (a *Admitter) Lapse(ctx context.Context, userID string) (int64, error) {
+	k := keysOf(userID)
+	keys := []string{k.funds, k.holds, k.holdExp, k.lease}
+	due, err := lapseScript.Run(ctx, a.rdb, keys, "due").StringSlice()
+	if err != nil || len(due) == 0 {
+		return 0, err
+	}
+	pipe := a.rdb.Pipeline()
+	exists := make([]*redis.IntCmd, len(due))
+	for i, j := range due {
+		if redisq.JobTag(j) != "" {
+			exists[i] = pipe.Exists(ctx, redisq.JobKey(j))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	var gone, live []any
+	for i, j := range due {
+		if exists[i] != nil && exists[i].Val() > 0 {
+			live = append(live, j)
+		} else {
+			gone = append(gone, j)
+		}
+	}
+	args := append(append([]any{"lapse", max(a.cfg.Admission.HoldGrace, time.Minute).Milliseconds(), len(gone)}, gone...), live...)
+	return lapseScript.Run(ctx, a.rdb, keys, args...).Int64()
 }
 
 // Grant applies a prepaid grant (or a clawback, micros < 0) already in the

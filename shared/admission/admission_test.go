@@ -276,8 +276,8 @@ func TestSplitNeverExceedsHold(t *testing.T) {
 	h := admission.Hold{PromptBound: 26, MaxOutput: 10, InputPrice: 1, OutputPrice: 2, Included: 30, Credit: 10, Overage: 2}
 	for p := int64(0); p <= 26; p++ {
 		for c := int64(0); c <= 10; c++ {
-			ch := h.Split(p, c, 0)
-			if ch.Included > h.Included || ch.Credit > h.Credit || ch.Overage > h.Overage || ch.Unbilled != 0 {
+			ch := h.Split(p, c, 0, admission.Room{})
+			if ch.Included > h.Included || ch.Credit > h.Credit || ch.Overage > h.Overage || ch.Debt != 0 || ch.Excess != 0 {
 				t.Fatalf("Split(%d,%d) = %+v", p, c, ch)
 			}
 		}

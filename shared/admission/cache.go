@@ -65,5 +65,5 @@ func (a *Admitter) CacheHit(ctx context.Context, tk *Ticket, keyID, model, endpo
 	}
 	tag := redisq.JobTag(tk.JobID)
 	return cacheHitScript.Run(ctx, a.rdb, []string{redisq.JobKey(tk.JobID), redisq.SettleKey(tag)},
-		tk.JobID, tk.UserID, keyID, model, endpoint, c.Result, c.Usage, a.cfg.Jobs.ResultTTL.Milliseconds()).Err()
+		tk.JobID, tk.UserID, keyID, model, endpoint, c.Result, c.Usage, a.cfg.Jobs.ResultTTL.Milliseconds(), tk.Hold).Err()
 }

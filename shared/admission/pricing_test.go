@@ -35,12 +35,12 @@ func TestSplitRequestAndGPUPrices(t *testing.T) {
 		{"nothing used", 0, 10_000, 0, 0, 0, 0, admission.Charge{}},
 		// Engine time without tokens (a failed job) still pays its request and time.
 		{"engine time only", 0, 10_000, 0, 0, 0, 2000, admission.Charge{Credit: 506}},
-		// Never past the hold.
-		{"capped at the hold", 0, 400, 100, 20, 7, 1234, admission.Charge{Credit: 400, Overage: 100, Unbilled: 38}},
+		// Past the hold with nothing free beyond it: charged all the same, as debt.
+		{"past the hold is debt", 0, 400, 100, 20, 7, 1234, admission.Charge{Credit: 400, Overage: 100, Debt: 38}},
 	} {
 		h := base
 		h.Included, h.Credit, h.Overage = c.included, c.cr, c.ov
-		if got := h.Split(c.prompt, c.compl, c.ms); got != c.want {
+		if got := h.Split(c.prompt, c.compl, c.ms, admission.Room{}); got != c.want {
 			t.Errorf("%s: Split(%d, %d, %d) = %+v, want %+v", c.name, c.prompt, c.compl, c.ms, got, c.want)
 		}
 	}

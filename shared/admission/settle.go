@@ -112,8 +112,9 @@ func (s *Settler) Run(ctx context.Context) {
 		}
 		ended := make([]Ended, len(msgs))
 		for i, e := range msgs {
-			ended[i].JobID, _ = e.msg.Values["job"].(string)
-			ended[i].UserID, _ = e.msg.Values["user"].(string)
+			str := func(k string) string { s, _ := e.msg.Values[k].(string); return s }
+			ended[i] = Ended{JobID: str("job"), UserID: str("user"), Hold: str("hold"), Usage: str("usage"),
+				EngineMS: str("engine_ms"), Cache: str("cache")}
 		}
 		if err := s.a.SettleMany(ctx, ended); err != nil {
 			log.Warn("settlement failed; it will be retried", slog.Int("jobs", len(ended)), slog.String("err", err.Error()))
@@ -134,28 +135,71 @@ type entry struct {
 	msg    redis.XMessage
 }
 
-// Ended is a job whose end awaits settlement.
-type Ended struct{ JobID, UserID string }
+// Ended is a job whose end awaits settlement. Hold, Usage, EngineMS and
+// Cache are what its settle entry carried (settle_event.lua): settlement
+// reads them where the job hash is gone (expired, or erased with its
+// account) before its settlement.
+type Ended struct {
+	JobID, UserID                string
+	Hold, Usage, EngineMS, Cache string
+}
 
 // Settle charges one ended job's real usage against its hold, once.
 func (a *Admitter) Settle(ctx context.Context, jobID, userID string) error {
-	return a.SettleMany(ctx, []Ended{{jobID, userID}})
+	return a.SettleMany(ctx, []Ended{{JobID: jobID, UserID: userID}})
+}
+
+// room reads what a user's live counters have free beyond the holds.
+func room(v []any, h Hold) Room {
+	n := func(i int) (int64, bool) {
+		s, ok := v[i].(string)
+		x, err := strconv.ParseInt(s, 10, 64)
+		return x, ok && err == nil
+	}
+	credit, _ := n(0)
+	crHeld, _ := n(1)
+	r := Room{CreditFree: credit - crHeld}
+	if per, _ := v[8].(string); per != h.Period {
+		return r // the period is over: its included tokens and overage are closed
+	}
+	incUsed, _ := n(2)
+	incHeld, _ := n(3)
+	ovUsed, _ := n(4)
+	ovHeld, _ := n(5)
+	if lim, ok := n(6); ok {
+		r.Included = -1
+		if lim >= 0 {
+			r.Included = max(lim-incUsed-incHeld, 0)
+		}
+	}
+	if ovCap, ok := n(7); ok && ovCap > 0 {
+		r.Overage = max(ovCap-ovUsed-ovHeld, 0)
+	}
+	return r
 }
 
 // SettleMany settles a batch of ended jobs in three round trips: read the
-// holds and usages (one pipeline), append their ledger rows (one
-// statement), apply settle.lua to each (one pipeline). Each step is
+// holds, usages and live counters (one pipeline), append their ledger rows
+// (one statement), apply settle.lua to each (one pipeline). Each step is
 // idempotent, so a batch cut short by a crash is simply settled again.
+//
+// A job whose hold is gone was either settled before or lost its hold (it
+// lapsed, or Redis lost it): it is charged from its recorded usage at the
+// prices the hold was taken at (the job's hold terms), and only if its
+// ledger row is new is the charge applied to the live counters.
 func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 	pipe := a.rdb.Pipeline()
 	holds := make([]*redis.StringCmd, len(ended))
 	usages := make([]*redis.SliceCmd, len(ended))
+	funds := make([]*redis.SliceCmd, len(ended))
 	for i, e := range ended {
 		if e.JobID == "" || e.UserID == "" || redisq.JobTag(e.JobID) == "" {
 			continue
 		}
 		holds[i] = pipe.HGet(ctx, keysOf(e.UserID).holds, e.JobID)
-		usages[i] = pipe.HMGet(ctx, redisq.JobKey(e.JobID), "usage", "cache", "engine_ms")
+		usages[i] = pipe.HMGet(ctx, redisq.JobKey(e.JobID), "usage", "cache", "engine_ms", "hold")
+		funds[i] = pipe.HMGet(ctx, keysOf(e.UserID).funds, "credit", "cr_held", "inc_used", "inc_held", "ov_used", "ov_held",
+			"inc_lim", "ov_cap", "per")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return err
@@ -164,66 +208,123 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 		e      Ended
 		c      Charge
 		tokens int64
+		unheld bool
+		period string
 	}
 	var todo []settlement
 	var rows []postgres.LedgerEntry
+	rooms := map[string]*Room{} // per user: what this batch left free
 	for i, e := range ended {
 		if holds[i] == nil {
 			continue
 		}
+		// What the job recorded; the settle entry's copy where the hash is gone.
+		rec := []string{e.Usage, e.Cache, e.EngineMS, e.Hold}
+		if v, err := usages[i].Result(); err == nil {
+			for k := range rec {
+				if s, _ := v[k].(string); s != "" {
+					rec[k] = s
+				}
+			}
+		}
+		unheld := false
 		hs, err := holds[i].Result()
-		if errors.Is(err, redis.Nil) { // settled before; the lease may linger
-			a.rdb.ZRem(ctx, keysOf(e.UserID).lease, e.JobID) //nolint:errcheck
-			continue
+		if errors.Is(err, redis.Nil) { // settled before, or the hold was lost
+			a.rdb.ZRem(ctx, keysOf(e.UserID).lease, e.JobID) //nolint:errcheck // the lease may linger
+			if rec[3] == "" {
+				continue // no terms recorded (an older submit): nothing to charge at
+			}
+			hs, unheld = rec[3], true
 		}
 		h, err := parseHold(hs)
 		if err != nil {
 			a.log.Error("unreadable hold left to lapse", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
 			continue
 		}
+		if unheld { // nothing is held for it any more
+			h.Included, h.Credit, h.Overage = 0, 0, 0
+		}
 		var u sluice.Usage
 		var engineMS int64 // the worker's engine time; absent: none (cancelled before it ran, cache, older worker)
 		kind := "usage"
-		if v, err := usages[i].Result(); err == nil {
-			if ms, _ := v[2].(string); ms != "" {
-				engineMS, _ = strconv.ParseInt(ms, 10, 64)
-			}
-			if raw, _ := v[0].(string); raw != "" {
-				if err := json.Unmarshal([]byte(raw), &u); err != nil {
-					a.log.Error("unreadable usage; settled as none", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
-				}
-			}
-			if v[1] == "1" { // served from the cache: its own price, no included tokens
-				kind = "cache"
-				p := int64(a.cfg.Pricing[h.Model].CachedResponse)
-				h.InputPrice, h.OutputPrice, h.Included = p, p, 0
-				h.RequestPrice, h.GPUPrice, engineMS = 0, 0, 0 // no GPU ran it
+		if rec[2] != "" {
+			engineMS, _ = strconv.ParseInt(rec[2], 10, 64)
+		}
+		if rec[0] != "" {
+			if err := json.Unmarshal([]byte(rec[0]), &u); err != nil {
+				a.log.Error("unreadable usage; settled as none", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
 			}
 		}
-		c := h.Split(u.PromptTokens, u.CompletionTokens, engineMS)
-		if c.Unbilled > 0 {
-			a.log.Warn("usage past the reservation was not charged", slog.String("job_id", e.JobID),
-				slog.Int64("unbilled_micros", c.Unbilled), slog.Int64("prompt_tokens", u.PromptTokens),
+		if rec[1] == "1" { // served from the cache: its own price, no included tokens
+			kind = "cache"
+			p := int64(a.cfg.Pricing[h.Model].CachedResponse)
+			h.InputPrice, h.OutputPrice, h.Included = p, p, 0
+			h.RequestPrice, h.GPUPrice, engineMS = 0, 0, 0 // no GPU ran it
+		}
+		r, ok := rooms[e.UserID]
+		if !ok {
+			v, _ := funds[i].Result()
+			if len(v) < 9 {
+				v = make([]any, 9)
+			}
+			r0 := room(v, h)
+			r = &r0
+			rooms[e.UserID] = r
+		}
+		c := h.Split(u.PromptTokens, u.CompletionTokens, engineMS, *r)
+		// The next job of the user in this batch sees the counters as this
+		// settlement leaves them: its hold released, its charge applied.
+		if r.Included >= 0 {
+			r.Included = max(r.Included+h.Included-c.Included, 0)
+		}
+		r.Overage = max(r.Overage+h.Overage-c.Overage, 0)
+		r.CreditFree += h.Credit - c.Credit - c.Debt
+		if c.Excess > 0 || c.Debt > 0 || unheld {
+			a.log.Warn("settled past the hold", slog.String("job_id", e.JobID), slog.Int64("excess_tokens", c.Excess),
+				slog.Int64("debt_micros", c.Debt), slog.Bool("unheld", unheld), slog.Int64("prompt_tokens", u.PromptTokens),
 				slog.Int64("prompt_bound", h.PromptBound))
 		}
 		tokens := u.PromptTokens + u.CompletionTokens
-		todo = append(todo, settlement{e, c, tokens})
-		if tokens > 0 || c.Credit+c.Overage > 0 {
+		todo = append(todo, settlement{e, c, tokens, unheld, h.Period})
+		if tokens > 0 || c.Credit+c.Overage+c.Debt > 0 {
 			rows = append(rows, postgres.LedgerEntry{UserID: e.UserID, Kind: kind, JobID: e.JobID, Period: h.Period, Model: h.Model,
 				PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
-				IncludedTokens: c.Included, CreditMicros: c.Credit, OverageMicros: c.Overage})
+				IncludedTokens: c.Included, CreditMicros: c.Credit, OverageMicros: c.Overage,
+				DebtMicros: c.Debt, ExcessTokens: c.Excess, Unheld: unheld})
 		}
 	}
-	if _, err := a.db.LedgerSettle(ctx, rows); err != nil {
+	written, err := a.db.LedgerSettled(ctx, rows)
+	if err != nil {
 		return err
 	}
+	fresh := make(map[string]bool, len(written))
+	for _, j := range written {
+		fresh[j] = true
+	}
+	for _, r := range rows {
+		if fresh[r.JobID] && a.obs != nil && (r.ExcessTokens > 0 || r.DebtMicros > 0 || r.Unheld) {
+			a.obs.Settled(r.Model, r.ExcessTokens, r.DebtMicros, r.Unheld)
+		}
+	}
+	// A job settled without its hold changes the live counters only with
+	// its ledger row: once.
+	kept := todo[:0]
+	for _, s := range todo {
+		if !s.unheld || fresh[s.e.JobID] {
+			kept = append(kept, s)
+		}
+	}
+	todo = kept
+	args := func(s settlement) []any {
+		return []any{s.e.JobID, s.c.Included, s.c.Credit + s.c.Debt, s.c.Overage, s.tokens, b2s(s.unheld), s.period}
+	}
 	run := func(s settlement) *redis.Cmd {
-		return settleScript.Run(ctx, a.rdb, keysOf(s.e.UserID).settle(), s.e.JobID, s.c.Included, s.c.Credit, s.c.Overage, s.tokens)
+		return settleScript.Run(ctx, a.rdb, keysOf(s.e.UserID).settle(), args(s)...)
 	}
 	pipe = a.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(todo))
 	for i, s := range todo {
-		cmds[i] = settleScript.EvalSha(ctx, pipe, keysOf(s.e.UserID).settle(), s.e.JobID, s.c.Included, s.c.Credit, s.c.Overage, s.tokens)
+		cmds[i] = settleScript.EvalSha(ctx, pipe, keysOf(s.e.UserID).settle(), args(s)...)
 	}
 	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
 	var errs []error
@@ -237,6 +338,13 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func b2s(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 func repeat(s string, n int) []string {

@@ -58,31 +58,66 @@ func GPUCharge(engineMS, price int64) int64 {
 // Charge is what a settled job pays, from each source.
 type Charge struct {
 	Included int64 // included tokens
-	Credit   int64 // prepaid micro-dollars
+	Credit   int64 // prepaid micro-dollars the balance covered
 	Overage  int64 // postpaid micro-dollars
-	Unbilled int64 // micro-dollars past the hold (the engine counted more than the bound); not charged
+	// Debt is micro-dollars no source covered: charged to the prepaid
+	// balance all the same (it goes below zero by this much), recorded in
+	// the ledger row's debt_micros and counted by
+	// sluice_settlement_debt_micros_total. Nothing used goes unbilled.
+	Debt int64
+	// Excess is tokens the engine counted past the hold's bounds (prompt
+	// bound and completion bound); charged like any other, counted by
+	// sluice_settlement_excess_tokens_total, which an alert watches.
+	Excess int64
+}
+
+// Room is what a user's live counters have free beyond a job's hold when
+// it settles: where usage past the hold is charged. A hold whose credit a
+// clawback took back meanwhile is covered only as far as the balance still
+// is: CreditFree may be negative, and then part of the hold's own credit
+// is debt.
+type Room struct {
+	Included   int64 // included tokens neither used nor held; -1 unlimited
+	Overage    int64 // postpaid micro-dollars left under the cap, neither used nor held
+	CreditFree int64 // prepaid credit minus all credit held (this hold's too)
 }
 
 // Split divides a job's real usage (tokens, and the worker's engine time in
-// milliseconds) between the sources its hold reserved, in the order
+// milliseconds) between its sources. Within the hold, in the order
 // admission reserved them: included tokens first (prompt tokens before
 // completion tokens), then credit, then overage. Included tokens pay for
 // tokens only; the per-request price (charged when the job used tokens or
-// engine time) and the GPU-second price are money. The result never
-// exceeds the hold, so a balance never goes below zero.
-func (h Hold) Split(prompt, completion, engineMS int64) Charge {
+// engine time) and the GPU-second price are money. Usage past the hold
+// (the engine counted more than the bounds) is charged all the same:
+// included tokens left, then overage left under the cap, then credit left,
+// and what none covers is Debt (the balance goes below zero, audited).
+func (h Hold) Split(prompt, completion, engineMS int64, r Room) Charge {
 	prompt, completion, engineMS = max(prompt, 0), max(completion, 0), max(engineMS, 0)
 	total := prompt + completion
 	var c Charge
-	c.Included = min(total, h.Included)
+	c.Excess = max(prompt-h.PromptBound, 0) + max(completion-h.MaxOutput, 0)
+	incAvail := total
+	if r.Included >= 0 {
+		incAvail = h.Included + max(r.Included, 0)
+	}
+	c.Included = min(total, incAvail)
 	inRest := max(prompt-c.Included, 0)
 	outRest := total - c.Included - inRest
 	money := inRest*h.InputPrice + outRest*h.OutputPrice + GPUCharge(engineMS, h.GPUPrice)
 	if total > 0 || engineMS > 0 {
 		money += h.RequestPrice
 	}
-	c.Credit = min(money, h.Credit)
+	// The hold's credit counts only as far as the balance still backs it
+	// (a refund or dispute may have taken it back while the job ran).
+	backed := max(min(h.Credit, h.Credit+r.CreditFree), 0)
+	c.Credit = min(money, backed)
 	c.Overage = min(money-c.Credit, h.Overage)
-	c.Unbilled = money - c.Credit - c.Overage
+	rest := money - c.Credit - c.Overage
+	more := min(rest, max(r.Overage, 0))
+	c.Overage += more
+	rest -= more
+	more = min(rest, max(r.CreditFree, 0))
+	c.Credit += more
+	c.Debt = rest - more
 	return c
 }

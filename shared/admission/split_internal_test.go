@@ -10,7 +10,7 @@ func TestParseHoldOldAndNew(t *testing.T) {
 	if err != nil || old.Credit != 46 || old.Model != "llama" || old.Period != "2026-11" || old.RequestPrice != 0 || old.GPUPrice != 0 {
 		t.Fatalf("old hold = %+v, %v", old, err)
 	}
-	if c := old.Split(20, 7, 5000); c.Credit != 34 {
+	if c := old.Split(20, 7, 5000, Room{}); c.Credit != 34 {
 		t.Fatalf("old hold charges %+v, want tokens only (34)", c)
 	}
 	h, err := parseHold("26|10|1|2|0|10226|0|2026-11|llama|10000|3")

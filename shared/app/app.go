@@ -108,6 +108,9 @@ func OpenWith(ctx context.Context, cfg *config.Config, log *slog.Logger, topts t
 		db.Close()
 		return nil, err
 	}
+	if d.Telemetry != nil {
+		d.Admission.Observe(d.Telemetry)
+	}
 	return d, nil
 }
 

@@ -19,6 +19,9 @@ type LedgerEntry struct {
 	IncludedTokens   int64 // included tokens consumed
 	CreditMicros     int64 // prepaid credit spent (>= 0; stored negated)
 	OverageMicros    int64 // postpaid usage
+	DebtMicros       int64 // charged past every source (the balance goes below zero by it); stored in credit_micros too
+	ExcessTokens     int64 // tokens past the hold's bounds
+	Unheld           bool  // settled without its hold, from the job's record
 }
 
 // Balance is a user's standing as the ledger sums it.
@@ -27,6 +30,7 @@ type Balance struct {
 	IncludedTokens int64   // included tokens used in the period
 	OverageMicros  int64   // postpaid usage in the period
 	GrantIDs       []int64 // every grant counted in CreditMicros
+	OpenDisputes   int64   // card disputes still open: credit and postpaid use are suspended
 }
 
 // LedgerGrant appends a prepaid credit grant and returns its id.
@@ -39,28 +43,47 @@ func (db *DB) LedgerGrant(ctx context.Context, userID, period string, micros int
 // LedgerSettle appends settled jobs in one statement, skipping jobs already
 // settled; it returns how many rows it wrote.
 func (db *DB) LedgerSettle(ctx context.Context, es []LedgerEntry) (int64, error) {
+	ids, err := db.LedgerSettled(ctx, es)
+	return int64(len(ids)), err
+}
+
+// LedgerSettled is LedgerSettle returning the job ids of the rows it wrote
+// (a job settled before is not among them).
+func (db *DB) LedgerSettled(ctx context.Context, es []LedgerEntry) ([]string, error) {
 	if len(es) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	n := len(es)
 	users, kinds, jobs, periods, models := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	prompt, completion, included, credit, overage := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	debt, excess, unheld := make([]int64, n), make([]int64, n), make([]bool, n)
 	for i, e := range es {
 		users[i], kinds[i], jobs[i], periods[i], models[i] = e.UserID, e.Kind, e.JobID, e.Period, e.Model
 		prompt[i], completion[i], included[i], credit[i], overage[i] = e.PromptTokens, e.CompletionTokens, e.IncludedTokens, e.CreditMicros, e.OverageMicros
+		debt[i], excess[i], unheld[i] = e.DebtMicros, e.ExcessTokens, e.Unheld
 	}
-	tag, err := db.Pool.Exec(ctx, q("LedgerSettle"), users, kinds, jobs, periods, models, prompt, completion, included, credit, overage)
+	rows, err := db.Pool.Query(ctx, q("LedgerSettle"), users, kinds, jobs, periods, models, prompt, completion, included, credit, overage,
+		debt, excess, unheld)
 	if err != nil {
-		return 0, translate(err)
+		return nil, translate(err)
 	}
-	return tag.RowsAffected(), nil
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, translate(err)
+		}
+		out = append(out, id)
+	}
+	return out, translate(rows.Err())
 }
 
 // LedgerBalance sums a user's ledger for period.
 func (db *DB) LedgerBalance(ctx context.Context, userID, period string) (Balance, error) {
 	var b Balance
 	err := db.Pool.QueryRow(ctx, q("LedgerBalance"), userID, period).
-		Scan(&b.CreditMicros, &b.IncludedTokens, &b.OverageMicros, &b.GrantIDs)
+		Scan(&b.CreditMicros, &b.IncludedTokens, &b.OverageMicros, &b.GrantIDs, &b.OpenDisputes)
 	return b, translate(err)
 }
 

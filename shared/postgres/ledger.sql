@@ -7,13 +7,27 @@ RETURNING id;
 
 -- name: LedgerSettle
 -- A batch of settled jobs, one row per job; a settlement that runs again
--- writes nothing. Credit spent is stored negated.
-INSERT INTO credit_ledger (user_id, kind, job_id, period, model_name, prompt_tokens,
-                           completion_tokens, included_tokens, credit_micros, overage_micros)
-SELECT u, k, j, p, m, pt, ct, it, -cr, ov
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
-            $8::bigint[], $9::bigint[], $10::bigint[]) AS t(u, k, j, p, m, pt, ct, it, cr, ov)
-ON CONFLICT (job_id) DO NOTHING;
+-- writes nothing. Credit spent (debt included) is stored negated. A row
+-- with debt, tokens past the hold, or no hold is also an audit entry. It
+-- returns the job ids of the rows written.
+WITH ins AS (
+    INSERT INTO credit_ledger (user_id, kind, job_id, period, model_name, prompt_tokens,
+                               completion_tokens, included_tokens, credit_micros, overage_micros,
+                               debt_micros, excess_tokens, unheld)
+    SELECT u, k, j, p, m, pt, ct, it, -(cr + db), ov, db, ex, uh
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+                $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[])
+         AS t(u, k, j, p, m, pt, ct, it, cr, ov, db, ex, uh)
+    ON CONFLICT (job_id) DO NOTHING
+    RETURNING user_id, job_id, model_name, debt_micros, excess_tokens, unheld
+), audit AS (
+    INSERT INTO audit_log (actor_id, action, target, outcome, detail)
+    SELECT user_id, 'ledger.settle_unbounded', job_id, CASE WHEN debt_micros > 0 THEN 'debt' ELSE 'charged' END,
+           jsonb_build_object('model', model_name, 'debt_micros', debt_micros,
+                              'excess_tokens', excess_tokens, 'unheld', unheld)
+    FROM ins WHERE debt_micros > 0 OR excess_tokens > 0 OR unheld
+)
+SELECT job_id FROM ins;
 
 -- name: LedgerBalance
 -- A user's balances as the ledger says: prepaid credit (all time), included
@@ -22,7 +36,8 @@ ON CONFLICT (job_id) DO NOTHING;
 SELECT COALESCE(SUM(credit_micros), 0)::bigint,
        COALESCE(SUM(included_tokens) FILTER (WHERE period = $2), 0)::bigint,
        COALESCE(SUM(overage_micros) FILTER (WHERE period = $2), 0)::bigint,
-       COALESCE(array_agg(id) FILTER (WHERE kind IN ('grant', 'clawback')), '{}')::bigint[]
+       COALESCE(array_agg(id) FILTER (WHERE kind IN ('grant', 'clawback', 'reversal')), '{}')::bigint[],
+       (SELECT count(*) FROM billing_disputes d WHERE d.user_id = $1 AND d.open)
 FROM credit_ledger WHERE user_id = $1;
 
 -- name: UserByEmail

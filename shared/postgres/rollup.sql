@@ -171,7 +171,7 @@ WITH u AS (
     SELECT date_trunc('month', created_at AT TIME ZONE 'UTC')::date AS m,
            sum(included_tokens)::bigint AS inc,
            (-sum(credit_micros) FILTER (WHERE kind IN ('usage', 'cache')))::bigint AS used,
-           sum(credit_micros) FILTER (WHERE kind IN ('grant', 'clawback') AND stripe_ref IS NOT NULL)::bigint AS bought,
+           sum(credit_micros) FILTER (WHERE kind IN ('grant', 'clawback', 'reversal') AND stripe_ref IS NOT NULL)::bigint AS bought,
            sum(overage_micros)::bigint AS ovg
     FROM credit_ledger WHERE user_id = $1 GROUP BY 1
 ), i AS (
@@ -197,7 +197,7 @@ WITH days AS (
     SELECT d::date AS day FROM generate_series((now() AT TIME ZONE 'UTC')::date - ($1::int - 1), (now() AT TIME ZONE 'UTC')::date, interval '1 day') d
 ), l AS (
     SELECT (created_at AT TIME ZONE 'UTC')::date AS day,
-           sum(credit_micros) FILTER (WHERE kind IN ('grant', 'clawback') AND stripe_ref IS NOT NULL)::bigint AS bought,
+           sum(credit_micros) FILTER (WHERE kind IN ('grant', 'clawback', 'reversal') AND stripe_ref IS NOT NULL)::bigint AS bought,
            (sum(overage_micros - credit_micros) FILTER (WHERE kind IN ('usage', 'cache')))::bigint AS used,
            sum(overage_micros)::bigint AS ovg
     FROM credit_ledger WHERE created_at >= (now() AT TIME ZONE 'UTC')::date - ($1::int - 1) GROUP BY 1

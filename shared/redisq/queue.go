@@ -30,11 +30,13 @@ var (
 	cancelLua string
 	//go:embed lua/claim.lua
 	claimLua string
+	//go:embed lua/settle_event.lua
+	settleEventLua string
 
 	enqueueScript  = redis.NewScript(enqueueLua)
-	startScript    = redis.NewScript(startLua)
-	completeScript = redis.NewScript(completeLua)
-	cancelScript   = redis.NewScript(cancelLua)
+	startScript    = redis.NewScript(settleEventLua + startLua)
+	completeScript = redis.NewScript(settleEventLua + completeLua)
+	cancelScript   = redis.NewScript(settleEventLua + cancelLua)
 	claimScript    = redis.NewScript(claimLua)
 )
 
@@ -101,7 +103,8 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 	args := []any{j.ID, ms(q.opts.ResultTTL), ms(timeout), q.opts.MaxQueue, j.UserID,
 		"id", j.ID, "user", j.UserID, "key", j.KeyID, "model", j.Model, "endpoint", j.Endpoint,
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
-		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace, "resv", b2s(j.Reserved), "body_ref", j.BodyRef}
+		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace, "resv", b2s(j.Reserved), "body_ref", j.BodyRef,
+		"hold", j.Hold}
 	keys := []string{JobKey(j.ID), stream, FairKey(j.Model, j.Priority), VClockKey(j.Model, j.Priority), BellKey(j.Model)}
 	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
 	if err != nil {

@@ -51,7 +51,12 @@ type Job struct {
 	WebhookURL string `json:"webhook_url,omitempty"`
 	// Reserved: admission holds funds and a slot for the job, so its end
 	// must be settled (every terminal path emits a settle event).
-	Reserved  bool      `json:"reserved,omitempty"`
+	Reserved bool `json:"reserved,omitempty"`
+	// Hold is the terms admission reserved the job's funds at (bounds,
+	// prices, period, model; the amounts held are not in it): a settler
+	// that finds the hold itself gone charges the job's usage at these
+	// prices all the same.
+	Hold      string    `json:"hold,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	Deadline  time.Time `json:"deadline"`
 	// Trace is the W3C traceparent of the request that created the job, so

@@ -40,6 +40,10 @@ type metricSet struct {
 	usageRows     *prometheus.CounterVec
 	usageErrors   prometheus.Counter
 
+	settleExcess *prometheus.CounterVec
+	settleDebt   *prometheus.CounterVec
+	settleUnheld *prometheus.CounterVec
+
 	rollupLast    prometheus.Gauge
 	rollupRuns    *prometheus.CounterVec
 	reconMismatch prometheus.Gauge
@@ -105,6 +109,13 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 			return c
 		}(),
 
+		settleExcess: counter("sluice_settlement_excess_tokens_total",
+			"Tokens the engine counted past their job's hold (charged all the same), by model. Above 0, a request shape escapes the admission bound.", "model"),
+		settleDebt: counter("sluice_settlement_debt_micros_total",
+			"Micro-dollars settled jobs were charged that no funds covered (the balance went below zero as an audited debt), by model.", "model"),
+		settleUnheld: counter("sluice_settlement_unheld_total",
+			"Jobs settled without their hold (it lapsed or was lost), charged from their recorded usage at the hold's prices, by model.", "model"),
+
 		rollupLast: scalar("sluice_rollup_last_success_timestamp_seconds",
 			"Unix time of the last successful usage rollup (set by the usage-rollup job; 0 until it first runs)."),
 		rollupRuns:    counter("sluice_rollup_runs_total", "Usage rollup runs, by result (ok, error).", "result"),
@@ -134,6 +145,9 @@ func (t *Telemetry) InitModels(models []string) {
 		t.m.jobsReclaimed.WithLabelValues(m)
 		t.m.engineRetries.WithLabelValues(m)
 		t.m.billed.WithLabelValues(m)
+		t.m.settleExcess.WithLabelValues(m)
+		t.m.settleDebt.WithLabelValues(m)
+		t.m.settleUnheld.WithLabelValues(m)
 		for _, typ := range []string{"prompt", "completion"} {
 			t.m.tokens.WithLabelValues(m, typ)
 		}
@@ -254,6 +268,23 @@ func (t *Telemetry) Webhook(delivered bool) {
 		r = "delivered"
 	}
 	t.m.webhooks.WithLabelValues(r).Inc()
+}
+
+// Settled counts one settlement past its hold: tokens past the bounds, debt
+// no funds covered, a job settled without its hold (admission.Observer).
+func (t *Telemetry) Settled(model string, excessTokens, debtMicros int64, unheld bool) {
+	if t == nil || t.m == nil {
+		return
+	}
+	if excessTokens > 0 {
+		t.m.settleExcess.WithLabelValues(model).Add(float64(excessTokens))
+	}
+	if debtMicros > 0 {
+		t.m.settleDebt.WithLabelValues(model).Add(float64(debtMicros))
+	}
+	if unheld {
+		t.m.settleUnheld.WithLabelValues(model).Inc()
+	}
 }
 
 // UsageRows counts usage events written or parked.

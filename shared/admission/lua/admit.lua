@@ -52,21 +52,8 @@ if redis.call('HGET', KEYS[1], 'init') ~= '1' or redis.call('HGET', KEYS[1], 'pe
 end
 local function num(k) return tonumber(redis.call('HGET', KEYS[1], k) or '0') end
 
--- Holds whose jobs never settled (their submit died before enqueueing) lapse.
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 32)
-for _, j in ipairs(lapsed) do
-  local h = redis.call('HGET', KEYS[2], j)
-  if h then
-    local f = {}
-    for v in string.gmatch(h, '[^|]+') do f[#f + 1] = v end
-    redis.call('HINCRBY', KEYS[1], 'inc_held', 0 - tonumber(f[5]))
-    redis.call('HINCRBY', KEYS[1], 'cr_held', 0 - tonumber(f[6]))
-    redis.call('HINCRBY', KEYS[1], 'ov_held', 0 - tonumber(f[7]))
-    redis.call('HDEL', KEYS[2], j)
-  end
-  redis.call('ZREM', KEYS[3], j)
-  redis.call('ZREM', KEYS[7], j)
-end
+-- Holds whose jobs never settled lapse in lapse.lua, which the caller runs
+-- once it has checked that their jobs are gone (a live job's hold never lapses).
 
 -- Rolling-minute windows.
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - window)
@@ -130,10 +117,13 @@ end
 local inRest = math.max(P - inc, 0)
 local outRest = T - inc - inRest
 local money = inRest * pin + outRest * pout + tonumber(ARGV[18] or '0')
+-- An open card dispute suspends prepaid credit and postpaid use ('susp').
+local susp = redis.call('HGET', KEYS[1], 'susp') == '1'
 local cr = math.min(money, math.max(num('credit') - num('cr_held'), 0))
+if susp then cr = 0 end
 local ov = money - cr
-if ov > 0 and (ovCap <= 0 or num('ov_used') + num('ov_held') + ov > ovCap) then
-  return reply('quota', ovCap > 0 and 'cap' or 'funds', 0, false)
+if ov > 0 and (susp or ovCap <= 0 or num('ov_used') + num('ov_held') + ov > ovCap) then
+  return reply('quota', susp and 'suspended' or (ovCap > 0 and 'cap' or 'funds'), 0, false)
 end
 
 -- An unlimited dimension keeps no log.
@@ -164,6 +154,9 @@ end
 redis.call('HSET', KEYS[2], job, hold)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[12]), job)
 redis.call('HINCRBY', KEYS[1], 'inc_held', inc)
+-- The user's limits as of now: settlement charges usage past a hold to what
+-- they leave free.
+redis.call('HSET', KEYS[1], 'inc_lim', incLimit, 'ov_cap', ovCap)
 redis.call('HINCRBY', KEYS[1], 'cr_held', cr)
 redis.call('HINCRBY', KEYS[1], 'ov_held', ov)
 return reply('ok', per, 0, true)

@@ -4,12 +4,24 @@
 -- count, the lease returns. A second call finds no hold and does nothing.
 -- KEYS[1] funds hash, KEYS[2] holds hash, KEYS[3] hold expiry zset,
 -- KEYS[4] token amounts hash, KEYS[5] lease zset
--- ARGV[1] job id, ARGV[2] included tokens used, ARGV[3] credit spent,
--- ARGV[4] overage, ARGV[5] tokens used
--- Returns 1 if this call settled the job, 0 if it was settled already.
+-- ARGV[1] job id, ARGV[2] included tokens used, ARGV[3] credit spent (debt included),
+-- ARGV[4] overage, ARGV[5] tokens used, ARGV[6] '1': the job is settled
+-- without its hold (it lapsed or was lost; the caller wrote its ledger row
+-- just now, so this runs once), ARGV[7] its period
+-- Returns 1 if this call settled the job, 2 if it charged a job without a
+-- hold, 0 if it was settled already.
 local h = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
-if not h then return 0 end
+if not h then
+  if ARGV[6] ~= '1' or redis.call('HGET', KEYS[1], 'init') ~= '1' then return 0 end
+  redis.call('HINCRBY', KEYS[1], 'credit', 0 - tonumber(ARGV[3]))
+  if redis.call('HGET', KEYS[1], 'per') == ARGV[7] then
+    redis.call('HINCRBY', KEYS[1], 'inc_used', tonumber(ARGV[2]))
+    redis.call('HINCRBY', KEYS[1], 'ov_used', tonumber(ARGV[4]))
+  end
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 2
+end
 local f = {}
 for v in string.gmatch(h, '[^|]+') do f[#f + 1] = v end
 redis.call('HINCRBY', KEYS[1], 'inc_held', 0 - tonumber(f[5]))

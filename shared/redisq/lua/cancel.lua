@@ -20,9 +20,7 @@ if st == 'queued' then
   redis.call('XADD', KEYS[2], '*', 'type', 'end', 'status', 'cancelled', 'error', ARGV[2], 'http', 499)
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
-  if redis.call('HGET', KEYS[1], 'resv') == '1' then -- its reservation must be released
-    redis.call('XADD', KEYS[3], '*', 'job', ARGV[5], 'user', redis.call('HGET', KEYS[1], 'user'))
-  end
+  settle_event(KEYS[1], KEYS[3], ARGV[5]) -- its reservation must be released
   return 'cancelled'
 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])

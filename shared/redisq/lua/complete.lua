@@ -31,9 +31,7 @@ redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARG
 if ARGV[7] ~= '' then
   redis.call('XADD', KEYS[4], '*', 'ev', ARGV[7])
 end
-if redis.call('HGET', KEYS[1], 'resv') == '1' then
-  redis.call('XADD', KEYS[6], '*', 'job', ARGV[10], 'user', redis.call('HGET', KEYS[1], 'user'))
-end
+settle_event(KEYS[1], KEYS[6], ARGV[10])
 local hook = redis.call('HGET', KEYS[1], 'webhook')
 if hook and hook ~= '' then
   redis.call('XADD', KEYS[5], '*', 'job', ARGV[10])

@@ -19,9 +19,7 @@ local function finish(status, err, http)
   redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', status, 'error', err, 'http', http)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
-  if redis.call('HGET', KEYS[1], 'resv') == '1' then -- its reservation must be released
-    redis.call('XADD', KEYS[5], '*', 'job', ARGV[6], 'user', redis.call('HGET', KEYS[1], 'user'))
-  end
+  settle_event(KEYS[1], KEYS[5], ARGV[6]) -- its reservation must be released
   ack()
 end
 

@@ -1,0 +1,12 @@
+-- Prepended to every script that ends a job (complete, start, cancel): the
+-- one way a reserved job's end asks for its settlement. The entry carries
+-- everything settlement needs (the hold's terms as admitted, the usage, the
+-- engine time, whether the cache served it), so a settler that reaches it
+-- after the job hash expired or was erased still charges what was used.
+-- jk: job hash, sk: settle stream, id: job id.
+local function settle_event(jk, sk, id)
+  if redis.call('HGET', jk, 'resv') ~= '1' then return end
+  local v = redis.call('HMGET', jk, 'user', 'hold', 'usage', 'engine_ms', 'cache')
+  redis.call('XADD', sk, '*', 'job', id, 'user', v[1] or '', 'hold', v[2] or '',
+    'usage', v[3] or '', 'engine_ms', v[4] or '', 'cache', v[5] or '')
+end
