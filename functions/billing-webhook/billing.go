@@ -24,12 +24,14 @@ import (
 	"github.com/redis/go-redis/v9"
 	stripeapi "github.com/stripe/stripe-go/v85"
 
+	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/stripe"
 )
@@ -272,6 +274,10 @@ func (d Deps) process(ctx context.Context, ev stripeapi.Event) (string, error) {
 type effects struct {
 	grants []postgres.LedgerRef // ledger rows to apply to the live counters
 	users  []string             // users whose cached principal is stale
+	// funds are users whose credit changed under their jobs in flight
+	// (a clawback) or whose disputes changed: their suspension is set from
+	// their open disputes and jobs holding credit no longer there stopped.
+	funds []string
 }
 
 // after applies fx: a failure is returned so Stripe retries, and the retry
@@ -283,6 +289,39 @@ func (d Deps) after(ctx context.Context, fx effects) error {
 	}
 	for _, u := range fx.users {
 		errs = append(errs, authn.RevokeUser(ctx, d.Redis, u))
+	}
+	for _, u := range slices.Compact(slices.Sorted(slices.Values(fx.funds))) {
+		errs = append(errs, d.recheckFunds(ctx, u))
+	}
+	return errors.Join(errs...)
+}
+
+// recheckFunds suspends a user's credit and postpaid use while a dispute is
+// open (lifts it when none is), and cancels the jobs whose credit holds the
+// balance no longer backs, so a clawback never leaves credit below zero
+// unseen: what those jobs used before they stop, past the balance, settles
+// as an audited debt.
+func (d Deps) recheckFunds(ctx context.Context, user string) error {
+	open, err := d.DB.OpenDisputes(ctx, user)
+	if err != nil {
+		return err
+	}
+	if err := admission.Suspend(ctx, d.Redis, user, open > 0); err != nil {
+		return err
+	}
+	jobs, err := admission.Overheld(ctx, d.Redis, user)
+	if err != nil {
+		return err
+	}
+	q := redisq.New(d.Redis, redisq.Options{ResultTTL: d.Config.Jobs.ResultTTL})
+	var errs []error
+	for _, j := range jobs {
+		if _, err := q.Cancel(ctx, j, ""); err != nil && !errors.Is(err, sluice.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if len(jobs) > 0 {
+		d.Log.Warn("jobs cancelled: their credit was taken back", slog.String("user_id", user), slog.Int("jobs", len(jobs)))
 	}
 	return errors.Join(errs...)
 }
@@ -300,6 +339,7 @@ func (d Deps) recorded(ctx context.Context, ev stripeapi.Event) (effects, error)
 	fx := effects{grants: rows}
 	for _, g := range rows {
 		fx.users = append(fx.users, g.UserID)
+		fx.funds = append(fx.funds, g.UserID)
 	}
 	return fx, nil
 }

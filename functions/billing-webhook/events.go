@@ -32,6 +32,7 @@ var handlers = map[string]handler{
 	"invoice.payment_failed":                   invoiceFailed,
 	"charge.refunded":                          chargeRefunded,
 	"charge.dispute.created":                   disputeCreated,
+	"charge.dispute.closed":                    disputeClosed,
 }
 
 func eventTime(ev stripeapi.Event) time.Time { return time.Unix(ev.Created, 0).UTC() }
@@ -293,6 +294,9 @@ func clawback(ctx context.Context, tx *postgres.BillingTx, ev stripeapi.Event, f
 	if id != 0 && taken > 0 {
 		fx.grants = append(fx.grants, postgres.LedgerRef{ID: id, UserID: user, CreditMicros: -taken})
 	}
+	// Jobs in flight may hold credit the clawback just took: they are
+	// stopped after the commit (effects.funds).
+	fx.funds = append(fx.funds, user)
 	return nil
 }
 
@@ -309,13 +313,54 @@ func chargeRefunded(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev stri
 		"stripe refund of "+ch.ID)
 }
 
+// disputeCreated takes the disputed credit back and suspends the user's
+// prepaid credit and postpaid use until the dispute closes: a user who
+// disputes what was spent cannot go on spending meanwhile.
 func disputeCreated(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev stripeapi.Event, fx *effects) error {
 	dp, err := stripe.Object[stripeapi.Dispute](ev)
 	if err != nil {
 		return err
 	}
-	return clawback(ctx, tx, ev, fx, paymentOf(dp.PaymentIntent), stripe.CentsToMicros(dp.Amount), "dispute:"+dp.ID,
+	payment := paymentOf(dp.PaymentIntent)
+	if payment != "" {
+		user, err := tx.UserIDByPayment(ctx, payment)
+		if err != nil && !errors.Is(err, sluice.ErrNotFound) {
+			return err
+		}
+		if user != "" {
+			if _, err := tx.OpenDispute(ctx, dp.ID, user, payment, stripe.CentsToMicros(dp.Amount), string(dp.Status)); err != nil {
+				return err
+			}
+			fx.users = append(fx.users, user)
+		}
+	}
+	return clawback(ctx, tx, ev, fx, payment, stripe.CentsToMicros(dp.Amount), "dispute:"+dp.ID,
 		"stripe dispute "+dp.ID)
+}
+
+// disputeClosed ends a dispute: won, what its clawback took is given back
+// (a reversal); either way the suspension lifts once no dispute is open.
+func disputeClosed(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev stripeapi.Event, fx *effects) error {
+	dp, err := stripe.Object[stripeapi.Dispute](ev)
+	if err != nil {
+		return err
+	}
+	user, taken, err := tx.CloseDispute(ctx, dp.ID, string(dp.Status))
+	if err != nil || user == "" {
+		return err
+	}
+	if dp.Status == stripeapi.DisputeStatusWon && taken > 0 {
+		id, err := tx.Reversal(ctx, user, sluice.CalendarPeriod(eventTime(ev)), taken, "stripe dispute won "+dp.ID, "dispute-won:"+dp.ID)
+		if err != nil {
+			return err
+		}
+		if id != 0 {
+			fx.grants = append(fx.grants, postgres.LedgerRef{ID: id, UserID: user, CreditMicros: taken})
+		}
+	}
+	fx.funds = append(fx.funds, user)
+	fx.users = append(fx.users, user)
+	return nil
 }
 
 func paymentOf(pi *stripeapi.PaymentIntent) string {
@@ -357,6 +402,12 @@ func stripeRefs(ev stripeapi.Event) ([]string, error) {
 			return nil, err
 		}
 		return []string{"dispute:" + dp.ID}, nil
+	case "charge.dispute.closed":
+		dp, err := stripe.Object[stripeapi.Dispute](ev)
+		if err != nil {
+			return nil, err
+		}
+		return []string{"dispute-won:" + dp.ID, "dispute:" + dp.ID}, nil
 	}
 	return nil, nil
 }

@@ -166,6 +166,13 @@ type balance struct {
 	CreditMicros     int64    `json:"credit_micros"`
 	PostpaidMicros   int64    `json:"postpaid_micros"`
 	OverageCapMicros int64    `json:"overage_cap_micros"`
+	// DebtMicros is what the prepaid balance is below zero (usage past
+	// every source, or a clawback under jobs in flight): owed, audited.
+	DebtMicros int64 `json:"debt_micros"`
+	// FundsSuspended: a card dispute is open; prepaid credit and postpaid
+	// use admit nothing until it closes.
+	FundsSuspended bool  `json:"funds_suspended"`
+	OpenDisputes   int64 `json:"open_disputes"`
 }
 
 // balance: GET /v1/billing/balance — from the ledger (the primary: a
@@ -207,7 +214,8 @@ func (d Deps) balance(w http.ResponseWriter, r *http.Request) {
 	}
 	limits := admission.EffectiveLimits(d.Config, u.Tier, sluice.Limits{OverageCap: u.OverageCapMicros})
 	openai.WriteJSON(w, http.StatusOK, balance{Object: "billing.balance", UserID: uid, Tier: u.Tier, Period: per,
-		IncludedTokens: inc, CreditMicros: b.CreditMicros, PostpaidMicros: b.OverageMicros, OverageCapMicros: limits.OverageCap})
+		IncludedTokens: inc, CreditMicros: b.CreditMicros, PostpaidMicros: b.OverageMicros, OverageCapMicros: limits.OverageCap,
+		DebtMicros: max(-b.CreditMicros, 0), FundsSuspended: b.OpenDisputes > 0, OpenDisputes: b.OpenDisputes})
 }
 
 // currentPeriod is the period a user's usage counts against now: the paid

@@ -336,8 +336,14 @@ func (a *Admitter) load(ctx context.Context, userID, period string) error {
 	for _, id := range b.GrantIDs {
 		args = append(args, id)
 	}
-	if err := loadScript.Run(ctx, a.rdb, []string{keysOf(userID).funds}, args...).Err(); err != nil {
+	n, err := loadScript.Run(ctx, a.rdb, []string{keysOf(userID).funds}, args...).Int64()
+	if err != nil {
 		return a.unavailable(ctx, &Ticket{}, err)
+	}
+	if n == 1 && b.OpenDisputes > 0 { // loaded afresh: an open dispute still suspends
+		if err := Suspend(ctx, a.rdb, userID, true); err != nil {
+			return a.unavailable(ctx, &Ticket{}, err)
+		}
 	}
 	return nil
 }
@@ -460,6 +466,53 @@ func (a *Admitter) Lapse(ctx context.Context, userID string) (int64, error) {
 // ledger to the live balance, once per ledger row.
 func Grant(ctx context.Context, rdb redis.UniversalClient, userID string, grantID, micros int64) error {
 	return grantScript.Run(ctx, rdb, []string{keysOf(userID).funds}, grantID, micros).Err()
+}
+
+// Suspend suspends (on) or restores a user's prepaid credit and postpaid
+// use in admission: while a card dispute is open, only included tokens
+// admit new jobs.
+func Suspend(ctx context.Context, rdb redis.UniversalClient, userID string, on bool) error {
+	if on {
+		return rdb.HSet(ctx, keysOf(userID).funds, "susp", 1).Err()
+	}
+	return rdb.HDel(ctx, keysOf(userID).funds, "susp").Err()
+}
+
+// Overheld lists the jobs whose credit holds the user's balance no longer
+// backs (a refund or dispute took the credit back while they ran), the
+// latest-ending first, as many as it takes for the rest to be backed: the
+// caller cancels them, so that what they go on to use cannot drive the
+// balance below zero. (What they used before they stop is still charged;
+// past the balance it is an audited debt.)
+func Overheld(ctx context.Context, rdb redis.UniversalClient, userID string) ([]string, error) {
+	k := keysOf(userID)
+	pipe := rdb.Pipeline()
+	fv := pipe.HMGet(ctx, k.funds, "credit", "cr_held")
+	hv := pipe.HGetAll(ctx, k.holds)
+	ev := pipe.ZRevRangeWithScores(ctx, k.holdExp, 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	n := func(v any) int64 { s, _ := v.(string); x, _ := strconv.ParseInt(s, 10, 64); return x }
+	f := fv.Val()
+	if len(f) < 2 {
+		return nil, nil
+	}
+	over := n(f[1]) - n(f[0]) // credit held past the balance
+	var out []string
+	for _, z := range ev.Val() {
+		if over <= 0 {
+			break
+		}
+		id, _ := z.Member.(string)
+		h, err := parseHold(hv.Val()[id])
+		if err != nil || h.Credit <= 0 {
+			continue
+		}
+		out = append(out, id)
+		over -= h.Credit
+	}
+	return out, nil
 }
 
 // Live is a user's live counters as Redis holds them.

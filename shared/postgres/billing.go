@@ -235,3 +235,44 @@ func (db *DB) UserBilling(ctx context.Context, userID string) (UserBillingState,
 	err := db.Pool.QueryRow(ctx, q("UserBilling"), userID).Scan(&s.Tier, &s.StripeCustomer, &s.PeriodStart, &s.PeriodEnd, &s.PastDueSince)
 	return s, translate(err)
 }
+
+// OpenDispute records a card dispute of payment as open; false when it was
+// recorded before.
+func (t *BillingTx) OpenDispute(ctx context.Context, id, userID, payment string, micros int64, status string) (bool, error) {
+	var got string
+	err := t.tx.QueryRow(ctx, q("OpenDispute"), id, userID, payment, micros, status).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, translate(err)
+}
+
+// CloseDispute closes an open dispute with Stripe's final status and
+// returns its user and what its clawback took; userID "" when the dispute
+// is unknown or was closed before.
+func (t *BillingTx) CloseDispute(ctx context.Context, id, status string) (userID string, taken int64, err error) {
+	err = t.tx.QueryRow(ctx, q("CloseDispute"), id, status).Scan(&userID, &taken)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", 0, nil
+	}
+	return userID, taken, translate(err)
+}
+
+// Reversal gives back micros a clawback took (a dispute decided in the
+// user's favour), once per ref; id 0 when ref was recorded before.
+func (t *BillingTx) Reversal(ctx context.Context, userID, period string, micros int64, note, ref string) (int64, error) {
+	var id int64
+	err := t.tx.QueryRow(ctx, q("BillingReversal"), userID, period, micros, note, ref).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return id, translate(err)
+}
+
+// OpenDisputes counts a user's open card disputes (while any is open, the
+// user's prepaid credit and postpaid use are suspended).
+func (db *DB) OpenDisputes(ctx context.Context, userID string) (int64, error) {
+	var n int64
+	err := db.Pool.QueryRow(ctx, q("OpenDisputes"), userID).Scan(&n)
+	return n, translate(err)
+}

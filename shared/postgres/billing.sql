@@ -113,3 +113,29 @@ SELECT user_id FROM credit_ledger WHERE stripe_payment = $1 AND kind = 'grant' L
 -- The ledger rows of Stripe objects, to re-apply them to the live counters
 -- when an event is delivered again after the counters missed them.
 SELECT id, user_id, credit_micros FROM credit_ledger WHERE stripe_ref = ANY($1::text[]);
+
+-- name: OpenDispute
+-- Records a card dispute as open (once per dispute id); no row back: known already.
+INSERT INTO billing_disputes (id, user_id, payment, amount_micros, status)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: CloseDispute
+-- Closes a dispute (won, lost, ...); no row back: unknown or closed already.
+-- It returns the user and what the dispute's clawback took.
+UPDATE billing_disputes d SET open = false, status = $2, closed_at = NOW()
+WHERE d.id = $1 AND d.open
+RETURNING d.user_id,
+          COALESCE((SELECT -credit_micros FROM credit_ledger WHERE stripe_ref = 'dispute:' || $1), 0)::bigint;
+
+-- name: OpenDisputes
+-- A user's open card disputes.
+SELECT count(*) FROM billing_disputes WHERE user_id = $1 AND open;
+
+-- name: BillingReversal
+-- Gives back what a clawback took (a dispute won); recorded once per ref.
+INSERT INTO credit_ledger (user_id, kind, period, credit_micros, note, stripe_ref)
+VALUES ($1, 'reversal', $2, $3, $4, $5)
+ON CONFLICT (stripe_ref) DO NOTHING
+RETURNING id;
