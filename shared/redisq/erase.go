@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
 // EraseUserJobs deletes every stored job of a user among the given models —
@@ -29,6 +31,17 @@ func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []strin
 					continue
 				}
 				id := key[len(tagged(tag)+"job:"):]
+				// A job not yet ended must still end through its scripts, so
+				// that its reservation settles: a queued one is cancelled (it
+				// ends now, its settle entry carrying what settlement needs);
+				// a running one loses its prompt and is told to stop, and its
+				// hash expires after it ends.
+				if st, err := q.Cancel(ctx, id, ""); err == nil && st == sluice.JobRunning {
+					if err := c.HDel(ctx, key, "body").Err(); err != nil {
+						return err
+					}
+					continue
+				}
 				if err := c.Unlink(ctx, key, ResultKey(id)).Err(); err != nil {
 					return err
 				}

@@ -362,6 +362,56 @@ func TestEraseUserJobs(t *testing.T) {
 	}
 }
 
+// Erasing an account never loses a charge: a queued reserved job is
+// cancelled (its settle entry carries its hold's terms), a running one loses
+// its prompt but still ends through its scripts, so its usage settles.
+func TestEraseKeepsReservedJobsSettling(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{})
+	job := func() *sluice.Job {
+		j := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
+			Body: json.RawMessage(`{"model":"x"}`), Priority: 1, Reserved: true, Hold: "26|10|1|2|0|0|0|2026-12|" + b.model + "|0|0"}
+		if err := b.q.Enqueue(ctx, j, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	t.Cleanup(func() { b.rdb.Del(context.Background(), redisq.SettleKey(redisq.Tag(b.model))) })
+	running := job()
+	e := b.claim(t, "w1")
+	if out, _, err := b.q.Start(ctx, e, group, "w1", b.model); err != nil || out != redisq.StartRun {
+		t.Fatalf("start: %s %v", out, err)
+	}
+	queued := job()
+	if n, err := b.q.EraseUserJobs(ctx, "u1", []string{b.model}); err != nil || n != 1 {
+		t.Fatalf("erased %d, %v; want 1 (the queued job, cancelled first)", n, err)
+	}
+	if body, _ := b.rdb.HGet(ctx, redisq.JobKey(running.ID), "body").Result(); body != "" {
+		t.Fatalf("the running job's prompt was kept: %q", body)
+	}
+	o := redisq.Outcome{Status: sluice.JobSucceeded, HTTP: 200, Result: []byte(`{}`),
+		Usage: &sluice.UsageEvent{JobID: running.ID, UserID: "u1", Usage: sluice.Usage{PromptTokens: 20, CompletionTokens: 7}}}
+	if ok, err := b.q.Complete(ctx, group, e, o); err != nil || !ok {
+		t.Fatalf("the running job could not end: %v %v", ok, err)
+	}
+	msgs, err := b.rdb.XRange(ctx, redisq.SettleKey(redisq.Tag(b.model)), "-", "+").Result()
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("settle entries %v %v, want 2", msgs, err)
+	}
+	for _, m := range msgs {
+		if m.Values["hold"] != running.Hold {
+			t.Fatalf("settle entry without the hold's terms: %v", m.Values)
+		}
+		if m.Values["job"] == running.ID && m.Values["usage"] != `{"prompt_tokens":20,"completion_tokens":7,"total_tokens":0}` {
+			t.Fatalf("settle entry of the running job: %v", m.Values)
+		}
+		if m.Values["job"] != running.ID && m.Values["job"] != queued.ID {
+			t.Fatalf("settle entry of an unknown job: %v", m.Values)
+		}
+	}
+}
+
 // TestPayloadRefs: a job whose input and result live in the object store
 // carries only their keys through Redis: the input key from enqueue to the
 // worker's start, the result key to the end event and the job record.
