@@ -300,7 +300,12 @@ function balanceCards(b) {
     h('div', { class: 'card' }, h('h2', {}, 'Credit balance'), h('p', { class: 'stat', 'data-credit': b.credit_micros }, money(b.credit_micros)),
       h('p', { class: 'muted small' }, 'Prepaid credits, used after included tokens.')),
     h('div', { class: 'card' }, h('h2', {}, 'Postpaid this period'), h('p', { class: 'stat' }, money(b.postpaid_micros)),
-      h('p', { class: 'muted small' }, 'Cap ', money(b.overage_cap_micros))));
+      h('p', { class: 'muted small' }, 'Cap ', money(b.overage_cap_micros))),
+    (b.debt_micros > 0 || b.funds_suspended) && h('div', { class: 'card', 'data-debt': b.debt_micros || 0 }, h('h2', {}, 'Debt'),
+      h('p', { class: 'stat' }, money(b.debt_micros || 0)),
+      h('p', { class: 'muted small' }, b.funds_suspended
+        ? `Credit and postpaid use are suspended while ${b.open_disputes} payment dispute(s) are open.`
+        : 'Usage charged past your funds; new requests need credit first.')));
 }
 
 /** u if it is an http(s) URL, else '': a link from an API never runs script. */
