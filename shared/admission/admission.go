@@ -239,6 +239,17 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 		lim.OverageCap, leaseFor.Milliseconds(), holdFor.Milliseconds(), r.Model.Name, window.Milliseconds(), r.Period,
 		int64(price.PerRequest), int64(price.PerGPUSecond), WorstExtra(price, r.Timeout)}
 	lapsed := false
+	lapse := func(res []any) bool { // holds are due to lapse: release those of jobs that never came to exist
+		if due, _ := res[len(res)-1].(int64); due == 0 || lapsed || len(res) < 10 {
+			return false
+		}
+		lapsed = true
+		n, err := a.Lapse(ctx, r.UserID)
+		if err != nil {
+			a.log.Warn("lapsing holds failed", slog.String("user_id", r.UserID), slog.String("err", err.Error()))
+		}
+		return n > 0
+	}
 	for attempt := 0; ; attempt++ {
 		res, err := admitScript.Run(ctx, a.rdb, keys, args...).Slice()
 		if err != nil {
@@ -249,6 +260,7 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 		tk.parse(res)
 		switch outcome {
 		case "ok":
+			lapse(res)
 			tk.Reserved = true
 			tk.Hold = fmt.Sprintf("%d|%d|%d|%d|0|0|0|%s|%s|%d|%d", prompt, completion, int64(price.InputTokens),
 				int64(price.OutputTokens), detail, r.Model.Name, int64(price.PerRequest), int64(price.PerGPUSecond))
@@ -261,12 +273,9 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 				return tk, err
 			}
 		case "quota":
-			if !lapsed { // holds of jobs that never ran may be due to lapse
-				lapsed = true
-				if n, err := a.Lapse(ctx, r.UserID); err == nil && n > 0 {
-					attempt--
-					continue
-				}
+			if lapse(res) { // funds came back: try again
+				attempt--
+				continue
 			}
 			if detail == "suspended" {
 				return tk, &sluice.Error{Kind: sluice.KindQuota, Code: sluice.CodeInsufficientQuota,

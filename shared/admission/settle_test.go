@@ -303,3 +303,28 @@ func TestSettlesAfterJobHashGone(t *testing.T) {
 
 // redisZ is a sorted-set member due at once.
 func redisZ(member string) redis.Z { return redis.Z{Score: 0, Member: member} }
+
+// A hold whose job never came to exist (its submit died before enqueueing)
+// still lapses, at the user's next admission once it is due.
+func TestOrphanHoldLapses(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "  free:\n    rate_limit: unlimited\n    included_credits: 0\n")
+	ctx := context.Background()
+	user := b.user(t, "free")
+	b.grant(t, user, 46*3)
+	orphan, err := b.a.Admit(ctx, b.req(user, "free"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.rdb.ZAdd(ctx, "sluice:{u:"+user+"}:holdexp", redisZ(orphan.JobID))
+	if _, err := b.a.Admit(ctx, b.req(user, "free")); err != nil {
+		t.Fatal(err)
+	}
+	hs, _ := admission.Holds(ctx, b.rdb, user)
+	if _, held := hs[orphan.JobID]; held || len(hs) != 1 {
+		t.Fatalf("holds %v: the orphan's should have lapsed", hs)
+	}
+	if live, _ := admission.LiveCounters(ctx, b.rdb, user); live.HeldCredit != 46 {
+		t.Fatalf("held credit %d, want 46 (the new job's only)", live.HeldCredit)
+	}
+}

@@ -14,7 +14,8 @@
 -- ARGV[18] the worst case of both (per-request plus the GPU-second price for
 -- the job's whole time limit): money, never covered by included tokens
 -- Returns {outcome, detail, retry ms, rpm limit, rpm left, rpm reset ms,
---          tpm limit, tpm left, tpm reset ms}; outcome ok|limit|quota|load.
+--          tpm limit, tpm left, tpm reset ms, holds due to lapse (0|1)};
+--          outcome ok|limit|quota|load.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local job = ARGV[1]
@@ -82,7 +83,8 @@ local function reply(outcome, detail, retry, admitted)
   local rl, rr, tl, tr = rpm, -1, tpm, -1
   if rpm >= 0 then rr = math.max(rpm - reqs - a, 0) end
   if tpm >= 0 then tr = math.max(tpm - toks - (admitted and T or 0), 0) end
-  return {outcome, detail, retry, rl, rr, resetOf(4), tl, tr, resetOf(5)}
+  local due = #redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1)
+  return {outcome, detail, retry, rl, rr, resetOf(4), tl, tr, resetOf(5), due}
 end
 
 if rpm >= 0 and reqs >= rpm then
