@@ -152,9 +152,12 @@ usage_rollup:
 		Credit   int64                                  `json:"credit_micros"`
 		Postpaid int64                                  `json:"postpaid_micros"`
 		Cap      int64                                  `json:"overage_cap_micros"`
+		Debt     *int64                                 `json:"debt_micros"`
+		Susp     *bool                                  `json:"funds_suspended"`
 	}
 	if st := s.getJSON(t, key, "/v1/billing/balance", &bal); st != 200 || bal.Tier != "pro" || bal.Period.Label != sluice.CalendarPeriod(time.Now()) ||
-		bal.Included.Limit != 40 || bal.Included.Used != included || bal.Included.Remaining != 40-included || bal.Postpaid != overage || bal.Cap != 100_000_000 {
+		bal.Included.Limit != 40 || bal.Included.Used != included || bal.Included.Remaining != 40-included || bal.Postpaid != overage || bal.Cap != 100_000_000 ||
+		bal.Debt == nil || *bal.Debt != 0 || bal.Susp == nil || *bal.Susp {
 		t.Fatalf("balance: %d %+v; want postpaid %d", st, bal, overage)
 	}
 

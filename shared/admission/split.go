@@ -93,13 +93,25 @@ type Room struct {
 // and what none covers is Debt (the balance goes below zero, audited).
 func (h Hold) Split(prompt, completion, engineMS int64, r Room) Charge {
 	prompt, completion, engineMS = max(prompt, 0), max(completion, 0), max(engineMS, 0)
+	c := h.split(prompt, completion, engineMS, h.Included, r)
+	if c.Debt > 0 || c.Overage > h.Overage || c.Credit > h.Credit {
+		// Past the hold: included tokens left free pay first. (Only then:
+		// within its hold a job never takes from the free balance, so
+		// settlers running side by side cannot hand out the same room.)
+		inc := prompt + completion
+		if r.Included >= 0 {
+			inc = h.Included + r.Included
+		}
+		c = h.split(prompt, completion, engineMS, inc, r)
+	}
+	return c
+}
+
+// split is Split with incAvail included tokens available.
+func (h Hold) split(prompt, completion, engineMS, incAvail int64, r Room) Charge {
 	total := prompt + completion
 	var c Charge
 	c.Excess = max(prompt-h.PromptBound, 0) + max(completion-h.MaxOutput, 0)
-	incAvail := total
-	if r.Included >= 0 {
-		incAvail = h.Included + max(r.Included, 0)
-	}
 	c.Included = min(total, incAvail)
 	inRest := max(prompt-c.Included, 0)
 	outRest := total - c.Included - inRest
