@@ -136,3 +136,36 @@ func TestHoldFieldsOnlyWhenPriced(t *testing.T) {
 		}
 	}
 }
+
+// Usage past the hold is charged from what the balance has free: included
+// tokens, then overage under the cap, then credit, and the rest is debt. A
+// hold whose credit a clawback took back is covered only as far as the
+// balance still backs it.
+func TestSplitPastTheHold(t *testing.T) {
+	t.Parallel()
+	// Bounds 26 + 10 tokens; 1 and 2 micro-dollars a token; 46 held as credit.
+	h := admission.Hold{PromptBound: 26, MaxOutput: 10, InputPrice: 1, OutputPrice: 2, Credit: 46}
+	for _, c := range []struct {
+		name          string
+		prompt, compl int64
+		room          admission.Room
+		want          admission.Charge
+	}{
+		{"within the hold: the free balance untouched", 20, 7, admission.Room{Included: 1000, Overage: 1000, CreditFree: 1000},
+			admission.Charge{Credit: 34}},
+		// 100 + 40 = 140 past the 46 held: 30 free included tokens pay 30 prompt tokens.
+		{"included room first", 100, 20, admission.Room{Included: 30, Overage: 0, CreditFree: 1000},
+			admission.Charge{Included: 30, Credit: 110, Excess: 74 + 10}},
+		{"then overage", 100, 20, admission.Room{Included: 0, Overage: 50, CreditFree: 1000},
+			admission.Charge{Credit: 90, Overage: 50, Excess: 84}},
+		{"then credit, then debt", 100, 20, admission.Room{Included: 0, Overage: 50, CreditFree: 30},
+			admission.Charge{Credit: 76, Overage: 50, Debt: 14, Excess: 84}},
+		// A clawback left the balance 20 short of the holds: 26 of the 46 backed.
+		{"clawed-back hold", 20, 7, admission.Room{CreditFree: -20}, admission.Charge{Credit: 26, Debt: 8}},
+		{"unlimited included", 100, 20, admission.Room{Included: -1}, admission.Charge{Included: 120, Excess: 84}},
+	} {
+		if got := h.Split(c.prompt, c.compl, 0, c.room); got != c.want {
+			t.Errorf("%s: Split(%d, %d, %+v) = %+v, want %+v", c.name, c.prompt, c.compl, c.room, got, c.want)
+		}
+	}
+}
