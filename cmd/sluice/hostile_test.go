@@ -201,7 +201,9 @@ func TestHostileCaseVariantKeys(t *testing.T) {
 	} {
 		marker := fmt.Sprintf("case-variant-%d-%s", i, h.model.Name)
 		body := fmt.Sprintf(c.body, h.model.Name, marker, big)
-		t.Run(c.param, func(t *testing.T) { h.checkHostile(t, sluice.EndpointChat, body, marker, sluice.CodeDuplicateKey, c.param) })
+		t.Run(c.param, func(t *testing.T) {
+			h.checkHostile(t, sluice.EndpointChat, body, marker, sluice.CodeDuplicateKey, c.param)
+		})
 	}
 	// The same trick on model: a key's model allowlist must see the model
 	// the engine serves.
