@@ -49,10 +49,12 @@ func startStackEnv(t *testing.T, extraEnv map[string]string, extraYAML string, s
 	sim := testenv.Sim(t)
 	dir := t.TempDir()
 	chat, small := testenv.Name("e2e-chat"), testenv.Name("e2e-small")
-	chatEngine := "" // the chat model's own engine (a proxy in front of a simulator), if the test brings one
+	// The chat model's own engine (a proxy in front of a simulator) if the
+	// test brings one, and more of its keys.
+	chatEngine := extraEnv["SLUICE_TEST_CHAT_YAML"]
 	if name := extraEnv["SLUICE_TEST_CHAT"]; name != "" {
 		chat = name
-		chatEngine = "\n      endpoints: [" + extraEnv["SLUICE_TEST_CHAT_ENDPOINT"] + "]" + extraEnv["SLUICE_TEST_CHAT_YAML"]
+		chatEngine += "\n      endpoints: [" + extraEnv["SLUICE_TEST_CHAT_ENDPOINT"] + "]"
 	}
 	pricing := "pricing: {}"
 	if strings.Contains(extraYAML, "\npricing:") {
