@@ -59,6 +59,8 @@ drill: sim
 fuzz:
 	$(GO) test ./shared/apikey -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzParse -fuzztime 60s
+	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzDecode -fuzztime 60s
+	$(GO) test ./internal/enginetest -run '^$$' -fuzz FuzzDecodePython -fuzztime 60s
 	$(GO) test ./shared/rbac -run '^$$' -fuzz FuzzAllowed -fuzztime 60s
 	$(GO) test ./shared/authn -run '^$$' -fuzz '^FuzzToken$$' -fuzztime 60s
 	$(GO) test ./shared/authn -run '^$$' -fuzz '^FuzzAuthorize$$' -fuzztime 60s

@@ -141,6 +141,7 @@ func (m *money) run(ctx context.Context) (err error) {
     - name: %s
       max_batch_size: 8
       max_model_len: 2048
+      template_overhead_tokens: 1
       endpoints: [%s]
 pricing:
   %s:
@@ -737,9 +738,9 @@ func (m *money) checkRPM(ctx context.Context) error {
 // at once: K admitted, the balance never below zero, and the charge equal to
 // the settled usage, to the micro-dollar.
 func (m *money) checkBalance(ctx context.Context) error {
-	// Each request holds prompt bound 1+4 bytes + 8·2 = 21 tokens at 1 µ$
-	// and 10 completion tokens at 2 µ$: 41 µ$.
-	const hold = 41
+	// Each request holds prompt bound 1+4 bytes + 8·2 + the template
+	// overhead 1 = 22 tokens at 1 µ$ and 10 completion tokens at 2 µ$: 42 µ$.
+	const hold = 42
 	k := m.o.k
 	u := &drillUser{email: "credit@drill", tier: "credit-only", grant: "0." + fmt.Sprintf("%06d", k*hold)}
 	if err := m.makeUser(ctx, u); err != nil {

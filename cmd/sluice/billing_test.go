@@ -28,7 +28,8 @@ func TestBuyCreditsEndToEnd(t *testing.T) {
 	t.Parallel()
 	const whsec = "whsec_e2e_test"
 	mock := testenv.StripeMock(t)
-	s := startStackEnv(t, map[string]string{"STRIPE_SECRET_KEY": "sk_test_e2e", "STRIPE_API_BASE": mock, "STRIPE_WEBHOOK_SECRET": whsec}, `
+	s := startStackEnv(t, map[string]string{"STRIPE_SECRET_KEY": "sk_test_e2e", "STRIPE_API_BASE": mock, "STRIPE_WEBHOOK_SECRET": whsec,
+		"SLUICE_TEST_CHAT_YAML": "\n      template_overhead_tokens: 1"}, `
 pricing:
   %CHAT%:
     input_tokens: 0.000001
@@ -53,8 +54,9 @@ tiers:
 		return "", err
 	}
 
-	// Each request holds 2 + 8*2 + 20 = 38 tokens: the 100 included run out
-	// within a few requests, then insufficient_quota. A refusal counts once
+	// Each request holds 2+4 bytes + 8*2 + the template's 1 + 20 = 43
+	// tokens: the 100 included run out within a few requests, then
+	// insufficient_quota. A refusal counts once
 	// every served job has settled (no hold in flight) and it still stands.
 	quota := func(err error) bool {
 		var apiErr *openai.Error

@@ -49,6 +49,13 @@ func startStackEnv(t *testing.T, extraEnv map[string]string, extraYAML string, s
 	sim := testenv.Sim(t)
 	dir := t.TempDir()
 	chat, small := testenv.Name("e2e-chat"), testenv.Name("e2e-small")
+	// The chat model's own engine (a proxy in front of a simulator) if the
+	// test brings one, and more of its keys.
+	chatEngine := extraEnv["SLUICE_TEST_CHAT_YAML"]
+	if name := extraEnv["SLUICE_TEST_CHAT"]; name != "" {
+		chat = name
+		chatEngine += "\n      endpoints: [" + extraEnv["SLUICE_TEST_CHAT_ENDPOINT"] + "]"
+	}
 	pricing := "pricing: {}"
 	if strings.Contains(extraYAML, "\npricing:") {
 		pricing = ""
@@ -59,7 +66,7 @@ inference:
   models:
     - name: %s
       max_batch_size: 8
-      max_model_len: 1024
+      max_model_len: 1024%s
     - name: %s
       max_batch_size: 4
       max_model_len: 256
@@ -67,7 +74,7 @@ inference:
 jobs:
   webhooks:
     allow_private: true
-%s`, chat, small, pricing, extraYAML)
+%s`, chat, chatEngine, small, pricing, extraYAML)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

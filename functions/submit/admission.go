@@ -23,8 +23,8 @@ func (s *service) reserve(w http.ResponseWriter, r *http.Request, p *sluice.Prin
 		return nil, err
 	}
 	tk, err := s.Admission.Admit(r.Context(), admission.Request{JobID: job.ID, UserID: p.UserID, Tier: p.Tier,
-		Model: req.Model, PromptBytes: req.PromptBytes, Messages: req.Messages, MaxTokens: req.MaxTokens,
-		Choices: req.Choices, Async: async, Timeout: timeout, Limits: p.Limits, Period: p.Period})
+		Model: req.Model, PromptBytes: req.PromptBytes, ExtraTokens: req.ExtraTokens, Messages: req.Messages,
+		MaxTokens: req.MaxTokens, Room: req.Room, Prompts: req.Prompts, Choices: req.Choices, Async: async, Timeout: timeout, Limits: p.Limits, Period: p.Period})
 	tk.WriteHeaders(w.Header(), err != nil)
 	if err != nil {
 		return nil, err

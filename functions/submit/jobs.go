@@ -34,6 +34,10 @@ func (s *service) createJob(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, s.Log, err)
 		return
 	}
+	if _, err := openai.Decode(raw); err != nil { // no ambiguous keys here either (invariant 9)
+		openai.WriteError(w, r, s.Log, err)
+		return
+	}
 	var jr jobRequest
 	if err := json.Unmarshal(raw, &jr); err != nil {
 		openai.WriteError(w, r, s.Log, sluice.Invalid("", sluice.CodeInvalidJSON, "The job must be a JSON object with url and body."))

@@ -91,12 +91,19 @@ type Request struct {
 	UserID      string
 	Tier        string
 	Model       *config.Model
-	PromptBytes int64 // UTF-8 bytes of the prompt (or token ids): bounds its tokens
+	PromptBytes int64 // bytes the template can render (or token ids): bounds the prompt's tokens
+	// ExtraTokens: prompt tokens beyond bytes (template and tools overhead,
+	// media parts), from shared/openai.
+	ExtraTokens int64
 	Messages    int   // chat messages (each adds template tokens)
 	MaxTokens   int64 // 0: the engine may use the rest of the context
-	Choices     int64 // n; 0 means 1
-	Async       bool
-	Timeout     time.Duration // how long the job may take in all
+	// Room: the completion bound per choice and prompt when MaxTokens is 0;
+	// 0 derives it from PromptBytes.
+	Room    int64
+	Prompts int64 // prompts the engine runs (a completions batch); 0 means 1
+	Choices int64 // completions per prompt, max(n, best_of); 0 means 1
+	Async   bool
+	Timeout time.Duration // how long the job may take in all
 	// Limits are the principal's overrides (key over user), carried from
 	// the verifier's cache: no lookup per request.
 	Limits sluice.Limits
@@ -130,13 +137,20 @@ type limitState struct {
 // Bounds returns the prompt bound and the completion bound admission holds.
 func (a *Admitter) Bounds(r Request) (prompt, completion int64) {
 	overhead := a.cfg.Admission.MessageOverheadTokens
-	prompt = r.PromptBytes + overhead*int64(r.Messages+1)
+	prompts := max(r.Prompts, 1)
+	// Per message (chat) or per prompt (a batch: each is tokenized with its
+	// own special tokens), the template's framing tokens.
+	prompt = r.PromptBytes + r.ExtraTokens + overhead*(int64(r.Messages)+prompts)
 	completion = r.MaxTokens
+	if completion == 0 {
+		completion = r.Room
+	}
 	if completion == 0 {
 		floor := int64(max(a.cfg.Server.BytesPerTokenFloor, 1))
 		completion = max(int64(r.Model.MaxModelLen)-r.PromptBytes/floor, 1)
 	}
-	return prompt, completion * max(r.Choices, 1)
+	// The engine generates max(n, best_of) completions for every prompt.
+	return prompt, completion * max(r.Choices, 1) * prompts
 }
 
 // WorstExtra is the most a job with time limit timeout may cost beyond its

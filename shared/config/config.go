@@ -62,6 +62,9 @@ type Model struct {
 	MaxBatchSize int      `yaml:"max_batch_size"` // in-flight requests per endpoint; default 16
 	MaxModelLen  int      `yaml:"max_model_len"`  // prompt + completion tokens; default 4096
 	Endpoints    []string `yaml:"endpoints"`      // vLLM base URLs, e.g. http://10.0.0.5:8000
+	// EngineInput: template overheads, media bounds and allowed fields,
+	// for the prompt bound (engineinput.go).
+	EngineInput `yaml:",inline"`
 }
 
 // ModelPrice is the per-token price of a model in micro-dollars.
@@ -336,6 +339,7 @@ func (c *Config) applyDefaults() {
 		if m.Replicas == 0 {
 			m.Replicas = 1
 		}
+		m.EngineInput.applyDefaults()
 		for j, e := range m.Endpoints {
 			m.Endpoints[j] = strings.TrimRight(e, "/")
 		}
@@ -408,6 +412,7 @@ func (c *Config) validate() error {
 		if m.MaxModelLen < 16 {
 			errs = append(errs, fmt.Errorf("%s.max_model_len: must be at least 16", where))
 		}
+		errs = append(errs, m.EngineInput.validate(where))
 		switch m.Engine {
 		case "vllm", "tgi", "ollama", "openai":
 		default:

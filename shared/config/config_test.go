@@ -253,3 +253,25 @@ func TestBillingBlock(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineInput: a model's prompt-bound settings default and validate.
+func TestEngineInput(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte("inference: {models: [{name: m}, {name: v, template_overhead_tokens: 1, media: {image: 600}, allow: [echo]}]}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := c.Model("m")
+	v, _ := c.Model("v")
+	if m.TemplateOverheadTokens != 128 || m.ToolsOverheadTokens != 512 || m.TemplateJSONIndent != 4 || m.Media.Image != 0 || m.Allows("echo") {
+		t.Fatalf("defaults: %+v", m.EngineInput)
+	}
+	if v.TemplateOverheadTokens != 1 || v.Media.Image != 600 || !v.Allows("echo") || v.Allows("chat_template") {
+		t.Fatalf("set: %+v", v.EngineInput)
+	}
+	for _, bad := range []string{"allow: [logits_processors]", "media: {audio: -1}", "template_json_indent: 40", "tools_overhead_tokens: -1"} {
+		if _, err := config.Parse([]byte("inference: {models: [{name: m, " + bad + "}]}")); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}

@@ -22,13 +22,25 @@ type Request struct {
 	Stream       bool
 	IncludeUsage bool  // the client asked for the usage chunk
 	MaxTokens    int64 // 0 when the client left it to the engine
-	PromptBytes  int64 // UTF-8 bytes of the prompt: an upper bound on its tokens
-	Messages     int   // chat messages (0 for completions)
-	Choices      int64 // n (1 when absent)
+	// PromptBytes bounds the prompt's tokens: every byte the chat template
+	// can render (messages, names, tool calls, tools, schemas), or the
+	// prompts' bytes (token ids counted one each).
+	PromptBytes int64
+	// ExtraTokens are prompt tokens beyond bytes: the model's template and
+	// tools overhead, and its bound per image or audio part.
+	ExtraTokens int64
+	// Room is the completion bound per choice and prompt when MaxTokens is
+	// 0: the context the shortest prompt leaves.
+	Room     int64
+	Messages int   // chat messages (0 for completions)
+	Prompts  int64 // prompts the engine runs: a completions batch, else 1
+	Choices  int64 // completions per prompt: max(n, best_of), 1 when absent
 	// Deterministic: temperature 0 and one choice, so the same body gives
 	// the same answer (the response cache serves only these).
 	Deterministic bool
-	Upstream      []byte
+	// Upstream is the body the engine gets: the client's allowlisted fields
+	// re-encoded from the strict parse, never the raw bytes.
+	Upstream []byte
 }
 
 // ReadBody reads a request body up to limit bytes: 413 past it, 400 for
@@ -53,23 +65,21 @@ func ReadBody(r *http.Request, limit int64) ([]byte, error) {
 	return body, nil
 }
 
-type message struct {
-	Role    *string         `json:"role"`
-	Content json.RawMessage `json:"content"`
-}
-
-// common holds the fields both endpoints share.
+// common holds the typed fields both endpoints share. It is decoded only
+// after Decode and the allowlist have made every key exact and unique, so
+// encoding/json's case-insensitive matching cannot see another field than
+// the engine does.
 type common struct {
-	Model               *string         `json:"model"`
-	MaxTokens           *int64          `json:"max_tokens"`
-	MaxCompletionTokens *int64          `json:"max_completion_tokens"`
-	Stream              *bool           `json:"stream"`
-	StreamOptions       *streamOptions  `json:"stream_options"`
-	N                   *int64          `json:"n"`
-	Temperature         *float64        `json:"temperature"`
-	TopP                *float64        `json:"top_p"`
-	Messages            *[]message      `json:"messages"`
-	Prompt              json.RawMessage `json:"prompt"`
+	Model               *string        `json:"model"`
+	MaxTokens           *int64         `json:"max_tokens"`
+	MaxCompletionTokens *int64         `json:"max_completion_tokens"`
+	Stream              *bool          `json:"stream"`
+	StreamOptions       *streamOptions `json:"stream_options"`
+	N                   *int64         `json:"n"`
+	BestOf              *int64         `json:"best_of"`
+	Temperature         *float64       `json:"temperature"`
+	TopP                *float64       `json:"top_p"`
+	MinTokens           *int64         `json:"min_tokens"`
 }
 
 type streamOptions struct {
@@ -87,38 +97,55 @@ type Limits struct {
 	BytesPerTokenFloor int
 }
 
-// Parse validates a chat or completions request body and builds the body sent
-// upstream: the client's own fields (unknown ones pass through, as OpenAI
-// ignores them) with stream usage always requested, so every job is metered.
+// Parse validates a chat or completions request body, bounds what the
+// engine can count for it, and builds the body sent upstream: the client's
+// allowlisted fields re-encoded (invariant 9), with stream usage always
+// requested so every job is metered.
 func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, error) {
+	route, ok := Routes[endpoint]
+	if !ok {
+		return nil, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound, "Unknown endpoint %s.", endpoint)
+	}
+	tree, err := Decode(body)
+	if err != nil {
+		return nil, err
+	}
+	if tree.Kind != Object {
+		return nil, sluice.Invalid("", sluice.CodeInvalidJSON, "The OpenAI API expects a JSON object.")
+	}
+	name, _ := str(tree.Get("model"))
+	if mv := tree.Get("model"); mv == nil || mv.Kind == Null || (mv.Kind == String && name == "") {
+		return nil, sluice.Invalid("model", sluice.CodeMissingRequired, "You must provide a model parameter.")
+	} else if mv.Kind != String {
+		return nil, sluice.Invalid("model", sluice.CodeInvalidValue, "Invalid type for 'model': expected a string.")
+	}
+	m, ok := models.Model(name)
+	if !ok {
+		return nil, &sluice.Error{Kind: sluice.KindNotFound, Code: sluice.CodeModelNotFound, Param: "model",
+			Message: fmt.Sprintf("The model `%s` does not exist or you do not have access to it.", name)}
+	}
+	if err := checkFields(route, tree, m); err != nil {
+		return nil, err
+	}
 	var c common
 	if err := json.Unmarshal(body, &c); err != nil {
 		return nil, decodeError(err)
 	}
-	if c.Model == nil || *c.Model == "" {
-		return nil, sluice.Invalid("model", sluice.CodeMissingRequired, "You must provide a model parameter.")
-	}
-	m, ok := models.Model(*c.Model)
-	if !ok {
-		return nil, &sluice.Error{Kind: sluice.KindNotFound, Code: sluice.CodeModelNotFound, Param: "model",
-			Message: fmt.Sprintf("The model `%s` does not exist or you do not have access to it.", *c.Model)}
-	}
 	req := &Request{Endpoint: endpoint, Model: m}
-	var err error
+	var pb promptBound
 	switch endpoint {
 	case sluice.EndpointChat:
-		req.PromptBytes, err = chatPrompt(c, lim)
-		if c.Messages != nil {
-			req.Messages = len(*c.Messages)
-		}
-	case sluice.EndpointCompletion:
-		req.PromptBytes, err = completionPrompt(c)
+		pb, err = chatBound(tree, route, m, lim)
 	default:
-		return nil, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound, "Unknown endpoint %s.", endpoint)
+		pb, err = completionBound(tree, route, m)
 	}
 	if err != nil {
 		return nil, err
 	}
+	if endpoint == sluice.EndpointChat {
+		req.Messages = len(tree.Get("messages").Items)
+	}
+	req.PromptBytes, req.ExtraTokens, req.Prompts = pb.render, pb.extra, pb.prompts
 	for _, f := range []struct {
 		name string
 		v    *int64
@@ -135,12 +162,21 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 		}
 		req.MaxTokens = *f.v
 	}
+	if c.MinTokens != nil && req.MaxTokens > 0 && *c.MinTokens > req.MaxTokens {
+		return nil, sluice.Invalid("min_tokens", sluice.CodeInvalidValue, "min_tokens must not exceed max_tokens.")
+	}
 	if c.N != nil && (*c.N < 1 || *c.N > 16) {
 		return nil, sluice.Invalid("n", sluice.CodeInvalidValue, "n must be between 1 and 16.")
 	}
 	req.Choices = 1
 	if c.N != nil {
 		req.Choices = *c.N
+	}
+	if c.BestOf != nil {
+		if *c.BestOf < req.Choices || *c.BestOf > 16 {
+			return nil, sluice.Invalid("best_of", sluice.CodeInvalidValue, "best_of must be between n and 16.")
+		}
+		req.Choices = *c.BestOf // the engine generates best_of sequences and returns n
 	}
 	req.Deterministic = c.Temperature != nil && *c.Temperature == 0 && req.Choices == 1
 	if c.Temperature != nil && (*c.Temperature < 0 || *c.Temperature > 2) {
@@ -153,11 +189,16 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 	// longer than BytesPerTokenFloor bytes: a prompt with more bytes than that
 	// many tokens can hold is certainly too long. Nearer cases are left to the
 	// engine, whose 400 is passed through.
-	minTokens := req.PromptBytes / int64(max(lim.BytesPerTokenFloor, 1))
-	if minTokens+req.MaxTokens > int64(m.MaxModelLen) {
-		return nil, sluice.Invalid("messages", sluice.CodeContextLengthExceeded,
+	floor := int64(max(lim.BytesPerTokenFloor, 1))
+	if minTokens := pb.longest / floor; minTokens+req.MaxTokens > int64(m.MaxModelLen) {
+		param := "messages"
+		if endpoint == sluice.EndpointCompletion {
+			param = "prompt"
+		}
+		return nil, sluice.Invalid(param, sluice.CodeContextLengthExceeded,
 			"This model's maximum context length is %d tokens; the prompt alone needs at least %d.", m.MaxModelLen, minTokens)
 	}
+	req.Room = max(int64(m.MaxModelLen)-pb.shortest/floor, 1)
 	if c.Stream != nil {
 		req.Stream = *c.Stream
 	}
@@ -168,123 +209,32 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 		req.IncludeUsage = c.StreamOptions.IncludeUsage
 	}
 	rename := ""
-	if m.Name != *c.Model {
+	if m.Name != name {
 		rename = m.Name // an alias: the engine serves the version
-		req.Requested = *c.Model
+		req.Requested = name
 	}
-	req.Upstream, err = upstreamBody(body, req.Stream, rename)
-	return req, err
+	req.Upstream = upstreamBody(tree, req.Stream, rename)
+	return req, nil
 }
 
-func chatPrompt(c common, lim Limits) (int64, error) {
-	if c.Messages == nil {
-		return 0, sluice.Invalid("messages", sluice.CodeMissingRequired, "Missing required parameter: 'messages'.")
-	}
-	msgs := *c.Messages
-	if len(msgs) == 0 {
-		return 0, sluice.Invalid("messages", sluice.CodeInvalidValue, "'messages' must contain at least one message.")
-	}
-	if lim.MaxMessages > 0 && len(msgs) > lim.MaxMessages {
-		return 0, sluice.Invalid("messages", sluice.CodeInvalidValue, "'messages' may hold at most %d messages.", lim.MaxMessages)
-	}
-	var n int64
-	for i, m := range msgs {
-		p := fmt.Sprintf("messages[%d]", i)
-		if m.Role == nil {
-			return 0, sluice.Invalid(p+".role", sluice.CodeMissingRequired, "Missing required parameter: '%s.role'.", p)
-		}
-		switch *m.Role {
-		case "system", "user", "assistant", "tool", "developer", "function":
-		default:
-			return 0, sluice.Invalid(p+".role", sluice.CodeInvalidValue, "Invalid value %q for '%s.role'.", *m.Role, p)
-		}
-		content := bytes.TrimSpace(m.Content)
+// upstreamBody re-encodes the checked body, asking for usage on streams and
+// naming the served version of an alias.
+func upstreamBody(tree *Value, stream bool, rename string) []byte {
+	out := &Value{Kind: Object}
+	usage := &Value{Kind: Object, Members: []Member{{Key: "include_usage", Val: &Value{Kind: Bool, Bool: true}}}}
+	for _, f := range tree.Members {
 		switch {
-		case len(content) == 0 || string(content) == "null":
-			if *m.Role != "assistant" { // an assistant turn may carry only tool calls
-				return 0, sluice.Invalid(p+".content", sluice.CodeMissingRequired, "Missing required parameter: '%s.content'.", p)
-			}
-		case content[0] == '"':
-			var s string
-			if json.Unmarshal(content, &s) != nil {
-				return 0, sluice.Invalid(p+".content", sluice.CodeInvalidValue, "'%s.content' is not a valid string.", p)
-			}
-			n += int64(len(s))
-		case content[0] == '[':
-			var parts []struct {
-				Type string  `json:"type"`
-				Text *string `json:"text"`
-			}
-			if err := json.Unmarshal(content, &parts); err != nil {
-				return 0, sluice.Invalid(p+".content", sluice.CodeInvalidValue, "'%s.content' must be a string or an array of content parts.", p)
-			}
-			for _, part := range parts {
-				if part.Text != nil {
-					n += int64(len(*part.Text))
-				}
-			}
-		default:
-			return 0, sluice.Invalid(p+".content", sluice.CodeInvalidValue, "'%s.content' must be a string or an array of content parts.", p)
+		case f.Key == "stream_options":
+			continue // set below when streaming
+		case f.Key == "model" && rename != "":
+			f.Val = &Value{Kind: String, Str: rename}
 		}
-		n += int64(len(*m.Role))
-	}
-	return n, nil
-}
-
-func completionPrompt(c common) (int64, error) {
-	p := bytes.TrimSpace(c.Prompt)
-	if len(p) == 0 || string(p) == "null" {
-		return 0, sluice.Invalid("prompt", sluice.CodeMissingRequired, "Missing required parameter: 'prompt'.")
-	}
-	var s string
-	if json.Unmarshal(p, &s) == nil {
-		if s == "" {
-			return 0, sluice.Invalid("prompt", sluice.CodeInvalidValue, "'prompt' must not be empty.")
-		}
-		return int64(len(s)), nil
-	}
-	var list []string
-	if json.Unmarshal(p, &list) == nil {
-		if len(list) == 0 {
-			return 0, sluice.Invalid("prompt", sluice.CodeInvalidValue, "'prompt' must not be empty.")
-		}
-		var n int64
-		for _, s := range list {
-			n += int64(len(s))
-		}
-		return n, nil
-	}
-	var toks []int64
-	if json.Unmarshal(p, &toks) == nil && len(toks) > 0 {
-		return int64(len(toks)), nil // token ids: the count is exact
-	}
-	var tokLists [][]int64
-	if json.Unmarshal(p, &tokLists) == nil && len(tokLists) > 0 {
-		var n int64
-		for _, t := range tokLists {
-			n += int64(len(t))
-		}
-		return n, nil
-	}
-	return 0, sluice.Invalid("prompt", sluice.CodeInvalidValue, "'prompt' must be a string, an array of strings, or an array of token ids.")
-}
-
-// upstreamBody keeps the client's fields and asks for usage on streams.
-func upstreamBody(body []byte, stream bool, rename string) ([]byte, error) {
-	if !stream && rename == "" {
-		return body, nil // usage always comes with a whole response
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return nil, decodeError(err)
+		out.Members = append(out.Members, f)
 	}
 	if stream {
-		fields["stream_options"] = json.RawMessage(`{"include_usage":true}`)
+		out.Members = append(out.Members, Member{Key: "stream_options", Val: usage})
 	}
-	if rename != "" {
-		fields["model"], _ = json.Marshal(rename)
-	}
-	return json.Marshal(fields)
+	return out.Bytes()
 }
 
 func decodeError(err error) error {

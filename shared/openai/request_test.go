@@ -19,17 +19,18 @@ var (
 func TestParseChat(t *testing.T) {
 	t.Parallel()
 	req, err := openai.Parse(sluice.EndpointChat, []byte(`{"model":"m","messages":[{"role":"user","content":"hello"}],
-		"max_tokens":5,"stream":true,"stream_options":{"include_usage":false},"top_k":3,"unknown":{"x":1}}`), cfg, lim)
+		"max_tokens":5,"stream":true,"stream_options":{"include_usage":false},"top_k":3}`), cfg, lim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !req.Stream || req.IncludeUsage || req.MaxTokens != 5 || req.PromptBytes != int64(len("hello")+len("user")) {
+	if !req.Stream || req.IncludeUsage || req.MaxTokens != 5 || req.PromptBytes != int64(len("hello")+len("user")) ||
+		req.ExtraTokens != 128 || req.Prompts != 1 {
 		t.Fatalf("req = %+v", req)
 	}
 	var up map[string]any
 	json.Unmarshal(req.Upstream, &up) //nolint:errcheck
 	if up["top_k"] != 3.0 || up["stream_options"].(map[string]any)["include_usage"] != true {
-		t.Fatalf("upstream body must keep client fields and always ask for usage: %s", req.Upstream)
+		t.Fatalf("upstream body must keep allowlisted fields and always ask for usage: %s", req.Upstream)
 	}
 }
 
@@ -56,7 +57,7 @@ func TestParseRefuses(t *testing.T) {
 		{sluice.EndpointChat, `{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3}`, "temperature", sluice.CodeInvalidValue, sluice.KindInvalid},
 		{sluice.EndpointChat, `{"model":"m","messages":[{"role":"user","content":"x"}],"n":0}`, "n", sluice.CodeInvalidValue, sluice.KindInvalid},
 		{sluice.EndpointChat, `{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}`, "stream_options", sluice.CodeInvalidValue, sluice.KindInvalid},
-		{sluice.EndpointChat, `{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat("x", 401) + `"}]}`, "messages", sluice.CodeContextLengthExceeded, sluice.KindInvalid},
+		{sluice.EndpointChat, `{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat("x", 405) + `"}]}`, "messages", sluice.CodeContextLengthExceeded, sluice.KindInvalid},
 		{sluice.EndpointCompletion, `{"model":"m"}`, "prompt", sluice.CodeMissingRequired, sluice.KindInvalid},
 		{sluice.EndpointCompletion, `{"model":"m","prompt":""}`, "prompt", sluice.CodeInvalidValue, sluice.KindInvalid},
 		{sluice.EndpointCompletion, `{"model":"m","prompt":[]}`, "prompt", sluice.CodeInvalidValue, sluice.KindInvalid},
@@ -139,6 +140,9 @@ func FuzzParse(f *testing.F) {
 	f.Add(`{"model":"m","messages":[{"role":"user","content":"hello"}],"max_tokens":5}`)
 	f.Add(`{"model":"m","prompt":[[1,2],[3]]}`)
 	f.Add(`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x"}]}],"stream":true}`)
+	f.Add(`{"model":"m","messages":[{"role":"user","content":"x"}],"MESSAGES":[],"n":2,"N":1}`)
+	f.Add(`{"model":"m","prompt":["a","b"],"max_tokens":3,"n":2,"best_of":3}`)
+	f.Add(`{"model":"m","messages":[{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":"{\"a\":1}"}}]}],"tools":[{"type":"function"}]}`)
 	f.Fuzz(func(t *testing.T, body string) {
 		for _, ep := range []string{sluice.EndpointChat, sluice.EndpointCompletion} {
 			req, err := openai.Parse(ep, []byte(body), cfg, lim)
@@ -148,8 +152,15 @@ func FuzzParse(f *testing.F) {
 				}
 				continue
 			}
-			if !json.Valid(req.Upstream) || req.MaxTokens < 0 || req.MaxTokens >= 100 {
+			if !json.Valid(req.Upstream) || req.MaxTokens < 0 || req.MaxTokens >= 100 || req.Prompts < 1 || req.Choices < 1 {
 				t.Fatalf("Parse(%q) accepted a bad request: %+v", body, req)
+			}
+			// The engine's body parses strictly too, and parses to itself:
+			// what was admitted is what runs.
+			up, err := openai.Parse(ep, req.Upstream, cfg, lim)
+			if err != nil || up.PromptBytes != req.PromptBytes || up.Prompts != req.Prompts || up.Choices != req.Choices ||
+				up.MaxTokens != req.MaxTokens {
+				t.Fatalf("Parse(%q): its upstream %q parses differently: %+v %v", body, req.Upstream, up, err)
 			}
 		}
 	})

@@ -45,6 +45,15 @@ const (
 	CodeConflict              = "conflict"
 	CodeInternal              = "internal_error"
 	CodeMFARequired           = "mfa_required" // log in again with a TOTP or recovery code
+	// CodeDuplicateKey: a request body names a key twice, or two keys that
+	// differ only by case (the engine and Sluice would read different values).
+	CodeDuplicateKey = "duplicate_key"
+	// CodeUnknownParameter: a field not on the route's allowlist, as OpenAI
+	// answers an unrecognized argument.
+	CodeUnknownParameter = "unknown_parameter"
+	// CodeUnsupportedParameter: a known field (or content part) whose cost
+	// Sluice cannot bound, refused unless the model's configuration allows it.
+	CodeUnsupportedParameter = "unsupported_parameter"
 )
 
 // Error is Sluice's one error type. Message is safe to show a client; Err is
