@@ -45,6 +45,11 @@ const (
 	CodeConflict              = "conflict"
 	CodeInternal              = "internal_error"
 	CodeMFARequired           = "mfa_required" // log in again with a TOTP or recovery code
+	// CodeEngineError: the engine failed while running the job (it went
+	// unhealthy with the request in flight); not retried on another engine.
+	CodeEngineError = "engine_error"
+	// CodeMaxAttempts: the job failed on the engine jobs.max_attempts times.
+	CodeMaxAttempts = "max_attempts_exceeded"
 )
 
 // Error is Sluice's one error type. Message is safe to show a client; Err is

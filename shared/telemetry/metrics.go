@@ -39,6 +39,9 @@ type metricSet struct {
 	webhooks      *prometheus.CounterVec
 	usageRows     *prometheus.CounterVec
 	usageErrors   prometheus.Counter
+	promptSource  *prometheus.CounterVec
+	epTakeOuts    *prometheus.CounterVec
+	hooksDeferred *prometheus.CounterVec
 
 	rollupLast    prometheus.Gauge
 	rollupRuns    *prometheus.CounterVec
@@ -105,6 +108,13 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 			return c
 		}(),
 
+		promptSource: counter("sluice_usage_prompt_source_total",
+			"Jobs billed by where their prompt token count came from: engine (its usage), tokenize (the engine's /tokenize, for a cut or failed job), hold (the held prompt bound), none.", "source"),
+		epTakeOuts: counter("sluice_engine_endpoint_takeouts_total",
+			"Times an engine endpoint was taken out of rotation, by model, endpoint and reason: health (failed polls) or refused (a refused connection).", "model", "endpoint", "reason"),
+		hooksDeferred: counter("sluice_webhook_deferred_total",
+			"Webhook deliveries put off, by reason: retry (a failed attempt waits its backoff without a slot) or user_budget (its user's delivery budget is spent).", "reason"),
+
 		rollupLast: scalar("sluice_rollup_last_success_timestamp_seconds",
 			"Unix time of the last successful usage rollup (set by the usage-rollup job; 0 until it first runs)."),
 		rollupRuns:    counter("sluice_rollup_runs_total", "Usage rollup runs, by result (ok, error).", "result"),
@@ -113,6 +123,12 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 	}
 	for _, r := range []string{"delivered", "failed"} {
 		m.webhooks.WithLabelValues(r)
+	}
+	for _, r := range []string{"engine", "tokenize", "hold", "none"} {
+		m.promptSource.WithLabelValues(r)
+	}
+	for _, r := range []string{"retry", "user_budget"} {
+		m.hooksDeferred.WithLabelValues(r)
 	}
 	for _, r := range []string{"written", "parked"} {
 		m.usageRows.WithLabelValues(r)
@@ -254,6 +270,32 @@ func (t *Telemetry) Webhook(delivered bool) {
 		r = "delivered"
 	}
 	t.m.webhooks.WithLabelValues(r).Inc()
+}
+
+// PromptSource counts a billed job by where its prompt token count came
+// from (sluice.PromptSource*).
+func (t *Telemetry) PromptSource(source string) {
+	if t == nil || t.m == nil {
+		return
+	}
+	t.m.promptSource.WithLabelValues(source).Inc()
+}
+
+// EndpointTakenOut counts an endpoint taken out of rotation, by reason
+// (health or refused).
+func (t *Telemetry) EndpointTakenOut(model, endpoint, reason string) {
+	if t == nil || t.m == nil {
+		return
+	}
+	t.m.epTakeOuts.WithLabelValues(model, endpoint, reason).Inc()
+}
+
+// WebhookDeferred counts a delivery put off, by reason (retry or user_budget).
+func (t *Telemetry) WebhookDeferred(reason string) {
+	if t == nil || t.m == nil {
+		return
+	}
+	t.m.hooksDeferred.WithLabelValues(reason).Inc()
 }
 
 // UsageRows counts usage events written or parked.
