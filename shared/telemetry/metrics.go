@@ -258,6 +258,9 @@ func (t *Telemetry) Endpoint(model, endpoint string, healthy bool, inFlight, cap
 	t.m.epUp.WithLabelValues(model, endpoint).Set(up)
 	t.m.epInFlight.WithLabelValues(model, endpoint).Set(float64(inFlight))
 	t.m.epCapacity.WithLabelValues(model, endpoint).Set(float64(capacity))
+	for _, r := range []string{"health", "refused"} { // exported at 0 before the first take-out
+		t.m.epTakeOuts.WithLabelValues(model, endpoint, r)
+	}
 }
 
 // Webhook records a delivery that succeeded or was given up.
