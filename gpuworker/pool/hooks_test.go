@@ -109,3 +109,58 @@ worker: {usage_flush: 20ms}
 	}
 	h.stop(t)
 }
+
+// TestWebhookRetryKeepsItsID: a delivery that fails waits its backoff in the
+// due set (no slot held) and is delivered again with the same
+// Sluice-Webhook-Id, so the receiver can drop duplicates.
+func TestWebhookRetryKeepsItsID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	model := testenv.Name("hookretry")
+	sim := startSimSeqs(t, model, 4)
+	var mu sync.Mutex
+	var ids []string
+	var at []time.Time
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		ids = append(ids, r.Header.Get("Sluice-Webhook-Id"))
+		at = append(at, time.Now())
+		if len(ids) == 1 {
+			w.WriteHeader(http.StatusInternalServerError) // the first attempt fails
+		}
+	}))
+	defer recv.Close()
+	h := startPool(t, model, fmt.Sprintf(`
+inference: {models: [{name: %s, max_batch_size: 4, max_model_len: 2048, endpoints: [%q]}]}
+pricing: null
+jobs: {webhooks: {allow_private: true, timeout: 2s}}
+`, model, sim.URL))
+	waitHealthy(t, h)
+	j := &sluice.Job{ID: redisq.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat, Async: true,
+		WebhookURL: recv.URL + "/hook", Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":3}`, model))}
+	if err := h.q.Enqueue(ctx, j, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		n := len(ids)
+		mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries, want a retry", n)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // no third delivery after a success
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ids) != 2 || ids[0] == "" || ids[0] != ids[1] {
+		t.Fatalf("deliveries with ids %q, want two with one id", ids)
+	}
+	if gap := at[1].Sub(at[0]); gap < 900*time.Millisecond {
+		t.Fatalf("retried after %s, want the 1s backoff", gap)
+	}
+	h.stop(t)
+}
