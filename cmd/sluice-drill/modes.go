@@ -198,7 +198,7 @@ func (d *drill) verify(ids []string, states map[string]sluice.JobState, m map[st
 		}
 	}
 	what := map[string]string{
-		"endpoint": "one of two engines (max-num-seqs 8 each) is killed with SIGKILL and started again 3 s later",
+		"endpoint": "one of two engines (max-num-seqs 8 each) is killed with SIGKILL and started again 3 s later (its in-flight jobs fail engine_error)",
 		"redis":    "Redis (its own redis-server, appendonly yes) is stopped and started again 2 s later",
 		"failures": "the engine fails 10% of requests (--failure-injection-rate 10, all failure types)",
 	}[d.o.mode]
@@ -236,7 +236,18 @@ func (d *drill) verify(ids []string, states map[string]sluice.JobState, m map[st
 		}
 	}
 	check(billedJobs == len(ids), "%d of %d jobs ended succeeded or failed", billedJobs, len(ids))
-	if d.o.mode != "failures" {
+	switch d.o.mode {
+	case "failures":
+	case "endpoint":
+		// Jobs running on the engine when it died fail with engine_error
+		// (never retried on the other engine: a request that crashed one
+		// engine could crash the next) and pay what it processed; at most
+		// what both workers had in flight there (8 slots plus the margin each).
+		engineErr := codes["server_error:"+sluice.CodeEngineError]
+		check(byStatus[sluice.JobSucceeded]+engineErr == len(ids), "%d of %d jobs succeeded, %d failed with engine_error, codes %v",
+			byStatus[sluice.JobSucceeded], len(ids), engineErr, codes)
+		check(engineErr <= 2*(8+4), "%d jobs failed with engine_error: more than were in flight on the engine", engineErr)
+	default:
 		check(byStatus[sluice.JobSucceeded] == len(ids), "%d of %d jobs succeeded", byStatus[sluice.JobSucceeded], len(ids))
 	}
 	check(multiEnd == 0, "%d jobs do not have exactly one end event", multiEnd)

@@ -47,11 +47,34 @@ type Result struct {
 
 // Error is an upstream failure. Retryable ones (429, 5xx without output,
 // connection errors) may be tried again, on this or another endpoint.
+//
+// Failures fall in classes the worker treats apart: a refused connection
+// (Dial) means the request never reached the engine and the endpoint is
+// down; an engine that answers 429 or 503 (Capacity) is busy, not broken;
+// any other transport error (a reset, an early EOF, an SSE line over the
+// scanner limit) belongs to this one request and says nothing of the
+// endpoint, whose other requests run on.
 type Error struct {
 	Status    int // 0 for a transport error
 	Body      *sluice.ErrorBody
 	Retryable bool
-	Err       error
+	// Dial: the connection could not be made (refused, no route, dial
+	// timeout); nothing reached the engine.
+	Dial bool
+	Err  error
+}
+
+// Capacity reports an engine that is busy (429, 503): trying again later
+// costs the engine nothing, so it spends no attempt.
+func (e *Error) Capacity() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable
+}
+
+// isDial reports whether err is a failure to connect: the request was never
+// sent.
+func isDial(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 func (e *Error) Error() string {
@@ -84,7 +107,7 @@ func (c *Client) Do(ctx context.Context, endpoint string, body []byte, stream bo
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, &Error{Err: err, Retryable: ctx.Err() == nil}
+		return nil, &Error{Err: err, Retryable: ctx.Err() == nil, Dial: isDial(err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

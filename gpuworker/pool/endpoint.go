@@ -22,6 +22,7 @@ type endpoint struct {
 	stale    time.Duration // a load reading older than this is ignored
 	inflight atomic.Int64
 	healthy  atomic.Bool
+	takeOuts atomic.Int64 // times taken out of rotation
 	load     atomic.Pointer[reading]
 
 	mu    sync.Mutex
@@ -81,7 +82,11 @@ func (e *endpoint) takeOut() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.kill()
-	return e.healthy.Swap(false)
+	was := e.healthy.Swap(false)
+	if was {
+		e.takeOuts.Add(1)
+	}
+	return was
 }
 
 // bringBack returns the endpoint to rotation.
@@ -114,6 +119,7 @@ func (r *runner) health(ctx context.Context, e *endpoint) {
 		case ctx.Err() == nil:
 			fails++
 			if fails >= d.HealthFailures && e.takeOut() {
+				r.p.Telemetry.EndpointTakenOut(r.model.Name, e.client.Base, "health")
 				r.p.Log.Warn("endpoint taken out of rotation", slog.String("model", r.model.Name),
 					slog.String("endpoint", e.client.Base), slog.Int("failed_checks", fails))
 			}

@@ -4,76 +4,130 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/webhook"
 )
 
+// hookBudgetWindow is the window jobs.webhooks.user_time is counted over.
+const hookBudgetWindow = time.Minute
+
+// userBusyDelay is how long a delivery waits when its user already has
+// jobs.webhooks.user_concurrency deliveries in flight here.
+const userBusyDelay = time.Second
+
 // deliverHooks posts finished async jobs to their webhook_url, signed, with
-// exponential backoff; an entry is acked after success or the last attempt.
+// exponential backoff. Delivery is fair between users: a failed attempt
+// waits its backoff in Redis's due set (redisq.DeferHook), not in a slot; one
+// user's deliveries take at most jobs.webhooks.user_concurrency of this
+// worker's jobs.webhooks.concurrency slots and jobs.webhooks.user_time of
+// delivery time a minute. So a user whose host never answers delays only
+// their own webhooks.
 func (p *Pool) deliverHooks(ctx context.Context) {
 	q, wcfg := p.Queue, p.Config.Jobs.Webhooks
 	client := webhook.Client(wcfg.AllowPrivate, wcfg.Timeout)
 	secret := []byte(p.Config.Env.WebhookSecret)
 	seen := map[string]bool{}
-	var streams []string
+	var streams, tags []string
 	for _, r := range p.runners {
-		k := redisq.HooksKey(redisq.Tag(r.model.Name))
+		tag := redisq.Tag(r.model.Name)
+		k := redisq.HooksKey(tag)
 		if !seen[k] {
 			seen[k] = true
 			streams = append(streams, k)
+			tags = append(tags, tag)
 			q.EnsureGroup(ctx, k, redisq.GroupHooks) //nolint:errcheck
 		}
 	}
-	sem := make(chan struct{}, 16)
+	sem := make(chan struct{}, wcfg.Concurrency)
+	var mu sync.Mutex
+	busy := map[string]int{} // user → deliveries in flight here
 	deliver := func(e redisq.Entry) {
 		defer func() { <-sem }()
-		url, state, err := q.JobWebhook(ctx, e.JobID)
-		if err == nil && url != "" {
-			var body []byte
-			backoff := time.Second
-			for attempt := 1; ; attempt++ {
-				if body == nil && state.ResultRef != "" { // a large result: the payload carries it all
-					if state.Result, err = p.Objects.Fetch(ctx, state.ResultRef); err == nil {
-						state.ResultRef = ""
-					}
-				}
-				if err == nil && body == nil {
-					body, _ = json.Marshal(map[string]any{"type": "job." + string(state.Status), "data": state})
-				}
-				if body != nil {
-					err = webhook.Deliver(ctx, client, secret, url, e.ID, body)
-				}
-				if err == nil || attempt >= wcfg.MaxAttempts || ctx.Err() != nil {
-					break
-				}
-				sleep(ctx, backoff)
-				backoff *= 2
-			}
-			p.Telemetry.Webhook(err == nil)
-			if err != nil {
-				p.Log.Warn("webhook delivery gave up", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
-			}
+		h, err := q.HookJob(ctx, e)
+		if err != nil {
+			return // left pending: reclaimed and tried again
 		}
-		if ctx.Err() == nil {
+		if h.URL == "" {
 			q.AckHook(context.WithoutCancel(ctx), e) //nolint:errcheck
+			return
+		}
+		later := func(d time.Duration, spent time.Duration, tried bool, reason string) {
+			if _, err := q.DeferHook(context.WithoutCancel(ctx), e, h.UserID, d, spent, hookBudgetWindow, tried); err != nil {
+				p.Log.Warn("webhook not put off; it is reclaimed later", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+				return
+			}
+			p.Telemetry.WebhookDeferred(reason)
+		}
+		mu.Lock()
+		if busy[h.UserID] >= wcfg.UserConcurrency {
+			mu.Unlock()
+			later(userBusyDelay, 0, false, "user_budget")
+			return
+		}
+		busy[h.UserID]++
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			if busy[h.UserID]--; busy[h.UserID] <= 0 {
+				delete(busy, h.UserID)
+			}
+			mu.Unlock()
+		}()
+		if spent, left, err := q.HookTimeSpent(ctx, redisq.JobTag(e.JobID), h.UserID); err == nil && spent >= wcfg.UserTime {
+			later(max(left, userBusyDelay), 0, false, "user_budget")
+			return
+		}
+
+		state := h.State
+		if state.ResultRef != "" { // a large result: the payload carries it all
+			b, ferr := p.Objects.Fetch(ctx, state.ResultRef)
+			if ferr != nil {
+				later(backoff(h.Tries), 0, false, "retry")
+				return
+			}
+			state.Result, state.ResultRef = b, ""
+		}
+		body, _ := json.Marshal(map[string]any{"type": "job." + string(state.Status), "data": state})
+		start := time.Now()
+		err = webhook.Deliver(ctx, client, secret, h.URL, h.EventID, body)
+		spent := time.Since(start)
+		if ctx.Err() != nil {
+			return // shutting down: left pending, reclaimed
+		}
+		if err != nil && h.Tries+1 < wcfg.MaxAttempts {
+			later(backoff(h.Tries+1), spent, true, "retry")
+			return
+		}
+		p.Telemetry.Webhook(err == nil)
+		if err != nil {
+			p.Log.Warn("webhook delivery gave up", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+		}
+		if _, derr := q.DeferHook(context.WithoutCancel(ctx), e, h.UserID, -1, spent, hookBudgetWindow, true); derr != nil {
+			p.Log.Warn("webhook ack failed", slog.String("job_id", e.JobID), slog.String("err", derr.Error()))
 		}
 	}
 	lastClaim := time.Time{}
 	for ctx.Err() == nil {
+		for _, tag := range tags {
+			if _, err := q.DueHooks(ctx, tag, 100); err != nil && ctx.Err() == nil {
+				p.Log.Warn("due webhooks not moved", slog.String("err", err.Error()))
+			}
+		}
 		var es []redisq.Entry
 		var err error
 		if time.Since(lastClaim) > p.Config.Worker.ClaimIdle {
 			lastClaim = time.Now()
 			for _, s := range streams {
-				// A delivery outlives ClaimIdle while it backs off; only long-dead ones are taken.
-				more, _ := q.AutoClaim(ctx, redisq.GroupHooks, p.Name, s, 10*time.Minute, 16)
+				// A delivery lasts at most webhooks.timeout; only long-dead ones are taken.
+				more, _ := q.AutoClaim(ctx, redisq.GroupHooks, p.Name, s, max(10*wcfg.Timeout, p.Config.Worker.ClaimIdle), int64(wcfg.Concurrency))
 				es = append(es, more...)
 			}
 		}
 		if len(es) == 0 {
-			es, err = q.Read(ctx, redisq.GroupHooks, p.Name, streams, 16, time.Second)
+			es, err = q.Read(ctx, redisq.GroupHooks, p.Name, streams, int64(wcfg.Concurrency), 250*time.Millisecond)
 		}
 		if err != nil {
 			sleep(ctx, time.Second)
@@ -88,4 +142,9 @@ func (p *Pool) deliverHooks(ctx context.Context) {
 			go deliver(e)
 		}
 	}
+}
+
+// backoff is the wait before delivery attempt tries+1: 1s, 2s, 4s, …
+func backoff(tries int) time.Duration {
+	return time.Second << min(max(tries-1, 0), 10)
 }

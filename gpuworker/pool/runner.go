@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -206,38 +207,62 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	var err error
 	backoff := p.Config.Worker.RetryBackoff
 	var engineTime time.Duration // time in engine calls: what the GPU-second price charges
+	var ended failure = -1       // failEngineDown or a spent failRequest: how the job ends
 	for try := 0; ; try++ {
 		callStart := time.Now()
 		res, err = r.call(jctx, ep, job, onChunk)
 		engineTime += time.Since(callStart)
 		first = res == nil || res.Chunks == 0
 		var ee *engine.Error
-		if err == nil || !errors.As(err, &ee) || !ee.Retryable || jctx.Err() != nil || !first {
+		if err == nil || !errors.As(err, &ee) || jctx.Err() != nil || !first {
 			break
 		}
-		// Retryable and nothing shown. A dead endpoint (refused, or taken out
-		// by its health check) is left for another; the same one is tried
-		// again only while it stays in rotation, up to worker.retries.
-		if ee.Status == 0 && ep.takeOut() {
-			p.Log.Warn("endpoint taken out of rotation", slog.String("model", r.model.Name),
-				slog.String("endpoint", ep.client.Base), slog.String("err", err.Error()))
+		f := r.classify(jctx, ep, ee, errors.Is(err, errTakenOut))
+		if f == failFinal {
+			break
 		}
-		next := r.pick(ep)
-		if next == nil && (!ep.healthy.Load() || r.soft.Err() != nil) {
-			// No engine can take it now, or the worker is draining: it waits
-			// in Redis, not here, and no attempt is spent.
-			ep.inflight.Add(-1)
-			if chunks != nil {
-				chunks.close() //nolint:errcheck // nothing was shown
+		if f == failEngineDown {
+			ended = f
+			break
+		}
+		if f == failRefused {
+			// Nothing reached the engine: the endpoint is down. The job runs
+			// on another one, or waits in Redis (no attempt spent).
+			if ep.takeOut() {
+				p.Telemetry.EndpointTakenOut(r.model.Name, ep.client.Base, "refused")
+				p.Log.Warn("endpoint taken out of rotation", slog.String("model", r.model.Name),
+					slog.String("endpoint", ep.client.Base), slog.String("err", err.Error()))
 			}
-			r.handBack(ctx, e)
-			return
+			next := r.pick(ep)
+			if next == nil || r.soft.Err() != nil {
+				ep.inflight.Add(-1)
+				if chunks != nil {
+					chunks.close() //nolint:errcheck // nothing was shown
+				}
+				r.handBack(ctx, e)
+				return
+			}
+			ep.inflight.Add(-1)
+			next.inflight.Add(1)
+			ep = next
+			continue
 		}
-		if try >= p.Config.Worker.Retries {
+		if f == failCapacity && try >= p.Config.Worker.Retries {
 			break
+		}
+		if f == failRequest {
+			// The request's own failure: trying again spends an attempt.
+			n, serr := q.SpendAttempt(context.WithoutCancel(ctx), job.ID, p.Name)
+			if serr != nil {
+				break // reclaimed or final elsewhere: it fails here with this error
+			}
+			if n > q.MaxAttempts() {
+				ended = f
+				break
+			}
 		}
 		p.Telemetry.EngineRetry(job.Model)
-		if next != nil {
+		if next := r.pick(ep); next != nil {
 			ep.inflight.Add(-1)
 			next.inflight.Add(1)
 			ep = next
@@ -293,15 +318,23 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 			o.Status, o.HTTP = sluice.JobFailed, http.StatusBadGateway
 			o.Error = &sluice.ErrorBody{Message: "The inference engine failed after part of the output was streamed; the stream cannot be resumed.",
 				Type: "server_error", Code: "stream_interrupted"}
+		case ended == failEngineDown:
+			// Not tried on another engine: a request that crashed this one
+			// could crash every replica in turn.
+			o.Status, o.HTTP = sluice.JobFailed, http.StatusBadGateway
+			o.Error = &sluice.ErrorBody{Message: "The inference engine failed while running the job; it is not retried.",
+				Type: "server_error", Code: sluice.CodeEngineError}
+		case ended == failRequest:
+			o.Status, o.HTTP = sluice.JobFailed, http.StatusBadGateway
+			o.Error = &sluice.ErrorBody{Message: fmt.Sprintf("The inference engine failed the job on each of its %d attempts; it is not tried again.", q.MaxAttempts()),
+				Type: "server_error", Code: sluice.CodeMaxAttempts}
 		case ee != nil && ee.Body != nil:
 			o.Status, o.HTTP, o.Error = sluice.JobFailed, ee.Status, ee.Body
 		default:
 			o.Status, o.HTTP = sluice.JobFailed, http.StatusBadGateway
 			o.Error = &sluice.ErrorBody{Message: "The inference engine could not be reached.", Type: "server_error", Code: sluice.CodeServiceUnavailable}
 		}
-		if usage.CompletionTokens == 0 && res != nil {
-			usage.CompletionTokens = int64(res.Chunks) // a cut stream pays for what it produced
-		}
+		usage = r.billFailed(ctx, job, res, err, t.cancelled.Load())
 		if o.Status == sluice.JobFailed && ee != nil && ee.Retryable {
 			p.Log.Warn("job failed after retries; dead-lettered", slog.String("job_id", job.ID), slog.String("err", err.Error()))
 			if derr := q.DeadLetter(context.WithoutCancel(ctx), job.Model, job.ID, err.Error()); derr != nil {
@@ -327,6 +360,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		o.Result, o.ResultRef = nil, key
 	}
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+	r.countPromptSource(usage)
 	// Usage is recorded for every job that reached an engine, exactly once.
 	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model, Requested: job.Requested,
 		Status: o.Status, Usage: usage, LatencyMS: latency.Milliseconds(), CreatedAt: job.CreatedAt, EndedAt: time.Now()}
@@ -378,16 +412,21 @@ func (r *runner) fetchInput(ctx context.Context, c *redisq.Claimed, job *sluice.
 	return false
 }
 
+// errTakenOut: the request was cut because its endpoint was taken out of
+// rotation (its health polls failed) while it ran.
+var errTakenOut = errors.New("endpoint taken out of rotation")
+
 // call sends one upstream request, cut short if the endpoint is taken out
-// meanwhile; a cut request with no output is reported retryable.
+// meanwhile (errTakenOut).
 func (r *runner) call(jctx context.Context, ep *endpoint, job sluice.Job, onChunk func([]byte) error) (*engine.Result, error) {
 	rctx, rcancel := context.WithCancel(jctx)
 	defer rcancel()
-	stop := context.AfterFunc(ep.aliveCtx(), rcancel)
+	alive := ep.aliveCtx()
+	stop := context.AfterFunc(alive, rcancel)
 	defer stop()
 	res, err := r.callEngine(rctx, ep, job, onChunk)
-	if err != nil && jctx.Err() == nil && ep.aliveCtx().Err() != nil {
-		return res, &engine.Error{Err: errors.New("endpoint taken out of rotation"), Retryable: res == nil || res.Chunks == 0}
+	if err != nil && jctx.Err() == nil && alive.Err() != nil {
+		return res, &engine.Error{Err: errTakenOut, Retryable: res == nil || res.Chunks == 0}
 	}
 	return res, err
 }

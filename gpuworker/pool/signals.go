@@ -28,6 +28,7 @@ type EndpointState struct {
 	Running  int     // the engine's own count, -1 if it reports none
 	Waiting  int     // queued inside the engine, -1 if it reports none
 	KVCache  float64 // 0..1, -1 if it reports none
+	TakeOuts int64   // times taken out of rotation since the worker started
 }
 
 // Signals reads the queue state of every model this worker serves, for
@@ -55,7 +56,8 @@ func (p *Pool) Endpoints() []EndpointState {
 	for _, r := range p.runners {
 		for _, e := range r.eps {
 			s := EndpointState{Model: r.model.Name, URL: e.client.Base, Engine: e.kind, Healthy: e.healthy.Load(),
-				InFlight: e.inflight.Load(), Free: e.free(), Running: -1, Waiting: -1, KVCache: -1}
+				InFlight: e.inflight.Load(), Free: e.free(), Running: -1, Waiting: -1, KVCache: -1,
+				TakeOuts: e.takeOuts.Load()}
 			if l := e.load.Load(); l != nil {
 				s.Running, s.Waiting, s.KVCache = l.Running, l.Waiting, l.KVCache
 			}

@@ -166,6 +166,17 @@ type Webhooks struct {
 	MaxAttempts int `yaml:"max_attempts"`
 	// Timeout of one delivery attempt; default 10s.
 	Timeout time.Duration `yaml:"timeout"`
+	// Concurrency is how many deliveries one worker makes at once; default 16.
+	// A failed attempt waits its backoff without holding one.
+	Concurrency int `yaml:"concurrency"`
+	// UserConcurrency is how many of them one user's webhooks may take at
+	// once; default 2. Past it, that user's deliveries wait their turn, so a
+	// host that never answers delays only its own user's webhooks.
+	UserConcurrency int `yaml:"user_concurrency"`
+	// UserTime is the most delivery time one user's webhooks may take per
+	// minute, across workers; default 60s. Past it, that user's deliveries
+	// wait for the next minute.
+	UserTime time.Duration `yaml:"user_time"`
 }
 
 // Worker configures the GPU worker.
@@ -364,6 +375,9 @@ func (c *Config) applyDefaults() {
 	def(&j.MaxQueue, 100000)
 	def(&j.Webhooks.MaxAttempts, 6)
 	def(&j.Webhooks.Timeout, 10*time.Second)
+	def(&j.Webhooks.Concurrency, 16)
+	def(&j.Webhooks.UserConcurrency, min(2, j.Webhooks.Concurrency))
+	def(&j.Webhooks.UserTime, time.Minute)
 	// A job object must outlive the Redis record that points at it.
 	def(&c.Storage.Jobs.Retention, j.ResultTTL+max(j.AsyncDeadline, s.RequestTimeout)+time.Hour)
 	c.applyDispatchDefaults()
@@ -390,6 +404,9 @@ func def[T comparable](p *T, v T) {
 
 func (c *Config) validate() error {
 	errs := []error{c.Storage.validate(), c.UsageRollup.validate()}
+	if w := c.Jobs.Webhooks; w.Concurrency < 1 || w.UserConcurrency < 1 || w.UserConcurrency > w.Concurrency || w.UserTime <= 0 {
+		errs = append(errs, errors.New("jobs.webhooks: concurrency and user_time must be positive, user_concurrency between 1 and concurrency"))
+	}
 	if len(c.Inference.Models) == 0 {
 		errs = append(errs, errors.New("inference.models: at least one model is required"))
 	}

@@ -94,6 +94,14 @@ func SettleKey(tag string) string { return tagged(tag) + "settle" }
 // HooksKey is the webhook-delivery stream of a tag.
 func HooksKey(tag string) string { return tagged(tag) + "hooks" }
 
+// HooksDueKey is the zset of a tag's put-off webhook deliveries (job id by
+// when it is due), moved back into HooksKey when due.
+func HooksDueKey(tag string) string { return tagged(tag) + "hooks:due" }
+
+// HookTimeKey counts the milliseconds one user's webhook deliveries took in
+// the current budget window.
+func HookTimeKey(tag, userID string) string { return tagged(tag) + "hooktime:" + userID }
+
 // IdemKey maps a user's Idempotency-Key to the job it created.
 func IdemKey(userID, key string) string {
 	s := sha256.Sum256([]byte(key))

@@ -54,6 +54,11 @@ const (
 	// CodeUnsupportedParameter: a known field (or content part) whose cost
 	// Sluice cannot bound, refused unless the model's configuration allows it.
 	CodeUnsupportedParameter = "unsupported_parameter"
+	// CodeEngineError: the engine failed while running the job (it went
+	// unhealthy with the request in flight); not retried on another engine.
+	CodeEngineError = "engine_error"
+	// CodeMaxAttempts: the job failed on the engine jobs.max_attempts times.
+	CodeMaxAttempts = "max_attempts_exceeded"
 )
 
 // Error is Sluice's one error type. Message is safe to show a client; Err is

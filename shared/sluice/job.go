@@ -70,7 +70,19 @@ type Usage struct {
 	CompletionTokens int64 `json:"completion_tokens"`
 	TotalTokens      int64 `json:"total_tokens"`
 	CachedTokens     int64 `json:"cached_tokens,omitempty"`
+	// PromptSource says where PromptTokens came from when the engine did not
+	// report it (a cut or failed job): PromptSourceTokenize, PromptSourceHold
+	// or PromptSourceNone; empty is the engine's own usage.
+	PromptSource string `json:"prompt_source,omitempty"`
 }
+
+// Where a billed job's prompt token count came from.
+const (
+	PromptSourceEngine   = "engine"   // the engine's usage
+	PromptSourceTokenize = "tokenize" // the engine's POST /tokenize of the job's prompt
+	PromptSourceHold     = "hold"     // the prompt bound its funds hold was taken for
+	PromptSourceNone     = "none"     // nothing known: no prompt billed
+)
 
 // UsageEvent is what the worker records once per finished job; the job id is
 // its key, so a redelivered event is never counted twice.

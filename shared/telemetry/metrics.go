@@ -39,6 +39,9 @@ type metricSet struct {
 	webhooks      *prometheus.CounterVec
 	usageRows     *prometheus.CounterVec
 	usageErrors   prometheus.Counter
+	promptSource  *prometheus.CounterVec
+	epTakeOuts    *prometheus.CounterVec
+	hooksDeferred *prometheus.CounterVec
 
 	settleExcess *prometheus.CounterVec
 	settleDebt   *prometheus.CounterVec
@@ -115,6 +118,12 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 			"Micro-dollars settled jobs were charged that no funds covered (the balance went below zero as an audited debt), by model.", "model"),
 		settleUnheld: counter("sluice_settlement_unheld_total",
 			"Jobs settled without their hold (it lapsed or was lost), charged from their recorded usage at the hold's prices, by model.", "model"),
+		promptSource: counter("sluice_usage_prompt_source_total",
+			"Jobs billed by where their prompt token count came from: engine (its usage), tokenize (the engine's /tokenize, for a cut or failed job), hold (the held prompt bound), none.", "source"),
+		epTakeOuts: counter("sluice_engine_endpoint_takeouts_total",
+			"Times an engine endpoint was taken out of rotation, by model, endpoint and reason: health (failed polls) or refused (a refused connection).", "model", "endpoint", "reason"),
+		hooksDeferred: counter("sluice_webhook_deferred_total",
+			"Webhook deliveries put off, by reason: retry (a failed attempt waits its backoff without a slot) or user_budget (its user's delivery budget is spent).", "reason"),
 
 		rollupLast: scalar("sluice_rollup_last_success_timestamp_seconds",
 			"Unix time of the last successful usage rollup (set by the usage-rollup job; 0 until it first runs)."),
@@ -124,6 +133,12 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 	}
 	for _, r := range []string{"delivered", "failed"} {
 		m.webhooks.WithLabelValues(r)
+	}
+	for _, r := range []string{"engine", "tokenize", "hold", "none"} {
+		m.promptSource.WithLabelValues(r)
+	}
+	for _, r := range []string{"retry", "user_budget"} {
+		m.hooksDeferred.WithLabelValues(r)
 	}
 	for _, r := range []string{"written", "parked"} {
 		m.usageRows.WithLabelValues(r)
@@ -256,6 +271,9 @@ func (t *Telemetry) Endpoint(model, endpoint string, healthy bool, inFlight, cap
 	t.m.epUp.WithLabelValues(model, endpoint).Set(up)
 	t.m.epInFlight.WithLabelValues(model, endpoint).Set(float64(inFlight))
 	t.m.epCapacity.WithLabelValues(model, endpoint).Set(float64(capacity))
+	for _, r := range []string{"health", "refused"} { // exported at 0 before the first take-out
+		t.m.epTakeOuts.WithLabelValues(model, endpoint, r)
+	}
 }
 
 // Webhook records a delivery that succeeded or was given up.
@@ -285,6 +303,32 @@ func (t *Telemetry) Settled(model string, excessTokens, debtMicros int64, unheld
 	if unheld {
 		t.m.settleUnheld.WithLabelValues(model).Inc()
 	}
+}
+
+// PromptSource counts a billed job by where its prompt token count came
+// from (sluice.PromptSource*).
+func (t *Telemetry) PromptSource(source string) {
+	if t == nil || t.m == nil {
+		return
+	}
+	t.m.promptSource.WithLabelValues(source).Inc()
+}
+
+// EndpointTakenOut counts an endpoint taken out of rotation, by reason
+// (health or refused).
+func (t *Telemetry) EndpointTakenOut(model, endpoint, reason string) {
+	if t == nil || t.m == nil {
+		return
+	}
+	t.m.epTakeOuts.WithLabelValues(model, endpoint, reason).Inc()
+}
+
+// WebhookDeferred counts a delivery put off, by reason (retry or user_budget).
+func (t *Telemetry) WebhookDeferred(reason string) {
+	if t == nil || t.m == nil {
+		return
+	}
+	t.m.hooksDeferred.WithLabelValues(reason).Inc()
 }
 
 // UsageRows counts usage events written or parked.
