@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -52,7 +53,7 @@ type engineAttempt struct {
 	Cut              bool  // a stream that ended before its usage chunk
 	Reset            bool  // the poison marker: connection reset
 	PromptTokens     int64 // reported, else /tokenize of what the engine got
-	CompletionTokens int64 // reported, else content chunks sent (a cut stream)
+	CompletionTokens int64 // reported, else content chunks sent (a cut stream); -1: unknown (a cut non-stream answer)
 	Status           int
 }
 
@@ -94,6 +95,18 @@ func (p *engineProxy) Attempts(tag string) []engineAttempt {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out
+}
+
+// Dump writes every recorded attempt, per tag, as JSON to path (for a
+// kept drill folder).
+func (p *engineProxy) Dump(path string) error {
+	p.mu.Lock()
+	b, err := json.MarshalIndent(p.attempts, "", " ")
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
 }
 
 // Tokenized returns the /tokenize counts the workers asked for, per tag.
@@ -165,8 +178,15 @@ func (p *engineProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	if resp.StatusCode != http.StatusOK || !stream {
-		b, _ := io.ReadAll(resp.Body)
+		b, rerr := io.ReadAll(resp.Body)
 		w.Write(b) //nolint:errcheck
+		if resp.StatusCode == http.StatusOK && (rerr != nil || !bytes.Contains(b, []byte(`"usage":{`))) {
+			// Cut before the answer (the worker went away): the engine
+			// processed the prompt; how much it generated is unknown.
+			prompt := p.tokenize(context.WithoutCancel(r.Context()), r.URL.Path, view)
+			set(func() { a.Status, a.Cut, a.PromptTokens, a.CompletionTokens = 200, true, prompt, -1 })
+			return
+		}
 		var u struct {
 			Usage *struct {
 				PromptTokens     int64 `json:"prompt_tokens"`
@@ -263,7 +283,7 @@ func (p *engineProxy) passThrough(w http.ResponseWriter, r *http.Request, body [
 
 // tokenize asks the simulator how many prompt tokens view has: one
 // /tokenize call for a chat request's messages, one per prompt of a
-// completion request (× n: vLLM prefills each choice).
+// completion request (the prompts are prefilled once, whatever n).
 func (p *engineProxy) tokenize(ctx context.Context, route string, view []byte) int64 {
 	var f map[string]json.RawMessage
 	if json.Unmarshal(view, &f) != nil {

@@ -39,7 +39,7 @@ func TestVLLMView(t *testing.T) {
 	if len(msgs) != 4 || msgs[0].Role != "system" || f["tools"] != nil || f["response_format"] != nil {
 		t.Fatalf("tools view: %s", view)
 	}
-	for _, want := range []string{"tools: ", "response_format: ", "tool_calls: ", "field_23", "arg6"} {
+	for _, want := range []string{"tools: ", "response_format: ", "tool_calls: ", "field_9", "arg6"} {
 		if !strings.Contains(msgs[0].Content, want) {
 			t.Errorf("rendered template material lacks %q", want)
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -100,12 +101,12 @@ func hostileBody(kind, tag string) (url string, body string) {
 		return "/v1/completions", fmt.Sprintf(`{"model":%q,"prompt":%s,"max_tokens":24,"n":2,"ignore_eos":true}`, model, js)
 	case kindTools:
 		props := map[string]any{}
-		for i := range 24 {
-			props[fmt.Sprintf("field_%d", i)] = map[string]any{"type": "string", "description": words("tooldesc", 40)}
+		for i := range 10 {
+			props[fmt.Sprintf("field_%d", i)] = map[string]any{"type": "string", "description": words("tooldesc", 30)}
 		}
 		tools, _ := json.Marshal([]any{map[string]any{"type": "function", "function": map[string]any{
-			"name": "lookup", "description": words("tool", 200), "parameters": map[string]any{"type": "object", "properties": props}}}})
-		args, _ := json.Marshal(map[string]string{"query": words("arg", 700)})
+			"name": "lookup", "description": words("tool", 120), "parameters": map[string]any{"type": "object", "properties": props}}}})
+		args, _ := json.Marshal(map[string]string{"query": words("arg", 400)})
 		schema, _ := json.Marshal(map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "answer",
 			"schema": map[string]any{"type": "object", "properties": props}}})
 		return "/v1/chat/completions", fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q},`+
@@ -207,7 +208,8 @@ func (m *money) stream(ctx context.Context, r *tracked, url, body string) {
 	}
 	hc := &http.Client{Transport: &http.Transport{Proxy: nil}}
 	for attempt := 0; attempt < 120; attempt++ {
-		sctx, cancel := context.WithCancel(ctx)
+		// Bounded: a stream that never ends is reported, not waited on.
+		sctx, cancel := context.WithTimeout(ctx, 100*time.Second)
 		req, _ := http.NewRequestWithContext(sctx, http.MethodPost, base+url, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+r.user.key)
 		resp, err := hc.Do(req)
@@ -241,6 +243,10 @@ func (m *money) stream(ctx context.Context, r *tracked, url, body string) {
 				r.seen += int(contentChunk(bytes.TrimSpace(data)))
 			}
 			if err != nil || (r.kind == kindCut && r.seen >= cutAfter) {
+				if err != nil && sctx.Err() != nil && ctx.Err() == nil {
+					r.err = "stream did not end within 100s"
+					m.logf("%s %s (job %s): stream did not end within 100s after %d chunks", r.kind, r.tag, r.jobID, r.seen)
+				}
 				break
 			}
 		}
@@ -261,23 +267,22 @@ func (m *money) hostilePlan() []*tracked {
 			}
 		}
 	}
-	// The poison job a third of the way in, from the user with most credit.
-	poison := &tracked{kind: kindPoison, user: m.users[2], tag: "poison-0"}
-	at := len(out) / 3
-	return append(out[:at], append([]*tracked{poison}, out[at:]...)...)
+	// The poison job last, after the faults (so that what it does is not
+	// taken for theirs), from the user with most credit.
+	return append(out, &tracked{kind: kindPoison, user: m.users[2], tag: "poison-0"})
 }
 
 // runHostile sends the plan spread over the regular jobs' submissions (the
-// i-th request once 80%·i/len of them are accepted), so that hostile
+// i-th request once 80%·i/len of them are submitted), so that hostile
 // requests are in flight at each fault.
-func (m *money) runHostile(ctx context.Context, accepted func() int64) *sync.WaitGroup {
+func (m *money) runHostile(ctx context.Context, submitted func() int64) *sync.WaitGroup {
 	plan := m.hostilePlan()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for i, r := range plan {
-			for accepted() < int64(i)*int64(m.o.jobs)*8/10/int64(len(plan)) && ctx.Err() == nil {
+			for submitted() < int64(i)*int64(m.o.jobs)*8/10/int64(len(plan)) && ctx.Err() == nil {
 				time.Sleep(20 * time.Millisecond)
 			}
 			m.track.add(r)
@@ -347,6 +352,7 @@ type kindStats struct {
 // engine's usage, and prints the per-check table.
 func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) []string {
 	reqs := m.track.all()
+	m.px.Dump(filepath.Join(m.dir, "engine-attempts.json")) //nolint:errcheck // for a kept folder only
 	ledger := map[string]*ledgerRow{}
 	rows, err := conn.Query(ctx, `SELECT job_id, count(*), SUM(prompt_tokens)::bigint, SUM(completion_tokens)::bigint,
 		SUM(included_tokens)::bigint, SUM(-credit_micros + overage_micros)::bigint FROM credit_ledger
@@ -372,8 +378,8 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 	}
 	var differ []string
 	differTags := map[string]bool{}
-	var twice, refusedReached, lostInFault, unbilledRetry, cutPromptUnpaid, cutStreams int
-	var unbilledTotal, lostValue int64
+	var twice, refusedReached, lostInFault, unbilledRetry, cutPromptUnpaid, cutCompletionOff, cutStreams int
+	var unbilledTotal, overbilled, lostValue int64
 	var poisonLine string
 	poisonOK := true
 	for _, r := range reqs {
@@ -451,15 +457,21 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 				wantP = last.PromptTokens
 				exact = false
 				loC, hiC = int64(r.seen), last.CompletionTokens
+				if hiC < 0 { // a non-stream answer cut: any completion count up to the hold
+					hiC = 1 << 40
+				}
 				if l.prompt != wantP {
 					cutPromptUnpaid++
+				}
+				if l.completion > hiC || l.completion < loC {
+					cutCompletionOff++
 				}
 			}
 			st.engineP += max(wantP, 0)
 			if exact {
 				st.engineC += wantC
-			} else {
-				st.engineC += hiC
+			} else if last.CompletionTokens >= 0 {
+				st.engineC += last.CompletionTokens
 			}
 		}
 		ok := l.prompt == wantP
@@ -477,9 +489,13 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 			if gap > 0 {
 				st.unbilled += gap
 				unbilledTotal += gap
+			} else {
+				overbilled += -gap
 			}
 			want := fmt.Sprintf("%d+%d", wantP, wantC)
-			if !exact {
+			if !exact && hiC == 1<<40 {
+				want = fmt.Sprintf("%d+[%d..?] (answer cut)", wantP, loC)
+			} else if !exact {
 				want = fmt.Sprintf("%d+[%d..%d]", wantP, loC, hiC)
 			}
 			differ = append(differ, fmt.Sprintf("%s %s job %s: engine %s tokens over %d attempt(s), ledger %d+%d charged %d µ$ for %d µ$ of usage",
@@ -498,9 +514,12 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 	}
 	chk.add("per job: ledger charge = engine usage priced", len(differ) == 0, "%d of %d requests differ (%d admitted jobs)", len(differTags), len(reqs), jobs)
 	chk.add("unbilled engine usage", unbilledTotal == 0, "%d µ$ at list price", unbilledTotal)
+	chk.add("billed beyond the engine's usage", overbilled == 0, "%d µ$ at list price", overbilled)
 	chk.add("jobs billed twice", twice == 0, "%d", twice)
 	chk.add("refused requests that reached an engine", refusedReached == 0, "%d (a refused request costs 0 and runs nowhere)", refusedReached)
-	chk.add("cut streams pay the prompt the engine processed", cutPromptUnpaid == 0, "%d of %d cut streams billed another prompt count", cutPromptUnpaid, cutStreams)
+	chk.add("cut streams/answers pay the prompt processed", cutPromptUnpaid == 0, "%d of %d cut attempts billed another prompt count", cutPromptUnpaid, cutStreams)
+	chk.add("cut streams pay the completion tokens sent", cutCompletionOff == 0,
+		"%d of %d billed outside [tokens the client read, content tokens the engine sent]", cutCompletionOff, cutStreams)
 	chk.add("poison job: fails, bounded, pays its prompt", poisonOK, "%s", poisonLine)
 	chk.add("earlier attempts unbilled outside a fault", unbilledRetry == 0, "%d (engine work of a retry that was not a killed process's)", unbilledRetry)
 	chk.info("attempts cut by a killed process", "%d, %d µ$ of engine work nobody alive could report", lostInFault, lostValue)

@@ -64,7 +64,7 @@ func runMoney(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&o.maxTokens, "max-tokens", 20, "max_tokens of each job (ignore_eos: each produces exactly this)")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 2*time.Second, "admission.lease_ttl")
 	fs.StringVar(&o.sim, "sim", os.Getenv("SLUICE_SIM"), "simulator binary")
-	fs.DurationVar(&o.timeout, "timeout", 6*time.Minute, "bound on the whole drill")
+	fs.DurationVar(&o.timeout, "timeout", 8*time.Minute, "bound on the whole drill")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder")
 	fs.IntVar(&o.rpm, "rpm", 20, "N: requests per minute of the rate-limit check (10·N are sent at once)")
 	fs.IntVar(&o.k, "k", 10, "K: requests the balance check's credit pays for (20·K are sent at once)")
@@ -316,10 +316,10 @@ worker:
 			m.redis = r
 		}
 		m.waitRedis(ctx) //nolint:errcheck
-		m.fault("kill -9 redis", redisKilled, time.Now().Add(10*time.Second))
+		m.fault("kill -9 redis", redisKilled, time.Now().Add(3*time.Second))
 	}()
 	// The hostile requests, spread over the jobs' submissions.
-	hostile := m.runHostile(ctx, accepted.Load)
+	hostile := m.runHostile(ctx, next.Load)
 	for range 8 {
 		wg.Add(1)
 		go func() {
@@ -354,6 +354,7 @@ worker:
 	}
 	wg.Wait()
 	<-faults
+	m.logf("regular jobs submitted; waiting for the hostile requests")
 	hostile.Wait()
 	var jobIDs []string
 	ids.Range(func(k, _ any) bool { jobIDs = append(jobIDs, k.(string)); return true })
