@@ -380,6 +380,8 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 	differTags := map[string]bool{}
 	var twice, refusedReached, lostInFault, unbilledRetry, cutPromptUnpaid, cutCompletionOff, cutStreams int
 	var unbilledTotal, overbilled, lostValue int64
+	var cutByOthers int
+	var cutExamples []string
 	var poisonLine string
 	poisonOK := true
 	for _, r := range reqs {
@@ -422,6 +424,17 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 		exact := true
 		if len(at) > 0 {
 			last := at[len(at)-1]
+			for i, a := range at {
+				// An attempt cut neither by a fault nor by its own client (a
+				// cut stream's last attempt) was cut for someone else's sake.
+				ownCut := i == len(at)-1 && (r.kind == kindCut || r.kind == kindLong)
+				if a.Cut && !ownCut && !m.inWindow(a.End) {
+					cutByOthers++
+					if len(cutExamples) < 3 {
+						cutExamples = append(cutExamples, fmt.Sprintf("%s at %s", r.tag, a.End.Format("15:04:05.000")))
+					}
+				}
+			}
 			for _, a := range at[:len(at)-1] {
 				if a.Reset {
 					continue
@@ -522,6 +535,7 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 		"%d of %d billed outside [tokens the client read, content tokens the engine sent]", cutCompletionOff, cutStreams)
 	chk.add("poison job: fails, bounded, pays its prompt", poisonOK, "%s", poisonLine)
 	chk.add("earlier attempts unbilled outside a fault", unbilledRetry == 0, "%d (engine work of a retry that was not a killed process's)", unbilledRetry)
+	chk.add("engine attempts cut outside a fault", cutByOthers == 0, "%d (not by a kill, nor by their own client) %s", cutByOthers, strings.Join(cutExamples, ", "))
 	chk.info("attempts cut by a killed process", "%d, %d µ$ of engine work nobody alive could report", lostInFault, lostValue)
 	excess, where := m.excessMetric(ctx)
 	if where == "" {

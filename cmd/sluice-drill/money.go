@@ -36,6 +36,16 @@ import (
 // ledger's sums to the unit, no hold or lease may be left, every ledger row
 // must match its job's usage row, every charge must be the priced usage, and
 // no job may be billed twice.
+//
+// Mixed into the jobs, from all five users, come hostile requests
+// (hostile.go): case-variant keys, batched prompts, tool schemas and
+// tool_calls arguments with a response_format schema, streams the client
+// cuts, and one poison request whose engine connection is reset. The
+// workers reach the simulator through the drill's engine proxy
+// (engineproxy.go), which parses bodies as vLLM does and records what the
+// engine used for each request; at the end every job's ledger charge must
+// be that usage priced, refused requests must have reached no engine, and
+// no balance may be below zero.
 
 // moneyOptions are the money drill's flags.
 type moneyOptions struct {
@@ -624,6 +634,9 @@ func (m *money) check(ctx context.Context, ids []string, lapse time.Duration, or
 	fmt.Fprintf(w, "money drill: %d async jobs of max_tokens %d from %d users through 2 submit instances and 2 workers;\n",
 		m.o.jobs, m.o.maxTokens, len(m.users))
 	fmt.Fprintln(w, "kill -9 submit2 (holding 4 slots), kill -9 worker w1, kill -9 + restart Redis (appendonly yes, appendfsync always)")
+	for _, f := range m.windows {
+		fmt.Fprintf(w, "  fault window %-16s %s – %s\n", f.what, f.from.Format("15:04:05.000"), f.to.Format("15:04:05.000"))
+	}
 	fmt.Fprintln(w, "")
 	var refused int64
 	for _, u := range m.users {
