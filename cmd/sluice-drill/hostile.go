@@ -314,11 +314,15 @@ func (l ledgerRow) charged() int64 {
 	return incP + 2*(l.inc-incP) + l.money
 }
 
-// window is a time span around a fault in which engine work of an attempt
-// cut by the fault cannot be billed (the process that would report it died).
+// window is a time span around a fault. An earlier attempt (one the job
+// was retried after) cut in any window is the fault's; a job's last attempt
+// cut in the window of a killed worker is work nobody alive can report
+// (the reclaiming worker does not know what the dead one's engine call
+// produced).
 type window struct {
-	what     string
-	from, to time.Time
+	what         string
+	from, to     time.Time
+	reporterDies bool // the worker that would report the usage died
 }
 
 // moneyCheck is the per-job comparison of charges against engine usage.
@@ -421,14 +425,14 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 		// billed; earlier ones were cut by a fault or retried.
 		var wantP, wantC int64
 		loC, hiC := int64(0), int64(0)
-		exact := true
+		exact, lost := true, false
 		if len(at) > 0 {
 			last := at[len(at)-1]
 			for i, a := range at {
 				// An attempt cut neither by a fault nor by its own client (a
 				// cut stream's last attempt) was cut for someone else's sake.
 				ownCut := i == len(at)-1 && (r.kind == kindCut || r.kind == kindLong)
-				if a.Cut && !ownCut && !m.inWindow(a.End) {
+				if a.Cut && !ownCut && !m.inWindow(a.End, false) {
 					cutByOthers++
 					if len(cutExamples) < 3 {
 						cutExamples = append(cutExamples, fmt.Sprintf("%s at %s", r.tag, a.End.Format("15:04:05.000")))
@@ -439,7 +443,7 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 				if a.Reset {
 					continue
 				}
-				if m.inWindow(a.End) {
+				if m.inWindow(a.End, false) {
 					lostInFault++
 					lostValue += value(max(a.PromptTokens, 0), a.CompletionTokens)
 				} else if a.PromptTokens+a.CompletionTokens > 0 {
@@ -465,6 +469,12 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 				if l.completion == 0 && l.prompt > 0 && wantP > 0 && l.prompt%wantP == 0 && l.prompt/wantP <= int64(resets) {
 					wantP = l.prompt
 				}
+			case last.Cut && m.inWindow(last.End, true):
+				// Its worker was killed mid-call: lost, but never billed above it.
+				lostInFault++
+				lostValue += value(max(last.PromptTokens, 0), max(last.CompletionTokens, 0))
+				lost = true
+				wantP, wantC = l.prompt, l.completion
 			case last.Cut:
 				cutStreams++
 				wantP = last.PromptTokens
@@ -488,7 +498,13 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 			}
 		}
 		ok := l.prompt == wantP
-		if exact {
+		if lost {
+			hi := int64(1 << 40)
+			if len(at) > 0 && at[len(at)-1].CompletionTokens >= 0 {
+				hi = value(max(at[len(at)-1].PromptTokens, 0), at[len(at)-1].CompletionTokens)
+			}
+			ok = l.charged() <= hi && l.charged() == value(l.prompt, l.completion)
+		} else if exact {
 			ok = ok && l.completion == wantC
 		} else {
 			ok = ok && l.completion >= loC && l.completion <= hiC
@@ -536,7 +552,7 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 	chk.add("poison job: fails, bounded, pays its prompt", poisonOK, "%s", poisonLine)
 	chk.add("earlier attempts unbilled outside a fault", unbilledRetry == 0, "%d (engine work of a retry that was not a killed process's)", unbilledRetry)
 	chk.add("engine attempts cut outside a fault", cutByOthers == 0, "%d (not by a kill, nor by their own client) %s", cutByOthers, strings.Join(cutExamples, ", "))
-	chk.info("attempts cut by a killed process", "%d, %d µ$ of engine work nobody alive could report", lostInFault, lostValue)
+	chk.info("attempts cut by a fault", "%d, %d µ$ of engine work (a retried attempt cut by a fault, or a last one whose worker was killed) not billed", lostInFault, lostValue)
 	excess, where := m.excessMetric(ctx)
 	if where == "" {
 		chk.info("sluice_settlement_excess_tokens_total", "absent (not exported by this build)")
@@ -585,12 +601,13 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 	return chk.failures
 }
 
-// inWindow reports whether t falls in a fault's window.
-func (m *money) inWindow(t time.Time) bool {
+// inWindow reports whether t falls in a fault's window (only a killed
+// worker's, with reporterDies).
+func (m *money) inWindow(t time.Time, reporterDies bool) bool {
 	m.winMu.Lock()
 	defer m.winMu.Unlock()
 	for _, w := range m.windows {
-		if !t.Before(w.from) && !t.After(w.to) {
+		if (w.reporterDies || !reporterDies) && !t.Before(w.from) && !t.After(w.to) {
 			return true
 		}
 	}
@@ -599,9 +616,9 @@ func (m *money) inWindow(t time.Time) bool {
 
 // fault records a fault's window: engine attempts cut from `from` until
 // `to` are the fault's.
-func (m *money) fault(what string, from, to time.Time) {
+func (m *money) fault(what string, from, to time.Time, reporterDies bool) {
 	m.winMu.Lock()
-	m.windows = append(m.windows, window{what, from, to})
+	m.windows = append(m.windows, window{what, from, to, reporterDies})
 	m.winMu.Unlock()
 }
 

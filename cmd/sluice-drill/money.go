@@ -304,7 +304,7 @@ worker:
 		}
 		wait(int64(m.o.jobs) / 5)
 		killed := time.Now()
-		m.fault("kill -9 submit2", killed, killed.Add(3*time.Second))
+		m.fault("kill -9 submit2", killed, killed.Add(3*time.Second), false)
 		m.s2dead.Store(true)
 		m.logf("kill -9 submit2 (pid %d) while it holds 4 slots", m.submits[1].cmd.Process.Pid)
 		m.submits[1].cmd.Process.Signal(syscall.SIGKILL) //nolint:errcheck
@@ -314,7 +314,7 @@ worker:
 		}
 		m.waitRows(ctx, int64(m.o.jobs)/5)
 		m.logf("kill -9 worker w1 (pid %d)", w1.cmd.Process.Pid)
-		m.fault("kill -9 w1", time.Now(), time.Now().Add(3*time.Second))
+		m.fault("kill -9 w1", time.Now(), time.Now().Add(3*time.Second), true)
 		w1.cmd.Process.Signal(syscall.SIGKILL) //nolint:errcheck
 		m.waitRows(ctx, int64(m.o.jobs)*2/5)
 		m.logf("kill -9 redis (appendonly yes, appendfsync always), restart in 1s")
@@ -326,7 +326,7 @@ worker:
 			m.redis = r
 		}
 		m.waitRedis(ctx) //nolint:errcheck
-		m.fault("kill -9 redis", redisKilled, time.Now().Add(3*time.Second))
+		m.fault("kill -9 redis", redisKilled, time.Now().Add(3*time.Second), false)
 	}()
 	// The hostile requests, spread over the jobs' submissions.
 	hostile := m.runHostile(ctx, next.Load)
