@@ -51,7 +51,10 @@ type tracked struct {
 	refused string    // "400 <code>" or "429 insufficient_quota"; "" when admitted
 	seen    int       // content chunks the client read (streams)
 	sent    time.Time // for the poison job: when it was submitted
-	err     string
+	// answered: the HTTP status of a try that was answered with an error
+	// although it made a job (tracked on its own); 0 otherwise.
+	answered int
+	err      string
 }
 
 // tracker holds the tracked requests.
@@ -187,7 +190,7 @@ func errCode(b []byte) string {
 func (m *money) sendHostile(ctx context.Context, n int, r *tracked) {
 	url, body := hostileBody(r.kind, r.tag)
 	if r.kind == kindCut || r.kind == kindLong {
-		m.stream(ctx, r, url, body)
+		m.stream(ctx, r)
 		return
 	}
 	r.sent = time.Now()
@@ -201,13 +204,22 @@ func (m *money) sendHostile(ctx context.Context, n int, r *tracked) {
 // stream sends a synchronous stream and reads it: a cut stream stops after
 // cutAfter content chunks (the client disconnects); a long stream reads
 // until its instance dies. 503s while Redis restarts are retried.
-func (m *money) stream(ctx context.Context, r *tracked, url, body string) {
+//
+// Each try has its own tag: a try answered with an error may still have
+// made a job (admitted and enqueued before the error), which is then
+// tracked on its own.
+func (m *money) stream(ctx context.Context, r *tracked) {
 	base := m.bases[0]
 	if r.kind == kindLong {
 		base = m.bases[1]
 	}
 	hc := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	first := r.tag
 	for attempt := 0; attempt < 120; attempt++ {
+		if attempt > 0 {
+			r.tag = fmt.Sprintf("%s-r%d", first, attempt)
+		}
+		url, body := hostileBody(r.kind, r.tag)
 		// Bounded: a stream that never ends is reported, not waited on.
 		sctx, cancel := context.WithTimeout(ctx, 100*time.Second)
 		req, _ := http.NewRequestWithContext(sctx, http.MethodPost, base+url, strings.NewReader(body))
@@ -223,6 +235,9 @@ func (m *money) stream(ctx context.Context, r *tracked, url, body string) {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			cancel()
+			if id := resp.Header.Get("Sluice-Job-Id"); id != "" {
+				m.track.add(&tracked{kind: r.kind, tag: r.tag, user: r.user, jobID: id, answered: resp.StatusCode})
+			}
 			switch {
 			case resp.StatusCode == http.StatusTooManyRequests && strings.Contains(string(b), sluice.CodeInsufficientQuota):
 				r.refused = "429 " + sluice.CodeInsufficientQuota
@@ -384,13 +399,16 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 	differTags := map[string]bool{}
 	var twice, refusedReached, lostInFault, unbilledRetry, cutPromptUnpaid, cutCompletionOff, cutStreams int
 	var unbilledTotal, overbilled, lostValue int64
-	var cutByOthers int
+	var cutByOthers, erroredRan int
+	var erroredEx []string
 	var cutExamples []string
 	var poisonLine string
 	poisonOK := true
 	for _, r := range reqs {
 		st := stats[r.kind]
-		st.sent++
+		if r.answered == 0 { // a try answered with an error is part of its request
+			st.sent++
+		}
 		at := m.px.Attempts(r.tag)
 		st.attempts += len(at)
 		switch {
@@ -412,6 +430,12 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 			continue
 		}
 		st.admitted++
+		if r.answered != 0 && len(at) > 0 {
+			erroredRan++
+			if len(erroredEx) < 3 {
+				erroredEx = append(erroredEx, fmt.Sprintf("%s job %s answered %d, billed %d+%d", r.tag, r.jobID, r.answered, l0(ledger[r.jobID]).prompt, l0(ledger[r.jobID]).completion))
+			}
+		}
 		l := ledger[r.jobID]
 		if l == nil {
 			l = &ledgerRow{}
@@ -469,7 +493,7 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 				if l.completion == 0 && l.prompt > 0 && wantP > 0 && l.prompt%wantP == 0 && l.prompt/wantP <= int64(resets) {
 					wantP = l.prompt
 				}
-			case last.Cut && m.inWindow(last.End, true):
+			case last.Cut && m.inWindow(last.End, true) && l.prompt+l.completion == 0:
 				// Its worker was killed mid-call: lost, but never billed above it.
 				lostInFault++
 				lostValue += value(max(last.PromptTokens, 0), max(last.CompletionTokens, 0))
@@ -552,6 +576,7 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 	chk.add("poison job: fails, bounded, pays its prompt", poisonOK, "%s", poisonLine)
 	chk.add("earlier attempts unbilled outside a fault", unbilledRetry == 0, "%d (engine work of a retry that was not a killed process's)", unbilledRetry)
 	chk.add("engine attempts cut outside a fault", cutByOthers == 0, "%d (not by a kill, nor by their own client) %s", cutByOthers, strings.Join(cutExamples, ", "))
+	chk.info("requests answered with an error whose job ran", "%d %s", erroredRan, strings.Join(erroredEx, "; "))
 	chk.info("attempts cut by a fault", "%d, %d µ$ of engine work (a retried attempt cut by a fault, or a last one whose worker was killed) not billed", lostInFault, lostValue)
 	excess, where := m.excessMetric(ctx)
 	if where == "" {
@@ -599,6 +624,14 @@ func (m *money) checkHostile(ctx context.Context, conn *pgx.Conn, w io.Writer) [
 		}
 	}
 	return chk.failures
+}
+
+// l0 is l, or an empty row.
+func l0(l *ledgerRow) *ledgerRow {
+	if l == nil {
+		return &ledgerRow{}
+	}
+	return l
 }
 
 // inWindow reports whether t falls in a fault's window (only a killed
