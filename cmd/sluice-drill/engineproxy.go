@@ -65,10 +65,9 @@ type engineProxy struct {
 	srv    *http.Server
 	URL    string
 
-	mu        sync.Mutex
-	attempts  map[string][]*engineAttempt
-	untagged  int
-	tokenized map[string][]int64 // /tokenize answers the workers asked for, per tag
+	mu       sync.Mutex
+	attempts map[string][]*engineAttempt
+	untagged int
 }
 
 func startEngineProxy(target, model string) (*engineProxy, error) {
@@ -76,7 +75,7 @@ func startEngineProxy(target, model string) (*engineProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &engineProxy{target: target, model: model, attempts: map[string][]*engineAttempt{}, tokenized: map[string][]int64{},
+	p := &engineProxy{target: target, model: model, attempts: map[string][]*engineAttempt{},
 		hc: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 256}}, URL: "http://" + ln.Addr().String()}
 	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
 	go p.srv.Serve(ln) //nolint:errcheck // ends with Close
@@ -107,13 +106,6 @@ func (p *engineProxy) Dump(path string) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o600)
-}
-
-// Tokenized returns the /tokenize counts the workers asked for, per tag.
-func (p *engineProxy) Tokenized(tag string) []int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]int64(nil), p.tokenized[tag]...)
 }
 
 // Counts returns how many tags reached the engine, and how many generation
@@ -250,8 +242,7 @@ func (p *engineProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	set(func() { a.Status, a.Cut, a.PromptTokens, a.CompletionTokens = 200, true, prompt, chunks })
 }
 
-// passThrough forwards health polls, /tokenize and anything else; a
-// /tokenize answer for a tagged body is recorded.
+// passThrough forwards health polls, /tokenize and anything else.
 func (p *engineProxy) passThrough(w http.ResponseWriter, r *http.Request, body []byte) {
 	req, _ := http.NewRequestWithContext(r.Context(), r.Method, p.target+r.URL.RequestURI(), bytes.NewReader(body))
 	req.Header = r.Header.Clone()
@@ -267,18 +258,6 @@ func (p *engineProxy) passThrough(w http.ResponseWriter, r *http.Request, body [
 	}
 	w.WriteHeader(resp.StatusCode)
 	w.Write(b) //nolint:errcheck
-	if r.URL.Path == "/tokenize" && resp.StatusCode == http.StatusOK {
-		if m := tagRE.FindSubmatch(body); m != nil {
-			var t struct {
-				Count int64 `json:"count"`
-			}
-			if json.Unmarshal(b, &t) == nil {
-				p.mu.Lock()
-				p.tokenized[string(m[1])] = append(p.tokenized[string(m[1])], t.Count)
-				p.mu.Unlock()
-			}
-		}
-	}
 }
 
 // tokenize asks the simulator how many prompt tokens view has: one

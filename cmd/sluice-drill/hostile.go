@@ -47,10 +47,9 @@ type tracked struct {
 	kind    string
 	tag     string
 	user    *drillUser
-	jobID   string    // "" when refused
-	refused string    // "400 <code>" or "429 insufficient_quota"; "" when admitted
-	seen    int       // content chunks the client read (streams)
-	sent    time.Time // for the poison job: when it was submitted
+	jobID   string // "" when refused
+	refused string // "400 <code>" or "429 insufficient_quota"; "" when admitted
+	seen    int    // content chunks the client read (streams)
 	// answered: the HTTP status of a try that was answered with an error
 	// although it made a job (tracked on its own); 0 otherwise.
 	answered int
@@ -193,7 +192,6 @@ func (m *money) sendHostile(ctx context.Context, n int, r *tracked) {
 		m.stream(ctx, r)
 		return
 	}
-	r.sent = time.Now()
 	id, refused, err := m.postJob(ctx, n, r.user, "hostile-"+r.tag, fmt.Sprintf(`{"url":%q,"body":%s}`, url, body))
 	r.jobID, r.refused = id, refused
 	if err != nil {
