@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +36,16 @@ import (
 // ledger's sums to the unit, no hold or lease may be left, every ledger row
 // must match its job's usage row, every charge must be the priced usage, and
 // no job may be billed twice.
+//
+// Mixed into the jobs, from all five users, come hostile requests
+// (hostile.go): case-variant keys, batched prompts, tool schemas and
+// tool_calls arguments with a response_format schema, streams the client
+// cuts, and one poison request whose engine connection is reset. The
+// workers reach the simulator through the drill's engine proxy
+// (engineproxy.go), which parses bodies as vLLM does and records what the
+// engine used for each request; at the end every job's ledger charge must
+// be that usage priced, refused requests must have reached no engine, and
+// no balance may be below zero.
 
 // moneyOptions are the money drill's flags.
 type moneyOptions struct {
@@ -64,7 +74,7 @@ func runMoney(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&o.maxTokens, "max-tokens", 20, "max_tokens of each job (ignore_eos: each produces exactly this)")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 2*time.Second, "admission.lease_ttl")
 	fs.StringVar(&o.sim, "sim", os.Getenv("SLUICE_SIM"), "simulator binary")
-	fs.DurationVar(&o.timeout, "timeout", 6*time.Minute, "bound on the whole drill")
+	fs.DurationVar(&o.timeout, "timeout", 8*time.Minute, "bound on the whole drill")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder")
 	fs.IntVar(&o.rpm, "rpm", 20, "N: requests per minute of the rate-limit check (10·N are sent at once)")
 	fs.IntVar(&o.k, "k", 10, "K: requests the balance check's credit pays for (20·K are sent at once)")
@@ -92,6 +102,12 @@ type money struct {
 	gaveUp    atomic.Int64 // submissions the client gave up on
 
 	rpmLine, balanceLine string // the first two checks' results
+
+	px          *engineProxy      // between the workers and the simulator
+	track       tracker           // every tagged request, for the per-job check
+	winMu       sync.Mutex        // guards windows
+	windows     []window          // the faults' time spans
+	metricsURLs map[string]string // /metrics of the processes that live to the end
 }
 
 func (m *money) run(ctx context.Context) (err error) {
@@ -133,6 +149,13 @@ func (m *money) run(ctx context.Context) (err error) {
 		return fmt.Errorf("simulator: %w", err)
 	}
 	defer sim.Stop()
+	// The engine the workers see: the simulator behind the drill's proxy,
+	// which parses bodies as vLLM does, records each request's usage and
+	// resets the poison request's connection.
+	if m.px, err = startEngineProxy(sim.URL, model); err != nil {
+		return err
+	}
+	defer m.px.Close()
 	defer m.stopAll()
 
 	cfgPath := filepath.Join(m.dir, "sluice.yaml")
@@ -181,9 +204,25 @@ worker:
   claim_idle: 3s
   heartbeat: 1s
   listen: "off" # several workers share this machine: no metrics port each
-`, model, sim.URL, model, m.o.rpm, m.o.leaseTTL)
+`, model, m.px.URL, model, m.o.rpm, m.o.leaseTTL)
 	if err := os.WriteFile(cfgPath, []byte(yml), 0o600); err != nil {
 		return err
+	}
+	// Each worker its own metrics port, for the settlement metrics.
+	workerEnv := map[string][]string{}
+	for _, name := range []string{"w1", "w2"} {
+		p, err := devstack.FreePort()
+		if err != nil {
+			return err
+		}
+		wcfg := filepath.Join(m.dir, name+".yaml")
+		if err := os.WriteFile(wcfg, []byte(strings.Replace(yml, `listen: "off"`, fmt.Sprintf("listen: 127.0.0.1:%d", p), 1)), 0o600); err != nil {
+			return err
+		}
+		workerEnv[name] = []string{"SLUICE_WORKER_NAME=" + name, "SLUICE_CONFIG=" + wcfg}
+		if name == "w2" {
+			m.metricsURLs = map[string]string{"w2": fmt.Sprintf("http://127.0.0.1:%d/metrics", p)}
+		}
 	}
 	m.env = append(cleanEnv(), "DATABASE_URL="+m.dbURL, "REDIS_URL="+redisURL, "SLUICE_KEY_PEPPER="+scratch.RandHex(32),
 		"SLUICE_WEBHOOK_SECRET="+scratch.RandHex(32), "SLUICE_CONFIG="+cfgPath)
@@ -207,11 +246,12 @@ worker:
 			return err
 		}
 	}
-	w1, err := m.start("w1", filepath.Join(m.dir, "gpuworker"), []string{"SLUICE_WORKER_NAME=w1"})
+	m.metricsURLs["submit1"] = m.bases[0] + "/metrics"
+	w1, err := m.start("w1", filepath.Join(m.dir, "gpuworker"), workerEnv["w1"])
 	if err != nil {
 		return err
 	}
-	if _, err := m.start("w2", filepath.Join(m.dir, "gpuworker"), []string{"SLUICE_WORKER_NAME=w2"}); err != nil {
+	if _, err := m.start("w2", filepath.Join(m.dir, "gpuworker"), workerEnv["w2"]); err != nil {
 		return err
 	}
 
@@ -240,8 +280,10 @@ worker:
 
 	// Slots held by a submit instance that dies: four long streams on submit2.
 	m.logf("four long synchronous streams on submit2 hold the sync user's four slots")
-	for range 4 {
-		go m.longStream(ctx, m.bases[1], m.syncUser.key)
+	for i := range 4 {
+		r := &tracked{kind: kindLong, user: m.syncUser, tag: fmt.Sprintf("long-%d", i)}
+		m.track.add(r)
+		go m.sendHostile(ctx, i, r)
 	}
 	if err := m.waitLeases(ctx, m.syncUser.id, 4); err != nil {
 		return err
@@ -263,6 +305,7 @@ worker:
 		}
 		wait(int64(m.o.jobs) / 5)
 		killed := time.Now()
+		m.fault("kill -9 submit2", killed, killed.Add(3*time.Second), false)
 		m.s2dead.Store(true)
 		m.logf("kill -9 submit2 (pid %d) while it holds 4 slots", m.submits[1].cmd.Process.Pid)
 		m.submits[1].cmd.Process.Signal(syscall.SIGKILL) //nolint:errcheck
@@ -272,16 +315,22 @@ worker:
 		}
 		m.waitRows(ctx, int64(m.o.jobs)/5)
 		m.logf("kill -9 worker w1 (pid %d)", w1.cmd.Process.Pid)
+		m.fault("kill -9 w1", time.Now(), time.Now().Add(3*time.Second), true)
 		w1.cmd.Process.Signal(syscall.SIGKILL) //nolint:errcheck
 		m.waitRows(ctx, int64(m.o.jobs)*2/5)
 		m.logf("kill -9 redis (appendonly yes, appendfsync always), restart in 1s")
+		redisKilled := time.Now()
 		m.redis.cmd.Process.Signal(syscall.SIGKILL) //nolint:errcheck
 		<-m.redis.done
 		time.Sleep(time.Second)
 		if r, err := m.start("redis-restarted", redisBin, nil, m.redisArgs...); err == nil {
 			m.redis = r
 		}
+		m.waitRedis(ctx) //nolint:errcheck
+		m.fault("kill -9 redis", redisKilled, time.Now().Add(3*time.Second), false)
 	}()
+	// The hostile requests, spread over the jobs' submissions.
+	hostile := m.runHostile(ctx, next.Load)
 	for range 8 {
 		wg.Add(1)
 		go func() {
@@ -293,6 +342,13 @@ worker:
 				}
 				u := m.users[n%int64(len(m.users))]
 				id, err := m.submitJob(ctx, int(n), u)
+				r := &tracked{kind: kindJob, tag: fmt.Sprintf("j-%d", n), user: u, jobID: id}
+				if err != nil {
+					r.err = err.Error()
+				} else if id == "" {
+					r.refused = "429 " + sluice.CodeInsufficientQuota
+				}
+				m.track.add(r)
 				switch {
 				case err != nil:
 					m.gaveUp.Add(1)
@@ -309,13 +365,21 @@ worker:
 	}
 	wg.Wait()
 	<-faults
+	m.logf("regular jobs submitted; waiting for the hostile requests")
+	hostile.Wait()
 	var jobIDs []string
 	ids.Range(func(k, _ any) bool { jobIDs = append(jobIDs, k.(string)); return true })
-	m.logf("%d jobs accepted; waiting for every job and settlement to finish", len(jobIDs))
+	all := slices.Clone(jobIDs)
+	for _, r := range m.track.all() {
+		if r.jobID != "" && r.kind != kindJob {
+			all = append(all, r.jobID)
+		}
+	}
+	m.logf("%d jobs accepted, %d hostile requests admitted; waiting for every job and settlement to finish", len(jobIDs), len(all)-len(jobIDs))
 	if err := m.waitRedis(ctx); err != nil {
 		return err
 	}
-	orphans, err := m.waitSettled(ctx, jobIDs)
+	orphans, err := m.waitSettled(ctx, all)
 	if err != nil {
 		return err
 	}
@@ -380,18 +444,6 @@ func (m *money) cli(ctx context.Context, args ...string) (string, error) {
 	return out.String(), nil
 }
 
-// longStream runs one long synchronous stream until its instance dies.
-func (m *money) longStream(ctx context.Context, base, key string) {
-	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"long"}],"max_tokens":600,"ignore_eos":true,"stream":true}`, model)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+key)
-	hc := &http.Client{Transport: &http.Transport{Proxy: nil}}
-	if resp, err := hc.Do(req); err == nil {
-		io.Copy(io.Discard, resp.Body) //nolint:errcheck
-		resp.Body.Close()
-	}
-}
-
 func (m *money) waitLeases(ctx context.Context, userID string, n int64) error {
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		l, err := admission.LiveCounters(ctx, m.rdb, userID)
@@ -408,42 +460,13 @@ func (m *money) waitLeases(ctx context.Context, userID string, n int64) error {
 // submitJob posts one async job, retrying through faults with the same
 // Idempotency-Key; it returns "" when the job was refused for quota.
 func (m *money) submitJob(ctx context.Context, n int, u *drillUser) (string, error) {
-	body := fmt.Sprintf(`{"url":"/v1/chat/completions","body":{"model":%q,"messages":[{"role":"user","content":"money drill job %d"}],"max_tokens":%d,"ignore_eos":true}}`,
-		model, n, m.o.maxTokens)
-	var last string
-	for attempt := 0; attempt < 300; attempt++ { // 60 s: past a stale Idempotency-Key mapping's 30 s
-		base := m.bases[n%2]
-		if m.s2dead.Load() {
-			base = m.bases[0]
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/jobs", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+u.key)
-		req.Header.Set("Idempotency-Key", fmt.Sprintf("money-%d", n))
-		resp, err := m.hc.Do(req)
-		if err != nil {
-			last = err.Error()
-			sleep(ctx, 200*time.Millisecond) //nolint:errcheck
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusAccepted:
-			var js struct {
-				ID string `json:"id"`
-			}
-			if err := json.Unmarshal(b, &js); err != nil {
-				return "", err
-			}
-			return js.ID, nil
-		case resp.StatusCode == http.StatusTooManyRequests && strings.Contains(string(b), sluice.CodeInsufficientQuota):
-			return "", nil
-		default: // 503 while Redis restarts (fail closed), or a dying instance
-			last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
-			sleep(ctx, 200*time.Millisecond) //nolint:errcheck
-		}
+	body := fmt.Sprintf(`{"url":"/v1/chat/completions","body":{"model":%q,"messages":[{"role":"user","content":"money drill job %d drill-tag:j-%d"}],"max_tokens":%d,"ignore_eos":true}}`,
+		model, n, n, m.o.maxTokens)
+	id, refused, err := m.postJob(ctx, n, u, fmt.Sprintf("money-%d", n), body)
+	if err == nil && refused != "" && !strings.HasPrefix(refused, "429") {
+		err = fmt.Errorf("refused: %s", refused)
 	}
-	return "", fmt.Errorf("gave up: %s", last)
+	return id, err
 }
 
 // waitRows waits until inference_requests holds n rows: progress of the
@@ -612,6 +635,9 @@ func (m *money) check(ctx context.Context, ids []string, lapse time.Duration, or
 	fmt.Fprintf(w, "money drill: %d async jobs of max_tokens %d from %d users through 2 submit instances and 2 workers;\n",
 		m.o.jobs, m.o.maxTokens, len(m.users))
 	fmt.Fprintln(w, "kill -9 submit2 (holding 4 slots), kill -9 worker w1, kill -9 + restart Redis (appendonly yes, appendfsync always)")
+	for _, f := range m.windows {
+		fmt.Fprintf(w, "  fault window %-16s %s – %s\n", f.what, f.from.Format("15:04:05.000"), f.to.Format("15:04:05.000"))
+	}
 	fmt.Fprintln(w, "")
 	var refused int64
 	for _, u := range m.users {
@@ -656,6 +682,7 @@ func (m *money) check(ctx context.Context, ids []string, lapse time.Duration, or
 			fail("%s: overage %d past the cap 2000", u.email, overage)
 		}
 	}
+	failures = append(failures, m.checkHostile(ctx, conn, w)...)
 	if lapse <= 0 || lapse > m.o.leaseTTL+time.Second {
 		fail("the dead instance's slots came back after %s, lease_ttl %s", lapse, m.o.leaseTTL)
 	}
