@@ -43,6 +43,10 @@ type credentials struct {
 	RecoveryCode string `json:"recovery_code"`
 }
 
+// normalizeEmail is the one form an e-mail is stored and compared in:
+// lowercased and trimmed (sign-up, admin creation, login, counters).
+func normalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
+
 func validEmail(e string) bool {
 	at := strings.IndexByte(e, '@')
 	return len(e) <= 254 && at > 0 && at < len(e)-1 && !strings.ContainsAny(e, " \t\r\n<>\"") && strings.Count(e, "@") == 1
@@ -64,7 +68,7 @@ func (s *service) signup(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	c.Email = strings.ToLower(strings.TrimSpace(c.Email))
+	c.Email = normalizeEmail(c.Email)
 	if !validEmail(c.Email) {
 		s.fail(w, r, sluice.Invalid("email", sluice.CodeInvalidValue, "The email address is not valid."))
 		return
@@ -94,7 +98,7 @@ func (s *service) signup(w http.ResponseWriter, r *http.Request) {
 
 // emailSubject keys per-account counters without putting addresses in Redis.
 func emailSubject(email string) string {
-	h := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(email))))
+	h := sha256.Sum256([]byte(normalizeEmail(email)))
 	return hex.EncodeToString(h[:12])
 }
 
@@ -182,11 +186,10 @@ func (s *service) issue(ctx context.Context, userID, family string, mfa bool) (m
 		rb := make([]byte, 32)
 		rand.Read(rb) //nolint:errcheck
 		rt := refreshPrefix + base64.RawURLEncoding.EncodeToString(rb)
-		if mfa { // the MFA claim survives rotation: remember it in the token itself
-			rt = refreshPrefix + "m" + rt[len(refreshPrefix):]
-		}
 		idle := time.Duration(s.Config.Auth.Session.Timeout) * time.Second
-		if err := s.DB.InsertRefreshToken(ctx, s.secretHash("refresh", rt), family, userID, time.Now().Add(idle)); err != nil {
+		// The MFA state survives rotation in the family's row, never in the
+		// token's text (which is random and says nothing).
+		if err := s.DB.InsertRefreshToken(ctx, s.secretHash("refresh", rt), family, userID, time.Now().Add(idle), mfa); err != nil {
 			return nil, err
 		}
 		out["refresh_token"] = rt
@@ -223,7 +226,7 @@ func (s *service) refresh(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	family, userID, reused, err := s.DB.UseRefreshToken(ctx, s.secretHash("refresh", rt))
+	family, userID, mfa, reused, err := s.DB.UseRefreshToken(ctx, s.secretHash("refresh", rt))
 	if reused {
 		s.audit(r, userID, "session.refresh_reuse", family, "family_revoked", nil)
 	}
@@ -238,7 +241,7 @@ func (s *service) refresh(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errBadRefresh)
 		return
 	}
-	tokens, err := s.issue(ctx, userID, family, strings.HasPrefix(rt, refreshPrefix+"m"))
+	tokens, err := s.issue(ctx, userID, family, mfa)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -78,7 +78,7 @@ func New(d Deps) http.Handler {
 		openai.WriteError(w, r, d.Log, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound,
 			"Unknown request URL: %s %s.", r.Method, r.URL.Path))
 	})
-	return httpserve.Middleware(d.Log, "usage-rollup", mux)
+	return httpserve.Middleware(d.Log, "usage-rollup", mux, httpserve.TrustProxies(d.Config.Server.TrustedProxyPrefixes()))
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler { return New(DepsFrom(d)) })

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,6 +138,39 @@ type Server struct {
 	BytesPerTokenFloor int `yaml:"bytes_per_token_floor"`
 	// KeyCacheTTL is how long a verified key stays cached in-process; default 1s.
 	KeyCacheTTL time.Duration `yaml:"key_cache_ttl"`
+	// TrustedProxies lists the proxies (CIDRs or addresses) whose
+	// X-Forwarded-For is believed: when the socket peer is in one, the
+	// client is the rightmost forwarded address not in any. List every hop
+	// that forwards to the functions: the OpenFaaS gateway and watchdog,
+	// the ingress or load balancer, nginx. Default empty: the peer is the
+	// client (right when nothing proxies, and on Lambda, whose adapter
+	// gives the source IP).
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TrustedProxyPrefixes parses TrustedProxies (validate has checked them):
+// a bare address is a single-address prefix.
+func (s Server) TrustedProxyPrefixes() []netip.Prefix {
+	out, _ := parseProxies(s.TrustedProxies)
+	return out
+}
+
+func parseProxies(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("server.trusted_proxies: %q is neither a CIDR nor an address", s)
+		}
+		a = a.Unmap().WithZone("")
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // Jobs configures the queue and async jobs.
@@ -464,6 +498,9 @@ func (c *Config) validate() error {
 	errs = append(errs, c.Auth.Identity.validate(c.Auth.RBAC.Roles))
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
+	}
+	if _, err := parseProxies(c.Server.TrustedProxies); err != nil {
+		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
 	errs = append(errs, c.validateTelemetry()...)
