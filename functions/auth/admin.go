@@ -126,6 +126,10 @@ func (s *service) adminUpdateUser(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		if err := s.endUserSessions(r.Context(), id); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 	if b.Role != nil {
 		detail["role"] = *b.Role

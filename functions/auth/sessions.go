@@ -228,6 +228,7 @@ func (s *service) refresh(w http.ResponseWriter, r *http.Request) {
 	}
 	family, userID, mfa, reused, err := s.DB.UseRefreshToken(ctx, s.secretHash("refresh", rt))
 	if reused {
+		s.endSession(ctx, family)
 		s.audit(r, userID, "session.refresh_reuse", family, "family_revoked", nil)
 	}
 	if err != nil {
@@ -250,18 +251,24 @@ func (s *service) refresh(w http.ResponseWriter, r *http.Request) {
 	openai.WriteJSON(w, http.StatusOK, tokens)
 }
 
-// logout ends the login the refresh token belongs to. Access tokens already
-// issued run out within minutes (auth.identity.access_ttl).
+// logout ends the login the refresh token belongs to: its refresh tokens
+// in the database and its access tokens on every instance at once.
 func (s *service) logout(w http.ResponseWriter, r *http.Request) {
 	rt, err := s.readRefresh(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	userID, err := s.DB.RevokeRefreshFamilyOf(r.Context(), s.secretHash("refresh", rt))
+	family, userID, err := s.DB.RevokeRefreshFamilyOf(r.Context(), s.secretHash("refresh", rt))
 	if err != nil && !errors.Is(err, sluice.ErrNotFound) {
 		s.fail(w, r, err)
 		return
+	}
+	if family != "" {
+		if err := authn.EndSession(r.Context(), s.Redis, family, s.sessionMemory()); err != nil {
+			s.fail(w, r, sluice.Unavailable("The session's refresh tokens are revoked, but its access tokens could not be ended now; retry the logout.", err))
+			return
+		}
 	}
 	s.audit(r, userID, "session.logout", "", "ok", nil)
 	w.WriteHeader(http.StatusNoContent)
@@ -289,6 +296,9 @@ func (s *service) deleteUser(r *http.Request, userID string) error {
 	if err := s.DB.DeleteUser(r.Context(), userID); err != nil {
 		return err
 	}
+	if err := s.endUserSessions(r.Context(), userID); err != nil {
+		return err
+	}
 	if err := s.evictUser(r.Context(), userID); err != nil {
 		return err
 	}
@@ -304,6 +314,28 @@ func (s *service) deleteUser(r *http.Request, userID string) error {
 		return sluice.Unavailable("The account is deleted, but its stored results could not all be erased now; they expire with jobs.result_ttl.", err)
 	}
 	s.Log.InfoContext(r.Context(), "erased stored jobs of a deleted account", slog.String("user_id", userID), slog.Int("jobs", n))
+	return nil
+}
+
+// sessionMemory is how long an ended session must be remembered: the
+// longest an access token it issued can still be presented.
+func (s *service) sessionMemory() time.Duration {
+	return s.Config.Auth.Identity.AccessTTL + s.Config.Auth.Identity.Leeway
+}
+
+// endSession ends a login's access tokens everywhere (refresh reuse).
+func (s *service) endSession(ctx context.Context, family string) {
+	if err := authn.EndSession(ctx, s.Redis, family, s.sessionMemory()); err != nil {
+		s.Log.WarnContext(ctx, "ended session not recorded; its access tokens run out with access_ttl", "err", err.Error())
+	}
+}
+
+// endUserSessions ends every access token issued to a user so far
+// (disabled, deleted), on every instance.
+func (s *service) endUserSessions(ctx context.Context, userID string) error {
+	if err := authn.EndUserSessions(ctx, s.Redis, userID, s.sessionMemory()); err != nil {
+		return sluice.Unavailable("The change is saved, but the user's access tokens could not be ended now; retry.", err)
+	}
 	return nil
 }
 

@@ -165,7 +165,7 @@ func parseProxies(list []string) ([]netip.Prefix, error) {
 		}
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("server.trusted_proxies: %q is neither a CIDR nor an address", s)
+			return nil, fmt.Errorf("%q is neither a CIDR nor an address", s)
 		}
 		a = a.Unmap().WithZone("")
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
@@ -251,6 +251,11 @@ type Env struct {
 	// DatabaseReadURL (DATABASE_READ_URL) is a read replica for heavy
 	// reads (usage, statements, revenue); empty: DatabaseURL serves them.
 	DatabaseReadURL string
+
+	// RollupToken (SLUICE_ROLLUP_TOKEN or the secret file
+	// sluice-rollup-token) lets a scheduler trigger the usage rollup with
+	// "Authorization: Bearer <token>"; empty: no token is accepted.
+	RollupToken string
 }
 
 // Load reads the configuration: defaults, then the file named by SLUICE_CONFIG
@@ -286,6 +291,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	cfg.Env.StripeWebhookSecretPrevious = secret(getenv, "STRIPE_WEBHOOK_SECRET_PREVIOUS", "stripe-webhook-secret-previous")
 	cfg.Env.StripeAPIBase = getenv("STRIPE_API_BASE")
 	cfg.Env.DatabaseReadURL = getenv("DATABASE_READ_URL")
+	cfg.Env.RollupToken = secret(getenv, "SLUICE_ROLLUP_TOKEN", "sluice-rollup-token")
 	if cfg.Env.Addr == "" {
 		cfg.Env.Addr = "127.0.0.1:8080"
 	}
@@ -500,7 +506,7 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
 	}
 	if _, err := parseProxies(c.Server.TrustedProxies); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, errors.New("server.trusted_proxies: "+err.Error()))
 	}
 	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
 	errs = append(errs, c.validateTelemetry()...)

@@ -129,14 +129,14 @@ func (db *DB) UseRefreshToken(ctx context.Context, hash []byte) (familyID, userI
 	return familyID, userID, false, true, sluice.ErrNotFound
 }
 
-// RevokeRefreshFamilyOf revokes the login the token belongs to (logout).
-func (db *DB) RevokeRefreshFamilyOf(ctx context.Context, hash []byte) (userID string, err error) {
-	var fam string
-	if err := db.Pool.QueryRow(ctx, q("RefreshTokenFamily"), hex.EncodeToString(hash)).Scan(&fam, &userID); err != nil {
-		return "", translate(err)
+// RevokeRefreshFamilyOf revokes the login the token belongs to (logout)
+// and returns the login (family) and its user.
+func (db *DB) RevokeRefreshFamilyOf(ctx context.Context, hash []byte) (familyID, userID string, err error) {
+	if err := db.Pool.QueryRow(ctx, q("RefreshTokenFamily"), hex.EncodeToString(hash)).Scan(&familyID, &userID); err != nil {
+		return "", "", translate(err)
 	}
-	_, err = db.Pool.Exec(ctx, q("RevokeRefreshFamily"), fam)
-	return userID, translate(err)
+	_, err = db.Pool.Exec(ctx, q("RevokeRefreshFamily"), familyID)
+	return familyID, userID, translate(err)
 }
 
 // SigningKey is a stored JWT signing key; Private is sealed.
