@@ -3,7 +3,9 @@ package authsuite_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"image/png"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -387,4 +389,40 @@ func TestLogoutEndsAccessTokens(t *testing.T) {
 	if err3 == nil {
 		t.Error("an instance started after the logout accepts the token")
 	}
+}
+
+// TestMFAEnrolmentQRCode: enrolment returns the QR code as an inline PNG
+// drawn by the server (no third-party image service sees the secret).
+func TestMFAEnrolmentQRCode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	access, _, _ := e.user("qr")
+	en := e.must(200, "POST", "/auth/v1/me/mfa/totp", access, map[string]string{"password": "correct horse battery"})
+	uri, _ := en["qr_code"].(string)
+	b64, ok := strings.CutPrefix(uri, "data:image/png;base64,")
+	if !ok {
+		t.Fatalf("qr_code = %.40q, want an inline PNG data URI", uri)
+	}
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("qr_code is not a PNG: %v", err)
+	}
+	// A QR code has dark modules and a light quiet zone.
+	bnd := img.Bounds()
+	dark := 0
+	for y := bnd.Min.Y; y < bnd.Max.Y; y += 4 {
+		for x := bnd.Min.X; x < bnd.Max.X; x += 4 {
+			if r, _, _, _ := img.At(x, y).RGBA(); r < 0x8000 {
+				dark++
+			}
+		}
+	}
+	if r, _, _, _ := img.At(bnd.Min.X, bnd.Min.Y).RGBA(); bnd.Dx() < 100 || dark == 0 || r < 0x8000 {
+		t.Errorf("qr_code image %v with %d dark samples does not look like a QR code", bnd, dark)
+	}
+	t.Logf("qr_code: %dx%d PNG, %d bytes, %d dark samples", bnd.Dx(), bnd.Dy(), len(raw), dark)
 }
