@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/redisq"
@@ -306,7 +307,12 @@ func (s *service) deleteUser(r *http.Request, userID string) error {
 	for i, m := range s.Config.Inference.Models {
 		models[i] = m.Name
 	}
+	// Jobs first: in-flight ones are cancelled before their content goes,
+	// so nothing is written back afterwards.
 	n, err := redisq.New(s.Redis, redisq.Options{}).EraseUserJobs(r.Context(), userID, models)
+	if err == nil {
+		_, err = admission.EraseUserCache(r.Context(), s.Redis, userID)
+	}
 	if err == nil {
 		_, err = s.Objects.EraseUser(r.Context(), userID)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -425,4 +426,50 @@ func TestMFAEnrolmentQRCode(t *testing.T) {
 		t.Errorf("qr_code image %v with %d dark samples does not look like a QR code", bnd, dark)
 	}
 	t.Logf("qr_code: %dx%d PNG, %d bytes, %d dark samples", bnd.Dx(), bnd.Dy(), len(raw), dark)
+}
+
+// TestFinding5DeletionErasesInFlight: deleting an account cancels its
+// in-flight job, erases its result stream and response-cache entries, and
+// a worker still streaming the job cannot recreate the stream afterwards.
+func TestFinding5DeletionErasesInFlight(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	ctx := context.Background()
+	email := testenv.Name("inflight") + "@example.com"
+	u := e.must(201, "POST", "/auth/v1/signup", "", map[string]string{"email": email, "password": "delete me please"})
+	id := u["id"].(string)
+	access := e.must(200, "POST", "/auth/v1/login", "", map[string]string{"email": email, "password": "delete me please"})["access_token"].(string)
+	job := &sluice.Job{ID: redisq.NewJobID(e.models[0]), UserID: id, Model: e.models[0], Endpoint: sluice.EndpointChat,
+		Body: []byte(`{"messages":[{"role":"user","content":"my secret prompt"}]}`), Priority: 2, Stream: true}
+	if err := e.deps.Queue.Enqueue(ctx, job, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// The worker has started streaming it.
+	if err := e.deps.Queue.Chunks(ctx, job.ID, []string{`{"choices":[{"delta":{"content":"secret answer"}}]}`}, true); err != nil {
+		t.Fatal(err)
+	}
+	cacheKey := "sluice:{u:" + id + "}:cache:" + strings.Repeat("ab", 32)
+	e.deps.Redis.HSet(ctx, cacheKey, "result", "a cached secret answer", "usage", "{}")
+	e.must(204, "DELETE", "/auth/v1/me", access, map[string]string{"password": "delete me please"})
+
+	// The worker, not yet told, appends another chunk.
+	if err := e.deps.Queue.Chunks(ctx, job.ID, []string{`{"choices":[{"delta":{"content":" more"}}]}`}, false); err != nil {
+		t.Fatal(err)
+	}
+	streams := e.deps.Redis.Exists(ctx, redisq.ResultKey(job.ID)).Val()
+	cache := e.deps.Redis.Exists(ctx, cacheKey).Val()
+	h := e.deps.Redis.HGetAll(ctx, redisq.JobKey(job.ID)).Val()
+	t.Logf("after deletion and a late chunk: result stream exists %d, cache entry exists %d, job record %v", streams, cache, h)
+	if streams != 0 {
+		t.Errorf("the worker recreated the erased result stream (ttl %v)", e.deps.Redis.PTTL(ctx, redisq.ResultKey(job.ID)).Val())
+	}
+	if cache != 0 {
+		t.Error("the deleted account's response-cache entry is still there")
+	}
+	if h["body"] != "" || h["result"] != "" {
+		t.Errorf("the job record still holds content: %v", h)
+	}
+	if len(h) > 0 && h["status"] != string(sluice.JobCancelled) {
+		t.Errorf("the in-flight job was not cancelled: status %q", h["status"])
+	}
 }
