@@ -292,6 +292,21 @@ func Load(getenv func(string) string) (*Config, error) {
 	cfg.Env.StripeAPIBase = getenv("STRIPE_API_BASE")
 	cfg.Env.DatabaseReadURL = getenv("DATABASE_READ_URL")
 	cfg.Env.RollupToken = secret(getenv, "SLUICE_ROLLUP_TOKEN", "sluice-rollup-token")
+	// Comma-separated overrides of server.trusted_proxies and
+	// usage_rollup.scheduler_networks, so a deployment manifest
+	// (openfaas.yml) can ship the right proxies without a config file.
+	if v := getenv("SLUICE_TRUSTED_PROXIES"); v != "" {
+		cfg.Server.TrustedProxies = strings.Split(v, ",")
+		if _, err := parseProxies(cfg.Server.TrustedProxies); err != nil {
+			return nil, fmt.Errorf("config: SLUICE_TRUSTED_PROXIES: %w", err)
+		}
+	}
+	if v := getenv("SLUICE_SCHEDULER_NETWORKS"); v != "" {
+		cfg.UsageRollup.SchedulerNetworks = strings.Split(v, ",")
+		if _, err := parseProxies(cfg.UsageRollup.SchedulerNetworks); err != nil {
+			return nil, fmt.Errorf("config: SLUICE_SCHEDULER_NETWORKS: %w", err)
+		}
+	}
 	if cfg.Env.Addr == "" {
 		cfg.Env.Addr = "127.0.0.1:8080"
 	}
