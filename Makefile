@@ -62,6 +62,7 @@ fuzz:
 	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzDecode -fuzztime 60s
 	$(GO) test ./internal/enginetest -run '^$$' -fuzz FuzzDecodePython -fuzztime 60s
 	$(GO) test ./shared/rbac -run '^$$' -fuzz FuzzAllowed -fuzztime 60s
+	$(GO) test ./shared/httpserve -run '^$$' -fuzz FuzzForwardedClient -fuzztime 60s
 	$(GO) test ./shared/authn -run '^$$' -fuzz '^FuzzToken$$' -fuzztime 60s
 	$(GO) test ./shared/authn -run '^$$' -fuzz '^FuzzAuthorize$$' -fuzztime 60s
 	$(GO) test ./shared/config -run '^$$' -fuzz FuzzParseMicros -fuzztime 60s

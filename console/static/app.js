@@ -443,7 +443,8 @@ function accountPage() {
           field('Code from the app', { name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', required: true, pattern: '[0-9]{6}', maxlength: 6 }),
           h('button', { type: 'submit' }, 'Confirm'));
         step2.replaceChildren(h('div', { class: 'card' },
-          h('p', {}, 'Add this secret to an authenticator app (or open the link on your phone), then enter the code it shows.'),
+          h('p', {}, 'Scan this code with an authenticator app (or add the secret, or open the link on your phone), then enter the code it shows.'),
+          h('p', {}, h('img', { src: t.qr_code, alt: 'QR code of the TOTP secret', width: 200, height: 200, 'data-totp-qr': '' })),
           h('p', {}, 'Secret: ', h('code', { 'data-totp-secret': '' }, t.secret)),
           h('p', {}, h('a', { href: t.otpauth_url }, 'Open in an authenticator app')),
           confirmForm));

@@ -64,6 +64,7 @@ func (s *service) adminCreateUser(w http.ResponseWriter, r *http.Request) {
 	}
 	def(&b.Role, sluice.RoleUser)
 	def(&b.Tier, sluice.TierFree)
+	b.Email = normalizeEmail(b.Email)
 	if !validEmail(b.Email) || !s.validRole(b.Role) || !s.validTier(b.Tier) {
 		s.fail(w, r, sluice.Invalid("", sluice.CodeInvalidValue, "email, role or tier is not valid."))
 		return
@@ -122,6 +123,10 @@ func (s *service) adminUpdateUser(w http.ResponseWriter, r *http.Request) {
 	}
 	if b.Disabled != nil && *b.Disabled {
 		if err := s.DB.RevokeUserSessions(r.Context(), id); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if err := s.endUserSessions(r.Context(), id); err != nil {
 			s.fail(w, r, err)
 			return
 		}
@@ -219,4 +224,23 @@ func (s *service) adminRotateSigningKey(w http.ResponseWriter, r *http.Request) 
 	}
 	s.audit(r, p.UserID, "admin.signing_key_rotate", kid, "ok", nil)
 	openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "signing_key", "kid": kid})
+}
+
+// adminEmailCollisions lists live accounts whose e-mails are equal once
+// normalised (or not yet normalised): the 014 migration lowercased every
+// other address and left these for an admin to resolve (change or delete
+// one of each set).
+func (s *service) adminEmailCollisions(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.admin(r, PermUserAdmin); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	cs, err := s.DB.EmailCollisions(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeList(w, cs, func(c postgres.EmailCollision) map[string]any {
+		return map[string]any{"object": "email_collision", "email": c.Normalized, "user_ids": c.UserIDs, "emails": c.Emails}
+	})
 }

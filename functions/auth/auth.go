@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 
 	"github.com/redis/go-redis/v9"
@@ -86,12 +85,13 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("DELETE /v1/admin/keys/{id}", s.adminRevokeKey)
 	mux.HandleFunc("PATCH /v1/admin/keys/{id}", s.adminUpdateKeyLimits)
 	mux.HandleFunc("GET /v1/admin/audit", s.adminAudit)
+	mux.HandleFunc("GET /v1/admin/email-collisions", s.adminEmailCollisions)
 	mux.HandleFunc("POST /v1/admin/signing-keys/rotate", s.adminRotateSigningKey)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, d.Log, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound,
 			"Unknown request URL: %s %s.", r.Method, r.URL.Path))
 	})
-	return httpserve.Middleware(d.Log, "auth", mux)
+	return httpserve.Middleware(d.Log, "auth", mux, httpserve.TrustProxies(d.Config.Server.TrustedProxyPrefixes()))
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler {
@@ -158,21 +158,15 @@ func (s *service) admin(r *http.Request, perm string) (*sluice.Principal, error)
 // requireMFA refuses an admin session that has not passed a second factor
 // (createKey checks it too, so an admin key comes from such a session).
 func (s *service) requireMFA(p *sluice.Principal) error {
-	return authn.RequireAdminMFA(p, s.Config.Auth.Identity.RequireMFAForAdmin)
+	return authn.RequireAdminMFA(p, s.Config.Permissions(p.Role), s.Config.Auth.Identity.RequireMFAForAdmin)
 }
 
 // CodeMFARequired asks the client to log in again with a TOTP or recovery code.
 const CodeMFARequired = sluice.CodeMFARequired
 
-// remote is the caller's address for limits and the audit log. Only the
-// socket address is trusted; a proxy in front should set RemoteAddr itself.
-func remote(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+// remote is the caller's address for limits and the audit log: the peer,
+// or behind a trusted proxy (server.trusted_proxies) the forwarded client.
+func remote(r *http.Request) string { return httpserve.ClientAddr(r) }
 
 // audit appends to the audit log. A failure is logged, not returned: the
 // action already happened, and the log line keeps the record.

@@ -28,6 +28,53 @@ type keyRequest struct {
 	Concurrency       int64 `json:"concurrency"`
 	// CacheResponses opts the key into the response cache; default false.
 	CacheResponses bool `json:"cache_responses"`
+	// max are the new key's ceilings: a rotated key's own, narrowed by the
+	// creating key's limits (never from the body).
+	max sluice.Limits
+}
+
+// PermKeysWrite lets an API key create, change, rotate and revoke its
+// owner's keys. A session manages its own user's keys without it; a key
+// needs it in its scopes ("*" grants it), so a key scoped to inference can
+// neither mint a successor that outlives its revocation nor touch others.
+const PermKeysWrite = "keys:write"
+
+// keyManager authenticates a key-management request: any session, or an
+// API key whose scopes (its role's permissions when unscoped) grant
+// keys:write.
+func (s *service) keyManager(r *http.Request) (*sluice.Principal, error) {
+	p, err := s.principal(r)
+	if err != nil {
+		return nil, err
+	}
+	if p.KeyID == "" {
+		return p, nil
+	}
+	perms := p.Scopes
+	if len(perms) == 0 {
+		perms = s.Config.Permissions(p.Role)
+	}
+	if !rbac.Allowed(perms, PermKeysWrite) {
+		s.audit(r, p.UserID, "key.manage_denied", r.Method+" "+r.URL.Path, "refused", map[string]any{"key_id": p.KeyID})
+		return nil, sluice.Errorf(sluice.KindPermissionDenied, sluice.CodePermissionDenied,
+			"This API key's scopes do not include %s: manage keys from a session or with a key that has it.", PermKeysWrite)
+	}
+	return p, nil
+}
+
+// childCeiling is the tighter of two ceilings per field (0: none).
+func childCeiling(a, b sluice.Limits) sluice.Limits {
+	m := func(x, y int64) int64 {
+		switch {
+		case x == 0:
+			return y
+		case y == 0:
+			return x
+		}
+		return min(x, y)
+	}
+	return sluice.Limits{RequestsPerMinute: m(a.RequestsPerMinute, b.RequestsPerMinute),
+		TokensPerMinute: m(a.TokensPerMinute, b.TokensPerMinute), Concurrency: m(a.Concurrency, b.Concurrency)}
 }
 
 func (k keyRequest) limits() sluice.Limits {
@@ -44,7 +91,7 @@ func keyJSON(k sluice.APIKey) map[string]any {
 	return map[string]any{"object": "api_key", "id": k.ID, "name": k.Name, "prefix": k.Prefix,
 		"created_at": k.CreatedAt.Unix(), "last_used_at": unix(k.LastUsedAt), "expires_at": unix(k.ExpiresAt),
 		"revoked_at": unix(k.RevokedAt), "scopes": nonNil(k.Scopes), "models": nonNil(k.Models), "limits": k.Limits,
-		"cache_responses": k.CacheResponses}
+		"cache_responses": k.CacheResponses, "max_limits": k.Max}
 }
 
 // keyPolicy checks a new key against its creator: scopes must be a subset
@@ -55,7 +102,9 @@ func (s *service) keyPolicy(p *sluice.Principal, req *keyRequest) error {
 	if len(req.Name) > 100 {
 		return sluice.Invalid("name", sluice.CodeInvalidValue, "name is longer than 100 characters.")
 	}
-	role := s.Config.Permissions(p.Role)
+	// keys:write is the owner's by ownership (sessions manage their keys),
+	// so any role can hand it to a key; a key still needs it to pass it on.
+	role := append(slices.Clone(s.Config.Permissions(p.Role)), PermKeysWrite)
 	if len(req.Scopes) == 0 {
 		req.Scopes = slices.Clone(p.Scopes)
 	}
@@ -83,6 +132,13 @@ func (s *service) keyPolicy(p *sluice.Principal, req *keyRequest) error {
 	if req.ExpiresAt != nil && !req.ExpiresAt.After(time.Now()) {
 		return sluice.Invalid("expires_at", sluice.CodeInvalidValue, "expires_at must be in the future.")
 	}
+	if p.KeyID != "" {
+		// A key's child never gets looser than the key: the key's
+		// effective limits become the child's ceilings, which the child's
+		// owner cannot lift (clearing a limit falls back to them).
+		req.max = childCeiling(req.max, sluice.Limits{RequestsPerMinute: p.Limits.RequestsPerMinute,
+			TokensPerMinute: p.Limits.TokensPerMinute, Concurrency: p.Limits.Concurrency})
+	}
 	return s.withinOwner(p, req.limits())
 }
 
@@ -101,12 +157,12 @@ func (s *service) mint(r *http.Request, p *sluice.Principal, req keyRequest, rot
 	}
 	k, err := s.DB.CreateKey(r.Context(), postgres.NewKey{UserID: p.UserID, Name: req.Name, Hash: apikey.Hash(s.peppers[0], key),
 		Prefix: apikey.Display(key), ExpiresAt: req.ExpiresAt, Scopes: req.Scopes, Models: req.Models, RotatedFrom: rotatedFrom,
-		Limits: req.limits(), CacheResponses: req.CacheResponses})
+		Limits: req.limits(), CacheResponses: req.CacheResponses, Max: req.max})
 	return k, key, err
 }
 
 func (s *service) createKey(w http.ResponseWriter, r *http.Request) {
-	p, err := s.principal(r)
+	p, err := s.keyManager(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -154,7 +210,7 @@ func (s *service) writeKeys(w http.ResponseWriter, r *http.Request, userID strin
 // revokeKey revokes one of the caller's keys everywhere at once. Another
 // user's key reads as not found.
 func (s *service) revokeKey(w http.ResponseWriter, r *http.Request) {
-	p, err := s.principal(r)
+	p, err := s.keyManager(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -188,7 +244,7 @@ func notFoundKey(err error) error {
 // rotateKey issues a successor with the same name, scopes, models and
 // expiry; the old key keeps working for the overlap, then expires.
 func (s *service) rotateKey(w http.ResponseWriter, r *http.Request) {
-	p, err := s.principal(r)
+	p, err := s.keyManager(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -219,7 +275,7 @@ func (s *service) rotateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	req := keyRequest{Name: old.Name, Scopes: old.Scopes, Models: old.Models, ExpiresAt: old.ExpiresAt,
 		RequestsPerMinute: old.Limits.RequestsPerMinute, TokensPerMinute: old.Limits.TokensPerMinute, Concurrency: old.Limits.Concurrency,
-		CacheResponses: old.CacheResponses}
+		CacheResponses: old.CacheResponses, max: old.Max}
 	if err := s.keyPolicy(p, &req); err != nil {
 		s.fail(w, r, err)
 		return

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base32"
+	"encoding/base64"
 	"encoding/hex"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
+	qrcode "github.com/skip2/go-qrcode"
 
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
@@ -174,8 +176,16 @@ func (s *service) mfaEnrol(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	// The QR code is drawn here, never by a third-party service: the
+	// otpauth URL holds the secret.
+	png, err := qrcode.Encode(key.URL(), qrcode.Medium, 256)
+	if err != nil {
+		s.fail(w, r, sluice.Internal(err))
+		return
+	}
 	s.audit(r, u.ID, "mfa.enrol", u.ID, "ok", nil)
-	openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "mfa.totp", "secret": key.Secret(), "otpauth_url": key.URL()})
+	openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "mfa.totp", "secret": key.Secret(), "otpauth_url": key.URL(),
+		"qr_code": "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)})
 }
 
 // mfaConfirm turns MFA on once the user proves the authenticator works, and

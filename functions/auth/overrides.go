@@ -125,10 +125,34 @@ func (s *service) withinOwner(p *sluice.Principal, l sluice.Limits) error {
 	return nil
 }
 
+// withinCeiling refuses an owner's limit above the key's ceilings (set by
+// an admin or inherited from the key that created it). Clearing a limit is
+// allowed: the key then runs at its ceiling, never at the tier's limit.
+func (s *service) withinCeiling(r *http.Request, owner, id string, l sluice.Limits) error {
+	k, err := s.DB.GetKey(r.Context(), owner, id)
+	if err != nil {
+		return notFoundKey(err)
+	}
+	for _, c := range []struct {
+		param     string
+		want, max int64
+	}{
+		{"requests_per_minute", l.RequestsPerMinute, k.Max.RequestsPerMinute},
+		{"tokens_per_minute", l.TokensPerMinute, k.Max.TokensPerMinute},
+		{"concurrency", l.Concurrency, k.Max.Concurrency},
+	} {
+		if c.want > 0 && c.max > 0 && c.want > c.max {
+			return sluice.Errorf(sluice.KindPermissionDenied, sluice.CodePermissionDenied,
+				"This key's %s cannot exceed %d: only an admin can loosen it.", c.param, c.max)
+		}
+	}
+	return nil
+}
+
 // updateKeyLimits changes the limits of one of the caller's keys, within the
-// caller's own.
+// caller's own and the key's ceilings.
 func (s *service) updateKeyLimits(w http.ResponseWriter, r *http.Request) {
-	p, err := s.principal(r)
+	p, err := s.keyManager(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -137,7 +161,8 @@ func (s *service) updateKeyLimits(w http.ResponseWriter, r *http.Request) {
 }
 
 // adminUpdateKeyLimits changes any key's limits, tighter or looser than its
-// owner's tier.
+// owner's tier; what it sets is also the key's ceiling, so the owner cannot
+// lift it again (null clears both).
 func (s *service) adminUpdateKeyLimits(w http.ResponseWriter, r *http.Request) {
 	p, err := s.admin(r, PermUserAdmin)
 	if err != nil {
@@ -164,10 +189,13 @@ func (s *service) patchKeyLimits(w http.ResponseWriter, r *http.Request, p *slui
 			detail["name"] = *b.Name
 		}
 	}
+	id := r.PathValue("id")
 	if err == nil && owner != "" {
 		err = s.withinOwner(p, up.To)
 	}
-	id := r.PathValue("id")
+	if err == nil && owner != "" {
+		err = s.withinCeiling(r, owner, id, up.To)
+	}
 	if err != nil {
 		s.audit(r, p.UserID, action, id, "refused", detail)
 		s.fail(w, r, err)

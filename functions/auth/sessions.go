@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/redisq"
@@ -43,6 +44,10 @@ type credentials struct {
 	RecoveryCode string `json:"recovery_code"`
 }
 
+// normalizeEmail is the one form an e-mail is stored and compared in:
+// lowercased and trimmed (sign-up, admin creation, login, counters).
+func normalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
+
 func validEmail(e string) bool {
 	at := strings.IndexByte(e, '@')
 	return len(e) <= 254 && at > 0 && at < len(e)-1 && !strings.ContainsAny(e, " \t\r\n<>\"") && strings.Count(e, "@") == 1
@@ -64,7 +69,7 @@ func (s *service) signup(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	c.Email = strings.ToLower(strings.TrimSpace(c.Email))
+	c.Email = normalizeEmail(c.Email)
 	if !validEmail(c.Email) {
 		s.fail(w, r, sluice.Invalid("email", sluice.CodeInvalidValue, "The email address is not valid."))
 		return
@@ -94,7 +99,7 @@ func (s *service) signup(w http.ResponseWriter, r *http.Request) {
 
 // emailSubject keys per-account counters without putting addresses in Redis.
 func emailSubject(email string) string {
-	h := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(email))))
+	h := sha256.Sum256([]byte(normalizeEmail(email)))
 	return hex.EncodeToString(h[:12])
 }
 
@@ -182,11 +187,10 @@ func (s *service) issue(ctx context.Context, userID, family string, mfa bool) (m
 		rb := make([]byte, 32)
 		rand.Read(rb) //nolint:errcheck
 		rt := refreshPrefix + base64.RawURLEncoding.EncodeToString(rb)
-		if mfa { // the MFA claim survives rotation: remember it in the token itself
-			rt = refreshPrefix + "m" + rt[len(refreshPrefix):]
-		}
 		idle := time.Duration(s.Config.Auth.Session.Timeout) * time.Second
-		if err := s.DB.InsertRefreshToken(ctx, s.secretHash("refresh", rt), family, userID, time.Now().Add(idle)); err != nil {
+		// The MFA state survives rotation in the family's row, never in the
+		// token's text (which is random and says nothing).
+		if err := s.DB.InsertRefreshToken(ctx, s.secretHash("refresh", rt), family, userID, time.Now().Add(idle), mfa); err != nil {
 			return nil, err
 		}
 		out["refresh_token"] = rt
@@ -223,8 +227,9 @@ func (s *service) refresh(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	family, userID, reused, err := s.DB.UseRefreshToken(ctx, s.secretHash("refresh", rt))
+	family, userID, mfa, reused, err := s.DB.UseRefreshToken(ctx, s.secretHash("refresh", rt))
 	if reused {
+		s.endSession(ctx, family)
 		s.audit(r, userID, "session.refresh_reuse", family, "family_revoked", nil)
 	}
 	if err != nil {
@@ -238,7 +243,7 @@ func (s *service) refresh(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errBadRefresh)
 		return
 	}
-	tokens, err := s.issue(ctx, userID, family, strings.HasPrefix(rt, refreshPrefix+"m"))
+	tokens, err := s.issue(ctx, userID, family, mfa)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -247,18 +252,24 @@ func (s *service) refresh(w http.ResponseWriter, r *http.Request) {
 	openai.WriteJSON(w, http.StatusOK, tokens)
 }
 
-// logout ends the login the refresh token belongs to. Access tokens already
-// issued run out within minutes (auth.identity.access_ttl).
+// logout ends the login the refresh token belongs to: its refresh tokens
+// in the database and its access tokens on every instance at once.
 func (s *service) logout(w http.ResponseWriter, r *http.Request) {
 	rt, err := s.readRefresh(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	userID, err := s.DB.RevokeRefreshFamilyOf(r.Context(), s.secretHash("refresh", rt))
+	family, userID, err := s.DB.RevokeRefreshFamilyOf(r.Context(), s.secretHash("refresh", rt))
 	if err != nil && !errors.Is(err, sluice.ErrNotFound) {
 		s.fail(w, r, err)
 		return
+	}
+	if family != "" {
+		if err := authn.EndSession(r.Context(), s.Redis, family, s.sessionMemory()); err != nil {
+			s.fail(w, r, sluice.Unavailable("The session's refresh tokens are revoked, but its access tokens could not be ended now; retry the logout.", err))
+			return
+		}
 	}
 	s.audit(r, userID, "session.logout", "", "ok", nil)
 	w.WriteHeader(http.StatusNoContent)
@@ -286,6 +297,9 @@ func (s *service) deleteUser(r *http.Request, userID string) error {
 	if err := s.DB.DeleteUser(r.Context(), userID); err != nil {
 		return err
 	}
+	if err := s.endUserSessions(r.Context(), userID); err != nil {
+		return err
+	}
 	if err := s.evictUser(r.Context(), userID); err != nil {
 		return err
 	}
@@ -293,7 +307,12 @@ func (s *service) deleteUser(r *http.Request, userID string) error {
 	for i, m := range s.Config.Inference.Models {
 		models[i] = m.Name
 	}
+	// Jobs first: in-flight ones are cancelled before their content goes,
+	// so nothing is written back afterwards.
 	n, err := redisq.New(s.Redis, redisq.Options{}).EraseUserJobs(r.Context(), userID, models)
+	if err == nil {
+		_, err = admission.EraseUserCache(r.Context(), s.Redis, userID)
+	}
 	if err == nil {
 		_, err = s.Objects.EraseUser(r.Context(), userID)
 	}
@@ -301,6 +320,28 @@ func (s *service) deleteUser(r *http.Request, userID string) error {
 		return sluice.Unavailable("The account is deleted, but its stored results could not all be erased now; they expire with jobs.result_ttl.", err)
 	}
 	s.Log.InfoContext(r.Context(), "erased stored jobs of a deleted account", slog.String("user_id", userID), slog.Int("jobs", n))
+	return nil
+}
+
+// sessionMemory is how long an ended session must be remembered: the
+// longest an access token it issued can still be presented.
+func (s *service) sessionMemory() time.Duration {
+	return s.Config.Auth.Identity.AccessTTL + s.Config.Auth.Identity.Leeway
+}
+
+// endSession ends a login's access tokens everywhere (refresh reuse).
+func (s *service) endSession(ctx context.Context, family string) {
+	if err := authn.EndSession(ctx, s.Redis, family, s.sessionMemory()); err != nil {
+		s.Log.WarnContext(ctx, "ended session not recorded; its access tokens run out with access_ttl", "err", err.Error())
+	}
+}
+
+// endUserSessions ends every access token issued to a user so far
+// (disabled, deleted), on every instance.
+func (s *service) endUserSessions(ctx context.Context, userID string) error {
+	if err := authn.EndUserSessions(ctx, s.Redis, userID, s.sessionMemory()); err != nil {
+		return sluice.Unavailable("The change is saved, but the user's access tokens could not be ended now; retry.", err)
+	}
 	return nil
 }
 

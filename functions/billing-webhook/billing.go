@@ -61,7 +61,7 @@ func New(d Deps) http.Handler {
 		openai.WriteError(w, r, d.Log, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound,
 			"Unknown request URL: %s %s.", r.Method, r.URL.Path))
 	})
-	return httpserve.Middleware(d.Log, "billing-webhook", mux)
+	return httpserve.Middleware(d.Log, "billing-webhook", mux, httpserve.TrustProxies(d.Config.Server.TrustedProxyPrefixes()))
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler {

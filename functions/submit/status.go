@@ -3,6 +3,7 @@ package submit
 import (
 	"net/http"
 
+	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/redisq"
@@ -29,7 +30,11 @@ type workerStatus struct {
 // status: GET /v1/admin/status, per model: queue depth and lag by priority,
 // the live workers and each engine endpoint's health and load.
 func (s *service) status(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.authorize(r, permAdminStatus); err != nil {
+	p, err := s.authorize(r, permAdminStatus)
+	if err == nil { // an admin route: the one admin-MFA rule applies
+		err = authn.RequireAdminMFA(p, s.Config.Permissions(p.Role), s.Config.Auth.Identity.RequireMFAForAdmin)
+	}
+	if err != nil {
 		openai.WriteError(w, r, s.Log, err)
 		return
 	}

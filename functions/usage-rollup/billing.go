@@ -39,7 +39,7 @@ func (d Deps) authorizeAdmin(p *sluice.Principal) error {
 	if err := authn.Authorize(p, d.Config.Permissions(p.Role), PermBillingRead); err != nil {
 		return err
 	}
-	return authn.RequireAdminMFA(p, d.Config.Auth.Identity.RequireMFAForAdmin)
+	return authn.RequireAdminMFA(p, d.Config.Permissions(p.Role), d.Config.Auth.Identity.RequireMFAForAdmin)
 }
 
 // usageQuery is GET /v1/usage's parsed query.

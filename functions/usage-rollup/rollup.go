@@ -6,8 +6,10 @@
 package rollup
 
 import (
+	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"net/netip"
 
 	stripeapi "github.com/stripe/stripe-go/v85"
 
@@ -64,9 +66,13 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("GET /v1/billing/invoices", d.invoices)
 	mux.HandleFunc("GET /v1/admin/revenue", d.revenue)
 	// The scheduled trigger: cron-connector POSTs an empty body here (see
-	// openfaas.yml). The gateway's Ingress exposes only /v1, so this is not
-	// reachable from the internet.
+	// openfaas.yml). Wherever /function/usage-rollup/ is reachable it
+	// refuses anonymous callers (triggerAllowed).
 	mux.HandleFunc("POST /{$}", func(w http.ResponseWriter, r *http.Request) {
+		if err := d.triggerAllowed(r); err != nil {
+			openai.WriteError(w, r, d.Log, err)
+			return
+		}
 		rep, err := RunScheduled(r.Context(), d)
 		if err != nil {
 			openai.WriteError(w, r, d.Log, err)
@@ -78,7 +84,7 @@ func New(d Deps) http.Handler {
 		openai.WriteError(w, r, d.Log, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound,
 			"Unknown request URL: %s %s.", r.Method, r.URL.Path))
 	})
-	return httpserve.Middleware(d.Log, "usage-rollup", mux)
+	return httpserve.Middleware(d.Log, "usage-rollup", mux, httpserve.TrustProxies(d.Config.Server.TrustedProxyPrefixes()))
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler { return New(DepsFrom(d)) })
@@ -86,3 +92,44 @@ var handle = app.Lazy(func(d *app.Deps) http.Handler { return New(DepsFrom(d)) }
 // Handle is the OpenFaaS entry point: it builds the handler from the
 // environment on first use.
 func Handle(w http.ResponseWriter, r *http.Request) { handle(w, r) }
+
+// PermRollupRun lets an admin trigger the scheduled run by hand ("*"
+// grants it).
+const PermRollupRun = "usage:rollup"
+
+// triggerAllowed admits the scheduled run's callers, and no one else:
+//   - the OpenFaaS cron-connector, which sends no credential, by its
+//     address (usage_rollup.scheduler_networks, after trusted_proxies);
+//   - any scheduler that can send a header, with SLUICE_ROLLUP_TOKEN as a
+//     bearer token;
+//   - an admin's credential with usage:rollup (sessions under the
+//     admin-MFA rule).
+//
+// Lambda's EventBridge schedule and `sluice dev` call RunScheduled
+// directly, never over HTTP.
+func (d Deps) triggerAllowed(r *http.Request) error {
+	tok := authn.Bearer(r)
+	if want := d.Config.Env.RollupToken; want != "" && tok != "" &&
+		subtle.ConstantTimeCompare([]byte(tok), []byte(want)) == 1 {
+		return nil
+	}
+	if a, err := netip.ParseAddr(httpserve.ClientAddr(r)); err == nil {
+		for _, p := range d.Config.UsageRollup.SchedulerPrefixes() {
+			if p.Contains(a.Unmap()) {
+				return nil
+			}
+		}
+	}
+	if tok == "" || d.Verifier == nil {
+		return &sluice.Error{Kind: sluice.KindUnauthenticated, Code: sluice.CodeInvalidAPIKey,
+			Message: "The usage rollup runs on its schedule; a manual run needs a credential."}
+	}
+	p, err := d.Verifier.Authenticate(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	if err := authn.Authorize(p, d.Config.Permissions(p.Role), PermRollupRun); err != nil {
+		return err
+	}
+	return authn.RequireAdminMFA(p, d.Config.Permissions(p.Role), d.Config.Auth.Identity.RequireMFAForAdmin)
+}

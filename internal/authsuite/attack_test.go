@@ -255,12 +255,17 @@ func TestAttacks(t *testing.T) {
 		if st, _ := e.call("GET", "/auth/v1/admin/users", modelRead, nil); st != 403 {
 			t.Errorf("model:read key of an admin on admin routes = %d, want 403", st)
 		}
-		// A scoped key cannot mint a stronger key: its child inherits the limits.
-		child := e.must(201, "POST", "/auth/v1/keys", readOnly, map[string]any{"name": "child"})
-		if len(child["models"].([]any)) != 1 || len(child["scopes"].([]any)) != 1 {
+		// A key without keys:write mints nothing (issue 14); one with it
+		// cannot mint a stronger key: its child inherits the limits.
+		if st, _ := e.call("POST", "/auth/v1/keys", readOnly, map[string]any{"name": "child"}); st != 403 {
+			t.Errorf("inference-scoped key minting a key = %d, want 403", st)
+		}
+		mgr, _ := e.key(access, map[string]any{"scopes": []string{"inference:execute", "keys:write"}, "models": []string{e.models[0]}})
+		child := e.must(201, "POST", "/auth/v1/keys", mgr, map[string]any{"name": "child"})
+		if len(child["models"].([]any)) != 1 || len(child["scopes"].([]any)) != 2 {
 			t.Errorf("child of a scoped key lost its limits: %v", child)
 		}
-		if st, _ := e.call("POST", "/auth/v1/keys", readOnly, map[string]any{"models": []string{e.models[1]}}); st != 403 {
+		if st, _ := e.call("POST", "/auth/v1/keys", mgr, map[string]any{"models": []string{e.models[1]}}); st != 403 {
 			t.Errorf("scoped key minting a key for another model = %d, want 403", st)
 		}
 	})

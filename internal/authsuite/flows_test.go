@@ -28,8 +28,14 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Fatalf("refresh after logout = %d", st)
 	}
 
+	// The logout ended that login's access tokens too (issue 14).
+	if st, _ := e.call("GET", "/auth/v1/me", s["access_token"].(string), nil); st != 401 {
+		t.Fatalf("access token after logout = %d, want 401", st)
+	}
+
 	// Signing key rotation: tokens signed by the retired key stay valid until
 	// they expire, and the JWKS publishes both keys meanwhile.
+	access, _, _ = e.user("life1")
 	admin, _ := e.adminKey()
 	oldKid, _ := decodeJWT(t, access)
 	e.must(200, "POST", "/auth/v1/admin/signing-keys/rotate", admin, nil)

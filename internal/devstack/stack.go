@@ -162,7 +162,7 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 		}
 	}
 	s.Addr = ln.Addr().String()
-	h := d.Serve(httpserve.Middleware(log, "gateway", Router(d)))
+	h := d.Serve(httpserve.Middleware(log, "gateway", Router(d), httpserve.TrustProxies(d.Config.Server.TrustedProxyPrefixes())))
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

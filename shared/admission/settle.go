@@ -127,6 +127,13 @@ func (s *Settler) Run(ctx context.Context) {
 			pipe.XDel(ctx, e.stream, e.msg.ID)
 		}
 		pipe.Exec(ctx) //nolint:errcheck // a lost ack repeats an idempotent settlement
+		ids := make([]string, len(ended))
+		for i, e := range ended {
+			ids[i] = e.JobID
+		}
+		if err := redisq.DropErased(ctx, rdb, ids); err != nil { // deleted accounts' records, now settled
+			log.Warn("erased job records not dropped; they expire with jobs.result_ttl", slog.String("err", err.Error()))
+		}
 	}
 }
 

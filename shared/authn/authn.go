@@ -47,6 +47,8 @@ type Verifier struct {
 	oidc    *oidcVerifier
 	grace   time.Duration // payment grace before a past-due user is served as free
 
+	ended ended // logins and users whose session tokens are refused
+
 	mu    sync.Mutex
 	cache map[string]entry // by key hash
 	users map[string]entry // session subjects, by user id
@@ -176,6 +178,9 @@ func (v *Verifier) Token(ctx context.Context, tok string) (*sluice.Principal, er
 	c, err := v.tokens.verify(ctx, tok)
 	if err != nil {
 		return nil, err
+	}
+	if v.sessionEnded(ctx, c) { // logged out, disabled or deleted: refused on every instance
+		return nil, sluice.ErrUnauthenticated
 	}
 	p, err := v.cached(ctx, v.users, c.Subject, func() (sluice.Principal, error) {
 		return v.store.UserPrincipal(ctx, c.Subject)

@@ -33,13 +33,23 @@ func AllowModel(p *sluice.Principal, model string) error {
 		Message: "The model does not exist or you do not have access to it."}
 }
 
+// AdminPermissions are the permissions that make a role administrative:
+// a role granted any of them ("*" grants all) is an admin role whatever its
+// name, and its sessions fall under RequireAdminMFA.
+var AdminPermissions = []string{"user:admin", "audit:read", "admin:status", "billing:read"}
+
+// IsAdmin reports whether a role's permissions are administrative.
+func IsAdmin(rolePerms []string) bool { return rbac.AnyAllowed(rolePerms, AdminPermissions...) }
+
 // RequireAdminMFA refuses an admin session that has not passed a second
 // factor, where the deployment requires it (auth.identity.
-// require_mfa_for_admin). API keys are exempt: an admin key comes from the
-// operator CLI or from a session that passed MFA. Every function with admin
-// routes applies this one rule.
-func RequireAdminMFA(p *sluice.Principal, required bool) error {
-	if required && p.Role == sluice.RoleAdmin && p.KeyID == "" && !p.MFA {
+// require_mfa_for_admin). Admin is decided by the role's permissions
+// (IsAdmin), never by its name, so a custom role with "*" is held to it.
+// API keys are exempt: an admin key comes from the operator CLI or from a
+// session that passed MFA. Every admin route of every function applies
+// this one rule.
+func RequireAdminMFA(p *sluice.Principal, rolePerms []string, required bool) error {
+	if required && p.KeyID == "" && !p.MFA && IsAdmin(rolePerms) {
 		return &sluice.Error{Kind: sluice.KindPermissionDenied, Code: sluice.CodeMFARequired,
 			Message: "Administrative access requires a login with multi-factor authentication."}
 	}

@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,7 +15,8 @@ import (
 
 // Revocation messages on redisq.AuthEvictChannel: "key:<id>" drops one key,
 // "user:<id>" every credential of a user (disabled, deleted, role changed),
-// "jwks:" a signing key rotation.
+// "jwks:" a signing key rotation, "ended:<s|u>:<id>@<unix ms>" an ended
+// login or user's sessions (see EndSession).
 
 // RevokeKey tells every instance to forget a key at once.
 func RevokeKey(ctx context.Context, rdb redis.UniversalClient, keyID string) error {
@@ -51,11 +53,14 @@ func (v *Verifier) Subscribed(ctx context.Context, rdb redis.UniversalClient) {
 
 func (v *Verifier) listen(ctx context.Context, rdb redis.UniversalClient, up func()) {
 	defer up()
+	v.ended.mu.Lock()
+	v.ended.rdb = rdb
+	v.ended.mu.Unlock()
 	for ctx.Err() == nil {
 		sub := rdb.Subscribe(ctx, redisq.AuthEvictChannel)
 		_, err := sub.Receive(ctx)
-		up()
 		if err != nil {
+			up()
 			sub.Close()
 			if v.log != nil && ctx.Err() == nil {
 				v.log.WarnContext(ctx, "revocation channel unavailable", slog.String("err", err.Error()))
@@ -66,7 +71,9 @@ func (v *Verifier) listen(ctx context.Context, rdb redis.UniversalClient, up fun
 			}
 			continue
 		}
-		v.clear() // anything may have been revoked while we were not listening
+		v.clear()        // anything may have been revoked while we were not listening
+		v.loadEnded(ctx) //nolint:errcheck // logged; reloaded again within the cache TTL
+		up()             // ended sessions are known before the first request is served
 		stop := context.AfterFunc(ctx, func() { sub.Close() })
 		for msg := range sub.Channel() {
 			v.apply(msg.Payload)
@@ -83,6 +90,12 @@ func (v *Verifier) apply(payload string) {
 		v.evictKeyID(id)
 	case "user":
 		v.evictUser(id)
+	case "ended":
+		member, at, _ := strings.Cut(id, "@")
+		ms, err := strconv.ParseInt(at, 10, 64)
+		if err == nil {
+			v.ended.add(member, ms)
+		}
 	case "jwks":
 		if v.tokens != nil {
 			v.tokens.forget()

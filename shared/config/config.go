@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,6 +141,39 @@ type Server struct {
 	BytesPerTokenFloor int `yaml:"bytes_per_token_floor"`
 	// KeyCacheTTL is how long a verified key stays cached in-process; default 1s.
 	KeyCacheTTL time.Duration `yaml:"key_cache_ttl"`
+	// TrustedProxies lists the proxies (CIDRs or addresses) whose
+	// X-Forwarded-For is believed: when the socket peer is in one, the
+	// client is the rightmost forwarded address not in any. List every hop
+	// that forwards to the functions: the OpenFaaS gateway and watchdog,
+	// the ingress or load balancer, nginx. Default empty: the peer is the
+	// client (right when nothing proxies, and on Lambda, whose adapter
+	// gives the source IP).
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TrustedProxyPrefixes parses TrustedProxies (validate has checked them):
+// a bare address is a single-address prefix.
+func (s Server) TrustedProxyPrefixes() []netip.Prefix {
+	out, _ := parseProxies(s.TrustedProxies)
+	return out
+}
+
+func parseProxies(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR nor an address", s)
+		}
+		a = a.Unmap().WithZone("")
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // Jobs configures the queue and async jobs.
@@ -231,6 +265,11 @@ type Env struct {
 	// DatabaseReadURL (DATABASE_READ_URL) is a read replica for heavy
 	// reads (usage, statements, revenue); empty: DatabaseURL serves them.
 	DatabaseReadURL string
+
+	// RollupToken (SLUICE_ROLLUP_TOKEN or the secret file
+	// sluice-rollup-token) lets a scheduler trigger the usage rollup with
+	// "Authorization: Bearer <token>"; empty: no token is accepted.
+	RollupToken string
 }
 
 // Load reads the configuration: defaults, then the file named by SLUICE_CONFIG
@@ -266,6 +305,22 @@ func Load(getenv func(string) string) (*Config, error) {
 	cfg.Env.StripeWebhookSecretPrevious = secret(getenv, "STRIPE_WEBHOOK_SECRET_PREVIOUS", "stripe-webhook-secret-previous")
 	cfg.Env.StripeAPIBase = getenv("STRIPE_API_BASE")
 	cfg.Env.DatabaseReadURL = getenv("DATABASE_READ_URL")
+	cfg.Env.RollupToken = secret(getenv, "SLUICE_ROLLUP_TOKEN", "sluice-rollup-token")
+	// Comma-separated overrides of server.trusted_proxies and
+	// usage_rollup.scheduler_networks, so a deployment manifest
+	// (openfaas.yml) can ship the right proxies without a config file.
+	if v := getenv("SLUICE_TRUSTED_PROXIES"); v != "" {
+		cfg.Server.TrustedProxies = strings.Split(v, ",")
+		if _, err := parseProxies(cfg.Server.TrustedProxies); err != nil {
+			return nil, fmt.Errorf("config: SLUICE_TRUSTED_PROXIES: %w", err)
+		}
+	}
+	if v := getenv("SLUICE_SCHEDULER_NETWORKS"); v != "" {
+		cfg.UsageRollup.SchedulerNetworks = strings.Split(v, ",")
+		if _, err := parseProxies(cfg.UsageRollup.SchedulerNetworks); err != nil {
+			return nil, fmt.Errorf("config: SLUICE_SCHEDULER_NETWORKS: %w", err)
+		}
+	}
 	if cfg.Env.Addr == "" {
 		cfg.Env.Addr = "127.0.0.1:8080"
 	}
@@ -486,6 +541,9 @@ func (c *Config) validate() error {
 	errs = append(errs, c.Auth.Identity.validate(c.Auth.RBAC.Roles))
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
+	}
+	if _, err := parseProxies(c.Server.TrustedProxies); err != nil {
+		errs = append(errs, errors.New("server.trusted_proxies: "+err.Error()))
 	}
 	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
 	errs = append(errs, c.validateTelemetry()...)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"net/netip"
 	"time"
 )
 
@@ -24,6 +25,20 @@ type UsageRollup struct {
 	PartitionsAhead int `yaml:"partitions_ahead"`
 	// MeterBatch is the most outbox rows one run sends; default 500.
 	MeterBatch int `yaml:"meter_batch"`
+	// SchedulerNetworks are the client addresses (CIDRs or addresses,
+	// after server.trusted_proxies) allowed to trigger the scheduled run
+	// (POST / of the function) without a credential: where the OpenFaaS
+	// cron-connector runs, which cannot send one. Default empty: the
+	// trigger needs SLUICE_ROLLUP_TOKEN or an admin's credential. With
+	// trusted_proxies wrong, every caller can look like the gateway, so
+	// list the gateway's and the ingress's addresses there first.
+	SchedulerNetworks []string `yaml:"scheduler_networks"`
+}
+
+// SchedulerPrefixes parses SchedulerNetworks (validate has checked them).
+func (u UsageRollup) SchedulerPrefixes() []netip.Prefix {
+	out, _ := parseProxies(u.SchedulerNetworks)
+	return out
 }
 
 func (u *UsageRollup) applyDefaults() {
@@ -40,6 +55,9 @@ func (u *UsageRollup) validate() error {
 	}
 	if u.PartitionsAhead < 1 || u.PartitionsAhead > 36 {
 		errs = append(errs, errors.New("usage_rollup.partitions_ahead: want 1 to 36"))
+	}
+	if _, err := parseProxies(u.SchedulerNetworks); err != nil {
+		errs = append(errs, errors.New("usage_rollup.scheduler_networks: "+err.Error()))
 	}
 	if u.MeterBatch < 1 {
 		errs = append(errs, errors.New("usage_rollup.meter_batch: want at least 1"))

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -66,9 +67,15 @@ func SetInference(ctx context.Context, model string, sync, stream bool) {
 // Middleware adds a request id, recovers panics as OpenAI-shaped 500s,
 // records the request's metrics and span (when the telemetry in its context
 // has them on) and logs one line per request: request id, job id, user id
-// (never a credential), model, status, latency and trace id.
-func Middleware(log *slog.Logger, name string, next http.Handler) http.Handler {
+// (never a credential), model, status, latency, trace id and the client
+// address (server.trusted_proxies applied; ClientAddr reads it).
+func Middleware(log *slog.Logger, name string, next http.Handler, opts ...Option) http.Handler {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		client := ForwardedClient(r, o.trusted)
 		id := r.Header.Get("X-Request-Id")
 		if len(id) == 0 || len(id) > 64 {
 			b := make([]byte, 8)
@@ -79,7 +86,7 @@ func Middleware(log *slog.Logger, name string, next http.Handler) http.Handler {
 		in := &info{id: id, start: time.Now()}
 		tel := telemetry.From(r.Context())
 		ctx, span := tel.ServerSpan(r, name+" "+r.Method)
-		r = r.WithContext(context.WithValue(ctx, ctxKey{}, in))
+		r = r.WithContext(withClient(context.WithValue(ctx, ctxKey{}, in), client))
 		rec := &recorder{ResponseWriter: w, status: 200}
 		tel.InFlight(name, 1)
 		defer func() {
@@ -105,7 +112,7 @@ func Middleware(log *slog.Logger, name string, next http.Handler) http.Handler {
 				span.End(nil)
 			}
 			log.InfoContext(r.Context(), "request", slog.String("function", name),
-				slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("client", client),
 				slog.Int("status", rec.status), slog.Duration("latency", latency),
 				slog.String("job_id", jobID), slog.String("user_id", in.user), slog.String("model", in.model),
 				slog.String("trace_id", span.TraceID()))
@@ -113,6 +120,15 @@ func Middleware(log *slog.Logger, name string, next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 	})
 }
+
+// Option configures Middleware.
+type Option func(*options)
+
+type options struct{ trusted []netip.Prefix }
+
+// TrustProxies names the proxies whose X-Forwarded-For is believed
+// (server.trusted_proxies); see ForwardedClient.
+func TrustProxies(p []netip.Prefix) Option { return func(o *options) { o.trusted = p } }
 
 type recorder struct {
 	http.ResponseWriter

@@ -100,41 +100,43 @@ func (db *DB) UseRecoveryCode(ctx context.Context, userID, hash string) (bool, e
 	return tag.RowsAffected() == 1, translate(err)
 }
 
-// InsertRefreshToken stores a refresh token's hash in its family.
-func (db *DB) InsertRefreshToken(ctx context.Context, hash []byte, familyID, userID string, expires time.Time) error {
-	_, err := db.Pool.Exec(ctx, q("InsertRefreshToken"), hex.EncodeToString(hash), familyID, userID, expires)
+// InsertRefreshToken stores a refresh token's hash in its family; mfa
+// records that the family's login passed a second factor.
+func (db *DB) InsertRefreshToken(ctx context.Context, hash []byte, familyID, userID string, expires time.Time, mfa bool) error {
+	_, err := db.Pool.Exec(ctx, q("InsertRefreshToken"), hex.EncodeToString(hash), familyID, userID, expires, mfa)
 	return translate(err)
 }
 
 // UseRefreshToken spends a live refresh token. If the token exists but was
 // already spent or revoked, its whole family is revoked (reuse means theft)
-// and reused is true.
-func (db *DB) UseRefreshToken(ctx context.Context, hash []byte) (familyID, userID string, reused bool, err error) {
+// and reused is true. mfa is whether the family's login passed a second
+// factor.
+func (db *DB) UseRefreshToken(ctx context.Context, hash []byte) (familyID, userID string, mfa, reused bool, err error) {
 	h := hex.EncodeToString(hash)
-	err = db.Pool.QueryRow(ctx, q("UseRefreshToken"), h).Scan(&familyID, &userID)
+	err = db.Pool.QueryRow(ctx, q("UseRefreshToken"), h).Scan(&familyID, &userID, &mfa)
 	if err == nil {
-		return familyID, userID, false, nil
+		return familyID, userID, mfa, false, nil
 	}
 	if err = translate(err); err != sluice.ErrNotFound {
-		return "", "", false, err
+		return "", "", false, false, err
 	}
 	if err := db.Pool.QueryRow(ctx, q("RefreshTokenFamily"), h).Scan(&familyID, &userID); err != nil {
-		return "", "", false, translate(err) // never issued: not found
+		return "", "", false, false, translate(err) // never issued: not found
 	}
 	if _, err := db.Pool.Exec(ctx, q("RevokeRefreshFamily"), familyID); err != nil {
-		return "", "", false, translate(err)
+		return "", "", false, false, translate(err)
 	}
-	return familyID, userID, true, sluice.ErrNotFound
+	return familyID, userID, false, true, sluice.ErrNotFound
 }
 
-// RevokeRefreshFamilyOf revokes the login the token belongs to (logout).
-func (db *DB) RevokeRefreshFamilyOf(ctx context.Context, hash []byte) (userID string, err error) {
-	var fam string
-	if err := db.Pool.QueryRow(ctx, q("RefreshTokenFamily"), hex.EncodeToString(hash)).Scan(&fam, &userID); err != nil {
-		return "", translate(err)
+// RevokeRefreshFamilyOf revokes the login the token belongs to (logout)
+// and returns the login (family) and its user.
+func (db *DB) RevokeRefreshFamilyOf(ctx context.Context, hash []byte) (familyID, userID string, err error) {
+	if err := db.Pool.QueryRow(ctx, q("RefreshTokenFamily"), hex.EncodeToString(hash)).Scan(&familyID, &userID); err != nil {
+		return "", "", translate(err)
 	}
-	_, err = db.Pool.Exec(ctx, q("RevokeRefreshFamily"), fam)
-	return userID, translate(err)
+	_, err = db.Pool.Exec(ctx, q("RevokeRefreshFamily"), familyID)
+	return familyID, userID, translate(err)
 }
 
 // SigningKey is a stored JWT signing key; Private is sealed.
@@ -185,6 +187,9 @@ type NewKey struct {
 	// CacheResponses opts the key's deterministic requests into the
 	// response cache.
 	CacheResponses bool
+	// Max are ceilings the owner cannot lift (0: none), inherited from
+	// the key that created this one.
+	Max sluice.Limits
 }
 
 // CreateKey stores a key's hash with its scopes and model allowlist.
@@ -193,7 +198,8 @@ func (db *DB) CreateKey(ctx context.Context, n NewKey) (sluice.APIKey, error) {
 		Scopes: nonNil(n.Scopes), Models: nonNil(n.Models), CacheResponses: n.CacheResponses}
 	err := db.Pool.QueryRow(ctx, q("CreateKey"), n.UserID, hex.EncodeToString(n.Hash), n.Name, n.Prefix, n.ExpiresAt,
 		k.Scopes, k.Models, n.RotatedFrom, n.Limits.RequestsPerMinute, n.Limits.TokensPerMinute, n.Limits.Concurrency,
-		n.CacheResponses).Scan(&k.ID, &k.CreatedAt)
+		n.CacheResponses, n.Max.RequestsPerMinute, n.Max.TokensPerMinute, n.Max.Concurrency).Scan(&k.ID, &k.CreatedAt)
+	k.Max = sluice.Limits{RequestsPerMinute: n.Max.RequestsPerMinute, TokensPerMinute: n.Max.TokensPerMinute, Concurrency: n.Max.Concurrency}
 	k.Limits = sluice.Limits{RequestsPerMinute: n.Limits.RequestsPerMinute, TokensPerMinute: n.Limits.TokensPerMinute,
 		Concurrency: n.Limits.Concurrency}
 	return k, translate(err)
@@ -235,7 +241,8 @@ func (db *DB) RehashKey(ctx context.Context, keyID string, hash []byte) error {
 func scanKey(r pgx.CollectableRow) (sluice.APIKey, error) {
 	var k sluice.APIKey
 	err := r.Scan(&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.CreatedAt, &k.LastUsedAt, &k.ExpiresAt, &k.RevokedAt, &k.Scopes, &k.Models,
-		&k.Limits.RequestsPerMinute, &k.Limits.TokensPerMinute, &k.Limits.Concurrency, &k.CacheResponses)
+		&k.Limits.RequestsPerMinute, &k.Limits.TokensPerMinute, &k.Limits.Concurrency, &k.CacheResponses,
+		&k.Max.RequestsPerMinute, &k.Max.TokensPerMinute, &k.Max.Concurrency)
 	return k, err
 }
 
@@ -328,8 +335,9 @@ func (db *DB) UpdateUser(ctx context.Context, id string, up UserUpdate) (sluice.
 }
 
 // UpdateKeyLimits changes a key's limit overrides and, when cache is not
-// nil, its response-cache opt-in, and when name is not nil its name. owner "" lets an admin change any key;
-// otherwise another user's key is not found. It returns the key's owner.
+// nil, its response-cache opt-in, and when name is not nil its name. owner "" lets an admin change any key,
+// and sets the key's ceilings to the same values (only an admin loosens a
+// key); otherwise another user's key is not found. It returns the key's owner.
 func (db *DB) UpdateKeyLimits(ctx context.Context, keyID, owner string, up LimitsUpdate, cache *bool, name *string) (string, error) {
 	var o *string
 	if owner != "" {
@@ -337,7 +345,7 @@ func (db *DB) UpdateKeyLimits(ctx context.Context, keyID, owner string, up Limit
 	}
 	var userID string
 	err := db.Pool.QueryRow(ctx, q("UpdateKeyLimits"), keyID, o, nonNil(up.Set),
-		up.To.RequestsPerMinute, up.To.TokensPerMinute, up.To.Concurrency, cache, name).Scan(&userID)
+		up.To.RequestsPerMinute, up.To.TokensPerMinute, up.To.Concurrency, cache, name, owner == "").Scan(&userID)
 	return userID, translate(err)
 }
 
@@ -464,4 +472,26 @@ func (db *DB) ExternalPrincipal(ctx context.Context, issuer, subject, email stri
 		return p, translate(err)
 	}
 	return p, translate(scan()) // also settles a race with another instance
+}
+
+// EmailCollision is a set of live accounts whose e-mails are equal once
+// normalised (lowercased, trimmed), or one not yet normalised.
+type EmailCollision struct {
+	Normalized string
+	UserIDs    []string
+	Emails     []string
+}
+
+// EmailCollisions lists what the e-mail normalisation left for an admin.
+func (db *DB) EmailCollisions(ctx context.Context) ([]EmailCollision, error) {
+	rows, err := db.Pool.Query(ctx, q("EmailCollisions"))
+	if err != nil {
+		return nil, translate(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (EmailCollision, error) {
+		var c EmailCollision
+		err := r.Scan(&c.Normalized, &c.UserIDs, &c.Emails)
+		return c, err
+	})
+	return out, translate(err)
 }

@@ -2,13 +2,13 @@
 
 -- name: CreateUser
 INSERT INTO users (email, password_hash, subscription_tier, role)
-VALUES (lower($1), $2, $3, $4)
+VALUES (lower(btrim($1)), $2, $3, $4)
 RETURNING id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at;
 
 -- name: UserAuthByEmail
 SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at,
        COALESCE(password_hash, ''), mfa_enabled, COALESCE(mfa_secret, ''), mfa_last_step
-FROM users WHERE email = lower($1) AND deleted_at IS NULL;
+FROM users WHERE email = lower(btrim($1)) AND deleted_at IS NULL;
 
 -- name: UserAuthByID
 SELECT id, email, role, subscription_tier, disabled_at IS NOT NULL, created_at,
@@ -46,15 +46,16 @@ UPDATE recovery_codes SET used_at = NOW()
 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL;
 
 -- name: InsertRefreshToken
-INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at)
-VALUES ($1, $2, $3, $4);
+-- $5: the login passed a second factor (kept for the family's whole life).
+INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at, mfa)
+VALUES ($1, $2, $3, $4, $5);
 
 -- name: UseRefreshToken
 -- Marks a live refresh token used and returns its family; nothing if the
 -- token is unknown, expired, revoked or already used.
 UPDATE refresh_tokens SET used_at = NOW()
 WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > NOW()
-RETURNING family_id, user_id;
+RETURNING family_id, user_id, mfa;
 
 -- name: RefreshTokenFamily
 SELECT family_id, user_id FROM refresh_tokens WHERE token_hash = $1;
@@ -78,16 +79,21 @@ UPDATE signing_keys SET retired_at = NOW() WHERE kid <> $1 AND retired_at IS NUL
 
 -- name: CreateKey
 INSERT INTO api_keys (user_id, key_hash, name, prefix, expires_at, scopes, models, rotated_from,
-                      requests_per_minute, tokens_per_minute, concurrency, cache_responses)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9::bigint, 0), NULLIF($10::bigint, 0), NULLIF($11::bigint, 0), $12)
+                      requests_per_minute, tokens_per_minute, concurrency, cache_responses,
+                      max_requests_per_minute, max_tokens_per_minute, max_concurrency)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9::bigint, 0), NULLIF($10::bigint, 0), NULLIF($11::bigint, 0), $12,
+        NULLIF($13::bigint, 0), NULLIF($14::bigint, 0), NULLIF($15::bigint, 0))
 RETURNING id, created_at;
 
 -- name: LookupKeyAny
 -- The principal behind any of the hashes (one per pepper, current first).
--- Limit overrides: the key's where set, else the user's, else 0 (the tier's).
+-- Limit overrides: the key's where set (never above its ceiling; LEAST
+-- skips NULLs, so a cleared override falls back to the ceiling), else the
+-- user's, else 0 (the tier's).
 SELECT k.id, k.key_hash, u.id, u.email, u.role, u.subscription_tier, u.disabled_at IS NOT NULL, k.scopes, k.models,
-       COALESCE(k.requests_per_minute, u.requests_per_minute, 0), COALESCE(k.tokens_per_minute, u.tokens_per_minute, 0),
-       COALESCE(k.concurrency, u.concurrency, 0), COALESCE(u.overage_cap_micros, 0), k.cache_responses,
+       COALESCE(LEAST(k.requests_per_minute, k.max_requests_per_minute), u.requests_per_minute, 0),
+       COALESCE(LEAST(k.tokens_per_minute, k.max_tokens_per_minute), u.tokens_per_minute, 0),
+       COALESCE(LEAST(k.concurrency, k.max_concurrency), u.concurrency, 0), COALESCE(u.overage_cap_micros, 0), k.cache_responses,
        u.period_start, u.past_due_since
 FROM api_keys k JOIN users u ON u.id = k.user_id
 WHERE k.key_hash = ANY($1::text[])
@@ -102,12 +108,14 @@ UPDATE api_keys SET key_hash = $2 WHERE id = $1;
 
 -- name: ListKeys
 SELECT id, user_id, COALESCE(name, ''), prefix, created_at, last_used_at, expires_at, revoked_at, scopes, models,
-       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0), cache_responses
+       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0), cache_responses,
+       COALESCE(max_requests_per_minute, 0), COALESCE(max_tokens_per_minute, 0), COALESCE(max_concurrency, 0)
 FROM api_keys WHERE user_id = $1 ORDER BY created_at, id;
 
 -- name: GetKey
 SELECT id, user_id, COALESCE(name, ''), prefix, created_at, last_used_at, expires_at, revoked_at, scopes, models,
-       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0), cache_responses
+       COALESCE(requests_per_minute, 0), COALESCE(tokens_per_minute, 0), COALESCE(concurrency, 0), cache_responses,
+       COALESCE(max_requests_per_minute, 0), COALESCE(max_tokens_per_minute, 0), COALESCE(max_concurrency, 0)
 FROM api_keys WHERE id = $1 AND user_id = $2;
 
 -- name: RevokeAnyKey
@@ -152,8 +160,13 @@ RETURNING id, email, role, subscription_tier, disabled_at IS NOT NULL, created_a
 -- name: UpdateKeyLimits
 -- Sets a key's limit overrides ($3 says which of $4..$6 to write; 0 clears);
 -- $2 restricts it to one owner (NULL: an admin, any owner); $7 sets the
--- response-cache opt-in and $8 the name (NULL leaves each). Returns the owner.
+-- response-cache opt-in and $8 the name (NULL leaves each). $9 (an admin)
+-- sets the ceilings to the same values too: only an admin loosens a key.
+-- Returns the owner.
 UPDATE api_keys SET
+    max_requests_per_minute = CASE WHEN $9 AND 'rpm' = ANY($3::text[]) THEN NULLIF($4::bigint, 0) ELSE max_requests_per_minute END,
+    max_tokens_per_minute = CASE WHEN $9 AND 'tpm' = ANY($3::text[]) THEN NULLIF($5::bigint, 0) ELSE max_tokens_per_minute END,
+    max_concurrency = CASE WHEN $9 AND 'conc' = ANY($3::text[]) THEN NULLIF($6::bigint, 0) ELSE max_concurrency END,
     cache_responses = COALESCE($7::boolean, cache_responses),
     name = COALESCE($8::text, name),
     requests_per_minute = CASE WHEN 'rpm' = ANY($3::text[]) THEN NULLIF($4::bigint, 0) ELSE requests_per_minute END,
@@ -192,3 +205,11 @@ WHERE e.issuer = $1 AND e.subject = $2 AND u.deleted_at IS NULL;
 
 -- name: InsertExternalIdentity
 INSERT INTO external_identities (issuer, subject, user_id) VALUES ($1, $2, $3);
+
+-- name: EmailCollisions
+-- Live accounts whose e-mails are equal once lowercased and trimmed (the
+-- 014 migration left them as they were), for an admin to resolve.
+SELECT lower(btrim(email)), array_agg(id::text ORDER BY created_at, id), array_agg(email ORDER BY created_at, id)
+FROM users WHERE deleted_at IS NULL
+GROUP BY lower(btrim(email)) HAVING count(*) > 1 OR bool_or(email <> lower(btrim(email)))
+ORDER BY 1;

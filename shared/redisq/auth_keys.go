@@ -13,3 +13,9 @@ const AuthEvictChannel = keyPrefix + "authn:evict"
 func LimitKey(kind, subject string) string {
 	return keyPrefix + "{l:" + kind + ":" + subject + "}:n"
 }
+
+// RevokedSessionsKey is the sorted set of ended logins and users whose
+// sessions ended: members "s:<session id>" and "u:<user id>", scored by the
+// revocation time in Unix milliseconds. Entries older than an access
+// token's lifetime (plus leeway) are pruned, and the key expires with them.
+const RevokedSessionsKey = keyPrefix + "authn:revoked"

@@ -2,17 +2,33 @@ package redisq
 
 import (
 	"context"
+	_ "embed"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
-// EraseUserJobs deletes every stored job of a user among the given models —
-// its hash (prompt, result) and its result stream — and returns how many it
-// erased. It scans the models' job keys: deleting an account is rare, and a
-// per-user index would cost a write on every request. Usage and ledger rows
-// live in PostgreSQL and are kept.
+var (
+	//go:embed lua/erase.lua
+	eraseLua string
+	//go:embed lua/chunks.lua
+	chunksLua string
+	//go:embed lua/drop_erased.lua
+	dropErasedLua string
+
+	eraseScript      = redis.NewScript(settleEventLua + eraseLua)
+	chunksScript     = redis.NewScript(chunksLua)
+	dropErasedScript = redis.NewScript(dropErasedLua)
+)
+
+// EraseUserJobs erases every stored job of a user among the given models
+// and returns how many it erased. A job in flight is cancelled first; each
+// job's content and result stream go at once (erase.lua), and the worker
+// never recreates them (chunks.lua, complete.lua); a job whose settlement
+// is pending keeps a record without content until the settler has
+// acknowledged it (DropErased), so what it used is still billed. It scans
+// the models' job keys: deleting an account is rare, and a per-user index
+// would cost a write on every request. Usage and ledger rows live in
+// PostgreSQL and are kept.
 func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []string) (int, error) {
 	seen := map[string]bool{}
 	erased := 0
@@ -31,21 +47,14 @@ func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []strin
 					continue
 				}
 				id := key[len(tagged(tag)+"job:"):]
-				// A job not yet ended must still end through its scripts, so
-				// that its reservation settles: a queued one is cancelled (it
-				// ends now, its settle entry carrying what settlement needs);
-				// a running one loses its prompt and is told to stop, and its
-				// hash expires after it ends.
-				if st, err := q.Cancel(ctx, id, ""); err == nil && st == sluice.JobRunning {
-					if err := c.HDel(ctx, key, "body").Err(); err != nil {
-						return err
-					}
-					continue
-				}
-				if err := c.Unlink(ctx, key, ResultKey(id)).Err(); err != nil {
+				res, err := eraseScript.Run(ctx, c, []string{key, ResultKey(id), SettleKey(tag)},
+					userID, cancelledErr, CancelChannel, id).Text()
+				if err != nil {
 					return err
 				}
-				erased++
+				if res != "notfound" {
+					erased++
+				}
 			}
 			if err := it.Err(); err != nil {
 				return err
@@ -61,4 +70,19 @@ func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []strin
 		err = scan(ctx, c)
 	}
 	return erased, translate(err)
+}
+
+// DropErased removes the records of erased jobs (deleted accounts) among
+// jobIDs: the settler calls it once their settlements are acknowledged.
+// Records of other jobs are left alone.
+func DropErased(ctx context.Context, rdb redis.UniversalClient, jobIDs []string) error {
+	for _, id := range jobIDs {
+		if JobTag(id) == "" {
+			continue
+		}
+		if err := dropErasedScript.Run(ctx, rdb, []string{JobKey(id)}).Err(); err != nil {
+			return translate(err)
+		}
+	}
+	return nil
 }

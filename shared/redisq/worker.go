@@ -244,16 +244,14 @@ func parseStart(e Entry, res []any) (string, *Claimed) {
 // Chunks appends streamed chunks to a job's result stream in one round trip.
 // The first batch also marks the job as having shown output, so a reclaim
 // will not rerun it.
+// Nothing is appended to a job that is gone or erased (chunks.lua).
 func (q *Queue) Chunks(ctx context.Context, jobID string, data []string, first bool) error {
-	pipe := q.rdb.TxPipeline()
-	if first {
-		pipe.HSet(ctx, JobKey(jobID), "streamed", "1")
-	}
+	args := make([]any, 0, len(data)+1)
+	args = append(args, b2s(first))
 	for _, d := range data {
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: ResultKey(jobID), Values: []any{"type", "chunk", "data", d}})
+		args = append(args, d)
 	}
-	_, err := pipe.Exec(ctx)
-	return translate(err)
+	return translate(chunksScript.Run(ctx, q.rdb, []string{JobKey(jobID), ResultKey(jobID)}, args...).Err())
 }
 
 // Outcome is how a job ended, as the worker reports it.

@@ -108,6 +108,9 @@ type APIKey struct {
 	Scopes     []string // permissions the key may use; empty: the owner's
 	Models     []string // models the key may call; empty: all
 	Limits     Limits   // the key's own overrides (never OverageCap)
+	// Max are the key's ceilings (0: none): set by an admin or inherited
+	// from the key that created it; the owner cannot lift them.
+	Max Limits
 	// CacheResponses opts the key's deterministic requests into the
 	// response cache (Sluice-Cache: off on a request still bypasses it).
 	CacheResponses bool

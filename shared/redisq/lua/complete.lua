@@ -21,13 +21,20 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[8])
+-- An erased job (account deleted while it ran) keeps no result and gets no
+-- result stream back; its usage is still recorded and billed.
+local erased = redis.call('HGET', KEYS[1], 'erased') == '1'
+if erased then
+  redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'usage', ARGV[6], 'http', ARGV[9])
+else
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'result', ARGV[4],
   'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'result_ref', ARGV[11])
+redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARGV[4],
+  'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11])
+end
 if ARGV[12] and ARGV[12] ~= '' and ARGV[12] ~= '0' then
   redis.call('HSET', KEYS[1], 'engine_ms', ARGV[12])
 end
-redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARGV[4],
-  'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11])
 if ARGV[7] ~= '' then
   redis.call('XADD', KEYS[4], '*', 'ev', ARGV[7])
 end
@@ -38,5 +45,5 @@ if hook and hook ~= '' then
 end
 ack()
 redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[3], ttl)
+if not erased then redis.call('PEXPIRE', KEYS[3], ttl) end
 return 1
