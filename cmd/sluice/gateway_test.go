@@ -41,7 +41,7 @@ func TestGatewayDeploysFunctionsAsProcesses(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "sluice")
-	if _, err := shrinkwrap.Go(t.Context(), root, "build", "-o", bin, "./cmd/sluice"); err != nil {
+	if _, err := shrinkwrap.Go(t.Context(), root, "build", "-trimpath", "-o", bin, "./cmd/sluice"); err != nil {
 		t.Fatal(err)
 	}
 	port, err := devstack.FreePort()
