@@ -18,8 +18,8 @@ import (
 
 func init() {
 	commands["credits"] = command{
-		`credits grant --email E --amount 5.00 [--note N] | credits balance --email E   prepaid credit`,
-		func(ctx context.Context, args []string, e env) error { return credits(ctx, args, e) },
+		usage: `credits grant --email E --amount 5.00 [--note N] | credits balance --email E   prepaid credit`,
+		run:   func(ctx context.Context, args []string, e env) error { return credits(ctx, args, e) },
 	}
 }
 

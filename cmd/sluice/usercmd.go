@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"slices"
@@ -17,18 +16,18 @@ import (
 func userCommand(ctx context.Context, e env, args []string, usage string, verbs []string,
 	flags func(verb string, fs *flag.FlagSet), run func(verb string, d *app.Deps, u sluice.User) error) error {
 	if len(args) == 0 || !slices.Contains(verbs, args[0]) {
-		return errors.New(usage)
+		return usageError{usage}
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	email := fs.String("email", "", "the user's email")
 	flags(args[0], fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	if *email == "" {
-		return errors.New("--email is required")
+		return usageErrorf("--email is required")
 	}
-	d, cleanup, err := openEnv(ctx, e.log, e.getenv)
+	d, cleanup, err := openEnv(ctx, e.log, e.getenv, false)
 	if err != nil {
 		return err
 	}
