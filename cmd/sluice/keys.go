@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -150,7 +151,14 @@ func keyCreate(ctx context.Context, e env, email, tier, role, name string, tierS
 			if err := authn.RevokeUser(ctx, d.Redis, u.ID); err != nil {
 				fmt.Fprintf(e.stderr, "note: the broadcast failed, so running instances apply it within the key cache TTL: %v\n", err)
 			}
-			fmt.Fprintf(e.stderr, "user %s: tier %s → %s, role %s → %s\n", u.Email, before.Tier, u.Tier, before.Role, u.Role)
+			var changed []string
+			if before.Tier != u.Tier {
+				changed = append(changed, "tier "+before.Tier+" → "+u.Tier)
+			}
+			if before.Role != u.Role {
+				changed = append(changed, "role "+before.Role+" → "+u.Role)
+			}
+			fmt.Fprintf(e.stderr, "existing user %s: %s\n", u.Email, strings.Join(changed, ", "))
 		} else {
 			fmt.Fprintf(e.stderr, "existing user %s (tier %s, role %s)\n", u.Email, u.Tier, u.Role)
 		}

@@ -145,7 +145,7 @@ func usageErrorf(format string, args ...any) error { return usageError{fmt.Sprin
 func parseArgs(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+		return usageErrorf("%s: %v", fs.Name(), err)
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
@@ -210,7 +210,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 	if err := cmd.run(ctx, args[1:], env{stdout: stdout, stderr: stderr, log: log, getenv: getenv}); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "sluice %s: %v\n\n%s", args[0], err, commandHelp(args[0], cmd))
+			fmt.Fprintf(stderr, "sluice: %v\nusage: sluice %s\n(sluice %s --help for more)\n", err, cmd.usage, args[0])
 			return 2
 		}
 		fmt.Fprintln(stderr, "sluice:", err)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -16,7 +17,7 @@ import (
 func userCommand(ctx context.Context, e env, args []string, usage string, verbs []string,
 	flags func(verb string, fs *flag.FlagSet), run func(verb string, d *app.Deps, u sluice.User) error) error {
 	if len(args) == 0 || !slices.Contains(verbs, args[0]) {
-		return usageError{usage}
+		return usageErrorf("%s: want %s", strings.Fields(usage)[2], strings.Join(verbs, " or "))
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	email := fs.String("email", "", "the user's email")

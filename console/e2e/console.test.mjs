@@ -130,7 +130,9 @@ try {
   await page.locator('[data-credit], [data-unavailable]').first().waitFor();
   await page.goto(base + '/console/#/quickstart', { waitUntil: 'networkidle' });
   await page.getByRole('heading', { name: 'Quick start', exact: true }).waitFor();
-  assert(await page.locator('pre', { hasText: base + '/v1' }).count() === 3, 'the quick start snippets point at this deployment');
+  assert(await page.locator('pre', { hasText: base + '/v1' }).count() === 4, 'the quick start snippets point at this deployment');
+  assert(await page.locator('pre', { hasText: 'OPENAI_API_KEY' }).count() === 4 && await page.locator('pre', { hasText: 'SLUICE_API_KEY' }).count() === 0,
+    'the quick start uses OPENAI_API_KEY, as the README and the SDKs do');
   await page.goto(base + '/console/#/models', { waitUntil: 'networkidle' });
   await page.getByRole('row').filter({ hasText: model }).getByText('$100.00').first().waitFor(); // 0.0001 $/token
   step('billing, models and quick start pages render');
