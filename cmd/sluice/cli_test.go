@@ -421,3 +421,23 @@ func TestDevLockAdminKeyAndInterrupt(t *testing.T) {
 	}
 	stop(third)
 }
+
+// TestDoctor: a PostgreSQL that does not answer is a FAIL line with the
+// command that fixes it, and exit 1; the test database answers.
+func TestDoctor(t *testing.T) {
+	t.Parallel()
+	port, err := devstack.FreePort() // nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	code, out, errOut := cli(map[string]string{"DATABASE_URL": closed, "REDIS_URL": testenv.RedisURL()}, "doctor", "--timeout", "2s")
+	if code != 1 || !regexp.MustCompile(`FAIL  PostgreSQL server +`+regexp.QuoteMeta(closed)+` from DATABASE_URL: .*refused\n +fix: sudo scripts/testenv.sh`).MatchString(out) ||
+		!strings.Contains(out, "ok    Redis server") || !strings.Contains(errOut, "problem(s)") {
+		t.Errorf("doctor with PostgreSQL down: exit %d\n%s%s", code, out, errOut)
+	}
+	_, out, _ = cli(map[string]string{"DATABASE_URL": pgtest.NewURL(t), "REDIS_URL": testenv.RedisURL()}, "doctor")
+	if !regexp.MustCompile(`ok    PostgreSQL server .* answers \(PostgreSQL \d+`).MatchString(out) || !strings.Contains(out, "ok    Go ") {
+		t.Errorf("doctor with PostgreSQL up:\n%s", out)
+	}
+}

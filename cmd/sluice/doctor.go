@@ -53,6 +53,7 @@ func runDoctor(ctx context.Context, args []string, e env) error {
 		return def
 	}
 	const root = "sudo scripts/testenv.sh (installs the Debian packages, starts PostgreSQL and Redis)"
+	redis.SetLogger(quietLogger{}) // the checks say what failed; no pool chatter
 	var checks []check
 	add := func(c check) { checks = append(checks, c) }
 
@@ -86,18 +87,18 @@ func runDoctor(ctx context.Context, args []string, e env) error {
 	// The console's browser test and the alert rule checks.
 	chromium := getenv("CHROMIUM", "/usr/bin/chromium")
 	if _, err := os.Stat(chromium); err != nil {
-		add(check{name: "Chromium", found: chromium + " missing (the console's browser test needs it)", fix: root})
+		add(check{name: "Chromium", found: chromium + " missing (the console's browser test needs it)", fix: "sudo apt-get install -y chromium, or " + root})
 	} else {
 		add(check{name: "Chromium", ok: true, found: chromium})
 	}
-	for _, t := range []struct{ name, bin, why string }{
-		{"Node.js", "node", "the console's browser test"},
-		{"npm", "npm", "make test installs playwright-core with it"},
-		{"promtool", "/usr/bin/promtool", "make check-rules (Debian's prometheus package)"},
-		{"amtool", "/usr/bin/amtool", "make check-rules (Debian's prometheus-alertmanager package)"},
+	for _, t := range []struct{ name, bin, pkg, why string }{
+		{"Node.js", "node", "nodejs", "the console's browser test"},
+		{"npm", "npm", "npm", "make test installs playwright-core with it"},
+		{"promtool", "/usr/bin/promtool", "prometheus", "make check-rules"},
+		{"amtool", "/usr/bin/amtool", "prometheus-alertmanager", "make check-rules"},
 	} {
 		if p, err := exec.LookPath(t.bin); err != nil {
-			add(check{name: t.name, found: "missing (" + t.why + ")", fix: root})
+			add(check{name: t.name, found: "missing (" + t.why + ")", fix: "sudo apt-get install -y " + t.pkg + ", or " + root})
 		} else {
 			add(check{name: t.name, ok: true, found: p})
 		}
@@ -219,3 +220,8 @@ func portOf(addr string) string {
 	}
 	return p
 }
+
+// quietLogger drops go-redis's own log lines.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
