@@ -121,6 +121,10 @@ func TestCLIHelpUnknownAndVersion(t *testing.T) {
 		{[]string{"key", "create", "--email", "a@b.c", "extra"}, `unexpected argument "extra"`},
 		{[]string{"backup", "--bucket", "x"}, "flag provided but not defined"},
 		{[]string{"limits", "reset", "--email", "a@b.c"}, "usage: sluice limits"},
+		// Flags that would be ignored are errors.
+		{[]string{"credits", "balance", "--email", "a@b.c", "--amount", "5"}, "flag provided but not defined: -amount"},
+		{[]string{"model", "keygen", "--key", "k", "--pub", "p", "--name", "x"}, "model keygen does not take --name"},
+		{[]string{"dev", "--no-worker", "--sim-args", "--inter-token-latency 5ms"}, "--sim-args has no effect with --no-worker"},
 	} {
 		code, out, errOut := cli(env, c.args...)
 		if code != 2 || out != "" || !strings.Contains(errOut, c.want) {

@@ -227,6 +227,9 @@ func dev(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger,
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
+	if *noWorker && *simArgs != "" {
+		return usageErrorf("dev: --sim-args has no effect with --no-worker (no simulator runs)")
+	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sluice-ai/sluice/internal/artifact"
@@ -37,6 +38,17 @@ func runModel(ctx context.Context, args []string, e env) error {
 	download := fs.String("download", "", "verify: write the verified files here")
 	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
+	}
+	// A flag the verb does not use is an error rather than ignored.
+	uses := map[string]string{"keygen": " key pub ", "publish": " name version dir key ", "verify": " name version pub download "}[args[0]]
+	var unused error
+	fs.Visit(func(f *flag.Flag) {
+		if uses != "" && !strings.Contains(uses, " "+f.Name+" ") && unused == nil {
+			unused = usageErrorf("model %s does not take --%s", args[0], f.Name)
+		}
+	})
+	if unused != nil {
+		return unused
 	}
 	if args[0] == "keygen" {
 		if *keyPath == "" || *pubPath == "" {
