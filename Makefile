@@ -19,13 +19,18 @@ RIE := bin/aws-lambda-rie
 STRIPEMOCK := bin/stripe-mock
 OIDCP := tools/oidcprovider/bin/oidc-provider
 
-.PHONY: testenv test-deps doctor stripe-mock run test test-short bench drill sim rie lambda vet fuzz build clean promtool check-rules console-deps screenshots
+.PHONY: testenv test-deps doctor sluice-bin stripe-mock run test test-short bench drill sim rie lambda vet fuzz build clean promtool check-rules console-deps screenshots
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 ## (Ctrl-C stops it and exits 0; `sluice doctor` says what is missing when it fails)
-run: sim
-	@mkdir -p bin && $(GO) build -trimpath -o bin/sluice ./cmd/sluice
+## (the simulator and the CLI build side by side: on a fresh clone that is most of the wait)
+run:
+	@$(MAKE) --no-print-directory -j2 sim sluice-bin
 	@trap 'exit 0' INT TERM; bin/sluice dev
+
+# sluice-bin: the CLI as bin/sluice (go build is incremental: seconds when nothing changed)
+sluice-bin:
+	@mkdir -p bin && echo "building bin/sluice" && $(GO) build -trimpath -o bin/sluice ./cmd/sluice
 
 ## doctor: what the local stack and the tests need, and the command that fixes what is missing
 doctor:
@@ -108,6 +113,7 @@ build:
 
 ## sim: build llm-d-inference-sim (the stand-in for vLLM) from its own tools module
 sim: $(SIM)
+	@:
 $(SIM): tools/vllmsim/go.mod
 	@$(TESTENV) tool $(SIM) tools/vllmsim github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim
 
