@@ -280,8 +280,11 @@ func openEnv(ctx context.Context, log *slog.Logger, getenv func(string) string, 
 		cfg.Env.KeyPepper = strings.TrimSpace(string(b))
 	}
 	if cfg.Env.KeyPepper == "" {
+		if needPepper && sameDB {
+			return nil, nil, fmt.Errorf("the `sluice dev` running here (%s) takes its pepper from SLUICE_KEY_PEPPER; set it as it has it", st.URL)
+		}
 		if needPepper {
-			return nil, nil, errors.New("SLUICE_KEY_PEPPER is not set and the `sluice dev` whose pepper would do is not running here; set it to the deployment's pepper (a key hashed with another would be refused)")
+			return nil, nil, errors.New("SLUICE_KEY_PEPPER is not set and no `sluice dev` of this database runs in this checkout; set it to the deployment's pepper (a key hashed with another would be refused)")
 		}
 		// Nothing is hashed: a throwaway pepper satisfies the wiring.
 		b := make([]byte, 32)
