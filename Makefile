@@ -10,10 +10,11 @@ PROMTOOL := bin/promtool
 DEB_PROMTOOL ?= /usr/bin/promtool
 AMTOOL ?= /usr/bin/amtool
 TESTENV := scripts/testenv.sh
-# One build configuration for the tests, the tools and the binaries the tests
-# build (the gateway's functions, the Lambda bootstrap), so each package
-# compiles once per cache.
-export CGO_ENABLED ?= 0
+# The tests build as the binaries the tests build do (the gateway's functions
+# and the Lambda bootstrap: CGO_ENABLED=0 -trimpath), so each package compiles
+# once per cache. Only the tests: `make run` keeps cgo for the worker's NVML
+# telemetry (gpuworker/telemetry/nvml.go, which `make vet` still compiles).
+TEST_CGO ?= 0
 TEST_FLAGS ?= -count=1 -p 4 -parallel 4 -timeout 15m
 RIE := bin/aws-lambda-rie
 STRIPEMOCK := bin/stripe-mock
@@ -52,8 +53,8 @@ test: testenv
 	@$(MAKE) --no-print-directory -j4 test-deps
 	@$(MAKE) --no-print-directory check-rules
 	@# deploy/validate (its own module) beside the suite: it fills the suite's waits
-	@(cd deploy/validate && $(GO) test -trimpath -count=1 ./... >$(CURDIR)/bin/validate.log 2>&1; echo $$? >$(CURDIR)/bin/validate.rc) & \
-	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) \
+	@(cd deploy/validate && CGO_ENABLED=$(TEST_CGO) $(GO) test -trimpath -count=1 ./... >$(CURDIR)/bin/validate.log 2>&1; echo $$? >$(CURDIR)/bin/validate.rc) & \
+	CGO_ENABLED=$(TEST_CGO) SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) \
 	  $(GO) test -trimpath $(TEST_FLAGS) ./...; rc=$$?; wait; \
 	echo "deploy/validate:"; cat bin/validate.log; [ $$rc = 0 ] && [ "$$(cat bin/validate.rc)" = 0 ]
 
