@@ -4,27 +4,62 @@ GO ?= go
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 SIM := bin/vllm-sim
+# The pinned promtool (tools/promtool) checks prometheus.yml: Debian's build
+# lacks Kubernetes service discovery. Debian's promtool and amtool do the rest.
 PROMTOOL := bin/promtool
-AMTOOL := bin/amtool
+DEB_PROMTOOL ?= /usr/bin/promtool
+AMTOOL ?= /usr/bin/amtool
+TESTENV := scripts/testenv.sh
+# The tests build as the binaries the tests build do (the gateway's functions
+# and the Lambda bootstrap: CGO_ENABLED=0 -trimpath), so each package compiles
+# once per cache. Only the tests: `make run` keeps cgo for the worker's NVML
+# telemetry (gpuworker/telemetry/nvml.go, which `make vet` still compiles).
+TEST_CGO ?= 0
+TEST_FLAGS ?= -count=1 -p 4 -parallel 4 -timeout 15m
 RIE := bin/aws-lambda-rie
 STRIPEMOCK := bin/stripe-mock
 OIDCP := tools/oidcprovider/bin/oidc-provider
 
-.PHONY: stripe-mock run test test-short bench drill sim rie lambda vet fuzz build clean promtool check-rules console-deps screenshots
+.PHONY: testenv test-deps doctor sluice-bin stripe-mock run test test-short bench drill sim rie lambda vet fuzz build clean promtool check-rules console-deps screenshots
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
-run: sim
-	$(GO) run ./cmd/sluice dev
+## (Ctrl-C stops it and exits 0; `sluice doctor` says what is missing when it fails)
+## (the simulator and the CLI build side by side: on a fresh clone that is most of the wait)
+run:
+	@$(MAKE) --no-print-directory -j2 sim sluice-bin
+	@trap 'exit 0' INT TERM; bin/sluice dev
+
+# sluice-bin: the CLI as bin/sluice (go build is incremental: seconds when nothing changed)
+sluice-bin:
+	@mkdir -p bin && echo "building bin/sluice" && $(GO) build -trimpath -o bin/sluice ./cmd/sluice
+
+## doctor: what the local stack and the tests need, and the command that fixes what is missing
+doctor:
+	$(GO) run ./cmd/sluice doctor
+
+## testenv: install missing Debian packages and start PostgreSQL and Redis (scripts/testenv.sh;
+## not root: it prints the one command to run)
+testenv:
+	@$(TESTENV)
+
+## test-deps: the tools the tests run, built in parallel, once per version (cached in ~/.cache/sluice/tools)
+test-deps: sim rie $(OIDCP) $(STRIPEMOCK) $(PROMTOOL) console-deps
 
 ## test: the whole suite against real PostgreSQL, Redis and the simulator, the alert rules
 ## (and the Lambda adapter under aws-lambda-rie), then the manifests in
 ## deploy/validate's own module
-test: sim rie $(OIDCP) $(STRIPEMOCK) check-rules console-deps
-	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) $(GO) test -count=1 -timeout 15m ./...
-	cd deploy/validate && $(GO) test -count=1 ./...
+## (scripts/testenv.sh first: installs and starts what is missing, as .ci/run does)
+test: testenv
+	@$(MAKE) --no-print-directory -j4 test-deps
+	@$(MAKE) --no-print-directory check-rules
+	@# deploy/validate (its own module) beside the suite: it fills the suite's waits
+	@(cd deploy/validate && CGO_ENABLED=$(TEST_CGO) $(GO) test -trimpath -count=1 ./... >$(CURDIR)/bin/validate.log 2>&1; echo $$? >$(CURDIR)/bin/validate.rc) & \
+	CGO_ENABLED=$(TEST_CGO) SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) \
+	  $(GO) test -trimpath $(TEST_FLAGS) ./...; rc=$$?; wait; \
+	echo "deploy/validate:"; cat bin/validate.log; [ $$rc = 0 ] && [ "$$(cat bin/validate.rc)" = 0 ]
 
 ## console-deps: playwright-core for the console's browser tests (npm ci from the lock file,
-## only when node_modules is older than it); Chromium itself is Debian's (.ci/run installs it)
+## only when node_modules is older than it); Chromium itself is Debian's (scripts/testenv.sh installs it)
 console-deps: console/e2e/node_modules/.package-lock.json
 console/e2e/node_modules/.package-lock.json: console/e2e/package-lock.json console/e2e/package.json
 	cd console/e2e && npm ci --no-audit --no-fund
@@ -35,10 +70,10 @@ screenshots: sim console-deps
 	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run TestConsoleInBrowser -v ./console/
 
 ## check-rules: the Prometheus alert rules and example configurations parse, and the rules' unit tests pass
-check-rules: promtool $(AMTOOL)
-	$(PROMTOOL) check rules deploy/prometheus/sluice-rules.yml
+check-rules: $(PROMTOOL)
+	$(DEB_PROMTOOL) check rules deploy/prometheus/sluice-rules.yml
 	$(PROMTOOL) check config deploy/prometheus/prometheus.yml
-	$(PROMTOOL) test rules deploy/prometheus/sluice-rules.test.yml
+	$(DEB_PROMTOOL) test rules deploy/prometheus/sluice-rules.test.yml
 	$(AMTOOL) check-config deploy/prometheus/alertmanager.yml
 
 ## bench: added latency and throughput against the simulator called directly; saturation of two engines; fairness under a flood; the usage rollup of 10M rows
@@ -82,24 +117,20 @@ build:
 
 ## sim: build llm-d-inference-sim (the stand-in for vLLM) from its own tools module
 sim: $(SIM)
+	@:
 $(SIM): tools/vllmsim/go.mod
-	@mkdir -p bin
-	cd tools/vllmsim && CGO_ENABLED=0 $(GO) build -o ../../$(SIM) github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim
+	@$(TESTENV) tool $(SIM) tools/vllmsim github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim
 
 ## stripe-mock: Stripe's stateless API fake (from its OpenAPI spec), for the billing tests
 stripe-mock: $(STRIPEMOCK)
 $(STRIPEMOCK):
-	@mkdir -p bin
-	GOBIN=$(CURDIR)/bin $(GO) install github.com/stripe/stripe-mock@v0.203.0
+	@$(TESTENV) install $(STRIPEMOCK) github.com/stripe/stripe-mock@v0.203.0
 
-## promtool (and amtool): Prometheus's and AlertManager's checkers, from their own tools module
+## promtool: Prometheus's checker pinned in its own tools module, for prometheus.yml's
+## Kubernetes service discovery (built once, cached)
 promtool: $(PROMTOOL)
 $(PROMTOOL): tools/promtool/go.mod
-	@mkdir -p bin
-	cd tools/promtool && CGO_ENABLED=0 $(GO) build -o ../../$(PROMTOOL) github.com/prometheus/prometheus/cmd/promtool
-$(AMTOOL): tools/promtool/go.mod
-	@mkdir -p bin
-	cd tools/promtool && CGO_ENABLED=0 $(GO) build -o ../../$(AMTOOL) github.com/prometheus/alertmanager/cmd/amtool
+	@$(TESTENV) tool $(PROMTOOL) tools/promtool github.com/prometheus/prometheus/cmd/promtool
 
 ## lambda: the Lambda adapter as deploy/lambda/dist/bootstrap (provided.al2023, arm64)
 lambda:
@@ -108,12 +139,11 @@ lambda:
 ## rie: the AWS Lambda Runtime Interface Emulator, from its own tools module
 rie: $(RIE)
 $(RIE): tools/lambdarie/go.mod
-	@mkdir -p bin
-	cd tools/lambdarie && CGO_ENABLED=0 $(GO) build -o ../../$(RIE) github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
+	@$(TESTENV) tool $(RIE) tools/lambdarie github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
 
 ## the zitadel/oidc example OpenID provider, from its own tools module: the external issuer in the OIDC tests
 $(OIDCP): tools/oidcprovider/go.mod
-	cd tools/oidcprovider && CGO_ENABLED=0 $(GO) build -o bin/oidc-provider github.com/zitadel/oidc/v3/example/server
+	@$(TESTENV) tool $(OIDCP) tools/oidcprovider github.com/zitadel/oidc/v3/example/server
 
 clean:
 	rm -rf bin .sluice

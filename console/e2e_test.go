@@ -23,7 +23,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
 )
 
-// chromium is Debian's browser, which .ci/run installs.
+// chromium is Debian's browser, which scripts/testenv.sh installs.
 func chromium() string {
 	if p := os.Getenv("CHROMIUM"); p != "" {
 		return p
@@ -58,7 +58,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
 	if _, err := os.Stat(chromium()); err != nil {
-		t.Fatalf("Chromium not found at %s (apt-get install chromium; .ci/run does): %v", chromium(), err)
+		t.Fatalf("Chromium not found at %s (sudo scripts/testenv.sh installs it; make test runs it): %v", chromium(), err)
 	}
 	if _, err := os.Stat("e2e/node_modules/playwright-core"); err != nil {
 		t.Fatalf("playwright-core not installed (make test runs npm ci in console/e2e): %v", err)

@@ -14,12 +14,12 @@ import (
 
 func init() {
 	commands["backup"] = command{
-		`backup                               pg_dump DATABASE_URL to storage.bucket (S3/MinIO)`,
-		runBackup,
+		usage: `backup                               pg_dump DATABASE_URL to storage.bucket (S3/MinIO)`,
+		run:   runBackup,
 	}
 	commands["restore"] = command{
-		`restore --yes [--key K]              restore the newest (or K) backup into DATABASE_URL`,
-		runRestore,
+		usage: `restore --yes [--key K]              restore the newest (or K) backup into DATABASE_URL`,
+		run:   runRestore,
 	}
 }
 
@@ -37,7 +37,7 @@ func storageEnv(getenv func(string) string) (*config.Config, *objstore.Store, er
 
 func runBackup(ctx context.Context, args []string, e env) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	cfg, store, err := storageEnv(e.getenv)
@@ -56,7 +56,7 @@ func runRestore(ctx context.Context, args []string, e env) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	key := fs.String("key", "", "backup object key; default the newest under storage.backup_prefix")
 	yes := fs.Bool("yes", false, "confirm: the backup's tables replace the database's")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if !*yes {

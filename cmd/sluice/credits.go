@@ -18,8 +18,8 @@ import (
 
 func init() {
 	commands["credits"] = command{
-		`credits grant --email E --amount 5.00 [--note N] | credits balance --email E   prepaid credit`,
-		func(ctx context.Context, args []string, e env) error { return credits(ctx, args, e) },
+		usage: `credits grant --email E --amount 5.00 [--note N] | credits balance --email E   prepaid credit`,
+		run:   func(ctx context.Context, args []string, e env) error { return credits(ctx, args, e) },
 	}
 }
 
@@ -27,7 +27,10 @@ func init() {
 // user's balances, from the ledger and from the live counters.
 func credits(ctx context.Context, args []string, e env) error {
 	var amount, note *string
-	flags := func(_ string, fs *flag.FlagSet) {
+	flags := func(verb string, fs *flag.FlagSet) {
+		if verb != "grant" { // balance takes --email only: --amount there is an error, not ignored
+			return
+		}
 		amount = fs.String("amount", "", "dollars to grant, e.g. 5.00 (exact to the micro-dollar)")
 		note = fs.String("note", "granted with sluice credits grant", "why, kept in the ledger")
 	}

@@ -17,8 +17,8 @@ import (
 
 func init() {
 	commands["gateway"] = command{
-		`gateway [-f openfaas.yml] [--port 8080] [--dir .sluice/gateway]   a local OpenFaaS gateway: functions as processes`,
-		runGateway,
+		usage: `gateway [-f openfaas.yml] [--port 8080] [--dir .sluice/gateway]   a local OpenFaaS gateway: functions as processes`,
+		run:   runGateway,
 	}
 }
 
@@ -30,7 +30,7 @@ func runGateway(ctx context.Context, args []string, e env) error {
 	stackFile := fs.String("f", "openfaas.yml", "stack file; the gateway runs its functions only")
 	port := fs.Int("port", 8080, "port for the gateway API and /function/<name>")
 	dir := fs.String("dir", filepath.Join(".sluice", "gateway"), "state: build contexts, binaries, secrets, logs")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	p, err := gateway.New(*stackFile, *dir, e.log)

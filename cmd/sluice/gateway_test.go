@@ -40,10 +40,7 @@ func TestGatewayDeploysFunctionsAsProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sluice")
-	if _, err := shrinkwrap.Go(t.Context(), root, "build", "-o", bin, "./cmd/sluice"); err != nil {
-		t.Fatal(err)
-	}
+	bin := sluiceBinary(t)
 	port, err := devstack.FreePort()
 	if err != nil {
 		t.Fatal(err)

@@ -17,8 +17,8 @@ import (
 
 func init() {
 	commands["limits"] = command{
-		`limits show --email E | limits set --email E [--rpm N] [--tpm N] [--concurrency N] [--overage-cap 50.00]   per-user limit overrides (0 clears)`,
-		func(ctx context.Context, args []string, e env) error { return limits(ctx, args, e) },
+		usage: `limits show --email E | limits set --email E [--rpm N] [--tpm N] [--concurrency N] [--overage-cap 50.00]   per-user limit overrides (0 clears)`,
+		run:   func(ctx context.Context, args []string, e env) error { return limits(ctx, args, e) },
 	}
 }
 

@@ -32,6 +32,7 @@ type stack struct {
 	base   string // http://127.0.0.1:port
 	key    string // admin key
 	dbURL  string
+	state  string // the --dir of `sluice dev`
 	models []string
 	env    map[string]string
 }
@@ -83,7 +84,10 @@ jobs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{dbURL: pgtest.NewURL(t), models: []string{chat, small}}
+	s := &stack{dbURL: pgtest.NewURL(t), models: []string{chat, small}, state: filepath.Join(dir, "state")}
+	if d := extraEnv["SLUICE_TEST_STATE_DIR"]; d != "" {
+		s.state = d
+	}
 	s.env = map[string]string{
 		"DATABASE_URL":          s.dbURL,
 		"REDIS_URL":             testenv.RedisURL(),
@@ -100,7 +104,7 @@ jobs:
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, []string{"dev", "--dir", filepath.Join(dir, "state"), "--sim-args", strings.Join(simArgs, " ")}, pw, testWriter{t}, func(k string) string { return s.env[k] })
+		done <- Main(ctx, []string{"dev", "--dir", s.state, "--sim-args", strings.Join(simArgs, " ")}, pw, testWriter{t}, func(k string) string { return s.env[k] })
 		pw.Close()
 	}()
 	t.Cleanup(func() {
@@ -128,7 +132,7 @@ jobs:
 		t.Fatalf("sluice dev did not start: %v", sc.Err())
 	}
 	go io.Copy(io.Discard, pr) //nolint:errcheck
-	key, err := os.ReadFile(filepath.Join(dir, "state", "admin.key"))
+	key, err := os.ReadFile(filepath.Join(s.state, "admin.key"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sluice-ai/sluice/internal/artifact"
@@ -14,8 +14,9 @@ import (
 
 func init() {
 	commands["model"] = command{
-		`model keygen|publish|verify ...      signed model artifacts in storage.bucket (sluice model help)`,
-		runModel,
+		usage: `model keygen|publish|verify ...      signed model artifacts in storage.bucket (sluice model --help)`,
+		run:   runModel,
+		help:  modelUsage[len("usage:\n"):],
 	}
 }
 
@@ -26,7 +27,7 @@ const modelUsage = `usage:
 
 func runModel(ctx context.Context, args []string, e env) error {
 	if len(args) == 0 {
-		return errors.New(modelUsage)
+		return usageError{modelUsage}
 	}
 	fs := flag.NewFlagSet("model "+args[0], flag.ContinueOnError)
 	name := fs.String("name", "", "model name, as served (e.g. llama-2-7b)")
@@ -35,12 +36,23 @@ func runModel(ctx context.Context, args []string, e env) error {
 	keyPath := fs.String("key", "", "ed25519 private key (PEM); keygen writes it")
 	pubPath := fs.String("pub", "", "ed25519 public key (PEM); keygen writes it")
 	download := fs.String("download", "", "verify: write the verified files here")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
+	}
+	// A flag the verb does not use is an error rather than ignored.
+	uses := map[string]string{"keygen": " key pub ", "publish": " name version dir key ", "verify": " name version pub download "}[args[0]]
+	var unused error
+	fs.Visit(func(f *flag.Flag) {
+		if uses != "" && !strings.Contains(uses, " "+f.Name+" ") && unused == nil {
+			unused = usageErrorf("model %s does not take --%s", args[0], f.Name)
+		}
+	})
+	if unused != nil {
+		return unused
 	}
 	if args[0] == "keygen" {
 		if *keyPath == "" || *pubPath == "" {
-			return errors.New(modelUsage)
+			return usageError{modelUsage}
 		}
 		return artifact.GenerateKey(*keyPath, *pubPath)
 	}
@@ -52,7 +64,7 @@ func runModel(ctx context.Context, args []string, e env) error {
 	switch args[0] {
 	case "publish":
 		if *name == "" || *version == "" || *dir == "" || *keyPath == "" {
-			return errors.New(modelUsage)
+			return usageError{modelUsage}
 		}
 		key, err := artifact.LoadPrivateKey(*keyPath)
 		if err != nil {
@@ -66,7 +78,7 @@ func runModel(ctx context.Context, args []string, e env) error {
 			m.Name, m.Version, len(m.Files), cfg.Storage.Bucket, prefix, m.Name, m.Version)
 	case "verify":
 		if *name == "" || *version == "" || *pubPath == "" {
-			return errors.New(modelUsage)
+			return usageError{modelUsage}
 		}
 		pub, err := artifact.LoadPublicKey(*pubPath)
 		if err != nil {
@@ -82,7 +94,7 @@ func runModel(ctx context.Context, args []string, e env) error {
 		}
 		fmt.Fprintf(e.stdout, "verified %s %s: signature good, %d files, %d bytes match\n", m.Name, m.Version, len(m.Files), total)
 	default:
-		return errors.New(modelUsage)
+		return usageError{modelUsage}
 	}
 	return nil
 }

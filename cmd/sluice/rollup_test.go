@@ -170,8 +170,12 @@ usage_rollup:
 			CompletionTokens int64 `json:"completion_tokens"`
 			CostMicros       int64 `json:"cost_micros"`
 		} `json:"data"`
+		// When the rows were folded: the console says so rather than show
+		// a request not yet folded as no usage.
+		FoldedAt *time.Time `json:"folded_at"`
 	}
-	if st := s.getJSON(t, key, "/v1/usage?start="+today+"&end="+today, &usage); st != 200 || len(usage.Data) != 1 ||
+	if st := s.getJSON(t, key, "/v1/usage?start="+today+"&end="+today, &usage); st != 200 || usage.FoldedAt == nil ||
+		time.Since(*usage.FoldedAt) > time.Minute || len(usage.Data) != 1 ||
 		usage.Data[0].Requests != 4 || usage.Data[0].PromptTokens != prompt || usage.Data[0].CompletionTokens != completion ||
 		usage.Data[0].CostMicros != prompt*100+completion*200 {
 		t.Fatalf("usage: %d %+v; want 4 requests, %d prompt, %d completion tokens", st, usage, prompt, completion)

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -17,18 +17,18 @@ import (
 func userCommand(ctx context.Context, e env, args []string, usage string, verbs []string,
 	flags func(verb string, fs *flag.FlagSet), run func(verb string, d *app.Deps, u sluice.User) error) error {
 	if len(args) == 0 || !slices.Contains(verbs, args[0]) {
-		return errors.New(usage)
+		return usageErrorf("%s: want %s", strings.Fields(usage)[2], strings.Join(verbs, " or "))
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	email := fs.String("email", "", "the user's email")
 	flags(args[0], fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	if *email == "" {
-		return errors.New("--email is required")
+		return usageErrorf("--email is required")
 	}
-	d, cleanup, err := openEnv(ctx, e.log, e.getenv)
+	d, cleanup, err := openEnv(ctx, e.log, e.getenv, false)
 	if err != nil {
 		return err
 	}

@@ -115,6 +115,8 @@ try {
     if (!seen) await page.waitForTimeout(250);
   }
   assert(seen, 'the usage page shows the request');
+  assert(await page.locator('p.notice', { hasText: /^Counted up to \d{4}-\d\d-\d\d \d\d:\d\d UTC/ }).count() === 1,
+    'the usage page says when usage was last totalled');
   await shot(page, 'usage');
   step('the usage page shows the request');
 
@@ -128,7 +130,9 @@ try {
   await page.locator('[data-credit], [data-unavailable]').first().waitFor();
   await page.goto(base + '/console/#/quickstart', { waitUntil: 'networkidle' });
   await page.getByRole('heading', { name: 'Quick start', exact: true }).waitFor();
-  assert(await page.locator('pre', { hasText: base + '/v1' }).count() === 3, 'the quick start snippets point at this deployment');
+  assert(await page.locator('pre', { hasText: base + '/v1' }).count() === 4, 'the quick start snippets point at this deployment');
+  assert(await page.locator('pre', { hasText: 'OPENAI_API_KEY' }).count() === 4 && await page.locator('pre', { hasText: 'SLUICE_API_KEY' }).count() === 0,
+    'the quick start uses OPENAI_API_KEY, as the README and the SDKs do');
   await page.goto(base + '/console/#/models', { waitUntil: 'networkidle' });
   await page.getByRole('row').filter({ hasText: model }).getByText('$100.00').first().waitFor(); // 0.0001 $/token
   step('billing, models and quick start pages render');
@@ -173,9 +177,12 @@ try {
   assert(await phone.getByRole('link', { name: 'Usage' }).isVisible(), 'Enter on Menu opens the nav');
   const width = await phone.evaluate(() => document.documentElement.scrollWidth);
   assert(width <= 390, 'no sideways scrolling of the page at 390px: ' + width);
+  // The keys table folds into one card per key: its buttons are in view, not scrolled off.
+  const revoke = await phone.getByRole('button', { name: 'Revoke renamed-key' }).first().boundingBox();
+  assert(revoke && revoke.x >= 0 && revoke.x + revoke.width <= 390, 'the keys table\'s Revoke button is in view at 390px: ' + JSON.stringify(revoke));
   await shot(phone, 'keys-phone');
   await menu.press('Enter');
-  step('works at 390px: the menu opens by keyboard, nothing overflows');
+  step('works at 390px: the menu opens by keyboard, nothing overflows, the keys\' buttons are in view');
 
   // ---- an admin: log in, must enrol MFA, logs in with TOTP, disables the user.
   const admin = await newPage();

@@ -196,7 +196,7 @@ function keyTable(keys, actions) {
       h('button', { type: 'button', class: 'danger', 'aria-label': `Revoke ${k.name || k.prefix}`, onclick: e => {
         if (confirm(`Revoke the key “${k.name || k.prefix}”? Requests with it fail at once.`)) act(e, () => actions.revoke(k));
       } }, 'Revoke')) : '' },
-  ], keys, 'No keys yet: create one above.');
+  ], keys, 'No keys yet: create one above.', { stack: true });
 }
 
 async function act(e, fn) {
@@ -213,9 +213,9 @@ const day = d => d.toISOString().slice(0, 10);
 async function fetchUsage(start, end, userID) {
   const q = new URLSearchParams({ start, end, group_by: 'day' });
   if (userID) q.set('user_id', userID);
-  const { data } = await api('GET', 'usage', '/v1/usage?' + q);
+  const { data, folded_at: foldedAt } = await api('GET', 'usage', '/v1/usage?' + q);
   if (data.length && !('date' in data[0])) return { daily: false, rows: data };
-  return { daily: true, rows: data };
+  return { daily: true, rows: data, foldedAt };
 }
 
 async function prices() {
@@ -235,6 +235,14 @@ async function usageView(userID) {
   const out = [];
   let byModel;
   if (u.daily) {
+    // The rollups lag the requests by up to one scheduled run: say so, and
+    // as of when, rather than show a recent request's absence as "no usage".
+    if (u.foldedAt !== undefined) {
+      const when = u.foldedAt ? new Date(u.foldedAt) : null;
+      out.push(h('p', { class: 'notice', role: 'status' }, when
+        ? `Counted up to ${when.toISOString().slice(0, 16).replace('T', ' ')} UTC, when usage was last totalled; newer requests appear after the next run (about a minute).`
+        : 'Usage has not been totalled yet; requests appear here after the first run (about a minute).'));
+    }
     const days = [];
     for (let t = start.getTime(); t <= end.getTime(); t += 86400e3) days.push(day(new Date(t)));
     const models = [...new Set(u.rows.map(r => r.model))].sort();
@@ -382,11 +390,12 @@ async function quickstartPage() {
   const block = (title, code) => [h('h2', {}, title), h('pre', { tabindex: 0 }, h('code', {}, code))];
   return [h('h1', {}, 'Quick start'),
     h('p', {}, 'Sluice speaks the OpenAI API: point an OpenAI SDK at ', h('code', {}, base), ' with a key from ', h('a', { href: '#/keys' }, 'API keys'), '.'),
-    ...block('Shell', `export SLUICE_API_KEY=sk-sluice-…   # your key, from API keys`),
+    ...block('Shell', `export OPENAI_BASE_URL=${base}
+export OPENAI_API_KEY=sk-sluice-…   # your key, from API keys`),
     ...block('Python (openai)', `import os
 from openai import OpenAI
 
-client = OpenAI(base_url="${base}", api_key=os.environ["SLUICE_API_KEY"])
+client = OpenAI(base_url="${base}", api_key=os.environ["OPENAI_API_KEY"])
 r = client.chat.completions.create(
     model="${model}",
     messages=[{"role": "user", "content": "Hello"}],
@@ -394,14 +403,14 @@ r = client.chat.completions.create(
 print(r.choices[0].message.content)`),
     ...block('Node (openai)', `import OpenAI from "openai";
 
-const client = new OpenAI({ baseURL: "${base}", apiKey: process.env.SLUICE_API_KEY });
+const client = new OpenAI({ baseURL: "${base}", apiKey: process.env.OPENAI_API_KEY });
 const r = await client.chat.completions.create({
   model: "${model}",
   messages: [{ role: "user", content: "Hello" }],
 });
 console.log(r.choices[0].message.content);`),
     ...block('curl', `curl ${base}/chat/completions \\
-  -H "Authorization: Bearer $SLUICE_API_KEY" -H "Content-Type: application/json" \\
+  -H "Authorization: Bearer $OPENAI_API_KEY" -H "Content-Type: application/json" \\
   -d '{"model":"${model}","messages":[{"role":"user","content":"Hello"}]}'`)];
 }
 

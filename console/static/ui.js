@@ -37,12 +37,16 @@ export function field(label, attrs = {}, hint) {
 }
 
 /** A table from rows; cols: [{label, get(row) → node|text, num}]. */
-export function table(caption, cols, rows, empty = 'Nothing yet.') {
+export function table(caption, cols, rows, empty = 'Nothing yet.', { stack = false } = {}) {
   if (!rows.length) return h('p', { class: 'muted' }, empty);
-  return h('div', { class: 'table-wrap' }, h('table', {},
+  // stack: at phone width each row becomes a labelled card (style.css), so
+  // a last column of buttons is never scrolled out of sight.
+  // Explicit roles: a table laid out as blocks keeps its semantics.
+  const role = r => stack ? r : undefined;
+  return h('div', { class: 'table-wrap' }, h('table', { class: stack ? 'stack' : undefined, role: role('table') },
     h('caption', { class: 'vh' }, caption),
-    h('thead', {}, h('tr', {}, cols.map(c => h('th', { scope: 'col', class: cls(c) }, c.label)))),
-    h('tbody', {}, rows.map(r => h('tr', {}, cols.map(c => h('td', { class: cls(c) }, c.get(r))))))));
+    h('thead', {}, h('tr', { role: role('row') }, cols.map(c => h('th', { scope: 'col', class: cls(c), role: role('columnheader') }, c.label)))),
+    h('tbody', {}, rows.map(r => h('tr', { role: role('row') }, cols.map(c => h('td', { class: cls(c), 'data-label': c.label, role: role('cell') }, c.get(r))))))));
 }
 
 function cls(c) {

@@ -107,7 +107,8 @@ type jobRow struct {
 }
 
 // usage: GET /v1/usage — by day and model from the daily rollup (what the
-// last run folded), or group_by=job for the raw per-job rows.
+// last run folded, and folded_at: when), or group_by=job for the raw
+// per-job rows.
 func (d Deps) usage(w http.ResponseWriter, r *http.Request) {
 	uid, err := d.subject(r)
 	if err != nil {
@@ -132,6 +133,13 @@ func (d Deps) usage(w http.ResponseWriter, r *http.Request) {
 		openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": out})
 		return
 	}
+	// When the rows were last folded, read first: a fold committing between
+	// the two reads makes the rows newer than it says, never older.
+	folded, err := d.read().UsageFoldedAt(r.Context())
+	if err != nil {
+		openai.WriteError(w, r, d.Log, err)
+		return
+	}
 	rows, err := d.read().UsageDaily(r.Context(), uid, uq.First, uq.Last)
 	if err != nil {
 		openai.WriteError(w, r, d.Log, err)
@@ -142,7 +150,9 @@ func (d Deps) usage(w http.ResponseWriter, r *http.Request) {
 		out[i] = dayRow{Date: u.Day.Format(time.DateOnly), Model: u.Model, Requests: u.Requests,
 			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, CostMicros: u.CostMicros}
 	}
-	openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": out})
+	// folded_at: the rollups hold requests up to then (null: never folded);
+	// newer requests appear after the next run.
+	openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": out, "folded_at": folded})
 }
 
 type period struct {

@@ -242,3 +242,8 @@ func StartSim(ctx context.Context, bin, model string, maxModelLen, maxSeqs int, 
 	s.Stop()
 	return nil, fmt.Errorf("simulator for %s did not become healthy", model)
 }
+
+// PostgresBinDir is the folder of the installed PostgreSQL server binaries
+// (initdb, pg_ctl) the embedded database runs; the error says how to
+// install them.
+func PostgresBinDir() (string, error) { return pgBinDir() }

@@ -19,7 +19,6 @@ import (
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/httpserve"
-	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
@@ -31,7 +30,7 @@ type Options struct {
 	NoWorker bool   // serve the functions only
 	SimBin   string // simulator binary; found automatically if empty
 	SimArgs  []string
-	Out      io.Writer // where the banner goes
+	Out      io.Writer // where the banner and the progress lines go
 	// Telemetry adjusts the telemetry (tests pass an in-memory span exporter).
 	Telemetry telemetry.Options
 }
@@ -55,13 +54,31 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, err
 	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	// One stack per state folder: a second one would start another
+	// PostgreSQL on the same data directory and overwrite the first's files.
+	lk, err := lock(dir)
+	if err != nil {
+		return nil, err
+	}
 	s := &Stack{done: make(chan error, 1)}
+	s.stops = append(s.stops, func() { lk.Close() })
 	fail := func(err error) (*Stack, error) {
 		s.stop()
 		return nil, err
 	}
+	progress := func(format string, args ...any) {
+		if o.Out != nil {
+			fmt.Fprintf(o.Out, "sluice dev: "+format+"\n", args...)
+		}
+	}
+	state := State{PID: os.Getpid(), Dir: dir, AdminKeyFile: filepath.Join(dir, AdminKeyFile), StartedAt: time.Now().UTC()}
 	if cfg.Env.KeyPepper == "" {
-		p, err := LoadOrCreateSecret(filepath.Join(o.Dir, "pepper"))
+		state.PepperFile = filepath.Join(dir, PepperFile)
+		p, err := LoadOrCreateSecret(state.PepperFile)
 		if err != nil {
 			return fail(err)
 		}
@@ -81,23 +98,27 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 		}
 		s.stops = append(s.stops, stop)
 		cfg.Env.RedisURL = url
-		// So `sluice credits grant` in another shell reaches the live balances.
-		os.WriteFile(filepath.Join(o.Dir, "redis_url"), []byte(url+"\n"), 0o600) //nolint:errcheck
-		s.stops = append(s.stops, func() { os.Remove(filepath.Join(o.Dir, "redis_url")) })
+		state.RedisEmbedded = true
 		log.Info("embedded Redis (in memory; set REDIS_URL for durability)", slog.String("url", url))
 	}
 	if cfg.Env.DatabaseURL == "" {
-		url, stop, err := EmbeddedPostgres(ctx, filepath.Join(o.Dir, "pg"))
+		pg := filepath.Join(o.Dir, "pg")
+		if _, err := os.Stat(filepath.Join(pg, "data", "PG_VERSION")); err != nil {
+			progress("creating the embedded PostgreSQL cluster under %s (first start only, about 10 s)", pg)
+		} else {
+			progress("starting the embedded PostgreSQL under %s", pg)
+		}
+		url, stop, err := EmbeddedPostgres(ctx, pg)
 		if err != nil {
 			return fail(fmt.Errorf("embedded PostgreSQL: %w", err))
 		}
 		s.stops = append(s.stops, stop)
 		cfg.Env.DatabaseURL = url
-		// So `sluice key create` in another shell finds this database.
-		os.WriteFile(filepath.Join(o.Dir, "database_url"), []byte(url+"\n"), 0o600) //nolint:errcheck
-		s.stops = append(s.stops, func() { os.Remove(filepath.Join(o.Dir, "database_url")) })
-		log.Info("embedded PostgreSQL", slog.String("url", url), slog.String("dir", filepath.Join(o.Dir, "pg")))
+		state.DatabaseEmbedded = true
+		log.Info("embedded PostgreSQL", slog.String("url", url), slog.String("dir", pg))
 	}
+	state.DatabaseURL, state.DatabaseRedacted = redact(cfg.Env.DatabaseURL)
+	state.RedisURL, state.RedisRedacted = redact(cfg.Env.RedisURL)
 	if !o.NoWorker {
 		for i := range cfg.Inference.Models {
 			m := &cfg.Inference.Models[i]
@@ -108,6 +129,7 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 			if err != nil {
 				return fail(err)
 			}
+			progress("starting a simulator engine for %s", m.Name)
 			sim, err := StartSim(ctx, bin, m.Name, m.MaxModelLen, m.MaxBatchSize,
 				filepath.Join(o.Dir, "sim-"+m.Name+".log"), o.SimArgs...)
 			if err != nil {
@@ -118,6 +140,7 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 			log.Info("simulator engine started", slog.String("model", m.Name), slog.String("url", sim.URL))
 		}
 	}
+	progress("connecting to PostgreSQL and Redis, applying migrations")
 	d, err := app.OpenWith(ctx, cfg, log, o.Telemetry)
 	if err != nil {
 		return fail(err)
@@ -125,19 +148,13 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 	s.Deps = d
 	s.stops = append(s.stops, d.Close)
 
-	// A fresh admin key at every start, kept only in .sluice/admin.key (0600).
-	admin, err := d.DB.UpsertUser(ctx, "admin@sluice.local", sluice.TierEnterprise, sluice.RoleAdmin)
-	if err != nil {
-		return fail(err)
-	}
-	key, err := CreateKey(ctx, d, admin.ID, "sluice dev admin")
+	// One admin key per state folder, kept only in admin.key (0600): the
+	// previous start's while it is live, else a new one replacing it.
+	key, reused, err := adminKey(ctx, d, dir)
 	if err != nil {
 		return fail(err)
 	}
 	s.AdminKey = key
-	if err := os.WriteFile(filepath.Join(o.Dir, "admin.key"), []byte(key+"\n"), 0o600); err != nil {
-		return fail(err)
-	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	s.stops = append([]func(){cancel}, s.stops...)
@@ -162,6 +179,12 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 		}
 	}
 	s.Addr = ln.Addr().String()
+	// So the CLI in another shell, anywhere in the checkout, finds this stack.
+	state.URL = "http://" + s.Addr
+	if err := writeState(dir, state); err != nil {
+		return fail(err)
+	}
+	s.stops = append(s.stops, func() { os.Remove(filepath.Join(dir, StateFile)) })
 	h := d.Serve(httpserve.Middleware(log, "gateway", Router(d), httpserve.TrustProxies(d.Config.Server.TrustedProxyPrefixes())))
 	wg.Add(1)
 	go func() {
@@ -180,13 +203,13 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 		fmt.Fprintf(o.Out, `
 Sluice is running at http://%[1]s  (OpenAI base URL: http://%[1]s/v1)
 Web console: http://%[1]s/console/  (operators: "Sign in with an API key", the admin key below)
-Admin key written to %[2]s
+Admin key %[4]s %[2]s
 Try:
   curl http://%[1]s/v1/chat/completions \
     -H "Authorization: Bearer $(cat %[2]s)" -H 'Content-Type: application/json' \
     -d '{"model":"%[3]s","messages":[{"role":"user","content":"Hello"}]}'
 
-`, s.Addr, filepath.Join(o.Dir, "admin.key"), cfg.Inference.Models[0].Name)
+`, s.Addr, filepath.Join(o.Dir, AdminKeyFile), cfg.Inference.Models[0].Name, map[bool]string{true: "(kept from the last start) in", false: "written to"}[reused])
 	}
 	return s, nil
 }
@@ -203,12 +226,18 @@ func (s *Stack) Wait() error { return <-s.done }
 
 // CreateKey makes a new API key for a user and returns it; only its hash is stored.
 func CreateKey(ctx context.Context, d *app.Deps, userID, name string) (string, error) {
-	key, err := apikey.New()
+	key, _, err := createKey(ctx, d, userID, name)
+	return key, err
+}
+
+func createKey(ctx context.Context, d *app.Deps, userID, name string) (key, id string, err error) {
+	key, err = apikey.New()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	if _, err := d.DB.CreateAPIKey(ctx, userID, name, apikey.Hash([]byte(d.Config.Env.KeyPepper), key), apikey.Display(key), nil); err != nil {
-		return "", err
+	k, err := d.DB.CreateAPIKey(ctx, userID, name, apikey.Hash([]byte(d.Config.Env.KeyPepper), key), apikey.Display(key), nil)
+	if err != nil {
+		return "", "", err
 	}
-	return key, nil
+	return key, k.ID, nil
 }

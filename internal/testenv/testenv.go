@@ -55,3 +55,29 @@ const Pepper = "test-pepper-0123456789abcdef0123456789abcdef"
 // StripeMock starts stripe-mock for one test and returns its API base (see
 // stripetest.Mock).
 func StripeMock(tb testing.TB) string { return stripetest.Mock(tb) }
+
+// RedisClusterURL is TEST_REDIS_CLUSTER_URL: a Redis Cluster for the tests
+// that need one (`scripts/testenv.sh with-cluster make test` starts a local
+// one), in go-redis's cluster URL form
+// redis://host:port?addr=host:port&addr=host:port.
+func RedisClusterURL() string { return os.Getenv("TEST_REDIS_CLUSTER_URL") }
+
+// RedisCluster returns a client of the test Redis Cluster, closed when the
+// test ends; it skips the test when TEST_REDIS_CLUSTER_URL is not set.
+func RedisCluster(tb testing.TB) *redis.ClusterClient {
+	tb.Helper()
+	url := RedisClusterURL()
+	if url == "" {
+		tb.Skip("TEST_REDIS_CLUSTER_URL not set (scripts/testenv.sh cluster-start prints one)")
+	}
+	opts, err := redis.ParseClusterURL(url)
+	if err != nil {
+		tb.Fatalf("TEST_REDIS_CLUSTER_URL %q: %v", url, err)
+	}
+	c := redis.NewClusterClient(opts)
+	tb.Cleanup(func() { c.Close() })
+	if err := c.Ping(tb.Context()).Err(); err != nil {
+		tb.Fatalf("Redis Cluster at %s: %v", url, err)
+	}
+	return c
+}

@@ -31,6 +31,9 @@ type info struct {
 	infer  bool // an inference request (chat, completion, async job)
 	sync   bool // answered when the job ended (not an async job id)
 	stream bool
+	// inner is set when another Middleware inside this one (a function
+	// behind the local gateway) logs the request: one line per request.
+	inner bool
 }
 
 // RequestID returns the request id stored by Middleware.
@@ -77,6 +80,11 @@ func Middleware(log *slog.Logger, name string, next http.Handler, opts ...Option
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		client := ForwardedClient(r, o.trusted)
 		id := r.Header.Get("X-Request-Id")
+		outer, _ := r.Context().Value(ctxKey{}).(*info)
+		if outer != nil { // behind another Middleware: its id, and this one logs
+			outer.inner = true
+			id = outer.id
+		}
 		if len(id) == 0 || len(id) > 64 {
 			b := make([]byte, 8)
 			rand.Read(b) //nolint:errcheck
@@ -110,6 +118,9 @@ func Middleware(log *slog.Logger, name string, next http.Handler, opts ...Option
 				span.SetAttr("http.response.status_code", strconv.Itoa(rec.status))
 				span.SetAttr("sluice.job_id", jobID)
 				span.End(nil)
+			}
+			if in.inner {
+				return // the function inside logged it
 			}
 			log.InfoContext(r.Context(), "request", slog.String("function", name),
 				slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("client", client),

@@ -21,11 +21,13 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer conn.Release()
-	// The lock key is fixed; a session lock is released with the connection.
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(7301214)`); err != nil {
+	// One lock per schema (the search_path's first): starts migrating the same
+	// schema wait for each other, while the tests' schemas, one each, migrate
+	// in parallel. A session lock is released with the connection.
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(7301214, hashtext(coalesce(current_schema(), '')))`); err != nil {
 		return fmt.Errorf("migrate: lock: %w", err)
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(7301214)`) //nolint:errcheck
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(7301214, hashtext(coalesce(current_schema(), '')))`) //nolint:errcheck
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW())`); err != nil {
 		return fmt.Errorf("migrate: %w", err)

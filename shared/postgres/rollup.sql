@@ -209,3 +209,7 @@ WITH days AS (
 SELECT days.day, COALESCE(l.bought, 0), COALESCE(i.subs, 0), COALESCE(l.used, 0), COALESCE(l.ovg, 0)
 FROM days LEFT JOIN l USING (day) LEFT JOIN i USING (day)
 ORDER BY days.day DESC;
+
+-- name: UsageFoldedAt
+-- When the rollup last folded raw usage into the rollups (NULL: never).
+SELECT CASE WHEN runs > 0 THEN updated_at END FROM usage_rollup_state WHERE name = 'usage';

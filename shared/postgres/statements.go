@@ -126,3 +126,11 @@ func (db *DB) Revenue(ctx context.Context, days int) ([]RevenueDay, error) {
 	}
 	return out, translate(rows.Err())
 }
+
+// UsageFoldedAt is when the rollup last folded raw usage into the daily and
+// hourly rollups (nil: never): the rollups hold requests up to then.
+func (db *DB) UsageFoldedAt(ctx context.Context) (*time.Time, error) {
+	var t *time.Time
+	err := db.Pool.QueryRow(ctx, q("UsageFoldedAt")).Scan(&t)
+	return t, translate(err)
+}

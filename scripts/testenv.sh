@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# The one place that readies a machine for Sluice's tests; `make test` and
+# .ci/run both call it.
+#
+#   scripts/testenv.sh [ensure]     install missing Debian packages (root
+#                                   only; otherwise print the one command to
+#                                   run), start PostgreSQL and Redis if down
+#   scripts/testenv.sh check        the same checks, changing nothing; exit 1
+#                                   if something is missing
+#   scripts/testenv.sh tool OUT DIR PKG
+#                                   build Go tool PKG from tools module DIR
+#                                   into OUT once per (go.mod, go.sum, Go
+#                                   version), cached in ~/.cache/sluice/tools
+#   scripts/testenv.sh install OUT PKG@VERSION
+#                                   the same for `go install PKG@VERSION`
+#   scripts/testenv.sh cluster-start|cluster-stop
+#                                   a local 3-master Redis Cluster on
+#                                   127.0.0.1:7100-7102; prints
+#                                   TEST_REDIS_CLUSTER_URL=...
+#   scripts/testenv.sh with-cluster CMD...
+#                                   run CMD with the cluster up and
+#                                   TEST_REDIS_CLUSTER_URL exported
+set -euo pipefail
+
+PG_HOSTPORT=${SLUICE_TEST_PG:-127.0.0.1:5432}
+REDIS_PORT=${SLUICE_TEST_REDIS_PORT:-6379}
+CLUSTER_PORTS=(${SLUICE_TEST_CLUSTER_PORTS:-7100 7101 7102})
+CACHE=${SLUICE_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/tools}
+export PATH="/usr/local/go/bin:$PATH"
+
+say() { printf 'testenv: %s\n' "$*" >&2; }
+
+# missing_packages prints the Debian packages whose commands are absent.
+missing_packages() {
+  local pkgs=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs+=(postgresql)
+  command -v psql >/dev/null || pkgs+=(postgresql-client)
+  command -v redis-server >/dev/null || pkgs+=(redis-server)
+  [ -x /usr/bin/chromium ] || pkgs+=(chromium)
+  command -v node >/dev/null || pkgs+=(nodejs)
+  command -v npm >/dev/null || pkgs+=(npm)
+  [ -x /usr/bin/promtool ] || pkgs+=(prometheus)
+  [ -x /usr/bin/amtool ] || pkgs+=(prometheus-alertmanager)
+  echo "${pkgs[@]}"
+}
+
+install_packages() {
+  local pkgs
+  pkgs=$(missing_packages)
+  [ -z "$pkgs" ] && return 0
+  local cmd="apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs"
+  if [ "$(id -u)" != 0 ]; then
+    say "missing Debian packages: $pkgs"
+    say "run this once, then retry:  sudo sh -c '$cmd'"
+    exit 1
+  fi
+  say "installing $pkgs (once; a few minutes)"
+  # Debian's packages must not start their daemons here (no init system in a
+  # container; PostgreSQL and Redis are started below on the test ports).
+  local rc=/usr/sbin/policy-rc.d restore=
+  if [ ! -e "$rc" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$rc" && chmod +x "$rc" && restore=1
+  fi
+  bash -c "$cmd" >/dev/null
+  [ -n "$restore" ] && rm -f "$rc"
+  return 0
+}
+
+start_postgres() {
+  local host=${PG_HOSTPORT%:*} port=${PG_HOSTPORT#*:}
+  pg_isready -h "$host" -p "$port" -q 2>/dev/null && return 0
+  if [ "$(id -u)" != 0 ]; then
+    say "PostgreSQL is not answering on $PG_HOSTPORT; start it (as root: pg_ctlcluster <version> main start) or set TEST_DATABASE_URL"
+    exit 1
+  fi
+  local ver
+  ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
+  if [ -z "$ver" ]; then
+    ver=$(ls /usr/lib/postgresql | sort -V | tail -1)
+    say "creating PostgreSQL $ver cluster main"
+    pg_createcluster "$ver" main >/dev/null
+  fi
+  # Trust on loopback for the postgres user, as the tests expect.
+  local hba=/etc/postgresql/$ver/main/pg_hba.conf
+  if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  fi
+  say "starting PostgreSQL $ver on port $port"
+  pg_ctlcluster --skip-systemctl-redirect "$ver" main start
+  for _ in $(seq 1 30); do pg_isready -h "$host" -p "$port" -q && return 0; sleep 1; done
+  say "PostgreSQL did not come up on $PG_HOSTPORT"; exit 1
+}
+
+start_redis() {
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
+  say "starting Redis on port $REDIS_PORT"
+  local dir=${TMPDIR:-/tmp}/sluice-redis-$REDIS_PORT
+  mkdir -p "$dir"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir "$dir" --logfile "$dir/redis.log"
+  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0; sleep 0.2; done
+  say "Redis did not come up on $REDIS_PORT"; exit 1
+}
+
+ensure() {
+  command -v go >/dev/null || { say "Go is not installed: https://go.dev/doc/install"; exit 1; }
+  install_packages
+  start_postgres
+  start_redis
+}
+
+check() {
+  local pkgs bad=0
+  pkgs=$(missing_packages)
+  if [ -n "$pkgs" ]; then say "missing: $pkgs (fix: sudo scripts/testenv.sh)"; bad=1; fi
+  pg_isready -h "${PG_HOSTPORT%:*}" -p "${PG_HOSTPORT#*:}" -q 2>/dev/null || { say "PostgreSQL not answering on $PG_HOSTPORT"; bad=1; }
+  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || { say "Redis not answering on $REDIS_PORT"; bad=1; }
+  return $bad
+}
+
+# tool OUT DIR PKG: a tools module's binary, built once per its go.mod/go.sum.
+tool() {
+  local out=$1 dir=$2 pkg=$3 key
+  key=$(cat "$dir/go.mod" "$dir/go.sum" <(go env GOVERSION) <(echo "$pkg") | sha256sum | cut -c1-16)
+  local cached=$CACHE/$(basename "$out")-$key
+  if [ ! -x "$cached" ]; then
+    say "building $(basename "$out") from $dir (once; cached in $CACHE)"
+    mkdir -p "$CACHE"
+    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -o "$cached.tmp" "$pkg") && mv "$cached.tmp" "$cached"
+  fi
+  mkdir -p "$(dirname "$out")"
+  cp -f "$cached" "$out"
+}
+
+# install OUT PKG@VERSION: `go install`, built once per version.
+install_tool() {
+  local out=$1 pkg=$2 key
+  key=$(echo "$pkg $(go env GOVERSION)" | sha256sum | cut -c1-16)
+  local cached=$CACHE/$(basename "$out")-$key
+  if [ ! -x "$cached" ]; then
+    say "building $(basename "$out") ($pkg; once; cached in $CACHE)"
+    local tmp
+    tmp=$(mktemp -d)
+    GOBIN=$tmp CGO_ENABLED=0 go install -trimpath "$pkg"
+    mkdir -p "$CACHE" && mv "$tmp"/* "$cached" && rmdir "$tmp"
+  fi
+  mkdir -p "$(dirname "$out")"
+  cp -f "$cached" "$out"
+}
+
+cluster_url() {
+  local u="redis://127.0.0.1:${CLUSTER_PORTS[0]}" sep='?' p
+  for p in "${CLUSTER_PORTS[@]:1}"; do u+="${sep}addr=127.0.0.1:$p"; sep='&'; done
+  echo "$u"
+}
+
+cluster_start() {
+  local dir=${TMPDIR:-/tmp}/sluice-redis-cluster
+  if redis-cli -p "${CLUSTER_PORTS[0]}" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
+    echo "TEST_REDIS_CLUSTER_URL=$(cluster_url)"; return 0
+  fi
+  local addrs=()
+  for p in "${CLUSTER_PORTS[@]}"; do
+    mkdir -p "$dir/$p"
+    redis-cli -p "$p" ping >/dev/null 2>&1 ||
+      redis-server --daemonize yes --bind 127.0.0.1 --port "$p" --cluster-enabled yes \
+        --cluster-config-file "$dir/$p/nodes.conf" --save "" --appendonly no --dir "$dir/$p" --logfile "$dir/$p/redis.log"
+    addrs+=("127.0.0.1:$p")
+  done
+  for p in "${CLUSTER_PORTS[@]}"; do
+    for _ in $(seq 1 30); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.2; done
+  done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+  for _ in $(seq 1 50); do
+    redis-cli -p "${CLUSTER_PORTS[0]}" cluster info | grep -q 'cluster_state:ok' && break
+    sleep 0.2
+  done
+  echo "TEST_REDIS_CLUSTER_URL=$(cluster_url)"
+}
+
+cluster_stop() {
+  for p in "${CLUSTER_PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
+  rm -rf "${TMPDIR:-/tmp}/sluice-redis-cluster"
+}
+
+case "${1:-ensure}" in
+  ensure) ensure ;;
+  check) check ;;
+  tool) shift; tool "$@" ;;
+  install) shift; install_tool "$@" ;;
+  cluster-start) cluster_start ;;
+  cluster-stop) cluster_stop ;;
+  with-cluster)
+    shift
+    line=$(cluster_start)
+    export "${line?}"
+    trap cluster_stop EXIT
+    "$@"
+    ;;
+  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
+esac
