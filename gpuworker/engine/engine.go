@@ -42,7 +42,12 @@ func New(base string, maxConns int) *Client {
 type Result struct {
 	Body   []byte // the response body of a non-streamed call
 	Usage  sluice.Usage
-	Chunks int // content chunks relayed (an upper bound on tokens of a cut stream)
+	Chunks int // chunks relayed to the client (any, so a retry would repeat output)
+	// Produced counts the relayed chunks that carry generated output (text,
+	// content, reasoning or tool-call deltas): a cut stream pays for these.
+	// The first chunk of a chat stream carries only the role and is not a
+	// token.
+	Produced int
 }
 
 // Error is an upstream failure. Retryable ones (429, 5xx without output,
@@ -156,6 +161,32 @@ func (u *usageJSON) toUsage() sluice.Usage {
 
 var usageMarker = []byte(`"usage":{`)
 
+// outputMarkers are the fields of a stream chunk that carry generated output;
+// a chunk counts as a token only when one of them is present and non-empty.
+var outputMarkers = [][]byte{[]byte(`"content":"`), []byte(`"text":"`), []byte(`"reasoning_content":"`)}
+
+// producesTokens reports whether a stream chunk carries generated output. A
+// byte scan, not a parse: it runs on every chunk of the hot path.
+func producesTokens(data []byte) bool {
+	if bytes.Contains(data, []byte(`"tool_calls":[`)) {
+		return true
+	}
+	for _, m := range outputMarkers {
+		rest := data
+		for {
+			i := bytes.Index(rest, m)
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(m):]
+			if len(rest) > 0 && rest[0] != '"' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func readStream(ctx context.Context, r io.Reader, onChunk func([]byte) error) (*Result, error) {
 	res := &Result{}
 	sc := bufio.NewScanner(r)
@@ -189,6 +220,9 @@ func readStream(ctx context.Context, r io.Reader, onChunk func([]byte) error) (*
 			}
 		} else {
 			res.Chunks++
+			if producesTokens(data) {
+				res.Produced++
+			}
 		}
 		if err := onChunk(bytes.Clone(data)); err != nil {
 			return res, &Error{Err: err}

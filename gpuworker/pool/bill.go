@@ -26,7 +26,7 @@ func (r *runner) billFailed(ctx context.Context, job sluice.Job, res *engine.Res
 	if res != nil {
 		u = res.Usage
 		if u.CompletionTokens == 0 {
-			u.CompletionTokens = int64(res.Chunks) // a cut stream pays for what it produced
+			u.CompletionTokens = int64(res.Produced) // a cut stream pays for what it produced
 		}
 	}
 	if u.PromptTokens > 0 || !reachedEngine(res, err, cancelled) {
