@@ -384,8 +384,8 @@ func TestEraseKeepsReservedJobsSettling(t *testing.T) {
 		t.Fatalf("start: %s %v", out, err)
 	}
 	queued := job()
-	if n, err := b.q.EraseUserJobs(ctx, "u1", []string{b.model}); err != nil || n != 1 {
-		t.Fatalf("erased %d, %v; want 1 (the queued job, cancelled first)", n, err)
+	if n, err := b.q.EraseUserJobs(ctx, "u1", []string{b.model}); err != nil || n != 2 {
+		t.Fatalf("erased %d, %v; want 2 (the queued job cancelled, the running one stripped)", n, err)
 	}
 	if body, _ := b.rdb.HGet(ctx, redisq.JobKey(running.ID), "body").Result(); body != "" {
 		t.Fatalf("the running job's prompt was kept: %q", body)
