@@ -22,7 +22,7 @@ func TestResponseCachePerKey(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, "")
 	ctx := context.Background()
-	owner := s.newKey(t, "cachekey-"+s.models[0]+"@example.com")
+	email := "cachekey-" + s.models[0] + "@example.com"
 	api := func(method, path, key, body string) (int, map[string]any) {
 		req, _ := http.NewRequest(method, s.base+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+key)
@@ -36,6 +36,9 @@ func TestResponseCachePerKey(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&out) //nolint:errcheck
 		return resp.StatusCode, out
 	}
+	// Keys are managed from a session (an API key needs keys:write): sign
+	// up and log in as the user would.
+	owner := s.session(t, email)
 	st, on := api("POST", "/auth/v1/keys", owner, `{"name":"cached","cache_responses":true}`)
 	if st != 201 || on["cache_responses"] != true {
 		t.Fatalf("create with cache_responses: %d %v", st, on)
@@ -109,7 +112,7 @@ func TestResponseCachePerKey(t *testing.T) {
 	}
 
 	// Another user cannot change the key; its owner can, with effect at once.
-	other := s.newKey(t, "cachekey-other-"+s.models[0]+"@example.com")
+	other := s.session(t, "cachekey-other-"+s.models[0]+"@example.com")
 	if st, _ := api("PATCH", "/auth/v1/keys/"+offID, other, `{"cache_responses":true}`); st != 404 {
 		t.Fatalf("another user's PATCH: %d, want 404", st)
 	}
@@ -128,4 +131,29 @@ func TestResponseCachePerKey(t *testing.T) {
 		offID).Scan(&detail); err != nil || detail["cache_responses"] != true {
 		t.Fatalf("audit entry: %v %v", detail, err)
 	}
+}
+
+// session signs a new user up through the auth function and returns a
+// session's access token.
+func (s *stack) session(t *testing.T, email string) string {
+	t.Helper()
+	const password = "a long enough test passphrase 7"
+	body := fmt.Sprintf(`{"email":%q,"password":%q}`, email, password)
+	for _, path := range []string{"/auth/v1/signup", "/auth/v1/login"} {
+		resp, err := http.Post(s.base+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out) //nolint:errcheck
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("%s: %d %v", path, resp.StatusCode, out)
+		}
+		if tok, _ := out["access_token"].(string); tok != "" {
+			return tok
+		}
+	}
+	t.Fatal("login returned no access_token")
+	return ""
 }

@@ -97,6 +97,7 @@ func TestGatewayDeploysFunctionsAsProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := []string{"auth", "billing-webhook", "submit", "usage-rollup"}
+	const rollupToken = "rt-gateway-test-0123456789abcdef"
 	for _, name := range names {
 		f, ok := s.Functions[name]
 		if !ok {
@@ -105,6 +106,11 @@ func TestGatewayDeploysFunctionsAsProcesses(t *testing.T) {
 		env := maps.Clone(f.Environment)
 		for _, k := range []string{"DATABASE_URL", "REDIS_URL", "SLUICE_CONFIG"} {
 			env[k] = st.env[k]
+		}
+		if name == "usage-rollup" {
+			// The trigger refuses anonymous callers: this test is the
+			// scheduler, with the rollup token (a secret in production).
+			env["SLUICE_ROLLUP_TOKEN"] = rollupToken
 		}
 		spec := types.FunctionDeployment{Service: name, Image: f.Image, EnvVars: env, Secrets: f.Secrets,
 			Labels: f.Labels, Annotations: f.Annotations}
@@ -175,6 +181,9 @@ func TestGatewayDeploysFunctionsAsProcesses(t *testing.T) {
 		"submit": http.StatusNotFound, "usage-rollup": http.StatusOK}
 	for _, name := range names {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base, strings.NewReader(""))
+		if name == "usage-rollup" {
+			req.Header.Set("Authorization", "Bearer "+rollupToken)
+		}
 		resp, err := client.InvokeFunction(name, "", false, false, req)
 		if err != nil {
 			t.Fatalf("invoke %s: %v", name, err)
