@@ -31,6 +31,12 @@ func run() int {
 		return 1
 	}
 	defer d.Close()
+	// The worker signs every job webhook with this secret; an empty one
+	// would sign with an empty key, and anyone could forge a delivery.
+	if len(d.Config.Env.WebhookSecret) < 32 {
+		fmt.Fprintln(os.Stderr, "gpuworker: SLUICE_WEBHOOK_SECRET (or the secret file sluice-webhook-secret): must be set to at least 32 bytes (e.g. `openssl rand -hex 32`); it signs job webhooks")
+		return 1
+	}
 	p, err := pool.New(pool.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Usage: d.DB, Name: d.Config.Env.WorkerName,
 		Telemetry: d.Telemetry, Objects: d.Objects})
 	if err != nil {

@@ -243,7 +243,7 @@ type Env struct {
 	DatabaseURL   string // DATABASE_URL
 	RedisURL      string // REDIS_URL
 	KeyPepper     string // SLUICE_KEY_PEPPER: HMAC key for API keys, >= 32 bytes
-	WebhookSecret string // SLUICE_WEBHOOK_SECRET: signs job webhooks; defaults to a key derived from the pepper
+	WebhookSecret string // SLUICE_WEBHOOK_SECRET: signs job webhooks; the GPU worker refuses to start without >= 32 bytes (sluice dev generates one)
 	Addr          string // SLUICE_ADDR: listen address; default 127.0.0.1:8080
 	ConfigPath    string // SLUICE_CONFIG
 	WorkerName    string // SLUICE_WORKER_NAME: the worker's consumer name; default host-pid
