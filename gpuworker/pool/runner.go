@@ -375,6 +375,17 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		p.Log.Error("complete failed; the job stays pending and will be reclaimed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
 		return
 	}
+	if o.ResultRef != "" {
+		// The account may have been erased while the job ran: its objects
+		// went then, and this result, written after, must go too.
+		if erased, err := q.Erased(cctx, job.ID); err != nil {
+			p.Log.Warn("erased flag unreadable", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+		} else if erased {
+			if err := p.Objects.Delete(cctx, o.ResultRef); err != nil {
+				p.Log.Warn("erased job's result not deleted", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+			}
+		}
+	}
 	if job.BodyRef != "" { // the job is final: its input is needed no more (the sweeper catches a failed delete)
 		if err := p.Objects.Delete(cctx, job.BodyRef); err != nil {
 			p.Log.Warn("job input not deleted", slog.String("job_id", job.ID), slog.String("err", err.Error()))

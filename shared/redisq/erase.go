@@ -86,3 +86,17 @@ func DropErased(ctx context.Context, rdb redis.UniversalClient, jobIDs []string)
 	}
 	return nil
 }
+
+// Erased reports whether a job's account was erased while it ran (erase.lua
+// set its flag), so the worker removes what it stored after the erasure. A
+// job record already gone counts as erased only if it was flagged.
+func (q *Queue) Erased(ctx context.Context, jobID string) (bool, error) {
+	v, err := q.rdb.HGet(ctx, JobKey(jobID), "erased").Result()
+	if err == redis.Nil {
+		return false, nil
+	}
+	if err != nil {
+		return false, translate(err)
+	}
+	return v == "1", nil
+}

@@ -387,6 +387,12 @@ func TestEraseKeepsReservedJobsSettling(t *testing.T) {
 	if n, err := b.q.EraseUserJobs(ctx, "u1", []string{b.model}); err != nil || n != 2 {
 		t.Fatalf("erased %d, %v; want 2 (the queued job cancelled, the running one stripped)", n, err)
 	}
+	if erased, err := b.q.Erased(ctx, running.ID); err != nil || !erased {
+		t.Fatalf("the running job is not flagged erased: %v %v", erased, err)
+	}
+	if erased, err := b.q.Erased(ctx, "job_unknown"); err != nil || erased {
+		t.Fatalf("an unknown job reads as erased: %v %v", erased, err)
+	}
 	if body, _ := b.rdb.HGet(ctx, redisq.JobKey(running.ID), "body").Result(); body != "" {
 		t.Fatalf("the running job's prompt was kept: %q", body)
 	}
