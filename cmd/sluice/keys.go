@@ -141,15 +141,10 @@ func keyCreate(ctx context.Context, e env, email, tier, role, name string, tierS
 		}
 		if up.Tier != nil || up.Role != nil {
 			before := u
-			if u, err = d.DB.UpdateUser(ctx, u.ID, up); err != nil {
+			if u, err = updateUser(ctx, e, d, u.ID, up, func(u sluice.User) map[string]any {
+				return map[string]any{"tier": u.Tier, "role": u.Role}
+			}); err != nil {
 				return err
-			}
-			if err := d.DB.InsertAudit(ctx, postgres.AuditEntry{Action: "admin.user_update", Target: u.ID, Outcome: "ok",
-				Remote: "cli", Detail: map[string]any{"tier": u.Tier, "role": u.Role}}); err != nil {
-				return err
-			}
-			if err := authn.RevokeUser(ctx, d.Redis, u.ID); err != nil {
-				fmt.Fprintf(e.stderr, "note: the broadcast failed, so running instances apply it within the key cache TTL: %v\n", err)
 			}
 			var changed []string
 			if before.Tier != u.Tier {
@@ -268,4 +263,23 @@ func keyRotate(ctx context.Context, e env, d *app.Deps, u sluice.User, id string
 	fmt.Fprintf(e.stderr, "rotated %s: new key id %s; the old key works until %s\n", old.Prefix, k.ID, until.UTC().Format(time.RFC3339))
 	fmt.Fprintln(e.stdout, key)
 	return nil
+}
+
+// updateUser changes a user as an operator, audits it and tells every
+// running instance to drop what it cached of the user's keys; detail is the
+// audit row's detail for the updated user.
+func updateUser(ctx context.Context, e env, d *app.Deps, id string, up postgres.UserUpdate,
+	detail func(sluice.User) map[string]any) (sluice.User, error) {
+	u, err := d.DB.UpdateUser(ctx, id, up)
+	if err != nil {
+		return u, err
+	}
+	if err := d.DB.InsertAudit(ctx, postgres.AuditEntry{Action: "admin.user_update", Target: u.ID, Outcome: "ok",
+		Remote: "cli", Detail: detail(u)}); err != nil {
+		return u, err
+	}
+	if err := authn.RevokeUser(ctx, d.Redis, u.ID); err != nil {
+		fmt.Fprintf(e.stderr, "note: saved, but the broadcast failed, so running instances apply it within the key cache TTL: %v\n", err)
+	}
+	return u, nil
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/app"
-	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -60,15 +59,10 @@ func limits(ctx context.Context, args []string, e env) error {
 		[]string{"show", "set"}, flags, func(verb string, d *app.Deps, u sluice.User) error {
 			if verb == "set" {
 				var err error
-				if u, err = d.DB.UpdateUser(ctx, u.ID, postgres.UserUpdate{Limits: up}); err != nil {
+				if u, err = updateUser(ctx, e, d, u.ID, postgres.UserUpdate{Limits: up}, func(sluice.User) map[string]any {
+					return map[string]any{"limits": up.To, "set": up.Set}
+				}); err != nil {
 					return err
-				}
-				if err := d.DB.InsertAudit(ctx, postgres.AuditEntry{Action: "admin.user_update", Target: u.ID, Outcome: "ok",
-					Remote: "cli", Detail: map[string]any{"limits": up.To, "set": up.Set}}); err != nil {
-					return err
-				}
-				if err := authn.RevokeUser(ctx, d.Redis, u.ID); err != nil {
-					fmt.Fprintf(e.stdout, "saved; the broadcast failed, so it applies within the verifier's cache TTL: %v\n", err)
 				}
 			}
 			printLimits(e, d.Config, u)
