@@ -125,11 +125,25 @@ func (b *bundle) settle(t *testing.T, user string, jobs ...string) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The ledger row is written before settle.lua releases the hold:
+		// settled means both.
+		held := 0
 		if n == len(jobs) {
-			return
+			hs, err := admission.Holds(ctx, b.rdb, user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, j := range jobs {
+				if _, ok := hs[j]; ok {
+					held++
+				}
+			}
+			if held == 0 {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d jobs settled in the ledger", n, len(jobs))
+			t.Fatalf("%d of %d jobs settled in the ledger, %d still held", n, len(jobs), held)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
