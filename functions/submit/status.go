@@ -7,7 +7,6 @@ import (
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/redisq"
-	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
 // permAdminStatus guards the operator's status view; only the admin role's
@@ -16,7 +15,7 @@ const permAdminStatus = "admin:status"
 
 type modelStatus struct {
 	Model string `json:"model"`
-	telemetry.ModelHealth
+	redisq.ModelHealth
 	Queues  []redisq.PriorityStats `json:"queues"`
 	Workers []workerStatus         `json:"workers"`
 }
@@ -50,7 +49,7 @@ func (s *service) status(w http.ResponseWriter, r *http.Request) {
 			openai.WriteError(w, r, s.Log, err)
 			return
 		}
-		ms := modelStatus{Model: m.Name, ModelHealth: telemetry.Health(ws), Queues: qs, Workers: []workerStatus{}}
+		ms := modelStatus{Model: m.Name, ModelHealth: redisq.Health(ws), Queues: qs, Workers: []workerStatus{}}
 		for _, we := range ws {
 			ms.Workers = append(ms.Workers, workerStatus{Worker: we.Worker, ExpiresInMS: we.ExpiresIn.Milliseconds(), Endpoints: we.Endpoints})
 		}

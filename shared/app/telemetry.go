@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
@@ -22,8 +24,8 @@ func openTelemetry(ctx context.Context, d *Deps, o telemetry.Options) (*telemetr
 	}
 	t.InitModels(models)
 	err = t.Register(
-		&telemetry.QueueCollector{Queue: d.Queue, Models: models, Priorities: config.Priorities},
-		&telemetry.BusinessCollector{DB: d.DB, Pricing: cfg.Pricing, TopN: cfg.Telemetry.TopUsers, Refresh: cfg.Telemetry.BusinessRefresh},
+		&redisq.QueueCollector{Queue: d.Queue, Models: models, Priorities: config.Priorities},
+		&postgres.BusinessCollector{DB: d.DB, Pricing: cfg.Pricing, TopN: cfg.Telemetry.TopUsers, Refresh: cfg.Telemetry.BusinessRefresh},
 	)
 	return t, err
 }

@@ -1,4 +1,4 @@
-package telemetry
+package redisq
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sluice-ai/sluice/shared/redisq"
 )
 
 // QueueCollector reads each model's queues and published endpoints from
@@ -15,7 +13,7 @@ import (
 // Every process that registers it reports the same values, so dashboards
 // take max() across instances.
 type QueueCollector struct {
-	Queue      *redisq.Queue
+	Queue      *Queue
 	Models     []string
 	Priorities int
 }
@@ -86,7 +84,7 @@ type ModelHealth struct {
 }
 
 // Health folds the workers' reports into one view per model.
-func Health(ws []redisq.WorkerEndpoints) ModelHealth {
+func Health(ws []WorkerEndpoints) ModelHealth {
 	var h ModelHealth
 	healthy := map[string]int64{} // url → capacity
 	for _, w := range ws {

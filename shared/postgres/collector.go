@@ -1,4 +1,4 @@
-package telemetry
+package postgres
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-ai/sluice/shared/config"
-	"github.com/sluice-ai/sluice/shared/postgres"
 )
 
 // BusinessCollector exports the operator's business figures computed from
@@ -19,7 +18,7 @@ import (
 // cost per request. Figures are recomputed at most every Refresh; scrapes in
 // between get the cached values.
 type BusinessCollector struct {
-	DB      *postgres.DB
+	DB      *DB
 	Pricing map[string]config.ModelPrice
 	TopN    int
 	Refresh time.Duration
@@ -27,7 +26,7 @@ type BusinessCollector struct {
 	mu   sync.Mutex
 	last time.Time
 	ok   bool
-	b    postgres.BusinessStats
+	b    BusinessStats
 }
 
 var (
@@ -91,7 +90,7 @@ func (c *BusinessCollector) Collect(ch chan<- prometheus.Metric) {
 		g(callsPerUser, b.CallsPerUser24h[i], "24h", q)
 	}
 	for i := range c.TopN {
-		var u postgres.TopUser
+		var u TopUser
 		if i < len(b.Top24h) {
 			u = b.Top24h[i]
 		}
