@@ -16,7 +16,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/config"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 )
 
 // benchAdmission (`sluice-bench admission`) measures the admission step
@@ -119,7 +119,7 @@ tiers:
 					t0 := time.Now()
 					p, err := d.Verifier.Authenticate(ctx, r)
 					if err == nil {
-						_, err = d.Admission.Admit(ctx, admission.Request{JobID: redisq.NewJobID(model), UserID: p.UserID,
+						_, err = d.Admission.Admit(ctx, admission.Request{JobID: rkey.NewJobID(model), UserID: p.UserID,
 							Tier: p.Tier, Model: m, PromptBytes: 40, Messages: 1, MaxTokens: 16, Timeout: time.Minute, Limits: p.Limits, Period: p.Period})
 					}
 					lat[i] = time.Since(t0)

@@ -22,7 +22,7 @@ import (
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/internal/scratch"
 	"github.com/sluice-ai/sluice/shared/config"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -352,7 +352,7 @@ func fairness(ctx context.Context, o options, stderr io.Writer) (string, error) 
 	}
 	times := func(ids []string) (waits []time.Duration, ends []int64, err error) {
 		for _, id := range ids {
-			h, err := f.rdb.HMGet(ctx, redisq.JobKey(id), "created", "started", "ended", "status").Result()
+			h, err := f.rdb.HMGet(ctx, rkey.JobKey(id), "created", "started", "ended", "status").Result()
 			if err != nil {
 				return nil, nil, err
 			}
@@ -419,7 +419,7 @@ func finished(ctx context.Context, rdb *redis.Client, ids []string) (int, error)
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HGet(ctx, redisq.JobKey(id), "status")
+		cmds[i] = pipe.HGet(ctx, rkey.JobKey(id), "status")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return 0, err

@@ -19,7 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluice-ai/sluice/shared/admission"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -657,7 +657,7 @@ func (m *money) fault(what string, from, to time.Time, reporterDies bool) {
 // a bounded time, the engine got it at most jobs.max_attempts (3) times,
 // it paid its prompt and nothing else, and no endpoint was taken out.
 func (m *money) poisonVerdict(ctx context.Context, r *tracked, at []engineAttempt, l *ledgerRow) (string, bool) {
-	h, err := m.rdb.HMGet(ctx, redisq.JobKey(r.jobID), "status", "error", "created", "ended").Result()
+	h, err := m.rdb.HMGet(ctx, rkey.JobKey(r.jobID), "status", "error", "created", "ended").Result()
 	if err != nil {
 		return "job record: " + err.Error(), false
 	}

@@ -45,7 +45,7 @@ import (
 
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/internal/scratch"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -226,7 +226,7 @@ worker:
 	if err != nil {
 		return err
 	}
-	stream := redisq.StreamKey(model, 0) // the admin is enterprise: priority 0
+	stream := rkey.StreamKey(model, 0) // the admin is enterprise: priority 0
 	if err := d.waitConsumers(ctx, stream, []*proc{w1, w2}); err != nil {
 		return err
 	}
@@ -274,7 +274,7 @@ worker:
 	if err != nil {
 		return err
 	}
-	dead, _ := d.rdb.XLen(ctx, redisq.DeadKey(model)).Result()
+	dead, _ := d.rdb.XLen(ctx, rkey.DeadKey(model)).Result()
 
 	if d.o.mode != "kill" {
 		return d.verify(ids, states, meta, rows, dead, submitted, killedAt, allDone)
@@ -377,7 +377,7 @@ func (d *drill) waitConsumers(ctx context.Context, stream string, ws []*proc) er
 				return fmt.Errorf("worker %s exited: %v; see %s", w.name, w.err, filepath.Join(d.dir, w.name+".log"))
 			}
 		}
-		cs, err := d.rdb.XInfoConsumers(ctx, stream, redisq.GroupWorkers).Result()
+		cs, err := d.rdb.XInfoConsumers(ctx, stream, rkey.GroupWorkers).Result()
 		if err == nil {
 			seen := 0
 			for _, w := range ws {
@@ -480,7 +480,7 @@ func (d *drill) killWhenBusy(ctx context.Context, w1 *proc, stream string, ids [
 		if err != nil {
 			return nil, time.Time{}, err
 		}
-		pend, err := d.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: redisq.GroupWorkers,
+		pend, err := d.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: rkey.GroupWorkers,
 			Start: "-", End: "+", Count: int64(len(ids)), Consumer: "w1"}).Result()
 		if err != nil {
 			return nil, time.Time{}, fmt.Errorf("XPENDING: %w", err)
@@ -561,8 +561,8 @@ func (d *drill) jobMeta(ctx context.Context, ids []string) (map[string]meta, err
 	hs := make([]*redis.SliceCmd, len(ids))
 	rs := make([]*redis.XMessageSliceCmd, len(ids))
 	for i, id := range ids {
-		hs[i] = pipe.HMGet(ctx, redisq.JobKey(id), "status", "worker", "attempts")
-		rs[i] = pipe.XRange(ctx, redisq.ResultKey(id), "-", "+")
+		hs[i] = pipe.HMGet(ctx, rkey.JobKey(id), "status", "worker", "attempts")
+		rs[i] = pipe.XRange(ctx, rkey.ResultKey(id), "-", "+")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("redis: %w", err)

@@ -24,7 +24,7 @@ import (
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/internal/scratch"
 	"github.com/sluice-ai/sluice/shared/admission"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -501,18 +501,18 @@ func (m *money) waitSettled(ctx context.Context, ids []string) ([]orphan, error)
 	for {
 		left := 0
 		for _, id := range ids {
-			st, err := m.rdb.HGet(ctx, redisq.JobKey(id), "status").Result()
+			st, err := m.rdb.HGet(ctx, rkey.JobKey(id), "status").Result()
 			if err != nil || !sluice.JobStatus(st).Terminal() {
 				left++
 			}
 		}
-		pending, _ := m.rdb.XLen(ctx, redisq.SettleKey(redisq.Tag(model))).Result()
+		pending, _ := m.rdb.XLen(ctx, rkey.SettleKey(rkey.Tag(model))).Result()
 		holds := 0
 		var orphans []orphan
 		for _, u := range append(m.users, m.syncUser) {
 			hs, _ := admission.Holds(ctx, m.rdb, u.id)
 			for job, lapse := range hs {
-				if n, _ := m.rdb.Exists(ctx, redisq.JobKey(job)).Result(); n == 0 {
+				if n, _ := m.rdb.Exists(ctx, rkey.JobKey(job)).Result(); n == 0 {
 					orphans = append(orphans, orphan{u, job, lapse})
 				} else {
 					holds++
@@ -593,7 +593,7 @@ func (m *money) check(ctx context.Context, ids []string, lapse time.Duration, or
 	}
 	byStatus := map[string]int{}
 	for _, id := range ids {
-		st, _ := m.rdb.HGet(ctx, redisq.JobKey(id), "status").Result()
+		st, _ := m.rdb.HGet(ctx, rkey.JobKey(id), "status").Result()
 		byStatus[st]++
 	}
 	var failures []string

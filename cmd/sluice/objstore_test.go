@@ -17,7 +17,7 @@ import (
 
 	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/objstore/s3test"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/webhook"
 )
 
@@ -80,7 +80,7 @@ worker:
 	rdb := testenv.Redis(t)
 	store := s3test.NewAt(t, s3.URL, "e2e-jobs")
 	record := func(id string) map[string]string {
-		h, err := rdb.HGetAll(ctx, redisq.JobKey(id)).Result()
+		h, err := rdb.HGetAll(ctx, rkey.JobKey(id)).Result()
 		if err != nil {
 			t.Fatal(err)
 		}

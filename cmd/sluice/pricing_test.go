@@ -13,7 +13,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/sluice-ai/sluice/internal/testenv"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 )
 
 // TestRequestAndGPUSecondPricing: a model priced per token, per request and
@@ -67,7 +67,7 @@ usage_rollup:
 		t.Fatalf("ledger rows %d, completion %d", n, completion)
 	}
 	// The worker's engine time, as the completion script stored it.
-	ms, err := testenv.Redis(t).HGet(ctx, redisq.JobKey(jobID), "engine_ms").Result()
+	ms, err := testenv.Redis(t).HGet(ctx, rkey.JobKey(jobID), "engine_ms").Result()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -27,7 +27,7 @@ type limiter struct {
 
 // hit counts one event and returns the count in the current window.
 func (l *limiter) hit(ctx context.Context, kind, subject string) (int, error) {
-	n, err := hitScript.Run(ctx, l.rdb, []string{redisq.LimitKey(kind, subject)}, l.window.Milliseconds()).Int()
+	n, err := hitScript.Run(ctx, l.rdb, []string{rkey.LimitKey(kind, subject)}, l.window.Milliseconds()).Int()
 	if err != nil {
 		return 0, sluice.Unavailable("The rate limiter is unavailable.", err)
 	}
@@ -36,7 +36,7 @@ func (l *limiter) hit(ctx context.Context, kind, subject string) (int, error) {
 
 // count returns the events counted in the current window.
 func (l *limiter) count(ctx context.Context, kind, subject string) (int, error) {
-	s, err := l.rdb.Get(ctx, redisq.LimitKey(kind, subject)).Result()
+	s, err := l.rdb.Get(ctx, rkey.LimitKey(kind, subject)).Result()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
@@ -49,7 +49,7 @@ func (l *limiter) count(ctx context.Context, kind, subject string) (int, error) 
 
 // reset forgets a counter (a successful login clears its failures).
 func (l *limiter) reset(ctx context.Context, kind, subject string) {
-	l.rdb.Del(ctx, redisq.LimitKey(kind, subject)) //nolint:errcheck // the window ends anyway
+	l.rdb.Del(ctx, rkey.LimitKey(kind, subject)) //nolint:errcheck // the window ends anyway
 }
 
 // allow hits a counter and refuses past limit.

@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/redisq/redistest"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -49,7 +50,7 @@ tiers:
 	}
 	in := &inference{cfg: cfg, model: model, q: redisq.New(e.deps.Redis, redisq.Options{})}
 	in.adm = admission.New(cfg, e.deps.Redis, e.db, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := in.q.EnsureGroup(e.ctx, redisq.StreamKey(model, 0), redisq.GroupWorkers); err != nil {
+	if err := in.q.EnsureGroup(e.ctx, rkey.StreamKey(model, 0), rkey.GroupWorkers); err != nil {
 		t.Fatal(err)
 	}
 	return in
@@ -59,7 +60,7 @@ tiers:
 func (in *inference) submit(t *testing.T, user string) (string, error) {
 	t.Helper()
 	m, _ := in.cfg.Model(in.model)
-	tk, err := in.adm.Admit(context.Background(), admission.Request{JobID: redisq.NewJobID(in.model), UserID: user, Tier: sluice.TierFree,
+	tk, err := in.adm.Admit(context.Background(), admission.Request{JobID: rkey.NewJobID(in.model), UserID: user, Tier: sluice.TierFree,
 		Model: m, PromptBytes: 10, Messages: 1, MaxTokens: 4, Timeout: time.Minute})
 	if err != nil {
 		return "", err
@@ -76,11 +77,11 @@ func (in *inference) submit(t *testing.T, user string) (string, error) {
 func (in *inference) start(t *testing.T) redisq.Entry {
 	t.Helper()
 	ctx := context.Background()
-	es, _, err := in.q.Claim(ctx, redisq.GroupWorkers, "w", in.model, 1, 1, false)
+	es, _, err := in.q.Claim(ctx, rkey.GroupWorkers, "w", in.model, 1, 1, false)
 	if err != nil || len(es) != 1 {
 		t.Fatalf("claim: %v %v", es, err)
 	}
-	if out, _, err := in.q.Start(ctx, es[0], redisq.GroupWorkers, "w", in.model); err != nil || out != redisq.StartRun {
+	if out, _, err := in.q.Start(ctx, es[0], rkey.GroupWorkers, "w", in.model); err != nil || out != redisq.StartRun {
 		t.Fatalf("start: %s %v", out, err)
 	}
 	return es[0]
@@ -137,14 +138,14 @@ func TestRefundWithJobsInFlightLeavesNoUnseenNegative(t *testing.T) {
 	if err != nil || js.Status != sluice.JobCancelled {
 		t.Fatalf("queued job after the refund: %+v %v, want cancelled", js, err)
 	}
-	if c, _ := e.deps.Redis.HGet(e.ctx, redisq.JobKey(running), "cancel").Result(); c != "1" {
+	if c, _ := e.deps.Redis.HGet(e.ctx, rkey.JobKey(running), "cancel").Result(); c != "1" {
 		t.Fatalf("running job not told to stop (cancel=%q)", c)
 	}
 	// The running job had already produced its output: 20 prompt and 4
 	// completion tokens, 4,000,020 micro-dollars, all of it past the balance.
 	o := redisq.Outcome{Status: sluice.JobSucceeded, HTTP: 200, Result: []byte(`{}`),
 		Usage: &sluice.UsageEvent{JobID: running, UserID: e.user, Model: in.model, Usage: sluice.Usage{PromptTokens: 20, CompletionTokens: 4}}}
-	if ok, err := in.q.Complete(e.ctx, redisq.GroupWorkers, entry, o); err != nil || !ok {
+	if ok, err := in.q.Complete(e.ctx, rkey.GroupWorkers, entry, o); err != nil || !ok {
 		t.Fatalf("complete: %v %v", ok, err)
 	}
 	in.settleAll(t, e.user)

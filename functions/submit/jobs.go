@@ -10,7 +10,7 @@ import (
 
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/telemetry"
 	"github.com/sluice-ai/sluice/shared/webhook"
@@ -181,7 +181,7 @@ func (s *service) cancelJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if redisq.JobTag(id) == "" {
+	if rkey.JobTag(id) == "" {
 		openai.WriteError(w, r, s.Log, sluice.ErrNotFound)
 		return
 	}

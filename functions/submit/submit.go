@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/telemetry"
 )
@@ -171,7 +172,7 @@ func (s *service) admit(p *sluice.Principal, endpoint string, body []byte) (*ope
 	if err := authn.AllowModel(p, public); err != nil {
 		return nil, nil, err
 	}
-	job := &sluice.Job{ID: redisq.NewJobID(req.Model.Name), UserID: p.UserID, KeyID: p.KeyID,
+	job := &sluice.Job{ID: rkey.NewJobID(req.Model.Name), UserID: p.UserID, KeyID: p.KeyID,
 		Model: req.Model.Name, Requested: req.Requested, Endpoint: endpoint, Body: req.Upstream, Stream: req.Stream,
 		Priority: s.Config.TierPriority(p.Tier)}
 	return req, job, nil

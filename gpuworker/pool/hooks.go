@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/webhook"
 )
 
@@ -32,13 +33,13 @@ func (p *Pool) deliverHooks(ctx context.Context) {
 	seen := map[string]bool{}
 	var streams, tags []string
 	for _, r := range p.runners {
-		tag := redisq.Tag(r.model.Name)
-		k := redisq.HooksKey(tag)
+		tag := rkey.Tag(r.model.Name)
+		k := rkey.HooksKey(tag)
 		if !seen[k] {
 			seen[k] = true
 			streams = append(streams, k)
 			tags = append(tags, tag)
-			q.EnsureGroup(ctx, k, redisq.GroupHooks) //nolint:errcheck
+			q.EnsureGroup(ctx, k, rkey.GroupHooks) //nolint:errcheck
 		}
 	}
 	sem := make(chan struct{}, wcfg.Concurrency)
@@ -76,7 +77,7 @@ func (p *Pool) deliverHooks(ctx context.Context) {
 			}
 			mu.Unlock()
 		}()
-		if spent, left, err := q.HookTimeSpent(ctx, redisq.JobTag(e.JobID), h.UserID); err == nil && spent >= wcfg.UserTime {
+		if spent, left, err := q.HookTimeSpent(ctx, rkey.JobTag(e.JobID), h.UserID); err == nil && spent >= wcfg.UserTime {
 			later(max(left, userBusyDelay), 0, false, "user_budget")
 			return
 		}
@@ -122,12 +123,12 @@ func (p *Pool) deliverHooks(ctx context.Context) {
 			lastClaim = time.Now()
 			for _, s := range streams {
 				// A delivery lasts at most webhooks.timeout; only long-dead ones are taken.
-				more, _ := q.AutoClaim(ctx, redisq.GroupHooks, p.Name, s, max(10*wcfg.Timeout, p.Config.Worker.ClaimIdle), int64(wcfg.Concurrency))
+				more, _ := q.AutoClaim(ctx, rkey.GroupHooks, p.Name, s, max(10*wcfg.Timeout, p.Config.Worker.ClaimIdle), int64(wcfg.Concurrency))
 				es = append(es, more...)
 			}
 		}
 		if len(es) == 0 {
-			es, err = q.Read(ctx, redisq.GroupHooks, p.Name, streams, int64(wcfg.Concurrency), 250*time.Millisecond)
+			es, err = q.Read(ctx, rkey.GroupHooks, p.Name, streams, int64(wcfg.Concurrency), 250*time.Millisecond)
 		}
 		if err != nil {
 			sleep(ctx, time.Second)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/internal/testenv"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -63,7 +63,7 @@ worker: {usage_flush: 20ms}
 		t.Fatal(err)
 	}
 	enqueue := func(user, hook string) string {
-		j := &sluice.Job{ID: redisq.NewJobID(model), UserID: user, Model: model, Endpoint: sluice.EndpointChat, Async: true,
+		j := &sluice.Job{ID: rkey.NewJobID(model), UserID: user, Model: model, Endpoint: sluice.EndpointChat, Async: true,
 			WebhookURL: hook, Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":3}`, model))}
 		if err := h.q.Enqueue(ctx, j, time.Minute); err != nil {
 			t.Fatal(err)
@@ -137,7 +137,7 @@ pricing: null
 jobs: {webhooks: {allow_private: true, timeout: 2s}}
 `, model, sim.URL))
 	waitHealthy(t, h)
-	j := &sluice.Job{ID: redisq.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat, Async: true,
+	j := &sluice.Job{ID: rkey.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat, Async: true,
 		WebhookURL: recv.URL + "/hook", Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":3}`, model))}
 	if err := h.q.Enqueue(ctx, j, time.Minute); err != nil {
 		t.Fatal(err)

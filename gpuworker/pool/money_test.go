@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-ai/sluice/internal/enginetest"
 	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -137,12 +138,12 @@ dispatch: {health_interval: 100ms}
 	}
 
 	poisonText := "please answer " + poisonMarker + " in detail"
-	poison := &sluice.Job{ID: redisq.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat, Async: true,
+	poison := &sluice.Job{ID: rkey.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat, Async: true,
 		Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}],"max_tokens":10}`, model, poisonText))}
 	streams := make([]string, 20)
 	start := time.Now()
 	for i := range streams {
-		j := &sluice.Job{ID: redisq.NewJobID(model), UserID: victim.ID, Model: model, Endpoint: sluice.EndpointChat, Stream: true,
+		j := &sluice.Job{ID: rkey.NewJobID(model), UserID: victim.ID, Model: model, Endpoint: sluice.EndpointChat, Stream: true,
 			Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"tell a story %d"}],"max_tokens":120,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`, model, i))}
 		if err := h.q.Enqueue(ctx, j, 2*time.Minute); err != nil {
 			t.Fatal(err)
@@ -226,7 +227,7 @@ dispatch: {health_interval: 100ms}
 	waitHealthy(t, h)
 
 	t.Run("reset", func(t *testing.T) {
-		j := &sluice.Job{ID: redisq.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat,
+		j := &sluice.Job{ID: rkey.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat,
 			Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}],"max_tokens":5}`, model, poisonMarker))}
 		if err := h.q.Enqueue(ctx, j, time.Minute); err != nil {
 			t.Fatal(err)
@@ -251,7 +252,7 @@ dispatch: {health_interval: 100ms}
 
 	t.Run("engine dies", func(t *testing.T) {
 		content := "a long answer please"
-		j := &sluice.Job{ID: redisq.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat,
+		j := &sluice.Job{ID: rkey.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat,
 			Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}],"max_tokens":400,"ignore_eos":true}`, model, content))}
 		base := fp.Served()
 		if err := h.q.Enqueue(ctx, j, time.Minute); err != nil {
@@ -305,7 +306,7 @@ worker: {usage_flush: 20ms}
 `, model, eps))
 			waitHealthy(t, h)
 			content := "summarise the history of the printing press in great detail"
-			j := &sluice.Job{ID: redisq.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat, Stream: true,
+			j := &sluice.Job{ID: rkey.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat, Stream: true,
 				Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}],"max_tokens":500,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`, model, content))}
 			const heldPrompt = 777
 			if !withTokenizer {

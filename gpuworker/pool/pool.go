@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/telemetry"
 )
@@ -97,7 +98,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	defer hardCancel()
 	for _, r := range p.runners {
 		for prio := range config.Priorities {
-			if err := p.Queue.EnsureGroup(ctx, redisq.StreamKey(r.model.Name, prio), redisq.GroupWorkers); err != nil {
+			if err := p.Queue.EnsureGroup(ctx, rkey.StreamKey(r.model.Name, prio), rkey.GroupWorkers); err != nil {
 				return err
 			}
 		}
@@ -167,7 +168,7 @@ func (p *Pool) heartbeat(ctx context.Context) {
 		}
 		p.mu.Unlock()
 		for s, ids := range byStream {
-			if err := p.Queue.Heartbeat(ctx, redisq.GroupWorkers, p.Name, s, ids); err != nil && ctx.Err() == nil {
+			if err := p.Queue.Heartbeat(ctx, rkey.GroupWorkers, p.Name, s, ids); err != nil && ctx.Err() == nil {
 				p.Log.Warn("heartbeat failed", slog.String("err", err.Error()))
 			}
 		}
@@ -177,7 +178,7 @@ func (p *Pool) heartbeat(ctx context.Context) {
 // listenCancels aborts running jobs whose owner cancelled them.
 func (p *Pool) listenCancels(ctx context.Context) {
 	for ctx.Err() == nil {
-		sub := p.Queue.Client().Subscribe(ctx, redisq.CancelChannel)
+		sub := p.Queue.Client().Subscribe(ctx, rkey.CancelChannel)
 		ch := sub.Channel()
 	loop:
 		for {

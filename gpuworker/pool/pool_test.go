@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -38,7 +39,7 @@ worker: {retries: 6, retry_backoff: 5ms, usage_flush: 20ms}
 	const n = 40
 	ids := make([]string, n)
 	for i := range ids {
-		j := &sluice.Job{ID: redisq.NewJobID(model), UserID: h.user, Model: model,
+		j := &sluice.Job{ID: rkey.NewJobID(model), UserID: h.user, Model: model,
 			Endpoint: sluice.EndpointChat, Priority: i % 3,
 			Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":4}`, model))}
 		if err := h.q.Enqueue(ctx, j, time.Minute); err != nil {
@@ -150,7 +151,7 @@ filters: {enabled: true}
 `, model, sim.URL))
 	const secret = "write to alice@example.com with key sk-sluice-AbCdEfGhIjKlMnOpQrStUv12 now"
 	for _, stream := range []bool{false, true} {
-		j := &sluice.Job{ID: redisq.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat, Stream: stream,
+		j := &sluice.Job{ID: rkey.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat, Stream: stream,
 			Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":%q}],"max_tokens":100,"stream":%v}`, model, secret, stream))}
 		if err := h.q.Enqueue(ctx, j, time.Minute); err != nil {
 			t.Fatal(err)
@@ -212,7 +213,7 @@ worker: {usage_flush: 20ms}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	j := &sluice.Job{ID: redisq.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat, Stream: true,
+	j := &sluice.Job{ID: rkey.NewJobID(model), UserID: h.user, Model: model, Endpoint: sluice.EndpointChat, Stream: true,
 		Body: []byte(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":500,"ignore_eos":true,"stream":true}`, model))}
 	if err := h.q.Enqueue(ctx, j, time.Minute); err != nil {
 		t.Fatal(err)

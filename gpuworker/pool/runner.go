@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-ai/sluice/gpuworker/engine"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -30,7 +31,7 @@ type runner struct {
 func newRunner(p *Pool, m config.Model) *runner {
 	r := &runner{p: p, model: m, wake: make(chan struct{}, 1)}
 	for prio := range config.Priorities {
-		r.streams = append(r.streams, redisq.StreamKey(m.Name, prio))
+		r.streams = append(r.streams, rkey.StreamKey(m.Name, prio))
 	}
 	for _, u := range m.Endpoints {
 		r.eps = append(r.eps, newEndpoint(m, p.Config.Dispatch, u))
@@ -77,7 +78,7 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 	lastClaim := time.Time{}
 	// A restarted worker with the same name first takes back its own pending entries.
 	for _, s := range r.streams {
-		if es, err := q.Pending(ctx, redisq.GroupWorkers, r.p.Name, s, 1000); err == nil {
+		if es, err := q.Pending(ctx, rkey.GroupWorkers, r.p.Name, s, 1000); err == nil {
 			r.launch(hard, jobs, es)
 		}
 	}
@@ -99,7 +100,7 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 				if int64(len(entries)) >= free {
 					break
 				}
-				es, cerr := q.AutoClaim(ctx, redisq.GroupWorkers, r.p.Name, s, r.p.Config.Worker.ClaimIdle, free-int64(len(entries)))
+				es, cerr := q.AutoClaim(ctx, rkey.GroupWorkers, r.p.Name, s, r.p.Config.Worker.ClaimIdle, free-int64(len(entries)))
 				if cerr != nil {
 					err = cerr
 					break
@@ -116,7 +117,7 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 		if err == nil && int64(len(entries)) < free {
 			var es []redisq.Entry
 			var bell string
-			es, bell, err = q.Claim(ctx, redisq.GroupWorkers, r.p.Name, r.model.Name, len(r.streams), free-int64(len(entries)), r.agingTurn())
+			es, bell, err = q.Claim(ctx, rkey.GroupWorkers, r.p.Name, r.model.Name, len(r.streams), free-int64(len(entries)), r.agingTurn())
 			entries = append(entries, es...)
 			if err == nil && len(entries) == 0 {
 				// Nothing queued: sleep until an enqueue rings the bell.
@@ -140,7 +141,7 @@ func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, es []redisq.E
 	if len(es) == 0 {
 		return
 	}
-	for i, res := range r.p.Queue.StartMany(ctx, es, redisq.GroupWorkers, r.p.Name, r.model.Name) {
+	for i, res := range r.p.Queue.StartMany(ctx, es, rkey.GroupWorkers, r.p.Name, r.model.Name) {
 		if res.Err != nil {
 			if ctx.Err() == nil {
 				r.p.Log.Warn("start failed; the job stays pending and will be reclaimed",
@@ -303,7 +304,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		case ctx.Err() != nil && jctx.Err() != nil && !errors.Is(jctx.Err(), context.DeadlineExceeded):
 			// Shutdown abort: hand the job back unless its client already saw output.
 			if first {
-				if rerr := q.Release(context.WithoutCancel(ctx), redisq.GroupWorkers, e); rerr == nil {
+				if rerr := q.Release(context.WithoutCancel(ctx), rkey.GroupWorkers, e); rerr == nil {
 					return
 				}
 			}
@@ -371,7 +372,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	span.End(err)
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ccancel()
-	if _, err := q.Complete(cctx, redisq.GroupWorkers, e, o); err != nil {
+	if _, err := q.Complete(cctx, rkey.GroupWorkers, e, o); err != nil {
 		p.Log.Error("complete failed; the job stays pending and will be reclaimed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
 		return
 	}
@@ -417,7 +418,7 @@ func (r *runner) fetchInput(ctx context.Context, c *redisq.Claimed, job *sluice.
 		Error: &sluice.ErrorBody{Message: "The job's input is no longer stored.", Type: "server_error", Code: "input_missing"}}
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ccancel()
-	if _, err := p.Queue.Complete(cctx, redisq.GroupWorkers, c.Entry, o); err != nil {
+	if _, err := p.Queue.Complete(cctx, rkey.GroupWorkers, c.Entry, o); err != nil {
 		p.Log.Error("complete failed; the job stays pending and will be reclaimed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
 	}
 	return false
@@ -445,7 +446,7 @@ func (r *runner) call(jctx context.Context, ep *endpoint, job sluice.Job, onChun
 // handBack returns a started job that never reached an engine to the queue
 // at once (no attempt spent), for any worker to run.
 func (r *runner) handBack(ctx context.Context, e redisq.Entry) {
-	if err := r.p.Queue.Release(context.WithoutCancel(ctx), redisq.GroupWorkers, e); err != nil {
+	if err := r.p.Queue.Release(context.WithoutCancel(ctx), rkey.GroupWorkers, e); err != nil {
 		r.p.Log.Warn("hand back failed; the job will be reclaimed", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
 		return
 	}

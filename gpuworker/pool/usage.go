@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -15,7 +16,7 @@ func (p *Pool) usageStreams() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, r := range p.runners {
-		k := redisq.UsageKey(redisq.Tag(r.model.Name))
+		k := rkey.UsageKey(rkey.Tag(r.model.Name))
 		if !seen[k] {
 			seen[k] = true
 			out = append(out, k)
@@ -32,7 +33,7 @@ func (p *Pool) flushUsage(ctx context.Context) {
 	q, cfg := p.Queue, p.Config.Worker
 	streams := p.usageStreams()
 	for _, s := range streams {
-		if err := q.EnsureGroup(ctx, s, redisq.GroupUsage); err != nil {
+		if err := q.EnsureGroup(ctx, s, rkey.GroupUsage); err != nil {
 			p.Log.Error("usage group", slog.String("err", err.Error()))
 		}
 	}

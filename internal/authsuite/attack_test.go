@@ -18,7 +18,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/postgres"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 )
 
 // adminKey creates an admin the way the operator CLI does and returns its key.
@@ -335,7 +335,7 @@ func TestAttacks(t *testing.T) {
 		if st, _ := e.call("POST", "/auth/v1/login", "", map[string]string{"email": email, "password": pw, "totp_code": code2}); st != 429 {
 			t.Errorf("after 5 wrong codes the right one = %d, want 429 (brute force limit)", st)
 		}
-		e.deps.Redis.Del(context.Background(), redisq.LimitKey("mfa", userIDOf(t, s["access_token"].(string)))) // the window, fast-forwarded
+		e.deps.Redis.Del(context.Background(), rkey.LimitKey("mfa", userIDOf(t, s["access_token"].(string)))) // the window, fast-forwarded
 		codes := rc["recovery_codes"].([]any)
 		e.must(200, "POST", "/auth/v1/login", "", map[string]string{"email": email, "password": pw, "recovery_code": codes[0].(string)})
 		if st, _ := e.call("POST", "/auth/v1/login", "", map[string]string{"email": email, "password": pw, "recovery_code": codes[0].(string)}); st != 401 {

@@ -10,7 +10,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/postgres"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -161,7 +161,7 @@ func TestAccountDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A stored job: its prompt (and later result) must go with the account.
-	job := &sluice.Job{ID: redisq.NewJobID(e.models[0]), UserID: id, Model: e.models[0], Endpoint: sluice.EndpointChat,
+	job := &sluice.Job{ID: rkey.NewJobID(e.models[0]), UserID: id, Model: e.models[0], Endpoint: sluice.EndpointChat,
 		Body: []byte(`{"messages":[{"role":"user","content":"my secret prompt"}]}`), Priority: 2}
 	if err := e.deps.Queue.Enqueue(ctx, job, time.Minute); err != nil {
 		t.Fatal(err)

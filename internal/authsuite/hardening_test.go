@@ -20,7 +20,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/postgres"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -439,7 +439,7 @@ func TestFinding5DeletionErasesInFlight(t *testing.T) {
 	u := e.must(201, "POST", "/auth/v1/signup", "", map[string]string{"email": email, "password": "delete me please"})
 	id := u["id"].(string)
 	access := e.must(200, "POST", "/auth/v1/login", "", map[string]string{"email": email, "password": "delete me please"})["access_token"].(string)
-	job := &sluice.Job{ID: redisq.NewJobID(e.models[0]), UserID: id, Model: e.models[0], Endpoint: sluice.EndpointChat,
+	job := &sluice.Job{ID: rkey.NewJobID(e.models[0]), UserID: id, Model: e.models[0], Endpoint: sluice.EndpointChat,
 		Body: []byte(`{"messages":[{"role":"user","content":"my secret prompt"}]}`), Priority: 2, Stream: true}
 	if err := e.deps.Queue.Enqueue(ctx, job, time.Minute); err != nil {
 		t.Fatal(err)
@@ -456,12 +456,12 @@ func TestFinding5DeletionErasesInFlight(t *testing.T) {
 	if err := e.deps.Queue.Chunks(ctx, job.ID, []string{`{"choices":[{"delta":{"content":" more"}}]}`}, false); err != nil {
 		t.Fatal(err)
 	}
-	streams := e.deps.Redis.Exists(ctx, redisq.ResultKey(job.ID)).Val()
+	streams := e.deps.Redis.Exists(ctx, rkey.ResultKey(job.ID)).Val()
 	cache := e.deps.Redis.Exists(ctx, cacheKey).Val()
-	h := e.deps.Redis.HGetAll(ctx, redisq.JobKey(job.ID)).Val()
+	h := e.deps.Redis.HGetAll(ctx, rkey.JobKey(job.ID)).Val()
 	t.Logf("after deletion and a late chunk: result stream exists %d, cache entry exists %d, job record %v", streams, cache, h)
 	if streams != 0 {
-		t.Errorf("the worker recreated the erased result stream (ttl %v)", e.deps.Redis.PTTL(ctx, redisq.ResultKey(job.ID)).Val())
+		t.Errorf("the worker recreated the erased result stream (ttl %v)", e.deps.Redis.PTTL(ctx, rkey.ResultKey(job.ID)).Val())
 	}
 	if cache != 0 {
 		t.Error("the deleted account's response-cache entry is still there")

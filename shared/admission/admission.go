@@ -24,7 +24,7 @@ import (
 
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/postgres"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -247,7 +247,7 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 	if r.Async { // nobody refreshes an async job's lease: it ends at settlement
 		leaseFor = holdFor
 	}
-	keys := keysOf(r.UserID).admit()
+	keys := rkey.User(r.UserID).Admit()
 	args := []any{r.JobID, lim.RequestsPerMinute, lim.TokensPerMinute, lim.Concurrency,
 		prompt, completion, int64(price.InputTokens), int64(price.OutputTokens), limit(t.IncludedCredits),
 		lim.OverageCap, leaseFor.Milliseconds(), holdFor.Milliseconds(), r.Model.Name, window.Milliseconds(), r.Period,
@@ -359,7 +359,7 @@ func (a *Admitter) load(ctx context.Context, userID, period string) error {
 	for _, id := range b.GrantIDs {
 		args = append(args, id)
 	}
-	n, err := loadScript.Run(ctx, a.rdb, []string{keysOf(userID).funds}, args...).Int64()
+	n, err := loadScript.Run(ctx, a.rdb, []string{rkey.User(userID).Funds}, args...).Int64()
 	if err != nil {
 		return a.unavailable(ctx, &Ticket{}, err)
 	}
@@ -402,7 +402,7 @@ func (a *Admitter) KeepAlive(ctx context.Context, tk *Ticket) (stop func()) {
 		return func() {}
 	}
 	ttl := a.cfg.Admission.LeaseTTL
-	k := keysOf(tk.UserID).lease
+	k := rkey.User(tk.UserID).Lease
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
@@ -439,7 +439,7 @@ func (a *Admitter) Release(ctx context.Context, tk *Ticket) {
 	go func() {
 		defer cancel()
 		for wait := 100 * time.Millisecond; ; wait = min(wait*2, 2*time.Second) {
-			err := settleScript.Run(ctx, a.rdb, keysOf(tk.UserID).settle(), tk.JobID, 0, 0, 0, 0).Err()
+			err := settleScript.Run(ctx, a.rdb, rkey.User(tk.UserID).Settle(), tk.JobID, 0, 0, 0, 0).Err()
 			if err == nil {
 				return
 			}
@@ -457,8 +457,8 @@ func (a *Admitter) Release(ctx context.Context, tk *Ticket) {
 // hold whose job is still recorded never lapses: its job can still end and
 // settle (late), and then the hold is what it is charged against.
 func (a *Admitter) Lapse(ctx context.Context, userID string) (int64, error) {
-	k := keysOf(userID)
-	keys := []string{k.funds, k.holds, k.holdExp, k.lease}
+	k := rkey.User(userID)
+	keys := []string{k.Funds, k.Holds, k.HoldExp, k.Lease}
 	due, err := lapseScript.Run(ctx, a.rdb, keys, "due").StringSlice()
 	if err != nil || len(due) == 0 {
 		return 0, err
@@ -466,8 +466,8 @@ func (a *Admitter) Lapse(ctx context.Context, userID string) (int64, error) {
 	pipe := a.rdb.Pipeline()
 	exists := make([]*redis.IntCmd, len(due))
 	for i, j := range due {
-		if redisq.JobTag(j) != "" {
-			exists[i] = pipe.Exists(ctx, redisq.JobKey(j))
+		if rkey.JobTag(j) != "" {
+			exists[i] = pipe.Exists(ctx, rkey.JobKey(j))
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -488,7 +488,7 @@ func (a *Admitter) Lapse(ctx context.Context, userID string) (int64, error) {
 // Grant applies a prepaid grant (or a clawback, micros < 0) already in the
 // ledger to the live balance, once per ledger row.
 func Grant(ctx context.Context, rdb redis.UniversalClient, userID string, grantID, micros int64) error {
-	return grantScript.Run(ctx, rdb, []string{keysOf(userID).funds}, grantID, micros).Err()
+	return grantScript.Run(ctx, rdb, []string{rkey.User(userID).Funds}, grantID, micros).Err()
 }
 
 // Suspend suspends (on) or restores a user's prepaid credit and postpaid
@@ -496,9 +496,9 @@ func Grant(ctx context.Context, rdb redis.UniversalClient, userID string, grantI
 // admit new jobs.
 func Suspend(ctx context.Context, rdb redis.UniversalClient, userID string, on bool) error {
 	if on {
-		return rdb.HSet(ctx, keysOf(userID).funds, "susp", 1).Err()
+		return rdb.HSet(ctx, rkey.User(userID).Funds, "susp", 1).Err()
 	}
-	return rdb.HDel(ctx, keysOf(userID).funds, "susp").Err()
+	return rdb.HDel(ctx, rkey.User(userID).Funds, "susp").Err()
 }
 
 // Overheld lists the jobs whose credit holds the user's balance no longer
@@ -508,11 +508,11 @@ func Suspend(ctx context.Context, rdb redis.UniversalClient, userID string, on b
 // balance below zero. (What they used before they stop is still charged;
 // past the balance it is an audited debt.)
 func Overheld(ctx context.Context, rdb redis.UniversalClient, userID string) ([]string, error) {
-	k := keysOf(userID)
+	k := rkey.User(userID)
 	pipe := rdb.Pipeline()
-	fv := pipe.HMGet(ctx, k.funds, "credit", "cr_held")
-	hv := pipe.HGetAll(ctx, k.holds)
-	ev := pipe.ZRevRangeWithScores(ctx, k.holdExp, 0, -1)
+	fv := pipe.HMGet(ctx, k.Funds, "credit", "cr_held")
+	hv := pipe.HGetAll(ctx, k.Holds)
+	ev := pipe.ZRevRangeWithScores(ctx, k.HoldExp, 0, -1)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
@@ -549,8 +549,8 @@ type Live struct {
 
 // LiveCounters reads a user's live counters (for the CLI and the drill).
 func LiveCounters(ctx context.Context, rdb redis.UniversalClient, userID string) (Live, error) {
-	k := keysOf(userID)
-	v, err := rdb.HMGet(ctx, k.funds, "init", "per", "credit", "inc_used", "ov_used", "inc_held", "cr_held", "ov_held").Result()
+	k := rkey.User(userID)
+	v, err := rdb.HMGet(ctx, k.Funds, "init", "per", "credit", "inc_used", "ov_used", "inc_held", "cr_held", "ov_held").Result()
 	if err != nil {
 		return Live{}, err
 	}
@@ -558,15 +558,15 @@ func LiveCounters(ctx context.Context, rdb redis.UniversalClient, userID string)
 	per, _ := v[1].(string)
 	l := Live{Loaded: v[0] == "1", Period: per, Credit: n(2), IncludedUsed: n(3), OverageUsed: n(4),
 		HeldIncluded: n(5), HeldCredit: n(6), HeldOverage: n(7)}
-	l.Holds, _ = rdb.HLen(ctx, k.holds).Result()
-	l.Leases, _ = rdb.ZCard(ctx, k.lease).Result()
+	l.Holds, _ = rdb.HLen(ctx, k.Holds).Result()
+	l.Leases, _ = rdb.ZCard(ctx, k.Lease).Result()
 	return l, nil
 }
 
 // Holds lists a user's holds: job id → when the hold lapses if its job never
 // settles (for the CLI and the drill).
 func Holds(ctx context.Context, rdb redis.UniversalClient, userID string) (map[string]time.Time, error) {
-	zs, err := rdb.ZRangeWithScores(ctx, keysOf(userID).holdExp, 0, -1).Result()
+	zs, err := rdb.ZRangeWithScores(ctx, rkey.User(userID).HoldExp, 0, -1).Result()
 	if err != nil {
 		return nil, err
 	}

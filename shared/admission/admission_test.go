@@ -18,7 +18,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -78,7 +78,7 @@ func (b *bundle) user(t *testing.T, tier string) string {
 // completion tokens: 26*1 + 10*2 = 46 micro-dollars at the test prices.
 func (b *bundle) req(user, tier string) admission.Request {
 	m, _ := b.cfg.Model(b.model)
-	return admission.Request{JobID: redisq.NewJobID(b.model), UserID: user, Tier: tier, Model: m,
+	return admission.Request{JobID: rkey.NewJobID(b.model), UserID: user, Tier: tier, Model: m,
 		PromptBytes: 10, Messages: 1, MaxTokens: 10, Timeout: time.Minute}
 }
 
@@ -181,8 +181,8 @@ func TestCreditNeverNegativeAndSettledExactly(t *testing.T) {
 	}
 	// The engine reports 20 prompt and 7 completion tokens: 20 + 14 = 34 micro-dollars each.
 	for _, j := range jobs {
-		b.rdb.HSet(ctx, redisq.JobKey(j), "usage", `{"prompt_tokens":20,"completion_tokens":7}`)
-		b.rdb.Expire(ctx, redisq.JobKey(j), time.Minute)
+		b.rdb.HSet(ctx, rkey.JobKey(j), "usage", `{"prompt_tokens":20,"completion_tokens":7}`)
+		b.rdb.Expire(ctx, rkey.JobKey(j), time.Minute)
 		for range 2 { // settling twice charges once
 			if err := b.a.Settle(ctx, j, user); err != nil {
 				t.Fatal(err)

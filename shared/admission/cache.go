@@ -2,14 +2,12 @@ package admission
 
 import (
 	"context"
-	"crypto/sha256"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 )
 
 var (
@@ -22,13 +20,6 @@ var (
 // answer another's): the key is a hash of the model, the endpoint and the
 // request body as sent upstream.
 
-func cacheKey(userID, model, endpoint string, body []byte) string {
-	h := sha256.New()
-	h.Write([]byte(model + "\x00" + endpoint + "\x00"))
-	h.Write(body)
-	return userKey(userID, "cache:"+hex.EncodeToString(h.Sum(nil)))
-}
-
 // Cached is a stored response.
 type Cached struct {
 	Result string // the response body
@@ -37,7 +28,7 @@ type Cached struct {
 
 // CacheGet returns the cached response for this request, if any.
 func (a *Admitter) CacheGet(ctx context.Context, userID, model, endpoint string, body []byte) (*Cached, error) {
-	v, err := a.rdb.HMGet(ctx, cacheKey(userID, model, endpoint, body), "result", "usage").Result()
+	v, err := a.rdb.HMGet(ctx, rkey.CacheKey(userID, model, endpoint, body), "result", "usage").Result()
 	if err != nil || v[0] == nil {
 		return nil, err
 	}
@@ -48,7 +39,7 @@ func (a *Admitter) CacheGet(ctx context.Context, userID, model, endpoint string,
 
 // CachePut stores a response for admission.cache_ttl.
 func (a *Admitter) CachePut(ctx context.Context, userID, model, endpoint string, body []byte, c Cached) error {
-	k := cacheKey(userID, model, endpoint, body)
+	k := rkey.CacheKey(userID, model, endpoint, body)
 	pipe := a.rdb.TxPipeline()
 	pipe.HSet(ctx, k, "result", c.Result, "usage", c.Usage)
 	pipe.PExpire(ctx, k, a.cfg.Admission.CacheTTL)
@@ -63,7 +54,7 @@ func (a *Admitter) CacheHit(ctx context.Context, tk *Ticket, keyID, model, endpo
 	if tk == nil || !tk.Reserved {
 		return errors.New("admission: a cache hit needs a reservation")
 	}
-	tag := redisq.JobTag(tk.JobID)
-	return cacheHitScript.Run(ctx, a.rdb, []string{redisq.JobKey(tk.JobID), redisq.SettleKey(tag)},
+	tag := rkey.JobTag(tk.JobID)
+	return cacheHitScript.Run(ctx, a.rdb, []string{rkey.JobKey(tk.JobID), rkey.SettleKey(tag)},
 		tk.JobID, tk.UserID, keyID, model, endpoint, c.Result, c.Usage, a.cfg.Jobs.ResultTTL.Milliseconds(), tk.Hold).Err()
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 )
 
 // EraseUserCache deletes a deleted account's response-cache entries (its
@@ -12,7 +14,7 @@ import (
 func EraseUserCache(ctx context.Context, rdb redis.UniversalClient, userID string) (int, error) {
 	n := 0
 	scan := func(ctx context.Context, c *redis.Client) error {
-		it := c.Scan(ctx, 0, userKey(userID, "cache:*"), 500).Iterator()
+		it := c.Scan(ctx, 0, rkey.CachePattern(userID), 500).Iterator()
 		for it.Next(ctx) {
 			if err := c.Unlink(ctx, it.Val()).Err(); err != nil {
 				return err

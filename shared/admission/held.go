@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 )
 
 // Held returns the token bounds a job's funds hold was taken for: the
@@ -16,7 +18,7 @@ import (
 // engine nor its tokenizer can say what the prompt was: the bound is what
 // the user agreed to pay at most, never less than the prompt.
 func Held(ctx context.Context, rdb redis.UniversalClient, userID, jobID string) (prompt, completion int64, ok bool, err error) {
-	h, err := rdb.HGet(ctx, keysOf(userID).holds, jobID).Result()
+	h, err := rdb.HGet(ctx, rkey.User(userID).Holds, jobID).Result()
 	if errors.Is(err, redis.Nil) {
 		return 0, 0, false, nil
 	}

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/admission"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -37,8 +37,8 @@ func TestPeriodFromPrincipal(t *testing.T) {
 			}
 			admitted++
 			// The engine used all 36 tokens: settle, so the ledger has them.
-			b.rdb.HSet(ctx, redisq.JobKey(tk.JobID), "usage", `{"prompt_tokens":26,"completion_tokens":10}`)
-			b.rdb.Expire(ctx, redisq.JobKey(tk.JobID), time.Minute)
+			b.rdb.HSet(ctx, rkey.JobKey(tk.JobID), "usage", `{"prompt_tokens":26,"completion_tokens":10}`)
+			b.rdb.Expire(ctx, rkey.JobKey(tk.JobID), time.Minute)
 			if err := b.a.Settle(ctx, tk.JobID, user); err != nil {
 				t.Fatal(err)
 			}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/admission"
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -87,8 +87,8 @@ func TestPerRequestPriceExhaustsCredit(t *testing.T) {
 	// 20 + 7 tokens (34), the request (10000), 1234 ms at 3 per second
 	// (ceil 3.702 = 4): 10038 each.
 	for _, j := range jobs {
-		b.rdb.HSet(ctx, redisq.JobKey(j), "usage", `{"prompt_tokens":20,"completion_tokens":7}`, "engine_ms", strconv.Itoa(1234))
-		b.rdb.Expire(ctx, redisq.JobKey(j), time.Minute)
+		b.rdb.HSet(ctx, rkey.JobKey(j), "usage", `{"prompt_tokens":20,"completion_tokens":7}`, "engine_ms", strconv.Itoa(1234))
+		b.rdb.Expire(ctx, rkey.JobKey(j), time.Minute)
 		for range 2 { // settling twice charges once
 			if err := b.a.Settle(ctx, j, user); err != nil {
 				t.Fatal(err)

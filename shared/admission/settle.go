@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -42,7 +43,7 @@ func (s *Settler) streams() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, m := range s.a.cfg.Inference.Models {
-		k := redisq.SettleKey(redisq.Tag(m.Name))
+		k := rkey.SettleKey(rkey.Tag(m.Name))
 		if !seen[k] {
 			seen[k] = true
 			out = append(out, k)
@@ -64,7 +65,7 @@ func (s *Settler) Run(ctx context.Context) {
 		if !ready {
 			ready = true
 			for _, st := range streams {
-				err := rdb.XGroupCreateMkStream(ctx, st, settleGroup, "0").Err()
+				err := rdb.XGroupCreateMkStream(ctx, st, rkey.GroupSettle, "0").Err()
 				if err != nil && !isBusyGroup(err) {
 					ready = false
 				}
@@ -78,7 +79,7 @@ func (s *Settler) Run(ctx context.Context) {
 		if time.Since(lastClaim) > s.a.cfg.Admission.SettleIdle/2 {
 			lastClaim = time.Now()
 			for _, st := range streams {
-				ms, _, err := rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: st, Group: settleGroup,
+				ms, _, err := rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: st, Group: rkey.GroupSettle,
 					Consumer: s.name, MinIdle: s.a.cfg.Admission.SettleIdle, Start: "0", Count: 100}).Result()
 				if err == nil {
 					for _, m := range ms {
@@ -88,7 +89,7 @@ func (s *Settler) Run(ctx context.Context) {
 			}
 		}
 		if len(msgs) == 0 {
-			args := &redis.XReadGroupArgs{Group: settleGroup, Consumer: s.name, Count: 100, Block: time.Second}
+			args := &redis.XReadGroupArgs{Group: rkey.GroupSettle, Consumer: s.name, Count: 100, Block: time.Second}
 			args.Streams = append(append(args.Streams, streams...), repeat(">", len(streams))...)
 			res, err := rdb.XReadGroup(ctx, args).Result()
 			if err != nil && !errors.Is(err, redis.Nil) {
@@ -123,7 +124,7 @@ func (s *Settler) Run(ctx context.Context) {
 		}
 		pipe := rdb.Pipeline()
 		for _, e := range msgs {
-			pipe.XAck(ctx, e.stream, settleGroup, e.msg.ID)
+			pipe.XAck(ctx, e.stream, rkey.GroupSettle, e.msg.ID)
 			pipe.XDel(ctx, e.stream, e.msg.ID)
 		}
 		pipe.Exec(ctx) //nolint:errcheck // a lost ack repeats an idempotent settlement
@@ -200,12 +201,12 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 	usages := make([]*redis.SliceCmd, len(ended))
 	funds := make([]*redis.SliceCmd, len(ended))
 	for i, e := range ended {
-		if e.JobID == "" || e.UserID == "" || redisq.JobTag(e.JobID) == "" {
+		if e.JobID == "" || e.UserID == "" || rkey.JobTag(e.JobID) == "" {
 			continue
 		}
-		holds[i] = pipe.HGet(ctx, keysOf(e.UserID).holds, e.JobID)
-		usages[i] = pipe.HMGet(ctx, redisq.JobKey(e.JobID), "usage", "cache", "engine_ms", "hold")
-		funds[i] = pipe.HMGet(ctx, keysOf(e.UserID).funds, "credit", "cr_held", "inc_used", "inc_held", "ov_used", "ov_held",
+		holds[i] = pipe.HGet(ctx, rkey.User(e.UserID).Holds, e.JobID)
+		usages[i] = pipe.HMGet(ctx, rkey.JobKey(e.JobID), "usage", "cache", "engine_ms", "hold")
+		funds[i] = pipe.HMGet(ctx, rkey.User(e.UserID).Funds, "credit", "cr_held", "inc_used", "inc_held", "ov_used", "ov_held",
 			"inc_lim", "ov_cap", "per")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -237,7 +238,7 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 		unheld := false
 		hs, err := holds[i].Result()
 		if errors.Is(err, redis.Nil) { // settled before, or the hold was lost
-			a.rdb.ZRem(ctx, keysOf(e.UserID).lease, e.JobID) //nolint:errcheck // the lease may linger
+			a.rdb.ZRem(ctx, rkey.User(e.UserID).Lease, e.JobID) //nolint:errcheck // the lease may linger
 			if rec[3] == "" {
 				continue // no terms recorded (an older submit): nothing to charge at
 			}
@@ -326,12 +327,12 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 		return []any{s.e.JobID, s.c.Included, s.c.Credit + s.c.Debt, s.c.Overage, s.tokens, b2s(s.unheld), s.period}
 	}
 	run := func(s settlement) *redis.Cmd {
-		return settleScript.Run(ctx, a.rdb, keysOf(s.e.UserID).settle(), args(s)...)
+		return settleScript.Run(ctx, a.rdb, rkey.User(s.e.UserID).Settle(), args(s)...)
 	}
 	pipe = a.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(todo))
 	for i, s := range todo {
-		cmds[i] = settleScript.EvalSha(ctx, pipe, keysOf(s.e.UserID).settle(), args(s)...)
+		cmds[i] = settleScript.EvalSha(ctx, pipe, rkey.User(s.e.UserID).Settle(), args(s)...)
 	}
 	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
 	var errs []error

@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/telemetry"
 )
@@ -81,7 +82,7 @@ func (b *bundle) enqueue(t *testing.T, tk *admission.Ticket) *redisq.Queue {
 	t.Helper()
 	ctx := context.Background()
 	q := redisq.New(b.rdb, redisq.Options{})
-	if err := q.EnsureGroup(ctx, redisq.StreamKey(b.model, 0), redisq.GroupWorkers); err != nil {
+	if err := q.EnsureGroup(ctx, rkey.StreamKey(b.model, 0), rkey.GroupWorkers); err != nil {
 		t.Fatal(err)
 	}
 	j := &sluice.Job{ID: tk.JobID, UserID: tk.UserID, Model: b.model, Endpoint: sluice.EndpointChat,
@@ -96,16 +97,16 @@ func (b *bundle) enqueue(t *testing.T, tk *admission.Ticket) *redisq.Queue {
 func (b *bundle) finish(t *testing.T, q *redisq.Queue, tk *admission.Ticket, u sluice.Usage) {
 	t.Helper()
 	ctx := context.Background()
-	es, _, err := q.Claim(ctx, redisq.GroupWorkers, "w", b.model, 1, 1, false)
+	es, _, err := q.Claim(ctx, rkey.GroupWorkers, "w", b.model, 1, 1, false)
 	if err != nil || len(es) != 1 {
 		t.Fatalf("claim: %v %v", es, err)
 	}
-	if out, _, err := q.Start(ctx, es[0], redisq.GroupWorkers, "w", b.model); err != nil || out != redisq.StartRun {
+	if out, _, err := q.Start(ctx, es[0], rkey.GroupWorkers, "w", b.model); err != nil || out != redisq.StartRun {
 		t.Fatalf("start: %s %v", out, err)
 	}
 	o := redisq.Outcome{Status: sluice.JobSucceeded, HTTP: 200, Result: []byte(`{}`),
 		Usage: &sluice.UsageEvent{JobID: tk.JobID, UserID: tk.UserID, Model: b.model, Usage: u}}
-	if ok, err := q.Complete(ctx, redisq.GroupWorkers, es[0], o); err != nil || !ok {
+	if ok, err := q.Complete(ctx, rkey.GroupWorkers, es[0], o); err != nil || !ok {
 		t.Fatalf("complete: %v %v", ok, err)
 	}
 }
@@ -149,7 +150,7 @@ func (b *bundle) settle(t *testing.T, user string, jobs ...string) {
 	}
 }
 
-func testName() string { return redisq.NewJobID("settler") }
+func testName() string { return rkey.NewJobID("settler") }
 
 type ledgerRow struct {
 	credit, overage, included, debt, excess int64
@@ -304,7 +305,7 @@ func TestSettlesAfterJobHashGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.run(t, tk, sluice.Usage{PromptTokens: 20, CompletionTokens: 7})
-	b.rdb.Del(ctx, redisq.JobKey(tk.JobID)) // 24 h later, before any settler ran
+	b.rdb.Del(ctx, rkey.JobKey(tk.JobID)) // 24 h later, before any settler ran
 	b.settle(t, user, tk.JobID)
 	if r := b.row(t, tk.JobID); r.credit != -34 {
 		t.Fatalf("row %+v, want -34", r)

@@ -10,28 +10,28 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 )
 
-// Revocation messages on redisq.AuthEvictChannel: "key:<id>" drops one key,
+// Revocation messages on rkey.AuthEvictChannel: "key:<id>" drops one key,
 // "user:<id>" every credential of a user (disabled, deleted, role changed),
 // "jwks:" a signing key rotation, "ended:<s|u>:<id>@<unix ms>" an ended
 // login or user's sessions (see EndSession).
 
 // RevokeKey tells every instance to forget a key at once.
 func RevokeKey(ctx context.Context, rdb redis.UniversalClient, keyID string) error {
-	return rdb.Publish(ctx, redisq.AuthEvictChannel, "key:"+keyID).Err()
+	return rdb.Publish(ctx, rkey.AuthEvictChannel, "key:"+keyID).Err()
 }
 
 // RevokeUser tells every instance to forget a user's credentials at once.
 func RevokeUser(ctx context.Context, rdb redis.UniversalClient, userID string) error {
-	return rdb.Publish(ctx, redisq.AuthEvictChannel, "user:"+userID).Err()
+	return rdb.Publish(ctx, rkey.AuthEvictChannel, "user:"+userID).Err()
 }
 
 // SigningKeysChanged tells every instance to reload the JWT verification
 // keys on the next unknown kid instead of waiting out the refetch bound.
 func SigningKeysChanged(ctx context.Context, rdb redis.UniversalClient) error {
-	return rdb.Publish(ctx, redisq.AuthEvictChannel, "jwks:").Err()
+	return rdb.Publish(ctx, rkey.AuthEvictChannel, "jwks:").Err()
 }
 
 // Listen applies revocation messages to this instance's cache until ctx
@@ -57,7 +57,7 @@ func (v *Verifier) listen(ctx context.Context, rdb redis.UniversalClient, up fun
 	v.ended.rdb = rdb
 	v.ended.mu.Unlock()
 	for ctx.Err() == nil {
-		sub := rdb.Subscribe(ctx, redisq.AuthEvictChannel)
+		sub := rdb.Subscribe(ctx, rkey.AuthEvictChannel)
 		_, err := sub.Receive(ctx)
 		if err != nil {
 			up()

@@ -10,13 +10,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 )
 
 // Ended sessions: an access token is self-contained and lives
 // auth.identity.access_ttl, so a logout, a disabled user or a deleted
 // account must be remembered for that long (plus leeway) for its tokens to
-// stop at once. The record lives in Redis (redisq.RevokedSessionsKey), so an
+// stop at once. The record lives in Redis (rkey.RevokedSessionsKey), so an
 // instance that starts later, or missed a pub/sub message, still knows it:
 // every verifier loads the set when it (re)subscribes and at least once per
 // its cache TTL while it serves tokens; the message on AuthEvictChannel only
@@ -38,15 +38,15 @@ func EndUserSessions(ctx context.Context, rdb redis.UniversalClient, userID stri
 func endSessions(ctx context.Context, rdb redis.UniversalClient, member string, ttl time.Duration) error {
 	now := time.Now().UnixMilli()
 	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, redisq.RevokedSessionsKey, redis.Z{Score: float64(now), Member: member})
-		p.ZRemRangeByScore(ctx, redisq.RevokedSessionsKey, "-inf", "("+strconv.FormatInt(now-ttl.Milliseconds(), 10))
-		p.PExpire(ctx, redisq.RevokedSessionsKey, ttl)
+		p.ZAdd(ctx, rkey.RevokedSessionsKey, redis.Z{Score: float64(now), Member: member})
+		p.ZRemRangeByScore(ctx, rkey.RevokedSessionsKey, "-inf", "("+strconv.FormatInt(now-ttl.Milliseconds(), 10))
+		p.PExpire(ctx, rkey.RevokedSessionsKey, ttl)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	return rdb.Publish(ctx, redisq.AuthEvictChannel, "ended:"+member+"@"+strconv.FormatInt(now, 10)).Err()
+	return rdb.Publish(ctx, rkey.AuthEvictChannel, "ended:"+member+"@"+strconv.FormatInt(now, 10)).Err()
 }
 
 // ended is a verifier's copy of the ended sessions.
@@ -90,7 +90,7 @@ func (v *Verifier) loadEnded(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	zs, err := rdb.ZRangeWithScores(ctx, redisq.RevokedSessionsKey, 0, -1).Result()
+	zs, err := rdb.ZRangeWithScores(ctx, rkey.RevokedSessionsKey, 0, -1).Result()
 	if err != nil {
 		if v.log != nil {
 			v.log.WarnContext(ctx, "ended sessions not loaded", slog.String("err", err.Error()))

@@ -6,6 +6,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -20,7 +21,7 @@ var (
 // the start's included. It fails with a conflict when the job is no longer
 // that worker's running job.
 func (q *Queue) SpendAttempt(ctx context.Context, jobID, worker string) (int, error) {
-	n, err := spendAttemptScript.Run(ctx, q.rdb, []string{JobKey(jobID)}, worker).Int64()
+	n, err := spendAttemptScript.Run(ctx, q.rdb, []string{rkey.JobKey(jobID)}, worker).Int64()
 	if err != nil {
 		return 0, translate(err)
 	}

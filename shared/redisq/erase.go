@@ -5,6 +5,8 @@ import (
 	_ "embed"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 )
 
 var (
@@ -34,21 +36,21 @@ func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []strin
 	erased := 0
 	scan := func(ctx context.Context, c *redis.Client) error {
 		for _, m := range models {
-			tag := Tag(m)
+			tag := rkey.Tag(m)
 			if seen[tag+c.String()] {
 				continue
 			}
 			seen[tag+c.String()] = true
-			it := c.Scan(ctx, 0, tagged(tag)+"job:*", 500).Iterator()
+			it := c.Scan(ctx, 0, rkey.JobKeyPattern(tag), 500).Iterator()
 			for it.Next(ctx) {
 				key := it.Val()
 				owner, err := c.HGet(ctx, key, "user").Result()
 				if err != nil || owner != userID {
 					continue
 				}
-				id := key[len(tagged(tag)+"job:"):]
-				res, err := eraseScript.Run(ctx, c, []string{key, ResultKey(id), SettleKey(tag)},
-					userID, cancelledErr, CancelChannel, id).Text()
+				id := rkey.JobIDOfKey(key)
+				res, err := eraseScript.Run(ctx, c, []string{key, rkey.ResultKey(id), rkey.SettleKey(tag)},
+					userID, cancelledErr, rkey.CancelChannel, id).Text()
 				if err != nil {
 					return err
 				}
@@ -77,10 +79,10 @@ func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []strin
 // Records of other jobs are left alone.
 func DropErased(ctx context.Context, rdb redis.UniversalClient, jobIDs []string) error {
 	for _, id := range jobIDs {
-		if JobTag(id) == "" {
+		if rkey.JobTag(id) == "" {
 			continue
 		}
-		if err := dropErasedScript.Run(ctx, rdb, []string{JobKey(id)}).Err(); err != nil {
+		if err := dropErasedScript.Run(ctx, rdb, []string{rkey.JobKey(id)}).Err(); err != nil {
 			return translate(err)
 		}
 	}
@@ -91,7 +93,7 @@ func DropErased(ctx context.Context, rdb redis.UniversalClient, jobIDs []string)
 // set its flag), so the worker removes what it stored after the erasure. A
 // job record already gone counts as erased only if it was flagged.
 func (q *Queue) Erased(ctx context.Context, jobID string) (bool, error) {
-	v, err := q.rdb.HGet(ctx, JobKey(jobID), "erased").Result()
+	v, err := q.rdb.HGet(ctx, rkey.JobKey(jobID), "erased").Result()
 	if err == redis.Nil {
 		return false, nil
 	}

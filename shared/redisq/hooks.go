@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -33,7 +34,7 @@ type HookTarget struct {
 // HookJob reads the delivery target of a hooks-stream entry's job; a job
 // without a webhook (or gone) has an empty URL.
 func (q *Queue) HookJob(ctx context.Context, e Entry) (*HookTarget, error) {
-	v, err := q.rdb.HMGet(ctx, JobKey(e.JobID), "webhook", "user", "hook_tries", "hook_id").Result()
+	v, err := q.rdb.HMGet(ctx, rkey.JobKey(e.JobID), "webhook", "user", "hook_tries", "hook_id").Result()
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -60,28 +61,28 @@ func (q *Queue) HookJob(ctx context.Context, e Entry) (*HookTarget, error) {
 // charged to its user's budget for window; tried counts an attempt. It
 // returns the attempts made so far.
 func (q *Queue) DeferHook(ctx context.Context, e Entry, userID string, delay, spent, window time.Duration, tried bool) (int, error) {
-	tag := JobTag(e.JobID)
+	tag := rkey.JobTag(e.JobID)
 	d := delay.Milliseconds()
 	if delay < 0 {
 		d = -1
 	}
 	n, err := hookDeferScript.Run(ctx, q.rdb,
-		[]string{JobKey(e.JobID), e.Stream, HooksDueKey(tag), HookTimeKey(tag, userID)},
-		GroupHooks, e.ID, e.JobID, d, spent.Milliseconds(), max(window.Milliseconds(), 1), b2s(tried)).Int64()
+		[]string{rkey.JobKey(e.JobID), e.Stream, rkey.HooksDueKey(tag), rkey.HookTimeKey(tag, userID)},
+		rkey.GroupHooks, e.ID, e.JobID, d, spent.Milliseconds(), max(window.Milliseconds(), 1), b2s(tried)).Int64()
 	return int(n), translate(err)
 }
 
 // DueHooks moves up to n put-off deliveries of tag whose wait is over back
 // into its hooks stream, and returns how many it moved.
 func (q *Queue) DueHooks(ctx context.Context, tag string, n int) (int, error) {
-	m, err := hookDueScript.Run(ctx, q.rdb, []string{HooksDueKey(tag), HooksKey(tag)}, n).Int64()
+	m, err := hookDueScript.Run(ctx, q.rdb, []string{rkey.HooksDueKey(tag), rkey.HooksKey(tag)}, n).Int64()
 	return int(m), translate(err)
 }
 
 // HookTimeSpent is the delivery time a user's webhooks of tag took in the
 // current budget window, and how long until that window ends.
 func (q *Queue) HookTimeSpent(ctx context.Context, tag, userID string) (spent, left time.Duration, err error) {
-	k := HookTimeKey(tag, userID)
+	k := rkey.HookTimeKey(tag, userID)
 	pipe := q.rdb.Pipeline()
 	g := pipe.Get(ctx, k)
 	ttl := pipe.PTTL(ctx, k)

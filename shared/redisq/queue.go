@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -99,13 +100,13 @@ var (
 // Enqueue stores a job and adds it to its model's stream. timeout is how long
 // it may take before it expires; the deadline is set by Redis's clock.
 func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duration) error {
-	stream := StreamKey(j.Model, j.Priority)
+	stream := rkey.StreamKey(j.Model, j.Priority)
 	args := []any{j.ID, ms(q.opts.ResultTTL), ms(timeout), q.opts.MaxQueue, j.UserID,
 		"id", j.ID, "user", j.UserID, "key", j.KeyID, "model", j.Model, "endpoint", j.Endpoint,
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
 		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace, "resv", b2s(j.Reserved), "body_ref", j.BodyRef,
 		"hold", j.Hold}
-	keys := []string{JobKey(j.ID), stream, FairKey(j.Model, j.Priority), VClockKey(j.Model, j.Priority), BellKey(j.Model)}
+	keys := []string{rkey.JobKey(j.ID), stream, rkey.FairKey(j.Model, j.Priority), rkey.VClockKey(j.Model, j.Priority), rkey.BellKey(j.Model)}
 	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return translate(err)
@@ -144,7 +145,7 @@ type Event struct {
 // Events reads result events after the id `after` ("0" for all), blocking up
 // to block for the first one. It returns none on timeout.
 func (q *Queue) Events(ctx context.Context, jobID, after string, block time.Duration) ([]Event, error) {
-	res, err := q.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{ResultKey(jobID), after}, Block: block, Count: 256}).Result()
+	res, err := q.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{rkey.ResultKey(jobID), after}, Block: block, Count: 256}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -178,11 +179,11 @@ func toEvent(m redis.XMessage) Event {
 // Cancel cancels a job owned by owner ("" for any owner). It returns the
 // status after the call; sluice.ErrNotFound if there is no such job of owner's.
 func (q *Queue) Cancel(ctx context.Context, jobID, owner string) (sluice.JobStatus, error) {
-	if JobTag(jobID) == "" {
+	if rkey.JobTag(jobID) == "" {
 		return "", sluice.ErrNotFound
 	}
-	st, err := cancelScript.Run(ctx, q.rdb, []string{JobKey(jobID), ResultKey(jobID), SettleKey(JobTag(jobID))},
-		owner, cancelledErr, ms(q.opts.ResultTTL), CancelChannel, jobID).Text()
+	st, err := cancelScript.Run(ctx, q.rdb, []string{rkey.JobKey(jobID), rkey.ResultKey(jobID), rkey.SettleKey(rkey.JobTag(jobID))},
+		owner, cancelledErr, ms(q.opts.ResultTTL), rkey.CancelChannel, jobID).Text()
 	if err != nil {
 		return "", translate(err)
 	}
@@ -197,10 +198,10 @@ func (q *Queue) Cancel(ctx context.Context, jobID, owner string) (sluice.JobStat
 
 // Get returns a job as its owner sees it; ErrNotFound for anyone else's.
 func (q *Queue) Get(ctx context.Context, jobID, owner string) (*sluice.JobState, error) {
-	if JobTag(jobID) == "" {
+	if rkey.JobTag(jobID) == "" {
 		return nil, sluice.ErrNotFound
 	}
-	h, err := q.rdb.HMGet(ctx, JobKey(jobID), "user", "status", "model", "endpoint", "created", "ended", "result", "error", "usage", "result_ref").Result()
+	h, err := q.rdb.HMGet(ctx, rkey.JobKey(jobID), "user", "status", "model", "endpoint", "created", "ended", "result", "error", "usage", "result_ref").Result()
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -243,7 +244,7 @@ const pendingIdemTTL = 30 * time.Second
 // already; it returns the job id in force. The mapping is pending until
 // Confirm.
 func (q *Queue) Remember(ctx context.Context, userID, idemKey, jobID string) (string, bool, error) {
-	k := IdemKey(userID, idemKey)
+	k := rkey.IdemKey(userID, idemKey)
 	ok, err := q.rdb.SetNX(ctx, k, jobID, pendingIdemTTL).Result()
 	if err != nil {
 		return "", false, translate(err)
@@ -261,12 +262,12 @@ func (q *Queue) Remember(ctx context.Context, userID, idemKey, jobID string) (st
 // Confirm keeps an idempotency mapping for as long as its job's result,
 // once the job is enqueued.
 func (q *Queue) Confirm(ctx context.Context, userID, idemKey string) error {
-	return translate(q.rdb.PExpire(ctx, IdemKey(userID, idemKey), q.opts.ResultTTL).Err())
+	return translate(q.rdb.PExpire(ctx, rkey.IdemKey(userID, idemKey), q.opts.ResultTTL).Err())
 }
 
 // Forget drops an idempotency mapping (used when the enqueue after it failed).
 func (q *Queue) Forget(ctx context.Context, userID, idemKey string) {
-	q.rdb.Del(context.WithoutCancel(ctx), IdemKey(userID, idemKey))
+	q.rdb.Del(context.WithoutCancel(ctx), rkey.IdemKey(userID, idemKey))
 }
 
 // Depth returns the number of jobs waiting (not yet claimed) in each
@@ -296,8 +297,8 @@ func (q *Queue) Backlog(ctx context.Context, model string, priorities int) ([]Ba
 	zc := make([]*redis.IntCmd, priorities)
 	gi := make([]*redis.XInfoGroupsCmd, priorities)
 	for p := range priorities {
-		zc[p] = pipe.ZCard(ctx, FairKey(model, p))
-		gi[p] = pipe.XInfoGroups(ctx, StreamKey(model, p))
+		zc[p] = pipe.ZCard(ctx, rkey.FairKey(model, p))
+		gi[p] = pipe.XInfoGroups(ctx, rkey.StreamKey(model, p))
 	}
 	pipe.Exec(ctx) //nolint:errcheck // a missing stream is an empty class; real failures show in ZCARD
 	out := make([]Backlog, priorities)
@@ -309,7 +310,7 @@ func (q *Queue) Backlog(ctx context.Context, model string, priorities int) ([]Ba
 		out[p].Queued = n
 		gs, _ := gi[p].Result()
 		for _, g := range gs {
-			if g.Name == GroupWorkers {
+			if g.Name == rkey.GroupWorkers {
 				out[p].Lag, out[p].Pending = max(g.Lag, 0), g.Pending
 			}
 		}

@@ -12,10 +12,11 @@ import (
 
 	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
-const group = redisq.GroupWorkers
+const group = rkey.GroupWorkers
 
 type bundle struct {
 	q      *redisq.Queue
@@ -28,15 +29,15 @@ func setup(t *testing.T, opts redisq.Options) *bundle {
 	t.Helper()
 	rdb := testenv.Redis(t)
 	b := &bundle{q: redisq.New(rdb, opts), rdb: rdb, model: testenv.Name("q")}
-	b.stream = redisq.StreamKey(b.model, 1)
+	b.stream = rkey.StreamKey(b.model, 1)
 	for p := range 2 {
-		if err := b.q.EnsureGroup(context.Background(), redisq.StreamKey(b.model, p), group); err != nil {
+		if err := b.q.EnsureGroup(context.Background(), rkey.StreamKey(b.model, p), group); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
-		keys, _ := rdb.Keys(ctx, "sluice:{m:"+redisq.Tag(b.model)+"}:*"+b.model+"*").Result()
+		keys, _ := rdb.Keys(ctx, "sluice:{m:"+rkey.Tag(b.model)+"}:*"+b.model+"*").Result()
 		if len(keys) > 0 {
 			rdb.Del(ctx, keys...)
 		}
@@ -46,7 +47,7 @@ func setup(t *testing.T, opts redisq.Options) *bundle {
 
 func (b *bundle) enqueue(t *testing.T, timeout time.Duration) *sluice.Job {
 	t.Helper()
-	j := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
+	j := &sluice.Job{ID: rkey.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
 		Body: json.RawMessage(`{"model":"x"}`), Priority: 1}
 	if err := b.q.Enqueue(context.Background(), j, timeout); err != nil {
 		t.Fatal(err)
@@ -86,10 +87,10 @@ func TestCompleteIsOnce(t *testing.T) {
 		t.Fatalf("a second completion must be a no-op: %v %v", again, err)
 	}
 	// The engine time settlement charges is the first completion's.
-	if ms, err := b.rdb.HGet(ctx, redisq.JobKey(j.ID), "engine_ms").Result(); err != nil || ms != "1234" {
+	if ms, err := b.rdb.HGet(ctx, rkey.JobKey(j.ID), "engine_ms").Result(); err != nil || ms != "1234" {
 		t.Fatalf("engine_ms = %q %v, want 1234", ms, err)
 	}
-	n, _ := b.rdb.XLen(ctx, redisq.UsageKey(redisq.Tag(b.model))).Result()
+	n, _ := b.rdb.XLen(ctx, rkey.UsageKey(rkey.Tag(b.model))).Result()
 	if n != 1 {
 		t.Fatalf("usage events = %d, want exactly 1", n)
 	}
@@ -124,7 +125,7 @@ func TestExpiredJobNeverRuns(t *testing.T) {
 	if js.Status != sluice.JobExpired {
 		t.Fatalf("status %s", js.Status)
 	}
-	if n, _ := b.rdb.XLen(ctx, redisq.UsageKey(redisq.Tag(b.model))).Result(); n != 0 {
+	if n, _ := b.rdb.XLen(ctx, rkey.UsageKey(rkey.Tag(b.model))).Result(); n != 0 {
 		t.Fatal("an expired job was billed")
 	}
 }
@@ -183,7 +184,7 @@ func TestReclaimAndDeadLetter(t *testing.T) {
 	if out, _, _ := b.q.Start(ctx, es[0], group, "w3", b.model); out != redisq.StartDead {
 		t.Fatalf("want dead-letter, got %s", out)
 	}
-	if n, _ := b.rdb.XLen(ctx, redisq.DeadKey(b.model)).Result(); n != 1 {
+	if n, _ := b.rdb.XLen(ctx, rkey.DeadKey(b.model)).Result(); n != 1 {
 		t.Fatalf("dead-letter entries = %d", n)
 	}
 	js, _ := b.q.Get(ctx, j.ID, "")
@@ -214,7 +215,7 @@ func TestQueueFull(t *testing.T) {
 	b := setup(t, redisq.Options{MaxQueue: 2})
 	b.enqueue(t, time.Minute)
 	b.enqueue(t, time.Minute)
-	err := b.q.Enqueue(context.Background(), &sluice.Job{ID: redisq.NewJobID(b.model), Model: b.model, Priority: 1}, time.Minute)
+	err := b.q.Enqueue(context.Background(), &sluice.Job{ID: rkey.NewJobID(b.model), Model: b.model, Priority: 1}, time.Minute)
 	if e := sluice.AsError(err); err == nil || e.Kind != sluice.KindUnavailable || e.Code != sluice.CodeNoCapacity {
 		t.Fatalf("full queue: %v", err)
 	}
@@ -222,19 +223,19 @@ func TestQueueFull(t *testing.T) {
 
 func TestJobIDs(t *testing.T) {
 	t.Parallel()
-	id := redisq.NewJobID("llama-2-7b")
-	if redisq.JobTag(id) != redisq.Tag("llama-2-7b") {
+	id := rkey.NewJobID("llama-2-7b")
+	if rkey.JobTag(id) != rkey.Tag("llama-2-7b") {
 		t.Fatal("job id must carry its model's tag")
 	}
 	for _, bad := range []string{"", "job_", "job_zzzz" + id[8:], id + "0", "chatcmpl-1", "job_../../etc"} {
-		if redisq.JobTag(bad) != "" {
-			t.Errorf("JobTag(%q) accepted", bad)
+		if rkey.JobTag(bad) != "" {
+			t.Errorf("rkey.JobTag(%q) accepted", bad)
 		}
 	}
 	// Every key of one job lives in one Redis Cluster slot.
-	tag := "{m:" + redisq.Tag("llama-2-7b") + "}"
-	for _, k := range []string{redisq.JobKey(id), redisq.ResultKey(id), redisq.StreamKey("llama-2-7b", 0),
-		redisq.UsageKey(redisq.Tag("llama-2-7b")), redisq.DeadKey("llama-2-7b")} {
+	tag := "{m:" + rkey.Tag("llama-2-7b") + "}"
+	for _, k := range []string{rkey.JobKey(id), rkey.ResultKey(id), rkey.StreamKey("llama-2-7b", 0),
+		rkey.UsageKey(rkey.Tag("llama-2-7b")), rkey.DeadKey("llama-2-7b")} {
 		if !containsTag(k, tag) {
 			t.Errorf("%s lacks hash tag %s", k, tag)
 		}
@@ -259,7 +260,7 @@ func TestClaimIsFair(t *testing.T) {
 	add := func(user string, prio, n int) map[string]bool {
 		ids := map[string]bool{}
 		for range n {
-			j := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: user, Model: b.model, Endpoint: sluice.EndpointChat,
+			j := &sluice.Job{ID: rkey.NewJobID(b.model), UserID: user, Model: b.model, Endpoint: sluice.EndpointChat,
 				Body: json.RawMessage(`{}`), Priority: prio}
 			if err := b.q.Enqueue(ctx, j, time.Minute); err != nil {
 				t.Fatal(err)
@@ -281,7 +282,7 @@ func TestClaimIsFair(t *testing.T) {
 		t.Fatalf("claim: %d %v", len(es), err)
 	}
 	for i, e := range es[:3] {
-		if !vip[e.JobID] || e.Stream != redisq.StreamKey(b.model, 0) {
+		if !vip[e.JobID] || e.Stream != rkey.StreamKey(b.model, 0) {
 			t.Fatalf("claim %d: want the higher class first, got %s", i, e.JobID)
 		}
 	}
@@ -319,21 +320,21 @@ func TestClaimLowestFirst(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t, redisq.Options{})
 	for _, prio := range []int{0, 2} {
-		j := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
+		j := &sluice.Job{ID: rkey.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
 			Body: json.RawMessage(`{}`), Priority: prio}
 		if err := b.q.Enqueue(ctx, j, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for prio := range 3 {
-		b.q.EnsureGroup(ctx, redisq.StreamKey(b.model, prio), group) //nolint:errcheck
+		b.q.EnsureGroup(ctx, rkey.StreamKey(b.model, prio), group) //nolint:errcheck
 	}
 	es, _, err := b.q.Claim(ctx, group, "w", b.model, 3, 1, true)
-	if err != nil || len(es) != 1 || es[0].Stream != redisq.StreamKey(b.model, 2) {
+	if err != nil || len(es) != 1 || es[0].Stream != rkey.StreamKey(b.model, 2) {
 		t.Fatalf("lowest-first claim: %v %v", es, err)
 	}
 	es, _, err = b.q.Claim(ctx, group, "w", b.model, 3, 1, false)
-	if err != nil || len(es) != 1 || es[0].Stream != redisq.StreamKey(b.model, 0) {
+	if err != nil || len(es) != 1 || es[0].Stream != rkey.StreamKey(b.model, 0) {
 		t.Fatalf("normal claim: %v %v", es, err)
 	}
 }
@@ -345,7 +346,7 @@ func TestEraseUserJobs(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t, redisq.Options{})
 	mine := b.enqueue(t, time.Minute) // user u1
-	other := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: "u2", Model: b.model, Endpoint: sluice.EndpointChat,
+	other := &sluice.Job{ID: rkey.NewJobID(b.model), UserID: "u2", Model: b.model, Endpoint: sluice.EndpointChat,
 		Body: json.RawMessage(`{}`), Priority: 1}
 	if err := b.q.Enqueue(ctx, other, time.Minute); err != nil {
 		t.Fatal(err)
@@ -370,14 +371,14 @@ func TestEraseKeepsReservedJobsSettling(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t, redisq.Options{})
 	job := func() *sluice.Job {
-		j := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
+		j := &sluice.Job{ID: rkey.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
 			Body: json.RawMessage(`{"model":"x"}`), Priority: 1, Reserved: true, Hold: "26|10|1|2|0|0|0|2026-12|" + b.model + "|0|0"}
 		if err := b.q.Enqueue(ctx, j, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		return j
 	}
-	t.Cleanup(func() { b.rdb.Del(context.Background(), redisq.SettleKey(redisq.Tag(b.model))) })
+	t.Cleanup(func() { b.rdb.Del(context.Background(), rkey.SettleKey(rkey.Tag(b.model))) })
 	running := job()
 	e := b.claim(t, "w1")
 	if out, _, err := b.q.Start(ctx, e, group, "w1", b.model); err != nil || out != redisq.StartRun {
@@ -393,7 +394,7 @@ func TestEraseKeepsReservedJobsSettling(t *testing.T) {
 	if erased, err := b.q.Erased(ctx, "job_unknown"); err != nil || erased {
 		t.Fatalf("an unknown job reads as erased: %v %v", erased, err)
 	}
-	if body, _ := b.rdb.HGet(ctx, redisq.JobKey(running.ID), "body").Result(); body != "" {
+	if body, _ := b.rdb.HGet(ctx, rkey.JobKey(running.ID), "body").Result(); body != "" {
 		t.Fatalf("the running job's prompt was kept: %q", body)
 	}
 	o := redisq.Outcome{Status: sluice.JobSucceeded, HTTP: 200, Result: []byte(`{}`),
@@ -401,7 +402,7 @@ func TestEraseKeepsReservedJobsSettling(t *testing.T) {
 	if ok, err := b.q.Complete(ctx, group, e, o); err != nil || !ok {
 		t.Fatalf("the running job could not end: %v %v", ok, err)
 	}
-	msgs, err := b.rdb.XRange(ctx, redisq.SettleKey(redisq.Tag(b.model)), "-", "+").Result()
+	msgs, err := b.rdb.XRange(ctx, rkey.SettleKey(rkey.Tag(b.model)), "-", "+").Result()
 	if err != nil || len(msgs) != 2 {
 		t.Fatalf("settle entries %v %v, want 2", msgs, err)
 	}
@@ -425,7 +426,7 @@ func TestPayloadRefs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, redisq.Options{})
-	j := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
+	j := &sluice.Job{ID: rkey.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
 		BodyRef: "jobs/u1/in.json", Priority: 1, Async: true}
 	if err := b.q.Enqueue(ctx, j, time.Minute); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 )
 
 var (
@@ -50,8 +52,8 @@ func (q *Queue) QueueStats(ctx context.Context, model string, priorities int) ([
 	heads := make([]*redis.StringSliceCmd, priorities)
 	firsts := make([]*redis.XMessageSliceCmd, priorities)
 	for p := range priorities {
-		heads[p] = pipe.ZRange(ctx, FairKey(model, p), 0, 0)
-		firsts[p] = pipe.XRangeN(ctx, StreamKey(model, p), "-", "+", 1)
+		heads[p] = pipe.ZRange(ctx, rkey.FairKey(model, p), 0, 0)
+		firsts[p] = pipe.XRangeN(ctx, rkey.StreamKey(model, p), "-", "+", 1)
 	}
 	// A stream that does not exist yet answers with an error for its own
 	// command only; that means empty.
@@ -61,8 +63,8 @@ func (q *Queue) QueueStats(ctx context.Context, model string, priorities int) ([
 	created := q.rdb.Pipeline()
 	headCreated := make([]*redis.StringCmd, priorities)
 	for p := range priorities {
-		if ids := heads[p].Val(); len(ids) > 0 && JobTag(ids[0]) != "" {
-			headCreated[p] = created.HGet(ctx, JobKey(ids[0]), "created")
+		if ids := heads[p].Val(); len(ids) > 0 && rkey.JobTag(ids[0]) != "" {
+			headCreated[p] = created.HGet(ctx, rkey.JobKey(ids[0]), "created")
 		}
 	}
 	created.Exec(ctx) //nolint:errcheck // a job gone meanwhile just has no age
@@ -118,13 +120,13 @@ func (q *Queue) PublishEndpoints(ctx context.Context, model, worker string, eps 
 	if err != nil {
 		return err
 	}
-	return translate(publishEndpointsScript.Run(ctx, q.rdb, []string{EndpointsKey(model), EndpointsSeenKey(model)},
+	return translate(publishEndpointsScript.Run(ctx, q.rdb, []string{rkey.EndpointsKey(model), rkey.EndpointsSeenKey(model)},
 		worker, string(b), ms(ttl)).Err())
 }
 
 // Endpoints returns the live workers' published endpoints of a model.
 func (q *Queue) Endpoints(ctx context.Context, model string) ([]WorkerEndpoints, error) {
-	res, err := readEndpointsScript.Run(ctx, q.rdb, []string{EndpointsKey(model), EndpointsSeenKey(model)}).Slice()
+	res, err := readEndpointsScript.Run(ctx, q.rdb, []string{rkey.EndpointsKey(model), rkey.EndpointsSeenKey(model)}).Slice()
 	if err != nil {
 		return nil, translate(err)
 	}

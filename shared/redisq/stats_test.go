@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -49,7 +50,7 @@ func TestTraceTravelsWithTheJob(t *testing.T) {
 	b := setup(t, redisq.Options{})
 	ctx := context.Background()
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	j := &sluice.Job{ID: redisq.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
+	j := &sluice.Job{ID: rkey.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
 		Body: json.RawMessage(`{"model":"x"}`), Priority: 1, Trace: tp}
 	if err := b.q.Enqueue(ctx, j, time.Minute); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -76,9 +77,9 @@ func (q *Queue) Claim(ctx context.Context, group, consumer, model string, priori
 		if lowestFirst {
 			p = priorities - 1 - i
 		}
-		keys = append(keys, StreamKey(model, p), FairKey(model, p), VClockKey(model, p))
+		keys = append(keys, rkey.StreamKey(model, p), rkey.FairKey(model, p), rkey.VClockKey(model, p))
 	}
-	keys = append(keys, BellKey(model))
+	keys = append(keys, rkey.BellKey(model))
 	res, err := claimScript.Run(ctx, q.rdb, keys, group, consumer, count).StringSlice()
 	if err != nil {
 		return nil, "", translate(err)
@@ -93,7 +94,7 @@ func (q *Queue) Claim(ctx context.Context, group, consumer, model string, priori
 // WaitWork blocks up to block until a job of model is enqueued after the
 // bell id `after` (from Claim). It reports whether one was.
 func (q *Queue) WaitWork(ctx context.Context, model, after string, block time.Duration) (bool, error) {
-	res, err := q.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{BellKey(model), after}, Count: 1, Block: block}).Result()
+	res, err := q.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{rkey.BellKey(model), after}, Count: 1, Block: block}).Result()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}
@@ -182,12 +183,12 @@ func (q *Queue) StartMany(ctx context.Context, es []Entry, group, worker, model 
 	cmds := make([]*redis.Cmd, len(es))
 	pipe := q.rdb.Pipeline()
 	args := func(e Entry) ([]string, []any) {
-		return []string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), DeadKey(model), SettleKey(JobTag(e.JobID))},
+		return []string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.DeadKey(model), rkey.SettleKey(rkey.JobTag(e.JobID))},
 			[]any{group, e.ID, worker, q.opts.MaxAttempts, ms(q.opts.ResultTTL), e.JobID,
 				expiredErr, deadErr, interruptedErr, cancelledErr}
 	}
 	for i, e := range es {
-		if JobTag(e.JobID) == "" { // not a job id Sluice wrote: drop it
+		if rkey.JobTag(e.JobID) == "" { // not a job id Sluice wrote: drop it
 			pipe.XAck(ctx, e.Stream, group, e.ID)
 			pipe.XDel(ctx, e.Stream, e.ID)
 			out[i].Outcome = StartGone
@@ -251,7 +252,7 @@ func (q *Queue) Chunks(ctx context.Context, jobID string, data []string, first b
 	for _, d := range data {
 		args = append(args, d)
 	}
-	return translate(chunksScript.Run(ctx, q.rdb, []string{JobKey(jobID), ResultKey(jobID)}, args...).Err())
+	return translate(chunksScript.Run(ctx, q.rdb, []string{rkey.JobKey(jobID), rkey.ResultKey(jobID)}, args...).Err())
 }
 
 // Outcome is how a job ended, as the worker reports it.
@@ -284,9 +285,9 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 		b, _ = json.Marshal(o.Usage)
 		evS = string(b)
 	}
-	tag := JobTag(e.JobID)
+	tag := rkey.JobTag(e.JobID)
 	n, err := completeScript.Run(ctx, q.rdb,
-		[]string{JobKey(e.JobID), e.Stream, ResultKey(e.JobID), UsageKey(tag), HooksKey(tag), SettleKey(tag)},
+		[]string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.UsageKey(tag), rkey.HooksKey(tag), rkey.SettleKey(tag)},
 		group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID, o.ResultRef, max(o.EngineMS, 0)).Int64()
 	if err != nil {
 		return false, translate(err)
@@ -298,8 +299,8 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 // the job returns to queued and its entry becomes claimable by others.
 func (q *Queue) Release(ctx context.Context, group string, e Entry) error {
 	pipe := q.rdb.TxPipeline()
-	pipe.HSet(ctx, JobKey(e.JobID), "status", "queued")
-	pipe.HIncrBy(ctx, JobKey(e.JobID), "attempts", -1)
+	pipe.HSet(ctx, rkey.JobKey(e.JobID), "status", "queued")
+	pipe.HIncrBy(ctx, rkey.JobKey(e.JobID), "attempts", -1)
 	// Re-adding puts the job at the tail of its stream; acking the old entry
 	// removes it from this worker's pending list.
 	pipe.XAdd(ctx, &redis.XAddArgs{Stream: e.Stream, Values: []any{"job", e.JobID}})
@@ -311,7 +312,7 @@ func (q *Queue) Release(ctx context.Context, group string, e Entry) error {
 
 // JobWebhook returns what a webhook delivery needs about a job.
 func (q *Queue) JobWebhook(ctx context.Context, jobID string) (url string, state *sluice.JobState, err error) {
-	url, err = q.rdb.HGet(ctx, JobKey(jobID), "webhook").Result()
+	url, err = q.rdb.HGet(ctx, rkey.JobKey(jobID), "webhook").Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil, sluice.ErrNotFound
 	}
@@ -346,7 +347,7 @@ func (q *Queue) ReadUsage(ctx context.Context, consumer string, streams []string
 	for range streams {
 		args = append(args, ">")
 	}
-	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: GroupUsage, Consumer: consumer, Streams: args, Count: count, Block: block}).Result()
+	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: rkey.GroupUsage, Consumer: consumer, Streams: args, Count: count, Block: block}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -355,7 +356,7 @@ func (q *Queue) ReadUsage(ctx context.Context, consumer string, streams []string
 
 // PendingUsage returns this consumer's unacknowledged usage events.
 func (q *Queue) PendingUsage(ctx context.Context, consumer, stream string, count int64) ([]UsageEntry, error) {
-	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: GroupUsage, Consumer: consumer, Streams: []string{stream, "0"}, Count: count, Block: -1}).Result()
+	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: rkey.GroupUsage, Consumer: consumer, Streams: []string{stream, "0"}, Count: count, Block: -1}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -364,7 +365,7 @@ func (q *Queue) PendingUsage(ctx context.Context, consumer, stream string, count
 
 // AutoClaimUsage takes usage events a dead writer left unacknowledged.
 func (q *Queue) AutoClaimUsage(ctx context.Context, consumer, stream string, minIdle time.Duration, count int64) ([]UsageEntry, error) {
-	msgs, _, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: GroupUsage, Consumer: consumer,
+	msgs, _, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: rkey.GroupUsage, Consumer: consumer,
 		MinIdle: minIdle, Start: "0-0", Count: count}).Result()
 	if err != nil {
 		return nil, translate(err)
@@ -376,7 +377,7 @@ func (q *Queue) AutoClaimUsage(ctx context.Context, consumer, stream string, min
 func (q *Queue) AckUsage(ctx context.Context, es []UsageEntry) error {
 	pipe := q.rdb.Pipeline()
 	for _, e := range es {
-		pipe.XAck(ctx, e.Stream, GroupUsage, e.ID)
+		pipe.XAck(ctx, e.Stream, rkey.GroupUsage, e.ID)
 		pipe.XDel(ctx, e.Stream, e.ID)
 	}
 	_, err := pipe.Exec(ctx)
@@ -386,7 +387,7 @@ func (q *Queue) AckUsage(ctx context.Context, es []UsageEntry) error {
 // AckHook acknowledges a delivered (or given-up) webhook entry.
 func (q *Queue) AckHook(ctx context.Context, e Entry) error {
 	pipe := q.rdb.Pipeline()
-	pipe.XAck(ctx, e.Stream, GroupHooks, e.ID)
+	pipe.XAck(ctx, e.Stream, rkey.GroupHooks, e.ID)
 	pipe.XDel(ctx, e.Stream, e.ID)
 	_, err := pipe.Exec(ctx)
 	return translate(err)
@@ -394,13 +395,13 @@ func (q *Queue) AckHook(ctx context.Context, e Entry) error {
 
 // DeadLetter records a job that failed for good, with its reason.
 func (q *Queue) DeadLetter(ctx context.Context, model, jobID, reason string) error {
-	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: DeadKey(model), MaxLen: 100000, Approx: true,
+	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: rkey.DeadKey(model), MaxLen: 100000, Approx: true,
 		Values: []any{"job", jobID, "error", reason}}).Err())
 }
 
 // ParkUsage keeps a usage event the database refused, with the reason, in the
 // tag's usage dead-letter stream, for an operator to fix and replay.
 func (q *Queue) ParkUsage(ctx context.Context, e UsageEntry, reason string) error {
-	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: e.Stream + ":dead",
+	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: rkey.ParkedUsageKey(e.Stream),
 		Values: []any{"ev", e.Data, "error", reason}}).Err())
 }

@@ -1,4 +1,6 @@
-package redisq
+// Package rkey builds every Redis key, channel and consumer-group name Sluice
+// uses; nothing else may (see the architecture test). It is a leaf: stdlib only.
+package rkey
 
 import (
 	"crypto/rand"
@@ -118,3 +120,83 @@ func EndpointsKey(model string) string { return tagged(Tag(model)) + "eps:" + mo
 // EndpointsSeenKey is the sorted set of the workers that published a model's
 // endpoints (score: when the entry lapses, ms by Redis's clock).
 func EndpointsSeenKey(model string) string { return tagged(Tag(model)) + "eps-seen:" + model }
+
+// Identity keys. Abuse counters of one user share the {u:ID} tag; counters
+// keyed by address or email carry their own tag, one key per script call.
+
+// AuthEvictChannel carries credential revocations to every instance's
+// verifier cache.
+const AuthEvictChannel = keyPrefix + "authn:evict"
+
+// LimitKey is a fixed-window abuse counter: kind names the limit (login,
+// signup, keys, mfa), subject what it counts (an address, an email hash, a
+// user id).
+func LimitKey(kind, subject string) string {
+	return keyPrefix + "{l:" + kind + ":" + subject + "}:n"
+}
+
+// RevokedSessionsKey is the sorted set of ended logins and users whose
+// sessions ended: members "s:<session id>" and "u:<user id>", scored by the
+// revocation time in Unix milliseconds. Entries older than an access
+// token's lifetime (plus leeway) are pruned, and the key expires with them.
+const RevokedSessionsKey = keyPrefix + "authn:revoked"
+
+// A user's admission keys share the hash tag {u:USER}, so each admission and
+// settlement script touches one Redis Cluster slot.
+func userKey(userID, name string) string { return keyPrefix + "{u:" + userID + "}:" + name }
+
+// UserKeys are one user's admission keys.
+type UserKeys struct {
+	Funds, Holds, HoldExp, ReqLog, TokLog, TokAmt, Lease string
+}
+
+// User returns a user's admission keys.
+func User(userID string) UserKeys {
+	return UserKeys{
+		Funds:   userKey(userID, "funds"),   // hash: credit, inc_used, ov_used, *_held, per, init, g:<grant id>
+		Holds:   userKey(userID, "holds"),   // hash: job id → its hold
+		HoldExp: userKey(userID, "holdexp"), // zset: job id by the time its hold lapses
+		ReqLog:  userKey(userID, "rpm"),     // zset: job id by admission time (rolling minute)
+		TokLog:  userKey(userID, "tpm"),     // zset: job id by admission time
+		TokAmt:  userKey(userID, "tpmv"),    // hash: job id → tokens counted, _sum
+		Lease:   userKey(userID, "lease"),   // zset: job id by lease expiry
+	}
+}
+
+// Admit is the keys admit.lua takes, in its order.
+func (k UserKeys) Admit() []string {
+	return []string{k.Funds, k.Holds, k.HoldExp, k.ReqLog, k.TokLog, k.TokAmt, k.Lease}
+}
+
+// Settle is the keys settle.lua takes, in its order.
+func (k UserKeys) Settle() []string {
+	return []string{k.Funds, k.Holds, k.HoldExp, k.TokAmt, k.Lease}
+}
+
+// GroupSettle is the consumer group of the settle streams.
+const GroupSettle = "settle"
+
+// CacheKey is a user's exact-match response-cache entry: a hash of the model,
+// the endpoint and the request body as sent upstream.
+func CacheKey(userID, model, endpoint string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(model + "\x00" + endpoint + "\x00"))
+	h.Write(body)
+	return userKey(userID, "cache:"+hex.EncodeToString(h.Sum(nil)))
+}
+
+// JobKeyPattern matches every job hash of a tag (SCAN MATCH).
+func JobKeyPattern(tag string) string { return tagged(tag) + "job:*" }
+
+// JobIDOfKey is the job id a job hash key names.
+func JobIDOfKey(key string) string {
+	_, id, _ := strings.Cut(key, "}:job:")
+	return id
+}
+
+// ParkedUsageKey is the dead-letter stream of a usage stream: events the
+// database refused, kept for an operator.
+func ParkedUsageKey(usageStream string) string { return usageStream + ":dead" }
+
+// CachePattern matches every response-cache entry of a user (SCAN MATCH).
+func CachePattern(userID string) string { return userKey(userID, "cache:*") }
