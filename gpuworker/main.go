@@ -1,7 +1,8 @@
 // Command gpuworker is the long-running GPU worker: it runs beside its vLLM
 // replicas, pulls jobs from Redis only when an engine has room, and records
 // results and usage exactly once. Same configuration and environment as the
-// functions (SLUICE_CONFIG, DATABASE_URL, REDIS_URL, SLUICE_KEY_PEPPER).
+// functions (SLUICE_CONFIG, DATABASE_URL, REDIS_URL), less SLUICE_KEY_PEPPER:
+// it verifies no credential.
 package main
 
 import (
@@ -20,12 +21,16 @@ import (
 	"github.com/sluice-ai/sluice/shared/httpserve"
 )
 
-func main() { os.Exit(run()) }
-
-func run() int {
+func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	d, err := app.FromEnv(ctx)
+	code := run(ctx, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// run serves until ctx ends; getenv is the environment.
+func run(ctx context.Context, getenv func(string) string) int {
+	d, err := app.FromEnvAs(ctx, app.Worker, getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gpuworker:", err)
 		return 1

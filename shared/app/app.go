@@ -47,16 +47,36 @@ type Deps struct {
 	Objects *objstore.Jobs
 }
 
+// Role is what a process does; it decides what Open connects and starts.
+type Role int
+
+const (
+	// Function serves API requests: everything, the key verifier included.
+	Function Role = iota
+	// Worker is the GPU worker: the stores, the queue, admission's settler
+	// and telemetry; no verifier, so no SLUICE_KEY_PEPPER.
+	Worker
+)
+
 // Open connects to PostgreSQL and Redis as cfg.Env says, applies migrations
-// and builds the shared services. Background work starts with Start.
+// and builds a function's services. Background work starts with Start.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Deps, error) {
-	return OpenWith(ctx, cfg, log, telemetry.Options{})
+	return OpenRole(ctx, cfg, log, Function, telemetry.Options{})
 }
 
 // OpenWith is Open with telemetry options (tests pass an in-memory span
 // exporter).
 func OpenWith(ctx context.Context, cfg *config.Config, log *slog.Logger, topts telemetry.Options) (*Deps, error) {
-	if err := cfg.Env.ValidateEnv(); err != nil {
+	return OpenRole(ctx, cfg, log, Function, topts)
+}
+
+// OpenRole opens what a process of the role uses, and no more.
+func OpenRole(ctx context.Context, cfg *config.Config, log *slog.Logger, role Role, topts telemetry.Options) (*Deps, error) {
+	validate := cfg.Env.ValidateEnv
+	if role == Worker {
+		validate = cfg.Env.ValidateWorkerEnv
+	}
+	if err := validate(); err != nil {
 		return nil, err
 	}
 	db, err := postgres.Open(ctx, cfg.Env.DatabaseURL)
@@ -89,9 +109,11 @@ func OpenWith(ctx context.Context, cfg *config.Config, log *slog.Logger, topts t
 		ReadDB:    readDB,
 		Redis:     rdb,
 		Queue:     NewQueue(cfg, rdb),
-		Verifier:  NewVerifier(cfg, db, log),
 		Admission: admission.New(cfg, rdb, db, log),
 		Objects:   objstore.NewJobs(cfg),
+	}
+	if role == Function {
+		d.Verifier = NewVerifier(cfg, db, log)
 	}
 	if d.Objects != nil {
 		// Not fatal: the store may still be starting (compose). Until it
@@ -156,8 +178,10 @@ func OpenRedis(ctx context.Context, url string) (redis.UniversalClient, error) {
 // Start runs background work (batched last-used writes, revocations from
 // other instances, settlement of ended jobs' reservations) until ctx ends.
 func (d *Deps) Start(ctx context.Context) {
-	go d.Verifier.Run(ctx, 10*time.Second)
-	d.Verifier.Subscribed(ctx, d.Redis)
+	if d.Verifier != nil {
+		go d.Verifier.Run(ctx, 10*time.Second)
+		d.Verifier.Subscribed(ctx, d.Redis)
+	}
 	go d.Admission.Settler(admission.ConsumerName(d.Config.Env.WorkerName)).Run(ctx)
 }
 
@@ -168,7 +192,9 @@ func (d *Deps) Ready(ctx context.Context) error {
 
 // Close releases connections.
 func (d *Deps) Close() {
-	d.Verifier.Flush(context.Background())
+	if d.Verifier != nil {
+		d.Verifier.Flush(context.Background())
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	d.Telemetry.Shutdown(sctx) //nolint:errcheck // spans lost at exit are only spans
 	cancel()
@@ -182,13 +208,16 @@ func (d *Deps) Close() {
 // FromEnv loads the configuration from the process environment and opens
 // the dependencies: the entry point of the OpenFaaS template and the Lambda
 // adapter, and the only reader of the environment.
-func FromEnv(ctx context.Context) (*Deps, error) {
+func FromEnv(ctx context.Context) (*Deps, error) { return FromEnvAs(ctx, Function, os.Getenv) }
+
+// FromEnvAs is FromEnv for a role, reading the environment through getenv.
+func FromEnvAs(ctx context.Context, role Role, getenv func(string) string) (*Deps, error) {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	cfg, err := config.Load(os.Getenv)
+	cfg, err := config.Load(getenv)
 	if err != nil {
 		return nil, err
 	}
-	d, err := Open(ctx, cfg, log)
+	d, err := OpenRole(ctx, cfg, log, role, telemetry.Options{})
 	if err != nil {
 		return nil, err
 	}

@@ -581,12 +581,20 @@ const Priorities = 3
 // Permissions returns the permissions of a role.
 func (c *Config) Permissions(role string) []string { return c.Auth.RBAC.Permissions[role] }
 
-// ValidateEnv checks what a component that touches money and keys needs.
+// ValidateEnv checks what a function needs: the stores and the key pepper
+// (it verifies API keys).
 func (e Env) ValidateEnv() error {
 	var errs []error
 	if len(e.KeyPepper) < 32 {
 		errs = append(errs, errors.New("SLUICE_KEY_PEPPER: must be set to at least 32 bytes (e.g. `openssl rand -hex 32`)"))
 	}
+	return errors.Join(append(errs, e.ValidateWorkerEnv())...)
+}
+
+// ValidateWorkerEnv checks what the GPU worker needs: the stores. Not the
+// key pepper: the worker verifies no credential.
+func (e Env) ValidateWorkerEnv() error {
+	var errs []error
 	if e.DatabaseURL == "" {
 		errs = append(errs, errors.New("DATABASE_URL: must be set"))
 	}
