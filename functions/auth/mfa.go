@@ -27,7 +27,7 @@ const (
 	recoveryN  = 10
 )
 
-var errBadCode = &sluice.Error{Kind: sluice.KindUnauthenticated, Code: "invalid_mfa_code",
+var errBadCode = &sluice.Error{Kind: sluice.KindUnauthenticated, Code: sluice.CodeInvalidMFACode,
 	Message: "The authentication code is invalid or was already used."}
 
 // checkTOTP returns the step a code belongs to, or 0. Only steps later than
@@ -135,7 +135,7 @@ func (s *service) reauth(r *http.Request, p *sluice.Principal) (*postgres.UserAu
 	if u.PasswordHash == "" || !verifyPassword(u.PasswordHash, b.Password) {
 		s.limits.hit(ctx, "login", emailSubject(u.Email)+":"+remote(r)) //nolint:errcheck
 		s.audit(r, u.ID, "session.reauth", u.ID, "bad_password", nil)
-		return nil, &sluice.Error{Kind: sluice.KindPermissionDenied, Code: "reauthentication_required", Param: "password",
+		return nil, &sluice.Error{Kind: sluice.KindPermissionDenied, Code: sluice.CodeReauthRequired, Param: "password",
 			Message: "This change needs your password."}
 	}
 	if u.MFAEnabled {

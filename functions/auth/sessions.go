@@ -23,10 +23,10 @@ import (
 // refreshPrefix marks Sluice refresh tokens; the rest is 256 random bits.
 const refreshPrefix = "rt_"
 
-var errBadLogin = &sluice.Error{Kind: sluice.KindUnauthenticated, Code: "invalid_credentials",
+var errBadLogin = &sluice.Error{Kind: sluice.KindUnauthenticated, Code: sluice.CodeInvalidCredentials,
 	Message: "Incorrect email or password."}
 
-var errBadRefresh = &sluice.Error{Kind: sluice.KindUnauthenticated, Code: "invalid_refresh_token",
+var errBadRefresh = &sluice.Error{Kind: sluice.KindUnauthenticated, Code: sluice.CodeInvalidRefreshToken,
 	Message: "The refresh token is invalid, expired or already used."}
 
 // secretHash is the stored form of a server-issued secret (refresh token,

@@ -300,7 +300,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		switch {
 		case t.cancelled.Load():
 			o.Status, o.HTTP = sluice.JobCancelled, 499
-			o.Error = &sluice.ErrorBody{Message: "The job was cancelled.", Type: "invalid_request_error", Code: "cancelled"}
+			o.Error = &sluice.ErrorBody{Message: "The job was cancelled.", Type: "invalid_request_error", Code: sluice.CodeCancelled}
 		case ctx.Err() != nil && jctx.Err() != nil && !errors.Is(jctx.Err(), context.DeadlineExceeded):
 			// Shutdown abort: hand the job back unless its client already saw output.
 			if first {
@@ -309,7 +309,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 				}
 			}
 			o.Status, o.HTTP = sluice.JobFailed, http.StatusServiceUnavailable
-			o.Error = &sluice.ErrorBody{Message: "The worker shut down while the job was running.", Type: "server_error", Code: "stream_interrupted"}
+			o.Error = &sluice.ErrorBody{Message: "The worker shut down while the job was running.", Type: "server_error", Code: sluice.CodeStreamInterrupted}
 		case errors.Is(jctx.Err(), context.DeadlineExceeded):
 			o.Status, o.HTTP = sluice.JobFailed, http.StatusGatewayTimeout
 			o.Error = &sluice.ErrorBody{Message: "The job's deadline passed while it ran.", Type: "server_error", Code: sluice.CodeDeadlineExceeded}
@@ -318,7 +318,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 			// twice. It fails and pays for what it produced.
 			o.Status, o.HTTP = sluice.JobFailed, http.StatusBadGateway
 			o.Error = &sluice.ErrorBody{Message: "The inference engine failed after part of the output was streamed; the stream cannot be resumed.",
-				Type: "server_error", Code: "stream_interrupted"}
+				Type: "server_error", Code: sluice.CodeStreamInterrupted}
 		case ended == failEngineDown:
 			// Not tried on another engine: a request that crashed this one
 			// could crash every replica in turn.
@@ -415,7 +415,7 @@ func (r *runner) fetchInput(ctx context.Context, c *redisq.Claimed, job *sluice.
 		return false
 	}
 	o := redisq.Outcome{Status: sluice.JobFailed, HTTP: http.StatusInternalServerError,
-		Error: &sluice.ErrorBody{Message: "The job's input is no longer stored.", Type: "server_error", Code: "input_missing"}}
+		Error: &sluice.ErrorBody{Message: "The job's input is no longer stored.", Type: "server_error", Code: sluice.CodeInputMissing}}
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ccancel()
 	if _, err := p.Queue.Complete(cctx, rkey.GroupWorkers, c.Entry, o); err != nil {

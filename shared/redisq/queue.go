@@ -92,9 +92,9 @@ func errJSON(msg, typ, code string) string {
 
 var (
 	expiredErr     = errJSON("The job's deadline passed before it could run.", "server_error", sluice.CodeDeadlineExceeded)
-	deadErr        = errJSON("The job failed too many times and was moved to the dead-letter queue.", "server_error", "max_attempts_exceeded")
-	interruptedErr = errJSON("The worker serving this stream stopped after output was sent; the stream cannot be resumed.", "server_error", "stream_interrupted")
-	cancelledErr   = errJSON("The job was cancelled.", "invalid_request_error", "cancelled")
+	deadErr        = errJSON("The job failed too many times and was moved to the dead-letter queue.", "server_error", sluice.CodeMaxAttempts)
+	interruptedErr = errJSON("The worker serving this stream stopped after output was sent; the stream cannot be resumed.", "server_error", sluice.CodeStreamInterrupted)
+	cancelledErr   = errJSON("The job was cancelled.", "invalid_request_error", sluice.CodeCancelled)
 )
 
 // Enqueue stores a job and adds it to its model's stream. timeout is how long

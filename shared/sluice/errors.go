@@ -44,7 +44,14 @@ const (
 	CodeServiceUnavailable    = "service_unavailable"
 	CodeConflict              = "conflict"
 	CodeInternal              = "internal_error"
-	CodeMFARequired           = "mfa_required" // log in again with a TOTP or recovery code
+	CodeMFARequired           = "mfa_required"              // log in again with a TOTP or recovery code
+	CodeCancelled             = "cancelled"                 // the job was cancelled (HTTP 499)
+	CodeStreamInterrupted     = "stream_interrupted"        // output was sent, then the job could not finish
+	CodeInputMissing          = "input_missing"             // an async job's stored input is gone
+	CodeInvalidCredentials    = "invalid_credentials"       // wrong email or password
+	CodeInvalidRefreshToken   = "invalid_refresh_token"     // refresh token unknown, reused or revoked
+	CodeInvalidMFACode        = "invalid_mfa_code"          // wrong TOTP or recovery code
+	CodeReauthRequired        = "reauthentication_required" // a sensitive change needs the password again
 	// CodeDuplicateKey: a request body names a key twice, or two keys that
 	// differ only by case (the engine and Sluice would read different values).
 	CodeDuplicateKey = "duplicate_key"

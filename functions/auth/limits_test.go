@@ -1,4 +1,4 @@
-package authsuite_test
+package auth_test
 
 import (
 	"context"
