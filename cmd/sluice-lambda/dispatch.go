@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdaurl"
@@ -60,25 +59,13 @@ func dispatch(h http.Handler, mode string, scheduled func(context.Context) (any,
 	}, nil
 }
 
-var (
-	depsMu sync.Mutex
-	deps   *app.Deps
-)
-
-// runScheduled opens the dependencies once per execution environment (a
-// failed open is retried by the next invocation; EventBridge retries) and
-// runs usage-rollup's scheduled work.
+// runScheduled runs usage-rollup's scheduled work on the process's shared
+// dependencies (the HTTP handler uses the same ones; a failed open is
+// retried by the next invocation; EventBridge retries).
 func runScheduled(ctx context.Context) (any, error) {
-	depsMu.Lock()
-	if deps == nil {
-		d, err := app.FromEnv(ctx)
-		if err != nil {
-			depsMu.Unlock()
-			return nil, err
-		}
-		deps = d
+	d, err := app.Shared(ctx)
+	if err != nil {
+		return nil, err
 	}
-	d := deps
-	depsMu.Unlock()
 	return rollup.RunScheduled(ctx, rollup.DepsFrom(d))
 }

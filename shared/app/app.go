@@ -225,6 +225,27 @@ func FromEnvAs(ctx context.Context, role Role, getenv func(string) string) (*Dep
 	return d, nil
 }
 
+var (
+	sharedMu   sync.Mutex
+	sharedDeps *Deps
+)
+
+// Shared returns the process's one set of dependencies, opened from the
+// environment on first use (a failed open is retried by the next call), so
+// a Lambda serving HTTP and scheduled events holds one pool of connections.
+func Shared(ctx context.Context) (*Deps, error) {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if sharedDeps == nil {
+		d, err := FromEnv(ctx)
+		if err != nil {
+			return nil, err
+		}
+		sharedDeps = d
+	}
+	return sharedDeps, nil
+}
+
 // Lazy returns an OpenFaaS/Lambda entry point that builds its handler from the
 // environment on first use. A failed start (a dependency briefly down) is
 // retried on a later request, at most every 5 s, instead of being kept.
@@ -245,7 +266,7 @@ func Lazy(build func(*Deps) http.Handler) http.HandlerFunc {
 			lastTry = time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			var d *Deps
-			if d, lastErr = FromEnv(ctx); lastErr == nil {
+			if d, lastErr = Shared(ctx); lastErr == nil {
 				h = d.Serve(build(d))
 			}
 			cancel()
