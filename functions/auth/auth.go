@@ -123,16 +123,7 @@ func decode(r *http.Request, v any) error {
 // principal authenticates the request and checks one of perms (none: any
 // authenticated principal acting on its own objects).
 func (s *service) principal(r *http.Request, perms ...string) (*sluice.Principal, error) {
-	p, err := s.Verifier.Authenticate(r.Context(), r)
-	if err != nil {
-		return nil, err
-	}
-	if len(perms) > 0 {
-		if err := authn.Authorize(p, s.Config.Permissions(p.Role), perms...); err != nil {
-			return nil, err
-		}
-	}
-	return p, nil
+	return s.Verifier.Require(r, s.Config.Permissions, perms...)
 }
 
 // admin authenticates an administrator: the permission, and a second factor

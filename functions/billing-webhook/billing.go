@@ -107,7 +107,7 @@ func (d Deps) plans(w http.ResponseWriter, _ *http.Request) {
 // buyer authenticates a purchase: the account's owner, with a session or
 // an unscoped key (a key scoped to some permissions buys nothing).
 func (d Deps) buyer(r *http.Request) (*sluice.Principal, error) {
-	p, err := d.Verifier.Authenticate(r.Context(), r)
+	p, err := d.Verifier.Require(r, d.Config.Permissions)
 	if err != nil {
 		return nil, err
 	}
@@ -115,11 +115,7 @@ func (d Deps) buyer(r *http.Request) (*sluice.Principal, error) {
 		return nil, sluice.Errorf(sluice.KindPermissionDenied, sluice.CodePermissionDenied,
 			"A scoped API key cannot manage billing; use the account's session or an unscoped key.")
 	}
-	if err := authn.Authorize(p, d.Config.Auth.RBAC.Permissions[p.Role], sluice.PermInferenceExecute); err != nil {
-		return nil, err
-	}
-	httpserve.SetUser(r.Context(), p.UserID)
-	return p, nil
+	return p, authn.Authorize(p, d.Config.Permissions(p.Role), sluice.PermInferenceExecute)
 }
 
 func (d Deps) stripeOff() error {

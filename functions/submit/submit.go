@@ -72,17 +72,10 @@ var handle = app.Lazy(func(d *app.Deps) http.Handler {
 // environment on first use.
 func Handle(w http.ResponseWriter, r *http.Request) { handle(w, r) }
 
-// authorize authenticates the request and checks one of the permissions.
+// authorize authenticates the request and checks one of the permissions
+// (role and, for a scoped key, the key's scopes).
 func (s *service) authorize(r *http.Request, perms ...string) (*sluice.Principal, error) {
-	p, err := s.Verifier.Authenticate(r.Context(), r)
-	if err != nil {
-		return nil, err
-	}
-	httpserve.SetUser(r.Context(), p.UserID)
-	if err := authn.Authorize(p, s.Config.Permissions(p.Role), perms...); err != nil {
-		return nil, err // role and, for a scoped key, the key's scopes
-	}
-	return p, nil
+	return s.Verifier.Require(r, s.Config.Permissions, perms...)
 }
 
 type modelObject struct {

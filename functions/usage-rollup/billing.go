@@ -16,7 +16,7 @@ import (
 // subject authenticates the caller and returns whose data the request is
 // about: the caller's own, or user_id= for a role with billing:read.
 func (d Deps) subject(r *http.Request) (string, error) {
-	p, err := d.Verifier.Authenticate(r.Context(), r)
+	p, err := d.Verifier.Require(r, d.Config.Permissions)
 	if err != nil {
 		return "", err
 	}
@@ -330,7 +330,7 @@ type revenueDay struct {
 
 // revenue: GET /v1/admin/revenue?days=N (1..366, default 30) — billing:read.
 func (d Deps) revenue(w http.ResponseWriter, r *http.Request) {
-	p, err := d.Verifier.Authenticate(r.Context(), r)
+	p, err := d.Verifier.Require(r, d.Config.Permissions)
 	if err != nil {
 		openai.WriteError(w, r, d.Log, err)
 		return

@@ -124,11 +124,8 @@ func (d Deps) triggerAllowed(r *http.Request) error {
 		return &sluice.Error{Kind: sluice.KindUnauthenticated, Code: sluice.CodeInvalidAPIKey,
 			Message: "The usage rollup runs on its schedule; a manual run needs a credential."}
 	}
-	p, err := d.Verifier.Authenticate(r.Context(), r)
+	p, err := d.Verifier.Require(r, d.Config.Permissions, PermRollupRun)
 	if err != nil {
-		return err
-	}
-	if err := authn.Authorize(p, d.Config.Permissions(p.Role), PermRollupRun); err != nil {
 		return err
 	}
 	return authn.RequireAdminMFA(p, d.Config.Permissions(p.Role), d.Config.Auth.Identity.RequireMFAForAdmin)

@@ -1,11 +1,33 @@
 package authn
 
 import (
+	"net/http"
 	"slices"
+
+	"github.com/sluice-ai/sluice/shared/httpserve"
 
 	"github.com/sluice-ai/sluice/shared/rbac"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
+
+// Require is every function's one authenticate-then-authorize step: it
+// authenticates r, names the caller's user in the request's logs, and, when
+// needs is non-empty, checks the caller holds one of them (Authorize).
+// rolePerms is the deployment's role → permissions lookup
+// (config.Config.Permissions).
+func (v *Verifier) Require(r *http.Request, rolePerms func(role string) []string, needs ...string) (*sluice.Principal, error) {
+	p, err := v.Authenticate(r.Context(), r)
+	if err != nil {
+		return nil, err
+	}
+	httpserve.SetUser(r.Context(), p.UserID)
+	if len(needs) > 0 {
+		if err := Authorize(p, rolePerms(p.Role), needs...); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
 
 // Authorize checks that p may use one of needs: its role must grant it and,
 // for a scoped key, so must the key's scopes (a key never exceeds its owner).
