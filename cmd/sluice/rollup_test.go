@@ -251,16 +251,17 @@ func TestMeterOutboxStripeMock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := rollup.Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DB: pgtest.New(t),
+	db := pgtest.New(t)
+	d := rollup.Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DB: db,
 		Stripe: stripe.NewWithBase("sk_test_123", testenv.StripeMock(t))}
 	ctx := t.Context()
 	user := func(email, customer string) string {
-		u, err := d.DB.UpsertUser(ctx, email, sluice.TierPro, sluice.RoleUser)
+		u, err := db.UpsertUser(ctx, email, sluice.TierPro, sluice.RoleUser)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if customer != "" {
-			if _, err := d.DB.Pool.Exec(ctx, `UPDATE users SET stripe_customer_id = $2 WHERE id = $1`, u.ID, customer); err != nil {
+			if _, err := db.Pool.Exec(ctx, `UPDATE users SET stripe_customer_id = $2 WHERE id = $1`, u.ID, customer); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -274,7 +275,7 @@ func TestMeterOutboxStripeMock(t *testing.T) {
 			es[i] = postgres.LedgerEntry{UserID: userID, Kind: "usage", JobID: fmt.Sprintf("job-%d", n),
 				Period: sluice.CalendarPeriod(time.Now()), Model: "llama-2-7b", PromptTokens: 10, OverageMicros: ov}
 		}
-		if _, err := d.DB.LedgerSettle(ctx, es); err != nil {
+		if _, err := db.LedgerSettle(ctx, es); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -283,7 +284,7 @@ func TestMeterOutboxStripeMock(t *testing.T) {
 		value                         int64
 	}
 	outbox := func(userID string) []row {
-		rows, err := d.DB.Pool.Query(ctx, `SELECT status, identifier, COALESCE(last_error, ''), value FROM meter_outbox WHERE user_id = $1 ORDER BY id`, userID)
+		rows, err := db.Pool.Query(ctx, `SELECT status, identifier, COALESCE(last_error, ''), value FROM meter_outbox WHERE user_id = $1 ORDER BY id`, userID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -115,7 +114,7 @@ func (s *service) adminUpdateUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	u, err := s.DB.UpdateUser(r.Context(), id, postgres.UserUpdate{Role: b.Role, Tier: b.Tier, Disabled: b.Disabled, Limits: limits})
+	u, err := s.DB.UpdateUser(r.Context(), id, sluice.UserUpdate{Role: b.Role, Tier: b.Tier, Disabled: b.Disabled, Limits: limits})
 	if err != nil {
 		s.audit(r, p.UserID, "admin.user_update", id, "not_found", nil)
 		s.fail(w, r, notFoundUser(err))
@@ -240,7 +239,7 @@ func (s *service) adminEmailCollisions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeList(w, cs, func(c postgres.EmailCollision) map[string]any {
+	writeList(w, cs, func(c sluice.EmailCollision) map[string]any {
 		return map[string]any{"object": "email_collision", "email": c.Normalized, "user_ids": c.UserIDs, "emails": c.Emails}
 	})
 }

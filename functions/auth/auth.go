@@ -20,7 +20,6 @@ import (
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -28,7 +27,7 @@ import (
 type Deps struct {
 	Config   *config.Config
 	Log      *slog.Logger
-	DB       *postgres.DB
+	DB       sluice.AuthStore
 	Redis    redis.UniversalClient
 	Verifier *authn.Verifier
 	// Objects holds large job payloads (storage.jobs); a deleted account's
@@ -163,7 +162,7 @@ func remote(r *http.Request) string { return httpserve.ClientAddr(r) }
 // action already happened, and the log line keeps the record.
 func (s *service) audit(r *http.Request, actor, action, target, outcome string, detail map[string]any) {
 	ctx := context.WithoutCancel(r.Context())
-	e := postgres.AuditEntry{ActorID: actor, Action: action, Target: target, Outcome: outcome, Remote: remote(r), Detail: detail}
+	e := sluice.AuditEntry{ActorID: actor, Action: action, Target: target, Outcome: outcome, Remote: remote(r), Detail: detail}
 	if err := s.DB.InsertAudit(ctx, e); err != nil {
 		s.Log.ErrorContext(ctx, "audit write failed", slog.String("action", action), slog.String("target", target),
 			slog.String("outcome", outcome), slog.String("err", err.Error()))

@@ -9,7 +9,6 @@ import (
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/rbac"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
@@ -155,7 +154,7 @@ func (s *service) mint(r *http.Request, p *sluice.Principal, req keyRequest, rot
 	if err != nil {
 		return sluice.APIKey{}, "", sluice.Internal(err)
 	}
-	k, err := s.DB.CreateKey(r.Context(), postgres.NewKey{UserID: p.UserID, Name: req.Name, Hash: apikey.Hash(s.peppers[0], key),
+	k, err := s.DB.CreateKey(r.Context(), sluice.NewKey{UserID: p.UserID, Name: req.Name, Hash: apikey.Hash(s.peppers[0], key),
 		Prefix: apikey.Display(key), ExpiresAt: req.ExpiresAt, Scopes: req.Scopes, Models: req.Models, RotatedFrom: rotatedFrom,
 		Limits: req.limits(), CacheResponses: req.CacheResponses, Max: req.max})
 	return k, key, err

@@ -16,7 +16,6 @@ import (
 	qrcode "github.com/skip2/go-qrcode"
 
 	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -54,7 +53,7 @@ func checkTOTP(secret, code string, lastStep int64, now time.Time) int64 {
 // secondFactor checks a TOTP or recovery code for u. Failures count per
 // user; the accepted step is recorded atomically so two instances cannot
 // both accept the same code.
-func (s *service) secondFactor(ctx context.Context, r *http.Request, u *postgres.UserAuth, code, recovery string) error {
+func (s *service) secondFactor(ctx context.Context, r *http.Request, u *sluice.UserAuth, code, recovery string) error {
 	if code == "" && recovery == "" {
 		return &sluice.Error{Kind: sluice.KindUnauthenticated, Code: CodeMFARequired, Param: "totp_code",
 			Message: "This account uses multi-factor authentication: send totp_code or recovery_code."}
@@ -78,7 +77,7 @@ func (s *service) secondFactor(ctx context.Context, r *http.Request, u *postgres
 	return nil
 }
 
-func (s *service) verifyFactor(ctx context.Context, u *postgres.UserAuth, code, recovery string) (bool, error) {
+func (s *service) verifyFactor(ctx context.Context, u *sluice.UserAuth, code, recovery string) (bool, error) {
 	if recovery != "" {
 		return s.DB.UseRecoveryCode(ctx, u.ID, hex.EncodeToString(s.secretHash("recovery:"+u.ID, normRecovery(recovery))))
 	}
@@ -117,7 +116,7 @@ type reauthBody struct {
 
 // reauth asks for the password again (and the second factor once enrolled)
 // before a sensitive change: MFA changes and account deletion.
-func (s *service) reauth(r *http.Request, p *sluice.Principal) (*postgres.UserAuth, error) {
+func (s *service) reauth(r *http.Request, p *sluice.Principal) (*sluice.UserAuth, error) {
 	var b reauthBody
 	if err := decode(r, &b); err != nil {
 		return nil, err
@@ -148,7 +147,7 @@ func (s *service) reauth(r *http.Request, p *sluice.Principal) (*postgres.UserAu
 
 // selfReauth authenticates the caller and re-checks its password (and
 // second factor) for a change to its own account.
-func (s *service) selfReauth(r *http.Request) (*postgres.UserAuth, error) {
+func (s *service) selfReauth(r *http.Request) (*sluice.UserAuth, error) {
 	p, err := s.principal(r)
 	if err != nil {
 		return nil, err

@@ -6,7 +6,6 @@ import (
 
 	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -60,16 +59,16 @@ type limitField struct {
 
 func (p *limitsPatch) fields(to *sluice.Limits) []limitField {
 	return []limitField{
-		{postgres.LimitRPM, "requests_per_minute", p.RequestsPerMinute, &to.RequestsPerMinute},
-		{postgres.LimitTPM, "tokens_per_minute", p.TokensPerMinute, &to.TokensPerMinute},
-		{postgres.LimitConcurrency, "concurrency", p.Concurrency, &to.Concurrency},
+		{sluice.LimitRPM, "requests_per_minute", p.RequestsPerMinute, &to.RequestsPerMinute},
+		{sluice.LimitTPM, "tokens_per_minute", p.TokensPerMinute, &to.TokensPerMinute},
+		{sluice.LimitConcurrency, "concurrency", p.Concurrency, &to.Concurrency},
 	}
 }
 
 // update validates the present fields and returns the store's change and
 // the audit detail (which values were set; 0 is a cleared override).
-func update(fs []limitField) (postgres.LimitsUpdate, map[string]any, error) {
-	var up postgres.LimitsUpdate
+func update(fs []limitField) (sluice.LimitsUpdate, map[string]any, error) {
+	var up sluice.LimitsUpdate
 	detail := map[string]any{}
 	for _, f := range fs {
 		if !f.o.set {
@@ -86,15 +85,15 @@ func update(fs []limitField) (postgres.LimitsUpdate, map[string]any, error) {
 	return up, detail, nil
 }
 
-func (p *userLimitsPatch) update() (postgres.LimitsUpdate, map[string]any, error) {
+func (p *userLimitsPatch) update() (sluice.LimitsUpdate, map[string]any, error) {
 	var to sluice.Limits
 	up, detail, err := update(append(p.fields(&to),
-		limitField{postgres.LimitCap, "overage_cap_micros", p.OverageCap, &to.OverageCap}))
+		limitField{sluice.LimitCap, "overage_cap_micros", p.OverageCap, &to.OverageCap}))
 	up.To = to
 	return up, detail, err
 }
 
-func (p *limitsPatch) update() (postgres.LimitsUpdate, map[string]any, error) {
+func (p *limitsPatch) update() (sluice.LimitsUpdate, map[string]any, error) {
 	var to sluice.Limits
 	up, detail, err := update(p.fields(&to))
 	up.To = to

@@ -19,7 +19,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
 // sealer encrypts secrets the server must read back (TOTP secrets, JWT
@@ -64,7 +64,7 @@ func (s *sealer) open(sealed []byte) ([]byte, error) {
 // replacing it when it is older than the configured age. Retired keys stay
 // published (and accepted by the verifier) until their tokens have expired.
 type signer struct {
-	db      *postgres.DB
+	db      sluice.AuthStore
 	cfg     config.Identity
 	seal    *sealer
 	rotated func(context.Context) // tells the verifiers a new kid exists
@@ -76,7 +76,7 @@ type signer struct {
 	created  time.Time
 }
 
-func newSigner(db *postgres.DB, cfg config.Identity, seal *sealer, rotated func(context.Context)) *signer {
+func newSigner(db sluice.AuthStore, cfg config.Identity, seal *sealer, rotated func(context.Context)) *signer {
 	return &signer{db: db, cfg: cfg, seal: seal, rotated: rotated}
 }
 
@@ -127,7 +127,7 @@ func (s *signer) rotateLocked(ctx context.Context) (string, ed25519.PrivateKey, 
 		return "", nil, err
 	}
 	kid := kidOf(pub)
-	if err := s.db.RotateSigningKey(ctx, postgres.SigningKey{KID: kid, Public: pub, Private: s.seal.seal(priv.Seed())}); err != nil {
+	if err := s.db.RotateSigningKey(ctx, sluice.SigningKey{KID: kid, Public: pub, Private: s.seal.seal(priv.Seed())}); err != nil {
 		return "", nil, err
 	}
 	s.kid, s.priv, s.created, s.loadedAt = kid, priv, time.Now(), time.Now()

@@ -30,7 +30,6 @@ import (
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/stripe"
@@ -40,7 +39,7 @@ import (
 // secret key is configured: purchases then answer 503.
 type Deps struct {
 	Config   *config.Config
-	DB       *postgres.DB
+	DB       sluice.BillingStore
 	Redis    redis.UniversalClient
 	Verifier *authn.Verifier
 	Stripe   *stripeapi.Client
@@ -247,7 +246,7 @@ func (d Deps) process(ctx context.Context, ev stripeapi.Event) (string, error) {
 		return "ignored", nil
 	}
 	var fx effects
-	fresh, err := d.DB.ApplyStripeEvent(ctx, ev.ID, string(ev.Type), time.Unix(ev.Created, 0).UTC(), func(tx *postgres.BillingTx) error {
+	fresh, err := d.DB.ApplyStripeEvent(ctx, ev.ID, string(ev.Type), time.Unix(ev.Created, 0).UTC(), func(tx sluice.BillingTx) error {
 		return apply(ctx, d, tx, ev, &fx)
 	})
 	if err != nil {
@@ -268,8 +267,8 @@ func (d Deps) process(ctx context.Context, ev stripeapi.Event) (string, error) {
 // effects are what an applied event changes outside PostgreSQL, after the
 // commit: live balances and cached principals.
 type effects struct {
-	grants []postgres.LedgerRef // ledger rows to apply to the live counters
-	users  []string             // users whose cached principal is stale
+	grants []sluice.LedgerRef // ledger rows to apply to the live counters
+	users  []string           // users whose cached principal is stale
 	// funds are users whose credit changed under their jobs in flight
 	// (a clawback) or whose disputes changed: their suspension is set from
 	// their open disputes and jobs holding credit no longer there stopped.

@@ -11,14 +11,13 @@ import (
 	stripeapi "github.com/stripe/stripe-go/v85"
 
 	"github.com/sluice-ai/sluice/shared/admission"
-	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/stripe"
 )
 
 // handler applies one event type inside the event's transaction; what must
 // happen after the commit goes into fx.
-type handler func(ctx context.Context, d Deps, tx *postgres.BillingTx, ev stripeapi.Event, fx *effects) error
+type handler func(ctx context.Context, d Deps, tx sluice.BillingTx, ev stripeapi.Event, fx *effects) error
 
 // handlers are the event types Sluice acts on; any other is answered 2xx
 // and ignored.
@@ -40,7 +39,7 @@ func eventTime(ev stripeapi.Event) time.Time { return time.Unix(ev.Created, 0).U
 // userOf maps a Stripe object to a Sluice user: the user id Sluice put in
 // its metadata, else its customer. "" (no error) means the object is not
 // Sluice's (a customer created outside it): the event changes nothing.
-func userOf(ctx context.Context, tx *postgres.BillingTx, meta map[string]string, customer *stripeapi.Customer) (string, error) {
+func userOf(ctx context.Context, tx sluice.BillingTx, meta map[string]string, customer *stripeapi.Customer) (string, error) {
 	if id := meta[stripe.MetaUserID]; id != "" {
 		if !sluice.IsUUID(id) {
 			return "", nil // not a Sluice user id; querying it would abort the transaction
@@ -61,7 +60,7 @@ func userOf(ctx context.Context, tx *postgres.BillingTx, meta map[string]string,
 	return id, err
 }
 
-func checkoutCompleted(ctx context.Context, d Deps, tx *postgres.BillingTx, ev stripeapi.Event, fx *effects) error {
+func checkoutCompleted(ctx context.Context, d Deps, tx sluice.BillingTx, ev stripeapi.Event, fx *effects) error {
 	s, err := stripe.Object[stripeapi.CheckoutSession](ev)
 	if err != nil {
 		return err
@@ -105,7 +104,7 @@ func checkoutCompleted(ctx context.Context, d Deps, tx *postgres.BillingTx, ev s
 			return err
 		}
 		if id != 0 {
-			fx.grants = append(fx.grants, postgres.LedgerRef{ID: id, UserID: user, CreditMicros: micros})
+			fx.grants = append(fx.grants, sluice.LedgerRef{ID: id, UserID: user, CreditMicros: micros})
 		}
 	case stripe.KindSubscription:
 		// The subscription starts now; its own events (which may arrive
@@ -115,7 +114,7 @@ func checkoutCompleted(ctx context.Context, d Deps, tx *postgres.BillingTx, ev s
 		if _, ok := d.Config.Tiers[tier]; !ok || s.Subscription == nil || s.Subscription.ID == "" {
 			return nil
 		}
-		stored, err := tx.UpsertSubscription(ctx, postgres.Subscription{ID: s.Subscription.ID, UserID: user, Tier: tier,
+		stored, err := tx.UpsertSubscription(ctx, sluice.Subscription{ID: s.Subscription.ID, UserID: user, Tier: tier,
 			Status: string(stripeapi.SubscriptionStatusActive)}, eventTime(ev), true)
 		if err != nil || !stored {
 			return err
@@ -139,7 +138,7 @@ func paidStatus(s stripeapi.SubscriptionStatus) bool {
 	return false
 }
 
-func subscriptionChanged(ctx context.Context, d Deps, tx *postgres.BillingTx, ev stripeapi.Event, fx *effects) error {
+func subscriptionChanged(ctx context.Context, d Deps, tx sluice.BillingTx, ev stripeapi.Event, fx *effects) error {
 	sub, err := stripe.Object[stripeapi.Subscription](ev)
 	if err != nil {
 		return err
@@ -148,7 +147,7 @@ func subscriptionChanged(ctx context.Context, d Deps, tx *postgres.BillingTx, ev
 	if err != nil || user == "" {
 		return err
 	}
-	row := postgres.Subscription{ID: sub.ID, UserID: user, Status: string(sub.Status), CancelAtPeriodEnd: sub.CancelAtPeriodEnd}
+	row := sluice.Subscription{ID: sub.ID, UserID: user, Status: string(sub.Status), CancelAtPeriodEnd: sub.CancelAtPeriodEnd}
 	if ev.Type == "customer.subscription.deleted" {
 		row.Status = string(stripeapi.SubscriptionStatusCanceled)
 	}
@@ -194,8 +193,8 @@ func subscriptionChanged(ctx context.Context, d Deps, tx *postgres.BillingTx, ev
 // the subscription line's: in API 2026-03 an invoice line carries the
 // period it bills (the invoice's own period_start/end is the previous
 // one's usage window); the line with the latest end is the new period.
-func invoiceOf(ctx context.Context, tx *postgres.BillingTx, inv *stripeapi.Invoice) (postgres.Invoice, error) {
-	row := postgres.Invoice{ID: inv.ID, Status: string(inv.Status), AmountDueMicros: stripe.CentsToMicros(inv.AmountDue),
+func invoiceOf(ctx context.Context, tx sluice.BillingTx, inv *stripeapi.Invoice) (sluice.Invoice, error) {
+	row := sluice.Invoice{ID: inv.ID, Status: string(inv.Status), AmountDueMicros: stripe.CentsToMicros(inv.AmountDue),
 		AmountPaidMicros: stripe.CentsToMicros(inv.AmountPaid), Currency: string(inv.Currency), HostedURL: inv.HostedInvoiceURL}
 	if row.Currency == "" {
 		row.Currency = "usd"
@@ -227,7 +226,7 @@ func invoiceOf(ctx context.Context, tx *postgres.BillingTx, inv *stripeapi.Invoi
 	return row, err
 }
 
-func invoicePaid(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev stripeapi.Event, fx *effects) error {
+func invoicePaid(ctx context.Context, _ Deps, tx sluice.BillingTx, ev stripeapi.Event, fx *effects) error {
 	inv, err := stripe.Object[stripeapi.Invoice](ev)
 	if err != nil {
 		return err
@@ -251,7 +250,7 @@ func invoicePaid(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev stripea
 	return nil
 }
 
-func invoiceFailed(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev stripeapi.Event, fx *effects) error {
+func invoiceFailed(ctx context.Context, _ Deps, tx sluice.BillingTx, ev stripeapi.Event, fx *effects) error {
 	inv, err := stripe.Object[stripeapi.Invoice](ev)
 	if err != nil {
 		return err
@@ -276,7 +275,7 @@ func invoiceFailed(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev strip
 }
 
 // clawback takes unused credit back for a refund or dispute of payment.
-func clawback(ctx context.Context, tx *postgres.BillingTx, ev stripeapi.Event, fx *effects, payment string, upTo int64, ref, note string) error {
+func clawback(ctx context.Context, tx sluice.BillingTx, ev stripeapi.Event, fx *effects, payment string, upTo int64, ref, note string) error {
 	if payment == "" {
 		return nil // not a Checkout payment: no credit came from it
 	}
@@ -292,7 +291,7 @@ func clawback(ctx context.Context, tx *postgres.BillingTx, ev stripeapi.Event, f
 		return err
 	}
 	if id != 0 && taken > 0 {
-		fx.grants = append(fx.grants, postgres.LedgerRef{ID: id, UserID: user, CreditMicros: -taken})
+		fx.grants = append(fx.grants, sluice.LedgerRef{ID: id, UserID: user, CreditMicros: -taken})
 	}
 	// Jobs in flight may hold credit the clawback just took: they are
 	// stopped after the commit (effects.funds).
@@ -300,7 +299,7 @@ func clawback(ctx context.Context, tx *postgres.BillingTx, ev stripeapi.Event, f
 	return nil
 }
 
-func chargeRefunded(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev stripeapi.Event, fx *effects) error {
+func chargeRefunded(ctx context.Context, _ Deps, tx sluice.BillingTx, ev stripeapi.Event, fx *effects) error {
 	ch, err := stripe.Object[stripeapi.Charge](ev)
 	if err != nil {
 		return err
@@ -316,7 +315,7 @@ func chargeRefunded(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev stri
 // disputeCreated takes the disputed credit back and suspends the user's
 // prepaid credit and postpaid use until the dispute closes: a user who
 // disputes what was spent cannot go on spending meanwhile.
-func disputeCreated(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev stripeapi.Event, fx *effects) error {
+func disputeCreated(ctx context.Context, _ Deps, tx sluice.BillingTx, ev stripeapi.Event, fx *effects) error {
 	dp, err := stripe.Object[stripeapi.Dispute](ev)
 	if err != nil {
 		return err
@@ -340,7 +339,7 @@ func disputeCreated(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev stri
 
 // disputeClosed ends a dispute: won, what its clawback took is given back
 // (a reversal); either way the suspension lifts once no dispute is open.
-func disputeClosed(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev stripeapi.Event, fx *effects) error {
+func disputeClosed(ctx context.Context, _ Deps, tx sluice.BillingTx, ev stripeapi.Event, fx *effects) error {
 	dp, err := stripe.Object[stripeapi.Dispute](ev)
 	if err != nil {
 		return err
@@ -355,7 +354,7 @@ func disputeClosed(ctx context.Context, _ Deps, tx *postgres.BillingTx, ev strip
 			return err
 		}
 		if id != 0 {
-			fx.grants = append(fx.grants, postgres.LedgerRef{ID: id, UserID: user, CreditMicros: taken})
+			fx.grants = append(fx.grants, sluice.LedgerRef{ID: id, UserID: user, CreditMicros: taken})
 		}
 	}
 	fx.funds = append(fx.funds, user)
@@ -414,7 +413,7 @@ func stripeRefs(ev stripeapi.Event) ([]string, error) {
 
 // admissionGrant applies a ledger row to the user's live balance (once per
 // row; the counters reload from the ledger anyway when missing).
-func admissionGrant(ctx context.Context, rdb redis.UniversalClient, g postgres.LedgerRef) error {
+func admissionGrant(ctx context.Context, rdb redis.UniversalClient, g sluice.LedgerRef) error {
 	if err := admission.Grant(ctx, rdb, g.UserID, g.ID, g.CreditMicros); err != nil {
 		return fmt.Errorf("live balance of %s: %w", g.UserID, err)
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/stripe"
 	"github.com/sluice-ai/sluice/shared/telemetry"
@@ -32,10 +31,10 @@ const PermBillingRead = "billing:read"
 type Deps struct {
 	Config *config.Config
 	Log    *slog.Logger
-	DB     *postgres.DB
+	DB     sluice.UsageStore
 	// ReadDB serves the heavy reads (usage, statements, revenue): a read
 	// replica when DATABASE_READ_URL is set; nil means DB.
-	ReadDB   *postgres.DB
+	ReadDB   sluice.UsageReports
 	Verifier *authn.Verifier
 	// Stripe receives the meter events; nil (no STRIPE_SECRET_KEY) keeps
 	// them pending in the outbox.
@@ -47,11 +46,15 @@ type Deps struct {
 
 // DepsFrom builds Deps from the shared dependencies.
 func DepsFrom(d *app.Deps) Deps {
-	return Deps{Config: d.Config, Log: d.Log, DB: d.DB, ReadDB: d.ReadDB, Verifier: d.Verifier, Stripe: stripe.New(d.Config),
+	out := Deps{Config: d.Config, Log: d.Log, DB: d.DB, Verifier: d.Verifier, Stripe: stripe.New(d.Config),
 		Telemetry: d.Telemetry}
+	if d.ReadDB != nil { // a nil *postgres.DB in the interface would not read as nil
+		out.ReadDB = d.ReadDB
+	}
+	return out
 }
 
-func (d Deps) read() *postgres.DB {
+func (d Deps) read() sluice.UsageReports {
 	if d.ReadDB != nil {
 		return d.ReadDB
 	}

@@ -37,7 +37,7 @@ func testDeps(t *testing.T) Deps {
 func settle(t *testing.T, d Deps) []Report {
 	t.Helper()
 	var target int64
-	if err := d.DB.Pool.QueryRow(t.Context(), `SELECT pg_current_xact_id()::text::bigint`).Scan(&target); err != nil {
+	if err := pg(d).Pool.QueryRow(t.Context(), `SELECT pg_current_xact_id()::text::bigint`).Scan(&target); err != nil {
 		t.Fatal(err)
 	}
 	var reps []Report
@@ -105,17 +105,17 @@ func TestRollupTwiceAndConcurrently(t *testing.T) {
 	mistral.PerRequest = 7 // the list price adds it once per request
 	d.Config.Pricing["mistral-7b"] = mistral
 	ctx := t.Context()
-	a, err := d.DB.UpsertUser(ctx, "a@example.com", sluice.TierFree, sluice.RoleUser)
+	a, err := pg(d).UpsertUser(ctx, "a@example.com", sluice.TierFree, sluice.RoleUser)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := d.DB.UpsertUser(ctx, "b@example.com", sluice.TierPro, sluice.RoleUser)
+	b, err := pg(d).UpsertUser(ctx, "b@example.com", sluice.TierPro, sluice.RoleUser)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	insertUsage(t, d.DB, a.ID, "a", 50, now.Add(-3*time.Hour))
-	insertUsage(t, d.DB, b.ID, "b", 30, now.Add(-26*time.Hour))
+	insertUsage(t, pg(d), a.ID, "a", 50, now.Add(-3*time.Hour))
+	insertUsage(t, pg(d), b.ID, "b", 30, now.Add(-26*time.Hour))
 
 	first := settle(t, d)
 	// Each run that folded compared the days it touched and found raw usage
@@ -133,24 +133,24 @@ func TestRollupTwiceAndConcurrently(t *testing.T) {
 	if folded != 80 {
 		t.Fatalf("the first runs folded %d requests, want 80", folded)
 	}
-	raw, daily, hourly := sumsOf(t, d.DB)
+	raw, daily, hourly := sumsOf(t, pg(d))
 	if raw.requests != 80 || daily != raw || hourly != raw {
 		t.Fatalf("after one run: raw %+v daily %+v hourly %+v", raw, daily, hourly)
 	}
 	// Twice: nothing new, nothing changes.
 	settle(t, d)
-	if _, daily2, hourly2 := sumsOf(t, d.DB); daily2 != raw || hourly2 != raw {
+	if _, daily2, hourly2 := sumsOf(t, pg(d)); daily2 != raw || hourly2 != raw {
 		t.Fatalf("after a second run: daily %+v hourly %+v, raw %+v", daily2, hourly2, raw)
 	}
 	// A redelivered usage event is no new row, so no new count.
-	insertUsage(t, d.DB, a.ID, "a", 50, now.Add(-3*time.Hour))
+	insertUsage(t, pg(d), a.ID, "a", 50, now.Add(-3*time.Hour))
 
 	// Late events: jobs that ended four days ago, recorded only now.
 	late := now.Add(-96 * time.Hour)
-	insertUsage(t, d.DB, a.ID, "late", 7, late)
+	insertUsage(t, pg(d), a.ID, "late", 7, late)
 	// and from 40 days ago: sparse days, reconciled one index range a day.
-	insertUsage(t, d.DB, b.ID, "verylate", 5, now.Add(-40*24*time.Hour))
-	insertUsage(t, d.DB, b.ID, "more", 20, now)
+	insertUsage(t, pg(d), b.ID, "verylate", 5, now.Add(-40*24*time.Hour))
+	insertUsage(t, pg(d), b.ID, "more", 20, now)
 
 	// Twice at once: one folds, the other finds the lock held (or runs
 	// after it and finds nothing new); the totals are the same.
@@ -161,7 +161,7 @@ func TestRollupTwiceAndConcurrently(t *testing.T) {
 		go func() { defer wg.Done(); reps[i] = settle(t, d) }()
 	}
 	wg.Wait()
-	raw, daily, hourly = sumsOf(t, d.DB)
+	raw, daily, hourly = sumsOf(t, pg(d))
 	if raw.requests != 112 || daily != raw || hourly != raw {
 		t.Fatalf("after concurrent runs: raw %+v daily %+v hourly %+v", raw, daily, hourly)
 	}
@@ -175,13 +175,13 @@ func TestRollupTwiceAndConcurrently(t *testing.T) {
 		t.Fatalf("concurrent runs folded %d requests between them, want 32 (each row once)", folded)
 	}
 	var lateReq int64
-	if err := d.DB.Pool.QueryRow(ctx, `SELECT COALESCE(sum(requests), 0) FROM usage_daily WHERE user_id = $1 AND day = $2::date`,
+	if err := pg(d).Pool.QueryRow(ctx, `SELECT COALESCE(sum(requests), 0) FROM usage_daily WHERE user_id = $1 AND day = $2::date`,
 		a.ID, late.Format(time.DateOnly)).Scan(&lateReq); err != nil || lateReq == 0 {
 		t.Fatalf("late events' day has %d requests (%v)", lateReq, err)
 	}
 	// Per user and model, the daily rollup equals raw usage to the token.
 	var diff int
-	if err := d.DB.Pool.QueryRow(ctx, `
+	if err := pg(d).Pool.QueryRow(ctx, `
 		SELECT count(*) FROM (
 		  SELECT user_id, model_name, (timestamp AT TIME ZONE 'UTC')::date AS day, count(*) AS r,
 		         sum(prompt_tokens) AS p, sum(completion_tokens) AS c FROM inference_requests GROUP BY 1, 2, 3) raw
@@ -193,10 +193,10 @@ func TestRollupTwiceAndConcurrently(t *testing.T) {
 	// List price: llama-2-7b is 100/200 micro-dollars per token, mistral-7b
 	// 150/300 and 7 per request.
 	var cost, want int64
-	if err := d.DB.Pool.QueryRow(ctx, `SELECT sum(cost_micros) FROM usage_daily`).Scan(&cost); err != nil {
+	if err := pg(d).Pool.QueryRow(ctx, `SELECT sum(cost_micros) FROM usage_daily`).Scan(&cost); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.DB.Pool.QueryRow(ctx, `SELECT sum(CASE model_name WHEN 'llama-2-7b' THEN prompt_tokens * 100 + completion_tokens * 200
+	if err := pg(d).Pool.QueryRow(ctx, `SELECT sum(CASE model_name WHEN 'llama-2-7b' THEN prompt_tokens * 100 + completion_tokens * 200
 		ELSE prompt_tokens * 150 + completion_tokens * 300 + 7 END) FROM inference_requests`).Scan(&want); err != nil {
 		t.Fatal(err)
 	}
@@ -212,16 +212,16 @@ func TestUsagePartitions(t *testing.T) {
 	t.Parallel()
 	d := testDeps(t)
 	ctx := t.Context()
-	u, err := d.DB.UpsertUser(ctx, "p@example.com", sluice.TierFree, sluice.RoleUser)
+	u, err := pg(d).UpsertUser(ctx, "p@example.com", sluice.TierFree, sluice.RoleUser)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	insertUsage(t, d.DB, u.ID, "p", 3, now)
-	insertUsage(t, d.DB, u.ID, "p", 3, now)
+	insertUsage(t, pg(d), u.ID, "p", 3, now)
+	insertUsage(t, pg(d), u.ID, "p", 3, now)
 	var part string
 	var n int
-	if err := d.DB.Pool.QueryRow(ctx, `SELECT tableoid::regclass::text, count(*) OVER () FROM inference_requests LIMIT 1`).Scan(&part, &n); err != nil {
+	if err := pg(d).Pool.QueryRow(ctx, `SELECT tableoid::regclass::text, count(*) OVER () FROM inference_requests LIMIT 1`).Scan(&part, &n); err != nil {
 		t.Fatal(err)
 	}
 	if want := "inference_requests_" + now.Format("200601"); part != want || n != 3 {
@@ -232,7 +232,7 @@ func TestUsagePartitions(t *testing.T) {
 	}
 	ahead := "inference_requests_" + time.Date(now.Year(), now.Month()+3, 1, 0, 0, 0, 0, time.UTC).Format("200601")
 	var exists bool
-	if err := d.DB.Pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, ahead).Scan(&exists); err != nil || !exists {
+	if err := pg(d).Pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, ahead).Scan(&exists); err != nil || !exists {
 		t.Fatalf("partition %s not created ahead (%v)", ahead, err)
 	}
 }
@@ -241,12 +241,12 @@ func TestUsagePartitions(t *testing.T) {
 func overageUser(t *testing.T, d Deps, email, customer string, jobs ...int64) sluice.User {
 	t.Helper()
 	ctx := t.Context()
-	u, err := d.DB.UpsertUser(ctx, email, sluice.TierPro, sluice.RoleUser)
+	u, err := pg(d).UpsertUser(ctx, email, sluice.TierPro, sluice.RoleUser)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if customer != "" {
-		if _, err := d.DB.Pool.Exec(ctx, `UPDATE users SET stripe_customer_id = $2 WHERE id = $1`, u.ID, customer); err != nil {
+		if _, err := pg(d).Pool.Exec(ctx, `UPDATE users SET stripe_customer_id = $2 WHERE id = $1`, u.ID, customer); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -255,7 +255,7 @@ func overageUser(t *testing.T, d Deps, email, customer string, jobs ...int64) sl
 		es[i] = postgres.LedgerEntry{UserID: u.ID, Kind: "usage", JobID: fmt.Sprintf("%s-%d", email, i), Period: sluice.CalendarPeriod(time.Now()),
 			Model: "llama-2-7b", PromptTokens: 10, CompletionTokens: 5, OverageMicros: ov}
 	}
-	if _, err := d.DB.LedgerSettle(ctx, es); err != nil {
+	if _, err := pg(d).LedgerSettle(ctx, es); err != nil {
 		t.Fatal(err)
 	}
 	return u
@@ -326,7 +326,7 @@ func TestMeterDuplicateIdentifier(t *testing.T) {
 	for _, r := range reps {
 		dups += r.Meter.Duplicates
 	}
-	got := outbox(t, d.DB, dup.ID)
+	got := outbox(t, pg(d), dup.ID)
 	if len(got) != 1 || got[0].status != "sent" || dups != 1 || len(identifiers) != 1 || identifiers[0] != got[0].identifier {
 		t.Fatalf("duplicate answer: outbox %+v, duplicates %d, identifiers posted %v", got, dups, identifiers)
 	}
@@ -336,7 +336,7 @@ func TestMeterDuplicateIdentifier(t *testing.T) {
 	mu.Unlock()
 	other := overageUser(t, d, "other@example.com", "cus_gone", 55)
 	settle(t, d)
-	got = outbox(t, d.DB, other.ID)
+	got = outbox(t, pg(d), other.ID)
 	if len(got) != 1 || got[0].status != "pending" || got[0].lastError == "" {
 		t.Fatalf("other error: outbox %+v, want pending with the error", got)
 	}
@@ -350,3 +350,7 @@ func TestDuplicateIdentifierRecognised(t *testing.T) {
 		t.Fatal("non-Stripe errors are not duplicates")
 	}
 }
+
+// pg is the test's store: the tests seed and inspect it beyond the
+// function's UsageStore.
+func pg(d Deps) *postgres.DB { return d.DB.(*postgres.DB) }

@@ -11,7 +11,7 @@ import (
 
 	stripeapi "github.com/stripe/stripe-go/v85"
 
-	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
 // Report is what one scheduled run did (the POST / answer and the log line).
@@ -111,17 +111,17 @@ func RunScheduled(ctx context.Context, d Deps) (Report, error) {
 	return rep, nil
 }
 
-func sums(s postgres.UsageSums) Sums { return Sums{s.Requests, s.PromptTokens, s.CompletionTokens, 0} }
+func sums(s sluice.UsageSums) Sums { return Sums{s.Requests, s.PromptTokens, s.CompletionTokens, 0} }
 
 // prices lists the pricing block's per-token and per-request prices, sorted for a stable
 // statement.
-func prices(d Deps) []postgres.ModelPrices {
-	out := make([]postgres.ModelPrices, 0, len(d.Config.Pricing))
+func prices(d Deps) []sluice.ModelPrices {
+	out := make([]sluice.ModelPrices, 0, len(d.Config.Pricing))
 	for m, p := range d.Config.Pricing {
-		out = append(out, postgres.ModelPrices{Model: m, InputMicros: int64(p.InputTokens), OutMicros: int64(p.OutputTokens),
+		out = append(out, sluice.ModelPrices{Model: m, InputMicros: int64(p.InputTokens), OutMicros: int64(p.OutputTokens),
 			RequestMicros: int64(p.PerRequest), GPUSecondMicros: int64(p.PerGPUSecond)})
 	}
-	slices.SortFunc(out, func(a, b postgres.ModelPrices) int { return strings.Compare(a.Model, b.Model) })
+	slices.SortFunc(out, func(a, b sluice.ModelPrices) int { return strings.Compare(a.Model, b.Model) })
 	return out
 }
 

@@ -226,9 +226,8 @@ const mod = "github.com/sluice-ai/sluice/"
 // pending are the imports issue 15 item 3 has yet to remove; an entry that
 // is no longer needed fails the test, so the list only shrinks.
 var pending = map[string][]string{
-	"functions/auth":            {mod + "shared/postgres"},
-	"functions/billing-webhook": {mod + "shared/postgres", "github.com/stripe/stripe-go/v85"},
-	"functions/usage-rollup":    {mod + "shared/postgres", "github.com/stripe/stripe-go/v85"},
+	"functions/billing-webhook": {"github.com/stripe/stripe-go/v85"},
+	"functions/usage-rollup":    {"github.com/stripe/stripe-go/v85"},
 }
 
 // TestDependencyRules: the functions depend on the domain, not on the

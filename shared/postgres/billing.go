@@ -11,16 +11,16 @@ import (
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
-// BillingTx is one Stripe webhook event's transaction: the event is
+// billingTx is sluice.BillingTx in one pgx transaction: the event is
 // recorded and its effects written together, or neither.
-type BillingTx struct{ tx pgx.Tx }
+type billingTx struct{ tx pgx.Tx }
 
 // ApplyStripeEvent records the Stripe event id and runs apply in the same
 // transaction. It returns false without running apply when the event was
 // already processed (a duplicate delivery). An error from apply rolls
 // everything back: the event stays unprocessed, and Stripe's retry runs it
 // again.
-func (db *DB) ApplyStripeEvent(ctx context.Context, id, typ string, created time.Time, apply func(*BillingTx) error) (bool, error) {
+func (db *DB) ApplyStripeEvent(ctx context.Context, id, typ string, created time.Time, apply func(sluice.BillingTx) error) (bool, error) {
 	fresh := false
 	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		var got string
@@ -32,7 +32,7 @@ func (db *DB) ApplyStripeEvent(ctx context.Context, id, typ string, created time
 			return err
 		}
 		fresh = true
-		return apply(&BillingTx{tx: tx})
+		return apply(&billingTx{tx: tx})
 	})
 	if err != nil {
 		return false, translateKeep(err)
@@ -64,20 +64,20 @@ func (db *DB) StripeEventProcessed(ctx context.Context, id string) (bool, error)
 }
 
 // UserIDByCustomer returns the user whose Stripe customer this is.
-func (t *BillingTx) UserIDByCustomer(ctx context.Context, customer string) (string, error) {
+func (t *billingTx) UserIDByCustomer(ctx context.Context, customer string) (string, error) {
 	var id string
 	err := t.tx.QueryRow(ctx, q("UserIDByCustomer"), customer).Scan(&id)
 	return id, translate(err)
 }
 
 // SetStripeCustomer records a user's Stripe customer unless one is set.
-func (t *BillingTx) SetStripeCustomer(ctx context.Context, userID, customer string) error {
+func (t *billingTx) SetStripeCustomer(ctx context.Context, userID, customer string) error {
 	var got string
 	return translate(t.tx.QueryRow(ctx, q("SetStripeCustomer"), userID, customer).Scan(&got))
 }
 
 // LockUser serialises this transaction's money changes for the user.
-func (t *BillingTx) LockUser(ctx context.Context, userID string) error {
+func (t *billingTx) LockUser(ctx context.Context, userID string) error {
 	var id string
 	return translate(t.tx.QueryRow(ctx, q("LockUser"), userID).Scan(&id))
 }
@@ -85,7 +85,7 @@ func (t *BillingTx) LockUser(ctx context.Context, userID string) error {
 // Grant appends a purchased credit grant for the Stripe object ref (a
 // Checkout Session) paid with payment (a payment intent; may be empty). It
 // returns the ledger row id, or 0 when ref was granted already.
-func (t *BillingTx) Grant(ctx context.Context, userID, period string, micros int64, note, ref, payment string) (int64, error) {
+func (t *billingTx) Grant(ctx context.Context, userID, period string, micros int64, note, ref, payment string) (int64, error) {
 	var id int64
 	err := t.tx.QueryRow(ctx, q("BillingGrant"), userID, period, micros, note, ref, payment).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -102,7 +102,7 @@ func (t *BillingTx) Grant(ctx context.Context, userID, period string, micros int
 // writes no row. It returns the ledger row id (0: none written, or ref was
 // recorded already) and the amount taken, which may be 0 (the row still
 // records that ref was handled).
-func (t *BillingTx) Clawback(ctx context.Context, userID, period string, upTo int64, note, ref, payment string) (id, taken int64, err error) {
+func (t *billingTx) Clawback(ctx context.Context, userID, period string, upTo int64, note, ref, payment string) (id, taken int64, err error) {
 	if err := t.LockUser(ctx, userID); err != nil {
 		return 0, 0, err
 	}
@@ -122,17 +122,10 @@ func (t *BillingTx) Clawback(ctx context.Context, userID, period string, upTo in
 }
 
 // UserIDByPayment returns the user a credit purchase's payment granted to.
-func (t *BillingTx) UserIDByPayment(ctx context.Context, payment string) (string, error) {
+func (t *billingTx) UserIDByPayment(ctx context.Context, payment string) (string, error) {
 	var id string
 	err := t.tx.QueryRow(ctx, q("UserIDByPayment"), payment).Scan(&id)
 	return id, translate(err)
-}
-
-// LedgerRef is a ledger row written for a Stripe object.
-type LedgerRef struct {
-	ID           int64
-	UserID       string
-	CreditMicros int64
 }
 
 // LedgerByRefs returns the ledger rows of these Stripe objects.
@@ -148,17 +141,10 @@ func (db *DB) LedgerByRefs(ctx context.Context, refs []string) ([]LedgerRef, err
 	return out, translate(err)
 }
 
-// Subscription is a Stripe subscription as an event describes it.
-type Subscription struct {
-	ID, UserID, Tier, Status string
-	PeriodStart, PeriodEnd   *time.Time
-	CancelAtPeriodEnd        bool
-}
-
 // UpsertSubscription stores s as of the event time eventAt unless a newer
 // event already did; weak (a created event) also yields to one of the same
 // second. It returns whether s was stored.
-func (t *BillingTx) UpsertSubscription(ctx context.Context, s Subscription, eventAt time.Time, weak bool) (bool, error) {
+func (t *billingTx) UpsertSubscription(ctx context.Context, s Subscription, eventAt time.Time, weak bool) (bool, error) {
 	var id string
 	err := t.tx.QueryRow(ctx, q("UpsertSubscription"), s.ID, s.UserID, s.Tier, s.Status, s.PeriodStart, s.PeriodEnd,
 		s.CancelAtPeriodEnd, eventAt, weak).Scan(&id)
@@ -169,22 +155,14 @@ func (t *BillingTx) UpsertSubscription(ctx context.Context, s Subscription, even
 }
 
 // SetUserTier sets the user's tier; free also ends the subscription period.
-func (t *BillingTx) SetUserTier(ctx context.Context, userID, tier string) error {
+func (t *billingTx) SetUserTier(ctx context.Context, userID, tier string) error {
 	_, err := t.tx.Exec(ctx, q("SetUserTier"), userID, tier)
 	return translate(err)
 }
 
-// Invoice is a Stripe invoice as an event describes it.
-type Invoice struct {
-	ID, UserID, SubscriptionID, Status string
-	PeriodStart, PeriodEnd             *time.Time
-	AmountDueMicros, AmountPaidMicros  int64
-	Currency, HostedURL                string
-}
-
 // UpsertInvoice stores inv as of the event time eventAt unless a newer
 // event already did.
-func (t *BillingTx) UpsertInvoice(ctx context.Context, inv Invoice, eventAt time.Time) error {
+func (t *billingTx) UpsertInvoice(ctx context.Context, inv Invoice, eventAt time.Time) error {
 	_, err := t.tx.Exec(ctx, q("UpsertInvoice"), inv.ID, inv.UserID, inv.SubscriptionID, inv.Status, inv.PeriodStart,
 		inv.PeriodEnd, inv.AmountDueMicros, inv.AmountPaidMicros, inv.Currency, inv.HostedURL, eventAt)
 	return translate(err)
@@ -192,20 +170,15 @@ func (t *BillingTx) UpsertInvoice(ctx context.Context, inv Invoice, eventAt time
 
 // StartPeriod starts a paid subscription period (unless a later one has
 // started) and clears the past-due mark.
-func (t *BillingTx) StartPeriod(ctx context.Context, userID string, start, end time.Time) error {
+func (t *billingTx) StartPeriod(ctx context.Context, userID string, start, end time.Time) error {
 	_, err := t.tx.Exec(ctx, q("StartPeriod"), userID, start, end)
 	return translate(err)
 }
 
 // MarkPastDue records a failed payment (the first failure's time stays).
-func (t *BillingTx) MarkPastDue(ctx context.Context, userID string, at time.Time) error {
+func (t *billingTx) MarkPastDue(ctx context.Context, userID string, at time.Time) error {
 	_, err := t.tx.Exec(ctx, q("MarkPastDue"), userID, at)
 	return translate(err)
-}
-
-// BillingUser is what Checkout and the portal need about a user.
-type BillingUser struct {
-	ID, Email, StripeCustomer string
 }
 
 // BillingUser returns the user's email and Stripe customer.
@@ -223,12 +196,6 @@ func (db *DB) SetStripeCustomer(ctx context.Context, userID, customer string) (s
 	return got, translate(err)
 }
 
-// UserBillingState is a user's billing columns.
-type UserBillingState struct {
-	Tier, StripeCustomer                 string
-	PeriodStart, PeriodEnd, PastDueSince *time.Time
-}
-
 // UserBilling returns a user's billing state.
 func (db *DB) UserBilling(ctx context.Context, userID string) (UserBillingState, error) {
 	var s UserBillingState
@@ -238,7 +205,7 @@ func (db *DB) UserBilling(ctx context.Context, userID string) (UserBillingState,
 
 // OpenDispute records a card dispute of payment as open; false when it was
 // recorded before.
-func (t *BillingTx) OpenDispute(ctx context.Context, id, userID, payment string, micros int64, status string) (bool, error) {
+func (t *billingTx) OpenDispute(ctx context.Context, id, userID, payment string, micros int64, status string) (bool, error) {
 	var got string
 	err := t.tx.QueryRow(ctx, q("OpenDispute"), id, userID, payment, micros, status).Scan(&got)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -250,7 +217,7 @@ func (t *BillingTx) OpenDispute(ctx context.Context, id, userID, payment string,
 // CloseDispute closes an open dispute with Stripe's final status and
 // returns its user and what its clawback took; userID "" when the dispute
 // is unknown or was closed before.
-func (t *BillingTx) CloseDispute(ctx context.Context, id, status string) (userID string, taken int64, err error) {
+func (t *billingTx) CloseDispute(ctx context.Context, id, status string) (userID string, taken int64, err error) {
 	err = t.tx.QueryRow(ctx, q("CloseDispute"), id, status).Scan(&userID, &taken)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", 0, nil
@@ -260,7 +227,7 @@ func (t *BillingTx) CloseDispute(ctx context.Context, id, status string) (userID
 
 // Reversal gives back micros a clawback took (a dispute decided in the
 // user's favour), once per ref; id 0 when ref was recorded before.
-func (t *BillingTx) Reversal(ctx context.Context, userID, period string, micros int64, note, ref string) (int64, error) {
+func (t *billingTx) Reversal(ctx context.Context, userID, period string, micros int64, note, ref string) (int64, error) {
 	var id int64
 	err := t.tx.QueryRow(ctx, q("BillingReversal"), userID, period, micros, note, ref).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {

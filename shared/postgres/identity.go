@@ -15,16 +15,6 @@ import (
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
-// UserAuth is a user with what login needs. PasswordHash and MFASecret are
-// stored forms (a PHC argon2id string, a sealed secret), never plaintext.
-type UserAuth struct {
-	sluice.User
-	PasswordHash string
-	MFAEnabled   bool
-	MFASecret    string
-	MFALastStep  int64
-}
-
 // CreateUser stores a new account; an existing email is a conflict.
 func (db *DB) CreateUser(ctx context.Context, email, passwordHash, tier, role string) (sluice.User, error) {
 	var u sluice.User
@@ -139,15 +129,6 @@ func (db *DB) RevokeRefreshFamilyOf(ctx context.Context, hash []byte) (familyID,
 	return familyID, userID, translate(err)
 }
 
-// SigningKey is a stored JWT signing key; Private is sealed.
-type SigningKey struct {
-	KID       string
-	Public    []byte
-	Private   []byte
-	CreatedAt time.Time
-	RetiredAt *time.Time
-}
-
 // SigningKeys lists the active key and the retired keys still inside grace.
 func (db *DB) SigningKeys(ctx context.Context, grace time.Duration) ([]SigningKey, error) {
 	rows, err := db.Pool.Query(ctx, q("SigningKeys"), grace)
@@ -171,25 +152,6 @@ func (db *DB) RotateSigningKey(ctx context.Context, k SigningKey) error {
 		_, err := tx.Exec(ctx, q("RetireSigningKeys"), k.KID)
 		return err
 	}))
-}
-
-// NewKey is what CreateKey stores.
-type NewKey struct {
-	UserID      string
-	Name        string
-	Hash        []byte
-	Prefix      string
-	ExpiresAt   *time.Time
-	Scopes      []string
-	Models      []string
-	RotatedFrom *string
-	Limits      sluice.Limits // the key's overrides (OverageCap is ignored)
-	// CacheResponses opts the key's deterministic requests into the
-	// response cache.
-	CacheResponses bool
-	// Max are ceilings the owner cannot lift (0: none), inherited from
-	// the key that created this one.
-	Max sluice.Limits
 }
 
 // CreateKey stores a key's hash with its scopes and model allowlist.
@@ -302,30 +264,6 @@ func scanUserLimits(r pgx.Row) (sluice.User, error) {
 	return u, err
 }
 
-// UserUpdate is an admin's change; nil fields are left alone.
-type UserUpdate struct {
-	Role     *string
-	Tier     *string
-	Disabled *bool
-	Limits   LimitsUpdate
-}
-
-// LimitsUpdate changes limit overrides: only the fields named in Set are
-// written (LimitRPM, LimitTPM, LimitConcurrency, LimitCap); a zero value in
-// To clears that override.
-type LimitsUpdate struct {
-	Set []string
-	To  sluice.Limits
-}
-
-// The names LimitsUpdate.Set takes.
-const (
-	LimitRPM         = "rpm"
-	LimitTPM         = "tpm"
-	LimitConcurrency = "conc"
-	LimitCap         = "cap"
-)
-
 // UpdateUser applies an admin's change.
 func (db *DB) UpdateUser(ctx context.Context, id string, up UserUpdate) (sluice.User, error) {
 	l := up.Limits
@@ -374,18 +312,6 @@ func (db *DB) DeleteUser(ctx context.Context, id string) error {
 func (db *DB) RevokeUserSessions(ctx context.Context, userID string) error {
 	_, err := db.Pool.Exec(ctx, q("RevokeUserRefreshTokens"), userID)
 	return translate(err)
-}
-
-// AuditEntry is one audit_log row. Detail must never hold a secret.
-type AuditEntry struct {
-	ID      int64          `json:"id"`
-	At      time.Time      `json:"at"`
-	ActorID string         `json:"actor_id"`
-	Action  string         `json:"action"`
-	Target  string         `json:"target"`
-	Outcome string         `json:"outcome"`
-	Remote  string         `json:"remote"`
-	Detail  map[string]any `json:"detail"`
 }
 
 // InsertAudit appends to the audit log.
@@ -472,14 +398,6 @@ func (db *DB) ExternalPrincipal(ctx context.Context, issuer, subject, email stri
 		return p, translate(err)
 	}
 	return p, translate(scan()) // also settles a race with another instance
-}
-
-// EmailCollision is a set of live accounts whose e-mails are equal once
-// normalised (lowercased, trimmed), or one not yet normalised.
-type EmailCollision struct {
-	Normalized string
-	UserIDs    []string
-	Emails     []string
 }
 
 // EmailCollisions lists what the e-mail normalisation left for an admin.

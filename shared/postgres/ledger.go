@@ -7,32 +7,6 @@ import (
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
-// LedgerEntry is one settled job as the ledger records it.
-type LedgerEntry struct {
-	UserID           string
-	Kind             string // usage (ran on an engine) or cache (served from the response cache)
-	JobID            string
-	Period           string // YYYY-MM
-	Model            string
-	PromptTokens     int64
-	CompletionTokens int64
-	IncludedTokens   int64 // included tokens consumed
-	CreditMicros     int64 // prepaid credit spent (>= 0; stored negated)
-	OverageMicros    int64 // postpaid usage
-	DebtMicros       int64 // charged past every source (the balance goes below zero by it); stored in credit_micros too
-	ExcessTokens     int64 // tokens past the hold's bounds
-	Unheld           bool  // settled without its hold, from the job's record
-}
-
-// Balance is a user's standing as the ledger sums it.
-type Balance struct {
-	CreditMicros   int64   // prepaid credit left
-	IncludedTokens int64   // included tokens used in the period
-	OverageMicros  int64   // postpaid usage in the period
-	GrantIDs       []int64 // every grant counted in CreditMicros
-	OpenDisputes   int64   // card disputes still open: credit and postpaid use are suspended
-}
-
 // LedgerGrant appends a prepaid credit grant and returns its id.
 func (db *DB) LedgerGrant(ctx context.Context, userID, period string, micros int64, note string) (int64, error) {
 	var id int64

@@ -9,65 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// ModelPrices are one model's list prices per token (and per request), in
-// micro-dollars.
-type ModelPrices struct {
-	Model       string
-	InputMicros int64
-	OutMicros   int64
-	// RequestMicros is the per-request price: added once per raw usage row
-	// (each is a job that reached an engine).
-	RequestMicros int64
-	// GPUSecondMicros is the per-GPU-second price, applied to each row's
-	// engine time rounded up to a micro-dollar, as settlement charges it.
-	GPUSecondMicros int64
-}
-
-// UsageSums are requests and tokens.
-type UsageSums struct {
-	Requests, PromptTokens, CompletionTokens int64
-}
-
-// Fold is what one rollup run did.
-type Fold struct {
-	// Skipped: another run held the lock; this one changed nothing.
-	Skipped bool
-	// From and To are the xid range folded: rows inserted by transactions
-	// with From <= xid < To.
-	From, To int64
-	// Folded are the raw rows' sums folded in this run; CostMicros their
-	// list price.
-	Folded     UsageSums
-	CostMicros int64
-	// HourlyRows and DailyRows are the rollup rows inserted or incremented.
-	HourlyRows, DailyRows int64
-	// OutboxRows are meter outbox rows appended.
-	OutboxRows int64
-	// Reconcile compares the days this fold touched.
-	Reconcile Reconcile
-}
-
-// Reconcile compares rollups with raw usage and the ledger over the days a
-// fold touched (Days of them, FirstDay..LastDay; zero when nothing was
-// folded).
-type Reconcile struct {
-	FirstDay, LastDay time.Time
-	Days              int
-	Raw, Daily        UsageSums
-	// HourlyRequests and HourlyTokens are the hourly rollup's sums.
-	HourlyRequests, HourlyTokens int64
-	// Unsettled: folded succeeded jobs with no ledger row yet (settlement
-	// runs apart; with admission off there is none).
-	Unsettled int64
-	// LedgerMismatch: folded jobs whose ledger row records other tokens.
-	LedgerMismatch int64
-	// Differences says in words what does not agree; empty when all do.
-	Differences []string
-	// Took is how long the comparison ran (it reads the raw rows of every
-	// day touched, so late events spread over many days cost the most).
-	Took time.Duration
-}
-
 // FoldUsage runs one rollup: under a transaction-scoped advisory lock (one
 // runner at a time; a concurrent run returns Skipped), it folds raw usage
 // and the ledger's postpaid overage inserted since the watermark up to the
@@ -176,17 +117,6 @@ func (db *DB) EnsureUsagePartitions(ctx context.Context, ahead int) (int, error)
 	var n int
 	err := db.Pool.QueryRow(ctx, q("RollupPartitions"), ahead).Scan(&n)
 	return n, translate(err)
-}
-
-// MeterEvent is one pending outbox row.
-type MeterEvent struct {
-	ID               int64
-	UserID           string
-	Identifier       string
-	Value            int64 // micro-dollars
-	EventTime        time.Time
-	Attempts         int
-	StripeCustomerID string // "" when the user has none yet
 }
 
 // MeterPending returns up to limit outbox rows due for sending.

@@ -5,14 +5,6 @@ import (
 	"time"
 )
 
-// DailyUsage is one usage_daily row.
-type DailyUsage struct {
-	Day                                      time.Time
-	Model                                    string
-	Requests, PromptTokens, CompletionTokens int64
-	CostMicros                               int64
-}
-
 // UsageDaily lists a user's daily rollup rows for days first..last.
 func (db *DB) UsageDaily(ctx context.Context, userID string, first, last time.Time) ([]DailyUsage, error) {
 	rows, err := db.Pool.Query(ctx, q("UsageDaily"), userID, first, last)
@@ -31,31 +23,12 @@ func (db *DB) UsageDaily(ctx context.Context, userID string, first, last time.Ti
 	return out, translate(rows.Err())
 }
 
-// Account is what balances and statements need of a user.
-type Account struct {
-	ID, Tier         string
-	PeriodStart      *time.Time // nil: no paid period, the calendar month counts
-	PeriodEnd        *time.Time
-	OverageCapMicros int64 // the user's override; 0: the tier's
-	StripeCustomerID *string
-	PastDueSince     *time.Time // a subscription payment failed then (nil: none)
-}
-
 // Account returns the billing view of a user.
 func (db *DB) Account(ctx context.Context, id string) (Account, error) {
 	var u Account
 	err := db.Pool.QueryRow(ctx, q("Account"), id).Scan(&u.ID, &u.Tier, &u.PeriodStart, &u.PeriodEnd,
 		&u.OverageCapMicros, &u.StripeCustomerID, &u.PastDueSince)
 	return u, translate(err)
-}
-
-// Statement is one calendar month of a user's usage and money.
-type Statement struct {
-	Month                                    time.Time
-	Requests, PromptTokens, CompletionTokens int64
-	IncludedTokens                           int64
-	CreditsUsed, CreditsPurchased, Overage   int64 // micro-dollars
-	Subscription                             int64 // micro-dollars paid on subscription invoices
 }
 
 // Statements returns a user's newest n monthly statements.
@@ -77,14 +50,6 @@ func (db *DB) Statements(ctx context.Context, userID string, n int) ([]Statement
 	return out, translate(rows.Err())
 }
 
-// StatementInvoice is a Stripe invoice as a statement lists it.
-type StatementInvoice struct {
-	ID, Status       string
-	AmountPaid       int64
-	HostedInvoiceURL string
-	Month            time.Time // the calendar month its period starts in
-}
-
 // UserInvoices lists a user's Stripe invoices, newest first.
 func (db *DB) UserInvoices(ctx context.Context, userID string) ([]StatementInvoice, error) {
 	rows, err := db.Pool.Query(ctx, q("UserInvoices"), userID)
@@ -101,12 +66,6 @@ func (db *DB) UserInvoices(ctx context.Context, userID string) ([]StatementInvoi
 		out = append(out, i)
 	}
 	return out, translate(rows.Err())
-}
-
-// RevenueDay is one day of money across all users.
-type RevenueDay struct {
-	Day                                             time.Time
-	CreditsPurchased, Subscriptions, Usage, Overage int64 // micro-dollars
 }
 
 // Revenue returns the last days days, newest first.

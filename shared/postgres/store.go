@@ -80,16 +80,6 @@ func (db *DB) InsertUsage(ctx context.Context, evs []sluice.UsageEvent) (int64, 
 	return tag.RowsAffected(), nil
 }
 
-// UsageRow is one inference_requests row as a report shows it.
-type UsageRow struct {
-	JobID            string
-	Model            string
-	PromptTokens     int64
-	CompletionTokens int64
-	Status           string
-	LatencyMS        int64
-}
-
 // UsageForUser lists a user's usage rows, oldest first.
 func (db *DB) UsageForUser(ctx context.Context, userID string) ([]UsageRow, error) {
 	rows, err := db.Pool.Query(ctx, q("UsageForUser"), userID)
