@@ -301,7 +301,7 @@ func (s *service) finish(w http.ResponseWriter, r *http.Request, sse *openai.SSE
 	}
 	var eb sluice.ErrorBody
 	if json.Unmarshal([]byte(ev.Error), &eb) != nil || eb.Message == "" {
-		eb = sluice.ErrorBody{Message: "The job " + string(ev.Status) + ".", Type: "server_error"}
+		_, eb = openai.Body(&sluice.Error{Kind: sluice.KindInternal, Message: "The job " + string(ev.Status) + "."})
 	}
 	if sse != nil {
 		j, _ := json.Marshal(map[string]any{"error": eb})
