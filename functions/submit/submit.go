@@ -42,12 +42,16 @@ type Deps struct {
 type service struct {
 	Deps
 	limits openai.Limits
+	adm    admitter // Deps.Admission, or noAdmission when it is nil
 }
 
 // New returns the submit function's handler.
 func New(d Deps) http.Handler {
 	s := &service{Deps: d, limits: openai.Limits{MaxMessages: d.Config.Server.MaxMessages,
-		BytesPerTokenFloor: d.Config.Server.BytesPerTokenFloor}}
+		BytesPerTokenFloor: d.Config.Server.BytesPerTokenFloor}, adm: noAdmission{}}
+	if d.Admission != nil {
+		s.adm = admitting{d.Admission}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/models", s.models)
 	mux.HandleFunc("GET /v1/models/{model}", s.model)

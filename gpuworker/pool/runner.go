@@ -173,35 +173,18 @@ func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, es []redisq.E
 // run executes one started job and completes it: its calls to the engine
 // (attempt), how a failure ends it (classifyJob), then finish.
 func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
-	p, q := r.p, r.p.Queue
 	job := c.Job
 	jctx, cancel := context.WithDeadline(ctx, job.Deadline)
 	defer cancel()
 	t := &task{cancel: cancel, entry: c.Entry}
-	p.mu.Lock()
-	p.running[job.ID] = t
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		delete(p.running, job.ID)
-		p.mu.Unlock()
-	}()
+	defer r.p.track(job.ID, t)()
 	if job.BodyRef != "" && !r.fetchInput(ctx, c, &job, func() { ep.inflight.Add(-1) }) {
 		return
 	}
 
 	jctx, span := r.traceJob(jctx, c)
 	started := time.Now()
-	var chunks *chunkWriter
-	var onChunk func([]byte) error
-	if job.Stream {
-		chunks = newChunkWriter(ctx, q, job.ID)
-		onChunk = chunks.add
-		if p.redact != nil {
-			fs := p.redact.Stream()
-			onChunk = func(b []byte) error { return chunks.add(fs.Chunk(b)) }
-		}
-	}
+	chunks, onChunk := r.output(ctx, job)
 	a := r.attempt(ctx, jctx, job, ep, onChunk)
 	if a.handBack {
 		if chunks != nil {
@@ -220,42 +203,78 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 			a.shown = true
 		}
 	}
-
 	d.o = redisq.Outcome{Status: sluice.JobSucceeded, HTTP: http.StatusOK}
 	if a.res != nil {
 		d.usage = a.res.Usage
 		if !job.Stream {
 			d.o.Result = a.res.Body
-			if p.redact != nil {
-				d.o.Result = p.redact.Body(a.res.Body)
+			if r.p.redact != nil {
+				d.o.Result = r.p.redact.Body(a.res.Body)
 			}
 		}
 	}
 	if d.err != nil {
-		f := jobFailure{cancelled: t.cancelled.Load(), shown: a.shown, ended: a.ended, maxAttempts: q.MaxAttempts()}
+		f := jobFailure{cancelled: t.cancelled.Load(), shown: a.shown, ended: a.ended, maxAttempts: r.p.Queue.MaxAttempts()}
 		errors.As(d.err, &f.engine)
 		if jerr := jctx.Err(); errors.Is(jerr, context.DeadlineExceeded) {
 			f.deadline = true
 		} else {
 			f.shutdown = ctx.Err() != nil && jerr != nil
 		}
-		v := classifyJob(f)
-		if v.release {
-			// Shutdown abort with nothing shown: the job goes back to the queue.
-			if rerr := q.Release(context.WithoutCancel(ctx), rkey.GroupWorkers, c.Entry); rerr == nil {
-				return
-			}
-		}
-		d.o.Status, d.o.HTTP, d.o.Error = v.status, v.http, v.err
-		d.usage = r.billFailed(ctx, job, a.res, d.err, f.cancelled)
-		if v.deadLetter {
-			p.Log.Warn("job failed after retries; dead-lettered", slog.String("job_id", job.ID), slog.String("err", d.err.Error()))
-			if derr := q.DeadLetter(context.WithoutCancel(ctx), job.Model, job.ID, d.err.Error()); derr != nil {
-				p.Log.Warn("dead-letter failed", slog.String("err", derr.Error()))
-			}
+		if !r.fail(ctx, c.Entry, job, classifyJob(f), a.res, &d) {
+			return
 		}
 	}
 	r.finish(ctx, c.Entry, job, d, span)
+}
+
+// track lists a running job (for cancels and the heartbeat) until the
+// returned func is called.
+func (p *Pool) track(jobID string, t *task) (untrack func()) {
+	p.mu.Lock()
+	p.running[jobID] = t
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		delete(p.running, jobID)
+		p.mu.Unlock()
+	}
+}
+
+// output is where a streamed job's chunks go (redacted when configured):
+// nil for a job that is not streamed.
+func (r *runner) output(ctx context.Context, job sluice.Job) (*chunkWriter, func([]byte) error) {
+	if !job.Stream {
+		return nil, nil
+	}
+	chunks := newChunkWriter(ctx, r.p.Queue, job.ID)
+	if r.p.redact == nil {
+		return chunks, chunks.add
+	}
+	fs := r.p.redact.Stream()
+	return chunks, func(b []byte) error { return chunks.add(fs.Chunk(b)) }
+}
+
+// fail applies a failed job's verdict: it hands the job back, or records
+// the error and what the job pays in d and dead-letters it when asked. It
+// reports whether the job is to be finished here.
+func (r *runner) fail(ctx context.Context, e redisq.Entry, job sluice.Job, v verdict, res *engine.Result, d *done) bool {
+	p, q := r.p, r.p.Queue
+	if v.release {
+		// Shutdown abort with nothing shown: the job goes back to the queue.
+		if rerr := q.Release(context.WithoutCancel(ctx), rkey.GroupWorkers, e); rerr == nil {
+			return false
+		}
+	}
+	d.o.Status, d.o.HTTP, d.o.Error = v.status, v.http, v.err
+	d.usage = r.billFailed(ctx, job, res, d.err, v.status == sluice.JobCancelled)
+	if v.deadLetter {
+		p.Log.Warn("job failed after retries; dead-lettered", slog.String("job_id", job.ID), slog.String("err", d.err.Error()))
+		if derr := q.DeadLetter(context.WithoutCancel(ctx), job.Model, job.ID, d.err.Error()); derr != nil {
+			p.Log.Warn("dead-letter failed", slog.String("err", derr.Error()))
+		}
+	}
+	return true
 }
 
 // done is how a job ended, for finish to record.
