@@ -309,6 +309,11 @@ func (d *drill) start(name, bin string, extra []string, args ...string) (*proc, 
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(slices.Clone(d.env), extra...)
+	if filepath.Base(bin) == "gpuworker" {
+		// The worker verifies no credential: it runs without the key
+		// pepper, as a deployment should give it (issue 15).
+		cmd.Env = slices.DeleteFunc(cmd.Env, func(kv string) bool { return strings.HasPrefix(kv, "SLUICE_KEY_PEPPER") })
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
