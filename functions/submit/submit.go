@@ -232,8 +232,7 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Princi
 			case r.Context().Err() != nil: // client gone: nothing to write
 			case sse != nil:
 				_, b := openai.Body(timeoutErr(err))
-				j, _ := json.Marshal(map[string]any{"error": b})
-				sse.Data(j) //nolint:errcheck
+				sse.Error(b) //nolint:errcheck
 			default:
 				openai.WriteError(w, r, s.Log, timeoutErr(err))
 			}
@@ -308,8 +307,7 @@ func (s *service) finish(w http.ResponseWriter, r *http.Request, sse *openai.SSE
 		_, eb = openai.Body(&sluice.Error{Kind: sluice.KindInternal, Message: "The job " + string(ev.Status) + "."})
 	}
 	if sse != nil {
-		j, _ := json.Marshal(map[string]any{"error": eb})
-		sse.Data(j) //nolint:errcheck
+		sse.Error(eb) //nolint:errcheck
 		return
 	}
 	st := ev.HTTP

@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
 	"github.com/sluice-ai/sluice/shared/redisq"
@@ -39,7 +40,11 @@ type env struct {
 
 // setup starts the submit handler from submit.New, a worker on the
 // simulator, and the settler, all torn down when the test ends.
-func setup(t *testing.T) *env {
+func setup(t *testing.T) *env { t.Helper(); return setupWith(t, true) }
+
+// setupWith is setup, with admission (limits, funds, the response cache) or
+// without (Deps.Admission nil: everything is admitted).
+func setupWith(t *testing.T, admit bool) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -61,7 +66,7 @@ worker: {usage_flush: 20ms}
 	log := slog.New(slog.DiscardHandler)
 	db := pgtest.New(t)
 	rdb := testenv.Redis(t)
-	q := redisq.New(rdb, redisq.Options{})
+	q := redisq.New(rdb, redisq.Options{EncodeError: openai.EncodeError})
 	adm := admission.New(cfg, rdb, db, log)
 	go adm.Settler(admission.ConsumerName("t-" + model)).Run(ctx)
 	w, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: q, Usage: db, Name: "t-" + model})
@@ -77,7 +82,11 @@ worker: {usage_flush: 20ms}
 		}
 	})
 	v := app.NewVerifier(cfg, db, log)
-	srv := httptest.NewServer(submit.New(submit.Deps{Config: cfg, Log: log, Queue: q, Verifier: v, Admission: adm}))
+	d := submit.Deps{Config: cfg, Log: log, Queue: q, Verifier: v}
+	if admit {
+		d.Admission = adm
+	}
+	srv := httptest.NewServer(submit.New(d))
 	t.Cleanup(srv.Close)
 	e := &env{url: srv.URL, model: model, db: db, cfg: cfg}
 	e.key = e.newKey(t, model+"@example.com")
@@ -157,6 +166,33 @@ func TestChatCompletion(t *testing.T) {
 	}
 	if resp.Header.Get("Sluice-Job-Id") == "" && resp.Header.Get("X-Request-Id") == "" {
 		t.Errorf("no job or request id header: %v", resp.Header)
+	}
+}
+
+// TestWithoutAdmission: with no Admitter every request is admitted, reserves
+// nothing and carries no rate-limit headers; async jobs still run.
+func TestWithoutAdmission(t *testing.T) {
+	t.Parallel()
+	e := setupWith(t, false)
+	resp := e.do(t, "POST", "/v1/chat/completions", e.key,
+		fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":4,"temperature":0}`, e.model), nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for h := range resp.Header {
+		if strings.HasPrefix(strings.ToLower(h), "x-ratelimit-") || h == "Sluice-Cache" {
+			t.Errorf("header %s written without admission", h)
+		}
+	}
+	var job struct{ ID, Status string }
+	if r := e.do(t, "POST", "/v1/jobs", e.key, fmt.Sprintf(`{"url":"/v1/chat/completions","body":{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":4}}`, e.model), &job); r.StatusCode != 202 || job.ID == "" {
+		t.Fatalf("async job: %d %+v", r.StatusCode, job)
+	}
+	for deadline := time.Now().Add(20 * time.Second); job.Status != "succeeded"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("job still %s", job.Status)
+		}
+		e.do(t, "GET", "/v1/jobs/"+job.ID, e.key, "", &job)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
 	"github.com/sluice-ai/sluice/shared/redisq"
@@ -270,7 +271,7 @@ func startPool(t *testing.T, model, yml string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{q: redisq.New(testenv.Redis(t), redisq.Options{}), db: pgtest.New(t), done: make(chan error, 1)}
+	h := &harness{q: redisq.New(testenv.Redis(t), redisq.Options{EncodeError: openai.EncodeError}), db: pgtest.New(t), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	t.Cleanup(cancel)

@@ -1,7 +1,10 @@
 package openai
 
 import (
+	"encoding/json"
 	"net/http"
+
+	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
 // SSE writes server-sent events and flushes each one.
@@ -33,6 +36,13 @@ func (s *SSE) Data(payload []byte) error {
 	_, err := s.w.Write(buf)
 	s.flush()
 	return err
+}
+
+// Error sends an error object as an event, as OpenAI does when a stream
+// fails after its headers went out.
+func (s *SSE) Error(b sluice.ErrorBody) error {
+	j, _ := json.Marshal(map[string]any{"error": b})
+	return s.Data(j)
 }
 
 // Done sends the final [DONE] event.

@@ -453,3 +453,35 @@ func TestPayloadRefs(t *testing.T) {
 		t.Fatalf("the key must not reach the client: %s", raw)
 	}
 }
+
+// TestErrorsThroughEncoder: every stored job error, the worker's (Complete)
+// and the ones the scripts record (cancelled here), is the injected
+// encoder's output: the queue encodes none itself.
+func TestErrorsThroughEncoder(t *testing.T) {
+	t.Parallel()
+	enc := func(e *sluice.Error) []byte { return []byte(`enc:` + e.Code) }
+	b := setup(t, redisq.Options{EncodeError: enc})
+	ctx := context.Background()
+	stored := func(id string) string { s, _ := b.rdb.HGet(ctx, rkey.JobKey(id), "error").Result(); return s }
+
+	j := b.enqueue(t, time.Minute)
+	e := b.claim(t, "w1")
+	if out, _, err := b.q.Start(ctx, e, group, "w1", b.model); err != nil || out != redisq.StartRun {
+		t.Fatalf("start: %s %v", out, err)
+	}
+	o := redisq.Outcome{Status: sluice.JobFailed, HTTP: 502, Error: sluice.ErrEngineDown}
+	if _, err := b.q.Complete(ctx, group, e, o); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(j.ID); got != "enc:"+sluice.CodeEngineError {
+		t.Errorf("failed job's error %q", got)
+	}
+
+	queued := b.enqueue(t, time.Minute)
+	if _, err := b.q.Cancel(ctx, queued.ID, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(queued.ID); got != "enc:"+sluice.CodeCancelled {
+		t.Errorf("cancelled job's error %q", got)
+	}
+}
