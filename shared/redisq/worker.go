@@ -29,22 +29,6 @@ type Entry struct {
 	JobID  string
 }
 
-// Read claims up to count new entries from streams, checked in the order given
-// (so earlier streams, the higher priorities, are served first). With block >
-// 0 and nothing ready it waits up to block; Redis then returns at most count
-// entries per stream, so callers block only with count 1.
-func (q *Queue) Read(ctx context.Context, group, consumer string, streams []string, count int64, block time.Duration) ([]Entry, error) {
-	args := make([]string, 0, 2*len(streams))
-	args = append(args, streams...)
-	for range streams {
-		args = append(args, ">")
-	}
-	if block <= 0 {
-		block = -1 // go-redis: negative means no BLOCK argument
-	}
-	return q.readGroup(ctx, group, consumer, args, count, block)
-}
-
 // readGroup runs XREADGROUP over streams-then-ids args and returns the entries.
 func (q *Queue) readGroup(ctx context.Context, group, consumer string, args []string, count int64, block time.Duration) ([]Entry, error) {
 	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumer,
@@ -321,15 +305,6 @@ func (q *Queue) JobWebhook(ctx context.Context, jobID string) (url string, state
 	}
 	state, err = q.Get(ctx, jobID, "")
 	return url, state, err
-}
-
-// AckHook acknowledges a delivered (or given-up) webhook entry.
-func (q *Queue) AckHook(ctx context.Context, e Entry) error {
-	pipe := q.rdb.Pipeline()
-	pipe.XAck(ctx, e.Stream, rkey.GroupHooks, e.ID)
-	pipe.XDel(ctx, e.Stream, e.ID)
-	_, err := pipe.Exec(ctx)
-	return translate(err)
 }
 
 // DeadLetter records a job that failed for good, with its reason.
