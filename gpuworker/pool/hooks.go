@@ -30,29 +30,30 @@ func (p *Pool) deliverHooks(ctx context.Context) {
 	q, wcfg := p.Queue, p.Config.Jobs.Webhooks
 	client := webhook.Client(wcfg.AllowPrivate, wcfg.Timeout)
 	secret := []byte(p.Config.Env.WebhookSecret)
-	seen := map[string]bool{}
-	var streams, tags []string
-	for _, r := range p.runners {
-		tag := rkey.Tag(r.model.Name)
-		k := rkey.HooksKey(tag)
-		if !seen[k] {
-			seen[k] = true
-			streams = append(streams, k)
-			tags = append(tags, tag)
-			q.EnsureGroup(ctx, k, rkey.GroupHooks) //nolint:errcheck
-		}
-	}
+	tags := rkey.PerTag(p.models(), nil)
+	c := q.Consumer(redisq.ConsumerOptions{Group: rkey.GroupHooks, Name: p.Name,
+		Streams: rkey.PerTag(p.models(), rkey.HooksKey), Count: int64(wcfg.Concurrency), Block: 250 * time.Millisecond,
+		// A delivery lasts at most webhooks.timeout; only long-dead ones are taken.
+		ClaimIdle: max(10*wcfg.Timeout, p.Config.Worker.ClaimIdle), ClaimEvery: p.Config.Worker.ClaimIdle,
+		EachPass: func(ctx context.Context) {
+			for _, tag := range tags {
+				if _, err := q.DueHooks(ctx, tag, 100); err != nil && ctx.Err() == nil {
+					p.Log.Warn("due webhooks not moved", slog.String("err", err.Error()))
+				}
+			}
+		}}, p.Log)
 	sem := make(chan struct{}, wcfg.Concurrency)
 	var mu sync.Mutex
 	busy := map[string]int{} // user → deliveries in flight here
-	deliver := func(e redisq.Entry) {
+	deliver := func(m redisq.Message) {
 		defer func() { <-sem }()
+		e := m.Entry()
 		h, err := q.HookJob(ctx, e)
 		if err != nil {
 			return // left pending: reclaimed and tried again
 		}
 		if h.URL == "" {
-			q.AckHook(context.WithoutCancel(ctx), e) //nolint:errcheck
+			c.Ack(context.WithoutCancel(ctx), m) //nolint:errcheck // a lost ack repeats this no-op
 			return
 		}
 		later := func(d time.Duration, spent time.Duration, tried bool, reason string) {
@@ -110,39 +111,16 @@ func (p *Pool) deliverHooks(ctx context.Context) {
 			p.Log.Warn("webhook ack failed", slog.String("job_id", e.JobID), slog.String("err", derr.Error()))
 		}
 	}
-	lastClaim := time.Time{}
-	for ctx.Err() == nil {
-		for _, tag := range tags {
-			if _, err := q.DueHooks(ctx, tag, 100); err != nil && ctx.Err() == nil {
-				p.Log.Warn("due webhooks not moved", slog.String("err", err.Error()))
-			}
-		}
-		var es []redisq.Entry
-		var err error
-		if time.Since(lastClaim) > p.Config.Worker.ClaimIdle {
-			lastClaim = time.Now()
-			for _, s := range streams {
-				// A delivery lasts at most webhooks.timeout; only long-dead ones are taken.
-				more, _ := q.AutoClaim(ctx, rkey.GroupHooks, p.Name, s, max(10*wcfg.Timeout, p.Config.Worker.ClaimIdle), int64(wcfg.Concurrency))
-				es = append(es, more...)
-			}
-		}
-		if len(es) == 0 {
-			es, err = q.Read(ctx, rkey.GroupHooks, p.Name, streams, int64(wcfg.Concurrency), 250*time.Millisecond)
-		}
-		if err != nil {
-			sleep(ctx, time.Second)
-			continue
-		}
-		for _, e := range es {
+	c.Run(ctx, func(ctx context.Context, ms []redisq.Message) {
+		for _, m := range ms {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				return
+				return // the rest stay pending: reclaimed
 			}
-			go deliver(e)
+			go deliver(m)
 		}
-	}
+	})
 }
 
 // backoff is the wait before delivery attempt tries+1: 1s, 2s, 4s, …

@@ -202,14 +202,8 @@ func (p *Pool) listenCancels(ctx context.Context) {
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
+// sleep waits d or until ctx ends.
+var sleep = sluice.Sleep
 
 // sweepObjects deletes job objects older than storage.jobs.retention, by
 // when the Redis records that point at them have expired. Every worker

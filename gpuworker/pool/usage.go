@@ -11,16 +11,11 @@ import (
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
-// usageStreams are the usage streams of the models this worker serves.
-func (p *Pool) usageStreams() []string {
-	seen := map[string]bool{}
-	var out []string
+// models are the names of the models this worker serves.
+func (p *Pool) models() []string {
+	out := make([]string, 0, len(p.runners))
 	for _, r := range p.runners {
-		k := rkey.UsageKey(rkey.Tag(r.model.Name))
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
+		out = append(out, r.model.Name)
 	}
 	return out
 }
@@ -28,55 +23,22 @@ func (p *Pool) usageStreams() []string {
 // flushUsage moves usage events from Redis to PostgreSQL in batches, off the
 // request path. An event is acked only after its row is committed, and rows
 // are keyed by job id, so a crash between the two re-sends a row that the
-// database then skips: exactly once.
+// database then skips: exactly once. A restart under the same name writes
+// its own pending events first; a dead writer's are taken over after
+// worker.claim_idle.
 func (p *Pool) flushUsage(ctx context.Context) {
-	q, cfg := p.Queue, p.Config.Worker
-	streams := p.usageStreams()
-	for _, s := range streams {
-		if err := q.EnsureGroup(ctx, s, rkey.GroupUsage); err != nil {
-			p.Log.Error("usage group", slog.String("err", err.Error()))
-		}
-	}
-	// Own pending entries first (a restart under the same name).
-	for _, s := range streams {
-		if es, err := q.PendingUsage(ctx, p.Name, s, int64(cfg.UsageBatch)); err == nil && len(es) > 0 {
-			p.writeUsage(ctx, es)
-		}
-	}
-	lastClaim := time.Now()
-	for ctx.Err() == nil {
-		var batch []redisq.UsageEntry
-		if time.Since(lastClaim) > p.Config.Worker.ClaimIdle/2 {
-			lastClaim = time.Now()
-			for _, s := range streams {
-				es, err := q.AutoClaimUsage(ctx, p.Name, s, p.Config.Worker.ClaimIdle, int64(cfg.UsageBatch))
-				if err == nil {
-					batch = append(batch, es...)
-				}
-			}
-		}
-		if len(batch) == 0 {
-			es, err := q.ReadUsage(ctx, p.Name, streams, int64(cfg.UsageBatch), cfg.UsageFlush)
-			if err != nil {
-				if ctx.Err() == nil {
-					p.Log.Warn("usage read failed", slog.String("err", err.Error()))
-					sleep(ctx, time.Second)
-				}
-				continue
-			}
-			batch = es
-		}
-		if len(batch) > 0 {
-			p.writeUsage(ctx, batch)
-		}
-	}
+	cfg := p.Config.Worker
+	c := p.Queue.Consumer(redisq.ConsumerOptions{Group: rkey.GroupUsage, Name: p.Name,
+		Streams: rkey.PerTag(p.models(), rkey.UsageKey), Count: int64(cfg.UsageBatch), Block: cfg.UsageFlush,
+		ClaimIdle: cfg.ClaimIdle, ClaimEvery: cfg.ClaimIdle / 2, OwnPendingFirst: true}, p.Log)
+	c.Run(ctx, func(ctx context.Context, ms []redisq.Message) { p.writeUsage(ctx, c, ms) })
 }
 
-func (p *Pool) writeUsage(ctx context.Context, es []redisq.UsageEntry) {
+func (p *Pool) writeUsage(ctx context.Context, c *redisq.Consumer, es []redisq.Message) {
 	evs := make([]sluice.UsageEvent, 0, len(es))
 	for _, e := range es {
 		var ev sluice.UsageEvent
-		if err := json.Unmarshal([]byte(e.Data), &ev); err != nil {
+		if err := json.Unmarshal([]byte(e.Field("ev")), &ev); err != nil {
 			p.Log.Error("dropping malformed usage event", slog.String("id", e.ID), slog.String("err", err.Error()))
 			continue
 		}
@@ -105,18 +67,18 @@ func (p *Pool) writeUsage(ctx context.Context, es []redisq.UsageEntry) {
 		}
 		sleep(ctx, time.Duration(attempt+1)*time.Second)
 	}
-	if err := p.Queue.AckUsage(context.WithoutCancel(ctx), es); err != nil {
+	if err := c.Ack(context.WithoutCancel(ctx), es...); err != nil {
 		p.Log.Warn("usage ack failed; rows will be re-sent and skipped", slog.String("err", err.Error()))
 	}
 }
 
 // writeOneByOne writes each event alone, parking the ones the database
 // refuses; false means a transient failure stopped it.
-func (p *Pool) writeOneByOne(ctx context.Context, es []redisq.UsageEntry, evs []sluice.UsageEvent) bool {
-	byJob := map[string]redisq.UsageEntry{}
+func (p *Pool) writeOneByOne(ctx context.Context, es []redisq.Message, evs []sluice.UsageEvent) bool {
+	byJob := map[string]redisq.Message{}
 	for _, e := range es {
 		var ev sluice.UsageEvent
-		if json.Unmarshal([]byte(e.Data), &ev) == nil {
+		if json.Unmarshal([]byte(e.Field("ev")), &ev) == nil {
 			byJob[ev.JobID] = e
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
 // Message is one stream entry a Consumer delivered.
@@ -88,7 +90,7 @@ func (c *Consumer) Run(ctx context.Context, handle func(context.Context, []Messa
 			if err := c.ensure(ctx); err != nil {
 				if ctx.Err() == nil {
 					c.log.Warn("consumer group not created; retrying", slog.String("err", err.Error()))
-					Sleep(ctx, time.Second)
+					sluice.Sleep(ctx, time.Second)
 				}
 				continue
 			}
@@ -135,7 +137,7 @@ func (c *Consumer) failed(ctx context.Context, msg string, err error) {
 		return
 	}
 	c.log.Warn(msg, slog.String("err", err.Error()))
-	Sleep(ctx, time.Second)
+	sluice.Sleep(ctx, time.Second)
 }
 
 // ensure creates the group on every stream (and the stream) if missing.
@@ -235,13 +237,3 @@ func rawOrTranslated(err error) error {
 }
 
 func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
-
-// Sleep waits d or until ctx ends, whichever is first.
-func Sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}

@@ -29,22 +29,6 @@ type Entry struct {
 	JobID  string
 }
 
-// Read claims up to count new entries from streams, checked in the order given
-// (so earlier streams, the higher priorities, are served first). With block >
-// 0 and nothing ready it waits up to block; Redis then returns at most count
-// entries per stream, so callers block only with count 1.
-func (q *Queue) Read(ctx context.Context, group, consumer string, streams []string, count int64, block time.Duration) ([]Entry, error) {
-	args := make([]string, 0, 2*len(streams))
-	args = append(args, streams...)
-	for range streams {
-		args = append(args, ">")
-	}
-	if block <= 0 {
-		block = -1 // go-redis: negative means no BLOCK argument
-	}
-	return q.readGroup(ctx, group, consumer, args, count, block)
-}
-
 // readGroup runs XREADGROUP over streams-then-ids args and returns the entries.
 func (q *Queue) readGroup(ctx context.Context, group, consumer string, args []string, count int64, block time.Duration) ([]Entry, error) {
 	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumer,
@@ -320,76 +304,6 @@ func (q *Queue) JobWebhook(ctx context.Context, jobID string) (url string, state
 	return url, state, err
 }
 
-// UsageEntry is one usage event waiting to be written.
-type UsageEntry struct {
-	Stream string
-	ID     string
-	Data   string
-}
-
-func toUsage(res []redis.XStream) []UsageEntry {
-	var out []UsageEntry
-	for _, s := range res {
-		for _, m := range s.Messages {
-			d, _ := m.Values["ev"].(string)
-			out = append(out, UsageEntry{Stream: s.Stream, ID: m.ID, Data: d})
-		}
-	}
-	return out
-}
-
-// ReadUsage takes up to count new usage events per stream, waiting up to block.
-func (q *Queue) ReadUsage(ctx context.Context, consumer string, streams []string, count int64, block time.Duration) ([]UsageEntry, error) {
-	args := append([]string{}, streams...)
-	for range streams {
-		args = append(args, ">")
-	}
-	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: rkey.GroupUsage, Consumer: consumer, Streams: args, Count: count, Block: block}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	return toUsage(res), translate(err)
-}
-
-// PendingUsage returns this consumer's unacknowledged usage events.
-func (q *Queue) PendingUsage(ctx context.Context, consumer, stream string, count int64) ([]UsageEntry, error) {
-	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: rkey.GroupUsage, Consumer: consumer, Streams: []string{stream, "0"}, Count: count, Block: -1}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	return toUsage(res), translate(err)
-}
-
-// AutoClaimUsage takes usage events a dead writer left unacknowledged.
-func (q *Queue) AutoClaimUsage(ctx context.Context, consumer, stream string, minIdle time.Duration, count int64) ([]UsageEntry, error) {
-	msgs, _, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: rkey.GroupUsage, Consumer: consumer,
-		MinIdle: minIdle, Start: "0-0", Count: count}).Result()
-	if err != nil {
-		return nil, translate(err)
-	}
-	return toUsage([]redis.XStream{{Stream: stream, Messages: msgs}}), nil
-}
-
-// AckUsage acknowledges and deletes written usage events.
-func (q *Queue) AckUsage(ctx context.Context, es []UsageEntry) error {
-	pipe := q.rdb.Pipeline()
-	for _, e := range es {
-		pipe.XAck(ctx, e.Stream, rkey.GroupUsage, e.ID)
-		pipe.XDel(ctx, e.Stream, e.ID)
-	}
-	_, err := pipe.Exec(ctx)
-	return translate(err)
-}
-
-// AckHook acknowledges a delivered (or given-up) webhook entry.
-func (q *Queue) AckHook(ctx context.Context, e Entry) error {
-	pipe := q.rdb.Pipeline()
-	pipe.XAck(ctx, e.Stream, rkey.GroupHooks, e.ID)
-	pipe.XDel(ctx, e.Stream, e.ID)
-	_, err := pipe.Exec(ctx)
-	return translate(err)
-}
-
 // DeadLetter records a job that failed for good, with its reason.
 func (q *Queue) DeadLetter(ctx context.Context, model, jobID, reason string) error {
 	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: rkey.DeadKey(model), MaxLen: 100000, Approx: true,
@@ -398,7 +312,7 @@ func (q *Queue) DeadLetter(ctx context.Context, model, jobID, reason string) err
 
 // ParkUsage keeps a usage event the database refused, with the reason, in the
 // tag's usage dead-letter stream, for an operator to fix and replay.
-func (q *Queue) ParkUsage(ctx context.Context, e UsageEntry, reason string) error {
+func (q *Queue) ParkUsage(ctx context.Context, e Message, reason string) error {
 	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: rkey.ParkedUsageKey(e.Stream),
-		Values: []any{"ev", e.Data, "error", reason}}).Err())
+		Values: []any{"ev", e.Field("ev"), "error", reason}}).Err())
 }

@@ -200,3 +200,23 @@ func ParkedUsageKey(usageStream string) string { return usageStream + ":dead" }
 
 // CachePattern matches every response-cache entry of a user (SCAN MATCH).
 func CachePattern(userID string) string { return userKey(userID, "cache:*") }
+
+// PerTag returns key(tag) once for each distinct tag of models, in the
+// models' order: the per-tag streams (usage, settle, hooks) of a set of
+// models. key may be nil for the tags themselves.
+func PerTag(models []string, key func(tag string) string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range models {
+		t := Tag(m)
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		if key != nil {
+			t = key(t)
+		}
+		out = append(out, t)
+	}
+	return out
+}

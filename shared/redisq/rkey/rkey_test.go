@@ -56,3 +56,13 @@ func TestJobKeyRoundTrip(t *testing.T) {
 		t.Fatal("malformed ids have a tag")
 	}
 }
+
+func TestPerTag(t *testing.T) {
+	got := PerTag([]string{"a", "b", "a"}, UsageKey)
+	if want := []string{UsageKey(Tag("a")), UsageKey(Tag("b"))}; len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("PerTag = %v, want %v", got, want)
+	}
+	if tags := PerTag([]string{"a", "a"}, nil); len(tags) != 1 || tags[0] != Tag("a") {
+		t.Fatalf("tags = %v", tags)
+	}
+}
