@@ -312,7 +312,7 @@ func (d Deps) recheckFunds(ctx context.Context, user string) error {
 	if err != nil {
 		return err
 	}
-	q := redisq.New(d.Redis, redisq.Options{ResultTTL: d.Config.Jobs.ResultTTL})
+	q := redisq.New(d.Redis, redisq.Options{ResultTTL: d.Config.Jobs.ResultTTL, EncodeError: openai.EncodeError})
 	var errs []error
 	for _, j := range jobs {
 		if _, err := q.Cancel(ctx, j, ""); err != nil && !errors.Is(err, sluice.ErrNotFound) {

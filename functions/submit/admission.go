@@ -12,20 +12,61 @@ import (
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
-// reserve runs admission for a validated job: limits, lease and funds in one
-// Redis script. The rate-limit headers go on the response either way.
-func (s *service) reserve(w http.ResponseWriter, r *http.Request, p *sluice.Principal, req *openai.Request,
-	job *sluice.Job, async bool, timeout time.Duration) (*admission.Ticket, error) {
-	if s.Admission == nil {
-		return &admission.Ticket{}, nil
-	}
-	if err := s.Admission.CheckInput(p.Tier, req.MaxTokens); err != nil {
+// admitter is admission as submit uses it: admitting (the Admitter) or
+// noAdmission, which admits everything.
+type admitter interface {
+	// admit checks a request against its caller's limits and reserves its
+	// lease and funds; the rate-limit headers go on h.
+	admit(ctx context.Context, h http.Header, req admission.Request) (*admission.Ticket, error)
+	// caching reports whether the response cache is there.
+	caching() bool
+	Release(ctx context.Context, tk *admission.Ticket)
+	KeepAlive(ctx context.Context, tk *admission.Ticket) (stop func())
+	CacheGet(ctx context.Context, userID, model, endpoint string, body []byte) (*admission.Cached, error)
+	CacheHit(ctx context.Context, tk *admission.Ticket, keyID, model, endpoint string, c *admission.Cached) error
+	CachePut(ctx context.Context, userID, model, endpoint string, body []byte, c admission.Cached) error
+}
+
+// admitting is the Admitter: limits, lease and funds in one Redis script.
+type admitting struct{ *admission.Admitter }
+
+func (a admitting) admit(ctx context.Context, h http.Header, req admission.Request) (*admission.Ticket, error) {
+	if err := a.CheckInput(req.Tier, req.MaxTokens); err != nil {
 		return nil, err
 	}
-	tk, err := s.Admission.Admit(r.Context(), admission.Request{JobID: job.ID, UserID: p.UserID, Tier: p.Tier,
+	tk, err := a.Admit(ctx, req)
+	tk.WriteHeaders(h, err != nil) // either way
+	return tk, err
+}
+
+func (admitting) caching() bool { return true }
+
+// noAdmission admits everything, reserves nothing, writes no rate-limit
+// headers and caches nothing.
+type noAdmission struct{}
+
+func (noAdmission) admit(context.Context, http.Header, admission.Request) (*admission.Ticket, error) {
+	return &admission.Ticket{}, nil
+}
+func (noAdmission) caching() bool                                       { return false }
+func (noAdmission) Release(context.Context, *admission.Ticket)          {}
+func (noAdmission) KeepAlive(context.Context, *admission.Ticket) func() { return func() {} }
+func (noAdmission) CacheGet(context.Context, string, string, string, []byte) (*admission.Cached, error) {
+	return nil, nil
+}
+func (noAdmission) CacheHit(context.Context, *admission.Ticket, string, string, string, *admission.Cached) error {
+	return nil
+}
+func (noAdmission) CachePut(context.Context, string, string, string, []byte, admission.Cached) error {
+	return nil
+}
+
+// reserve runs admission for a validated job.
+func (s *service) reserve(w http.ResponseWriter, r *http.Request, p *sluice.Principal, req *openai.Request,
+	job *sluice.Job, async bool, timeout time.Duration) (*admission.Ticket, error) {
+	tk, err := s.adm.admit(r.Context(), w.Header(), admission.Request{JobID: job.ID, UserID: p.UserID, Tier: p.Tier,
 		Model: req.Model, PromptBytes: req.PromptBytes, ExtraTokens: req.ExtraTokens, Messages: req.Messages,
 		MaxTokens: req.MaxTokens, Room: req.Room, Prompts: req.Prompts, Choices: req.Choices, Async: async, Timeout: timeout, Limits: p.Limits, Period: p.Period})
-	tk.WriteHeaders(w.Header(), err != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -35,26 +76,19 @@ func (s *service) reserve(w http.ResponseWriter, r *http.Request, p *sluice.Prin
 }
 
 // unreserve gives back a reservation whose job was not enqueued.
-func (s *service) unreserve(r *http.Request, tk *admission.Ticket) {
-	if s.Admission != nil {
-		s.Admission.Release(r.Context(), tk)
-	}
-}
+func (s *service) unreserve(r *http.Request, tk *admission.Ticket) { s.adm.Release(r.Context(), tk) }
 
 // holdSlot keeps a synchronous request's concurrency lease alive while it
 // waits; the returned func gives the slot back.
 func (s *service) holdSlot(r *http.Request, tk *admission.Ticket) func() {
-	if s.Admission == nil {
-		return func() {}
-	}
-	return s.Admission.KeepAlive(r.Context(), tk)
+	return s.adm.KeepAlive(r.Context(), tk)
 }
 
 // cacheable: the caller opted in and the request is deterministic and not
 // streamed. A request's `Sluice-Cache: on|off` header decides; without it,
 // the API key's cache_responses setting does.
 func (s *service) cacheable(r *http.Request, p *sluice.Principal, req *openai.Request) bool {
-	if s.Admission == nil || !req.Deterministic || req.Stream {
+	if !s.adm.caching() || !req.Deterministic || req.Stream {
 		return false
 	}
 	switch r.Header.Get("Sluice-Cache") {
@@ -74,8 +108,8 @@ func (s *service) serveCached(w http.ResponseWriter, r *http.Request, p *sluice.
 	if !s.cacheable(r, p, req) || !tk.Reserved {
 		return false
 	}
-	c, err := s.Admission.CacheGet(r.Context(), p.UserID, job.Model, job.Endpoint, job.Body)
-	if err != nil || c == nil || s.Admission.CacheHit(r.Context(), tk, p.KeyID, job.Model, job.Endpoint, c) != nil {
+	c, err := s.adm.CacheGet(r.Context(), p.UserID, job.Model, job.Endpoint, job.Body)
+	if err != nil || c == nil || s.adm.CacheHit(r.Context(), tk, p.KeyID, job.Model, job.Endpoint, c) != nil {
 		w.Header().Set("Sluice-Cache", "miss")
 		return false
 	}
@@ -95,7 +129,7 @@ func (s *service) cacheStore(r *http.Request, p *sluice.Principal, job *sluice.J
 	if !s.cacheable(r, p, req) || ev.Status != sluice.JobSucceeded || ev.Result == "" || ev.ResultRef != "" {
 		return
 	}
-	if err := s.Admission.CachePut(context.WithoutCancel(r.Context()), job.UserID, job.Model, job.Endpoint, job.Body,
+	if err := s.adm.CachePut(context.WithoutCancel(r.Context()), job.UserID, job.Model, job.Endpoint, job.Body,
 		admission.Cached{Result: ev.Result, Usage: ev.Usage}); err != nil {
 		s.Log.WarnContext(r.Context(), "response cache write failed", slog.String("err", err.Error()))
 	}

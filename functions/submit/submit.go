@@ -42,12 +42,16 @@ type Deps struct {
 type service struct {
 	Deps
 	limits openai.Limits
+	adm    admitter // Deps.Admission, or noAdmission when it is nil
 }
 
 // New returns the submit function's handler.
 func New(d Deps) http.Handler {
 	s := &service{Deps: d, limits: openai.Limits{MaxMessages: d.Config.Server.MaxMessages,
-		BytesPerTokenFloor: d.Config.Server.BytesPerTokenFloor}}
+		BytesPerTokenFloor: d.Config.Server.BytesPerTokenFloor}, adm: noAdmission{}}
+	if d.Admission != nil {
+		s.adm = admitting{d.Admission}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/models", s.models)
 	mux.HandleFunc("GET /v1/models/{model}", s.model)
@@ -301,7 +305,7 @@ func (s *service) finish(w http.ResponseWriter, r *http.Request, sse *openai.SSE
 	}
 	var eb sluice.ErrorBody
 	if json.Unmarshal([]byte(ev.Error), &eb) != nil || eb.Message == "" {
-		eb = sluice.ErrorBody{Message: "The job " + string(ev.Status) + ".", Type: "server_error"}
+		_, eb = openai.Body(&sluice.Error{Kind: sluice.KindInternal, Message: "The job " + string(ev.Status) + "."})
 	}
 	if sse != nil {
 		j, _ := json.Marshal(map[string]any{"error": eb})

@@ -60,8 +60,8 @@ type Result struct {
 // scanner limit) belongs to this one request and says nothing of the
 // endpoint, whose other requests run on.
 type Error struct {
-	Status    int // 0 for a transport error
-	Body      *sluice.ErrorBody
+	Status    int           // 0 for a transport error
+	Body      *sluice.Error // the engine's error answer, as its client sees it (KindUpstream)
 	Retryable bool
 	// Dial: the connection could not be made (refused, no route, dial
 	// timeout); nothing reached the engine.

@@ -153,3 +153,10 @@ func (r *runner) scrape(ctx context.Context, e *endpoint) {
 		sleep(ctx, d.MetricsInterval)
 	}
 }
+
+// moveTo moves a job's slot from e to next and returns next.
+func (e *endpoint) moveTo(next *endpoint) *endpoint {
+	e.inflight.Add(-1)
+	next.inflight.Add(1)
+	return next
+}

@@ -3,7 +3,6 @@ package pool
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -11,9 +10,11 @@ import (
 
 	"github.com/sluice-ai/sluice/gpuworker/engine"
 	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
+	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
 // runner serves one model: it claims as many jobs as its endpoints have
@@ -169,180 +170,127 @@ func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, es []redisq.E
 	}
 }
 
-// run executes one started job and completes it.
+// run executes one started job and completes it: its calls to the engine
+// (attempt), how a failure ends it (classifyJob), then finish.
 func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
-	p := r.p
-	q := p.Queue
-	e := c.Entry
-	release := func() { ep.inflight.Add(-1) }
 	job := c.Job
 	jctx, cancel := context.WithDeadline(ctx, job.Deadline)
 	defer cancel()
-	t := &task{cancel: cancel, entry: e}
-	p.mu.Lock()
-	p.running[job.ID] = t
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		delete(p.running, job.ID)
-		p.mu.Unlock()
-	}()
-	if job.BodyRef != "" && !r.fetchInput(ctx, c, &job, release) {
+	t := &task{cancel: cancel, entry: c.Entry}
+	defer r.p.track(job.ID, t)()
+	if job.BodyRef != "" && !r.fetchInput(ctx, c, &job, func() { ep.inflight.Add(-1) }) {
 		return
 	}
 
 	jctx, span := r.traceJob(jctx, c)
 	started := time.Now()
-	var chunks *chunkWriter
-	var onChunk func([]byte) error
-	if job.Stream {
-		chunks = newChunkWriter(ctx, q, job.ID)
-		onChunk = chunks.add
-		if p.redact != nil {
-			fs := p.redact.Stream()
-			onChunk = func(b []byte) error { return chunks.add(fs.Chunk(b)) }
+	chunks, onChunk := r.output(ctx, job)
+	a := r.attempt(ctx, jctx, job, ep, onChunk)
+	if a.handBack {
+		if chunks != nil {
+			chunks.close() //nolint:errcheck // nothing was shown
 		}
+		r.handBack(ctx, c.Entry)
+		return
 	}
-	first := true // no output has been relayed: a retry cannot show text twice
-	var res *engine.Result
-	var err error
-	backoff := p.Config.Worker.RetryBackoff
-	var engineTime time.Duration // time in engine calls: what the GPU-second price charges
-	var ended failure = -1       // failEngineDown or a spent failRequest: how the job ends
-	for try := 0; ; try++ {
-		callStart := time.Now()
-		res, err = r.call(jctx, ep, job, onChunk)
-		engineTime += time.Since(callStart)
-		first = res == nil || res.Chunks == 0
-		var ee *engine.Error
-		if err == nil || !errors.As(err, &ee) || jctx.Err() != nil || !first {
-			break
-		}
-		f := r.classify(jctx, ep, ee, errors.Is(err, errTakenOut))
-		if f == failFinal {
-			break
-		}
-		if f == failEngineDown {
-			ended = f
-			break
-		}
-		if f == failRefused {
-			// Nothing reached the engine: the endpoint is down. The job runs
-			// on another one, or waits in Redis (no attempt spent).
-			if ep.takeOut() {
-				p.Telemetry.EndpointTakenOut(r.model.Name, ep.client.Base, "refused")
-				p.Log.Warn("endpoint taken out of rotation", slog.String("model", r.model.Name),
-					slog.String("endpoint", ep.client.Base), slog.String("err", err.Error()))
-			}
-			next := r.pick(ep)
-			if next == nil || r.soft.Err() != nil {
-				ep.inflight.Add(-1)
-				if chunks != nil {
-					chunks.close() //nolint:errcheck // nothing was shown
-				}
-				r.handBack(ctx, e)
-				return
-			}
-			ep.inflight.Add(-1)
-			next.inflight.Add(1)
-			ep = next
-			continue
-		}
-		if f == failCapacity && try >= p.Config.Worker.Retries {
-			break
-		}
-		if f == failRequest {
-			// The request's own failure: trying again spends an attempt.
-			n, serr := q.SpendAttempt(context.WithoutCancel(ctx), job.ID, p.Name)
-			if serr != nil {
-				break // reclaimed or final elsewhere: it fails here with this error
-			}
-			if n > q.MaxAttempts() {
-				ended = f
-				break
-			}
-		}
-		p.Telemetry.EngineRetry(job.Model)
-		if next := r.pick(ep); next != nil {
-			ep.inflight.Add(-1)
-			next.inflight.Add(1)
-			ep = next
-		} else {
-			sleep(jctx, backoff)
-			backoff *= 2
-		}
-	}
-	release()
-	latency := time.Since(started)
+	a.ep.inflight.Add(-1)
+	d := done{latency: time.Since(started), engineTime: a.engineTime, err: a.err}
 	if chunks != nil {
 		// Every chunk is in the result stream before the end event.
-		if shown, cerr := chunks.close(); cerr != nil && err == nil {
-			err = cerr
+		if shown, cerr := chunks.close(); cerr != nil && d.err == nil {
+			d.err = cerr
 		} else if shown {
-			first = false
+			a.shown = true
 		}
 	}
-
-	o := redisq.Outcome{Status: sluice.JobSucceeded, HTTP: http.StatusOK}
-	var usage sluice.Usage
-	if res != nil {
-		usage = res.Usage
+	d.o = redisq.Outcome{Status: sluice.JobSucceeded, HTTP: http.StatusOK}
+	if a.res != nil {
+		d.usage = a.res.Usage
 		if !job.Stream {
-			o.Result = res.Body
-			if p.redact != nil {
-				o.Result = p.redact.Body(res.Body)
+			d.o.Result = a.res.Body
+			if r.p.redact != nil {
+				d.o.Result = r.p.redact.Body(a.res.Body)
 			}
 		}
 	}
-	if err != nil {
-		var ee *engine.Error
-		errors.As(err, &ee)
-		switch {
-		case t.cancelled.Load():
-			o.Status, o.HTTP = sluice.JobCancelled, 499
-			o.Error = &sluice.ErrorBody{Message: "The job was cancelled.", Type: "invalid_request_error", Code: sluice.CodeCancelled}
-		case ctx.Err() != nil && jctx.Err() != nil && !errors.Is(jctx.Err(), context.DeadlineExceeded):
-			// Shutdown abort: hand the job back unless its client already saw output.
-			if first {
-				if rerr := q.Release(context.WithoutCancel(ctx), rkey.GroupWorkers, e); rerr == nil {
-					return
-				}
-			}
-			o.Status, o.HTTP = sluice.JobFailed, http.StatusServiceUnavailable
-			o.Error = &sluice.ErrorBody{Message: "The worker shut down while the job was running.", Type: "server_error", Code: sluice.CodeStreamInterrupted}
-		case errors.Is(jctx.Err(), context.DeadlineExceeded):
-			o.Status, o.HTTP = sluice.JobFailed, http.StatusGatewayTimeout
-			o.Error = &sluice.ErrorBody{Message: "The job's deadline passed while it ran.", Type: "server_error", Code: sluice.CodeDeadlineExceeded}
-		case !first:
-			// Output already reached the client: a retry would show it text
-			// twice. It fails and pays for what it produced.
-			o.Status, o.HTTP = sluice.JobFailed, http.StatusBadGateway
-			o.Error = &sluice.ErrorBody{Message: "The inference engine failed after part of the output was streamed; the stream cannot be resumed.",
-				Type: "server_error", Code: sluice.CodeStreamInterrupted}
-		case ended == failEngineDown:
-			// Not tried on another engine: a request that crashed this one
-			// could crash every replica in turn.
-			o.Status, o.HTTP = sluice.JobFailed, http.StatusBadGateway
-			o.Error = &sluice.ErrorBody{Message: "The inference engine failed while running the job; it is not retried.",
-				Type: "server_error", Code: sluice.CodeEngineError}
-		case ended == failRequest:
-			o.Status, o.HTTP = sluice.JobFailed, http.StatusBadGateway
-			o.Error = &sluice.ErrorBody{Message: fmt.Sprintf("The inference engine failed the job on each of its %d attempts; it is not tried again.", q.MaxAttempts()),
-				Type: "server_error", Code: sluice.CodeMaxAttempts}
-		case ee != nil && ee.Body != nil:
-			o.Status, o.HTTP, o.Error = sluice.JobFailed, ee.Status, ee.Body
-		default:
-			o.Status, o.HTTP = sluice.JobFailed, http.StatusBadGateway
-			o.Error = &sluice.ErrorBody{Message: "The inference engine could not be reached.", Type: "server_error", Code: sluice.CodeServiceUnavailable}
+	if d.err != nil {
+		f := jobFailure{cancelled: t.cancelled.Load(), shown: a.shown, ended: a.ended, maxAttempts: r.p.Queue.MaxAttempts()}
+		errors.As(d.err, &f.engine)
+		if jerr := jctx.Err(); errors.Is(jerr, context.DeadlineExceeded) {
+			f.deadline = true
+		} else {
+			f.shutdown = ctx.Err() != nil && jerr != nil
 		}
-		usage = r.billFailed(ctx, job, res, err, t.cancelled.Load())
-		if o.Status == sluice.JobFailed && ee != nil && ee.Retryable {
-			p.Log.Warn("job failed after retries; dead-lettered", slog.String("job_id", job.ID), slog.String("err", err.Error()))
-			if derr := q.DeadLetter(context.WithoutCancel(ctx), job.Model, job.ID, err.Error()); derr != nil {
-				p.Log.Warn("dead-letter failed", slog.String("err", derr.Error()))
-			}
+		if !r.fail(ctx, c.Entry, job, classifyJob(f), a.res, &d) {
+			return
 		}
 	}
+	r.finish(ctx, c.Entry, job, d, span)
+}
+
+// track lists a running job (for cancels and the heartbeat) until the
+// returned func is called.
+func (p *Pool) track(jobID string, t *task) (untrack func()) {
+	p.mu.Lock()
+	p.running[jobID] = t
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		delete(p.running, jobID)
+		p.mu.Unlock()
+	}
+}
+
+// output is where a streamed job's chunks go (redacted when configured):
+// nil for a job that is not streamed.
+func (r *runner) output(ctx context.Context, job sluice.Job) (*chunkWriter, func([]byte) error) {
+	if !job.Stream {
+		return nil, nil
+	}
+	chunks := newChunkWriter(ctx, r.p.Queue, job.ID)
+	if r.p.redact == nil {
+		return chunks, chunks.add
+	}
+	fs := r.p.redact.Stream()
+	return chunks, func(b []byte) error { return chunks.add(fs.Chunk(b)) }
+}
+
+// fail applies a failed job's verdict: it hands the job back, or records
+// the error and what the job pays in d and dead-letters it when asked. It
+// reports whether the job is to be finished here.
+func (r *runner) fail(ctx context.Context, e redisq.Entry, job sluice.Job, v verdict, res *engine.Result, d *done) bool {
+	p, q := r.p, r.p.Queue
+	if v.release {
+		// Shutdown abort with nothing shown: the job goes back to the queue.
+		if rerr := q.Release(context.WithoutCancel(ctx), rkey.GroupWorkers, e); rerr == nil {
+			return false
+		}
+	}
+	d.o.Status, d.o.HTTP, d.o.Error = v.status, v.http, v.err
+	d.usage = r.billFailed(ctx, job, res, d.err, v.status == sluice.JobCancelled)
+	if v.deadLetter {
+		p.Log.Warn("job failed after retries; dead-lettered", slog.String("job_id", job.ID), slog.String("err", d.err.Error()))
+		if derr := q.DeadLetter(context.WithoutCancel(ctx), job.Model, job.ID, d.err.Error()); derr != nil {
+			p.Log.Warn("dead-letter failed", slog.String("err", derr.Error()))
+		}
+	}
+	return true
+}
+
+// done is how a job ended, for finish to record.
+type done struct {
+	o          redisq.Outcome
+	usage      sluice.Usage
+	latency    time.Duration // from the first call to the last one's end
+	engineTime time.Duration // time in engine calls: what the GPU-second price charges
+	err        error         // the job's failure, for its span
+}
+
+// finish records a job's end: a result too large for Redis goes to the
+// object store first, then usage, the outcome and the ack in one step
+// (Complete); a finished job's input is deleted.
+func (r *runner) finish(ctx context.Context, e redisq.Entry, job sluice.Job, d done, span telemetry.Span) {
+	p, q, o := r.p, r.p.Queue, d.o
 	if o.Status == sluice.JobSucceeded && p.Objects.ResultOver(len(o.Result)) {
 		// The object is written before the job is recorded done, so a
 		// recorded key never names a missing object. If the store is down
@@ -360,16 +308,17 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		}
 		o.Result, o.ResultRef = nil, key
 	}
+	usage := d.usage
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
 	r.countPromptSource(usage)
 	// Usage is recorded for every job that reached an engine, exactly once.
 	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model, Requested: job.Requested,
-		Status: o.Status, Usage: usage, LatencyMS: latency.Milliseconds(), CreatedAt: job.CreatedAt, EndedAt: time.Now()}
+		Status: o.Status, Usage: usage, LatencyMS: d.latency.Milliseconds(), CreatedAt: job.CreatedAt, EndedAt: time.Now()}
 	// Whole milliseconds, rounded up: a started millisecond is paid.
-	o.EngineMS = (engineTime + time.Millisecond - 1).Milliseconds()
+	o.EngineMS = (d.engineTime + time.Millisecond - 1).Milliseconds()
 	o.Usage.EngineMS = o.EngineMS
-	r.observeDone(o, usage, latency)
-	span.End(err)
+	r.observeDone(o, usage, d.latency)
+	span.End(d.err)
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ccancel()
 	if _, err := q.Complete(cctx, rkey.GroupWorkers, e, o); err != nil {
@@ -414,8 +363,7 @@ func (r *runner) fetchInput(ctx context.Context, c *redisq.Claimed, job *sluice.
 			slog.String("job_id", job.ID), slog.String("err", err.Error()))
 		return false
 	}
-	o := redisq.Outcome{Status: sluice.JobFailed, HTTP: http.StatusInternalServerError,
-		Error: &sluice.ErrorBody{Message: "The job's input is no longer stored.", Type: "server_error", Code: sluice.CodeInputMissing}}
+	o := redisq.Outcome{Status: sluice.JobFailed, HTTP: openai.Status(sluice.ErrInputMissing), Error: sluice.ErrInputMissing}
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ccancel()
 	if _, err := p.Queue.Complete(cctx, rkey.GroupWorkers, c.Entry, o); err != nil {

@@ -270,3 +270,36 @@ func TestDependencyRules(t *testing.T) {
 		}
 	}
 }
+
+// jobHashKeys are the rkey names of a job's own keys (its hash and result
+// stream): only the queue package touches them.
+var jobHashKeys = map[string]bool{"JobKey": true, "ResultKey": true, "JobKeyPattern": true, "JobIDOfKey": true}
+
+// jobHashHarnesses are the operator tools that inspect job hashes to check
+// the system from outside (drill, bench); they are not part of it.
+var jobHashHarnesses = map[string]bool{"cmd/sluice-drill": true, "cmd/sluice-bench": true}
+
+// TestOnlyQueueTouchesJobHash fails if production Go code outside
+// shared/redisq names a job's hash or result-stream key: the job hash is
+// read and written only through the queue package's functions.
+func TestOnlyQueueTouchesJobHash(t *testing.T) {
+	walk(t, ".go", func(rel string, src []byte) {
+		dir := filepath.Dir(rel)
+		if dir == "shared/redisq" || dir == keyPkg || jobHashHarnesses[dir] {
+			return
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, rel, src, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(nd ast.Node) bool {
+			if s, ok := nd.(*ast.SelectorExpr); ok {
+				if id, ok := s.X.(*ast.Ident); ok && id.Name == "rkey" && jobHashKeys[s.Sel.Name] {
+					t.Errorf("%s: rkey.%s outside shared/redisq; use a redisq function", fset.Position(s.Pos()), s.Sel.Name)
+				}
+			}
+			return true
+		})
+	})
+}

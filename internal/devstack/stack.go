@@ -45,9 +45,10 @@ type Stack struct {
 }
 
 // Start brings the stack up on ln (or SLUICE_ADDR) and returns once it is
-// ready; Wait blocks until ctx ends and everything has stopped.
+// ready; Wait blocks until ctx ends and everything has stopped. Each service
+// is one step, in order: secrets, Redis, PostgreSQL, simulator engines, the
+// connections and admin key, the background work, the HTTP server.
 func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
-	cfg, log := o.Config, o.Log
 	if o.Dir == "" {
 		o.Dir = ".sluice"
 	}
@@ -66,141 +67,208 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 	}
 	s := &Stack{done: make(chan error, 1)}
 	s.stops = append(s.stops, func() { lk.Close() })
-	fail := func(err error) (*Stack, error) {
-		s.stop()
-		return nil, err
-	}
-	progress := func(format string, args ...any) {
-		if o.Out != nil {
-			fmt.Fprintf(o.Out, "sluice dev: "+format+"\n", args...)
+	st := &starting{o: o, ln: ln, state: State{PID: os.Getpid(), Dir: dir, AdminKeyFile: filepath.Join(dir, AdminKeyFile),
+		StartedAt: time.Now().UTC()}}
+	for _, step := range []func(context.Context, *starting) error{
+		s.secrets, s.redis, s.postgres, s.engines, s.open, s.run, s.serve,
+	} {
+		if err := step(ctx, st); err != nil {
+			s.stop()
+			return nil, err
 		}
 	}
-	state := State{PID: os.Getpid(), Dir: dir, AdminKeyFile: filepath.Join(dir, AdminKeyFile), StartedAt: time.Now().UTC()}
+	st.banner(s)
+	return s, nil
+}
+
+// starting is what Start's steps share.
+type starting struct {
+	o      Options
+	ln     net.Listener
+	state  State // written once the server listens
+	reused bool  // the admin key is the last start's
+	runCtx context.Context
+	wg     sync.WaitGroup // the background work and the server
+}
+
+func (st *starting) progress(format string, args ...any) {
+	if st.o.Out != nil {
+		fmt.Fprintf(st.o.Out, "sluice dev: "+format+"\n", args...)
+	}
+}
+
+// secrets loads (or creates, on the first start) the key pepper and the
+// webhook secret the environment does not set.
+func (s *Stack) secrets(_ context.Context, st *starting) error {
+	cfg := st.o.Config
 	if cfg.Env.KeyPepper == "" {
-		state.PepperFile = filepath.Join(dir, PepperFile)
-		p, err := LoadOrCreateSecret(state.PepperFile)
+		st.state.PepperFile = filepath.Join(st.state.Dir, PepperFile)
+		p, err := LoadOrCreateSecret(st.state.PepperFile)
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		cfg.Env.KeyPepper = p
 	}
 	if cfg.Env.WebhookSecret == "" {
-		p, err := LoadOrCreateSecret(filepath.Join(o.Dir, "webhook-secret"))
+		p, err := LoadOrCreateSecret(filepath.Join(st.o.Dir, "webhook-secret"))
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		cfg.Env.WebhookSecret = p
 	}
+	return nil
+}
+
+// redis starts an embedded Redis unless REDIS_URL names one.
+func (s *Stack) redis(_ context.Context, st *starting) error {
+	cfg := st.o.Config
 	if cfg.Env.RedisURL == "" {
 		url, stop, err := EmbeddedRedis()
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		s.stops = append(s.stops, stop)
 		cfg.Env.RedisURL = url
-		state.RedisEmbedded = true
-		log.Info("embedded Redis (in memory; set REDIS_URL for durability)", slog.String("url", url))
+		st.state.RedisEmbedded = true
+		st.o.Log.Info("embedded Redis (in memory; set REDIS_URL for durability)", slog.String("url", url))
 	}
+	st.state.RedisURL, st.state.RedisRedacted = redact(cfg.Env.RedisURL)
+	return nil
+}
+
+// postgres starts the embedded PostgreSQL under the state folder unless
+// DATABASE_URL names one.
+func (s *Stack) postgres(ctx context.Context, st *starting) error {
+	cfg := st.o.Config
 	if cfg.Env.DatabaseURL == "" {
-		pg := filepath.Join(o.Dir, "pg")
+		pg := filepath.Join(st.o.Dir, "pg")
 		if _, err := os.Stat(filepath.Join(pg, "data", "PG_VERSION")); err != nil {
-			progress("creating the embedded PostgreSQL cluster under %s (first start only, about 10 s)", pg)
+			st.progress("creating the embedded PostgreSQL cluster under %s (first start only, about 10 s)", pg)
 		} else {
-			progress("starting the embedded PostgreSQL under %s", pg)
+			st.progress("starting the embedded PostgreSQL under %s", pg)
 		}
 		url, stop, err := EmbeddedPostgres(ctx, pg)
 		if err != nil {
-			return fail(fmt.Errorf("embedded PostgreSQL: %w", err))
+			return fmt.Errorf("embedded PostgreSQL: %w", err)
 		}
 		s.stops = append(s.stops, stop)
 		cfg.Env.DatabaseURL = url
-		state.DatabaseEmbedded = true
-		log.Info("embedded PostgreSQL", slog.String("url", url), slog.String("dir", pg))
+		st.state.DatabaseEmbedded = true
+		st.o.Log.Info("embedded PostgreSQL", slog.String("url", url), slog.String("dir", pg))
 	}
-	state.DatabaseURL, state.DatabaseRedacted = redact(cfg.Env.DatabaseURL)
-	state.RedisURL, state.RedisRedacted = redact(cfg.Env.RedisURL)
-	if !o.NoWorker {
-		for i := range cfg.Inference.Models {
-			m := &cfg.Inference.Models[i]
-			if len(m.Endpoints) > 0 {
-				continue
-			}
-			bin, err := SimBinary(o.SimBin)
-			if err != nil {
-				return fail(err)
-			}
-			progress("starting a simulator engine for %s", m.Name)
-			sim, err := StartSim(ctx, bin, m.Name, m.MaxModelLen, m.MaxBatchSize,
-				filepath.Join(o.Dir, "sim-"+m.Name+".log"), o.SimArgs...)
-			if err != nil {
-				return fail(err)
-			}
-			s.stops = append(s.stops, sim.Stop)
-			m.Endpoints = []string{sim.URL}
-			log.Info("simulator engine started", slog.String("model", m.Name), slog.String("url", sim.URL))
+	st.state.DatabaseURL, st.state.DatabaseRedacted = redact(cfg.Env.DatabaseURL)
+	return nil
+}
+
+// engines starts a simulator engine for each model without endpoints
+// (none with NoWorker).
+func (s *Stack) engines(ctx context.Context, st *starting) error {
+	if st.o.NoWorker {
+		return nil
+	}
+	cfg := st.o.Config
+	for i := range cfg.Inference.Models {
+		m := &cfg.Inference.Models[i]
+		if len(m.Endpoints) > 0 {
+			continue
 		}
+		bin, err := SimBinary(st.o.SimBin)
+		if err != nil {
+			return err
+		}
+		st.progress("starting a simulator engine for %s", m.Name)
+		sim, err := StartSim(ctx, bin, m.Name, m.MaxModelLen, m.MaxBatchSize,
+			filepath.Join(st.o.Dir, "sim-"+m.Name+".log"), st.o.SimArgs...)
+		if err != nil {
+			return err
+		}
+		s.stops = append(s.stops, sim.Stop)
+		m.Endpoints = []string{sim.URL}
+		st.o.Log.Info("simulator engine started", slog.String("model", m.Name), slog.String("url", sim.URL))
 	}
-	progress("connecting to PostgreSQL and Redis, applying migrations")
-	d, err := app.OpenWith(ctx, cfg, log, o.Telemetry)
+	return nil
+}
+
+// open connects to PostgreSQL and Redis (applying migrations) and provides
+// the admin key.
+func (s *Stack) open(ctx context.Context, st *starting) error {
+	st.progress("connecting to PostgreSQL and Redis, applying migrations")
+	d, err := app.OpenWith(ctx, st.o.Config, st.o.Log, st.o.Telemetry)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	s.Deps = d
 	s.stops = append(s.stops, d.Close)
-
 	// One admin key per state folder, kept only in admin.key (0600): the
 	// previous start's while it is live, else a new one replacing it.
-	key, reused, err := adminKey(ctx, d, dir)
-	if err != nil {
-		return fail(err)
-	}
-	s.AdminKey = key
+	s.AdminKey, st.reused, err = adminKey(ctx, d, st.state.Dir)
+	return err
+}
 
+// run starts the background work: the shared loops, usage-rollup on its
+// schedule and, unless NoWorker, the GPU worker.
+func (s *Stack) run(ctx context.Context, st *starting) error {
+	cfg, d := st.o.Config, s.Deps
 	runCtx, cancel := context.WithCancel(ctx)
+	st.runCtx = runCtx
 	s.stops = append([]func(){cancel}, s.stops...)
 	d.Start(runCtx)
-	var wg sync.WaitGroup
 	// usage-rollup on its schedule, as cron-connector or EventBridge would.
-	wg.Add(1)
-	go func() { defer wg.Done(); rollup.Schedule(runCtx, rollup.DepsFrom(d)) }()
-	if !o.NoWorker {
-		p, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: d.Queue, Usage: d.DB, Name: cfg.Env.WorkerName,
-			Telemetry: d.Telemetry, Objects: d.Objects})
-		if err != nil {
-			return fail(err)
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); p.Run(runCtx) }() //nolint:errcheck
+	st.wg.Add(1)
+	go func() { defer st.wg.Done(); rollup.Schedule(runCtx, rollup.DepsFrom(d)) }()
+	if st.o.NoWorker {
+		return nil
 	}
+	p, err := pool.New(pool.Deps{Config: cfg, Log: st.o.Log, Queue: d.Queue, Usage: d.DB, Name: cfg.Env.WorkerName,
+		Telemetry: d.Telemetry, Objects: d.Objects})
+	if err != nil {
+		return err
+	}
+	st.wg.Add(1)
+	go func() { defer st.wg.Done(); p.Run(runCtx) }() //nolint:errcheck
+	return nil
+}
+
+// serve listens (on SLUICE_ADDR unless given a listener), writes the state
+// file the CLI finds the stack by and serves the gateway until ctx ends.
+func (s *Stack) serve(ctx context.Context, st *starting) error {
+	d, log, ln := s.Deps, st.o.Log, st.ln
 	if ln == nil {
-		ln, err = net.Listen("tcp", cfg.Env.Addr)
-		if err != nil {
-			return fail(err)
+		var err error
+		if ln, err = net.Listen("tcp", st.o.Config.Env.Addr); err != nil {
+			return err
 		}
 	}
 	s.Addr = ln.Addr().String()
 	// So the CLI in another shell, anywhere in the checkout, finds this stack.
-	state.URL = "http://" + s.Addr
-	if err := writeState(dir, state); err != nil {
-		return fail(err)
+	st.state.URL = "http://" + s.Addr
+	if err := writeState(st.state.Dir, st.state); err != nil {
+		return err
 	}
-	s.stops = append(s.stops, func() { os.Remove(filepath.Join(dir, StateFile)) })
+	s.stops = append(s.stops, func() { os.Remove(filepath.Join(st.state.Dir, StateFile)) })
 	h := d.Serve(httpserve.Middleware(log, "gateway", Router(d), httpserve.TrustProxies(d.Config.Server.TrustedProxyPrefixes())))
-	wg.Add(1)
+	st.wg.Add(1)
 	go func() {
-		defer wg.Done()
-		if err := httpserve.Serve(runCtx, ln, h, 10*time.Second); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer st.wg.Done()
+		if err := httpserve.Serve(st.runCtx, ln, h, 10*time.Second); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("server", slog.String("err", err.Error()))
 		}
 	}()
 	go func() {
 		<-ctx.Done()
-		wg.Wait()
+		st.wg.Wait()
 		s.stop()
 		s.done <- nil
 	}()
-	if o.Out != nil {
-		fmt.Fprintf(o.Out, `
+	return nil
+}
+
+// banner tells where the stack runs and how to try it.
+func (st *starting) banner(s *Stack) {
+	if st.o.Out == nil {
+		return
+	}
+	fmt.Fprintf(st.o.Out, `
 Sluice is running at http://%[1]s  (OpenAI base URL: http://%[1]s/v1)
 Web console: http://%[1]s/console/  (operators: "Sign in with an API key", the admin key below)
 Admin key %[4]s %[2]s
@@ -209,9 +277,8 @@ Try:
     -H "Authorization: Bearer $(cat %[2]s)" -H 'Content-Type: application/json' \
     -d '{"model":"%[3]s","messages":[{"role":"user","content":"Hello"}]}'
 
-`, s.Addr, filepath.Join(o.Dir, AdminKeyFile), cfg.Inference.Models[0].Name, map[bool]string{true: "(kept from the last start) in", false: "written to"}[reused])
-	}
-	return s, nil
+`, s.Addr, filepath.Join(st.o.Dir, AdminKeyFile), st.o.Config.Inference.Models[0].Name,
+		map[bool]string{true: "(kept from the last start) in", false: "written to"}[st.reused])
 }
 
 func (s *Stack) stop() {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
@@ -467,7 +468,7 @@ func (a *Admitter) Lapse(ctx context.Context, userID string) (int64, error) {
 	exists := make([]*redis.IntCmd, len(due))
 	for i, j := range due {
 		if rkey.JobTag(j) != "" {
-			exists[i] = pipe.Exists(ctx, rkey.JobKey(j))
+			exists[i] = redisq.JobExists(ctx, pipe, j)
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {

@@ -2,18 +2,10 @@ package admission
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/redisq/rkey"
-)
-
-var (
-	//go:embed lua/cachehit.lua
-	cacheHitLua    string
-	cacheHitScript = redis.NewScript(cacheHitLua)
 )
 
 // The response cache is exact-match and per user (one user's prompts never
@@ -54,7 +46,6 @@ func (a *Admitter) CacheHit(ctx context.Context, tk *Ticket, keyID, model, endpo
 	if tk == nil || !tk.Reserved {
 		return errors.New("admission: a cache hit needs a reservation")
 	}
-	tag := rkey.JobTag(tk.JobID)
-	return cacheHitScript.Run(ctx, a.rdb, []string{rkey.JobKey(tk.JobID), rkey.SettleKey(tag)},
-		tk.JobID, tk.UserID, keyID, model, endpoint, c.Result, c.Usage, a.cfg.Jobs.ResultTTL.Milliseconds(), tk.Hold).Err()
+	return redisq.CacheHitJob(ctx, a.rdb, redisq.CachedJob{JobID: tk.JobID, UserID: tk.UserID, KeyID: keyID,
+		Model: model, Endpoint: endpoint, Result: c.Result, Usage: c.Usage, Hold: tk.Hold, TTL: a.cfg.Jobs.ResultTTL})
 }

@@ -205,7 +205,7 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 			continue
 		}
 		holds[i] = pipe.HGet(ctx, rkey.User(e.UserID).Holds, e.JobID)
-		usages[i] = pipe.HMGet(ctx, rkey.JobKey(e.JobID), "usage", "cache", "engine_ms", "hold")
+		usages[i] = redisq.JobSettleInputs(ctx, pipe, e.JobID)
 		funds[i] = pipe.HMGet(ctx, rkey.User(e.UserID).Funds, "credit", "cr_held", "inc_used", "inc_held", "ov_used", "ov_held",
 			"inc_lim", "ov_cap", "per")
 	}
@@ -228,9 +228,9 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 		}
 		// What the job recorded; the settle entry's copy where the hash is gone.
 		rec := []string{e.Usage, e.Cache, e.EngineMS, e.Hold}
-		if v, err := usages[i].Result(); err == nil {
-			for k := range rec {
-				if s, _ := v[k].(string); s != "" {
+		if in, err := redisq.ParseSettleInputs(usages[i]); err == nil {
+			for k, s := range []string{in.Usage, in.Cache, in.EngineMS, in.Hold} {
+				if s != "" {
 					rec[k] = s
 				}
 			}

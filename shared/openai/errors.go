@@ -25,7 +25,13 @@ var status = map[sluice.Kind]int{
 	sluice.KindQuota:            http.StatusTooManyRequests,
 	sluice.KindUnavailable:      http.StatusServiceUnavailable,
 	sluice.KindTimeout:          http.StatusGatewayTimeout,
+	sluice.KindEngine:           http.StatusBadGateway,
+	sluice.KindCancelled:        StatusCancelled,
 }
+
+// StatusCancelled is the status of a cancelled job (nginx's "client closed
+// request"; net/http names none).
+const StatusCancelled = 499
 
 // Status is the HTTP status for an error.
 func Status(err error) int {
@@ -48,6 +54,8 @@ func typeFor(kind sluice.Kind, st int) string {
 		return "requests"
 	case kind == sluice.KindPermissionDenied:
 		return "permission_error"
+	case kind == sluice.KindUpstream && st == http.StatusTooManyRequests:
+		return "server_error" // the engine is busy: not the client's fault
 	case st >= 500:
 		return "server_error"
 	}
@@ -66,6 +74,15 @@ func Body(err error) (int, sluice.ErrorBody) {
 		b.Code = e.Code
 	}
 	return st, b
+}
+
+// EncodeError is the stored form of a job's error: the OpenAI error object
+// as JSON. The queue stores it (injected as redisq.Options.EncodeError) and
+// hands it to clients verbatim.
+func EncodeError(e *sluice.Error) []byte {
+	_, b := Body(e)
+	j, _ := json.Marshal(b)
+	return j
 }
 
 // WriteError answers with the OpenAI error shape. Internal causes go to the
@@ -95,7 +112,7 @@ func WriteJSON(w http.ResponseWriter, st int, v any) {
 // the engine's status and message, OpenAI's type and code (vLLM puts the
 // status in code and uses its own type names; older builds used a flat
 // {"object":"error"} shape).
-func UpstreamError(st int, body []byte) *sluice.ErrorBody {
+func UpstreamError(st int, body []byte) *sluice.Error {
 	var wrapped struct {
 		Error *struct {
 			Message string `json:"message"`
@@ -115,16 +132,17 @@ func UpstreamError(st int, body []byte) *sluice.ErrorBody {
 	if msg == "" {
 		msg = http.StatusText(st)
 	}
-	b := &sluice.ErrorBody{Message: msg, Param: param, Type: typeFor(sluice.KindUpstream, st)}
+	e := &sluice.Error{Kind: sluice.KindUpstream, Status: st, Message: msg}
+	e.Param, _ = param.(string) // OpenAI's param is a field name or null
 	switch {
 	case st == http.StatusBadRequest && strings.Contains(strings.ToLower(msg), "context length"):
-		b.Code, b.Param = sluice.CodeContextLengthExceeded, "messages"
+		e.Code, e.Param = sluice.CodeContextLengthExceeded, "messages"
 	case st == http.StatusNotFound:
-		b.Code = sluice.CodeModelNotFound
+		e.Code = sluice.CodeModelNotFound
 	case st == http.StatusTooManyRequests:
-		b.Type, b.Code = "server_error", sluice.CodeNoCapacity
+		e.Code = sluice.CodeNoCapacity
 	case st >= 500:
-		b.Code = sluice.CodeServiceUnavailable
+		e.Code = sluice.CodeServiceUnavailable
 	}
-	return b
+	return e
 }

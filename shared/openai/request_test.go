@@ -102,14 +102,14 @@ func TestReadBody(t *testing.T) {
 func TestUpstreamError(t *testing.T) {
 	t.Parallel()
 	b := openai.UpstreamError(400, []byte(`{"error":{"message":"This model's maximum context length is 256 tokens.","type":"BadRequestError","param":null,"code":400}}`))
-	if b.Code != sluice.CodeContextLengthExceeded || b.Type != "invalid_request_error" {
+	if _, body := openai.Body(b); b.Code != sluice.CodeContextLengthExceeded || body.Type != "invalid_request_error" || body.Param != "messages" {
 		t.Fatalf("context length: %+v", b)
 	}
 	flat := openai.UpstreamError(404, []byte(`{"object":"error","message":"The model x does not exist.","type":"NotFoundError","code":404}`))
 	if flat.Code != sluice.CodeModelNotFound || !strings.Contains(flat.Message, "does not exist") {
 		t.Fatalf("flat shape: %+v", flat)
 	}
-	if g := openai.UpstreamError(502, []byte("<html>")); g.Type != "server_error" || g.Message == "" {
+	if st, g := openai.Body(openai.UpstreamError(502, []byte("<html>"))); st != 502 || g.Type != "server_error" || g.Message == "" {
 		t.Fatalf("garbage: %+v", g)
 	}
 }

@@ -50,7 +50,7 @@ func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []strin
 				}
 				id := rkey.JobIDOfKey(key)
 				res, err := eraseScript.Run(ctx, c, []string{key, rkey.ResultKey(id), rkey.SettleKey(tag)},
-					userID, cancelledErr, rkey.CancelChannel, id).Text()
+					userID, q.cancelledErr, rkey.CancelChannel, id).Text()
 				if err != nil {
 					return err
 				}

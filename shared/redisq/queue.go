@@ -46,12 +46,18 @@ type Options struct {
 	ResultTTL   time.Duration // how long finished jobs are kept; default 24h
 	MaxAttempts int           // claims before a job is dead-lettered; default 3
 	MaxQueue    int64         // entries per stream before enqueue answers 503; default 100000
+	// EncodeError is the stored form of a failed job's error, handed to its
+	// client verbatim: openai.EncodeError, injected by shared/app. A queue
+	// built without one (tests, tools) stores only the message and code.
+	EncodeError func(*sluice.Error) []byte
 }
 
 // Queue is the Redis side of the job path.
 type Queue struct {
 	rdb  redis.UniversalClient
 	opts Options
+	// The errors the Lua scripts record themselves, encoded once.
+	expiredErr, deadErr, interruptedErr, cancelledErr string
 }
 
 // New wraps a Redis client.
@@ -65,7 +71,30 @@ func New(rdb redis.UniversalClient, opts Options) *Queue {
 	if opts.MaxQueue == 0 {
 		opts.MaxQueue = 100000
 	}
-	return &Queue{rdb: rdb, opts: opts}
+	if opts.EncodeError == nil {
+		opts.EncodeError = bareError
+	}
+	q := &Queue{rdb: rdb, opts: opts}
+	q.expiredErr, q.deadErr = q.encodeError(sluice.ErrJobExpired), q.encodeError(sluice.ErrJobDeadLettered)
+	q.interruptedErr, q.cancelledErr = q.encodeError(sluice.ErrWorkerLost), q.encodeError(sluice.ErrJobCancelled)
+	return q
+}
+
+// encodeError is a job error's stored form ("" for none).
+func (q *Queue) encodeError(e *sluice.Error) string {
+	if e == nil {
+		return ""
+	}
+	return string(q.opts.EncodeError(e))
+}
+
+// bareError is the stored form without an injected encoder.
+func bareError(e *sluice.Error) []byte {
+	b, _ := json.Marshal(struct {
+		Message string `json:"message"`
+		Code    string `json:"code,omitempty"`
+	}{e.Message, e.Code})
+	return b
 }
 
 // Client returns the underlying Redis client.
@@ -84,18 +113,6 @@ func translate(err error) error {
 }
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
-
-func errJSON(msg, typ, code string) string {
-	b, _ := json.Marshal(sluice.ErrorBody{Message: msg, Type: typ, Code: code})
-	return string(b)
-}
-
-var (
-	expiredErr     = errJSON("The job's deadline passed before it could run.", "server_error", sluice.CodeDeadlineExceeded)
-	deadErr        = errJSON("The job failed too many times and was moved to the dead-letter queue.", "server_error", sluice.CodeMaxAttempts)
-	interruptedErr = errJSON("The worker serving this stream stopped after output was sent; the stream cannot be resumed.", "server_error", sluice.CodeStreamInterrupted)
-	cancelledErr   = errJSON("The job was cancelled.", "invalid_request_error", sluice.CodeCancelled)
-)
 
 // Enqueue stores a job and adds it to its model's stream. timeout is how long
 // it may take before it expires; the deadline is set by Redis's clock.
@@ -183,7 +200,7 @@ func (q *Queue) Cancel(ctx context.Context, jobID, owner string) (sluice.JobStat
 		return "", sluice.ErrNotFound
 	}
 	st, err := cancelScript.Run(ctx, q.rdb, []string{rkey.JobKey(jobID), rkey.ResultKey(jobID), rkey.SettleKey(rkey.JobTag(jobID))},
-		owner, cancelledErr, ms(q.opts.ResultTTL), rkey.CancelChannel, jobID).Text()
+		owner, q.cancelledErr, ms(q.opts.ResultTTL), rkey.CancelChannel, jobID).Text()
 	if err != nil {
 		return "", translate(err)
 	}

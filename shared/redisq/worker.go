@@ -185,7 +185,7 @@ func (q *Queue) StartMany(ctx context.Context, es []Entry, group, worker, model 
 	args := func(e Entry) ([]string, []any) {
 		return []string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.DeadKey(model), rkey.SettleKey(rkey.JobTag(e.JobID))},
 			[]any{group, e.ID, worker, q.opts.MaxAttempts, ms(q.opts.ResultTTL), e.JobID,
-				expiredErr, deadErr, interruptedErr, cancelledErr}
+				q.expiredErr, q.deadErr, q.interruptedErr, q.cancelledErr}
 	}
 	for i, e := range es {
 		if rkey.JobTag(e.JobID) == "" { // not a job id Sluice wrote: drop it
@@ -262,8 +262,8 @@ type Outcome struct {
 	// ResultRef is the object-store key the result was written to (Result
 	// is then empty): written before Complete, so the key never dangles.
 	ResultRef string
-	Error     *sluice.ErrorBody // for failed jobs
-	HTTP      int               // status for a synchronous caller
+	Error     *sluice.Error // for failed jobs; stored through Options.EncodeError
+	HTTP      int           // status for a synchronous caller
 	Usage     *sluice.UsageEvent
 	// EngineMS is the engine time the worker measured (its calls to the
 	// engine, retries included, backoff waits not), in milliseconds: stored
@@ -274,11 +274,8 @@ type Outcome struct {
 // Complete records a job's end: result, usage event and ack in one atomic
 // script. It returns false when the job was already final (a duplicate).
 func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) (bool, error) {
-	var errS, usageS, evS string
-	if o.Error != nil {
-		b, _ := json.Marshal(o.Error)
-		errS = string(b)
-	}
+	var usageS, evS string
+	errS := q.encodeError(o.Error)
 	if o.Usage != nil {
 		b, _ := json.Marshal(o.Usage.Usage)
 		usageS = string(b)

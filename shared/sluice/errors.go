@@ -23,6 +23,8 @@ const (
 	KindUnavailable                  // 503: no capacity or a dependency is down
 	KindTimeout                      // 504: the deadline passed
 	KindUpstream                     // the engine's own answer, status carried in Error.Status
+	KindEngine                       // 502: the inference engine failed the job
+	KindCancelled                    // 499: the client cancelled the job
 )
 
 // Wire codes shown to clients in error.code, spelled as OpenAI spells them
