@@ -253,7 +253,7 @@ func TestMeterOutboxStripeMock(t *testing.T) {
 	}
 	db := pgtest.New(t)
 	d := rollup.Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DB: db,
-		Stripe: stripe.NewWithBase("sk_test_123", testenv.StripeMock(t))}
+		Stripe: stripe.Wrap(stripe.NewWithBase("sk_test_123", testenv.StripeMock(t)), cfg.Billing)}
 	ctx := t.Context()
 	user := func(email, customer string) string {
 		u, err := db.UpsertUser(ctx, email, sluice.TierPro, sluice.RoleUser)

@@ -19,10 +19,8 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/redis/go-redis/v9"
-	stripeapi "github.com/stripe/stripe-go/v85"
 
 	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/app"
@@ -42,7 +40,7 @@ type Deps struct {
 	DB       sluice.BillingStore
 	Redis    redis.UniversalClient
 	Verifier *authn.Verifier
-	Stripe   *stripeapi.Client
+	Stripe   sluice.Payments
 	Log      *slog.Logger
 }
 
@@ -63,9 +61,12 @@ func New(d Deps) http.Handler {
 	return httpserve.Middleware(d.Log, "billing-webhook", mux, httpserve.TrustProxies(d.Config.Server.TrustedProxyPrefixes()))
 }
 
-var handle = app.Lazy(func(d *app.Deps) http.Handler {
-	return New(Deps{Config: d.Config, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Stripe: stripe.New(d.Config), Log: d.Log})
-})
+// DepsFrom builds Deps from the shared dependencies.
+func DepsFrom(d *app.Deps) Deps {
+	return Deps{Config: d.Config, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Stripe: stripe.Payments(d.Config), Log: d.Log}
+}
+
+var handle = app.Lazy(func(d *app.Deps) http.Handler { return New(DepsFrom(d)) })
 
 // Handle is the OpenFaaS entry point: it builds the handler from the
 // environment on first use.
@@ -94,11 +95,11 @@ func (d Deps) plans(w http.ResponseWriter, _ *http.Request) {
 		if t.IncludedCredits.Kind == config.Fixed {
 			inc = t.IncludedCredits.Count()
 		}
-		out = append(out, plan{Kind: stripe.KindSubscription, Tier: name, MonthlyCostMicros: &cost, IncludedTokens: &inc})
+		out = append(out, plan{Kind: sluice.CheckoutSubscription, Tier: name, MonthlyCostMicros: &cost, IncludedTokens: &inc})
 	}
 	for _, p := range d.Config.Billing.CreditPacks {
 		amt := int64(p.Amount)
-		out = append(out, plan{Kind: stripe.KindCredits, Pack: p.Name, AmountMicros: &amt})
+		out = append(out, plan{Kind: sluice.CheckoutCredits, Pack: p.Name, AmountMicros: &amt})
 	}
 	openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": out})
 }
@@ -131,7 +132,7 @@ func (d Deps) customer(ctx context.Context, userID string) (string, error) {
 	if u.StripeCustomer != "" {
 		return u.StripeCustomer, nil
 	}
-	c, err := stripe.Customer(ctx, d.Stripe, u.ID, u.Email, "")
+	c, err := d.Stripe.CreateCustomer(ctx, u.ID, u.Email)
 	if err != nil {
 		return "", err
 	}
@@ -164,7 +165,7 @@ func (d Deps) checkout(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, d.Log, err)
 		return
 	}
-	s, err := stripe.CreateCheckout(r.Context(), d.Stripe, d.Config.Billing, c)
+	s, err := d.Stripe.CreateCheckout(r.Context(), c)
 	if err != nil {
 		openai.WriteError(w, r, d.Log, err)
 		return
@@ -187,12 +188,12 @@ func (d Deps) portal(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, d.Log, err)
 		return
 	}
-	s, err := stripe.CreatePortal(r.Context(), d.Stripe, cust, d.Config.Billing.PortalReturnURL)
+	url, err := d.Stripe.CreatePortal(r.Context(), cust, d.Config.Billing.PortalReturnURL)
 	if err != nil {
 		openai.WriteError(w, r, d.Log, err)
 		return
 	}
-	openai.WriteJSON(w, http.StatusOK, map[string]string{"object": "billing.portal_session", "url": s.URL})
+	openai.WriteJSON(w, http.StatusOK, map[string]string{"object": "billing.portal_session", "url": url})
 }
 
 // webhook receives one Stripe event.
@@ -216,8 +217,8 @@ func (d Deps) webhook(w http.ResponseWriter, r *http.Request) {
 			Message: "The webhook body is larger than 1 MiB."})
 		return
 	}
-	ev, err := stripe.VerifyEvent(body, r.Header.Get("Stripe-Signature"), secrets...)
-	if err != nil {
+	ev, err := stripe.ParseEvent(body, r.Header.Get("Stripe-Signature"), secrets...)
+	if err != nil && !errors.Is(err, stripe.ErrUnreadable) {
 		msg := "The Stripe-Signature header does not verify (wrong secret, altered body, or older than 300 s)."
 		if !errors.Is(err, stripe.ErrSignature) {
 			msg = "The webhook event cannot be used: " + err.Error()
@@ -226,11 +227,14 @@ func (d Deps) webhook(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, d.Log, sluice.Invalid("", sluice.CodeInvalidValue, "%s", msg))
 		return
 	}
-	status, err := d.process(r.Context(), ev)
+	status := ""
+	if err == nil { // an unreadable object fails like a failed apply: Stripe retries
+		status, err = d.process(r.Context(), ev)
+	}
 	if err != nil {
 		// 500: the event stays unprocessed and Stripe delivers it again.
 		d.Log.ErrorContext(r.Context(), "stripe webhook failed", slog.String("event", ev.ID),
-			slog.String("type", string(ev.Type)), slog.String("err", err.Error()))
+			slog.String("type", ev.Type), slog.String("err", err.Error()))
 		openai.WriteError(w, r, d.Log, &sluice.Error{Kind: sluice.KindInternal, Code: sluice.CodeInternal,
 			Message: "The event could not be applied; it was not recorded and Stripe will retry.", Err: err})
 		return
@@ -240,13 +244,13 @@ func (d Deps) webhook(w http.ResponseWriter, r *http.Request) {
 
 // process applies ev once: status is "applied", "duplicate" or "ignored"
 // (a type Sluice does not act on).
-func (d Deps) process(ctx context.Context, ev stripeapi.Event) (string, error) {
-	apply, ok := handlers[string(ev.Type)]
+func (d Deps) process(ctx context.Context, ev sluice.BillingEvent) (string, error) {
+	apply, ok := handlers[ev.Kind]
 	if !ok {
 		return "ignored", nil
 	}
 	var fx effects
-	fresh, err := d.DB.ApplyStripeEvent(ctx, ev.ID, string(ev.Type), time.Unix(ev.Created, 0).UTC(), func(tx sluice.BillingTx) error {
+	fresh, err := d.DB.ApplyStripeEvent(ctx, ev.ID, ev.Type, ev.Created, func(tx sluice.BillingTx) error {
 		return apply(ctx, d, tx, ev, &fx)
 	})
 	if err != nil {
@@ -322,10 +326,10 @@ func (d Deps) recheckFunds(ctx context.Context, user string) error {
 }
 
 // recorded rebuilds a processed event's effects from what it wrote.
-func (d Deps) recorded(ctx context.Context, ev stripeapi.Event) (effects, error) {
-	refs, err := stripeRefs(ev)
-	if err != nil || len(refs) == 0 {
-		return effects{}, err
+func (d Deps) recorded(ctx context.Context, ev sluice.BillingEvent) (effects, error) {
+	refs := ledgerRefs(ev)
+	if len(refs) == 0 {
+		return effects{}, nil
 	}
 	rows, err := d.DB.LedgerByRefs(ctx, refs)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/sluice"
-	"github.com/sluice-ai/sluice/shared/stripe"
 )
 
 // checkoutRequest is the body of POST /v1/billing/checkout.
@@ -22,20 +21,20 @@ type checkoutRequest struct {
 // ParseCheckout validates a checkout request body against what cfg sells
 // and returns the purchase (without user and customer). Every refusal is a
 // 400 naming the field.
-func ParseCheckout(body []byte, cfg *config.Config) (stripe.Checkout, error) {
+func ParseCheckout(body []byte, cfg *config.Config) (sluice.Checkout, error) {
 	var req checkoutRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return stripe.Checkout{}, sluice.Invalid("", sluice.CodeInvalidJSON,
+		return sluice.Checkout{}, sluice.Invalid("", sluice.CodeInvalidJSON,
 			"The body must be a JSON object with kind (subscription or credits), tier or pack, and optional success_url and cancel_url.")
 	}
 	if dec.More() {
-		return stripe.Checkout{}, sluice.Invalid("", sluice.CodeInvalidJSON, "The body must hold one JSON object.")
+		return sluice.Checkout{}, sluice.Invalid("", sluice.CodeInvalidJSON, "The body must hold one JSON object.")
 	}
-	c := stripe.Checkout{Kind: req.Kind, SuccessURL: cfg.Billing.SuccessURL, CancelURL: cfg.Billing.CancelURL}
+	c := sluice.Checkout{Kind: req.Kind, SuccessURL: cfg.Billing.SuccessURL, CancelURL: cfg.Billing.CancelURL}
 	switch req.Kind {
-	case stripe.KindSubscription:
+	case sluice.CheckoutSubscription:
 		if req.Tier == "" {
 			return c, sluice.Invalid("tier", sluice.CodeMissingRequired, "tier is required for a subscription.")
 		}
@@ -46,18 +45,17 @@ func ParseCheckout(body []byte, cfg *config.Config) (stripe.Checkout, error) {
 			return c, sluice.Invalid("tier", sluice.CodeInvalidValue, "The tier %q cannot be bought; see GET /v1/billing/plans.", clip(req.Tier))
 		}
 		c.Tier = req.Tier
-	case stripe.KindCredits:
+	case sluice.CheckoutCredits:
 		if req.Pack == "" {
 			return c, sluice.Invalid("pack", sluice.CodeMissingRequired, "pack is required for credits.")
 		}
 		if req.Tier != "" {
 			return c, sluice.Invalid("tier", sluice.CodeInvalidValue, "tier is only for kind subscription.")
 		}
-		p, ok := cfg.Billing.CreditPack(req.Pack)
-		if !ok {
+		if _, ok := cfg.Billing.CreditPack(req.Pack); !ok {
 			return c, sluice.Invalid("pack", sluice.CodeInvalidValue, "The credit pack %q does not exist; see GET /v1/billing/plans.", clip(req.Pack))
 		}
-		c.Pack = p
+		c.Pack = req.Pack
 	case "":
 		return c, sluice.Invalid("kind", sluice.CodeMissingRequired, "kind is required: subscription or credits.")
 	default:

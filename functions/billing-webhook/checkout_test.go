@@ -39,7 +39,7 @@ func TestCheckoutAndPortalAgainstStripeMock(t *testing.T) {
 	e := newEnv(t, "\n    pro: "+proPrice)
 	e.cfg.Env.KeyPepper = "pepper-for-the-test"
 	e.deps.Verifier = app.NewVerifier(e.cfg, e.db, e.deps.Log)
-	e.deps.Stripe = stripe.NewWithBase("sk_test_123", stripetest.Mock(t))
+	e.deps.Stripe = stripe.Wrap(stripe.NewWithBase("sk_test_123", stripetest.Mock(t)), e.cfg.Billing)
 	srv := httptest.NewServer(New(e.deps))
 	t.Cleanup(srv.Close)
 	// A user without a Stripe customer yet: the first checkout creates it.

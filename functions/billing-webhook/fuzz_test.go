@@ -33,8 +33,8 @@ func FuzzParseCheckout(f *testing.F) {
 				t.Fatalf("%q: tier %q is not for sale", body, c.Tier)
 			}
 		case stripe.KindCredits:
-			if _, ok := cfg.Billing.CreditPack(c.Pack.Name); !ok {
-				t.Fatalf("%q: pack %q does not exist", body, c.Pack.Name)
+			if _, ok := cfg.Billing.CreditPack(c.Pack); !ok {
+				t.Fatalf("%q: pack %q does not exist", body, c.Pack)
 			}
 		default:
 			t.Fatalf("%q: kind %q accepted", body, c.Kind)

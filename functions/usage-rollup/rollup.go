@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 
-	stripeapi "github.com/stripe/stripe-go/v85"
-
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/config"
@@ -38,7 +36,7 @@ type Deps struct {
 	Verifier *authn.Verifier
 	// Stripe receives the meter events; nil (no STRIPE_SECRET_KEY) keeps
 	// them pending in the outbox.
-	Stripe *stripeapi.Client
+	Stripe sluice.UsageMeter
 	// Telemetry records runs and reconciliation (sluice_rollup_*,
 	// sluice_reconciliation_*); nil records nothing.
 	Telemetry *telemetry.Telemetry
@@ -46,7 +44,7 @@ type Deps struct {
 
 // DepsFrom builds Deps from the shared dependencies.
 func DepsFrom(d *app.Deps) Deps {
-	out := Deps{Config: d.Config, Log: d.Log, DB: d.DB, Verifier: d.Verifier, Stripe: stripe.New(d.Config),
+	out := Deps{Config: d.Config, Log: d.Log, DB: d.DB, Verifier: d.Verifier, Stripe: stripe.Meter(d.Config),
 		Telemetry: d.Telemetry}
 	if d.ReadDB != nil { // a nil *postgres.DB in the interface would not read as nil
 		out.ReadDB = d.ReadDB

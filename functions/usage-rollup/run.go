@@ -5,11 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
-
-	stripeapi "github.com/stripe/stripe-go/v85"
 
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
@@ -157,18 +154,13 @@ func sendMeter(ctx context.Context, d Deps, m *Meter) error {
 		if time.Since(ts) > meterMaxAge {
 			ts = time.Now()
 		}
-		p := &stripeapi.BillingMeterEventCreateParams{
-			EventName:  stripeapi.String(d.Config.UsageRollup.MeterEventName),
-			Identifier: stripeapi.String(e.Identifier),
-			Payload:    map[string]string{"stripe_customer_id": e.StripeCustomerID, "value": strconv.FormatInt(e.Value, 10)},
-			Timestamp:  stripeapi.Int64(ts.Unix()),
-		}
-		_, err := d.Stripe.V1BillingMeterEvents.Create(ctx, p)
+		err := d.Stripe.SendMeterUsage(ctx, sluice.MeterUsage{EventName: d.Config.UsageRollup.MeterEventName,
+			Identifier: e.Identifier, Customer: e.StripeCustomerID, Value: e.Value, At: ts})
 		switch {
 		case err == nil:
 			m.Sent++
 			err = d.DB.MeterSent(ctx, e.ID, e.StripeCustomerID, "")
-		case DuplicateIdentifier(err):
+		case errors.Is(err, sluice.ErrMeterDuplicate):
 			m.Duplicates++
 			err = d.DB.MeterSent(ctx, e.ID, e.StripeCustomerID, "duplicate identifier: Stripe already recorded it")
 		default:
@@ -187,20 +179,6 @@ func sendMeter(ctx context.Context, d Deps, m *Meter) error {
 func backoff(attempts int) time.Duration {
 	b := 30 * time.Second << min(attempts, 7)
 	return min(b, time.Hour)
-}
-
-// DuplicateIdentifier reports whether err is Stripe's answer to a meter
-// event whose identifier it already holds: 400 invalid_request_error "An
-// event already exists with identifier …" (as recorded from Stripe; see
-// testdata/meter_event_duplicate.json). The event was recorded before, so
-// the outbox row counts as sent.
-func DuplicateIdentifier(err error) bool {
-	var se *stripeapi.Error
-	if !errors.As(err, &se) || se.HTTPStatusCode != 400 {
-		return false
-	}
-	return se.Code == stripeapi.ErrorCodeResourceAlreadyExists ||
-		strings.Contains(se.Msg, "already exists with identifier")
 }
 
 // Schedule runs RunScheduled every usage_rollup.schedule until ctx ends:

@@ -15,7 +15,6 @@ import (
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/sluice"
-	"github.com/sluice-ai/sluice/shared/stripe"
 )
 
 // Router serves the functions as an OpenFaaS gateway would
@@ -29,7 +28,7 @@ func Router(d *app.Deps) http.Handler {
 	fns := map[string]http.Handler{
 		"submit":          submit.New(submit.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects}),
 		"auth":            auth.New(auth.Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Objects: d.Objects}),
-		"billing-webhook": billing.New(billing.Deps{Config: d.Config, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Stripe: stripe.New(d.Config), Log: d.Log}),
+		"billing-webhook": billing.New(billing.DepsFrom(d)),
 		"usage-rollup":    rollup.New(rollup.DepsFrom(d)),
 	}
 	mux := http.NewServeMux()

@@ -14,8 +14,8 @@ import (
 // Checkout kinds: what a Checkout Session sells. They travel in the
 // session's metadata, so the webhook knows what a completed session paid for.
 const (
-	KindSubscription = "subscription"
-	KindCredits      = "credits"
+	KindSubscription = sluice.CheckoutSubscription
+	KindCredits      = sluice.CheckoutCredits
 )
 
 // Metadata keys Sluice sets on Checkout Sessions and subscriptions.

@@ -1,8 +1,10 @@
-// Package stripe is Sluice's one place that configures the Stripe client
-// (stripe-go v85): the secret key and, for tests, another API base
-// (stripe-mock). The billing-webhook function (Checkout, the customer
-// portal, webhooks) and the usage-rollup function (Billing Meter events)
-// build on it.
+// Package stripe is Sluice's one place that uses Stripe's SDK (stripe-go
+// v85): it configures the client (the secret key and, for tests, another
+// API base such as stripe-mock), implements sluice.Payments (customers,
+// Checkout, the customer portal) and sluice.UsageMeter (Billing Meter
+// events) over it, and verifies webhooks and translates their events into
+// sluice.BillingEvent. The billing-webhook and usage-rollup functions see
+// only those domain types.
 package stripe
 
 import (

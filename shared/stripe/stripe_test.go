@@ -38,3 +38,17 @@ func TestClientAgainstStripeMock(t *testing.T) {
 		t.Fatal("a client without a key")
 	}
 }
+
+// DuplicateIdentifier recognises only Stripe's 400 for a repeated meter
+// identifier (functions/usage-rollup replays the recorded body end to end).
+func TestDuplicateIdentifierRecognised(t *testing.T) {
+	t.Parallel()
+	if stripe.DuplicateIdentifier(context.Canceled) || stripe.DuplicateIdentifier(nil) {
+		t.Fatal("non-Stripe errors are not duplicates")
+	}
+	dup := &stripeapi.Error{HTTPStatusCode: 400, Code: stripeapi.ErrorCodeResourceAlreadyExists}
+	other := &stripeapi.Error{HTTPStatusCode: 400, Code: stripeapi.ErrorCodeResourceMissing}
+	if !stripe.DuplicateIdentifier(dup) || stripe.DuplicateIdentifier(other) {
+		t.Fatal("misclassified a Stripe error")
+	}
+}
