@@ -41,6 +41,8 @@ var (
 	leaseLua string
 	//go:embed lua/lapse.lua
 	lapseLua string
+	//go:embed lua/grow.lua
+	growLua string
 
 	admitScript  = redis.NewScript(admitLua)
 	settleScript = redis.NewScript(settleLua)
@@ -48,6 +50,7 @@ var (
 	grantScript  = redis.NewScript(grantLua)
 	leaseScript  = redis.NewScript(leaseLua)
 	lapseScript  = redis.NewScript(lapseLua)
+	growScript   = redis.NewScript(growLua)
 )
 
 // window is the rate limits' rolling window.

@@ -195,6 +195,25 @@ func room(v []any, h Hold) Room {
 // prices the hold was taken at (the job's hold terms), and only if its
 // ledger row is new is the charge applied to the live counters.
 func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
+	return a.settleMany(ctx, ended, true)
+}
+
+// fundsFields are the funds hash fields room reads, in its order (grow.lua
+// answers 'short' with the same).
+var fundsFields = []string{"credit", "cr_held", "inc_used", "inc_held", "ov_used", "ov_held", "inc_lim", "ov_cap", "per"}
+
+// pastHold is a job whose usage goes past its hold: it settles after its
+// hold is grown (grow.lua).
+type pastHold struct {
+	e        Ended
+	hs       string // its hold as read
+	h        Hold   // as settlement prices it
+	u        sluice.Usage
+	engineMS int64
+	cache    bool
+}
+
+func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) error {
 	pipe := a.rdb.Pipeline()
 	holds := make([]*redis.StringCmd, len(ended))
 	usages := make([]*redis.SliceCmd, len(ended))
@@ -205,8 +224,7 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 		}
 		holds[i] = pipe.HGet(ctx, keysOf(e.UserID).holds, e.JobID)
 		usages[i] = pipe.HMGet(ctx, redisq.JobKey(e.JobID), "usage", "cache", "engine_ms", "hold")
-		funds[i] = pipe.HMGet(ctx, keysOf(e.UserID).funds, "credit", "cr_held", "inc_used", "inc_held", "ov_used", "ov_held",
-			"inc_lim", "ov_cap", "per")
+		funds[i] = pipe.HMGet(ctx, keysOf(e.UserID).funds, fundsFields...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return err
@@ -219,6 +237,7 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 		period string
 	}
 	var todo []settlement
+	var past []pastHold
 	var rows []postgres.LedgerEntry
 	rooms := map[string]*Room{} // per user: what this batch left free
 	for i, e := range ended {
@@ -278,7 +297,20 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 			r = &r0
 			rooms[e.UserID] = r
 		}
-		c := h.Split(u.PromptTokens, u.CompletionTokens, engineMS, *r)
+		var c Charge
+		if unheld {
+			c = h.Split(u.PromptTokens, u.CompletionTokens, engineMS, *r)
+		} else {
+			// Within its hold, a job takes nothing from the free room (its
+			// credit counts only as far as the balance backs it).
+			c = h.Split(u.PromptTokens, u.CompletionTokens, engineMS, Room{CreditFree: min(r.CreditFree, 0)})
+			if c.Debt > 0 && !h.Grown && mayGrow {
+				// Past the hold: its hold grows first (what is free, taken
+				// atomically), then it settles against the grown hold.
+				past = append(past, pastHold{e, hs, h, u, engineMS, kind == "cache"})
+				continue
+			}
+		}
 		// The next job of the user in this batch sees the counters as this
 		// settlement leaves them: its hold released, its charge applied.
 		if r.Included >= 0 {
@@ -344,7 +376,51 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 			errs = append(errs, err)
 		}
 	}
+	for _, p := range past {
+		if err := a.grow(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// grow settles a job whose usage goes past its hold: what it takes beyond
+// the hold (included tokens, overage, credit: Hold.Split with the room the
+// counters have free) is added to its hold by grow.lua, all or nothing
+// against the counters as they are at that instant (on a shortfall it
+// splits again with the counters grow.lua returned; after a few tries it
+// takes what is free and the rest is debt). Then the job settles against
+// the grown hold, with no further room. Two settlers (or a settler and an
+// admission) can therefore never hand out the same free room, and a crash
+// after growing replays to the same charge.
+func (a *Admitter) grow(ctx context.Context, p pastHold) error {
+	k := keysOf(p.e.UserID)
+	v, err := a.rdb.HMGet(ctx, k.funds, fundsFields...).Result()
+	if err != nil {
+		return err
+	}
+	for try := 0; ; try++ {
+		if len(v) < len(fundsFields) {
+			v = make([]any, len(fundsFields))
+		}
+		r := room(v, p.h)
+		if p.cache {
+			r.Included = 0 // a cached response is not paid with included tokens
+		}
+		c := p.h.Split(p.u.PromptTokens, p.u.CompletionTokens, p.engineMS, r)
+		res, err := growScript.Run(ctx, a.rdb, []string{k.funds, k.holds}, p.e.JobID, p.hs,
+			max(c.Included-p.h.Included, 0), max(c.Credit-p.h.Credit, 0), max(c.Overage-p.h.Overage, 0),
+			p.h.Period, b2s(try < 8), "").Slice()
+		if err != nil {
+			return err
+		}
+		if out, _ := res[0].(string); out == "short" {
+			v = res[1:]
+			continue
+		}
+		break // grown, or settled or grown by another settler meanwhile
+	}
+	return a.settleMany(ctx, []Ended{p.e}, false)
 }
 
 func b2s(b bool) string {
