@@ -121,19 +121,25 @@ func (s *Settler) Run(ctx context.Context) {
 			sleep(ctx, time.Second)
 			continue // left pending: reclaimed after settle_idle
 		}
+		// The job records, kept while their settlement was pending, now
+		// expire after jobs.result_ttl (erased accounts' go at once);
+		// before the ack, so a crash in between leaves the entry to settle
+		// again (idempotently), not a record that never expires.
+		ids := make([]string, len(ended))
+		for i, e := range ended {
+			ids[i] = e.JobID
+		}
+		if err := redisq.Settled(ctx, rdb, ids, s.a.cfg.Jobs.ResultTTL); err != nil {
+			log.Warn("settled job records not given their expiry; the entries settle again", slog.String("err", err.Error()))
+			sleep(ctx, time.Second)
+			continue // left pending: reclaimed after settle_idle
+		}
 		pipe := rdb.Pipeline()
 		for _, e := range msgs {
 			pipe.XAck(ctx, e.stream, settleGroup, e.msg.ID)
 			pipe.XDel(ctx, e.stream, e.msg.ID)
 		}
 		pipe.Exec(ctx) //nolint:errcheck // a lost ack repeats an idempotent settlement
-		ids := make([]string, len(ended))
-		for i, e := range ended {
-			ids[i] = e.JobID
-		}
-		if err := redisq.DropErased(ctx, rdb, ids); err != nil { // deleted accounts' records, now settled
-			log.Warn("erased job records not dropped; they expire with jobs.result_ttl", slog.String("err", err.Error()))
-		}
 	}
 }
 
