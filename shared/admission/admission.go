@@ -43,6 +43,8 @@ var (
 	lapseLua string
 	//go:embed lua/grow.lua
 	growLua string
+	//go:embed lua/unlock.lua
+	unlockLua string
 
 	admitScript  = redis.NewScript(admitLua)
 	settleScript = redis.NewScript(settleLua)
@@ -51,6 +53,7 @@ var (
 	leaseScript  = redis.NewScript(leaseLua)
 	lapseScript  = redis.NewScript(lapseLua)
 	growScript   = redis.NewScript(growLua)
+	unlockScript = redis.NewScript(unlockLua)
 )
 
 // window is the rate limits' rolling window.
@@ -60,6 +63,7 @@ const window = time.Minute
 type Ledger interface {
 	LedgerBalance(ctx context.Context, userID, period string) (postgres.Balance, error)
 	LedgerSettled(ctx context.Context, es []postgres.LedgerEntry) ([]string, error)
+	LedgerHasJob(ctx context.Context, jobID string) (bool, error)
 }
 
 // Observer counts settlements that went past their holds (telemetry

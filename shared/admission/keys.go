@@ -11,6 +11,7 @@ func userKey(userID, name string) string { return keyPrefix + "{u:" + userID + "
 // userKeys are one user's admission keys, in the order admit.lua takes them.
 type userKeys struct {
 	funds, holds, holdExp, reqLog, tokLog, tokAmt, lease string
+	settleLock                                           string
 }
 
 func keysOf(userID string) userKeys {
@@ -22,6 +23,9 @@ func keysOf(userID string) userKeys {
 		tokLog:  userKey(userID, "tpm"),     // zset: job id by admission time
 		tokAmt:  userKey(userID, "tpmv"),    // hash: job id → tokens counted, _sum
 		lease:   userKey(userID, "lease"),   // zset: job id by lease expiry
+		// string: the token of the settler settling one of the user's
+		// jobs whose hold is gone (settle.go, settleUnheld)
+		settleLock: userKey(userID, "settlelock"),
 	}
 }
 

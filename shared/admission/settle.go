@@ -195,11 +195,13 @@ func room(v []any, h Hold) Room {
 // holds, usages and live counters (one pipeline), append their ledger rows
 // (one statement), apply settle.lua to each (one pipeline). Each step is
 // idempotent, so a batch cut short by a crash is simply settled again.
+// Jobs whose usage goes past their holds settle after the batch, one by
+// one, once their holds have grown (grow).
 //
 // A job whose hold is gone was either settled before or lost its hold (it
 // lapsed, or Redis lost it): it is charged from its recorded usage at the
-// prices the hold was taken at (the job's hold terms), and only if its
-// ledger row is new is the charge applied to the live counters.
+// prices the hold was taken at (the job's hold terms), against a hold
+// created for it, unless the ledger already has its row (settleUnheld).
 func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 	return a.settleMany(ctx, ended, true)
 }
@@ -212,11 +214,12 @@ var fundsFields = []string{"credit", "cr_held", "inc_used", "inc_held", "ov_used
 // hold is grown (grow.lua).
 type pastHold struct {
 	e        Ended
-	hs       string // its hold as read
+	hs       string // its hold as read; unheld: its terms (the hold it was admitted with, no amounts)
 	h        Hold   // as settlement prices it
 	u        sluice.Usage
 	engineMS int64
 	cache    bool
+	noHold   bool // no hold was read: one is created from its terms (hs)
 }
 
 func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) error {
@@ -243,7 +246,7 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 		period string
 	}
 	var todo []settlement
-	var past []pastHold
+	var past, unheldJobs []pastHold
 	var rows []postgres.LedgerEntry
 	rooms := map[string]*Room{} // per user: what this batch left free
 	for i, e := range ended {
@@ -305,6 +308,12 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 		}
 		var c Charge
 		if unheld {
+			if mayGrow {
+				// What it takes comes from the free room: taken atomically
+				// too (a hold created for it), under the user's lock.
+				unheldJobs = append(unheldJobs, pastHold{e, hs, h, u, engineMS, kind == "cache", true})
+				continue
+			}
 			c = h.Split(u.PromptTokens, u.CompletionTokens, engineMS, *r)
 		} else {
 			// Within its hold, a job takes nothing from the free room (its
@@ -313,7 +322,7 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 			if c.Debt > 0 && !h.Grown && mayGrow {
 				// Past the hold: its hold grows first (what is free, taken
 				// atomically), then it settles against the grown hold.
-				past = append(past, pastHold{e, hs, h, u, engineMS, kind == "cache"})
+				past = append(past, pastHold{e, hs, h, u, engineMS, kind == "cache", false})
 				continue
 			}
 		}
@@ -324,9 +333,10 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 		}
 		r.Overage = max(r.Overage+h.Overage-c.Overage, 0)
 		r.CreditFree += h.Credit - c.Credit - c.Debt
-		if c.Excess > 0 || c.Debt > 0 || unheld {
+		lost := unheld || h.Lost // its ledger row says it settled without the hold it was admitted with
+		if c.Excess > 0 || c.Debt > 0 || lost {
 			a.log.Warn("settled past the hold", slog.String("job_id", e.JobID), slog.Int64("excess_tokens", c.Excess),
-				slog.Int64("debt_micros", c.Debt), slog.Bool("unheld", unheld), slog.Int64("prompt_tokens", u.PromptTokens),
+				slog.Int64("debt_micros", c.Debt), slog.Bool("unheld", lost), slog.Int64("prompt_tokens", u.PromptTokens),
 				slog.Int64("prompt_bound", h.PromptBound))
 		}
 		tokens := u.PromptTokens + u.CompletionTokens
@@ -335,7 +345,7 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 			rows = append(rows, postgres.LedgerEntry{UserID: e.UserID, Kind: kind, JobID: e.JobID, Period: h.Period, Model: h.Model,
 				PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
 				IncludedTokens: c.Included, CreditMicros: c.Credit, OverageMicros: c.Overage,
-				DebtMicros: c.Debt, ExcessTokens: c.Excess, Unheld: unheld})
+				DebtMicros: c.Debt, ExcessTokens: c.Excess, Unheld: lost})
 		}
 	}
 	written, err := a.db.LedgerSettled(ctx, rows)
@@ -387,6 +397,11 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 			errs = append(errs, err)
 		}
 	}
+	for _, p := range unheldJobs {
+		if err := a.settleUnheld(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -414,20 +429,75 @@ func (a *Admitter) grow(ctx context.Context, p pastHold) error {
 			r.Included = 0 // a cached response is not paid with included tokens
 		}
 		c := p.h.Split(p.u.PromptTokens, p.u.CompletionTokens, p.engineMS, r)
-		res, err := growScript.Run(ctx, a.rdb, []string{k.funds, k.holds}, p.e.JobID, p.hs,
+		expect, terms := p.hs, ""
+		if p.noHold {
+			expect, terms = "", p.hs
+		}
+		res, err := growScript.Run(ctx, a.rdb, []string{k.funds, k.holds}, p.e.JobID, expect,
 			max(c.Included-p.h.Included, 0), max(c.Credit-p.h.Credit, 0), max(c.Overage-p.h.Overage, 0),
-			p.h.Period, b2s(try < 8), "").Slice()
+			p.h.Period, b2s(try < 8), terms).Slice()
 		if err != nil {
 			return err
 		}
-		if out, _ := res[0].(string); out == "short" {
+		switch out, _ := res[0].(string); out {
+		case "short":
 			v = res[1:]
 			continue
+		case "changed": // settled, grown or created by another settler meanwhile
+			// A hold gone meanwhile may have lapsed: once more, settled
+			// without it (never again from here).
+			return a.settleMany(ctx, []Ended{p.e}, !p.noHold)
 		}
-		break // grown, or settled or grown by another settler meanwhile
+		return a.settleMany(ctx, []Ended{p.e}, false)
 	}
-	return a.settleMany(ctx, []Ended{p.e}, false)
 }
+
+// settleUnheld settles a job whose hold is gone (lost with Redis, or lapsed
+// while its record was gone): what it takes from the free room is taken
+// atomically by creating a hold for it (grow.lua from its terms, marked
+// lost), and it then settles against that hold like any other. Creating a
+// hold for a job settled before would charge it twice, so this runs under
+// the user's settle lock, between a check that the hold is still gone and
+// one that the ledger has no row for the job: a settlement completes its
+// ledger row before it removes the hold, so a job settled before is seen,
+// and a hold created here by a settler that then died is found held by the
+// next attempt and settled once (its ledger row, if written, is its own).
+func (a *Admitter) settleUnheld(ctx context.Context, p pastHold) error {
+	k := keysOf(p.e.UserID)
+	b := make([]byte, 8)
+	rand.Read(b) //nolint:errcheck // crypto/rand never fails on Linux
+	token := hex.EncodeToString(b)
+	for try := 0; ; try++ {
+		ok, err := a.rdb.SetNX(ctx, k.settleLock, token, settleLockTTL).Result()
+		if err != nil {
+			return err
+		}
+		if ok {
+			break
+		}
+		if try == 100 {
+			return errors.New("admission: the user's settle lock stays taken")
+		}
+		sleep(ctx, 50*time.Millisecond)
+	}
+	defer unlockScript.Run(context.WithoutCancel(ctx), a.rdb, []string{k.settleLock}, token) //nolint:errcheck // else it lapses
+	_, err := a.rdb.HGet(ctx, k.holds, p.e.JobID).Result()
+	if err == nil { // held after all (created by a settler that died): settled as held
+		return a.settleMany(ctx, []Ended{p.e}, false)
+	}
+	if !errors.Is(err, redis.Nil) {
+		return err
+	}
+	done, err := a.db.LedgerHasJob(ctx, p.e.JobID)
+	if err != nil || done {
+		return err // settled before: nothing more
+	}
+	return a.grow(ctx, p)
+}
+
+// settleLockTTL bounds how long a settler that died holds a user's settle
+// lock; one settlement takes a few round trips.
+const settleLockTTL = 30 * time.Second
 
 func b2s(b bool) string {
 	if b {

@@ -17,6 +17,17 @@ import (
 // settlements interleave, exactly 400 included tokens are granted in all,
 // and every ledger row's money is its non-included tokens at the prices.
 func TestConcurrentSettlersPastHoldsShareNoRoom(t *testing.T) {
+	testConcurrentSettlers(t, false)
+}
+
+// The same with both holds gone before settlement (lost with Redis, or
+// lapsed): what the jobs take from the free room is taken atomically too,
+// and a repeated settlement charges nothing more.
+func TestConcurrentSettlersWithoutHoldsShareNoRoom(t *testing.T) {
+	testConcurrentSettlers(t, true)
+}
+
+func testConcurrentSettlers(t *testing.T, lost bool) {
 	t.Parallel()
 	const limit = 400
 	b := setup(t, "  free:\n    rate_limit: unlimited\n    included_credits: 400\n")
@@ -33,6 +44,12 @@ func TestConcurrentSettlersPastHoldsShareNoRoom(t *testing.T) {
 			}
 			b.run(t, tk, sluice.Usage{PromptTokens: 200, CompletionTokens: 50})
 			tks[i] = tk
+		}
+		if lost {
+			for _, tk := range tks {
+				b.rdb.HDel(ctx, "sluice:{u:"+user+"}:holds", tk.JobID)
+				b.rdb.HIncrBy(ctx, "sluice:{u:"+user+"}:funds", "inc_held", -36)
+			}
 		}
 		// Both settle at once, each in its own process (Admitter).
 		start := make(chan struct{})
@@ -61,7 +78,7 @@ func TestConcurrentSettlersPastHoldsShareNoRoom(t *testing.T) {
 			inc := r.included
 			inRest := max(200-inc, 0)
 			outRest := 250 - inc - inRest
-			if want := inRest*1 + outRest*2; -r.credit+r.overage != want || r.debt != 0 {
+			if want := inRest*1 + outRest*2; -r.credit+r.overage != want || r.debt != 0 || r.unheld != lost {
 				t.Fatalf("iteration %d: row %+v pays %d for %d included tokens, want %d and no debt",
 					iter, r, -r.credit+r.overage, inc, want)
 			}
@@ -75,6 +92,15 @@ func TestConcurrentSettlersPastHoldsShareNoRoom(t *testing.T) {
 		}
 		if live.Credit != bal.CreditMicros {
 			t.Fatalf("iteration %d: live credit %d, ledger %d", iter, live.Credit, bal.CreditMicros)
+		}
+		// A redelivered settlement changes nothing.
+		for _, tk := range tks {
+			if err := b.b.SettleMany(ctx, []admission.Ended{{JobID: tk.JobID, UserID: user}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if again, _ := admission.LiveCounters(ctx, b.rdb, user); again != live {
+			t.Fatalf("iteration %d: settling again moved the counters %+v → %+v", iter, live, again)
 		}
 	}
 }

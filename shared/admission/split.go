@@ -20,9 +20,9 @@ type Hold struct {
 	RequestPrice int64 // micro-dollars per job that ran
 	GPUPrice     int64 // micro-dollars per second of engine time
 	// Grown: grow.lua grew the hold to cover the job's usage past it (or
-	// created it for a job whose hold was gone); it settles with no room
-	// beyond it.
-	Grown bool
+	// created it for a job whose hold was gone: Lost); it settles with no
+	// room beyond it.
+	Grown, Lost bool
 }
 
 // parseHold reads the hold string admit.lua writes
@@ -30,10 +30,11 @@ type Hold struct {
 // two fields (written before per-request and GPU-second prices existed, or
 // for a model priced by tokens alone) has them 0. Model names may not contain '|' (config validation), so the
 // field count tells the two apart. A grown hold (grow.lua) has all eleven
-// and a twelfth, 'g'.
+// and a twelfth, 'g' (or 'u': created for a job whose hold was gone).
 func parseHold(s string) (Hold, error) {
 	f := strings.Split(s, "|")
-	grown := len(f) == 12 && f[11] == "g"
+	grown := len(f) == 12 && (f[11] == "g" || f[11] == "u")
+	lost := grown && f[11] == "u"
 	if grown {
 		f = f[:11]
 	}
@@ -51,7 +52,7 @@ func parseHold(s string) (Hold, error) {
 	}
 	return Hold{PromptBound: n[0], MaxOutput: n[1], InputPrice: n[2], OutputPrice: n[3],
 		Included: n[4], Credit: n[5], Overage: n[6], Period: f[7], Model: f[8],
-		RequestPrice: n[7], GPUPrice: n[8], Grown: grown}, nil
+		RequestPrice: n[7], GPUPrice: n[8], Grown: grown, Lost: lost}, nil
 }
 
 // GPUCharge is what engineMS milliseconds of engine time cost at price

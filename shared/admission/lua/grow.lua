@@ -6,7 +6,8 @@
 -- settlement charges it with no further room, so a crash after growing
 -- replays to the same charge, and it is never grown twice. settle.lua then
 -- releases the grown hold as any other. A job settled without its hold gets
--- one created here (ARGV[2] ''), marked the same way.
+-- one created here (ARGV[2] '', from its terms ARGV[8]), marked '|u' (its
+-- ledger row says unheld).
 -- KEYS[1] funds hash, KEYS[2] holds hash
 -- ARGV[1] job id, ARGV[2] the hold as the caller read it ('' : none),
 -- ARGV[3] included tokens, ARGV[4] credit, ARGV[5] overage to add,
@@ -48,7 +49,7 @@ f[7] = string.format('%d', tonumber(f[7]) + add[3])
 if #f == 9 then
   f[10], f[11] = '0', '0'
 end
-f[12] = 'g'
+f[12] = (h == '') and 'u' or 'g'
 local grown = table.concat(f, '|')
 redis.call('HSET', KEYS[2], ARGV[1], grown)
 redis.call('HINCRBY', KEYS[1], 'inc_held', add[1])
