@@ -210,8 +210,8 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 // answers 'short' with the same).
 var fundsFields = []string{"credit", "cr_held", "inc_used", "inc_held", "ov_used", "ov_held", "inc_lim", "ov_cap", "per"}
 
-// pastHold is a job whose usage goes past its hold: it settles after its
-// hold is grown (grow.lua).
+// pastHold is a job whose usage goes past its hold, or whose hold is gone:
+// it settles after its hold is grown, or one is created for it (grow.lua).
 type pastHold struct {
 	e        Ended
 	hs       string // its hold as read; unheld: its terms (the hold it was admitted with, no amounts)
