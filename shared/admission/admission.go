@@ -42,6 +42,10 @@ var (
 	leaseLua string
 	//go:embed lua/lapse.lua
 	lapseLua string
+	//go:embed lua/grow.lua
+	growLua string
+	//go:embed lua/unlock.lua
+	unlockLua string
 
 	admitScript  = redis.NewScript(admitLua)
 	settleScript = redis.NewScript(settleLua)
@@ -49,6 +53,8 @@ var (
 	grantScript  = redis.NewScript(grantLua)
 	leaseScript  = redis.NewScript(leaseLua)
 	lapseScript  = redis.NewScript(lapseLua)
+	growScript   = redis.NewScript(growLua)
+	unlockScript = redis.NewScript(unlockLua)
 )
 
 // window is the rate limits' rolling window.
@@ -58,6 +64,7 @@ const window = time.Minute
 type Ledger interface {
 	LedgerBalance(ctx context.Context, userID, period string) (postgres.Balance, error)
 	LedgerSettled(ctx context.Context, es []postgres.LedgerEntry) ([]string, error)
+	LedgerHasJob(ctx context.Context, jobID string) (bool, error)
 }
 
 // Observer counts settlements that went past their holds (telemetry

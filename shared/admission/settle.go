@@ -122,19 +122,25 @@ func (s *Settler) Run(ctx context.Context) {
 			sleep(ctx, time.Second)
 			continue // left pending: reclaimed after settle_idle
 		}
+		// The job records, kept while their settlement was pending, now
+		// expire after jobs.result_ttl (erased accounts' go at once);
+		// before the ack, so a crash in between leaves the entry to settle
+		// again (idempotently), not a record that never expires.
+		ids := make([]string, len(ended))
+		for i, e := range ended {
+			ids[i] = e.JobID
+		}
+		if err := redisq.Settled(ctx, rdb, ids, s.a.cfg.Jobs.ResultTTL); err != nil {
+			log.Warn("settled job records not given their expiry; the entries settle again", slog.String("err", err.Error()))
+			sleep(ctx, time.Second)
+			continue // left pending: reclaimed after settle_idle
+		}
 		pipe := rdb.Pipeline()
 		for _, e := range msgs {
 			pipe.XAck(ctx, e.stream, rkey.GroupSettle, e.msg.ID)
 			pipe.XDel(ctx, e.stream, e.msg.ID)
 		}
 		pipe.Exec(ctx) //nolint:errcheck // a lost ack repeats an idempotent settlement
-		ids := make([]string, len(ended))
-		for i, e := range ended {
-			ids[i] = e.JobID
-		}
-		if err := redisq.DropErased(ctx, rdb, ids); err != nil { // deleted accounts' records, now settled
-			log.Warn("erased job records not dropped; they expire with jobs.result_ttl", slog.String("err", err.Error()))
-		}
 	}
 }
 
@@ -190,12 +196,34 @@ func room(v []any, h Hold) Room {
 // holds, usages and live counters (one pipeline), append their ledger rows
 // (one statement), apply settle.lua to each (one pipeline). Each step is
 // idempotent, so a batch cut short by a crash is simply settled again.
+// Jobs whose usage goes past their holds settle after the batch, one by
+// one, once their holds have grown (grow).
 //
 // A job whose hold is gone was either settled before or lost its hold (it
 // lapsed, or Redis lost it): it is charged from its recorded usage at the
-// prices the hold was taken at (the job's hold terms), and only if its
-// ledger row is new is the charge applied to the live counters.
+// prices the hold was taken at (the job's hold terms), against a hold
+// created for it, unless the ledger already has its row (settleUnheld).
 func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
+	return a.settleMany(ctx, ended, true)
+}
+
+// fundsFields are the funds hash fields room reads, in its order (grow.lua
+// answers 'short' with the same).
+var fundsFields = []string{"credit", "cr_held", "inc_used", "inc_held", "ov_used", "ov_held", "inc_lim", "ov_cap", "per"}
+
+// pastHold is a job whose usage goes past its hold, or whose hold is gone:
+// it settles after its hold is grown, or one is created for it (grow.lua).
+type pastHold struct {
+	e        Ended
+	hs       string // its hold as read; unheld: its terms (the hold it was admitted with, no amounts)
+	h        Hold   // as settlement prices it
+	u        sluice.Usage
+	engineMS int64
+	cache    bool
+	noHold   bool // no hold was read: one is created from its terms (hs)
+}
+
+func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) error {
 	pipe := a.rdb.Pipeline()
 	holds := make([]*redis.StringCmd, len(ended))
 	usages := make([]*redis.SliceCmd, len(ended))
@@ -206,8 +234,7 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 		}
 		holds[i] = pipe.HGet(ctx, rkey.User(e.UserID).Holds, e.JobID)
 		usages[i] = redisq.JobSettleInputs(ctx, pipe, e.JobID)
-		funds[i] = pipe.HMGet(ctx, rkey.User(e.UserID).Funds, "credit", "cr_held", "inc_used", "inc_held", "ov_used", "ov_held",
-			"inc_lim", "ov_cap", "per")
+		funds[i] = pipe.HMGet(ctx, rkey.User(e.UserID).Funds, fundsFields...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return err
@@ -220,6 +247,7 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 		period string
 	}
 	var todo []settlement
+	var past, unheldJobs []pastHold
 	var rows []postgres.LedgerEntry
 	rooms := map[string]*Room{} // per user: what this batch left free
 	for i, e := range ended {
@@ -279,7 +307,26 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 			r = &r0
 			rooms[e.UserID] = r
 		}
-		c := h.Split(u.PromptTokens, u.CompletionTokens, engineMS, *r)
+		var c Charge
+		if unheld {
+			if mayGrow {
+				// What it takes comes from the free room: taken atomically
+				// too (a hold created for it), under the user's lock.
+				unheldJobs = append(unheldJobs, pastHold{e, hs, h, u, engineMS, kind == "cache", true})
+				continue
+			}
+			c = h.Split(u.PromptTokens, u.CompletionTokens, engineMS, *r)
+		} else {
+			// Within its hold, a job takes nothing from the free room (its
+			// credit counts only as far as the balance backs it).
+			c = h.Split(u.PromptTokens, u.CompletionTokens, engineMS, Room{CreditFree: min(r.CreditFree, 0)})
+			if c.Debt > 0 && !h.Grown && mayGrow {
+				// Past the hold: its hold grows first (what is free, taken
+				// atomically), then it settles against the grown hold.
+				past = append(past, pastHold{e, hs, h, u, engineMS, kind == "cache", false})
+				continue
+			}
+		}
 		// The next job of the user in this batch sees the counters as this
 		// settlement leaves them: its hold released, its charge applied.
 		if r.Included >= 0 {
@@ -287,9 +334,10 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 		}
 		r.Overage = max(r.Overage+h.Overage-c.Overage, 0)
 		r.CreditFree += h.Credit - c.Credit - c.Debt
-		if c.Excess > 0 || c.Debt > 0 || unheld {
+		lost := unheld || h.Lost // its ledger row says it settled without the hold it was admitted with
+		if c.Excess > 0 || c.Debt > 0 || lost {
 			a.log.Warn("settled past the hold", slog.String("job_id", e.JobID), slog.Int64("excess_tokens", c.Excess),
-				slog.Int64("debt_micros", c.Debt), slog.Bool("unheld", unheld), slog.Int64("prompt_tokens", u.PromptTokens),
+				slog.Int64("debt_micros", c.Debt), slog.Bool("unheld", lost), slog.Int64("prompt_tokens", u.PromptTokens),
 				slog.Int64("prompt_bound", h.PromptBound))
 		}
 		tokens := u.PromptTokens + u.CompletionTokens
@@ -298,7 +346,7 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 			rows = append(rows, postgres.LedgerEntry{UserID: e.UserID, Kind: kind, JobID: e.JobID, Period: h.Period, Model: h.Model,
 				PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
 				IncludedTokens: c.Included, CreditMicros: c.Credit, OverageMicros: c.Overage,
-				DebtMicros: c.Debt, ExcessTokens: c.Excess, Unheld: unheld})
+				DebtMicros: c.Debt, ExcessTokens: c.Excess, Unheld: lost})
 		}
 	}
 	written, err := a.db.LedgerSettled(ctx, rows)
@@ -345,8 +393,112 @@ func (a *Admitter) SettleMany(ctx context.Context, ended []Ended) error {
 			errs = append(errs, err)
 		}
 	}
+	for _, p := range past {
+		if err := a.grow(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range unheldJobs {
+		if err := a.settleUnheld(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
+
+// grow settles a job whose usage goes past its hold: what it takes beyond
+// the hold (included tokens, overage, credit: Hold.Split with the room the
+// counters have free) is added to its hold by grow.lua, all or nothing
+// against the counters as they are at that instant (on a shortfall it
+// splits again with the counters grow.lua returned; after a few tries it
+// takes what is free and the rest is debt). Then the job settles against
+// the grown hold, with no further room. Two settlers (or a settler and an
+// admission) can therefore never hand out the same free room, and a crash
+// after growing replays to the same charge.
+func (a *Admitter) grow(ctx context.Context, p pastHold) error {
+	k := rkey.User(p.e.UserID)
+	v, err := a.rdb.HMGet(ctx, k.Funds, fundsFields...).Result()
+	if err != nil {
+		return err
+	}
+	for try := 0; ; try++ {
+		if len(v) < len(fundsFields) {
+			v = make([]any, len(fundsFields))
+		}
+		r := room(v, p.h)
+		if p.cache {
+			r.Included = 0 // a cached response is not paid with included tokens
+		}
+		c := p.h.Split(p.u.PromptTokens, p.u.CompletionTokens, p.engineMS, r)
+		expect, terms := p.hs, ""
+		if p.noHold {
+			expect, terms = "", p.hs
+		}
+		res, err := growScript.Run(ctx, a.rdb, []string{k.Funds, k.Holds}, p.e.JobID, expect,
+			max(c.Included-p.h.Included, 0), max(c.Credit-p.h.Credit, 0), max(c.Overage-p.h.Overage, 0),
+			p.h.Period, b2s(try < 8), terms).Slice()
+		if err != nil {
+			return err
+		}
+		switch out, _ := res[0].(string); out {
+		case "short":
+			v = res[1:]
+			continue
+		case "changed": // settled, grown or created by another settler meanwhile
+			// A hold gone meanwhile may have lapsed: once more, settled
+			// without it (never again from here).
+			return a.settleMany(ctx, []Ended{p.e}, !p.noHold)
+		}
+		return a.settleMany(ctx, []Ended{p.e}, false)
+	}
+}
+
+// settleUnheld settles a job whose hold is gone (lost with Redis, or lapsed
+// while its record was gone): what it takes from the free room is taken
+// atomically by creating a hold for it (grow.lua from its terms, marked
+// lost), and it then settles against that hold like any other. Creating a
+// hold for a job settled before would charge it twice, so this runs under
+// the user's settle lock, between a check that the hold is still gone and
+// one that the ledger has no row for the job: a settlement completes its
+// ledger row before it removes the hold, so a job settled before is seen,
+// and a hold created here by a settler that then died is found held by the
+// next attempt and settled once (its ledger row, if written, is its own).
+func (a *Admitter) settleUnheld(ctx context.Context, p pastHold) error {
+	k := rkey.User(p.e.UserID)
+	b := make([]byte, 8)
+	rand.Read(b) //nolint:errcheck // crypto/rand never fails on Linux
+	token := hex.EncodeToString(b)
+	for try := 0; ; try++ {
+		ok, err := a.rdb.SetNX(ctx, k.SettleLock, token, settleLockTTL).Result()
+		if err != nil {
+			return err
+		}
+		if ok {
+			break
+		}
+		if try == 100 {
+			return errors.New("admission: the user's settle lock stays taken")
+		}
+		sleep(ctx, 50*time.Millisecond)
+	}
+	defer unlockScript.Run(context.WithoutCancel(ctx), a.rdb, []string{k.SettleLock}, token) //nolint:errcheck // else it lapses
+	_, err := a.rdb.HGet(ctx, k.Holds, p.e.JobID).Result()
+	if err == nil { // held after all (created by a settler that died): settled as held
+		return a.settleMany(ctx, []Ended{p.e}, false)
+	}
+	if !errors.Is(err, redis.Nil) {
+		return err
+	}
+	done, err := a.db.LedgerHasJob(ctx, p.e.JobID)
+	if err != nil || done {
+		return err // settled before: nothing more
+	}
+	return a.grow(ctx, p)
+}
+
+// settleLockTTL bounds how long a settler that died holds a user's settle
+// lock; one settlement takes a few round trips.
+const settleLockTTL = 30 * time.Second
 
 func b2s(b bool) string {
 	if b {

@@ -343,3 +343,77 @@ func TestOrphanHoldLapses(t *testing.T) {
 		t.Fatalf("held credit %d, want 46 (the new job's only)", live.HeldCredit)
 	}
 }
+
+// Issue 13, gap 2: settlers down longer than jobs.result_ttl. A reserved
+// job's record is kept from its end until its settlement is done, so its
+// hold does not lapse meanwhile and it settles from its hold; once settled,
+// the record expires after jobs.result_ttl. A job without a hold keeps its
+// expiry as before.
+func TestRecordOutlivesSettlerOutage(t *testing.T) {
+	t.Parallel()
+	// Long enough to outlast the settle helper's return (its settler may
+	// sit out a one-second blocking read before it stops).
+	const ttl = 2 * time.Second
+	b := setupPriced(t, "  free:\n    rate_limit: unlimited\n    included_credits: 0\n", "jobs:\n  result_ttl: 2s\n")
+	ctx := context.Background()
+	user := b.user(t, "free")
+	b.grant(t, user, 100)
+	tk, err := b.a.Admit(ctx, b.req(user, "free"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := redisq.New(b.rdb, redisq.Options{ResultTTL: ttl})
+	if err := q.EnsureGroup(ctx, rkey.StreamKey(b.model, 0), rkey.GroupWorkers); err != nil {
+		t.Fatal(err)
+	}
+	enqueue := func(tk *admission.Ticket) {
+		j := &sluice.Job{ID: tk.JobID, UserID: tk.UserID, Model: b.model, Endpoint: sluice.EndpointChat,
+			Body: json.RawMessage(`{"model":"x"}`), Reserved: tk.Reserved, Hold: tk.Hold}
+		if err := q.Enqueue(ctx, j, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No settler runs: the job ends, and stays unsettled past the TTL.
+	enqueue(tk)
+	b.finish(t, q, tk, sluice.Usage{PromptTokens: 20, CompletionTokens: 7}) // 34
+	time.Sleep(ttl + 500*time.Millisecond)
+	if n, _ := b.rdb.Exists(ctx, rkey.JobKey(tk.JobID)).Result(); n != 1 {
+		t.Fatal("the ended job's record expired before its settlement")
+	}
+	// Its hold falls due; the user's next admission runs the lapse.
+	b.rdb.ZAdd(ctx, "sluice:{u:"+user+"}:holdexp", redisZ(tk.JobID))
+	if _, err := b.a.Admit(ctx, b.req(user, "free")); err != nil {
+		t.Fatal(err)
+	}
+	if hs, _ := admission.Holds(ctx, b.rdb, user); len(hs) != 2 {
+		t.Fatalf("holds %v: the unsettled job's hold lapsed", hs)
+	}
+	// A settler comes back: the job settles from its hold.
+	b.settle(t, user, tk.JobID)
+	if r := b.row(t, tk.JobID); r.credit != -34 || r.debt != 0 || r.unheld {
+		t.Fatalf("row %+v, want -34 from its hold", r)
+	}
+	// Settled, the record expires after the TTL.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ms, _ := b.rdb.PTTL(ctx, rkey.JobKey(tk.JobID)).Result()
+		if ms > 0 && ms <= ttl {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("settled job record's ttl %v, want at most %v", ms, ttl)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(ttl + 200*time.Millisecond)
+	if n, _ := b.rdb.Exists(ctx, rkey.JobKey(tk.JobID)).Result(); n != 0 {
+		t.Fatal("the settled job's record outlived jobs.result_ttl")
+	}
+	// A job without a hold keeps the TTL from its end.
+	free := &admission.Ticket{JobID: rkey.NewJobID(b.model), UserID: user}
+	enqueue(free)
+	b.finish(t, q, free, sluice.Usage{PromptTokens: 1, CompletionTokens: 1})
+	if ms, _ := b.rdb.PTTL(ctx, rkey.JobKey(free.JobID)).Result(); ms <= 0 || ms > ttl {
+		t.Fatalf("unreserved job record's ttl %v, want at most %v", ms, ttl)
+	}
+}

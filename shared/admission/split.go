@@ -19,15 +19,25 @@ type Hold struct {
 	Model        string
 	RequestPrice int64 // micro-dollars per job that ran
 	GPUPrice     int64 // micro-dollars per second of engine time
+	// Grown: grow.lua grew the hold to cover the job's usage past it (or
+	// created it for a job whose hold was gone: Lost); it settles with no
+	// room beyond it.
+	Grown, Lost bool
 }
 
 // parseHold reads the hold string admit.lua writes
 // (P|M|pin|pout|inc|cr|ov|period|model|preq|psec). A hold without the last
 // two fields (written before per-request and GPU-second prices existed, or
 // for a model priced by tokens alone) has them 0. Model names may not contain '|' (config validation), so the
-// field count tells the two apart.
+// field count tells the two apart. A grown hold (grow.lua) has all eleven
+// and a twelfth, 'g' (or 'u': created for a job whose hold was gone).
 func parseHold(s string) (Hold, error) {
 	f := strings.Split(s, "|")
+	grown := len(f) == 12 && (f[11] == "g" || f[11] == "u")
+	lost := grown && f[11] == "u"
+	if grown {
+		f = f[:11]
+	}
 	if len(f) != 9 && len(f) != 11 {
 		return Hold{}, fmt.Errorf("admission: malformed hold %q", s)
 	}
@@ -42,7 +52,7 @@ func parseHold(s string) (Hold, error) {
 	}
 	return Hold{PromptBound: n[0], MaxOutput: n[1], InputPrice: n[2], OutputPrice: n[3],
 		Included: n[4], Credit: n[5], Overage: n[6], Period: f[7], Model: f[8],
-		RequestPrice: n[7], GPUPrice: n[8]}, nil
+		RequestPrice: n[7], GPUPrice: n[8], Grown: grown, Lost: lost}, nil
 }
 
 // GPUCharge is what engineMS milliseconds of engine time cost at price
@@ -96,8 +106,10 @@ func (h Hold) Split(prompt, completion, engineMS int64, r Room) Charge {
 	c := h.split(prompt, completion, engineMS, h.Included, r)
 	if c.Debt > 0 || c.Overage > h.Overage || c.Credit > h.Credit {
 		// Past the hold: included tokens left free pay first. (Only then:
-		// within its hold a job never takes from the free balance, so
-		// settlers running side by side cannot hand out the same room.)
+		// within its hold a job never takes from the free balance. The
+		// settler takes what this split wants beyond the hold atomically,
+		// growing the hold (grow.lua), before it charges it: settlers
+		// running side by side cannot hand out the same room.)
 		inc := prompt + completion
 		if r.Included >= 0 {
 			inc = h.Included + r.Included

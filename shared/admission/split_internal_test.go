@@ -17,7 +17,17 @@ func TestParseHoldOldAndNew(t *testing.T) {
 	if err != nil || h.RequestPrice != 10000 || h.GPUPrice != 3 || h.Model != "llama" || h.Credit != 10226 {
 		t.Fatalf("new hold = %+v, %v", h, err)
 	}
-	for _, bad := range []string{"", "1|2|3", "26|10|1|2|0|46|0|2026-11|llama|x|3", "26|10|1|2|0|46|0|2026-11|llama|1"} {
+	// grow.lua's marks: grown ('g'), created for a job whose hold was gone ('u').
+	g, err := parseHold("26|10|1|2|250|46|0|2026-11|llama|0|0|g")
+	if err != nil || !g.Grown || g.Lost || g.Included != 250 || g.Model != "llama" {
+		t.Fatalf("grown hold = %+v, %v", g, err)
+	}
+	u, err := parseHold("26|10|1|2|250|46|0|2026-11|llama|0|0|u")
+	if err != nil || !u.Grown || !u.Lost {
+		t.Fatalf("created hold = %+v, %v", u, err)
+	}
+	for _, bad := range []string{"", "1|2|3", "26|10|1|2|0|46|0|2026-11|llama|x|3", "26|10|1|2|0|46|0|2026-11|llama|1",
+		"26|10|1|2|0|46|0|2026-11|llama|0|0|x", "26|10|1|2|0|46|0|2026-11|llama|g"} {
 		if _, err := parseHold(bad); err == nil {
 			t.Errorf("parseHold(%q) accepted", bad)
 		}

@@ -53,6 +53,13 @@ func (db *DB) LedgerSettled(ctx context.Context, es []LedgerEntry) ([]string, er
 	return out, translate(rows.Err())
 }
 
+// LedgerHasJob reports whether a job's settlement is in the ledger.
+func (db *DB) LedgerHasJob(ctx context.Context, jobID string) (bool, error) {
+	var ok bool
+	err := db.Pool.QueryRow(ctx, q("LedgerHasJob"), jobID).Scan(&ok)
+	return ok, translate(err)
+}
+
 // LedgerBalance sums a user's ledger for period.
 func (db *DB) LedgerBalance(ctx context.Context, userID, period string) (Balance, error) {
 	var b Balance

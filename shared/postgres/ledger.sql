@@ -29,6 +29,10 @@ WITH ins AS (
 )
 SELECT job_id FROM ins;
 
+-- name: LedgerHasJob
+-- Whether a job's settlement is in the ledger.
+SELECT EXISTS (SELECT 1 FROM credit_ledger WHERE job_id = $1);
+
 -- name: LedgerBalance
 -- A user's balances as the ledger says: prepaid credit (all time), included
 -- tokens and overage used in one period, and the grant and clawback ids (the

@@ -3,6 +3,8 @@ package redisq
 import (
 	"context"
 	_ "embed"
+	"errors"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -14,12 +16,12 @@ var (
 	eraseLua string
 	//go:embed lua/chunks.lua
 	chunksLua string
-	//go:embed lua/drop_erased.lua
-	dropErasedLua string
+	//go:embed lua/settled.lua
+	settledLua string
 
-	eraseScript      = redis.NewScript(settleEventLua + eraseLua)
-	chunksScript     = redis.NewScript(chunksLua)
-	dropErasedScript = redis.NewScript(dropErasedLua)
+	eraseScript   = redis.NewScript(settleEventLua + eraseLua)
+	chunksScript  = redis.NewScript(chunksLua)
+	settledScript = redis.NewScript(settledLua)
 )
 
 // EraseUserJobs erases every stored job of a user among the given models
@@ -27,7 +29,7 @@ var (
 // job's content and result stream go at once (erase.lua), and the worker
 // never recreates them (chunks.lua, complete.lua); a job whose settlement
 // is pending keeps a record without content until the settler has
-// acknowledged it (DropErased), so what it used is still billed. It scans
+// acknowledged it (Settled), so what it used is still billed. It scans
 // the models' job keys: deleting an account is rare, and a per-user index
 // would cost a write on every request. Usage and ledger rows live in
 // PostgreSQL and are kept.
@@ -74,19 +76,41 @@ func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []strin
 	return erased, translate(err)
 }
 
-// DropErased removes the records of erased jobs (deleted accounts) among
-// jobIDs: the settler calls it once their settlements are acknowledged.
-// Records of other jobs are left alone.
-func DropErased(ctx context.Context, rdb redis.UniversalClient, jobIDs []string) error {
+// Settled tells the job records among jobIDs that their settlement is
+// done: the settler calls it once SettleMany succeeded, before it
+// acknowledges the entries. A reserved job's record is kept without expiry
+// from its end until then (settle_event.lua), so that its hold never lapses
+// before it settles however long the settlers are down; now it is given
+// ttl (jobs.result_ttl) from now, or dropped at once if its account was
+// erased (erase.lua). One script per job (each on its job's slot), in one
+// pipeline.
+func Settled(ctx context.Context, rdb redis.UniversalClient, jobIDs []string, ttl time.Duration) error {
+	var ids []string
 	for _, id := range jobIDs {
-		if rkey.JobTag(id) == "" {
-			continue
-		}
-		if err := dropErasedScript.Run(ctx, rdb, []string{rkey.JobKey(id)}).Err(); err != nil {
-			return translate(err)
+		if rkey.JobTag(id) != "" {
+			ids = append(ids, id)
 		}
 	}
-	return nil
+	if len(ids) == 0 {
+		return nil
+	}
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = settledScript.EvalSha(ctx, pipe, []string{rkey.JobKey(id)}, ms(ttl))
+	}
+	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
+	var errs []error
+	for i, c := range cmds {
+		err := c.Err()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			err = settledScript.Run(ctx, rdb, []string{rkey.JobKey(ids[i])}, ms(ttl)).Err()
+		}
+		if err != nil {
+			errs = append(errs, translate(err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Erased reports whether a job's account was erased while it ran (erase.lua

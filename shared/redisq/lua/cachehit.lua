@@ -9,7 +9,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'user', ARGV[2], 'key', ARGV[3], 'model', ARGV[4],
   'endpoint', ARGV[5], 'status', 'succeeded', 'created', now, 'ended', now, 'result', ARGV[6],
   'usage', ARGV[7], 'http', 200, 'cache', '1', 'resv', '1')
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[8]))
+-- No expiry yet (ARGV[8] is unused): like every reserved job's, the record
+-- is kept until its settlement is done, and the settler then gives it
+-- jobs.result_ttl (settle_event.lua, settled.lua).
 redis.call('HSET', KEYS[1], 'hold', ARGV[9] or '')
 redis.call('XADD', KEYS[2], '*', 'job', ARGV[1], 'user', ARGV[2], 'hold', ARGV[9] or '', 'usage', ARGV[7], 'cache', '1')
 return 1

@@ -38,12 +38,12 @@ end
 if ARGV[7] ~= '' then
   redis.call('XADD', KEYS[4], '*', 'ev', ARGV[7])
 end
+redis.call('PEXPIRE', KEYS[1], ttl) -- before settle_event: a reserved job's record waits for its settlement
 settle_event(KEYS[1], KEYS[6], ARGV[10])
 local hook = redis.call('HGET', KEYS[1], 'webhook')
 if hook and hook ~= '' then
   redis.call('XADD', KEYS[5], '*', 'job', ARGV[10])
 end
 ack()
-redis.call('PEXPIRE', KEYS[1], ttl)
 if not erased then redis.call('PEXPIRE', KEYS[3], ttl) end
 return 1

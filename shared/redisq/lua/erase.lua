@@ -5,7 +5,7 @@
 -- (chunks.lua) and complete.lua keep no result and recreate no stream, while
 -- it still records the usage: what the job used is billed. The scrubbed
 -- record is dropped at once when no settlement is pending, otherwise by the
--- settler once the settlement is acknowledged (drop_erased.lua).
+-- settler once the settlement is done (settled.lua).
 -- KEYS[1] job hash, KEYS[2] result stream, KEYS[3] settle stream
 -- ARGV[1] user id, ARGV[2] cancelled error, ARGV[3] cancel channel, ARGV[4] job id
 -- Returns 'dropped', 'kept' (awaiting settlement) or 'notfound'.

@@ -3,10 +3,16 @@
 -- everything settlement needs (the hold's terms as admitted, the usage, the
 -- engine time, whether the cache served it), so a settler that reaches it
 -- after the job hash expired or was erased still charges what was used.
+-- The job hash of a reserved job loses its expiry here (PERSIST): its hold
+-- must not lapse before it settles, however long the settlers are down (the
+-- lapse releases only holds whose job record is gone), so the record is kept
+-- until the settler, once the settlement is done, gives it jobs.result_ttl
+-- again (settled.lua). Callers set the job hash's expiry BEFORE calling this.
 -- jk: job hash, sk: settle stream, id: job id.
 local function settle_event(jk, sk, id)
   if redis.call('HGET', jk, 'resv') ~= '1' then return end
   local v = redis.call('HMGET', jk, 'user', 'hold', 'usage', 'engine_ms', 'cache')
   redis.call('XADD', sk, '*', 'job', id, 'user', v[1] or '', 'hold', v[2] or '',
     'usage', v[3] or '', 'engine_ms', v[4] or '', 'cache', v[5] or '')
+  redis.call('PERSIST', jk)
 end

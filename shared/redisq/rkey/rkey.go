@@ -148,18 +148,22 @@ func userKey(userID, name string) string { return keyPrefix + "{u:" + userID + "
 // UserKeys are one user's admission keys.
 type UserKeys struct {
 	Funds, Holds, HoldExp, ReqLog, TokLog, TokAmt, Lease string
+	// SettleLock holds the token of the settler settling one of the
+	// user's jobs whose hold is gone (admission's settleUnheld).
+	SettleLock string
 }
 
 // User returns a user's admission keys.
 func User(userID string) UserKeys {
 	return UserKeys{
-		Funds:   userKey(userID, "funds"),   // hash: credit, inc_used, ov_used, *_held, per, init, g:<grant id>
-		Holds:   userKey(userID, "holds"),   // hash: job id → its hold
-		HoldExp: userKey(userID, "holdexp"), // zset: job id by the time its hold lapses
-		ReqLog:  userKey(userID, "rpm"),     // zset: job id by admission time (rolling minute)
-		TokLog:  userKey(userID, "tpm"),     // zset: job id by admission time
-		TokAmt:  userKey(userID, "tpmv"),    // hash: job id → tokens counted, _sum
-		Lease:   userKey(userID, "lease"),   // zset: job id by lease expiry
+		Funds:      userKey(userID, "funds"),   // hash: credit, inc_used, ov_used, *_held, per, init, g:<grant id>
+		Holds:      userKey(userID, "holds"),   // hash: job id → its hold
+		HoldExp:    userKey(userID, "holdexp"), // zset: job id by the time its hold lapses
+		ReqLog:     userKey(userID, "rpm"),     // zset: job id by admission time (rolling minute)
+		TokLog:     userKey(userID, "tpm"),     // zset: job id by admission time
+		TokAmt:     userKey(userID, "tpmv"),    // hash: job id → tokens counted, _sum
+		Lease:      userKey(userID, "lease"),   // zset: job id by lease expiry
+		SettleLock: userKey(userID, "settlelock"),
 	}
 }
 
