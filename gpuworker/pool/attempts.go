@@ -127,20 +127,9 @@ func (r *runner) attempt(ctx, jctx context.Context, job sluice.Job, ep *endpoint
 			return a
 		}
 		if f.failsOver() {
-			// Nothing reached the engine: the endpoint is down. The job runs
-			// on another one, or waits in Redis (no attempt spent).
-			if a.ep.takeOut() {
-				p.Telemetry.EndpointTakenOut(r.model.Name, a.ep.client.Base, "refused")
-				p.Log.Warn("endpoint taken out of rotation", slog.String("model", r.model.Name),
-					slog.String("endpoint", a.ep.client.Base), slog.String("err", a.err.Error()))
-			}
-			next := r.pick(a.ep)
-			if next == nil || r.soft.Err() != nil {
-				a.ep.inflight.Add(-1)
-				a.handBack = true
+			if r.failOver(&a); a.handBack {
 				return a
 			}
-			a.ep = a.ep.moveTo(next)
 			continue
 		}
 		if f.capped() && try >= p.Config.Worker.Retries {
@@ -165,4 +154,24 @@ func (r *runner) attempt(ctx, jctx context.Context, job sluice.Job, ep *endpoint
 			backoff *= 2
 		}
 	}
+}
+
+// failOver takes a refused endpoint out of rotation: nothing reached the
+// engine, so the job moves to another endpoint, or, when none is left or
+// the worker is draining, frees its slot to go back to Redis (handBack; no
+// attempt spent).
+func (r *runner) failOver(a *attempted) {
+	p := r.p
+	if a.ep.takeOut() {
+		p.Telemetry.EndpointTakenOut(r.model.Name, a.ep.client.Base, "refused")
+		p.Log.Warn("endpoint taken out of rotation", slog.String("model", r.model.Name),
+			slog.String("endpoint", a.ep.client.Base), slog.String("err", a.err.Error()))
+	}
+	next := r.pick(a.ep)
+	if next == nil || r.soft.Err() != nil {
+		a.ep.inflight.Add(-1)
+		a.handBack = true
+		return
+	}
+	a.ep = a.ep.moveTo(next)
 }
