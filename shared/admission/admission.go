@@ -455,7 +455,7 @@ func (a *Admitter) Release(ctx context.Context, tk *Ticket) {
 				a.log.Warn("release failed; the hold lapses later", slog.String("job_id", tk.JobID), slog.String("err", err.Error()))
 				return
 			}
-			sleep(ctx, wait)
+			sluice.Sleep(ctx, wait)
 		}
 	}()
 }

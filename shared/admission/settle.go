@@ -39,114 +39,52 @@ type Settler struct {
 // Settler returns a settler consuming as name.
 func (a *Admitter) Settler(name string) *Settler { return &Settler{a: a, name: name} }
 
-func (s *Settler) streams() []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, m := range s.a.cfg.Inference.Models {
-		k := rkey.SettleKey(rkey.Tag(m.Name))
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
-// Run settles until ctx ends.
+// Run settles until ctx ends: batches of up to 100 ended jobs from the
+// models' settle streams, acked only after SettleMany succeeded (a failed
+// batch stays pending and is reclaimed after admission.settle_idle, by this
+// settler or another).
 func (s *Settler) Run(ctx context.Context) {
 	if s.a.cfg.Admission.Disabled {
 		return
 	}
-	rdb, log := s.a.rdb, s.a.log
-	streams := s.streams()
-	ready := false
-	lastClaim := time.Time{}
-	for ctx.Err() == nil {
-		if !ready {
-			ready = true
-			for _, st := range streams {
-				err := rdb.XGroupCreateMkStream(ctx, st, rkey.GroupSettle, "0").Err()
-				if err != nil && !isBusyGroup(err) {
-					ready = false
-				}
-			}
-			if !ready {
-				sleep(ctx, time.Second)
-				continue
-			}
-		}
-		var msgs []entry
-		if time.Since(lastClaim) > s.a.cfg.Admission.SettleIdle/2 {
-			lastClaim = time.Now()
-			for _, st := range streams {
-				ms, _, err := rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: st, Group: rkey.GroupSettle,
-					Consumer: s.name, MinIdle: s.a.cfg.Admission.SettleIdle, Start: "0", Count: 100}).Result()
-				if err == nil {
-					for _, m := range ms {
-						msgs = append(msgs, entry{st, m})
-					}
-				}
-			}
-		}
-		if len(msgs) == 0 {
-			args := &redis.XReadGroupArgs{Group: rkey.GroupSettle, Consumer: s.name, Count: 100, Block: time.Second}
-			args.Streams = append(append(args.Streams, streams...), repeat(">", len(streams))...)
-			res, err := rdb.XReadGroup(ctx, args).Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				if ctx.Err() == nil {
-					if isNoGroup(err) {
-						ready = false
-					}
-					log.Warn("settle read failed", slog.String("err", err.Error()))
-					sleep(ctx, time.Second)
-				}
-				continue
-			}
-			for _, st := range res {
-				for _, m := range st.Messages {
-					msgs = append(msgs, entry{st.Stream, m})
-				}
-			}
-		}
-		if len(msgs) == 0 {
-			continue
-		}
-		ended := make([]Ended, len(msgs))
-		for i, e := range msgs {
-			str := func(k string) string { s, _ := e.msg.Values[k].(string); return s }
-			ended[i] = Ended{JobID: str("job"), UserID: str("user"), Hold: str("hold"), Usage: str("usage"),
-				EngineMS: str("engine_ms"), Cache: str("cache")}
-		}
-		if err := s.a.SettleMany(ctx, ended); err != nil {
-			log.Warn("settlement failed; it will be retried", slog.Int("jobs", len(ended)), slog.String("err", err.Error()))
-			sleep(ctx, time.Second)
-			continue // left pending: reclaimed after settle_idle
-		}
-		// The job records, kept while their settlement was pending, now
-		// expire after jobs.result_ttl (erased accounts' go at once);
-		// before the ack, so a crash in between leaves the entry to settle
-		// again (idempotently), not a record that never expires.
-		ids := make([]string, len(ended))
-		for i, e := range ended {
-			ids[i] = e.JobID
-		}
-		if err := redisq.Settled(ctx, rdb, ids, s.a.cfg.Jobs.ResultTTL); err != nil {
-			log.Warn("settled job records not given their expiry; the entries settle again", slog.String("err", err.Error()))
-			sleep(ctx, time.Second)
-			continue // left pending: reclaimed after settle_idle
-		}
-		pipe := rdb.Pipeline()
-		for _, e := range msgs {
-			pipe.XAck(ctx, e.stream, rkey.GroupSettle, e.msg.ID)
-			pipe.XDel(ctx, e.stream, e.msg.ID)
-		}
-		pipe.Exec(ctx) //nolint:errcheck // a lost ack repeats an idempotent settlement
+	models := make([]string, 0, len(s.a.cfg.Inference.Models))
+	for _, m := range s.a.cfg.Inference.Models {
+		models = append(models, m.Name)
 	}
+	idle := s.a.cfg.Admission.SettleIdle
+	c := redisq.NewConsumer(s.a.rdb, redisq.ConsumerOptions{Group: rkey.GroupSettle, Name: s.name,
+		Streams: rkey.PerTag(models, rkey.SettleKey), Count: 100, Block: time.Second,
+		ClaimIdle: idle, ClaimEvery: idle / 2}, s.a.log)
+	c.Run(ctx, func(ctx context.Context, msgs []redisq.Message) { s.settle(ctx, c, msgs) })
 }
 
-type entry struct {
-	stream string
-	msg    redis.XMessage
+// settle settles one batch of settle entries and acks them.
+func (s *Settler) settle(ctx context.Context, c *redisq.Consumer, msgs []redisq.Message) {
+	log := s.a.log
+	ended := make([]Ended, len(msgs))
+	for i, m := range msgs {
+		ended[i] = Ended{JobID: m.Field("job"), UserID: m.Field("user"), Hold: m.Field("hold"), Usage: m.Field("usage"),
+			EngineMS: m.Field("engine_ms"), Cache: m.Field("cache")}
+	}
+	if err := s.a.SettleMany(ctx, ended); err != nil {
+		log.Warn("settlement failed; it will be retried", slog.Int("jobs", len(ended)), slog.String("err", err.Error()))
+		sluice.Sleep(ctx, time.Second)
+		return // left pending: reclaimed after settle_idle
+	}
+	// The job records, kept while their settlement was pending, now
+	// expire after jobs.result_ttl (erased accounts' go at once); before
+	// the ack, so a crash in between leaves the entry to settle again
+	// (idempotently), not a record that never expires.
+	ids := make([]string, len(ended))
+	for i, e := range ended {
+		ids[i] = e.JobID
+	}
+	if err := redisq.Settled(ctx, s.a.rdb, ids, s.a.cfg.Jobs.ResultTTL); err != nil {
+		log.Warn("settled job records not given their expiry; the entries settle again", slog.String("err", err.Error()))
+		sluice.Sleep(ctx, time.Second)
+		return // left pending: reclaimed after settle_idle
+	}
+	c.Ack(ctx, msgs...) //nolint:errcheck // a lost ack repeats an idempotent settlement
 }
 
 // Ended is a job whose end awaits settlement. Hold, Usage, EngineMS and
@@ -479,7 +417,7 @@ func (a *Admitter) settleUnheld(ctx context.Context, p pastHold) error {
 		if try == 100 {
 			return errors.New("admission: the user's settle lock stays taken")
 		}
-		sleep(ctx, 50*time.Millisecond)
+		sluice.Sleep(ctx, 50*time.Millisecond)
 	}
 	defer unlockScript.Run(context.WithoutCancel(ctx), a.rdb, []string{k.SettleLock}, token) //nolint:errcheck // else it lapses
 	_, err := a.rdb.HGet(ctx, k.Holds, p.e.JobID).Result()
@@ -505,31 +443,6 @@ func b2s(b bool) string {
 		return "1"
 	}
 	return "0"
-}
-
-func repeat(s string, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = s
-	}
-	return out
-}
-
-func isBusyGroup(err error) bool {
-	return err != nil && len(err.Error()) >= 9 && err.Error()[:9] == "BUSYGROUP"
-}
-
-func isNoGroup(err error) bool {
-	return err != nil && len(err.Error()) >= 7 && err.Error()[:7] == "NOGROUP"
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // ConsumerName is a settle-stream consumer name unique to this process.

@@ -55,13 +55,18 @@ type ConsumerOptions struct {
 // another one after ClaimIdle: at least once; handlers make their effect
 // idempotent and ack after it is durable.
 type Consumer struct {
-	q   *Queue
+	rdb redis.UniversalClient
 	o   ConsumerOptions
 	log *slog.Logger
 }
 
-// Consumer returns a consumer; Run starts it.
+// Consumer returns a consumer on the queue's Redis; Run starts it.
 func (q *Queue) Consumer(o ConsumerOptions, log *slog.Logger) *Consumer {
+	return NewConsumer(q.rdb, o, log)
+}
+
+// NewConsumer returns a consumer on rdb, for a package that holds no Queue.
+func NewConsumer(rdb redis.UniversalClient, o ConsumerOptions, log *slog.Logger) *Consumer {
 	if o.Count <= 0 {
 		o.Count = 100
 	}
@@ -74,7 +79,7 @@ func (q *Queue) Consumer(o ConsumerOptions, log *slog.Logger) *Consumer {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Consumer{q: q, o: o, log: log.With(slog.String("group", o.Group))}
+	return &Consumer{rdb: rdb, o: o, log: log.With(slog.String("group", o.Group))}
 }
 
 // Run hands batches of entries to handle until ctx ends. It creates the
@@ -143,8 +148,8 @@ func (c *Consumer) failed(ctx context.Context, msg string, err error) {
 // ensure creates the group on every stream (and the stream) if missing.
 func (c *Consumer) ensure(ctx context.Context) error {
 	for _, s := range c.o.Streams {
-		if err := c.q.EnsureGroup(ctx, s, c.o.Group); err != nil {
-			return err
+		if err := c.rdb.XGroupCreateMkStream(ctx, s, c.o.Group, "0").Err(); err != nil && !isBusyGroup(err) {
+			return translate(err)
 		}
 	}
 	return nil
@@ -174,7 +179,7 @@ func (c *Consumer) ownPending(ctx context.Context, handle func(context.Context, 
 func (c *Consumer) AutoClaim(ctx context.Context) ([]Message, error) {
 	var out []Message
 	for _, s := range c.o.Streams {
-		xs, _, err := c.q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: s, Group: c.o.Group, Consumer: c.o.Name,
+		xs, _, err := c.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: s, Group: c.o.Group, Consumer: c.o.Name,
 			MinIdle: c.o.ClaimIdle, Start: "0-0", Count: c.o.Count}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return out, rawOrTranslated(err)
@@ -197,7 +202,7 @@ func (c *Consumer) read(ctx context.Context) ([]Message, error) {
 }
 
 func (c *Consumer) xread(ctx context.Context, args []string, block time.Duration) ([]Message, error) {
-	res, err := c.q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: c.o.Group, Consumer: c.o.Name,
+	res, err := c.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: c.o.Group, Consumer: c.o.Name,
 		Streams: args, Count: c.o.Count, Block: block}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -219,7 +224,7 @@ func (c *Consumer) Ack(ctx context.Context, ms ...Message) error {
 	if len(ms) == 0 {
 		return nil
 	}
-	pipe := c.q.rdb.Pipeline()
+	pipe := c.rdb.Pipeline()
 	for _, m := range ms {
 		pipe.XAck(ctx, m.Stream, c.o.Group, m.ID)
 		pipe.XDel(ctx, m.Stream, m.ID)
