@@ -20,15 +20,18 @@ import (
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
 // Deps is what the auth function needs.
 type Deps struct {
-	Config   *config.Config
-	Log      *slog.Logger
-	DB       sluice.AuthStore
-	Redis    redis.UniversalClient
+	Config *config.Config
+	Log    *slog.Logger
+	DB     sluice.AuthStore
+	Redis  redis.UniversalClient
+	// Queue erases a deleted account's jobs.
+	Queue    *redisq.Queue
 	Verifier *authn.Verifier
 	// Objects holds large job payloads (storage.jobs); a deleted account's
 	// are erased with its jobs. nil: none are stored.
@@ -94,7 +97,7 @@ func New(d Deps) http.Handler {
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler {
-	return New(Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Objects: d.Objects})
+	return New(Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Queue: d.Queue, Verifier: d.Verifier, Objects: d.Objects})
 })
 
 // Handle is the OpenFaaS entry point: it builds the handler from the

@@ -16,7 +16,6 @@ import (
 	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -309,7 +308,7 @@ func (s *service) deleteUser(r *http.Request, userID string) error {
 	}
 	// Jobs first: in-flight ones are cancelled before their content goes,
 	// so nothing is written back afterwards.
-	n, err := redisq.New(s.Redis, redisq.Options{}).EraseUserJobs(r.Context(), userID, models)
+	n, err := s.Queue.EraseUserJobs(r.Context(), userID, models)
 	if err == nil {
 		_, err = admission.EraseUserCache(r.Context(), s.Redis, userID)
 	}

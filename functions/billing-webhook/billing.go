@@ -36,9 +36,11 @@ import (
 // Deps is what the billing-webhook function needs. Stripe is nil when no
 // secret key is configured: purchases then answer 503.
 type Deps struct {
-	Config   *config.Config
-	DB       sluice.BillingStore
-	Redis    redis.UniversalClient
+	Config *config.Config
+	DB     sluice.BillingStore
+	Redis  redis.UniversalClient
+	// Queue cancels the jobs whose credit a clawback took back.
+	Queue    *redisq.Queue
 	Verifier *authn.Verifier
 	Stripe   sluice.Payments
 	Log      *slog.Logger
@@ -63,7 +65,7 @@ func New(d Deps) http.Handler {
 
 // DepsFrom builds Deps from the shared dependencies.
 func DepsFrom(d *app.Deps) Deps {
-	return Deps{Config: d.Config, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Stripe: stripe.Payments(d.Config), Log: d.Log}
+	return Deps{Config: d.Config, DB: d.DB, Redis: d.Redis, Queue: d.Queue, Verifier: d.Verifier, Stripe: stripe.Payments(d.Config), Log: d.Log}
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler { return New(DepsFrom(d)) })
@@ -312,10 +314,9 @@ func (d Deps) recheckFunds(ctx context.Context, user string) error {
 	if err != nil {
 		return err
 	}
-	q := redisq.New(d.Redis, redisq.Options{ResultTTL: d.Config.Jobs.ResultTTL, EncodeError: openai.EncodeError})
 	var errs []error
 	for _, j := range jobs {
-		if _, err := q.Cancel(ctx, j, ""); err != nil && !errors.Is(err, sluice.ErrNotFound) {
+		if _, err := d.Queue.Cancel(ctx, j, ""); err != nil && !errors.Is(err, sluice.ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}

@@ -27,7 +27,7 @@ import (
 func Router(d *app.Deps) http.Handler {
 	fns := map[string]http.Handler{
 		"submit":          submit.New(submit.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects}),
-		"auth":            auth.New(auth.Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Verifier: d.Verifier, Objects: d.Objects}),
+		"auth":            auth.New(auth.Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Queue: d.Queue, Verifier: d.Verifier, Objects: d.Objects}),
 		"billing-webhook": billing.New(billing.DepsFrom(d)),
 		"usage-rollup":    rollup.New(rollup.DepsFrom(d)),
 	}
