@@ -194,7 +194,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		return
 	}
 	a.ep.inflight.Add(-1)
-	d := done{latency: time.Since(started), engineTime: a.engineTime, err: a.err}
+	d := done{latency: time.Since(started), engineTime: a.engineTime, err: a.err, carried: c.Carried}
 	if chunks != nil {
 		// Every chunk is in the result stream before the end event.
 		if shown, cerr := chunks.close(); cerr != nil && d.err == nil {
@@ -284,6 +284,9 @@ type done struct {
 	latency    time.Duration // from the first call to the last one's end
 	engineTime time.Duration // time in engine calls: what the GPU-second price charges
 	err        error         // the job's failure, for its span
+	// carried is the engine work of earlier attempts whose workers died
+	// mid-run (redisq.Claimed.Carried): billed with this end, once.
+	carried sluice.Usage
 }
 
 // finish records a job's end: a result too large for Redis goes to the
@@ -309,6 +312,11 @@ func (r *runner) finish(ctx context.Context, e redisq.Entry, job sluice.Job, d d
 		o.Result, o.ResultRef = nil, key
 	}
 	usage := d.usage
+	if d.carried.PromptTokens > 0 && usage.PromptTokens == 0 && usage.PromptSource == "" {
+		usage.PromptSource = sluice.PromptSourceHold
+	}
+	usage.PromptTokens += d.carried.PromptTokens
+	usage.CompletionTokens += d.carried.CompletionTokens
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
 	r.countPromptSource(usage)
 	// Usage is recorded for every job that reached an engine, exactly once.
