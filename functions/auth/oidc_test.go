@@ -1,3 +1,5 @@
+//go:build !shrinkwrap
+
 package auth_test
 
 import (

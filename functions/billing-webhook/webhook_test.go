@@ -53,7 +53,8 @@ func newEnv(t *testing.T, tierPrices string) *env {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	db := pgtest.New(t)
 	e := &env{t: t, cfg: cfg, db: db, ctx: context.Background(), clock: time.Now().Add(-time.Hour).Truncate(time.Second)}
-	e.deps = Deps{Config: cfg, DB: db, Redis: redistest.Client(t), Verifier: app.NewVerifier(cfg, db, log), Log: log}
+	rdb := redistest.Client(t)
+	e.deps = Deps{Config: cfg, DB: db, Redis: rdb, Queue: app.NewQueue(cfg, rdb), Verifier: app.NewVerifier(cfg, db, log), Log: log}
 	e.srv = httptest.NewServer(New(e.deps))
 	t.Cleanup(e.srv.Close)
 	u, err := db.UpsertUser(e.ctx, redistest.Name("buyer")+"@example.com", sluice.TierFree, sluice.RoleUser)

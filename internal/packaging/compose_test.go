@@ -168,11 +168,18 @@ func TestComposeFile(t *testing.T) {
 		if s.Environment["SLUICE_CONFIG"] != "/etc/sluice/sluice.yaml" || !slices.Contains(s.Volumes, "./sluice.yaml:/etc/sluice/sluice.yaml:ro") {
 			t.Errorf("%s: SLUICE_CONFIG %q is not the mounted sluice.yaml", svc, s.Environment["SLUICE_CONFIG"])
 		}
-		for _, k := range []string{"DATABASE_URL", "REDIS_URL", "SLUICE_KEY_PEPPER"} {
+		for _, k := range []string{"DATABASE_URL", "REDIS_URL", "SLUICE_WEBHOOK_SECRET"} {
 			if s.Environment[k] == "" {
 				t.Errorf("%s: %s not set", svc, k)
 			}
 		}
+	}
+	// Only the functions verify API keys: the worker is not given the pepper.
+	if c.Services["functions"].Environment["SLUICE_KEY_PEPPER"] == "" {
+		t.Error("functions: SLUICE_KEY_PEPPER not set")
+	}
+	if v, ok := c.Services["worker"].Environment["SLUICE_KEY_PEPPER"]; ok {
+		t.Errorf("worker: given SLUICE_KEY_PEPPER (%q); it verifies no key and must not hold the pepper", v)
 	}
 	if len(cfg.Worker.Models) != 1 {
 		t.Fatalf("worker.models = %q, want the vllm service's model", cfg.Worker.Models)
