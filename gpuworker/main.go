@@ -61,7 +61,7 @@ func run(ctx context.Context, getenv func(string) string) int {
 		defer gpus.Close() //nolint:errcheck // the process is ending
 		d.Telemetry.GPUs(gputelemetry.Source(gpus))
 		go httpserve.Serve(ctx, ln, d.Serve(nil), 5*time.Second) //nolint:errcheck // ends with ctx
-		d.Log.Info("worker telemetry listening", slog.String("addr", ln.Addr().String()))
+		d.Log.InfoContext(ctx, "worker telemetry listening", slog.String("addr", ln.Addr().String()))
 	}
 	if err := p.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "gpuworker:", err)

@@ -321,7 +321,7 @@ func (d Deps) recheckFunds(ctx context.Context, user string) error {
 		}
 	}
 	if len(jobs) > 0 {
-		d.Log.Warn("jobs cancelled: their credit was taken back", slog.String("user_id", user), slog.Int("jobs", len(jobs)))
+		d.Log.WarnContext(ctx, "jobs cancelled: their credit was taken back", slog.String("user_id", user), slog.Int("jobs", len(jobs)))
 	}
 	return errors.Join(errs...)
 }

@@ -114,7 +114,7 @@ func (r *runner) attempt(ctx, jctx context.Context, job sluice.Job, ep *endpoint
 		// Marked before it is sent: if this worker dies mid-call, the one
 		// that reclaims the job bills what the engine did for this attempt.
 		if _, eerr := q.Engaged(context.WithoutCancel(ctx), job.ID, p.Name); eerr != nil {
-			p.Log.Warn("engine call not marked; a crash now would leave its prompt unbilled",
+			p.Log.WarnContext(ctx, "engine call not marked; a crash now would leave its prompt unbilled",
 				slog.String("job_id", job.ID), slog.String("err", eerr.Error()))
 		}
 		callStart := time.Now()

@@ -40,14 +40,14 @@ func (r *runner) billFailed(ctx context.Context, job sluice.Job, res *engine.Res
 	}
 	p, _, ok, herr := admission.Held(bctx, r.p.Queue.Client(), job.UserID, job.ID)
 	if herr != nil {
-		r.p.Log.Warn("held prompt bound unreadable", slog.String("job_id", job.ID), slog.String("err", herr.Error()))
+		r.p.Log.WarnContext(ctx, "held prompt bound unreadable", slog.String("job_id", job.ID), slog.String("err", herr.Error()))
 	}
 	if ok && p > 0 {
 		u.PromptTokens, u.PromptSource = p, sluice.PromptSourceHold
 		return u
 	}
 	u.PromptSource = sluice.PromptSourceNone
-	r.p.Log.Warn("cut job's prompt not priced: no engine usage, tokenizer or hold", slog.String("job_id", job.ID))
+	r.p.Log.WarnContext(ctx, "cut job's prompt not priced: no engine usage, tokenizer or hold", slog.String("job_id", job.ID))
 	return u
 }
 
@@ -88,7 +88,7 @@ func (r *runner) tokenizePrompt(ctx context.Context, job sluice.Job) (int64, boo
 			return 0, false
 		}
 		if err != nil {
-			r.p.Log.Warn("tokenize failed", slog.String("endpoint", e.client.Base), slog.String("err", err.Error()))
+			r.p.Log.WarnContext(ctx, "tokenize failed", slog.String("endpoint", e.client.Base), slog.String("err", err.Error()))
 		}
 	}
 	return 0, false

@@ -113,14 +113,14 @@ func (r *runner) health(ctx context.Context, e *endpoint) {
 		case ok:
 			fails = 0
 			if e.bringBack() {
-				r.p.Log.Info("endpoint in rotation", slog.String("model", r.model.Name), slog.String("endpoint", e.client.Base))
+				r.p.Log.InfoContext(ctx, "endpoint in rotation", slog.String("model", r.model.Name), slog.String("endpoint", e.client.Base))
 				r.signal()
 			}
 		case ctx.Err() == nil:
 			fails++
 			if fails >= d.HealthFailures && e.takeOut() {
 				r.p.Telemetry.EndpointTakenOut(r.model.Name, e.client.Base, "health")
-				r.p.Log.Warn("endpoint taken out of rotation", slog.String("model", r.model.Name),
+				r.p.Log.WarnContext(ctx, "endpoint taken out of rotation", slog.String("model", r.model.Name),
 					slog.String("endpoint", e.client.Base), slog.Int("failed_checks", fails))
 			}
 		}
@@ -146,7 +146,7 @@ func (r *runner) scrape(ctx context.Context, e *endpoint) {
 				warned = false
 			case !warned && ctx.Err() == nil:
 				warned = true
-				r.p.Log.Warn("engine metrics unreadable; filling by slot count", slog.String("endpoint", e.client.Base),
+				r.p.Log.WarnContext(ctx, "engine metrics unreadable; filling by slot count", slog.String("endpoint", e.client.Base),
 					slog.String("err", err.Error()))
 			}
 		}

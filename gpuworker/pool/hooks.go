@@ -38,7 +38,7 @@ func (p *Pool) deliverHooks(ctx context.Context) {
 		EachPass: func(ctx context.Context) {
 			for _, tag := range tags {
 				if _, err := q.DueHooks(ctx, tag, 100); err != nil && ctx.Err() == nil {
-					p.Log.Warn("due webhooks not moved", slog.String("err", err.Error()))
+					p.Log.WarnContext(ctx, "due webhooks not moved", slog.String("err", err.Error()))
 				}
 			}
 		}}, p.Log)
@@ -58,7 +58,7 @@ func (p *Pool) deliverHooks(ctx context.Context) {
 		}
 		later := func(d time.Duration, spent time.Duration, tried bool, reason string) {
 			if _, err := q.DeferHook(context.WithoutCancel(ctx), e, h.UserID, d, spent, hookBudgetWindow, tried); err != nil {
-				p.Log.Warn("webhook not put off; it is reclaimed later", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+				p.Log.WarnContext(ctx, "webhook not put off; it is reclaimed later", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
 				return
 			}
 			p.Telemetry.WebhookDeferred(reason)
@@ -105,10 +105,10 @@ func (p *Pool) deliverHooks(ctx context.Context) {
 		}
 		p.Telemetry.Webhook(err == nil)
 		if err != nil {
-			p.Log.Warn("webhook delivery gave up", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+			p.Log.WarnContext(ctx, "webhook delivery gave up", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
 		}
 		if _, derr := q.DeferHook(context.WithoutCancel(ctx), e, h.UserID, -1, spent, hookBudgetWindow, true); derr != nil {
-			p.Log.Warn("webhook ack failed", slog.String("job_id", e.JobID), slog.String("err", derr.Error()))
+			p.Log.WarnContext(ctx, "webhook ack failed", slog.String("job_id", e.JobID), slog.String("err", derr.Error()))
 		}
 	}
 	c.Run(ctx, func(ctx context.Context, ms []redisq.Message) {

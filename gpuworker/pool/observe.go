@@ -87,6 +87,6 @@ func (r *runner) publish(ctx context.Context) {
 		r.p.Telemetry.Endpoint(r.model.Name, e.client.Base, eps[i].Healthy, eps[i].InFlight, eps[i].Capacity)
 	}
 	if err := r.p.Queue.PublishEndpoints(ctx, r.model.Name, r.p.Name, eps, r.p.Config.Telemetry.StatusTTL); err != nil && ctx.Err() == nil {
-		r.p.Log.Warn("publish endpoint status failed", slog.String("model", r.model.Name), slog.String("err", err.Error()))
+		r.p.Log.WarnContext(ctx, "publish endpoint status failed", slog.String("model", r.model.Name), slog.String("err", err.Error()))
 	}
 }

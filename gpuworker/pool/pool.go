@@ -123,13 +123,13 @@ func (p *Pool) Run(ctx context.Context) error {
 	p.Log.InfoContext(ctx, "worker started", slog.String("worker", p.Name), slog.Int("models", len(p.runners)))
 
 	<-ctx.Done()
-	p.Log.Info("worker draining", slog.String("worker", p.Name), slog.Int("running", p.runningCount()))
+	p.Log.InfoContext(ctx, "worker draining", slog.String("worker", p.Name), slog.Int("running", p.runningCount()))
 	done := make(chan struct{})
 	go func() { jobs.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(p.Config.Worker.DrainTimeout):
-		p.Log.Warn("drain timeout: aborting running jobs", slog.Int("running", p.runningCount()))
+		p.Log.WarnContext(ctx, "drain timeout: aborting running jobs", slog.Int("running", p.runningCount()))
 		p.mu.Lock()
 		for _, t := range p.running {
 			t.cancel()
@@ -169,7 +169,7 @@ func (p *Pool) heartbeat(ctx context.Context) {
 		p.mu.Unlock()
 		for s, ids := range byStream {
 			if err := p.Queue.Heartbeat(ctx, rkey.GroupWorkers, p.Name, s, ids); err != nil && ctx.Err() == nil {
-				p.Log.Warn("heartbeat failed", slog.String("err", err.Error()))
+				p.Log.WarnContext(ctx, "heartbeat failed", slog.String("err", err.Error()))
 			}
 		}
 	}
@@ -220,10 +220,10 @@ func (p *Pool) sweepObjects(ctx context.Context) {
 		}
 		n, err := p.Objects.Sweep(ctx, time.Now())
 		if err != nil && ctx.Err() == nil {
-			p.Log.Warn("job object sweep failed", slog.String("err", err.Error()))
+			p.Log.WarnContext(ctx, "job object sweep failed", slog.String("err", err.Error()))
 		}
 		if n > 0 {
-			p.Log.Info("expired job objects deleted", slog.Int("objects", n))
+			p.Log.InfoContext(ctx, "expired job objects deleted", slog.Int("objects", n))
 		}
 	}
 }

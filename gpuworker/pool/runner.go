@@ -107,7 +107,7 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 					break
 				}
 				if len(es) > 0 {
-					log.Info("reclaimed jobs of a dead worker", slog.String("model", r.model.Name), slog.Int("jobs", len(es)))
+					log.InfoContext(ctx, "reclaimed jobs of a dead worker", slog.String("model", r.model.Name), slog.Int("jobs", len(es)))
 					r.p.Telemetry.JobsReclaimed(r.model.Name, len(es))
 					// There may be more: look again as soon as slots free up.
 					lastClaim = time.Time{}
@@ -127,7 +127,7 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				log.Warn("claim failed", slog.String("model", r.model.Name), slog.String("err", err.Error()))
+				log.WarnContext(ctx, "claim failed", slog.String("model", r.model.Name), slog.String("err", err.Error()))
 				sleep(ctx, time.Second)
 			}
 			continue
@@ -145,7 +145,7 @@ func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, es []redisq.E
 	for i, res := range r.p.Queue.StartMany(ctx, es, rkey.GroupWorkers, r.p.Name, r.model.Name) {
 		if res.Err != nil {
 			if ctx.Err() == nil {
-				r.p.Log.Warn("start failed; the job stays pending and will be reclaimed",
+				r.p.Log.WarnContext(ctx, "start failed; the job stays pending and will be reclaimed",
 					slog.String("job_id", es[i].JobID), slog.String("err", res.Err.Error()))
 			}
 			continue
@@ -269,9 +269,9 @@ func (r *runner) fail(ctx context.Context, e redisq.Entry, job sluice.Job, v ver
 	d.o.Status, d.o.HTTP, d.o.Error = v.status, v.http, v.err
 	d.usage = r.billFailed(ctx, job, res, d.err, v.status == sluice.JobCancelled)
 	if v.deadLetter {
-		p.Log.Warn("job failed after retries; dead-lettered", slog.String("job_id", job.ID), slog.String("err", d.err.Error()))
+		p.Log.WarnContext(ctx, "job failed after retries; dead-lettered", slog.String("job_id", job.ID), slog.String("err", d.err.Error()))
 		if derr := q.DeadLetter(context.WithoutCancel(ctx), job.Model, job.ID, d.err.Error()); derr != nil {
-			p.Log.Warn("dead-letter failed", slog.String("err", derr.Error()))
+			p.Log.WarnContext(ctx, "dead-letter failed", slog.String("err", derr.Error()))
 		}
 	}
 	return true
@@ -304,7 +304,7 @@ func (r *runner) finish(ctx context.Context, e redisq.Entry, job sluice.Job, d d
 		key, perr := p.Objects.PutResult(pctx, job.UserID, job.ID, o.Result)
 		pcancel()
 		if perr != nil {
-			p.Log.Error("result not stored; the job stays pending and will be retried",
+			p.Log.ErrorContext(ctx, "result not stored; the job stays pending and will be retried",
 				slog.String("job_id", job.ID), slog.Int("bytes", len(o.Result)), slog.String("err", perr.Error()))
 			span.End(perr)
 			return
@@ -330,23 +330,23 @@ func (r *runner) finish(ctx context.Context, e redisq.Entry, job sluice.Job, d d
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ccancel()
 	if _, err := q.Complete(cctx, rkey.GroupWorkers, e, o); err != nil {
-		p.Log.Error("complete failed; the job stays pending and will be reclaimed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+		p.Log.ErrorContext(ctx, "complete failed; the job stays pending and will be reclaimed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
 		return
 	}
 	if o.ResultRef != "" {
 		// The account may have been erased while the job ran: its objects
 		// went then, and this result, written after, must go too.
 		if erased, err := q.Erased(cctx, job.ID); err != nil {
-			p.Log.Warn("erased flag unreadable", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+			p.Log.WarnContext(ctx, "erased flag unreadable", slog.String("job_id", job.ID), slog.String("err", err.Error()))
 		} else if erased {
 			if err := p.Objects.Delete(cctx, o.ResultRef); err != nil {
-				p.Log.Warn("erased job's result not deleted", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+				p.Log.WarnContext(ctx, "erased job's result not deleted", slog.String("job_id", job.ID), slog.String("err", err.Error()))
 			}
 		}
 	}
 	if job.BodyRef != "" { // the job is final: its input is needed no more (the sweeper catches a failed delete)
 		if err := p.Objects.Delete(cctx, job.BodyRef); err != nil {
-			p.Log.Warn("job input not deleted", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+			p.Log.WarnContext(ctx, "job input not deleted", slog.String("job_id", job.ID), slog.String("err", err.Error()))
 		}
 	}
 }
@@ -367,7 +367,7 @@ func (r *runner) fetchInput(ctx context.Context, c *redisq.Claimed, job *sluice.
 	}
 	release()
 	if sluice.AsError(err).Kind != sluice.KindNotFound {
-		p.Log.Error("job input not fetched; the job stays pending and will be retried",
+		p.Log.ErrorContext(ctx, "job input not fetched; the job stays pending and will be retried",
 			slog.String("job_id", job.ID), slog.String("err", err.Error()))
 		return false
 	}
@@ -375,7 +375,7 @@ func (r *runner) fetchInput(ctx context.Context, c *redisq.Claimed, job *sluice.
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ccancel()
 	if _, err := p.Queue.Complete(cctx, rkey.GroupWorkers, c.Entry, o); err != nil {
-		p.Log.Error("complete failed; the job stays pending and will be reclaimed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+		p.Log.ErrorContext(ctx, "complete failed; the job stays pending and will be reclaimed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
 	}
 	return false
 }
@@ -403,8 +403,8 @@ func (r *runner) call(jctx context.Context, ep *endpoint, job sluice.Job, onChun
 // at once (no attempt spent), for any worker to run.
 func (r *runner) handBack(ctx context.Context, e redisq.Entry) {
 	if err := r.p.Queue.Release(context.WithoutCancel(ctx), rkey.GroupWorkers, e); err != nil {
-		r.p.Log.Warn("hand back failed; the job will be reclaimed", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+		r.p.Log.WarnContext(ctx, "hand back failed; the job will be reclaimed", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
 		return
 	}
-	r.p.Log.Info("job handed back", slog.String("job_id", e.JobID))
+	r.p.Log.InfoContext(ctx, "job handed back", slog.String("job_id", e.JobID))
 }

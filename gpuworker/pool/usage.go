@@ -39,7 +39,7 @@ func (p *Pool) writeUsage(ctx context.Context, c *redisq.Consumer, es []redisq.M
 	for _, e := range es {
 		var ev sluice.UsageEvent
 		if err := json.Unmarshal([]byte(e.Field("ev")), &ev); err != nil {
-			p.Log.Error("dropping malformed usage event", slog.String("id", e.ID), slog.String("err", err.Error()))
+			p.Log.ErrorContext(ctx, "dropping malformed usage event", slog.String("id", e.ID), slog.String("err", err.Error()))
 			continue
 		}
 		evs = append(evs, ev)
@@ -61,14 +61,14 @@ func (p *Pool) writeUsage(ctx context.Context, c *redisq.Consumer, es []redisq.M
 			break
 		}
 		p.Telemetry.UsageWriteError()
-		p.Log.Warn("usage write failed; retrying", slog.Int("events", len(evs)), slog.String("err", err.Error()))
+		p.Log.WarnContext(ctx, "usage write failed; retrying", slog.Int("events", len(evs)), slog.String("err", err.Error()))
 		if ctx.Err() != nil || attempt >= 5 {
 			return // left pending in Redis: a later pass (or another worker) writes it
 		}
 		sleep(ctx, time.Duration(attempt+1)*time.Second)
 	}
 	if err := c.Ack(context.WithoutCancel(ctx), es...); err != nil {
-		p.Log.Warn("usage ack failed; rows will be re-sent and skipped", slog.String("err", err.Error()))
+		p.Log.WarnContext(ctx, "usage ack failed; rows will be re-sent and skipped", slog.String("err", err.Error()))
 	}
 }
 
@@ -89,11 +89,11 @@ func (p *Pool) writeOneByOne(ctx context.Context, es []redisq.Message, evs []slu
 		}
 		p.Telemetry.UsageRows("written", int(n))
 		if err != nil {
-			p.Log.Error("usage row refused; parked in the usage dead-letter stream", slog.String("job_id", ev.JobID), slog.String("err", err.Error()))
+			p.Log.ErrorContext(ctx, "usage row refused; parked in the usage dead-letter stream", slog.String("job_id", ev.JobID), slog.String("err", err.Error()))
 			p.Telemetry.UsageRows("parked", 1)
 			e := byJob[ev.JobID]
 			if perr := p.Queue.ParkUsage(context.WithoutCancel(ctx), e, err.Error()); perr != nil {
-				p.Log.Error("usage park failed", slog.String("err", perr.Error()))
+				p.Log.ErrorContext(ctx, "usage park failed", slog.String("err", perr.Error()))
 				return false
 			}
 		}

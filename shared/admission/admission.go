@@ -268,7 +268,7 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 		lapsed = true
 		n, err := a.Lapse(ctx, r.UserID)
 		if err != nil {
-			a.log.Warn("lapsing holds failed", slog.String("user_id", r.UserID), slog.String("err", err.Error()))
+			a.log.WarnContext(ctx, "lapsing holds failed", slog.String("user_id", r.UserID), slog.String("err", err.Error()))
 		}
 		return n > 0
 	}
@@ -452,7 +452,7 @@ func (a *Admitter) Release(ctx context.Context, tk *Ticket) {
 				return
 			}
 			if ctx.Err() != nil {
-				a.log.Warn("release failed; the hold lapses later", slog.String("job_id", tk.JobID), slog.String("err", err.Error()))
+				a.log.WarnContext(ctx, "release failed; the hold lapses later", slog.String("job_id", tk.JobID), slog.String("err", err.Error()))
 				return
 			}
 			sluice.Sleep(ctx, wait)

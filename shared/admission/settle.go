@@ -67,7 +67,7 @@ func (s *Settler) settle(ctx context.Context, c *redisq.Consumer, msgs []redisq.
 			EngineMS: m.Field("engine_ms"), Cache: m.Field("cache")}
 	}
 	if err := s.a.SettleMany(ctx, ended); err != nil {
-		log.Warn("settlement failed; it will be retried", slog.Int("jobs", len(ended)), slog.String("err", err.Error()))
+		log.WarnContext(ctx, "settlement failed; it will be retried", slog.Int("jobs", len(ended)), slog.String("err", err.Error()))
 		sluice.Sleep(ctx, time.Second)
 		return // left pending: reclaimed after settle_idle
 	}
@@ -80,7 +80,7 @@ func (s *Settler) settle(ctx context.Context, c *redisq.Consumer, msgs []redisq.
 		ids[i] = e.JobID
 	}
 	if err := redisq.Settled(ctx, s.a.rdb, ids, s.a.cfg.Jobs.ResultTTL); err != nil {
-		log.Warn("settled job records not given their expiry; the entries settle again", slog.String("err", err.Error()))
+		log.WarnContext(ctx, "settled job records not given their expiry; the entries settle again", slog.String("err", err.Error()))
 		sluice.Sleep(ctx, time.Second)
 		return // left pending: reclaimed after settle_idle
 	}
@@ -212,7 +212,7 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 		}
 		h, err := parseHold(hs)
 		if err != nil {
-			a.log.Error("unreadable hold left to lapse", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+			a.log.ErrorContext(ctx, "unreadable hold left to lapse", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
 			continue
 		}
 		if unheld { // nothing is held for it any more
@@ -226,7 +226,7 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 		}
 		if rec[0] != "" {
 			if err := json.Unmarshal([]byte(rec[0]), &u); err != nil {
-				a.log.Error("unreadable usage; settled as none", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
+				a.log.ErrorContext(ctx, "unreadable usage; settled as none", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
 			}
 		}
 		if rec[1] == "1" { // served from the cache: its own price, no included tokens
@@ -274,7 +274,7 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 		r.CreditFree += h.Credit - c.Credit - c.Debt
 		lost := unheld || h.Lost // its ledger row says it settled without the hold it was admitted with
 		if c.Excess > 0 || c.Debt > 0 || lost {
-			a.log.Warn("settled past the hold", slog.String("job_id", e.JobID), slog.Int64("excess_tokens", c.Excess),
+			a.log.WarnContext(ctx, "settled past the hold", slog.String("job_id", e.JobID), slog.Int64("excess_tokens", c.Excess),
 				slog.Int64("debt_micros", c.Debt), slog.Bool("unheld", lost), slog.Int64("prompt_tokens", u.PromptTokens),
 				slog.Int64("prompt_bound", h.PromptBound))
 		}

@@ -121,7 +121,7 @@ func OpenRole(ctx context.Context, cfg *config.Config, log *slog.Logger, role Ro
 		// inputs are refused with 503.
 		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if err := d.Objects.EnsureBucket(bctx); err != nil {
-			log.Warn("object store not ready for job payloads", slog.String("err", err.Error()))
+			log.WarnContext(ctx, "object store not ready for job payloads", slog.String("err", err.Error()))
 		}
 		cancel()
 	}

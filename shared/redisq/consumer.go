@@ -94,7 +94,7 @@ func (c *Consumer) Run(ctx context.Context, handle func(context.Context, []Messa
 		if !ready {
 			if err := c.ensure(ctx); err != nil {
 				if ctx.Err() == nil {
-					c.log.Warn("consumer group not created; retrying", slog.String("err", err.Error()))
+					c.log.WarnContext(ctx, "consumer group not created; retrying", slog.String("err", err.Error()))
 					sluice.Sleep(ctx, time.Second)
 				}
 				continue
@@ -141,7 +141,7 @@ func (c *Consumer) failed(ctx context.Context, msg string, err error) {
 	if ctx.Err() != nil {
 		return
 	}
-	c.log.Warn(msg, slog.String("err", err.Error()))
+	c.log.WarnContext(ctx, msg, slog.String("err", err.Error()))
 	sluice.Sleep(ctx, time.Second)
 }
 

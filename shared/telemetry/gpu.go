@@ -62,7 +62,7 @@ func (c *gpuCollector) Collect(ch chan<- prometheus.Metric) {
 		defer cancel()
 		var err error
 		if gpus, err = (*src)(ctx); err != nil {
-			c.log.Warn("GPU telemetry read failed", slog.Int("read", len(gpus)), slog.String("err", err.Error()))
+			c.log.WarnContext(ctx, "GPU telemetry read failed", slog.Int("read", len(gpus)), slog.String("err", err.Error()))
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(gpuDevicesDesc, prometheus.GaugeValue, float64(len(gpus)))
