@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -41,16 +43,12 @@ func (db *DB) LedgerSettled(ctx context.Context, es []LedgerEntry) ([]string, er
 	if err != nil {
 		return nil, translate(err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (string, error) {
 		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, translate(err)
-		}
-		out = append(out, id)
-	}
-	return out, translate(rows.Err())
+		err := row.Scan(&id)
+		return id, err
+	})
+	return out, translate(err)
 }
 
 // LedgerHasJob reports whether a job's settlement is in the ledger.

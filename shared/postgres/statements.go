@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // UsageDaily lists a user's daily rollup rows for days first..last.
@@ -11,16 +13,12 @@ func (db *DB) UsageDaily(ctx context.Context, userID string, first, last time.Ti
 	if err != nil {
 		return nil, translate(err)
 	}
-	defer rows.Close()
-	out := []DailyUsage{}
-	for rows.Next() {
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DailyUsage, error) {
 		var u DailyUsage
-		if err := rows.Scan(&u.Day, &u.Model, &u.Requests, &u.PromptTokens, &u.CompletionTokens, &u.CostMicros); err != nil {
-			return nil, translate(err)
-		}
-		out = append(out, u)
-	}
-	return out, translate(rows.Err())
+		err := row.Scan(&u.Day, &u.Model, &u.Requests, &u.PromptTokens, &u.CompletionTokens, &u.CostMicros)
+		return u, err
+	})
+	return out, translate(err)
 }
 
 // Account returns the billing view of a user.
@@ -37,17 +35,13 @@ func (db *DB) Statements(ctx context.Context, userID string, n int) ([]Statement
 	if err != nil {
 		return nil, translate(err)
 	}
-	defer rows.Close()
-	var out []Statement
-	for rows.Next() {
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Statement, error) {
 		var s Statement
-		if err := rows.Scan(&s.Month, &s.Requests, &s.PromptTokens, &s.CompletionTokens, &s.IncludedTokens,
-			&s.CreditsUsed, &s.CreditsPurchased, &s.Overage, &s.Subscription); err != nil {
-			return nil, translate(err)
-		}
-		out = append(out, s)
-	}
-	return out, translate(rows.Err())
+		err := row.Scan(&s.Month, &s.Requests, &s.PromptTokens, &s.CompletionTokens, &s.IncludedTokens,
+			&s.CreditsUsed, &s.CreditsPurchased, &s.Overage, &s.Subscription)
+		return s, err
+	})
+	return out, translate(err)
 }
 
 // UserInvoices lists a user's Stripe invoices, newest first.
@@ -56,16 +50,12 @@ func (db *DB) UserInvoices(ctx context.Context, userID string) ([]StatementInvoi
 	if err != nil {
 		return nil, translate(err)
 	}
-	defer rows.Close()
-	var out []StatementInvoice
-	for rows.Next() {
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (StatementInvoice, error) {
 		var i StatementInvoice
-		if err := rows.Scan(&i.ID, &i.Status, &i.AmountPaid, &i.HostedInvoiceURL, &i.Month); err != nil {
-			return nil, translate(err)
-		}
-		out = append(out, i)
-	}
-	return out, translate(rows.Err())
+		err := row.Scan(&i.ID, &i.Status, &i.AmountPaid, &i.HostedInvoiceURL, &i.Month)
+		return i, err
+	})
+	return out, translate(err)
 }
 
 // Revenue returns the last days days, newest first.
@@ -74,16 +64,12 @@ func (db *DB) Revenue(ctx context.Context, days int) ([]RevenueDay, error) {
 	if err != nil {
 		return nil, translate(err)
 	}
-	defer rows.Close()
-	var out []RevenueDay
-	for rows.Next() {
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RevenueDay, error) {
 		var r RevenueDay
-		if err := rows.Scan(&r.Day, &r.CreditsPurchased, &r.Subscriptions, &r.Usage, &r.Overage); err != nil {
-			return nil, translate(err)
-		}
-		out = append(out, r)
-	}
-	return out, translate(rows.Err())
+		err := row.Scan(&r.Day, &r.CreditsPurchased, &r.Subscriptions, &r.Usage, &r.Overage)
+		return r, err
+	})
+	return out, translate(err)
 }
 
 // UsageFoldedAt is when the rollup last folded raw usage into the daily and

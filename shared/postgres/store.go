@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -86,14 +88,10 @@ func (db *DB) UsageForUser(ctx context.Context, userID string) ([]UsageRow, erro
 	if err != nil {
 		return nil, translate(err)
 	}
-	defer rows.Close()
-	var out []UsageRow
-	for rows.Next() {
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (UsageRow, error) {
 		var r UsageRow
-		if err := rows.Scan(&r.JobID, &r.Model, &r.PromptTokens, &r.CompletionTokens, &r.Status, &r.LatencyMS); err != nil {
-			return nil, translate(err)
-		}
-		out = append(out, r)
-	}
-	return out, translate(rows.Err())
+		err := row.Scan(&r.JobID, &r.Model, &r.PromptTokens, &r.CompletionTokens, &r.Status, &r.LatencyMS)
+		return r, err
+	})
+	return out, translate(err)
 }
