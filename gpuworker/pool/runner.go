@@ -299,9 +299,17 @@ func (r *runner) finish(ctx context.Context, e redisq.Entry, job sluice.Job, d d
 		// recorded key never names a missing object. If the store is down
 		// the job is not completed: it stays pending, is reclaimed after
 		// worker.claim_idle and run again (dead-lettered after
-		// jobs.max_attempts), and no usage is recorded for this run.
+		// jobs.max_attempts), and no usage is recorded for this run: its
+		// output is thrown away by Sluice, so its engine work is unmarked
+		// and not carried to the job's end (the platform's cost).
 		pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		key, perr := p.Objects.PutResult(pctx, job.UserID, job.ID, o.Result)
+		if perr != nil {
+			if err := q.Disengaged(pctx, job.ID); err != nil {
+				p.Log.WarnContext(ctx, "attempt not unmarked; its engine work is billed if the job is reclaimed",
+					slog.String("job_id", job.ID), slog.String("err", err.Error()))
+			}
+		}
 		pcancel()
 		if perr != nil {
 			p.Log.ErrorContext(ctx, "result not stored; the job stays pending and will be retried",

@@ -46,5 +46,13 @@ func (q *Queue) Engaged(ctx context.Context, jobID, worker string) (bool, error)
 	return n == 1, nil
 }
 
+// Disengaged unmarks a job's current attempt (Engaged): its engine work is
+// not carried to the job's end. The worker calls it when Sluice itself
+// throws the attempt's output away (the object store refused the result):
+// that is the platform's cost, not the user's.
+func (q *Queue) Disengaged(ctx context.Context, jobID string) error {
+	return translate(q.rdb.HDel(ctx, rkey.JobKey(jobID), "eng_at", "eng_out").Err())
+}
+
 // MaxAttempts is the most attempts a job gets (jobs.max_attempts).
 func (q *Queue) MaxAttempts() int { return q.opts.MaxAttempts }
