@@ -66,15 +66,18 @@ func (f failure) endsJob() bool { return f == failEngineDown }
 // from its engine's.
 const probeTimeout = 2 * time.Second
 
-// classifyCall sorts a failed call. A transport error that is not a refused
+// classifyCall sorts a failed call. A refused connection is always a
+// failover, even when a concurrent request's failure took the endpoint out
+// first: the request never reached the engine, so it did not run there.
+// A transport error that is not a refused
 // connection is ambiguous: it is the request's own when the engine still
 // answers its health route right after, its engine's when it does not.
 func (r *runner) classifyCall(ctx context.Context, ep *endpoint, ee *engine.Error, takenOut bool) failure {
 	switch {
+	case ee.Dial: // refused: it never reached the engine, whatever took the endpoint out meanwhile
+		return failRefused
 	case takenOut:
 		return failEngineDown
-	case ee.Dial:
-		return failRefused
 	case ee.Capacity():
 		return failCapacity
 	case ee.Status != 0 && ee.Retryable:

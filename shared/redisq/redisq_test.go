@@ -485,3 +485,55 @@ func TestErrorsThroughEncoder(t *testing.T) {
 		t.Errorf("cancelled job's error %q", got)
 	}
 }
+
+// TestCancelledJobPaysCarriedWork: a job whose worker died with its attempt
+// on the engine carries that work (start.lua); handed back to the queue and
+// then cancelled by its owner, it still pays it (cancel.lua, bill_carried):
+// the usage it records and its usage event are the carried work.
+func TestCancelledJobPaysCarriedWork(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{})
+	j := b.enqueue(t, time.Minute)
+	// The hold's prompt bound is what a dead attempt's prefill is billed at.
+	if err := b.rdb.HSet(ctx, rkey.JobKey(j.ID), "hold", "100|50|1|2|0|0|0|2026-12|"+b.model).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e := b.claim(t, "dead-1")
+	if out, _, _ := b.q.Start(ctx, e, group, "dead-1", b.model); out != redisq.StartRun {
+		t.Fatal(out)
+	}
+	if ok, err := b.q.Engaged(ctx, j.ID, "dead-1"); !ok || err != nil {
+		t.Fatalf("engaged: %v %v", ok, err)
+	}
+	b.rdb.HSet(ctx, rkey.JobKey(j.ID), "eng_out", 3) // three chunks reached the client
+	time.Sleep(10 * time.Millisecond)                 // dead-1 dies; w2 reclaims it
+	es, err := b.q.AutoClaim(ctx, group, "w2", b.stream, 5*time.Millisecond, 10)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("autoclaim: %v %v", es, err)
+	}
+	out, c, _ := b.q.Start(ctx, es[0], group, "w2", b.model)
+	if out != redisq.StartRun || c.Carried.PromptTokens != 100 || c.Carried.CompletionTokens != 3 {
+		t.Fatalf("reclaim: %s carried %+v", out, c.Carried)
+	}
+	if err := b.q.Release(ctx, group, es[0]); err != nil { // no room: handed back, queued again
+		t.Fatal(err)
+	}
+	if st, err := b.q.Cancel(ctx, j.ID, "u1"); err != nil || st != sluice.JobCancelled {
+		t.Fatalf("cancel: %s %v", st, err)
+	}
+	var u sluice.Usage
+	raw, _ := b.rdb.HGet(ctx, rkey.JobKey(j.ID), "usage").Result()
+	if err := json.Unmarshal([]byte(raw), &u); err != nil || u.PromptTokens != 100 || u.CompletionTokens != 3 {
+		t.Fatalf("cancelled job's usage %q: %v", raw, err)
+	}
+	evs, err := b.rdb.XRange(ctx, rkey.UsageKey(rkey.JobTag(j.ID)), "-", "+").Result()
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("usage events: %v %v", evs, err)
+	}
+	var ev sluice.UsageEvent
+	if err := json.Unmarshal([]byte(evs[0].Values["ev"].(string)), &ev); err != nil || ev.JobID != j.ID ||
+		ev.Status != sluice.JobCancelled || ev.Usage.PromptTokens != 100 || ev.Usage.CompletionTokens != 3 {
+		t.Fatalf("usage event %v: %+v %v", evs[0].Values, ev, err)
+	}
+}

@@ -23,45 +23,9 @@ local function ack()
   redis.call('XDEL', KEYS[2], ARGV[2])
 end
 
--- iso formats Unix milliseconds as RFC 3339 in UTC (as Go's time.Time reads it).
-local function iso(msv)
-  local s = math.floor(msv / 1000)
-  local z = math.floor(s / 86400) + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-  local y = yoe + era * 400
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local d = doy - math.floor((153 * mp + 2) / 5) + 1
-  local m = mp < 10 and mp + 3 or mp - 9
-  if m <= 2 then y = y + 1 end
-  local sod = s % 86400
-  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
-    math.floor(sod / 3600), math.floor(sod % 3600 / 60), sod % 60, msv % 1000)
-end
-
--- billCarried records the carried engine work of a job ended here as its
--- usage, with its usage event, so its settlement and usage row charge it.
-local function billCarried(status)
-  local v = redis.call('HMGET', KEYS[1], 'carried_p', 'carried_c', 'user', 'key', 'model', 'alias', 'created', 'started')
-  local p, c = tonumber(v[1] or '0') or 0, tonumber(v[2] or '0') or 0
-  if p + c == 0 then return end
-  local usage = cjson.encode({prompt_tokens = p, completion_tokens = c, total_tokens = p + c, prompt_source = 'hold'})
-  redis.call('HSET', KEYS[1], 'usage', usage)
-  local created = tonumber(v[7] or '') or now
-  local started = tonumber(v[8] or '') or now
-  local ev = '{"job_id":' .. cjson.encode(ARGV[6]) .. ',"user_id":' .. cjson.encode(v[3] or '') ..
-    ',"key_id":' .. cjson.encode(v[4] or '') .. ',"model":' .. cjson.encode(v[5] or '') ..
-    ',"requested_model":' .. cjson.encode(v[6] or '') .. ',"status":' .. cjson.encode(status) ..
-    ',"usage":' .. usage .. ',"latency_ms":' .. math.max(now - started, 0) ..
-    ',"created_at":"' .. iso(created) .. '","ended_at":"' .. iso(now) .. '"}'
-  redis.call('XADD', KEYS[6], '*', 'ev', ev)
-end
-
 local function finish(status, err, http)
   redis.call('HSET', KEYS[1], 'status', status, 'ended', now, 'error', err, 'http', http)
-  billCarried(status)
+  bill_carried(KEYS[1], KEYS[6], ARGV[6], status, now)
   redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', status, 'error', err, 'http', http)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
