@@ -507,7 +507,7 @@ func TestCancelledJobPaysCarriedWork(t *testing.T) {
 		t.Fatalf("engaged: %v %v", ok, err)
 	}
 	b.rdb.HSet(ctx, rkey.JobKey(j.ID), "eng_out", 3) // three chunks reached the client
-	time.Sleep(10 * time.Millisecond)                 // dead-1 dies; w2 reclaims it
+	time.Sleep(10 * time.Millisecond)                // dead-1 dies; w2 reclaims it
 	es, err := b.q.AutoClaim(ctx, group, "w2", b.stream, 5*time.Millisecond, 10)
 	if err != nil || len(es) != 1 {
 		t.Fatalf("autoclaim: %v %v", es, err)
