@@ -114,12 +114,6 @@ func (r *runner) attempt(ctx, jctx context.Context, job sluice.Job, ep *endpoint
 	a := attempted{ep: ep, ended: noFailure}
 	backoff := p.Config.Worker.RetryBackoff
 	for try := 0; ; try++ {
-		// Marked before it is sent: if this worker dies mid-call, the one
-		// that reclaims the job bills what the engine did for this attempt.
-		if _, eerr := q.Engaged(context.WithoutCancel(ctx), job.ID, p.Name); eerr != nil {
-			p.Log.WarnContext(ctx, "engine call not marked; a crash now would leave its prompt unbilled",
-				slog.String("job_id", job.ID), slog.String("err", eerr.Error()))
-		}
 		callStart := time.Now()
 		a.res, a.err = r.call(jctx, a.ep, job, onChunk)
 		a.engineTime += time.Since(callStart)

@@ -194,7 +194,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		return
 	}
 	a.ep.inflight.Add(-1)
-	d := done{latency: time.Since(started), engineTime: a.engineTime, err: a.err, carried: c.Carried}
+	d := done{latency: time.Since(started), engineTime: a.engineTime, err: a.err}
 	if chunks != nil {
 		// Every chunk is in the result stream before the end event.
 		if shown, cerr := chunks.close(); cerr != nil && d.err == nil {
@@ -284,9 +284,6 @@ type done struct {
 	latency    time.Duration // from the first call to the last one's end
 	engineTime time.Duration // time in engine calls: what the GPU-second price charges
 	err        error         // the job's failure, for its span
-	// carried is the engine work of earlier attempts whose workers died
-	// mid-run (redisq.Claimed.Carried): billed with this end, once.
-	carried sluice.Usage
 }
 
 // finish records a job's end: a result too large for Redis goes to the
@@ -299,17 +296,9 @@ func (r *runner) finish(ctx context.Context, e redisq.Entry, job sluice.Job, d d
 		// recorded key never names a missing object. If the store is down
 		// the job is not completed: it stays pending, is reclaimed after
 		// worker.claim_idle and run again (dead-lettered after
-		// jobs.max_attempts), and no usage is recorded for this run: its
-		// output is thrown away by Sluice, so its engine work is unmarked
-		// and not carried to the job's end (the platform's cost).
+		// jobs.max_attempts), and no usage is recorded for this run.
 		pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		key, perr := p.Objects.PutResult(pctx, job.UserID, job.ID, o.Result)
-		if perr != nil {
-			if err := q.Disengaged(pctx, job.ID); err != nil {
-				p.Log.WarnContext(ctx, "attempt not unmarked; its engine work is billed if the job is reclaimed",
-					slog.String("job_id", job.ID), slog.String("err", err.Error()))
-			}
-		}
 		pcancel()
 		if perr != nil {
 			p.Log.ErrorContext(ctx, "result not stored; the job stays pending and will be retried",
@@ -320,11 +309,6 @@ func (r *runner) finish(ctx context.Context, e redisq.Entry, job sluice.Job, d d
 		o.Result, o.ResultRef = nil, key
 	}
 	usage := d.usage
-	if d.carried.PromptTokens > 0 && usage.PromptTokens == 0 && usage.PromptSource == "" {
-		usage.PromptSource = sluice.PromptSourceHold
-	}
-	usage.PromptTokens += d.carried.PromptTokens
-	usage.CompletionTokens += d.carried.CompletionTokens
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
 	r.countPromptSource(usage)
 	// Usage is recorded for every job that reached an engine, exactly once.

@@ -33,13 +33,11 @@ var (
 	claimLua string
 	//go:embed lua/settle_event.lua
 	settleEventLua string
-	//go:embed lua/carried.lua
-	carriedLua string
 
 	enqueueScript  = redis.NewScript(enqueueLua)
-	startScript    = redis.NewScript(settleEventLua + carriedLua + startLua)
+	startScript    = redis.NewScript(settleEventLua + startLua)
 	completeScript = redis.NewScript(settleEventLua + completeLua)
-	cancelScript   = redis.NewScript(settleEventLua + carriedLua + cancelLua)
+	cancelScript   = redis.NewScript(settleEventLua + cancelLua)
 	claimScript    = redis.NewScript(claimLua)
 )
 
@@ -201,8 +199,8 @@ func (q *Queue) Cancel(ctx context.Context, jobID, owner string) (sluice.JobStat
 	if rkey.JobTag(jobID) == "" {
 		return "", sluice.ErrNotFound
 	}
-	st, err := cancelScript.Run(ctx, q.rdb, []string{rkey.JobKey(jobID), rkey.ResultKey(jobID), rkey.SettleKey(rkey.JobTag(jobID)),
-		rkey.UsageKey(rkey.JobTag(jobID))}, owner, q.cancelledErr, ms(q.opts.ResultTTL), rkey.CancelChannel, jobID).Text()
+	st, err := cancelScript.Run(ctx, q.rdb, []string{rkey.JobKey(jobID), rkey.ResultKey(jobID), rkey.SettleKey(rkey.JobTag(jobID))},
+		owner, q.cancelledErr, ms(q.opts.ResultTTL), rkey.CancelChannel, jobID).Text()
 	if err != nil {
 		return "", translate(err)
 	}

@@ -143,10 +143,6 @@ type Claimed struct {
 	// StartedAt is when the start script ran, by Redis's clock (as is
 	// Job.CreatedAt), so StartedAt-CreatedAt is the queue wait.
 	StartedAt time.Time
-	// Carried is the engine work of earlier attempts whose workers died
-	// before completing the job (start.lua): the worker that completes it
-	// adds it to the job's usage, so it is billed once, with the job.
-	Carried sluice.Usage
 }
 
 // Start moves a claimed entry's job to running, or finishes it without
@@ -171,8 +167,7 @@ func (q *Queue) StartMany(ctx context.Context, es []Entry, group, worker, model 
 	cmds := make([]*redis.Cmd, len(es))
 	pipe := q.rdb.Pipeline()
 	args := func(e Entry) ([]string, []any) {
-		return []string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.DeadKey(model), rkey.SettleKey(rkey.JobTag(e.JobID)),
-				rkey.UsageKey(rkey.JobTag(e.JobID))},
+		return []string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.DeadKey(model), rkey.SettleKey(rkey.JobTag(e.JobID))},
 			[]any{group, e.ID, worker, q.opts.MaxAttempts, ms(q.opts.ResultTTL), e.JobID,
 				q.expiredErr, q.deadErr, q.interruptedErr, q.cancelledErr}
 	}
@@ -228,8 +223,6 @@ func parseStart(e Entry, res []any) (string, *Claimed) {
 	if v, err := strconv.ParseInt(f["started"], 10, 64); err == nil {
 		c.StartedAt = time.UnixMilli(v)
 	}
-	c.Carried.PromptTokens, _ = strconv.ParseInt(f["carried_p"], 10, 64)
-	c.Carried.CompletionTokens, _ = strconv.ParseInt(f["carried_c"], 10, 64)
 	return StartRun, c
 }
 
@@ -289,8 +282,6 @@ func (q *Queue) Release(ctx context.Context, group string, e Entry) error {
 	pipe := q.rdb.TxPipeline()
 	pipe.HSet(ctx, rkey.JobKey(e.JobID), "status", "queued")
 	pipe.HIncrBy(ctx, rkey.JobKey(e.JobID), "attempts", -1)
-	// Its attempt is given back, so no engine work of it is to be carried.
-	pipe.HDel(ctx, rkey.JobKey(e.JobID), "eng_at", "eng_out")
 	// Re-adding puts the job at the tail of its stream; acking the old entry
 	// removes it from this worker's pending list.
 	pipe.XAdd(ctx, &redis.XAddArgs{Stream: e.Stream, Values: []any{"job", e.JobID}})

@@ -3,8 +3,6 @@
 -- erased stream. KEYS[1] job hash, KEYS[2] result stream;
 -- ARGV[1] '1' on the first batch (marks the job as having shown output, so a
 -- reclaim will not rerun it), ARGV[2..] chunks.
--- The chunks are counted in eng_out: the output of the attempt engaged.lua
--- marked, billed if its worker dies before completing the job (start.lua).
 -- Returns the number of chunks appended.
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', KEYS[1], 'erased') == '1' then
   return 0
@@ -15,5 +13,4 @@ end
 for i = 2, #ARGV do
   redis.call('XADD', KEYS[2], '*', 'type', 'chunk', 'data', ARGV[i])
 end
-redis.call('HINCRBY', KEYS[1], 'eng_out', #ARGV - 1)
 return #ARGV - 1

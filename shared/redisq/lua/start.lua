@@ -1,19 +1,10 @@
 -- Start a claimed job, or finish it without running when it must not run.
 -- KEYS[1] job hash, KEYS[2] job stream, KEYS[3] result stream, KEYS[4] dead-letter stream,
--- KEYS[5] settle stream, KEYS[6] usage stream
+-- KEYS[5] settle stream
 -- ARGV[1] group, ARGV[2] stream entry id, ARGV[3] worker, ARGV[4] max attempts,
 -- ARGV[5] ttl ms, ARGV[6] job id, ARGV[7] expired error, ARGV[8] dead error,
 -- ARGV[9] interrupted error, ARGV[10] cancelled error
 -- Returns {'run', attempt, field, value, ...} or {outcome}.
---
--- A reclaimed job whose last attempt reached its engine (eng_at, set by
--- engaged.lua just before each engine call, is still the attempt count) and
--- never completed (its worker died) carries that attempt's engine work: the
--- prompt bound of its hold (the engine did the prefill) and the output chunks
--- it published (eng_out, counted by chunks.lua). They add up in carried_p and
--- carried_c, once per attempt (carried_at), and are billed with the job's end:
--- by the worker that completes it (Claimed.Carried), or here when this script
--- ends it.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[5])
@@ -25,7 +16,6 @@ end
 
 local function finish(status, err, http)
   redis.call('HSET', KEYS[1], 'status', status, 'ended', now, 'error', err, 'http', http)
-  bill_carried(KEYS[1], KEYS[6], ARGV[6], status, now)
   redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', status, 'error', err, 'http', http)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
@@ -41,15 +31,6 @@ end
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' or st == 'expired' then
   ack()
   return {'done'}
-end
-if st == 'running' then
-  local v = redis.call('HMGET', KEYS[1], 'eng_at', 'attempts', 'carried_at', 'eng_out', 'hold')
-  if v[1] and v[1] == v[2] and v[3] ~= v[1] then
-    local p = tonumber(string.match(v[5] or '', '^(%d+)|') or '0') or 0
-    redis.call('HINCRBY', KEYS[1], 'carried_p', p)
-    redis.call('HINCRBY', KEYS[1], 'carried_c', tonumber(v[4] or '0') or 0)
-    redis.call('HSET', KEYS[1], 'carried_at', v[1])
-  end
 end
 if redis.call('HGET', KEYS[1], 'cancel') == '1' then
   finish('cancelled', ARGV[10], 499)
