@@ -6,7 +6,6 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rconn"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/telemetry"
 )
@@ -156,23 +156,11 @@ func NewQueue(cfg *config.Config, rdb redis.UniversalClient) *redisq.Queue {
 		MaxQueue: cfg.Jobs.MaxQueue, EncodeError: openai.EncodeError})
 }
 
-// OpenRedis connects to a redis:// URL. The pool is large because every
-// synchronous request blocks one connection while it waits for its result.
+// OpenRedis connects to REDIS_URL: one server or a Redis Cluster (see
+// rconn). The pool is large because every synchronous request waits on its
+// result stream.
 func OpenRedis(ctx context.Context, url string) (redis.UniversalClient, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis: parse REDIS_URL: %w", err)
-	}
-	if opt.PoolSize < 1024 {
-		opt.PoolSize = 1024
-	}
-	opt.ReadTimeout = 10 * time.Second
-	rdb := redis.NewClient(opt)
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis: %w", err)
-	}
-	return rdb, nil
+	return rconn.Open(ctx, url, rconn.Options{PoolSize: 1024, ReadTimeout: 10 * time.Second})
 }
 
 // Start runs background work (batched last-used writes, revocations from

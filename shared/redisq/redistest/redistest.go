@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/redisq/rconn"
 )
 
 // URL is the Redis tests use.
@@ -22,16 +24,14 @@ func URL() string {
 	return "redis://127.0.0.1:6379/0"
 }
 
-// Client returns a client of the test Redis, closed when the test ends.
-// Tests isolate by names of their own (Name): users, models, keys.
+// Client returns a client of the test Redis, closed when the test ends:
+// a cluster client when TEST_REDIS_URL names a Redis Cluster (the same
+// probe production uses, rconn.Open). Tests isolate by names of their own
+// (Name): users, models, keys.
 func Client(tb testing.TB) redis.UniversalClient {
 	tb.Helper()
-	opt, err := redis.ParseURL(URL())
+	c, err := rconn.Open(context.Background(), URL(), rconn.Options{})
 	if err != nil {
-		tb.Fatal(err)
-	}
-	c := redis.NewClient(opt)
-	if err := c.Ping(context.Background()).Err(); err != nil {
 		tb.Fatalf("redistest: Redis at %s: %v (is it running?)", URL(), err)
 	}
 	tb.Cleanup(func() { c.Close() })

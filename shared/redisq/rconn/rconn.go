@@ -1,0 +1,123 @@
+// Package rconn opens Sluice's Redis client from a REDIS_URL: one server or
+// a Redis Cluster. A cluster is named either in go-redis's cluster URL form
+// (redis://HOST:PORT?addr=HOST2:PORT2&addr=HOST3:PORT3, rediss:// for TLS)
+// or, the usual way, by one seed address; so a single address is probed at
+// start (INFO cluster) and gets a cluster client when it is one.
+//
+// It lives apart from shared/app so that the tests' Redis helper
+// (redistest), which the queue package's own tests use, opens the same
+// client without an import cycle.
+package rconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Options tune the client; zero values keep go-redis's defaults.
+type Options struct {
+	// PoolSize is the least number of pooled connections per server.
+	PoolSize int
+	// ReadTimeout bounds a reply's wait (blocking commands add their block).
+	ReadTimeout time.Duration
+}
+
+// Open connects to url and checks that it serves: every master of a cluster
+// must answer and the cluster's state must be ok, so a cluster that cannot
+// serve every slot fails at start with the reason rather than at the first
+// request.
+func Open(ctx context.Context, rawURL string, o Options) (redis.UniversalClient, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis: parse REDIS_URL: %w", errors.Unwrap(err))
+	}
+	if u.Query().Has("addr") {
+		copt, err := redis.ParseClusterURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis: parse REDIS_URL: %w", err)
+		}
+		return openCluster(ctx, copt, o)
+	}
+	opt, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis: parse REDIS_URL: %w", err)
+	}
+	applyNode(opt, o)
+	rdb := redis.NewClient(opt)
+	info, err := rdb.Info(ctx, "cluster").Result()
+	if err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis: %s: %w", opt.Addr, err)
+	}
+	if !strings.Contains(info, "cluster_enabled:1") {
+		return rdb, nil
+	}
+	rdb.Close()
+	if opt.DB != 0 {
+		return nil, fmt.Errorf("redis: %s is a Redis Cluster, which has only database 0; drop /%d from REDIS_URL", opt.Addr, opt.DB)
+	}
+	return openCluster(ctx, &redis.ClusterOptions{
+		Addrs:       []string{opt.Addr},
+		Username:    opt.Username,
+		Password:    opt.Password,
+		TLSConfig:   opt.TLSConfig,
+		ClientName:  opt.ClientName,
+		DialTimeout: opt.DialTimeout,
+		MaxRetries:  opt.MaxRetries,
+	}, o)
+}
+
+func applyNode(opt *redis.Options, o Options) {
+	if opt.PoolSize < o.PoolSize {
+		opt.PoolSize = o.PoolSize
+	}
+	if o.ReadTimeout > 0 {
+		opt.ReadTimeout = o.ReadTimeout
+	}
+}
+
+func openCluster(ctx context.Context, copt *redis.ClusterOptions, o Options) (redis.UniversalClient, error) {
+	if copt.PoolSize < o.PoolSize {
+		copt.PoolSize = o.PoolSize
+	}
+	if o.ReadTimeout > 0 {
+		copt.ReadTimeout = o.ReadTimeout
+	}
+	c := redis.NewClusterClient(copt)
+	if err := CheckCluster(ctx, c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// CheckCluster says whether a cluster can serve: its state is ok and every
+// master answers.
+func CheckCluster(ctx context.Context, c *redis.ClusterClient) error {
+	info, err := c.ClusterInfo(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("redis cluster: %w", err)
+	}
+	if !strings.Contains(info, "cluster_state:ok") {
+		return errors.New("redis cluster: cluster_state is not ok (a master is down or slots are unassigned)")
+	}
+	err = c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		if err := m.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis cluster: master %s: %w", m.Options().Addr, err)
+		}
+		return nil
+	})
+	return err
+}
+
+// IsCluster reports whether rdb is a cluster client.
+func IsCluster(rdb redis.UniversalClient) bool {
+	_, ok := rdb.(*redis.ClusterClient)
+	return ok
+}
