@@ -104,7 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.redisDB, "redis-db", 9, "Redis database index used (flushed before and after)")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs) after the run")
-	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity) or fairness (one user floods, two others send a few)")
+	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity) fairness (one user floods, two others send a few) or cost (Redis commands, bytes and memory, PostgreSQL rows and CPU per request, on a private Redis)")
 	fs.IntVar(&o.margin, "margin", 1, "saturation/fairness: dispatch.batch_margin")
 	fs.IntVar(&o.flood, "flood", 5000, "fairness: jobs the flooding user enqueues")
 	fs.BoolVar(&o.telemetry, "telemetry", false, "compare three Sluice stacks: telemetry off, metrics only (the default), metrics and tracing of every request (to a local OTLP sink); uses Redis databases -redis-db+1 and +2 too")
@@ -131,6 +131,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		report, err = saturation(ctx, o, stderr)
 	case "fairness":
 		report, err = fairness(ctx, o, stderr)
+	case "cost":
+		report, err = cost(ctx, o, stderr)
 	default:
 		report, err = bench(ctx, o, stderr)
 	}

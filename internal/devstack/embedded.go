@@ -247,3 +247,11 @@ func StartSim(ctx context.Context, bin, model string, maxModelLen, maxSeqs int, 
 // (initdb, pg_ctl) the embedded database runs; the error says how to
 // install them.
 func PostgresBinDir() (string, error) { return pgBinDir() }
+
+// PID is the simulator's process id (for measuring its CPU).
+func (s *Sim) PID() int {
+	if s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/internal/devstack"
+	"github.com/sluice-ai/sluice/internal/scratch"
+)
+
+// cost measures what one request costs each shared resource — Redis
+// commands, bytes on the wire and memory left behind, PostgreSQL
+// transactions and rows, CPU of Sluice, of Redis and of the engine — the
+// figures docs/SCALING.md sizes deployments from. Redis is a private server
+// started for the run, so its counters hold this run's traffic only.
+//
+// Sluice's CPU per request is the process's CPU through Sluice minus its CPU
+// sending the same requests to the engine directly (the load generator's
+// own share), both measured in this run.
+func cost(ctx context.Context, o options, stderr io.Writer) (string, error) {
+	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "sluice-bench: "+format+"\n", a...) }
+	dir, err := os.MkdirTemp("", "sluice-cost-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+
+	redisURL, stopRedis, err := privateRedis(ctx, dir)
+	if err != nil {
+		return "", err
+	}
+	defer stopRedis()
+	opt, _ := redis.ParseURL(redisURL)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+
+	adminURL := scratch.FirstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "BENCH_DATABASE_URL", "TEST_DATABASE_URL")
+	dbURL, dropDB, err := scratch.CreateDatabase(ctx, adminURL, "sluice_cost_")
+	if err != nil {
+		return "", err
+	}
+	defer dropDB()
+	pg, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return "", err
+	}
+	defer pg.Close(context.WithoutCancel(ctx))
+
+	bin, err := devstack.SimBinary(o.sim)
+	if err != nil {
+		return "", err
+	}
+	const maxModelLen = 2048
+	sim, err := devstack.StartSim(ctx, bin, model, maxModelLen, o.maxNumSeqs, filepath.Join(dir, "sim.log"),
+		"--time-to-first-token", "0", "--inter-token-latency", "0")
+	if err != nil {
+		return "", fmt.Errorf("simulator: %w", err)
+	}
+	defer sim.Stop()
+	yml := fmt.Sprintf("inference:\n  models:\n    - name: %s\n      max_batch_size: %d\n      max_model_len: %d\n      endpoints: [%s]\npricing: null\n",
+		model, o.maxNumSeqs, maxModelLen, sim.URL) + scratch.Unthrottled(o.noAdmission)
+	st, stopStack, err := startStack(ctx, filepath.Join(dir, "sluice"), yml, dbURL, redisURL, progress)
+	if err != nil {
+		return "", err
+	}
+	defer stopStack()
+
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{Proxy: nil,
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, MaxIdleConnsPerHost: 2 * o.concurrency}}
+	body := requestBody(o.maxTokens, o.stream)
+	direct := target{name: "direct", url: sim.URL + "/v1/chat/completions"}
+	through := target{name: "sluice", url: "http://" + st.Addr + "/v1/chat/completions", auth: "Bearer " + st.AdminKey}
+	for _, t := range []target{direct, through} {
+		if r := load(ctx, client, t, body, o.warmup, o.concurrency, o.stream); r.errors > 0 {
+			return "", fmt.Errorf("warm-up %s: %d failed, e.g. %s", t.name, r.errors, r.firstErr)
+		}
+	}
+	time.Sleep(2 * time.Second) // settlement and batched writes of the warm-up end
+
+	n := o.requests
+	cpu0 := selfCPU()
+	if r := load(ctx, client, direct, body, n, o.concurrency, o.stream); r.errors > 0 {
+		return "", fmt.Errorf("direct: %d failed, e.g. %s", r.errors, r.firstErr)
+	}
+	clientCPU := selfCPU() - cpu0
+
+	before, err := snapshot(ctx, rdb, pg, sim.PID())
+	if err != nil {
+		return "", err
+	}
+	cpu1 := selfCPU()
+	r := load(ctx, client, through, body, n, o.concurrency, o.stream)
+	if r.errors > 0 {
+		return "", fmt.Errorf("through Sluice: %d failed, e.g. %s", r.errors, r.firstErr)
+	}
+	sluiceCPU := selfCPU() - cpu1 - clientCPU
+	time.Sleep(2 * time.Second) // settlement, usage records and last-used writes land
+	after, err := snapshot(ctx, rdb, pg, sim.PID())
+	if err != nil {
+		return "", err
+	}
+	per := func(a, b float64) float64 { return (b - a) / float64(n) }
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "## Cost per request (%d requests, %d in flight, max_tokens %d, stream %v, %.0f req/s)\n\n", n, o.concurrency, o.maxTokens, o.stream, r.rps)
+	fmt.Fprintf(&sb, "| resource | per request |\n|---|---|\n")
+	fmt.Fprintf(&sb, "| Redis commands | %.1f |\n", per(before.redisCalls, after.redisCalls))
+	for _, c := range topCommands(before.cmds, after.cmds, 8) {
+		fmt.Fprintf(&sb, "| · %s | %.2f |\n", c, per(before.cmds[c], after.cmds[c]))
+	}
+	fmt.Fprintf(&sb, "| Redis bytes in (from clients) | %.0f |\n", per(before.netIn, after.netIn))
+	fmt.Fprintf(&sb, "| Redis bytes out (to clients) | %.0f |\n", per(before.netOut, after.netOut))
+	fmt.Fprintf(&sb, "| Redis memory left (used_memory, within retention) | %.0f B |\n", per(before.usedMemory, after.usedMemory))
+	fmt.Fprintf(&sb, "| Redis CPU | %.3f ms |\n", 1000*per(before.redisCPU, after.redisCPU))
+	fmt.Fprintf(&sb, "| PostgreSQL transactions | %.2f |\n", per(before.pgCommits, after.pgCommits))
+	fmt.Fprintf(&sb, "| PostgreSQL rows inserted / updated / deleted | %.2f / %.2f / %.2f |\n",
+		per(before.pgIns, after.pgIns), per(before.pgUpd, after.pgUpd), per(before.pgDel, after.pgDel))
+	fmt.Fprintf(&sb, "| PostgreSQL rows read | %.1f |\n", per(before.pgRead, after.pgRead))
+	fmt.Fprintf(&sb, "| Sluice CPU (submit + worker, one process; load generator's share taken out) | %.3f ms |\n", 1000*sluiceCPU.Seconds()/float64(n))
+	fmt.Fprintf(&sb, "| engine (simulator) CPU | %.3f ms |\n", 1000*per(before.simCPU, after.simCPU))
+	fmt.Fprintf(&sb, "\n%s\n", machineInfo(ctx, rdb, dbURL))
+	return sb.String(), nil
+}
+
+// privateRedis starts a redis-server of this run's own on a free port.
+func privateRedis(ctx context.Context, dir string) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.CommandContext(ctx, "redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--save", "", "--appendonly", "no", "--dir", dir)
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("redis-server: %w", err)
+	}
+	stop := func() { cmd.Process.Kill(); cmd.Wait() } //nolint:errcheck
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+	defer c.Close()
+	for range 50 {
+		if c.Ping(ctx).Err() == nil {
+			return url, stop, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	return "", nil, fmt.Errorf("redis-server on port %d did not answer", port)
+}
+
+// counters is one reading of every counter cost compares.
+type counters struct {
+	cmds                                   map[string]float64
+	redisCalls, netIn, netOut, usedMemory  float64
+	redisCPU, simCPU                       float64 // seconds
+	pgCommits, pgIns, pgUpd, pgDel, pgRead float64
+}
+
+func snapshot(ctx context.Context, rdb *redis.Client, pg *pgx.Conn, simPID int) (counters, error) {
+	c := counters{cmds: map[string]float64{}}
+	info, err := rdb.Info(ctx, "commandstats", "stats", "memory", "cpu").Result()
+	if err != nil {
+		return c, err
+	}
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		if !ok {
+			continue
+		}
+		if name, ok := strings.CutPrefix(k, "cmdstat_"); ok {
+			calls, _, _ := strings.Cut(strings.TrimPrefix(v, "calls="), ",")
+			f, _ := strconv.ParseFloat(calls, 64)
+			c.cmds[name] = f
+			c.redisCalls += f
+			continue
+		}
+		f, _ := strconv.ParseFloat(v, 64)
+		switch k {
+		case "total_net_input_bytes":
+			c.netIn = f
+		case "total_net_output_bytes":
+			c.netOut = f
+		case "used_memory":
+			c.usedMemory = f
+		case "used_cpu_sys", "used_cpu_user":
+			c.redisCPU += f
+		}
+	}
+	// Statistics reach pg_stat_database when a backend reports them (at most
+	// about a second late); the sleeps around the measured phase cover it.
+	if _, err := pg.Exec(ctx, "select pg_stat_clear_snapshot()"); err != nil {
+		return c, err
+	}
+	err = pg.QueryRow(ctx, `select xact_commit, tup_inserted, tup_updated, tup_deleted, tup_returned
+		from pg_stat_database where datname = current_database()`).Scan(&c.pgCommits, &c.pgIns, &c.pgUpd, &c.pgDel, &c.pgRead)
+	if err != nil {
+		return c, err
+	}
+	c.simCPU = procCPU(simPID)
+	return c, nil
+}
+
+// topCommands are the k Redis commands called most between two readings.
+func topCommands(a, b map[string]float64, k int) []string {
+	var names []string
+	for n := range b {
+		names = append(names, n)
+	}
+	d := func(n string) float64 { return b[n] - a[n] }
+	for i := range names { // small n: selection sort keeps it dependency-free
+		for j := i + 1; j < len(names); j++ {
+			if d(names[j]) > d(names[i]) {
+				names[i], names[j] = names[j], names[i]
+			}
+		}
+	}
+	return names[:min(k, len(names))]
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru) //nolint:errcheck
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is a process's user+system CPU seconds from /proc (Linux).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which may hold spaces: utime and stime
+	// are the 14th and 15th fields overall.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	stt, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + stt) / 100 // USER_HZ is 100 on Linux
+}
