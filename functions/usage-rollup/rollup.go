@@ -30,8 +30,10 @@ type Deps struct {
 	Config *config.Config
 	Log    *slog.Logger
 	DB     sluice.UsageStore
-	// ReadDB serves the heavy reads (usage, statements, revenue): a read
-	// replica when DATABASE_READ_URL is set; nil means DB.
+	// ReadDB serves the report reads (usage, statements, invoices,
+	// revenue): the read replica while it is up and fresh enough
+	// (postgres.Reports); nil means DB. Account and balance reads stay on
+	// DB: they must be fresh.
 	ReadDB   sluice.UsageReports
 	Verifier *authn.Verifier
 	// Stripe receives the meter events; nil (no STRIPE_SECRET_KEY) keeps
@@ -46,7 +48,7 @@ type Deps struct {
 func DepsFrom(d *app.Deps) Deps {
 	out := Deps{Config: d.Config, Log: d.Log, DB: d.DB, Verifier: d.Verifier, Stripe: stripe.Meter(d.Config),
 		Telemetry: d.Telemetry}
-	if d.ReadDB != nil { // a nil *postgres.DB in the interface would not read as nil
+	if d.ReadDB != nil { // a nil *postgres.Reports in the interface would not read as nil
 		out.ReadDB = d.ReadDB
 	}
 	return out

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+
+	"github.com/sluice-ai/sluice/internal/pglocal"
 )
 
 // FreePort asks the kernel for an unused loopback port.
@@ -40,38 +41,18 @@ func EmbeddedRedis() (url string, stop func(), err error) {
 	return "redis://" + s.Addr(), s.Close, nil
 }
 
-// pgBinDir finds the installed PostgreSQL server binaries.
-func pgBinDir() (string, error) {
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
-		d := strings.TrimSpace(string(out))
-		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
-			return d, nil
-		}
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if _, err := os.Stat(filepath.Join(dirs[i], "initdb")); err == nil {
-			return dirs[i], nil
-		}
-	}
-	if p, err := exec.LookPath("initdb"); err == nil {
-		return filepath.Dir(p), nil
-	}
-	return "", errors.New("PostgreSQL server binaries not found; install them with: apt-get install -y postgresql")
-}
-
 // EmbeddedPostgres runs a private PostgreSQL cluster under dir (created on
 // first use) on a free loopback port and returns its URL. PostgreSQL refuses
 // to run as root, so as root the cluster runs as the "postgres" user (or
 // "nobody").
 func EmbeddedPostgres(ctx context.Context, dir string) (url string, stop func(), err error) {
-	bin, err := pgBinDir()
+	bin, err := pglocal.BinDir()
 	if err != nil {
 		return "", nil, err
 	}
 	dir, _ = filepath.Abs(dir)
 	data := filepath.Join(dir, "data")
-	cred, err := unprivileged()
+	cred, err := pglocal.Credential()
 	if err != nil {
 		return "", nil, err
 	}
@@ -89,15 +70,7 @@ func EmbeddedPostgres(ctx context.Context, dir string) (url string, stop func(),
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", nil, err
 	}
-	if cred != nil {
-		// The parent folders must be traversable by the unprivileged user.
-		for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
-			if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
-				os.Chmod(d, fi.Mode().Perm()|0o011) //nolint:errcheck
-			}
-		}
-		chownAll(dir, int(cred.Uid), int(cred.Gid))
-	}
+	pglocal.Hand(dir, cred)
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
 		if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"); err != nil {
 			return "", nil, err
@@ -122,31 +95,6 @@ func EmbeddedPostgres(ctx context.Context, dir string) (url string, stop func(),
 	}
 	run("createdb", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "sluice") //nolint:errcheck // exists already
 	return base + "sluice?sslmode=disable", stop, nil
-}
-
-func unprivileged() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-	}
-	return nil, errors.New("running as root and no unprivileged user (postgres or nobody) exists for PostgreSQL")
-}
-
-func chownAll(dir string, uid, gid int) {
-	filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error { //nolint:errcheck
-		if err == nil {
-			os.Lchown(p, uid, gid) //nolint:errcheck
-		}
-		return nil
-	})
 }
 
 // LoadOrCreateSecret returns the hex secret stored in path, creating it
@@ -246,7 +194,7 @@ func StartSim(ctx context.Context, bin, model string, maxModelLen, maxSeqs int, 
 // PostgresBinDir is the folder of the installed PostgreSQL server binaries
 // (initdb, pg_ctl) the embedded database runs; the error says how to
 // install them.
-func PostgresBinDir() (string, error) { return pgBinDir() }
+func PostgresBinDir() (string, error) { return pglocal.BinDir() }
 
 // PID is the simulator's process id (for measuring its CPU).
 func (s *Sim) PID() int {

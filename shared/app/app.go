@@ -32,9 +32,11 @@ type Deps struct {
 	Config *config.Config
 	Log    *slog.Logger
 	DB     *postgres.DB
-	// ReadDB is a read replica (DATABASE_READ_URL) for heavy reads; DB
-	// when none is configured.
-	ReadDB   *postgres.DB
+	// ReadDB serves the report reads only (usage, statements, invoices,
+	// revenue, business metrics): from the read replica (DATABASE_READ_URL)
+	// while it is up and within database.read_max_lag, else from DB. Keys,
+	// users and balances are read from DB.
+	ReadDB   *postgres.Reports
 	Redis    redis.UniversalClient
 	Queue    *redisq.Queue
 	Verifier *authn.Verifier
@@ -87,18 +89,19 @@ func OpenRole(ctx context.Context, cfg *config.Config, log *slog.Logger, role Ro
 		db.Close()
 		return nil, err
 	}
-	readDB := db
+	var replica *postgres.DB // not connected yet: a replica that is down must not stop the start
 	if cfg.Env.DatabaseReadURL != "" {
-		if readDB, err = postgres.Open(ctx, cfg.Env.DatabaseReadURL); err != nil {
+		if replica, err = postgres.OpenReplica(cfg.Env.DatabaseReadURL); err != nil {
 			db.Close()
 			return nil, err
 		}
 	}
+	dbc := cfg.Database
+	readDB := postgres.NewReports(db, replica, postgres.ReplicaOptions{MaxLag: dbc.ReadMaxLag,
+		CheckInterval: dbc.ReadCheckInterval, CheckTimeout: dbc.ReadCheckTimeout}, log)
 	rdb, err := OpenRedis(ctx, cfg.Env.RedisURL)
 	if err != nil {
-		if readDB != db {
-			readDB.Close()
-		}
+		readDB.Close()
 		db.Close()
 		return nil, err
 	}
@@ -127,6 +130,7 @@ func OpenRole(ctx context.Context, cfg *config.Config, log *slog.Logger, role Ro
 	}
 	if d.Telemetry, err = openTelemetry(ctx, d, topts); err != nil {
 		rdb.Close()
+		readDB.Close()
 		db.Close()
 		return nil, err
 	}
@@ -187,7 +191,7 @@ func (d *Deps) Close() {
 	d.Telemetry.Shutdown(sctx) //nolint:errcheck // spans lost at exit are only spans
 	cancel()
 	d.Redis.Close()
-	if d.ReadDB != nil && d.ReadDB != d.DB {
+	if d.ReadDB != nil {
 		d.ReadDB.Close()
 	}
 	d.DB.Close()

@@ -11,7 +11,8 @@ import (
 )
 
 // openTelemetry builds the process's telemetry and its scrape-time
-// collectors: the queues (Redis) and the business figures (PostgreSQL).
+// collectors: the queues (Redis), the business figures (PostgreSQL, from
+// the read replica when there is one) and the read replica's routing.
 func openTelemetry(ctx context.Context, d *Deps, o telemetry.Options) (*telemetry.Telemetry, error) {
 	cfg := d.Config
 	t, err := telemetry.New(ctx, cfg.Telemetry, d.Log, o)
@@ -25,7 +26,8 @@ func openTelemetry(ctx context.Context, d *Deps, o telemetry.Options) (*telemetr
 	t.InitModels(models)
 	err = t.Register(
 		&redisq.QueueCollector{Queue: d.Queue, Models: models, Priorities: config.Priorities},
-		&postgres.BusinessCollector{DB: d.DB, Pricing: cfg.Pricing, TopN: cfg.Telemetry.TopUsers, Refresh: cfg.Telemetry.BusinessRefresh},
+		d.ReadDB, // the read replica's routing, lag and fallbacks
+		&postgres.BusinessCollector{DB: d.ReadDB, Pricing: cfg.Pricing, TopN: cfg.Telemetry.TopUsers, Refresh: cfg.Telemetry.BusinessRefresh},
 	)
 	return t, err
 }

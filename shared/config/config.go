@@ -43,6 +43,7 @@ type Config struct {
 	Aliases     map[string]Alias         `yaml:"aliases"`
 	Billing     Billing                  `yaml:"billing"`
 	UsageRollup UsageRollup              `yaml:"usage_rollup"`
+	Database    Database                 `yaml:"database"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -262,8 +263,11 @@ type Env struct {
 	StripeSecretKey, StripeWebhookSecret, StripeWebhookSecretPrevious string
 	StripeAPIBase                                                     string
 
-	// DatabaseReadURL (DATABASE_READ_URL) is a read replica for heavy
-	// reads (usage, statements, revenue); empty: DatabaseURL serves them.
+	// DatabaseReadURL (DATABASE_READ_URL) is a streaming read replica for
+	// the report reads (usage, statements, invoices, revenue, business
+	// metrics) while it is up and within database.read_max_lag; empty:
+	// DatabaseURL serves them. Keys, users and balances are always read
+	// from DatabaseURL.
 	DatabaseReadURL string
 
 	// RollupToken (SLUICE_ROLLUP_TOKEN or the secret file
@@ -388,6 +392,7 @@ func decode(b []byte, cfg *Config) error {
 func (c *Config) applyDefaults() {
 	c.Storage.applyDefaults()
 	c.UsageRollup.applyDefaults()
+	c.Database.applyDefaults()
 	if c.Inference.Engine == "" {
 		c.Inference.Engine = "vllm"
 	}
@@ -458,7 +463,7 @@ func def[T comparable](p *T, v T) {
 }
 
 func (c *Config) validate() error {
-	errs := []error{c.Storage.validate(), c.UsageRollup.validate()}
+	errs := []error{c.Storage.validate(), c.UsageRollup.validate(), c.Database.validate()}
 	if w := c.Jobs.Webhooks; w.Concurrency < 1 || w.UserConcurrency < 1 || w.UserConcurrency > w.Concurrency || w.UserTime <= 0 {
 		errs = append(errs, errors.New("jobs.webhooks: concurrency and user_time must be positive, user_concurrency between 1 and concurrency"))
 	}

@@ -18,7 +18,8 @@ import (
 // cost per request. Figures are recomputed at most every Refresh; scrapes in
 // between get the cached values.
 type BusinessCollector struct {
-	DB      *DB
+	// DB computes the figures: a *Reports, so a read replica serves them.
+	DB      ReportReader
 	Pricing map[string]config.ModelPrice
 	TopN    int
 	Refresh time.Duration
