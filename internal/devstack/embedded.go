@@ -18,7 +18,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 
-	"github.com/sluice-ai/sluice/internal/pglocal"
+	"github.com/sluice-ai/sluice/shared/postgres/pglocal"
 )
 
 // FreePort asks the kernel for an unused loopback port.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,17 +158,27 @@ func (r *Reports) setState(ctx context.Context, reason string, lag time.Duration
 			r.log.WarnContext(ctx, "read replica unavailable: report reads go to the primary", slog.String("reason", reason))
 		}
 	}
+	if reason == FallbackDown && r.reason != FallbackDown {
+		// Its pooled connections are dead (or on a server that restarted):
+		// drop them, so the first check after it returns opens new ones
+		// instead of failing on an old one.
+		r.replica.Pool.Reset()
+	}
 	r.checked, r.reason, r.lag, r.lagOK = time.Now(), reason, lag, lagOK
 }
 
 // failed handles a read the replica could not serve: a connection-level
-// failure marks it down until the next check; a server error only makes
-// the next read check again.
+// failure marks it down until the next check; another server error (a
+// query cancelled for a recovery conflict) only makes the next read check
+// again.
 func (r *Reports) failed(ctx context.Context, err error) string {
 	var pe *pgconn.PgError
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if errors.As(err, &pe) {
+	// Class 08 (connection exception) and 57P (the server shutting down,
+	// crashed or still starting) say the replica is gone, like a refused
+	// connection; any other server error is about this query.
+	if errors.As(err, &pe) && !strings.HasPrefix(pe.Code, "08") && !strings.HasPrefix(pe.Code, "57P") {
 		r.checked = time.Time{}
 		if r.log != nil {
 			r.log.WarnContext(ctx, "report read failed on the read replica; retried on the primary", slog.String("err", err.Error()))

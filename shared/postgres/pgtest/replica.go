@@ -19,8 +19,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sluice-ai/sluice/internal/pglocal"
 	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/postgres/pglocal"
 )
 
 // Pair is a private PostgreSQL primary with one streaming replica, started
@@ -181,7 +181,10 @@ func (p *Pair) start(s *server, opts ...string) error {
 	args := append([]string{"-D", s.data, "-p", strconv.Itoa(s.port), "-h", "127.0.0.1", "-k", p.dir,
 		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"}, opts...)
 	cmd := exec.Command(filepath.Join(p.bin, "postgres"), args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred, Pdeathsig: syscall.SIGKILL}
+	// Its own process group, so KillReplica kills the backends with the
+	// postmaster, as a crashed machine would, instead of leaving them to
+	// answer queries until they notice.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -232,9 +235,18 @@ func (s *server) kill() {
 	if s == nil || s.cmd == nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGKILL) //nolint:errcheck // already gone is fine
+	pgid := s.cmd.Process.Pid
+	syscall.Kill(-pgid, syscall.SIGKILL) //nolint:errcheck // already gone is fine
 	<-s.done
 	s.cmd = nil
+	// The backends die with it, a moment later: a server started on the
+	// same folder before they have gone refuses to ("Terminate any old
+	// server processes").
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if syscall.Kill(-pgid, 0) == syscall.ESRCH {
+			return
+		}
+	}
 }
 
 func (s *server) stop() {
@@ -258,8 +270,8 @@ func (p *Pair) close() {
 	os.RemoveAll(p.dir) //nolint:errcheck
 }
 
-// KillReplica kills the replica's postmaster with SIGKILL, as a crashed or
-// unreachable replica; its connections die with it.
+// KillReplica kills the replica's postmaster and backends with SIGKILL, as
+// a crashed replica: its connections die with it.
 func (p *Pair) KillReplica(tb testing.TB) {
 	tb.Helper()
 	p.mu.Lock()
@@ -276,9 +288,16 @@ func (p *Pair) StartReplica(tb testing.TB) {
 	if p.replica.cmd != nil {
 		return
 	}
-	if err := p.startReplica(); err != nil {
-		tb.Fatalf("pgtest: restart the replica: %v", err)
+	// A killed replica's shared memory may still be attached for a moment
+	// (a backend not yet reaped): try again rather than fail.
+	var err error
+	for range 5 {
+		if err = p.startReplica(); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
+	tb.Fatalf("pgtest: restart the replica: %v", err)
 }
 
 // PauseReplay stops the replica applying WAL (pg_wal_replay_pause): it

@@ -2,7 +2,8 @@
 // user to run them as. It is shared by the local stack's private cluster
 // (internal/devstack) and the tests' private primary and replica
 // (shared/postgres/pgtest), so both launch PostgreSQL the same way. It
-// imports only the standard library: test helpers of any package use it.
+// imports only the standard library, and lives under shared/ because the
+// functions' build contexts (openfaas.yml copy) carry only shared/.
 package pglocal
 
 import (
