@@ -181,10 +181,7 @@ func (p *Pair) start(s *server, opts ...string) error {
 	args := append([]string{"-D", s.data, "-p", strconv.Itoa(s.port), "-h", "127.0.0.1", "-k", p.dir,
 		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"}, opts...)
 	cmd := exec.Command(filepath.Join(p.bin, "postgres"), args...)
-	// Its own process group, so KillReplica kills the backends with the
-	// postmaster, as a crashed machine would, instead of leaving them to
-	// answer queries until they notice.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred, Pdeathsig: syscall.SIGKILL}
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -235,18 +232,57 @@ func (s *server) kill() {
 	if s == nil || s.cmd == nil {
 		return
 	}
-	pgid := s.cmd.Process.Pid
-	syscall.Kill(-pgid, syscall.SIGKILL) //nolint:errcheck // already gone is fine
+	// Every backend is a process group of its own (PostgreSQL makes them
+	// so): stop the postmaster forking, then kill its children and it, as
+	// a crashed machine would lose them all at once. Left alive, a backend
+	// answers its client until it notices the postmaster is gone.
+	pid := s.cmd.Process.Pid
+	syscall.Kill(pid, syscall.SIGSTOP) //nolint:errcheck // already gone is fine
+	kids := children(pid)
+	for _, k := range kids {
+		syscall.Kill(k, syscall.SIGKILL) //nolint:errcheck
+	}
+	syscall.Kill(pid, syscall.SIGKILL) //nolint:errcheck
 	<-s.done
 	s.cmd = nil
-	// The backends die with it, a moment later: a server started on the
-	// same folder before they have gone refuses to ("Terminate any old
-	// server processes").
+	// A server started on the same folder while a killed backend still
+	// holds the shared memory refuses to ("Terminate any old server
+	// processes"): wait until they are gone.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if syscall.Kill(-pgid, 0) == syscall.ESRCH {
+		alive := false
+		for _, k := range kids {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", k)); err == nil && !strings.Contains(string(b), ") Z ") {
+				alive = true
+			}
+		}
+		if !alive {
 			return
 		}
 	}
+}
+
+// children lists the processes whose parent is pid (Linux /proc).
+func children(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		st := string(b)
+		if i := strings.LastIndexByte(st, ')'); i >= 0 {
+			if f := strings.Fields(st[i+1:]); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 func (s *server) stop() {
