@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rconn"
 	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
@@ -193,4 +197,100 @@ func TestWatchCancel(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestWatchSurvivesReconnect: when the hub's subscription connection dies,
+// go-redis reconnects and resubscribes, and that confirmation makes every
+// waiter of the channel re-read, so an append whose notice went to the dead
+// connection (or to none) is still seen, with no safety poll.
+func TestWatchSurvivesReconnect(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := setup(t, redisq.Options{})
+	name := testenv.Name("hub") // the waiters' client, to find its subscription
+	u := testenv.RedisURL()
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
+	}
+	rdb, err := rconn.Open(ctx, u+sep+"client_name="+name, rconn.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	q := redisq.New(rdb, redisq.Options{WaitDirect: -1, WaitPoll: noPoll})
+	id := rkey.NewJobID(b.model)
+	if err := b.rdb.HSet(ctx, rkey.JobKey(id), "status", "running").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.rdb.Del(context.Background(), rkey.JobKey(id), rkey.ResultKey(id)) })
+	w := q.Watch(id)
+	defer w.Close()
+	last := "0"
+	for round := range 3 {
+		if round > 0 {
+			if n := killSubscriptions(ctx, t, b.rdb, name); n != 1 {
+				t.Fatalf("round %d: killed %d subscription connections of the hub, want 1", round, n)
+			}
+		}
+		if err := b.q.Chunks(ctx, id, []string{fmt.Sprint(round)}, round == 0); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := w.Next(ctx, last)
+		if err != nil || len(evs) != 1 || evs[0].Data != fmt.Sprint(round) {
+			t.Fatalf("round %d: %+v %v", round, evs, err)
+		}
+		last = evs[0].ID
+	}
+}
+
+// killSubscriptions kills the shard-subscription connections of the client
+// named name on every master, once there is one (the previous kill's
+// reconnection may still be under way), and returns how many it killed.
+func killSubscriptions(ctx context.Context, t *testing.T, rdb redis.UniversalClient, name string) int {
+	t.Helper()
+	for ctx.Err() == nil {
+		if n := killSubscriptionsOnce(ctx, t, rdb, name); n > 0 {
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0
+}
+
+func killSubscriptionsOnce(ctx context.Context, t *testing.T, rdb redis.UniversalClient, name string) int {
+	t.Helper()
+	var mu sync.Mutex
+	killed := 0
+	kill := func(ctx context.Context, c *redis.Client) error {
+		list, err := c.ClientList(ctx).Result()
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(list, "\n") {
+			if !strings.Contains(line, " name="+name+" ") || strings.Contains(line, " ssub=0 ") {
+				continue
+			}
+			id, _, _ := strings.Cut(strings.TrimPrefix(line, "id="), " ")
+			if err := c.ClientKillByFilter(ctx, "ID", id).Err(); err != nil {
+				return err
+			}
+			mu.Lock()
+			killed++
+			mu.Unlock()
+		}
+		return nil
+	}
+	var err error
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, kill)
+	case *redis.Client:
+		err = kill(ctx, c)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return killed
 }
