@@ -66,6 +66,7 @@ type options struct {
 	maxNumSeqs  int
 	redisDB     int
 	timeout     time.Duration
+	itl         time.Duration
 	keep        bool
 	cpuprofile  string
 	mode        string
@@ -103,8 +104,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.maxNumSeqs, "max-num-seqs", 64, "simulator --max-num-seqs and the model's max_batch_size")
 	fs.IntVar(&o.redisDB, "redis-db", 9, "Redis database index used (flushed before and after)")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
+	fs.DurationVar(&o.itl, "itl", 300*time.Millisecond, "streams: the simulator's time per token")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs) after the run")
-	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity) fairness (one user floods, two others send a few) or cost (Redis commands, bytes and memory, PostgreSQL rows and CPU per request, on a private Redis)")
+	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity), fairness (one user floods, two others send a few), cost (Redis commands, bytes and memory, PostgreSQL rows and CPU per request, on a private Redis), streams (-n slow streams at once through two instances and one worker; peak Redis connected_clients) or waitlatency (time from an append to a waiter seeing it: the old blocking read, a direct wait, a shared wait)")
 	fs.IntVar(&o.margin, "margin", 1, "saturation/fairness: dispatch.batch_margin")
 	fs.IntVar(&o.flood, "flood", 5000, "fairness: jobs the flooding user enqueues")
 	fs.BoolVar(&o.telemetry, "telemetry", false, "compare three Sluice stacks: telemetry off, metrics only (the default), metrics and tracing of every request (to a local OTLP sink); uses Redis databases -redis-db+1 and +2 too")
@@ -133,6 +135,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		report, err = fairness(ctx, o, stderr)
 	case "cost":
 		report, err = cost(ctx, o, stderr)
+	case "streams":
+		report, err = streams(ctx, o, stderr)
+	case "waitlatency":
+		report, err = waitLatency(ctx, o, stderr)
 	default:
 		report, err = bench(ctx, o, stderr)
 	}

@@ -20,7 +20,9 @@ import (
 
 // startStack runs a Sluice stack with its worker in this process, logging to
 // dir/sluice.log; stop shuts it down (waiting up to 45 s).
-func startStack(ctx context.Context, dir, yml, dbURL, redisURL string, progress func(string, ...any)) (*devstack.Stack, func(), error) {
+// tweak, if given, adjusts the options before the start (a shared key
+// pepper, no worker).
+func startStack(ctx context.Context, dir, yml, dbURL, redisURL string, progress func(string, ...any), tweak ...func(*devstack.Options)) (*devstack.Stack, func(), error) {
 	cfg, err := config.Parse([]byte(yml))
 	if err != nil {
 		return nil, nil, err
@@ -40,8 +42,11 @@ func startStack(ctx context.Context, dir, yml, dbURL, redisURL string, progress 
 		return nil, nil, err
 	}
 	stackCtx, stopStack := context.WithCancel(ctx)
-	st, err := devstack.Start(stackCtx, devstack.Options{Config: cfg, Log: slog.New(slog.NewJSONHandler(logf, nil)),
-		Dir: filepath.Join(dir, "state")}, ln)
+	do := devstack.Options{Config: cfg, Log: slog.New(slog.NewJSONHandler(logf, nil)), Dir: filepath.Join(dir, "state")}
+	for _, t := range tweak {
+		t(&do)
+	}
+	st, err := devstack.Start(stackCtx, do, ln)
 	if err != nil {
 		stopStack()
 		ln.Close()

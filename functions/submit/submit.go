@@ -221,11 +221,12 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Princi
 	defer cancel()
 	var sse *openai.SSE
 	last := "0"
+	// One Watch for the whole wait: the process's waits share a few Redis
+	// connections (redisq's waiter hub) instead of holding one each.
+	watch := s.Queue.Watch(job.ID)
+	defer watch.Close()
 	for {
-		evs, err := s.Queue.Events(ctx, job.ID, last, time.Until(job.Deadline.Add(2*time.Second)))
-		if err == nil && len(evs) == 0 && ctx.Err() == nil {
-			err = context.DeadlineExceeded
-		}
+		evs, err := watch.Next(ctx, last)
 		if err != nil {
 			s.abandon(r, job, err)
 			switch {

@@ -50,12 +50,23 @@ type Options struct {
 	// client verbatim: openai.EncodeError, injected by shared/app. A queue
 	// built without one (tests, tools) stores only the message and code.
 	EncodeError func(*sluice.Error) []byte
+	// Waits for result events share connections (wait.go). WaitDirect is
+	// how many waits of this process block on a connection of their own
+	// (no notice round trip, so no added latency at low load); default 16,
+	// negative for none. WaitReaders bounds the concurrent reads of the
+	// others; default 32. WaitPoll is how often a waiting stream is re-read
+	// even without a notice (a safety net: notices are not expected to be
+	// lost); default 5s.
+	WaitDirect  int
+	WaitReaders int
+	WaitPoll    time.Duration
 }
 
 // Queue is the Redis side of the job path.
 type Queue struct {
 	rdb  redis.UniversalClient
 	opts Options
+	hub  *hub // this process's waiters (wait.go)
 	// The errors the Lua scripts record themselves, encoded once.
 	expiredErr, deadErr, interruptedErr, cancelledErr string
 }
@@ -71,10 +82,19 @@ func New(rdb redis.UniversalClient, opts Options) *Queue {
 	if opts.MaxQueue == 0 {
 		opts.MaxQueue = 100000
 	}
+	if opts.WaitDirect == 0 {
+		opts.WaitDirect = 16
+	}
+	if opts.WaitReaders <= 0 {
+		opts.WaitReaders = 32
+	}
+	if opts.WaitPoll <= 0 {
+		opts.WaitPoll = 5 * time.Second
+	}
 	if opts.EncodeError == nil {
 		opts.EncodeError = bareError
 	}
-	q := &Queue{rdb: rdb, opts: opts}
+	q := &Queue{rdb: rdb, opts: opts, hub: newHub(rdb, opts)}
 	q.expiredErr, q.deadErr = q.encodeError(sluice.ErrJobExpired), q.encodeError(sluice.ErrJobDeadLettered)
 	q.interruptedErr, q.cancelledErr = q.encodeError(sluice.ErrWorkerLost), q.encodeError(sluice.ErrJobCancelled)
 	return q
@@ -159,23 +179,24 @@ type Event struct {
 	HTTP      int    // end: the status a synchronous caller should answer with
 }
 
-// Events reads result events after the id `after` ("0" for all), blocking up
-// to block for the first one. It returns none on timeout.
+// Events reads result events after the id `after` ("0" for all), waiting
+// up to block (0: as long as ctx allows) for the first one. It returns none
+// on timeout. A caller that waits in a loop should hold a Watch instead:
+// this registers and deregisters one per call.
 func (q *Queue) Events(ctx context.Context, jobID, after string, block time.Duration) ([]Event, error) {
-	res, err := q.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{rkey.ResultKey(jobID), after}, Block: block, Count: 256}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
+	w := q.Watch(jobID)
+	defer w.Close()
+	wctx := ctx
+	if block > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, block)
+		defer cancel()
 	}
-	if err != nil {
-		return nil, translate(err)
+	evs, err := w.Next(wctx, after)
+	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		return nil, nil // our own timeout
 	}
-	var out []Event
-	for _, s := range res {
-		for _, m := range s.Messages {
-			out = append(out, toEvent(m))
-		}
-	}
-	return out, nil
+	return evs, err
 }
 
 func toEvent(m redis.XMessage) Event {
@@ -199,7 +220,7 @@ func (q *Queue) Cancel(ctx context.Context, jobID, owner string) (sluice.JobStat
 	if rkey.JobTag(jobID) == "" {
 		return "", sluice.ErrNotFound
 	}
-	st, err := cancelScript.Run(ctx, q.rdb, []string{rkey.JobKey(jobID), rkey.ResultKey(jobID), rkey.SettleKey(rkey.JobTag(jobID))},
+	st, err := cancelScript.Run(ctx, q.rdb, []string{rkey.JobKey(jobID), rkey.ResultKey(jobID), rkey.SettleKey(rkey.JobTag(jobID)), rkey.ResultChannel(jobID)},
 		owner, q.cancelledErr, ms(q.opts.ResultTTL), rkey.CancelChannel, jobID).Text()
 	if err != nil {
 		return "", translate(err)

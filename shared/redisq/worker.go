@@ -167,7 +167,7 @@ func (q *Queue) StartMany(ctx context.Context, es []Entry, group, worker, model 
 	cmds := make([]*redis.Cmd, len(es))
 	pipe := q.rdb.Pipeline()
 	args := func(e Entry) ([]string, []any) {
-		return []string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.DeadKey(model), rkey.SettleKey(rkey.JobTag(e.JobID))},
+		return []string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.DeadKey(model), rkey.SettleKey(rkey.JobTag(e.JobID)), rkey.ResultChannel(e.JobID)},
 			[]any{group, e.ID, worker, q.opts.MaxAttempts, ms(q.opts.ResultTTL), e.JobID,
 				q.expiredErr, q.deadErr, q.interruptedErr, q.cancelledErr}
 	}
@@ -236,7 +236,7 @@ func (q *Queue) Chunks(ctx context.Context, jobID string, data []string, first b
 	for _, d := range data {
 		args = append(args, d)
 	}
-	return translate(chunksScript.Run(ctx, q.rdb, []string{rkey.JobKey(jobID), rkey.ResultKey(jobID)}, args...).Err())
+	return translate(chunksScript.Run(ctx, q.rdb, []string{rkey.JobKey(jobID), rkey.ResultKey(jobID), rkey.ResultChannel(jobID)}, args...).Err())
 }
 
 // Outcome is how a job ended, as the worker reports it.
@@ -268,7 +268,7 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 	}
 	tag := rkey.JobTag(e.JobID)
 	n, err := completeScript.Run(ctx, q.rdb,
-		[]string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.UsageKey(tag), rkey.HooksKey(tag), rkey.SettleKey(tag)},
+		[]string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.UsageKey(tag), rkey.HooksKey(tag), rkey.SettleKey(tag), rkey.ResultChannel(e.JobID)},
 		group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID, o.ResultRef, max(o.EngineMS, 0)).Int64()
 	if err != nil {
 		return false, translate(err)

@@ -1,7 +1,8 @@
 -- Complete a job: result, usage event and ack in one atomic step. A job that
 -- is already final is only acked, so a redelivered job never bills twice.
 -- KEYS[1] job hash, KEYS[2] job stream, KEYS[3] result stream,
--- KEYS[4] usage stream, KEYS[5] webhook stream, KEYS[6] settle stream
+-- KEYS[4] usage stream, KEYS[5] webhook stream, KEYS[6] settle stream,
+-- KEYS[7] result channel (announces the append to waiters)
 -- ARGV[1] group, ARGV[2] entry id, ARGV[3] status, ARGV[4] result JSON,
 -- ARGV[5] error JSON, ARGV[6] usage JSON, ARGV[7] usage event JSON (or ''),
 -- ARGV[8] ttl ms, ARGV[9] http status, ARGV[10] job id,
@@ -31,6 +32,7 @@ redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'result', ARGV[4],
   'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'result_ref', ARGV[11])
 redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARGV[4],
   'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11])
+redis.call('SPUBLISH', KEYS[7], KEYS[3])
 end
 if ARGV[12] and ARGV[12] ~= '' and ARGV[12] ~= '0' then
   redis.call('HSET', KEYS[1], 'engine_ms', ARGV[12])

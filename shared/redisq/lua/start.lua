@@ -1,6 +1,6 @@
 -- Start a claimed job, or finish it without running when it must not run.
 -- KEYS[1] job hash, KEYS[2] job stream, KEYS[3] result stream, KEYS[4] dead-letter stream,
--- KEYS[5] settle stream
+-- KEYS[5] settle stream, KEYS[6] result channel (announces appends to waiters)
 -- ARGV[1] group, ARGV[2] stream entry id, ARGV[3] worker, ARGV[4] max attempts,
 -- ARGV[5] ttl ms, ARGV[6] job id, ARGV[7] expired error, ARGV[8] dead error,
 -- ARGV[9] interrupted error, ARGV[10] cancelled error
@@ -17,6 +17,7 @@ end
 local function finish(status, err, http)
   redis.call('HSET', KEYS[1], 'status', status, 'ended', now, 'error', err, 'http', http)
   redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', status, 'error', err, 'http', http)
+  redis.call('SPUBLISH', KEYS[6], KEYS[3])
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
   settle_event(KEYS[1], KEYS[5], ARGV[6]) -- its reservation must be released
@@ -56,6 +57,7 @@ redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[3], 'started', n
 if redis.call('HGET', KEYS[1], 'stream') == '1' then
   -- Only a streaming waiter cares that its job started; others wait for the end.
   redis.call('XADD', KEYS[3], '*', 'type', 'start', 'attempt', attempt)
+  redis.call('SPUBLISH', KEYS[6], KEYS[3])
   redis.call('PEXPIRE', KEYS[3], ttl)
 end
 local out = {'run', attempt}

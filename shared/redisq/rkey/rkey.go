@@ -86,6 +86,13 @@ func JobKey(id string) string { return tagged(JobTag(id)) + "job:" + id }
 // ResultKey is the stream of a job's result events.
 func ResultKey(id string) string { return tagged(JobTag(id)) + "res:" + id }
 
+// ResultChannel is the shard channel (SPUBLISH) on which every append to a
+// job's result stream is announced, with the stream's key as the message:
+// a process's waiters share one subscription per tag instead of each
+// blocking a connection on its own stream (redisq's waiter hub). It carries
+// the job's tag, so it lives in the slot of the scripts that publish on it.
+func ResultChannel(id string) string { return tagged(JobTag(id)) + "resn" }
+
 // UsageKey is the usage-event stream of a tag.
 func UsageKey(tag string) string { return tagged(tag) + "usage" }
 
