@@ -169,7 +169,7 @@ func (s *service) admit(p *sluice.Principal, endpoint string, body []byte) (*ope
 	if err := authn.AllowModel(p, public); err != nil {
 		return nil, nil, err
 	}
-	job := &sluice.Job{ID: rkey.NewJobID(req.Model.Name), UserID: p.UserID, KeyID: p.KeyID,
+	job := &sluice.Job{ID: rkey.NewUserJobID(req.Model.Name, p.UserID, s.Config.Jobs.Shards), UserID: p.UserID, KeyID: p.KeyID,
 		Model: req.Model.Name, Requested: req.Requested, Endpoint: endpoint, Body: req.Upstream, Stream: req.Stream,
 		Priority: s.Config.TierPriority(p.Tier)}
 	return req, job, nil

@@ -30,9 +30,9 @@ func (p *Pool) deliverHooks(ctx context.Context) {
 	q, wcfg := p.Queue, p.Config.Jobs.Webhooks
 	client := webhook.Client(wcfg.AllowPrivate, wcfg.Timeout)
 	secret := []byte(p.Config.Env.WebhookSecret)
-	tags := rkey.PerTag(p.models(), nil)
+	tags := rkey.PerTag(p.models(), p.Config.Jobs.Shards, nil)
 	c := q.Consumer(redisq.ConsumerOptions{Group: rkey.GroupHooks, Name: p.Name,
-		Streams: rkey.PerTag(p.models(), rkey.HooksKey), Count: int64(wcfg.Concurrency), Block: 250 * time.Millisecond,
+		Streams: rkey.PerTag(p.models(), p.Config.Jobs.Shards, rkey.HooksKey), Count: int64(wcfg.Concurrency), Block: 250 * time.Millisecond,
 		// A delivery lasts at most webhooks.timeout; only long-dead ones are taken.
 		ClaimIdle: max(10*wcfg.Timeout, p.Config.Worker.ClaimIdle), ClaimEvery: p.Config.Worker.ClaimIdle,
 		EachPass: func(ctx context.Context) {

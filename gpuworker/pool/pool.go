@@ -97,8 +97,8 @@ func (p *Pool) Run(ctx context.Context) error {
 	hard, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
 	for _, r := range p.runners {
-		for prio := range config.Priorities {
-			if err := p.Queue.EnsureGroup(ctx, rkey.StreamKey(r.model.Name, prio), rkey.GroupWorkers); err != nil {
+		for _, s := range r.streams {
+			if err := p.Queue.EnsureGroup(ctx, s, rkey.GroupWorkers); err != nil {
 				return err
 			}
 		}

@@ -260,6 +260,7 @@ type harness struct {
 	q      *redisq.Queue
 	db     *postgres.DB
 	user   string // a free-tier user to own jobs
+	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -267,13 +268,25 @@ type harness struct {
 // startPool runs a worker on the configuration yml.
 func startPool(t *testing.T, model, yml string) *harness {
 	t.Helper()
+	h := startPoolLater(t, model, yml)
+	h.start()
+	return h
+}
+
+// start runs the worker built by startPoolLater.
+func (h *harness) start() { go func() { h.done <- h.p.Run(h.ctx) }() }
+
+// startPoolLater builds a worker on the configuration yml; start runs it.
+func startPoolLater(t *testing.T, model, yml string) *harness {
+	t.Helper()
 	cfg, err := config.Parse([]byte(yml))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{q: redisq.New(testenv.Redis(t), redisq.Options{EncodeError: openai.EncodeError}), db: pgtest.New(t), done: make(chan error, 1)}
+	h := &harness{q: redisq.New(testenv.Redis(t), redisq.Options{EncodeError: openai.EncodeError, Shards: cfg.Jobs.Shards}),
+		db: pgtest.New(t), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
+	h.ctx, h.cancel = ctx, cancel
 	t.Cleanup(cancel)
 	u, err := h.db.UpsertUser(ctx, model+"@example.com", "free", "user")
 	if err != nil {
@@ -283,7 +296,6 @@ func startPool(t *testing.T, model, yml string) *harness {
 	if h.p, err = pool.New(pool.Deps{Config: cfg, Log: slog.New(slog.DiscardHandler), Queue: h.q, Usage: h.db, Name: "t-" + model}); err != nil {
 		t.Fatal(err)
 	}
-	go func() { h.done <- h.p.Run(ctx) }()
 	return h
 }
 

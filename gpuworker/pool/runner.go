@@ -23,7 +23,7 @@ type runner struct {
 	p       *Pool
 	soft    context.Context // ends when the worker starts draining
 	model   config.Model
-	streams []string // by priority, 0 first
+	streams []string // every shard's, by priority, 0 first
 	eps     []*endpoint
 	wake    chan struct{}
 	rounds  uint64 // claim rounds, for readOrder's anti-starvation turn
@@ -31,9 +31,7 @@ type runner struct {
 
 func newRunner(p *Pool, m config.Model) *runner {
 	r := &runner{p: p, model: m, wake: make(chan struct{}, 1)}
-	for prio := range config.Priorities {
-		r.streams = append(r.streams, rkey.StreamKey(m.Name, prio))
-	}
+	r.streams = p.Queue.Streams(m.Name, config.Priorities)
 	for _, u := range m.Endpoints {
 		r.eps = append(r.eps, newEndpoint(m, p.Config.Dispatch, u))
 	}
@@ -117,11 +115,11 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 		}
 		if err == nil && int64(len(entries)) < free {
 			var es []redisq.Entry
-			var bell string
-			es, bell, err = q.Claim(ctx, rkey.GroupWorkers, r.p.Name, r.model.Name, len(r.streams), free-int64(len(entries)), r.agingTurn())
+			var bell redisq.Bells
+			es, bell, err = q.Claim(ctx, rkey.GroupWorkers, r.p.Name, r.model.Name, config.Priorities, free-int64(len(entries)), r.agingTurn())
 			entries = append(entries, es...)
 			if err == nil && len(entries) == 0 {
-				// Nothing queued: sleep until an enqueue rings the bell.
+				// Nothing queued: sleep until an enqueue rings a shard's bell.
 				_, err = q.WaitWork(ctx, r.model.Name, bell, time.Second)
 			}
 		}

@@ -157,7 +157,7 @@ func NewVerifier(cfg *config.Config, db *postgres.DB, log *slog.Logger) *authn.V
 // NewQueue builds the queue with the configured limits.
 func NewQueue(cfg *config.Config, rdb redis.UniversalClient) *redisq.Queue {
 	return redisq.New(rdb, redisq.Options{ResultTTL: cfg.Jobs.ResultTTL, MaxAttempts: cfg.Jobs.MaxAttempts,
-		MaxQueue: cfg.Jobs.MaxQueue, EncodeError: openai.EncodeError})
+		MaxQueue: cfg.Jobs.MaxQueue, Shards: cfg.Jobs.Shards, EncodeError: openai.EncodeError})
 }
 
 // OpenRedis connects to REDIS_URL: one server or a Redis Cluster (see

@@ -188,6 +188,13 @@ type Jobs struct {
 	// MaxQueue is the most entries one model stream holds before new requests
 	// get 503 no_capacity; default 100000.
 	MaxQueue int64 `yaml:"max_queue"`
+	// Shards is how many Redis Cluster slots each model's queue is split
+	// over, so one model's load can use several masters; default 1 (the
+	// unsharded key names), at most 256. A user's jobs stay in one shard, so
+	// fairness between users is per shard (docs/ARCHITECTURE.md, Fairness).
+	// Raise it freely; lowering it strands the jobs queued in the dropped
+	// shards until it is raised again.
+	Shards int `yaml:"shards"`
 	// Webhooks configures job-completion callbacks.
 	Webhooks Webhooks `yaml:"webhooks"`
 }
@@ -433,6 +440,7 @@ func (c *Config) applyDefaults() {
 	def(&j.AsyncDeadline, time.Hour)
 	def(&j.MaxAttempts, 3)
 	def(&j.MaxQueue, 100000)
+	def(&j.Shards, 1)
 	def(&j.Webhooks.MaxAttempts, 6)
 	def(&j.Webhooks.Timeout, 10*time.Second)
 	def(&j.Webhooks.Concurrency, 16)
@@ -466,6 +474,9 @@ func (c *Config) validate() error {
 	errs := []error{c.Storage.validate(), c.UsageRollup.validate(), c.Database.validate()}
 	if w := c.Jobs.Webhooks; w.Concurrency < 1 || w.UserConcurrency < 1 || w.UserConcurrency > w.Concurrency || w.UserTime <= 0 {
 		errs = append(errs, errors.New("jobs.webhooks: concurrency and user_time must be positive, user_concurrency between 1 and concurrency"))
+	}
+	if c.Jobs.Shards < 1 || c.Jobs.Shards > 256 {
+		errs = append(errs, fmt.Errorf("jobs.shards: %d is not between 1 and 256", c.Jobs.Shards))
 	}
 	if len(c.Inference.Models) == 0 {
 		errs = append(errs, errors.New("inference.models: at least one model is required"))

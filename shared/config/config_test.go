@@ -15,6 +15,9 @@ func TestDefaultsAreTheDesign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c.Jobs.Shards != 1 {
+		t.Fatalf("jobs.shards = %d, want 1 (the unsharded key names)", c.Jobs.Shards)
+	}
 	if m, ok := c.Model("llama-2-7b"); !ok || m.Replicas != 3 || m.MaxBatchSize != 32 || m.GPUMemory != "16GB" {
 		t.Fatalf("llama-2-7b = %+v", m)
 	}
@@ -102,6 +105,8 @@ func TestConfigErrors(t *testing.T) {
 		"negative per req":    "pricing: {llama-2-7b: {input_tokens: 1, output_tokens: 1, per_request: -0.01}}",
 		"unknown role perms":  "auth: {rbac: {permissions: {root: ['*']}}}",
 		"no models":           "inference: {models: []}",
+		"negative shards":     "jobs: {shards: -1}",
+		"too many shards":     "jobs: {shards: 257}",
 	} {
 		if _, err := config.Parse([]byte(y)); err == nil {
 			t.Errorf("%s: accepted %q", name, y)

@@ -193,12 +193,79 @@ func (c *Consumer) AutoClaim(ctx context.Context) ([]Message, error) {
 
 // read takes new entries, waiting up to Block.
 func (c *Consumer) read(ctx context.Context) ([]Message, error) {
-	args := make([]string, 0, 2*len(c.o.Streams))
-	args = append(args, c.o.Streams...)
-	for range c.o.Streams {
+	groups := c.slotGroups()
+	if len(groups) == 1 {
+		return c.xread(ctx, readArgs(groups[0]), c.o.Block)
+	}
+	// On a cluster one XREADGROUP reads streams of one slot only (a sharded
+	// queue's streams are several): read each slot's streams without
+	// blocking, and only when all are empty block on all of them at once.
+	// Every read's entries are kept (they are pending to this consumer
+	// already), so the first entries after an idle spell wait up to Block.
+	var out []Message
+	for _, g := range groups {
+		ms, err := c.xread(ctx, readArgs(g), -1)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, ms...)
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	type res struct {
+		ms  []Message
+		err error
+	}
+	ch := make(chan res, len(groups))
+	for _, g := range groups {
+		go func() {
+			ms, err := c.xread(ctx, readArgs(g), c.o.Block)
+			ch <- res{ms, err}
+		}()
+	}
+	var errs []error
+	for range groups {
+		r := <-ch
+		out = append(out, r.ms...)
+		errs = append(errs, r.err)
+	}
+	return out, errors.Join(errs...)
+}
+
+func readArgs(streams []string) []string {
+	args := make([]string, 0, 2*len(streams))
+	args = append(args, streams...)
+	for range streams {
 		args = append(args, ">")
 	}
-	return c.xread(ctx, args, c.o.Block)
+	return args
+}
+
+// slotGroups splits the streams into groups one XREADGROUP may read
+// together: all of them on a single node, those of one hash tag on a
+// cluster.
+func (c *Consumer) slotGroups() [][]string {
+	if _, ok := c.rdb.(*redis.ClusterClient); !ok || len(c.o.Streams) <= 1 {
+		return [][]string{c.o.Streams}
+	}
+	var out [][]string
+	at := map[string]int{}
+	for _, s := range c.o.Streams {
+		tag := s
+		if i := strings.IndexByte(s, '{'); i >= 0 {
+			if j := strings.IndexByte(s[i+1:], '}'); j > 0 {
+				tag = s[i+1 : i+1+j]
+			}
+		}
+		if k, ok := at[tag]; ok {
+			out[k] = append(out[k], s)
+			continue
+		}
+		at[tag] = len(out)
+		out = append(out, []string{s})
+	}
+	return out
 }
 
 func (c *Consumer) xread(ctx context.Context, args []string, block time.Duration) ([]Message, error) {

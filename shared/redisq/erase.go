@@ -37,8 +37,7 @@ func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []strin
 	seen := map[string]bool{}
 	erased := 0
 	scan := func(ctx context.Context, c *redis.Client) error {
-		for _, m := range models {
-			tag := rkey.Tag(m)
+		for _, tag := range rkey.PerTag(models, q.opts.Shards, nil) {
 			if seen[tag+c.String()] {
 				continue
 			}

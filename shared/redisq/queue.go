@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -46,6 +47,9 @@ type Options struct {
 	ResultTTL   time.Duration // how long finished jobs are kept; default 24h
 	MaxAttempts int           // claims before a job is dead-lettered; default 3
 	MaxQueue    int64         // entries per stream before enqueue answers 503; default 100000
+	// Shards is how many shards (hash tags, so cluster slots) each model's
+	// queue is split into; default 1, the unsharded key names (see shards.go).
+	Shards int
 	// EncodeError is the stored form of a failed job's error, handed to its
 	// client verbatim: openai.EncodeError, injected by shared/app. A queue
 	// built without one (tests, tools) stores only the message and code.
@@ -69,6 +73,7 @@ type Queue struct {
 	hub  *hub // this process's waiters (wait.go)
 	// The errors the Lua scripts record themselves, encoded once.
 	expiredErr, deadErr, interruptedErr, cancelledErr string
+	rot                                               atomic.Uint64 // Claim's rotating first shard
 }
 
 // New wraps a Redis client.
@@ -94,6 +99,7 @@ func New(rdb redis.UniversalClient, opts Options) *Queue {
 	if opts.EncodeError == nil {
 		opts.EncodeError = bareError
 	}
+	opts.Shards = max(opts.Shards, 1)
 	q := &Queue{rdb: rdb, opts: opts, hub: newHub(rdb, opts)}
 	q.expiredErr, q.deadErr = q.encodeError(sluice.ErrJobExpired), q.encodeError(sluice.ErrJobDeadLettered)
 	q.interruptedErr, q.cancelledErr = q.encodeError(sluice.ErrWorkerLost), q.encodeError(sluice.ErrJobCancelled)
@@ -134,16 +140,23 @@ func translate(err error) error {
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
 
-// Enqueue stores a job and adds it to its model's stream. timeout is how long
-// it may take before it expires; the deadline is set by Redis's clock.
+// Enqueue stores a job and adds it to its model's stream: in the shard its
+// id names (NewJobID). timeout is how long it may take before it expires;
+// the deadline is set by Redis's clock.
 func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duration) error {
-	stream := rkey.StreamKey(j.Model, j.Priority)
+	tag := rkey.JobTag(j.ID)
+	if !q.ownsTag(j.Model, tag) {
+		// No worker reads a shard outside jobs.shards: the job would never run.
+		return fmt.Errorf("redisq: job id %q is in no shard of model %q (jobs.shards %d)", j.ID, j.Model, q.opts.Shards)
+	}
+	stream := rkey.ShardStreamKey(tag, j.Model, j.Priority)
 	args := []any{j.ID, ms(q.opts.ResultTTL), ms(timeout), q.opts.MaxQueue, j.UserID,
 		"id", j.ID, "user", j.UserID, "key", j.KeyID, "model", j.Model, "endpoint", j.Endpoint,
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
 		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace, "resv", b2s(j.Reserved), "body_ref", j.BodyRef,
 		"hold", j.Hold}
-	keys := []string{rkey.JobKey(j.ID), stream, rkey.FairKey(j.Model, j.Priority), rkey.VClockKey(j.Model, j.Priority), rkey.BellKey(j.Model)}
+	keys := []string{rkey.JobKey(j.ID), stream, rkey.ShardFairKey(tag, j.Model, j.Priority),
+		rkey.ShardVClockKey(tag, j.Model, j.Priority), rkey.ShardBellKey(tag, j.Model)}
 	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
 	if err != nil {
 		return translate(err)
@@ -329,27 +342,33 @@ type Backlog struct {
 	Pending int64 // jobs claimed and running (delivered, not acknowledged)
 }
 
-// Backlog reads each priority class's queue state of a model in one round trip.
+// Backlog reads each priority class's queue state of a model in one round
+// trip, summed over the model's shards.
 func (q *Queue) Backlog(ctx context.Context, model string, priorities int) ([]Backlog, error) {
+	tags := q.ShardTags(model)
 	pipe := q.rdb.Pipeline()
-	zc := make([]*redis.IntCmd, priorities)
-	gi := make([]*redis.XInfoGroupsCmd, priorities)
+	zc := make([]*redis.IntCmd, priorities*len(tags))
+	gi := make([]*redis.XInfoGroupsCmd, priorities*len(tags))
 	for p := range priorities {
-		zc[p] = pipe.ZCard(ctx, rkey.FairKey(model, p))
-		gi[p] = pipe.XInfoGroups(ctx, rkey.StreamKey(model, p))
+		for s, t := range tags {
+			zc[p*len(tags)+s] = pipe.ZCard(ctx, rkey.ShardFairKey(t, model, p))
+			gi[p*len(tags)+s] = pipe.XInfoGroups(ctx, rkey.ShardStreamKey(t, model, p))
+		}
 	}
 	pipe.Exec(ctx) //nolint:errcheck // a missing stream is an empty class; real failures show in ZCARD
 	out := make([]Backlog, priorities)
-	for p := range priorities {
-		n, err := zc[p].Result()
+	for i := range zc {
+		p := i / len(tags)
+		n, err := zc[i].Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, translate(err)
 		}
-		out[p].Queued = n
-		gs, _ := gi[p].Result()
+		out[p].Queued += n
+		gs, _ := gi[i].Result()
 		for _, g := range gs {
 			if g.Name == rkey.GroupWorkers {
-				out[p].Lag, out[p].Pending = max(g.Lag, 0), g.Pending
+				out[p].Lag += max(g.Lag, 0)
+				out[p].Pending += g.Pending
 			}
 		}
 	}

@@ -41,7 +41,7 @@ type PriorityStats struct {
 
 // QueueStats returns depth, pending and lag of each priority class of a
 // model: the Backlog counts plus the age of the oldest job, found among the
-// head of the fair queue and the oldest stream entry.
+// heads of the fair queues and the oldest stream entries of its shards.
 func (q *Queue) QueueStats(ctx context.Context, model string, priorities int) ([]PriorityStats, error) {
 	bl, err := q.Backlog(ctx, model, priorities)
 	if err != nil {
@@ -49,11 +49,15 @@ func (q *Queue) QueueStats(ctx context.Context, model string, priorities int) ([
 	}
 	pipe := q.rdb.Pipeline()
 	tm := pipe.Time(ctx)
-	heads := make([]*redis.StringSliceCmd, priorities)
-	firsts := make([]*redis.XMessageSliceCmd, priorities)
+	tags := q.ShardTags(model)
+	n := len(tags)
+	heads := make([]*redis.StringSliceCmd, priorities*n)
+	firsts := make([]*redis.XMessageSliceCmd, priorities*n)
 	for p := range priorities {
-		heads[p] = pipe.ZRange(ctx, rkey.FairKey(model, p), 0, 0)
-		firsts[p] = pipe.XRangeN(ctx, rkey.StreamKey(model, p), "-", "+", 1)
+		for s, t := range tags {
+			heads[p*n+s] = pipe.ZRange(ctx, rkey.ShardFairKey(t, model, p), 0, 0)
+			firsts[p*n+s] = pipe.XRangeN(ctx, rkey.ShardStreamKey(t, model, p), "-", "+", 1)
+		}
 	}
 	// A stream that does not exist yet answers with an error for its own
 	// command only; that means empty.
@@ -61,10 +65,10 @@ func (q *Queue) QueueStats(ctx context.Context, model string, priorities int) ([
 		return nil, translate(tm.Err())
 	}
 	created := q.rdb.Pipeline()
-	headCreated := make([]*redis.StringCmd, priorities)
-	for p := range priorities {
-		if ids := heads[p].Val(); len(ids) > 0 && rkey.JobTag(ids[0]) != "" {
-			headCreated[p] = created.HGet(ctx, rkey.JobKey(ids[0]), "created")
+	headCreated := make([]*redis.StringCmd, len(heads))
+	for i := range heads {
+		if ids := heads[i].Val(); len(ids) > 0 && rkey.JobTag(ids[0]) != "" {
+			headCreated[i] = created.HGet(ctx, rkey.JobKey(ids[0]), "created")
 		}
 	}
 	created.Exec(ctx) //nolint:errcheck // a job gone meanwhile just has no age
@@ -72,14 +76,16 @@ func (q *Queue) QueueStats(ctx context.Context, model string, priorities int) ([
 	out := make([]PriorityStats, priorities)
 	for p, b := range bl {
 		s := PriorityStats{Priority: p, Depth: b.Queued + b.Lag + b.Pending, Pending: b.Pending}
-		if ms := firsts[p].Val(); len(ms) > 0 {
-			if t, ok := entryTime(ms[0].ID); ok && now.After(t) {
-				s.OldestAge = now.Sub(t)
+		for i := p * n; i < (p+1)*n; i++ {
+			if ms := firsts[i].Val(); len(ms) > 0 {
+				if t, ok := entryTime(ms[0].ID); ok && now.After(t) {
+					s.OldestAge = max(s.OldestAge, now.Sub(t))
+				}
 			}
-		}
-		if c := headCreated[p]; c != nil {
-			if v, err := strconv.ParseInt(c.Val(), 10, 64); err == nil && now.After(time.UnixMilli(v)) {
-				s.OldestAge = max(s.OldestAge, now.Sub(time.UnixMilli(v)))
+			if c := headCreated[i]; c != nil {
+				if v, err := strconv.ParseInt(c.Val(), 10, 64); err == nil && now.After(time.UnixMilli(v)) {
+					s.OldestAge = max(s.OldestAge, now.Sub(time.UnixMilli(v)))
+				}
 			}
 		}
 		s.OldestAgeMS = s.OldestAge.Milliseconds()

@@ -51,41 +51,33 @@ func (q *Queue) readGroup(ctx context.Context, group, consumer string, args []st
 
 // Claim takes up to count jobs of a model for consumer, highest priority
 // class first (lowest first when lowestFirst: the anti-starvation turn) and,
-// within a class, users in turn (see lua/claim.lua). It also returns the
-// bell's last id: WaitWork(after=bell) returns as soon as a job is enqueued
-// after this claim, so none is missed between the two.
-func (q *Queue) Claim(ctx context.Context, group, consumer, model string, priorities int, count int64, lowestFirst bool) ([]Entry, string, error) {
-	keys := make([]string, 0, 3*priorities+1)
-	for i := range priorities {
-		p := i
-		if lowestFirst {
-			p = priorities - 1 - i
-		}
-		keys = append(keys, rkey.StreamKey(model, p), rkey.FairKey(model, p), rkey.VClockKey(model, p))
+// within a class, users in turn (see lua/claim.lua); over a sharded queue,
+// from every shard (claimShards). It also returns the bells' last ids:
+// WaitWork(after=bells) returns as soon as a job is enqueued after this
+// claim, so none is missed between the two.
+func (q *Queue) Claim(ctx context.Context, group, consumer, model string, priorities int, count int64, lowestFirst bool) ([]Entry, Bells, error) {
+	if q.opts.Shards > 1 {
+		return q.claimShards(ctx, group, consumer, model, priorities, count, lowestFirst)
 	}
-	keys = append(keys, rkey.BellKey(model))
-	res, err := claimScript.Run(ctx, q.rdb, keys, group, consumer, count).StringSlice()
+	res, err := claimScript.Run(ctx, q.rdb, claimKeys(rkey.Tag(model), model, priorities, lowestFirst), group, consumer, count).StringSlice()
 	if err != nil {
-		return nil, "", translate(err)
+		return nil, nil, translate(err)
 	}
-	out := make([]Entry, 0, (len(res)-1)/3)
-	for i := 1; i+2 < len(res); i += 3 {
-		out = append(out, Entry{Stream: res[i], ID: res[i+1], JobID: res[i+2]})
-	}
-	return out, res[0], nil
+	out, bell := parseClaim(res)
+	return out, Bells{bell}, nil
 }
 
 // WaitWork blocks up to block until a job of model is enqueued after the
-// bell id `after` (from Claim). It reports whether one was.
-func (q *Queue) WaitWork(ctx context.Context, model, after string, block time.Duration) (bool, error) {
-	res, err := q.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{rkey.BellKey(model), after}, Count: 1, Block: block}).Result()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
+// bell ids `after` (from Claim). It reports whether one was.
+func (q *Queue) WaitWork(ctx context.Context, model string, after Bells, block time.Duration) (bool, error) {
+	if q.opts.Shards > 1 {
+		return q.waitShards(ctx, model, after, block)
 	}
-	if err != nil {
-		return false, translate(err)
+	a := "0-0"
+	if len(after) > 0 {
+		a = after[0]
 	}
-	return len(res) > 0, nil
+	return q.waitBell(ctx, rkey.BellKey(model), a, block)
 }
 
 // Pending returns this consumer's own unacknowledged entries (after a
@@ -167,7 +159,8 @@ func (q *Queue) StartMany(ctx context.Context, es []Entry, group, worker, model 
 	cmds := make([]*redis.Cmd, len(es))
 	pipe := q.rdb.Pipeline()
 	args := func(e Entry) ([]string, []any) {
-		return []string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.DeadKey(model), rkey.SettleKey(rkey.JobTag(e.JobID)), rkey.ResultChannel(e.JobID)},
+		tag := rkey.JobTag(e.JobID) // the job's shard
+		return []string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.ShardDeadKey(tag, model), rkey.SettleKey(tag), rkey.ResultChannel(e.JobID)},
 			[]any{group, e.ID, worker, q.opts.MaxAttempts, ms(q.opts.ResultTTL), e.JobID,
 				q.expiredErr, q.deadErr, q.interruptedErr, q.cancelledErr}
 	}
@@ -304,9 +297,14 @@ func (q *Queue) JobWebhook(ctx context.Context, jobID string) (url string, state
 	return url, state, err
 }
 
-// DeadLetter records a job that failed for good, with its reason.
+// DeadLetter records a job that failed for good, with its reason, in the
+// dead-letter stream of the job's shard.
 func (q *Queue) DeadLetter(ctx context.Context, model, jobID, reason string) error {
-	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: rkey.DeadKey(model), MaxLen: 100000, Approx: true,
+	dead := rkey.DeadKey(model)
+	if tag := rkey.JobTag(jobID); tag != "" {
+		dead = rkey.ShardDeadKey(tag, model)
+	}
+	return translate(q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: dead, MaxLen: 100000, Approx: true,
 		Values: []any{"job", jobID, "error", reason}}).Err())
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash/fnv"
 	"strconv"
 	"strings"
 )
@@ -16,6 +17,12 @@ import (
 // model name's SHA-256), so each Lua script touches one Redis Cluster slot.
 // A job id carries its model's tag, so a job's keys can be found from its id
 // alone: job_<XXXX><random>.
+//
+// A model's queue may be split over several shards (jobs.shards), each with
+// its own tag and so its own slot, which a cluster spreads over its masters.
+// Shard 0's tag is the model's Tag, so an unsharded queue (jobs.shards=1)
+// has exactly the key names it had before sharding existed. A job id carries
+// its shard's tag.
 
 const keyPrefix = "sluice:"
 
@@ -37,11 +44,50 @@ func Tag(model string) string {
 
 func tagged(tag string) string { return keyPrefix + "{m:" + tag + "}:" }
 
-// NewJobID returns a fresh job id for model.
-func NewJobID(model string) string {
+// ShardTags returns the tags of a model's shards, shard 0 first: Tag(model),
+// then for shard i the tag of model+"\x00"+i (salted again should it repeat
+// an earlier shard's tag, so the shards are always distinct slots). The list
+// for n shards is a prefix of the list for more.
+func ShardTags(model string, shards int) []string {
+	out := []string{Tag(model)}
+	seen := map[string]bool{out[0]: true}
+	for i := 1; len(out) < shards; i++ {
+		t := Tag(model + "\x00" + strconv.Itoa(i))
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// UserShard is the shard of a model's queue that holds a user's jobs: a hash
+// of the user id, so one user's jobs stay in one shard, in their order.
+func UserShard(userID string, shards int) int {
+	if shards <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(userID))
+	return int(h.Sum32() % uint32(shards))
+}
+
+// NewJobID returns a fresh job id for model, in its shard 0.
+func NewJobID(model string) string { return newJobID(Tag(model)) }
+
+// NewUserJobID returns a fresh job id for a user's job of model, in the
+// user's shard of the model's queue split into shards.
+func NewUserJobID(model, userID string, shards int) string {
+	if shards <= 1 {
+		return NewJobID(model)
+	}
+	return newJobID(ShardTags(model, shards)[UserShard(userID, shards)])
+}
+
+func newJobID(tag string) string {
 	b := make([]byte, 12)
 	rand.Read(b) //nolint:errcheck // crypto/rand never fails on Linux
-	return "job_" + Tag(model) + hex.EncodeToString(b)
+	return "job_" + tag + hex.EncodeToString(b)
 }
 
 // JobTag extracts the tag from a job id, or "" if the id is malformed.
@@ -56,29 +102,45 @@ func JobTag(id string) string {
 	return rest[:4]
 }
 
-// StreamKey is the job stream of a model and priority class.
-func StreamKey(model string, prio int) string {
-	return tagged(Tag(model)) + "q:" + model + ":" + strconv.Itoa(prio)
+// StreamKey is the job stream of a model and priority class (shard 0).
+func StreamKey(model string, prio int) string { return ShardStreamKey(Tag(model), model, prio) }
+
+// ShardStreamKey is the job stream of a model's shard and priority class.
+func ShardStreamKey(tag, model string, prio int) string {
+	return tagged(tag) + "q:" + model + ":" + strconv.Itoa(prio)
 }
 
-// FairKey is the sorted set of a model and priority class's queued jobs,
-// scored by per-user virtual time so users of one class take turns.
-func FairKey(model string, prio int) string {
-	return tagged(Tag(model)) + "fq:" + model + ":" + strconv.Itoa(prio)
+// FairKey is the sorted set of a model and priority class's queued jobs
+// (shard 0), scored by per-user virtual time so users of one class take turns.
+func FairKey(model string, prio int) string { return ShardFairKey(Tag(model), model, prio) }
+
+// ShardFairKey is FairKey of a model's shard.
+func ShardFairKey(tag, model string, prio int) string {
+	return tagged(tag) + "fq:" + model + ":" + strconv.Itoa(prio)
 }
 
 // VClockKey is the hash of per-user virtual times of a model and priority
-// class; field "_g" is the class's clock (the score of the last job claimed).
-func VClockKey(model string, prio int) string {
-	return tagged(Tag(model)) + "vt:" + model + ":" + strconv.Itoa(prio)
+// class (shard 0); field "_g" is the class's clock (the score of the last
+// job claimed).
+func VClockKey(model string, prio int) string { return ShardVClockKey(Tag(model), model, prio) }
+
+// ShardVClockKey is VClockKey of a model's shard.
+func ShardVClockKey(tag, model string, prio int) string {
+	return tagged(tag) + "vt:" + model + ":" + strconv.Itoa(prio)
 }
 
-// BellKey is a one-entry stream each enqueue rings, so idle workers wait on
-// it with XREAD BLOCK instead of polling.
-func BellKey(model string) string { return tagged(Tag(model)) + "bell:" + model }
+// BellKey is a one-entry stream each enqueue rings (shard 0), so idle
+// workers wait on it with XREAD BLOCK instead of polling.
+func BellKey(model string) string { return ShardBellKey(Tag(model), model) }
 
-// DeadKey is the dead-letter stream of a model.
-func DeadKey(model string) string { return tagged(Tag(model)) + "dead:" + model }
+// ShardBellKey is the bell of a model's shard.
+func ShardBellKey(tag, model string) string { return tagged(tag) + "bell:" + model }
+
+// DeadKey is the dead-letter stream of a model (shard 0).
+func DeadKey(model string) string { return ShardDeadKey(Tag(model), model) }
+
+// ShardDeadKey is the dead-letter stream of a model's shard.
+func ShardDeadKey(tag, model string) string { return tagged(tag) + "dead:" + model }
 
 // JobKey is the hash holding a job's state.
 func JobKey(id string) string { return tagged(JobTag(id)) + "job:" + id }
@@ -212,22 +274,24 @@ func ParkedUsageKey(usageStream string) string { return usageStream + ":dead" }
 // CachePattern matches every response-cache entry of a user (SCAN MATCH).
 func CachePattern(userID string) string { return userKey(userID, "cache:*") }
 
-// PerTag returns key(tag) once for each distinct tag of models, in the
-// models' order: the per-tag streams (usage, settle, hooks) of a set of
-// models. key may be nil for the tags themselves.
-func PerTag(models []string, key func(tag string) string) []string {
+// PerTag returns key(tag) once for each distinct tag of the shards of
+// models (each split into shards), in the models' order: the per-tag streams
+// (usage, settle, hooks) of a set of models. key may be nil for the tags
+// themselves.
+func PerTag(models []string, shards int, key func(tag string) string) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, m := range models {
-		t := Tag(m)
-		if seen[t] {
-			continue
+		for _, t := range ShardTags(m, shards) {
+			if seen[t] {
+				continue
+			}
+			seen[t] = true
+			if key != nil {
+				t = key(t)
+			}
+			out = append(out, t)
 		}
-		seen[t] = true
-		if key != nil {
-			t = key(t)
-		}
-		out = append(out, t)
 	}
 	return out
 }

@@ -1,0 +1,225 @@
+package redisq
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
+)
+
+// Sharding (jobs.shards). A model's queue is split over Options.Shards
+// shards, each a full queue of its own (per priority class: job stream, fair
+// queue, virtual clocks; and a bell and a dead-letter stream) under its own
+// hash tag, so a cluster spreads one model's load over several masters while
+// every script still touches one slot. Shard 0 is the unsharded queue, key
+// for key.
+//
+// Fairness: a user's jobs all go to one shard, picked by a hash of the user
+// id (rkey.UserShard), so within a shard the virtual-time fair queue orders
+// users exactly as an unsharded queue does, and a user's own jobs stay FIFO.
+// Across shards a worker claims round robin (Claim): each busy shard gets an
+// equal share of the free slots. The limit: fairness is per shard, not
+// global. Two backlogged users who hash to one shard share that shard's
+// half while a third alone in the other shard gets the other half (1/4,
+// 1/4, 1/2), and a high-priority job in one shard does not pre-empt a
+// low-priority job claimed from another in the same round. With many users
+// the hash spreads them evenly and the shares even out; a flooding user
+// fills only their own shard, so users of other shards keep at least their
+// shard's share. A global order would need the shards' clocks compared in
+// one atomic step, which one slot per script rules out.
+//
+// Lowering jobs.shards strands the jobs queued in the dropped shards until
+// it is raised again: drain first, or only raise it.
+
+// ShardTags returns the hash tags of a model's queue shards, shard 0 first.
+func (q *Queue) ShardTags(model string) []string { return rkey.ShardTags(model, q.opts.Shards) }
+
+// Shards is the number of shards each model's queue is split into.
+func (q *Queue) Shards() int { return q.opts.Shards }
+
+// NewJobID returns a fresh job id for a user's job of model: it carries the
+// tag of the user's shard, where Enqueue puts the job.
+func (q *Queue) NewJobID(model, userID string) string {
+	return rkey.NewUserJobID(model, userID, q.opts.Shards)
+}
+
+// Streams returns the job streams of a model: every shard's stream of each
+// priority class, priority 0 first.
+func (q *Queue) Streams(model string, priorities int) []string {
+	tags := q.ShardTags(model)
+	out := make([]string, 0, priorities*len(tags))
+	for p := range priorities {
+		for _, t := range tags {
+			out = append(out, rkey.ShardStreamKey(t, model, p))
+		}
+	}
+	return out
+}
+
+// ownsTag reports whether tag is one of the model's shard tags.
+func (q *Queue) ownsTag(model, tag string) bool {
+	return tag != "" && slices.Contains(q.ShardTags(model), tag)
+}
+
+// Bells are the last ids of each shard's bell stream (shard 0 first) as a
+// Claim saw them, for WaitWork.
+type Bells []string
+
+// claimKeys are one shard's claim.lua keys.
+func claimKeys(tag, model string, priorities int, lowestFirst bool) []string {
+	keys := make([]string, 0, 3*priorities+1)
+	for i := range priorities {
+		p := i
+		if lowestFirst {
+			p = priorities - 1 - i
+		}
+		keys = append(keys, rkey.ShardStreamKey(tag, model, p), rkey.ShardFairKey(tag, model, p), rkey.ShardVClockKey(tag, model, p))
+	}
+	return append(keys, rkey.ShardBellKey(tag, model))
+}
+
+// parseClaim reads claim.lua's reply.
+func parseClaim(res []string) ([]Entry, string) {
+	if len(res) == 0 {
+		return nil, "0-0"
+	}
+	out := make([]Entry, 0, (len(res)-1)/3)
+	for i := 1; i+2 < len(res); i += 3 {
+		out = append(out, Entry{Stream: res[i], ID: res[i+1], JobID: res[i+2]})
+	}
+	return out, res[0]
+}
+
+// claimShards claims up to count jobs over a model's shards. Batch filling:
+// the first round asks every shard for an equal share of count in one
+// pipeline, starting at a shard that rotates from call to call (so the
+// remainder of an uneven split, and the only shards asked when count is
+// below the number of shards, move around); a shard asked for nothing has
+// only its bell read. If that left slots free, the shards that gave all they
+// were asked (or were not asked) are asked for the rest in turn.
+func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, priorities int, count int64, lowestFirst bool) ([]Entry, Bells, error) {
+	tags := q.ShardTags(model)
+	n := len(tags)
+	start := int(q.rot.Add(1) % uint64(n))
+	order := make([]int, n)
+	share := make([]int64, n)
+	for i := range n {
+		order[i] = (start + i) % n
+		share[i] = count / int64(n)
+		if int64(i) < count%int64(n) {
+			share[i]++
+		}
+	}
+	bells := make(Bells, n)
+	claims := make([]*redis.Cmd, n)
+	reads := make([]*redis.XMessageSliceCmd, n)
+	pipe := q.rdb.Pipeline()
+	for i, s := range order {
+		if share[i] == 0 {
+			reads[i] = pipe.XRevRangeN(ctx, rkey.ShardBellKey(tags[s], model), "+", "-", 1)
+			continue
+		}
+		claims[i] = claimScript.EvalSha(ctx, pipe, claimKeys(tags[s], model, priorities, lowestFirst), group, consumer, share[i])
+	}
+	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
+	var out []Entry
+	var errs []error
+	more := make([]bool, n) // may have more to give
+	for i, s := range order {
+		if c := reads[i]; c != nil {
+			bells[s] = "0-0"
+			if ms, err := c.Result(); err != nil && !errors.Is(err, redis.Nil) {
+				errs = append(errs, err)
+			} else if len(ms) > 0 {
+				bells[s] = ms[0].ID
+			}
+			more[i] = true
+			continue
+		}
+		res, err := claims[i].StringSlice()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			res, err = claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, priorities, lowestFirst), group, consumer, share[i]).StringSlice()
+		}
+		if err != nil {
+			// Claimed entries are pending in the stream whatever happens
+			// here, so a failure loses nothing: they are reclaimed.
+			errs = append(errs, err)
+			bells[s] = "0-0"
+			continue
+		}
+		es, bell := parseClaim(res)
+		bells[s] = bell
+		out = append(out, es...)
+		more[i] = int64(len(es)) == share[i]
+	}
+	for i, s := range order {
+		left := count - int64(len(out))
+		if left <= 0 || len(errs) > 0 {
+			break
+		}
+		if !more[i] {
+			continue
+		}
+		res, err := claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, priorities, lowestFirst), group, consumer, left).StringSlice()
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		es, _ := parseClaim(res) // the first round's bell id is the earlier, so the safer
+		out = append(out, es...)
+	}
+	if len(errs) > 0 && len(out) == 0 {
+		return nil, bells, translate(errors.Join(errs...))
+	}
+	return out, bells, nil
+}
+
+// waitShards blocks on every shard's bell at once (one XREAD each: bells of
+// different slots cannot share one call on a cluster) and returns when any
+// rings, or after block. The reads left waiting end by themselves within
+// block.
+func (q *Queue) waitShards(ctx context.Context, model string, after Bells, block time.Duration) (bool, error) {
+	tags := q.ShardTags(model)
+	type res struct {
+		ok  bool
+		err error
+	}
+	ch := make(chan res, len(tags))
+	for i, t := range tags {
+		a := "0-0"
+		if i < len(after) && after[i] != "" {
+			a = after[i]
+		}
+		go func() {
+			ok, err := q.waitBell(ctx, rkey.ShardBellKey(t, model), a, block)
+			ch <- res{ok, err}
+		}()
+	}
+	var firstErr error
+	for range tags {
+		r := <-ch
+		if r.ok {
+			return true, nil
+		}
+		if r.err != nil && firstErr == nil {
+			firstErr = r.err
+		}
+	}
+	return false, firstErr
+}
+
+// waitBell blocks up to block until the bell stream has an entry after `after`.
+func (q *Queue) waitBell(ctx context.Context, bell, after string, block time.Duration) (bool, error) {
+	res, err := q.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{bell, after}, Count: 1, Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, translate(err)
+	}
+	return len(res) > 0, nil
+}
