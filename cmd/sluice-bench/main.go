@@ -73,6 +73,9 @@ type options struct {
 	flood       int
 	telemetry   bool
 	noAdmission bool
+	duration    time.Duration // soak: how long the load runs
+	sample      time.Duration // soak: how often a row is printed
+	extraYAML   string        // soak: configuration appended to the stack's
 }
 
 func main() {
@@ -104,11 +107,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.redisDB, "redis-db", 9, "Redis database index used (flushed before and after)")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs) after the run")
-	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity) fairness (one user floods, two others send a few) or cost (Redis commands, bytes and memory, PostgreSQL rows and CPU per request, on a private Redis)")
+	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity), fairness (one user floods, two others send a few), cost (Redis commands, bytes and memory, PostgreSQL rows and CPU per request, on a private Redis) or soak (-c clients for -duration, Redis memory and RSS every -sample)")
 	fs.IntVar(&o.margin, "margin", 1, "saturation/fairness: dispatch.batch_margin")
 	fs.IntVar(&o.flood, "flood", 5000, "fairness: jobs the flooding user enqueues")
 	fs.BoolVar(&o.telemetry, "telemetry", false, "compare three Sluice stacks: telemetry off, metrics only (the default), metrics and tracing of every request (to a local OTLP sink); uses Redis databases -redis-db+1 and +2 too")
 	fs.BoolVar(&o.noAdmission, "no-admission", false, "run with admission.disabled (to measure admission's share of the overhead)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Minute, "soak: how long the load runs")
+	fs.DurationVar(&o.sample, "sample", time.Minute, "soak: how often Redis memory, RSS and requests served are printed")
+	fs.StringVar(&o.extraYAML, "yaml", "", "soak: YAML appended to the stack's configuration (e.g. \"jobs: {sync_retention: 2m}\")")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -133,6 +139,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		report, err = fairness(ctx, o, stderr)
 	case "cost":
 		report, err = cost(ctx, o, stderr)
+	case "soak":
+		report, err = soak(ctx, o, stderr)
 	default:
 		report, err = bench(ctx, o, stderr)
 	}
