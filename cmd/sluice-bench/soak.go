@@ -119,23 +119,30 @@ func soak(ctx context.Context, o options, stderr io.Writer) (string, error) {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Soak: %d clients, %s, synchronous chat completions\n\nCommand: `%s`\n\n", o.concurrency, o.duration, command())
-	b.WriteString("| t | served | req/s (interval) | failed | Redis used_memory | Redis keys | stack RSS (submit+worker+settler) | Go heap in use | simulator RSS | last job's hash | its result stream |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| t | served | req/s (interval) | failed | Redis used_memory | Redis keys | used_memory above start, per key | stack RSS (submit+worker+settler) | Go heap in use | simulator RSS | last job's hash | its result stream |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	start := time.Now()
-	var prev int64
+	var prev, used0 int64
 	row := func() {
 		n := served.Load()
 		id, _ := lastJob.Load().(string)
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		used, keys := redisMemory(qctx, rdb)
+		if used0 == 0 {
+			used0 = used
+		}
+		perKey := "-"
+		if keys > 0 && used > used0 {
+			perKey = fmt.Sprintf("%d B", (used-used0)/keys)
+		}
 		jobB, resB := "-", "-"
 		if id != "" {
 			jobB, resB = memUsage(qctx, rdb, rkey.JobKey(id)), memUsage(qctx, rdb, rkey.ResultKey(id))
 		}
 		el := time.Since(start).Round(time.Second)
-		line := fmt.Sprintf("| %s | %d | %.0f | %d | %s | %d | %s | %s | %s | %s | %s |\n", el, n, float64(n-prev)/o.sample.Seconds(),
-			failed.Load(), mib(used), keys, mib(rss(os.Getpid())), mib(heapInUse()), mib(rss(simPID)), jobB, resB)
+		line := fmt.Sprintf("| %s | %d | %.0f | %d | %s | %d | %s | %s | %s | %s | %s | %s |\n", el, n, float64(n-prev)/o.sample.Seconds(),
+			failed.Load(), mib(used), keys, perKey, mib(rss(os.Getpid())), mib(heapInUse()), mib(rss(simPID)), jobB, resB)
 		prev = n
 		b.WriteString(line)
 		fmt.Fprint(stderr, line)
