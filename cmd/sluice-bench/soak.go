@@ -76,7 +76,7 @@ func soak(ctx context.Context, o options, stderr io.Writer) (string, error) {
 		return "", fmt.Errorf("simulator: %w", err)
 	}
 	defer sim.Stop()
-	simPID := childPID()
+	simPID := sim.PID()
 	yml := fmt.Sprintf("inference:\n  models:\n    - name: %s\n      max_batch_size: %d\n      max_model_len: 2048\n      endpoints: [%s]\npricing: null\n",
 		model, o.maxNumSeqs, sim.URL) + scratch.Unthrottled(o.noAdmission) + o.extraYAML
 	st, stop, err := startStack(ctx, filepath.Join(dir, "sluice"), yml, dbURL, redisURL, progress)
@@ -233,30 +233,6 @@ func rss(pid int) int64 {
 			if len(f) > 0 {
 				kb, _ := strconv.ParseInt(f[0], 10, 64)
 				return kb << 10
-			}
-		}
-	}
-	return 0
-}
-
-// childPID is the pid of this process's (only) child: the simulator.
-func childPID() int {
-	me := strconv.Itoa(os.Getpid())
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i >= 0 {
-			if f := strings.Fields(s[i+1:]); len(f) > 1 && f[1] == me {
-				return pid
 			}
 		}
 	}
