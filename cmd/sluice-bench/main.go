@@ -74,6 +74,9 @@ type options struct {
 	flood       int
 	telemetry   bool
 	noAdmission bool
+	duration    time.Duration // soak: how long the load runs
+	sample      time.Duration // soak: how often a row is printed
+	extraYAML   string        // soak: configuration appended to the stack's
 }
 
 func main() {
@@ -106,11 +109,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
 	fs.DurationVar(&o.itl, "itl", 300*time.Millisecond, "streams: the simulator's time per token")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs) after the run")
-	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity), fairness (one user floods, two others send a few), cost (Redis commands, bytes and memory, PostgreSQL rows and CPU per request, on a private Redis), streams (-n slow streams at once through two instances and one worker; peak Redis connected_clients) or waitlatency (time from an append to a waiter seeing it: the old blocking read, a direct wait, a shared wait)")
+	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity), fairness (one user floods, two others send a few), cost (Redis commands, bytes and memory, PostgreSQL rows and CPU per request, on a private Redis), streams (-n slow streams at once through two instances and one worker; peak Redis connected_clients), waitlatency (time from an append to a waiter seeing it: the old blocking read, a direct wait, a shared wait) or soak (-c clients for -duration, Redis memory and RSS every -sample)")
 	fs.IntVar(&o.margin, "margin", 1, "saturation/fairness: dispatch.batch_margin")
 	fs.IntVar(&o.flood, "flood", 5000, "fairness: jobs the flooding user enqueues")
 	fs.BoolVar(&o.telemetry, "telemetry", false, "compare three Sluice stacks: telemetry off, metrics only (the default), metrics and tracing of every request (to a local OTLP sink); uses Redis databases -redis-db+1 and +2 too")
 	fs.BoolVar(&o.noAdmission, "no-admission", false, "run with admission.disabled (to measure admission's share of the overhead)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Minute, "soak: how long the load runs")
+	fs.DurationVar(&o.sample, "sample", time.Minute, "soak: how often Redis memory, RSS and requests served are printed")
+	fs.StringVar(&o.extraYAML, "yaml", "", "soak: YAML appended to the stack's configuration (e.g. \"jobs: {sync_retention: 2m}\")")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -139,6 +145,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		report, err = streams(ctx, o, stderr)
 	case "waitlatency":
 		report, err = waitLatency(ctx, o, stderr)
+	case "soak":
+		report, err = soak(ctx, o, stderr)
 	default:
 		report, err = bench(ctx, o, stderr)
 	}

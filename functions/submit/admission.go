@@ -119,6 +119,7 @@ func (s *service) serveCached(w http.ResponseWriter, r *http.Request, p *sluice.
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	w.Write([]byte(c.Result)) //nolint:errcheck // the client may be gone
+	s.delivered(r, job.ID, "")
 	return true
 }
 

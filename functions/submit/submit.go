@@ -265,6 +265,7 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Princi
 				}
 				s.cacheStore(r, p, job, req, ev)
 				s.finish(w, r, sse, ev)
+				s.delivered(r, job.ID, ev.ResultRef)
 				return
 			}
 		}
@@ -285,6 +286,29 @@ func (s *service) abandon(r *http.Request, job *sluice.Job, cause error) {
 	defer cancel()
 	if _, err := s.Queue.Cancel(ctx, job.ID, job.UserID); err != nil && !errors.Is(err, sluice.ErrNotFound) {
 		s.Log.WarnContext(ctx, "cancel failed", slog.String("job_id", job.ID), slog.String("err", err.Error()))
+	}
+	// Nobody will read its result: whenever it ends, keep only its status
+	// and usage (jobs.sync_retention), not its body and result for a day.
+	if err := s.Queue.Abandoned(ctx, job.ID); err != nil && !errors.Is(err, sluice.ErrNotFound) {
+		s.Log.WarnContext(ctx, "abandoned job not slimmed; it expires after jobs.result_ttl",
+			slog.String("job_id", job.ID), slog.String("err", err.Error()))
+	}
+}
+
+// delivered drops what a synchronous job held for its caller, now that the
+// caller has it: the job keeps its status and usage for
+// jobs.sync_retention (redisq.Delivered), and a result that went to the
+// object store is deleted (else the sweeper takes it after
+// storage.jobs.retention).
+func (s *service) delivered(r *http.Request, jobID, resultRef string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
+	defer cancel()
+	if err := s.Queue.Delivered(ctx, jobID); err != nil {
+		s.Log.WarnContext(ctx, "delivered job not slimmed; it expires after jobs.result_ttl",
+			slog.String("job_id", jobID), slog.String("err", err.Error()))
+	}
+	if resultRef != "" && s.Objects != nil {
+		s.Objects.Delete(ctx, resultRef) //nolint:errcheck // else the sweeper takes it
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sluice-ai/sluice/functions/submit"
 	"github.com/sluice-ai/sluice/gpuworker/pool"
 	"github.com/sluice-ai/sluice/internal/devstack"
@@ -39,6 +41,7 @@ type env struct {
 	key   string // the user's API key
 	db    *postgres.DB
 	cfg   *config.Config
+	rdb   redis.UniversalClient
 }
 
 // setup starts the submit handler from submit.New, a worker on the
@@ -69,7 +72,7 @@ worker: {usage_flush: 20ms}
 	log := slog.New(slog.DiscardHandler)
 	db := pgtest.New(t)
 	rdb := testenv.Redis(t)
-	q := redisq.New(rdb, redisq.Options{EncodeError: openai.EncodeError})
+	q := redisq.New(rdb, redisq.Options{EncodeError: openai.EncodeError, SyncRetention: cfg.Jobs.SyncRetention})
 	adm := admission.New(cfg, rdb, db, log)
 	go adm.Settler(admission.ConsumerName("t-" + model)).Run(ctx)
 	w, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: q, Usage: db, Name: "t-" + model})
@@ -93,7 +96,7 @@ worker: {usage_flush: 20ms}
 	}
 	srv := httptest.NewServer(submit.New(d))
 	t.Cleanup(srv.Close)
-	e := &env{url: srv.URL, model: model, db: db, cfg: cfg}
+	e := &env{url: srv.URL, model: model, db: db, cfg: cfg, rdb: rdb}
 	e.key = e.newKey(t, model+"@example.com")
 	return e
 }

@@ -156,7 +156,7 @@ func NewVerifier(cfg *config.Config, db *postgres.DB, log *slog.Logger) *authn.V
 
 // NewQueue builds the queue with the configured limits.
 func NewQueue(cfg *config.Config, rdb redis.UniversalClient) *redisq.Queue {
-	return redisq.New(rdb, redisq.Options{ResultTTL: cfg.Jobs.ResultTTL, MaxAttempts: cfg.Jobs.MaxAttempts,
+	return redisq.New(rdb, redisq.Options{ResultTTL: cfg.Jobs.ResultTTL, SyncRetention: cfg.Jobs.SyncRetention, MaxAttempts: cfg.Jobs.MaxAttempts,
 		MaxQueue: cfg.Jobs.MaxQueue, Shards: cfg.Jobs.Shards, EncodeError: openai.EncodeError})
 }
 

@@ -181,6 +181,13 @@ func parseProxies(list []string) ([]netip.Prefix, error) {
 type Jobs struct {
 	// ResultTTL is how long a finished job and its result are kept; default 24h.
 	ResultTTL time.Duration `yaml:"result_ttl"`
+	// SyncRetention is how long a synchronous request's job record is kept
+	// once its answer was delivered (or its caller left): only its status,
+	// usage and what settlement needs (a few hundred bytes), for
+	// GET /v1/jobs/{id}; its body and result are dropped at delivery, so
+	// Redis memory is bytes-per-request × req/s × this, not × result_ttl.
+	// Default 15m; at most result_ttl.
+	SyncRetention time.Duration `yaml:"sync_retention"`
 	// AsyncDeadline is how long an async job may wait before it expires; default 1h.
 	AsyncDeadline time.Duration `yaml:"async_deadline"`
 	// MaxAttempts: a job is dead-lettered after this many tries; default 3.
@@ -437,6 +444,7 @@ func (c *Config) applyDefaults() {
 	def(&s.KeyCacheTTL, time.Second)
 	j := &c.Jobs
 	def(&j.ResultTTL, 24*time.Hour)
+	def(&j.SyncRetention, min(15*time.Minute, j.ResultTTL))
 	def(&j.AsyncDeadline, time.Hour)
 	def(&j.MaxAttempts, 3)
 	def(&j.MaxQueue, 100000)
@@ -472,6 +480,9 @@ func def[T comparable](p *T, v T) {
 
 func (c *Config) validate() error {
 	errs := []error{c.Storage.validate(), c.UsageRollup.validate(), c.Database.validate()}
+	if j := c.Jobs; j.ResultTTL <= 0 || j.SyncRetention <= 0 || j.SyncRetention > j.ResultTTL {
+		errs = append(errs, errors.New("jobs: result_ttl and sync_retention must be positive, sync_retention at most result_ttl"))
+	}
 	if w := c.Jobs.Webhooks; w.Concurrency < 1 || w.UserConcurrency < 1 || w.UserConcurrency > w.Concurrency || w.UserTime <= 0 {
 		errs = append(errs, errors.New("jobs.webhooks: concurrency and user_time must be positive, user_concurrency between 1 and concurrency"))
 	}

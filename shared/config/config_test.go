@@ -280,3 +280,22 @@ func TestEngineInput(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncRetention: a delivered synchronous job is kept 15m by default
+// (never longer than jobs.result_ttl), and a retention past result_ttl or
+// not positive is refused.
+func TestSyncRetention(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse(nil)
+	if err != nil || c.Jobs.SyncRetention != 15*time.Minute || c.Jobs.ResultTTL != 24*time.Hour {
+		t.Fatalf("defaults: %v %v %v", c.Jobs.SyncRetention, c.Jobs.ResultTTL, err)
+	}
+	if c, err := config.Parse([]byte("jobs: {result_ttl: 5m}\n")); err != nil || c.Jobs.SyncRetention != 5*time.Minute {
+		t.Fatalf("a short result_ttl caps the default: %v %v", c.Jobs.SyncRetention, err)
+	}
+	for _, bad := range []string{"jobs: {sync_retention: 2h, result_ttl: 1h}\n", "jobs: {sync_retention: -1m}\n", "jobs: {result_ttl: -1m}\n"} {
+		if _, err := config.Parse([]byte(bad)); err == nil || !strings.Contains(err.Error(), "sync_retention") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

@@ -51,7 +51,7 @@ type SettleInputs struct {
 // job's hash, so a settler reads a batch in one round trip; ParseSettleInputs
 // reads the answer after the pipeline ran.
 func JobSettleInputs(ctx context.Context, pipe redis.Cmdable, jobID string) *redis.SliceCmd {
-	return pipe.HMGet(ctx, rkey.JobKey(jobID), "usage", "cache", "engine_ms", "hold")
+	return pipe.HMGet(ctx, rkey.JobKey(jobID), "usage", "cache", "engine_ms", "hold", "u")
 }
 
 // ParseSettleInputs reads a JobSettleInputs answer.
@@ -67,7 +67,7 @@ func ParseSettleInputs(cmd *redis.SliceCmd) (SettleInputs, error) {
 		x, _ := v[i].(string)
 		return x
 	}
-	return SettleInputs{Usage: s(0), Cache: s(1), EngineMS: s(2), Hold: s(3)}, nil
+	return SettleInputs{Usage: usageOf(s(0), s(4)), Cache: s(1), EngineMS: s(2), Hold: s(3)}, nil
 }
 
 // JobExists queues, on pipe, whether a job's hash is still stored.

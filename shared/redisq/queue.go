@@ -36,8 +36,8 @@ var (
 	settleEventLua string
 
 	enqueueScript  = redis.NewScript(enqueueLua)
-	startScript    = redis.NewScript(settleEventLua + startLua)
-	completeScript = redis.NewScript(settleEventLua + completeLua)
+	startScript    = redis.NewScript(settleEventLua + slimLua + startLua)
+	completeScript = redis.NewScript(settleEventLua + slimLua + completeLua)
 	cancelScript   = redis.NewScript(settleEventLua + cancelLua)
 	claimScript    = redis.NewScript(claimLua)
 )
@@ -64,6 +64,11 @@ type Options struct {
 	WaitDirect  int
 	WaitReaders int
 	WaitPoll    time.Duration
+
+	// SyncRetention is how long a synchronous job's slimmed record (status,
+	// usage, settlement inputs) is kept once delivered; default 15m (at most
+	// ResultTTL). See Delivered.
+	SyncRetention time.Duration
 }
 
 // Queue is the Redis side of the job path.
@@ -80,6 +85,9 @@ type Queue struct {
 func New(rdb redis.UniversalClient, opts Options) *Queue {
 	if opts.ResultTTL == 0 {
 		opts.ResultTTL = 24 * time.Hour
+	}
+	if opts.SyncRetention == 0 {
+		opts.SyncRetention = min(15*time.Minute, opts.ResultTTL)
 	}
 	if opts.MaxAttempts == 0 {
 		opts.MaxAttempts = 3
@@ -252,7 +260,7 @@ func (q *Queue) Get(ctx context.Context, jobID, owner string) (*sluice.JobState,
 	if rkey.JobTag(jobID) == "" {
 		return nil, sluice.ErrNotFound
 	}
-	h, err := q.rdb.HMGet(ctx, rkey.JobKey(jobID), "user", "status", "model", "endpoint", "created", "ended", "result", "error", "usage", "result_ref").Result()
+	h, err := q.rdb.HMGet(ctx, rkey.JobKey(jobID), "user", "status", "model", "endpoint", "created", "ended", "result", "error", "usage", "result_ref", "u").Result()
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -277,7 +285,7 @@ func (q *Queue) Get(ctx context.Context, jobID, owner string) (*sluice.JobState,
 			js.Error = &eb
 		}
 	}
-	if u := str(8); u != "" {
+	if u := usageOf(str(8), str(10)); u != "" {
 		var us sluice.Usage
 		if json.Unmarshal([]byte(u), &us) == nil {
 			js.Usage = &us

@@ -162,7 +162,7 @@ func (q *Queue) StartMany(ctx context.Context, es []Entry, group, worker, model 
 		tag := rkey.JobTag(e.JobID) // the job's shard
 		return []string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.ShardDeadKey(tag, model), rkey.SettleKey(tag), rkey.ResultChannel(e.JobID)},
 			[]any{group, e.ID, worker, q.opts.MaxAttempts, ms(q.opts.ResultTTL), e.JobID,
-				q.expiredErr, q.deadErr, q.interruptedErr, q.cancelledErr}
+				q.expiredErr, q.deadErr, q.interruptedErr, q.cancelledErr, ms(q.opts.SyncRetention)}
 	}
 	for i, e := range es {
 		if rkey.JobTag(e.JobID) == "" { // not a job id Sluice wrote: drop it
@@ -262,7 +262,8 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 	tag := rkey.JobTag(e.JobID)
 	n, err := completeScript.Run(ctx, q.rdb,
 		[]string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.UsageKey(tag), rkey.HooksKey(tag), rkey.SettleKey(tag), rkey.ResultChannel(e.JobID)},
-		group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID, o.ResultRef, max(o.EngineMS, 0)).Int64()
+		group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID, o.ResultRef, max(o.EngineMS, 0),
+		ms(q.opts.SyncRetention)).Int64()
 	if err != nil {
 		return false, translate(err)
 	}

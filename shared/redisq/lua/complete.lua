@@ -8,7 +8,9 @@
 -- ARGV[8] ttl ms, ARGV[9] http status, ARGV[10] job id,
 -- ARGV[11] object-store key of the result ('' when the result is inline),
 -- ARGV[12] engine milliseconds ('' or absent: none measured); kept on the job
--- for settlement's GPU-second charge
+-- for settlement's GPU-second charge, ARGV[13] jobs.sync_retention ms (a
+-- synchronous job whose caller left ('gone', delivered.lua) is slimmed at
+-- once: nobody will read its result)
 -- Returns 1 if this call completed the job, 0 if it was already final.
 local function ack()
   redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
@@ -48,4 +50,7 @@ if hook and hook ~= '' then
 end
 ack()
 if not erased then redis.call('PEXPIRE', KEYS[3], ttl) end
+if redis.call('HGET', KEYS[1], 'gone') == '1' then
+  slim_job(KEYS[1], KEYS[3], tonumber(ARGV[13] or '') or ttl)
+end
 return 1

@@ -1,6 +1,7 @@
 -- A job's settlement is done: its record, kept without expiry while the
 -- settlement was pending (settle_event.lua), is dropped if its account was
--- erased, else given jobs.result_ttl from now. A record that already
+-- erased, else given jobs.result_ttl from now (or the shorter 'keep' of a
+-- synchronous job already delivered: slim.lua). A record that already
 -- expires, or a job not ended, is left alone.
 -- KEYS[1] job hash; ARGV[1] ttl ms
 -- Returns 2 if dropped, 1 if its expiry was set, else 0.
@@ -11,7 +12,10 @@ end
 if redis.call('PTTL', KEYS[1]) ~= -1 then return 0 end
 local st = redis.call('HGET', KEYS[1], 'status')
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' or st == 'expired' then
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+  local ttl = tonumber(ARGV[1])
+  local keep = tonumber(redis.call('HGET', KEYS[1], 'keep') or '')
+  if keep and keep < ttl then ttl = keep end
+  redis.call('PEXPIRE', KEYS[1], ttl)
   return 1
 end
 return 0

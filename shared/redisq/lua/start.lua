@@ -3,7 +3,8 @@
 -- KEYS[5] settle stream, KEYS[6] result channel (announces appends to waiters)
 -- ARGV[1] group, ARGV[2] stream entry id, ARGV[3] worker, ARGV[4] max attempts,
 -- ARGV[5] ttl ms, ARGV[6] job id, ARGV[7] expired error, ARGV[8] dead error,
--- ARGV[9] interrupted error, ARGV[10] cancelled error
+-- ARGV[9] interrupted error, ARGV[10] cancelled error, ARGV[11] jobs.sync_retention ms
+-- (a synchronous job whose caller left, 'gone', is slimmed as it ends: slim.lua)
 -- Returns {'run', attempt, field, value, ...} or {outcome}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -22,6 +23,9 @@ local function finish(status, err, http)
   redis.call('PEXPIRE', KEYS[3], ttl)
   settle_event(KEYS[1], KEYS[5], ARGV[6]) -- its reservation must be released
   ack()
+  if redis.call('HGET', KEYS[1], 'gone') == '1' then
+    slim_job(KEYS[1], KEYS[3], tonumber(ARGV[11] or '') or ttl)
+  end
 end
 
 local st = redis.call('HGET', KEYS[1], 'status')
