@@ -25,6 +25,7 @@ func openTelemetry(ctx context.Context, d *Deps, o telemetry.Options) (*telemetr
 	t.InitModels(models)
 	err = t.Register(
 		&redisq.QueueCollector{Queue: d.Queue, Models: models, Priorities: config.Priorities},
+		&redisq.WaitCollector{Durable: d.Queue.Durable()},
 		&postgres.BusinessCollector{DB: d.DB, Pricing: cfg.Pricing, TopN: cfg.Telemetry.TopUsers, Refresh: cfg.Telemetry.BusinessRefresh},
 	)
 	return t, err

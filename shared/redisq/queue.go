@@ -50,6 +50,9 @@ type Options struct {
 	// client verbatim: openai.EncodeError, injected by shared/app. A queue
 	// built without one (tests, tools) stores only the message and code.
 	EncodeError func(*sluice.Error) []byte
+	// Durable runs the writes a failover must not lose (enqueue,
+	// completion) with WAIT for replicas; nil: WAIT off.
+	Durable *Durable
 }
 
 // Queue is the Redis side of the job path.
@@ -74,6 +77,9 @@ func New(rdb redis.UniversalClient, opts Options) *Queue {
 	if opts.EncodeError == nil {
 		opts.EncodeError = bareError
 	}
+	if opts.Durable == nil {
+		opts.Durable = NewDurable(rdb, 0, 0, nil)
+	}
 	q := &Queue{rdb: rdb, opts: opts}
 	q.expiredErr, q.deadErr = q.encodeError(sluice.ErrJobExpired), q.encodeError(sluice.ErrJobDeadLettered)
 	q.interruptedErr, q.cancelledErr = q.encodeError(sluice.ErrWorkerLost), q.encodeError(sluice.ErrJobCancelled)
@@ -96,6 +102,10 @@ func bareError(e *sluice.Error) []byte {
 	}{e.Message, e.Code})
 	return b
 }
+
+// Durable returns the queue's durable-write runner (WAIT settings and the
+// count of WAITs that timed out).
+func (q *Queue) Durable() *Durable { return q.opts.Durable }
 
 // Client returns the underlying Redis client.
 func (q *Queue) Client() redis.UniversalClient { return q.rdb }
@@ -124,7 +134,13 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace, "resv", b2s(j.Reserved), "body_ref", j.BodyRef,
 		"hold", j.Hold}
 	keys := []string{rkey.JobKey(j.ID), stream, rkey.FairKey(j.Model, j.Priority), rkey.VClockKey(j.Model, j.Priority), rkey.BellKey(j.Model)}
-	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
+	// A job acknowledged with 200/202 must survive a failover: the enqueue
+	// waits for replicas (when configured) before it is answered.
+	var res []int64
+	err := q.opts.Durable.Do(ctx, keys[0], func(c redis.Cmdable) (err error) {
+		res, err = enqueueScript.Run(ctx, c, keys, args...).Int64Slice()
+		return err
+	})
 	if err != nil {
 		return translate(err)
 	}

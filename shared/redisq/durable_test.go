@@ -1,0 +1,171 @@
+package redisq_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/redistest"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// freePort returns a TCP port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startRedis runs a private redis-server (args added), stopped when the test
+// ends, and returns a client of it.
+func startRedis(t *testing.T, args ...string) *redis.Client {
+	t.Helper()
+	port := freePort(t)
+	dir := t.TempDir()
+	cmd := exec.Command("redis-server", append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1",
+		"--dir", dir, "--save", "", "--appendonly", "no", "--logfile", filepath.Join(dir, "log")}, args...)...)
+	if err := cmd.Start(); err != nil {
+		t.Skipf("redis-server not runnable: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) //nolint:errcheck
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+	t.Cleanup(func() { c.Close() })
+	for deadline := time.Now().Add(10 * time.Second); c.Ping(context.Background()).Err() != nil; {
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %d did not start", port)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return c
+}
+
+// replicated starts a private master and one replica of it, linked.
+func replicated(t *testing.T) (master, replica *redis.Client) {
+	t.Helper()
+	master = startRedis(t, "--repl-diskless-sync-delay", "0") // link at once, not after 5s
+	replica = startRedis(t, "--replicaof", "127.0.0.1", strings.Split(master.Options().Addr, ":")[1])
+	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		info, _ := replica.Info(ctx, "replication").Result()
+		if strings.Contains(info, "master_link_status:up") {
+			return master, replica
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica never linked: %s", info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDurableWaitsForReplica: an enqueue, a completion and a pipelined batch
+// made through Durable are on the replica when they return, with no WAIT
+// timing out.
+func TestDurableWaitsForReplica(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master, replica := replicated(t)
+	dur := redisq.NewDurable(master, 1, 10*time.Second, nil)
+	q := redisq.New(master, redisq.Options{Durable: dur})
+	j := &sluice.Job{ID: rkey.NewJobID("m"), UserID: "u", Model: "m", Endpoint: "/v1/chat/completions", Body: []byte(`{}`), Async: true}
+	if err := q.Enqueue(ctx, j, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// No polling: WAIT returned only once the replica had the job.
+	if st, err := replica.HGet(ctx, rkey.JobKey(j.ID), "status").Result(); err != nil || st != "queued" {
+		st2, _ := replica.Keys(ctx, "*").Result()
+		t.Fatalf("replica: job status %q, %v (keys %v)", st, err, st2)
+	}
+	errs := dur.Pipelined(ctx, []string{"a", "b"}, func(p redis.Pipeliner, i int) redis.Cmder {
+		return p.Set(ctx, []string{"a", "b"}[i], i, 0)
+	})
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	if v, err := replica.MGet(ctx, "a", "b").Result(); err != nil || v[0] != "0" || v[1] != "1" {
+		t.Fatalf("replica: %v, %v", v, err)
+	}
+	if n := dur.Timeouts(); n != 0 {
+		t.Fatalf("timeouts = %d", n)
+	}
+}
+
+// TestDurableTimeoutIsSuccess: with no replica left to acknowledge, the
+// write is answered as done (it exists on the master) and the timed-out
+// WAIT is counted.
+func TestDurableTimeoutIsSuccess(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	master, replica := replicated(t)
+	if err := replica.SlaveOf(ctx, "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	dur := redisq.NewDurable(master, 1, 5*time.Millisecond, nil)
+	err := dur.Do(ctx, "k", func(c redis.Cmdable) error { return c.Set(ctx, "k", "v", 0).Err() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := master.Get(ctx, "k").Result(); v != "v" {
+		t.Fatalf("master: k = %q", v)
+	}
+	errs := dur.Pipelined(ctx, []string{"k2"}, func(p redis.Pipeliner, _ int) redis.Cmder { return p.Set(ctx, "k2", "v", 0) })
+	if errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if n := dur.Timeouts(); n != 2 {
+		t.Fatalf("timeouts = %d, want 2", n)
+	}
+}
+
+// TestDurableOnTestRedis: on the test Redis (a cluster when TEST_REDIS_URL
+// names one), writes to keys of many slots run pinned to their masters and
+// land; a master without replicas only counts timeouts.
+func TestDurableOnTestRedis(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	dur := redisq.NewDurable(rdb, 1, time.Millisecond, nil)
+	q := redisq.New(rdb, redisq.Options{Durable: dur})
+	model := redistest.Name("dur")
+	var ids []string
+	for range 12 {
+		j := &sluice.Job{ID: rkey.NewJobID(model), UserID: "u", Model: model, Endpoint: "/v1/chat/completions", Body: []byte(`{}`), Async: true}
+		if err := q.Enqueue(ctx, j, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = rkey.JobKey(id) + redistest.Name(":t")
+	}
+	for i, err := range dur.Pipelined(ctx, keys, func(p redis.Pipeliner, i int) redis.Cmder { return p.Set(ctx, keys[i], "v", time.Minute) }) {
+		if err != nil {
+			t.Fatalf("%s: %v", keys[i], err)
+		}
+	}
+	for i, id := range ids {
+		st, err := q.Get(ctx, id, "")
+		if err != nil || st.Status != sluice.JobQueued {
+			t.Fatalf("job %s: %+v, %v", id, st, err)
+		}
+		if v, _ := rdb.Get(ctx, keys[i]).Result(); v != "v" {
+			t.Fatalf("%s = %q", keys[i], v)
+		}
+	}
+	if n := dur.Timeouts(); n > int64(len(ids)+len(keys)) {
+		t.Fatalf("timeouts = %d of %d writes", n, len(ids)+len(keys))
+	}
+}
