@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "money" {
 		return runMoney(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "failover" {
+		return runFailover(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("sluice-drill", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
@@ -124,7 +127,7 @@ type drill struct {
 	env       []string
 	base      string // http://addr of the functions
 	key       string // admin API key
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	dbURL     string
 	hc        *http.Client
 	procs     []*proc

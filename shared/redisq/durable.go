@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/redisq/rconn"
 )
 
 // Durable runs the writes whose loss at a failover would lose a job or money
@@ -75,9 +78,6 @@ func (d *Durable) Do(ctx context.Context, key string, write func(c redis.Cmdable
 	var err error
 	for attempt := range pinAttempts {
 		if attempt > 0 {
-			if c, ok := d.rdb.(*redis.ClusterClient); ok {
-				c.ReloadState(ctx)
-			}
 			t := time.NewTimer(time.Duration(50<<attempt) * time.Millisecond)
 			select {
 			case <-ctx.Done():
@@ -88,6 +88,11 @@ func (d *Durable) Do(ctx context.Context, key string, write func(c redis.Cmdable
 		}
 		var retry bool
 		retry, err = d.once(ctx, key, write)
+		if c, ok := d.rdb.(*redis.ClusterClient); ok && (retry || rconn.FailoverError(err)) {
+			// The pinned connection bypasses the cluster client's own
+			// handling (rconn's reload hook): the slot map may be stale.
+			c.ReloadState(ctx)
+		}
 		if !retry {
 			return err
 		}
@@ -187,6 +192,9 @@ func (d *Durable) Pipelined(ctx context.Context, keys []string, queue func(p red
 		case n < int64(d.replicas):
 			d.timeouts.Add(1)
 		}
+	}
+	if c, ok := d.rdb.(*redis.ClusterClient); ok && slices.ContainsFunc(errs, rconn.FailoverError) {
+		c.ReloadState(ctx) // as in Do: pinned connections bypass rconn's reload hook
 	}
 	return errs
 }
