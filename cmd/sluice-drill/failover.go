@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +48,7 @@ type failoverOptions struct {
 	waitReplicas int
 	waitTimeout  time.Duration
 	basePort     int
+	stall        time.Duration
 	sim          string
 	timeout      time.Duration
 	keep         bool
@@ -60,6 +62,7 @@ func runFailover(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.IntVar(&o.maxTokens, "max-tokens", 10, "tokens each job generates (about 20 ms each)")
 	fs.IntVar(&o.waitReplicas, "wait-replicas", 1, "redis.wait_replicas (0: WAIT off; the drill then only reports)")
 	fs.DurationVar(&o.waitTimeout, "wait-timeout", 100*time.Millisecond, "redis.wait_timeout")
+	fs.DurationVar(&o.stall, "replica-stall", 0, "stop (SIGSTOP) the victim's replica and cut its link this long before the kill, resumed after it: replication lag, under which acknowledged writes are lost unless WAIT outlasts it")
 	fs.IntVar(&o.basePort, "base-port", 7400, "the cluster's six nodes listen on base-port..base-port+5")
 	fs.StringVar(&o.sim, "sim", os.Getenv("SLUICE_SIM"), "simulator binary (default $SLUICE_SIM or bin/vllm-sim)")
 	fs.DurationVar(&o.timeout, "timeout", 6*time.Minute, "bound on the whole drill")
@@ -78,8 +81,9 @@ func runFailover(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 type failover struct {
 	*drill
-	o     failoverOptions
-	nodes map[int]*proc // by port
+	o       failoverOptions
+	nodes   map[int]*proc // by port
+	idem404 atomic.Int64  // retries answered 404 (see submitOne)
 }
 
 func (f *failover) run(ctx context.Context) (err error) {
@@ -212,9 +216,39 @@ redis:
 	mu.Lock()
 	before := append([]string(nil), ids...)
 	mu.Unlock()
+	var replica *proc
+	if f.o.stall > 0 {
+		if replica, err = f.replicaOf(ctx, victim); err != nil {
+			return err
+		}
+		if err := syscall.Kill(replica.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+			return err
+		}
+		// A stopped replica still receives into its socket buffer, and would
+		// catch up on SIGCONT: cut its link too, so what the master writes
+		// meanwhile reaches no replica (the stopped one cannot reconnect).
+		mc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(victim)})
+		err := mc.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err()
+		mc.Close()
+		if err != nil {
+			return fmt.Errorf("cut the replica's link: %w", err)
+		}
+		f.logf("%s stopped (SIGSTOP) and its link cut for %s before the kill: the master's writes meanwhile are not replicated", replica.name, f.o.stall)
+		if err := sleep(ctx, f.o.stall); err != nil {
+			return err
+		}
+		mu.Lock()
+		before = append([]string(nil), ids...)
+		mu.Unlock()
+	}
 	pre := f.redisStatuses(ctx, cc, before)
 	if err := syscall.Kill(f.nodes[victim].cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		return err
+	}
+	if replica != nil {
+		if err := syscall.Kill(replica.cmd.Process.Pid, syscall.SIGCONT); err != nil {
+			return err
+		}
 	}
 	mu.Lock()
 	killedAt = time.Now()
@@ -239,6 +273,15 @@ redis:
 		return errors.New("no job succeeded within a minute of the kill")
 	}
 	f.logf("first job succeeded %.2fs after the kill", recovered.Sub(killedAt).Seconds())
+	// As a supervisor would, start the killed node again: it rejoins as the
+	// replica of its promoted one, so the master again has a replica to
+	// WAIT for (until then every durable write of its slots waits the whole
+	// wait_timeout, and is counted as timed out).
+	rejoined, err := f.rejoin(ctx, victim)
+	if err != nil {
+		return err
+	}
+	f.logf("killed node restarted; replica again (link up) %.2fs after the kill", rejoined.Sub(killedAt).Seconds())
 	if err := <-subErr; err != nil {
 		return err
 	}
@@ -332,6 +375,52 @@ func (f *failover) startCluster(ctx context.Context) ([]string, error) {
 	return addrs, nil
 }
 
+// rejoin starts the killed node on port again with its command line (and
+// nodes.conf) and waits until it replicates its promoted former replica.
+func (f *failover) rejoin(ctx context.Context, port int) (time.Time, error) {
+	old := f.nodes[port]
+	p, err := f.start(old.name+"-again", old.cmd.Path, nil, old.cmd.Args[1:]...)
+	if err != nil {
+		return time.Time{}, err
+	}
+	f.nodes[port] = p
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
+	defer c.Close()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		if info, _ := c.Info(ctx, "replication").Result(); strings.Contains(info, "master_link_status:up") {
+			return time.Now(), nil
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return time.Time{}, fmt.Errorf("restarted node %d did not become a linked replica within 30s", port)
+}
+
+// replicaOf returns the process of the replica of the master on port.
+func (f *failover) replicaOf(ctx context.Context, port int) (*proc, error) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
+	defer c.Close()
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if !strings.HasPrefix(line, "slave0:") {
+			continue
+		}
+		for _, kv := range strings.Split(strings.TrimSpace(line[len("slave0:"):]), ",") {
+			if v, ok := strings.CutPrefix(kv, "port="); ok {
+				p, _ := strconv.Atoi(v)
+				if r, ok := f.nodes[p]; ok {
+					return r, nil
+				}
+			}
+		}
+	}
+	return nil, fmt.Errorf("master %d has no replica: %s", port, info)
+}
+
 // masterOf returns the port of the master serving key.
 func (f *failover) masterOf(ctx context.Context, cc *redis.ClusterClient, key string) (int, error) {
 	m, err := cc.MasterForKey(ctx, key)
@@ -363,6 +452,16 @@ func (f *failover) submitOne(ctx context.Context, i int) (string, int, error) {
 			resp.Body.Close()
 			if (resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusOK) && jsonID(b, &js) != "" {
 				return js.ID, refused, nil
+			}
+			if resp.StatusCode == http.StatusNotFound && refused > 0 {
+				// The retry's Idempotency-Key names a job the failover lost
+				// (its first try's enqueue was refused with 503, but the key
+				// still maps to it): the platform answers 404 to a POST. A
+				// client can only start again under a new key; counted.
+				f.idem404.Add(1)
+				idem = fmt.Sprintf("failover-%d-%s", i, scratch.RandHex(4))
+				refused++
+				continue
 			}
 			if resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusConflict {
 				return "", refused, fmt.Errorf("submit job %d: %d %s", i, resp.StatusCode, strings.TrimSpace(string(b)))
@@ -480,10 +579,15 @@ func (f *failover) report(ctx context.Context, ids []string, states map[string]s
 	}
 	w := f.out
 	fmt.Fprintf(w, "\nfailover drill: Redis Cluster 3 masters + 3 replicas (cluster-node-timeout 2s), WAIT %s;\n", wait)
-	fmt.Fprintf(w, "2 workers, 1 engine; %d async jobs of %d tokens; the master of the model's job stream killed (SIGKILL) at %.1fs\n\n",
+	fmt.Fprintf(w, "2 workers, 1 engine; %d async jobs of %d tokens; the master of the model's job stream killed (SIGKILL) at %.1fs\n",
 		f.o.jobs, f.o.maxTokens, killedAt.Sub(submitted).Seconds())
+	if f.o.stall > 0 {
+		fmt.Fprintf(w, "its replica stopped (SIGSTOP, link cut) for %s before the kill and resumed after it (replication lag)\n", f.o.stall)
+	}
+	fmt.Fprintf(w, "sluice_redis_wait_timeouts_total of the functions process: %s\n\n", f.waitTimeouts(ctx))
 	fmt.Fprintf(w, "  accepted (202)                        %d of %d\n", len(ids), f.o.jobs)
 	fmt.Fprintf(w, "  503 / no answer, retried (same key)   %d\n", refusals)
+	fmt.Fprintf(w, "  idempotent retries answered 404      %d (restarted under a new key)\n", f.idem404.Load())
 	fmt.Fprintf(w, "  succeeded / failed                    %d / %d  (cancelled %d, expired %d)\n", byStatus[sluice.JobSucceeded],
 		byStatus[sluice.JobFailed], byStatus[sluice.JobCancelled], byStatus[sluice.JobExpired])
 	fmt.Fprintf(w, "  lost (accepted, then unknown/stuck)   %d\n", len(lost))
@@ -521,4 +625,22 @@ func jsonID(b []byte, js *sluice.JobState) string {
 		return ""
 	}
 	return js.ID
+}
+
+// waitTimeouts reads sluice_redis_wait_timeouts_total from the functions'
+// /metrics (the workers run without a metrics port here).
+func (f *failover) waitTimeouts(ctx context.Context) string {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.base+"/metrics", nil)
+	resp, err := f.hc.Do(req)
+	if err != nil {
+		return "unread: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "sluice_redis_wait_timeouts_total "); ok {
+			return v
+		}
+	}
+	return fmt.Sprintf("not exported (/metrics answered %d)", resp.StatusCode)
 }

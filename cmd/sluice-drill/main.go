@@ -16,6 +16,9 @@
 //
 //	SLUICE_SIM=$PWD/bin/vllm-sim go run ./cmd/sluice-drill [-jobs 100]
 //
+// `sluice-drill money` is the money drill (money.go); `sluice-drill failover`
+// kills a Redis Cluster master under load (failover.go).
+//
 // Environment: DRILL_DATABASE_URL or TEST_DATABASE_URL (an admin URL; a
 // database sluice_drill_<random> is created there and dropped at the end),
 // TEST_REDIS_URL (its database index is replaced by -redis-db), SLUICE_SIM.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ import (
 )
 
 // freePort returns a TCP port nothing listens on now.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -31,7 +32,7 @@ func freePort(t *testing.T) int {
 
 // startRedis runs a private redis-server (args added), stopped when the test
 // ends, and returns a client of it.
-func startRedis(t *testing.T, args ...string) *redis.Client {
+func startRedis(t testing.TB, args ...string) *redis.Client {
 	t.Helper()
 	port := freePort(t)
 	dir := t.TempDir()
@@ -53,7 +54,7 @@ func startRedis(t *testing.T, args ...string) *redis.Client {
 }
 
 // replicated starts a private master and one replica of it, linked.
-func replicated(t *testing.T) (master, replica *redis.Client) {
+func replicated(t testing.TB) (master, replica *redis.Client) {
 	t.Helper()
 	master = startRedis(t, "--repl-diskless-sync-delay", "0") // link at once, not after 5s
 	replica = startRedis(t, "--replicaof", "127.0.0.1", strings.Split(master.Options().Addr, ":")[1])
@@ -167,5 +168,65 @@ func TestDurableOnTestRedis(t *testing.T) {
 	}
 	if n := dur.Timeouts(); n > int64(len(ids)+len(keys)) {
 		t.Fatalf("timeouts = %d of %d writes", n, len(ids)+len(keys))
+	}
+}
+
+// BenchmarkEnqueueWait measures what WAIT costs an enqueue: each iteration
+// enqueues one job with WAIT off (pooled client) and one with WAIT on (the
+// script and WAIT 1 on a connection pinned to the master), interleaved on
+// the same private master and replica, and reports each one's median.
+//
+//	go test -run '^$' -bench EnqueueWait -benchtime 5000x ./shared/redisq/
+func BenchmarkEnqueueWait(b *testing.B) {
+	ctx := context.Background()
+	master, _ := replicated(b)
+	off := redisq.New(master, redisq.Options{})
+	on := redisq.New(master, redisq.Options{Durable: redisq.NewDurable(master, 1, 100*time.Millisecond, nil)})
+	model := redistest.Name("bench")
+	var lat [2][]time.Duration
+	b.ResetTimer()
+	for range b.N {
+		for i, q := range []*redisq.Queue{off, on} {
+			j := &sluice.Job{ID: rkey.NewJobID(model), UserID: "u", Model: model, Endpoint: "/v1/chat/completions", Body: []byte(`{"x":1}`), Async: true}
+			t0 := time.Now()
+			if err := q.Enqueue(ctx, j, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+			lat[i] = append(lat[i], time.Since(t0))
+		}
+	}
+	b.StopTimer()
+	for i, name := range []string{"off", "on"} {
+		slices.Sort(lat[i])
+		b.ReportMetric(float64(lat[i][len(lat[i])/2].Microseconds()), "µs-median-"+name)
+		b.ReportMetric(float64(lat[i][len(lat[i])*99/100].Microseconds()), "µs-p99-"+name)
+	}
+	b.ReportMetric(float64(on.Durable().Timeouts()), "wait-timeouts")
+}
+
+// BenchmarkPinnedConn measures what borrowing a pinned connection per write
+// (Client.Conn, as Durable does) costs over the pooled client: each
+// iteration runs one SET each way, interleaved, and reports the medians.
+func BenchmarkPinnedConn(b *testing.B) {
+	ctx := context.Background()
+	c := startRedis(b)
+	var lat [2][]time.Duration
+	for range b.N {
+		t0 := time.Now()
+		if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+			b.Fatal(err)
+		}
+		lat[0] = append(lat[0], time.Since(t0))
+		t0 = time.Now()
+		conn := c.Conn()
+		if err := conn.Set(ctx, "k", "v", 0).Err(); err != nil {
+			b.Fatal(err)
+		}
+		conn.Close()
+		lat[1] = append(lat[1], time.Since(t0))
+	}
+	for i, name := range []string{"pooled", "pinned"} {
+		slices.Sort(lat[i])
+		b.ReportMetric(float64(lat[i][len(lat[i])/2].Microseconds()), "µs-median-"+name)
 	}
 }
