@@ -86,8 +86,15 @@ func TestDurableWaitsForReplica(t *testing.T) {
 	}
 	// No polling: WAIT returned only once the replica had the job.
 	if st, err := replica.HGet(ctx, rkey.JobKey(j.ID), "status").Result(); err != nil || st != "queued" {
-		st2, _ := replica.Keys(ctx, "*").Result()
-		t.Fatalf("replica: job status %q, %v (keys %v)", st, err, st2)
+		t.Fatalf("replica: job status %q, %v", st, err)
+	}
+	done, err := q.Complete(ctx, rkey.GroupWorkers, redisq.Entry{Stream: rkey.StreamKey("m", 0), ID: "0-1", JobID: j.ID},
+		redisq.Outcome{Status: sluice.JobSucceeded, Result: []byte(`{}`), HTTP: 200})
+	if err != nil || !done {
+		t.Fatalf("complete: %v, %v", done, err)
+	}
+	if st, err := replica.HGet(ctx, rkey.JobKey(j.ID), "status").Result(); err != nil || st != string(sluice.JobSucceeded) {
+		t.Fatalf("replica: job status %q after completion, %v", st, err)
 	}
 	errs := dur.Pipelined(ctx, []string{"a", "b"}, func(p redis.Pipeliner, i int) redis.Cmder {
 		return p.Set(ctx, []string{"a", "b"}[i], i, 0)
