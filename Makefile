@@ -83,12 +83,13 @@ bench: sim
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode fairness -redis-db 14 -max-tokens 16
 	$(GO) run ./cmd/sluice-bench rollup -rows 10000000
 
-## drill: fault drills, 500 jobs each: kill -9 a worker, an engine dies and comes back, Redis (appendonly) restarts, the engine fails 10%; then the money drill (kill -9 a worker, a submit instance and Redis)
+## drill: fault drills, 500 jobs each: kill -9 a worker, an engine dies and comes back, Redis (appendonly) restarts, the engine fails 10%; then the money drill (kill -9 a worker, a submit instance and Redis); then the failover drill (kill -9 a Redis Cluster master, WAIT on)
 drill: sim
 	for m in kill:10 endpoint:11 redis:10 failures:12; do \
 	  SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill -mode $${m%:*} -redis-db $${m#*:} -jobs 500 -max-tokens 10 -kill-after 100 || exit 1; \
 	done
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill money
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill failover -wait-replicas 1
 
 ## fuzz: one minute per fuzz target
 fuzz:

@@ -16,6 +16,9 @@
 //
 //	SLUICE_SIM=$PWD/bin/vllm-sim go run ./cmd/sluice-drill [-jobs 100]
 //
+// `sluice-drill money` is the money drill (money.go); `sluice-drill failover`
+// kills a Redis Cluster master under load (failover.go).
+//
 // Environment: DRILL_DATABASE_URL or TEST_DATABASE_URL (an admin URL; a
 // database sluice_drill_<random> is created there and dropped at the end),
 // TEST_REDIS_URL (its database index is replaced by -redis-db), SLUICE_SIM.
@@ -76,6 +79,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "money" {
 		return runMoney(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "failover" {
+		return runFailover(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("sluice-drill", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
@@ -124,7 +130,7 @@ type drill struct {
 	env       []string
 	base      string // http://addr of the functions
 	key       string // admin API key
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	dbURL     string
 	hc        *http.Client
 	procs     []*proc

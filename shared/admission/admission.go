@@ -83,14 +83,20 @@ type Admitter struct {
 	db  Ledger
 	log *slog.Logger
 	obs Observer
+	dur *redisq.Durable
 }
 
 // Observe makes o count settlements past their holds.
 func (a *Admitter) Observe(o Observer) { a.obs = o }
 
-// New builds an Admitter.
+// Durable makes settlement's charges wait for replicas (redis.wait_replicas)
+// through d, shared with the queue so one counter reports WAIT timeouts.
+func (a *Admitter) Durable(d *redisq.Durable) { a.dur = d }
+
+// New builds an Admitter; its charges do not wait for replicas until
+// Durable is called.
 func New(cfg *config.Config, rdb redis.UniversalClient, db Ledger, log *slog.Logger) *Admitter {
-	return &Admitter{cfg: cfg, rdb: rdb, db: db, log: log}
+	return &Admitter{cfg: cfg, rdb: rdb, db: db, log: log, dur: redisq.NewDurable(rdb, 0, 0, log)}
 }
 
 // Request is what admission needs to know about one inference request.

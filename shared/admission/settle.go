@@ -312,20 +312,27 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 	args := func(s settlement) []any {
 		return []any{s.e.JobID, s.c.Included, s.c.Credit + s.c.Debt, s.c.Overage, s.tokens, b2s(s.unheld), s.period}
 	}
-	run := func(s settlement) *redis.Cmd {
-		return settleScript.Run(ctx, a.rdb, rkey.User(s.e.UserID).Settle(), args(s)...)
+	run := func(s settlement) error {
+		keys := rkey.User(s.e.UserID).Settle()
+		return a.dur.Do(ctx, keys[0], func(c redis.Cmdable) error { return settleScript.Run(ctx, c, keys, args(s)...).Err() })
 	}
-	pipe = a.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(todo))
+	// The charges must survive a failover before their settle entries are
+	// acked (the ack is on another master, so it could outlive a charge that
+	// the promoted replica never had, and the hold would lapse unpaid): with
+	// WAIT on, each master's share runs on one pinned connection and waits
+	// for replicas.
+	keys := make([]string, len(todo))
 	for i, s := range todo {
-		cmds[i] = settleScript.EvalSha(ctx, pipe, rkey.User(s.e.UserID).Settle(), args(s)...)
+		keys[i] = rkey.User(s.e.UserID).Settle()[0]
 	}
-	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
+	cmdErrs := a.dur.Pipelined(ctx, keys, func(p redis.Pipeliner, i int) redis.Cmder {
+		s := todo[i]
+		return settleScript.EvalSha(ctx, p, rkey.User(s.e.UserID).Settle(), args(s)...)
+	})
 	var errs []error
-	for i, c := range cmds {
-		err := c.Err()
+	for i, err := range cmdErrs {
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			err = run(todo[i]).Err()
+			err = run(todo[i])
 		}
 		if err != nil {
 			errs = append(errs, err)

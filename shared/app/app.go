@@ -115,6 +115,7 @@ func OpenRole(ctx context.Context, cfg *config.Config, log *slog.Logger, role Ro
 		Admission: admission.New(cfg, rdb, db, log),
 		Objects:   objstore.NewJobs(cfg),
 	}
+	d.Admission.Durable(d.Queue.Durable())
 	if role == Function {
 		d.Verifier = NewVerifier(cfg, db, log)
 	}
@@ -154,10 +155,12 @@ func NewVerifier(cfg *config.Config, db *postgres.DB, log *slog.Logger) *authn.V
 	return authn.New(db, []byte(cfg.Env.KeyPepper), cfg.Server.KeyCacheTTL, log, opts...)
 }
 
-// NewQueue builds the queue with the configured limits.
+// NewQueue builds the queue with the configured limits and durable writes
+// (redis.wait_replicas).
 func NewQueue(cfg *config.Config, rdb redis.UniversalClient) *redisq.Queue {
 	return redisq.New(rdb, redisq.Options{ResultTTL: cfg.Jobs.ResultTTL, SyncRetention: cfg.Jobs.SyncRetention, MaxAttempts: cfg.Jobs.MaxAttempts,
-		MaxQueue: cfg.Jobs.MaxQueue, Shards: cfg.Jobs.Shards, EncodeError: openai.EncodeError})
+		MaxQueue: cfg.Jobs.MaxQueue, Shards: cfg.Jobs.Shards, EncodeError: openai.EncodeError,
+		Durable: redisq.NewDurable(rdb, cfg.Redis.WaitReplicas, cfg.Redis.WaitTimeout, slog.Default())})
 }
 
 // OpenRedis connects to REDIS_URL: one server or a Redis Cluster (see

@@ -27,6 +27,7 @@ func openTelemetry(ctx context.Context, d *Deps, o telemetry.Options) (*telemetr
 	err = t.Register(
 		&redisq.QueueCollector{Queue: d.Queue, Models: models, Priorities: config.Priorities},
 		d.ReadDB, // the read replica's routing, lag and fallbacks
+		&redisq.WaitCollector{Durable: d.Queue.Durable()},
 		&postgres.BusinessCollector{DB: d.ReadDB, Pricing: cfg.Pricing, TopN: cfg.Telemetry.TopUsers, Refresh: cfg.Telemetry.BusinessRefresh},
 	)
 	return t, err

@@ -44,6 +44,7 @@ type Config struct {
 	Billing     Billing                  `yaml:"billing"`
 	UsageRollup UsageRollup              `yaml:"usage_rollup"`
 	Database    Database                 `yaml:"database"`
+	Redis       Redis                    `yaml:"redis"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -469,6 +470,7 @@ func (c *Config) applyDefaults() {
 	c.applyTelemetryDefaults()
 	c.applyAdmissionDefaults()
 	c.applyBillingDefaults()
+	c.applyRedisDefaults()
 }
 
 func def[T comparable](p *T, v T) {
@@ -574,7 +576,7 @@ func (c *Config) validate() error {
 	}
 	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
 	errs = append(errs, c.validateTelemetry()...)
-	errs = append(errs, c.validateBilling())
+	errs = append(errs, c.validateBilling(), c.validateRedis())
 	return errors.Join(errs...)
 }
 

@@ -299,3 +299,29 @@ func TestSyncRetention(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisWait: WAIT is off by default with a 100ms bound, and its
+// settings are validated.
+func TestRedisWait(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Redis.WaitReplicas != 0 || c.Redis.WaitTimeout != 100*time.Millisecond {
+		t.Fatalf("defaults: %+v", c.Redis)
+	}
+	if c, err = config.Parse([]byte("redis: {wait_replicas: 1, wait_timeout: 250ms}")); err != nil || c.Redis.WaitReplicas != 1 || c.Redis.WaitTimeout != 250*time.Millisecond {
+		t.Fatalf("set: %+v, %v", c.Redis, err)
+	}
+	for y, want := range map[string]string{
+		"redis: {wait_replicas: -1}":    "redis.wait_replicas",
+		"redis: {wait_timeout: 500us}":  "redis.wait_timeout",
+		"redis: {wait_timeout: -1s}":    "redis.wait_timeout",
+		"redis: {wait_replicas: a lot}": "a lot",
+	} {
+		if _, err := config.Parse([]byte(y)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", y, err, want)
+		}
+	}
+}

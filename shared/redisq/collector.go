@@ -101,3 +101,20 @@ func Health(ws []WorkerEndpoints) ModelHealth {
 	}
 	return h
 }
+
+// WaitCollector exports the count of WAITs for replicas that timed out
+// (redis.wait_replicas): writes answered before enough replicas had them.
+type WaitCollector struct {
+	Durable *Durable
+}
+
+var waitTimeouts = prometheus.NewDesc("sluice_redis_wait_timeouts_total",
+	"Durable writes (enqueue, completion, settlement) answered after their WAIT timed out with fewer replicas than redis.wait_replicas: they exist on the master but could be lost at its failover.", nil, nil)
+
+// Describe implements prometheus.Collector.
+func (c *WaitCollector) Describe(ch chan<- *prometheus.Desc) { ch <- waitTimeouts }
+
+// Collect implements prometheus.Collector.
+func (c *WaitCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(waitTimeouts, prometheus.CounterValue, float64(c.Durable.Timeouts()))
+}

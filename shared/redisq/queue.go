@@ -69,6 +69,10 @@ type Options struct {
 	// usage, settlement inputs) is kept once delivered; default 15m (at most
 	// ResultTTL). See Delivered.
 	SyncRetention time.Duration
+
+	// Durable runs the writes a failover must not lose (enqueue,
+	// completion) with WAIT for replicas; nil: WAIT off.
+	Durable *Durable
 }
 
 // Queue is the Redis side of the job path.
@@ -108,6 +112,9 @@ func New(rdb redis.UniversalClient, opts Options) *Queue {
 		opts.EncodeError = bareError
 	}
 	opts.Shards = max(opts.Shards, 1)
+	if opts.Durable == nil {
+		opts.Durable = NewDurable(rdb, 0, 0, nil)
+	}
 	q := &Queue{rdb: rdb, opts: opts, hub: newHub(rdb, opts)}
 	q.expiredErr, q.deadErr = q.encodeError(sluice.ErrJobExpired), q.encodeError(sluice.ErrJobDeadLettered)
 	q.interruptedErr, q.cancelledErr = q.encodeError(sluice.ErrWorkerLost), q.encodeError(sluice.ErrJobCancelled)
@@ -130,6 +137,10 @@ func bareError(e *sluice.Error) []byte {
 	}{e.Message, e.Code})
 	return b
 }
+
+// Durable returns the queue's durable-write runner (WAIT settings and the
+// count of WAITs that timed out).
+func (q *Queue) Durable() *Durable { return q.opts.Durable }
 
 // Client returns the underlying Redis client.
 func (q *Queue) Client() redis.UniversalClient { return q.rdb }
@@ -165,7 +176,13 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 		"hold", j.Hold}
 	keys := []string{rkey.JobKey(j.ID), stream, rkey.ShardFairKey(tag, j.Model, j.Priority),
 		rkey.ShardVClockKey(tag, j.Model, j.Priority), rkey.ShardBellKey(tag, j.Model)}
-	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Int64Slice()
+	// A job acknowledged with 200/202 must survive a failover: the enqueue
+	// waits for replicas (when configured) before it is answered.
+	var res []int64
+	err := q.opts.Durable.Do(ctx, keys[0], func(c redis.Cmdable) (err error) {
+		res, err = enqueueScript.Run(ctx, c, keys, args...).Int64Slice()
+		return err
+	})
 	if err != nil {
 		return translate(err)
 	}

@@ -260,10 +260,17 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 		evS = string(b)
 	}
 	tag := rkey.JobTag(e.JobID)
-	n, err := completeScript.Run(ctx, q.rdb,
-		[]string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.UsageKey(tag), rkey.HooksKey(tag), rkey.SettleKey(tag), rkey.ResultChannel(e.JobID)},
-		group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID, o.ResultRef, max(o.EngineMS, 0),
-		ms(q.opts.SyncRetention)).Int64()
+	keys := []string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.UsageKey(tag), rkey.HooksKey(tag), rkey.SettleKey(tag), rkey.ResultChannel(e.JobID)}
+	// A completion lost at failover would leave the job to be reclaimed and
+	// run again (and a webhook or poller would see it end twice): it waits
+	// for replicas (when configured) like the enqueue.
+	var n int64
+	err := q.opts.Durable.Do(ctx, keys[0], func(c redis.Cmdable) (err error) {
+		n, err = completeScript.Run(ctx, c, keys,
+			group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID, o.ResultRef, max(o.EngineMS, 0),
+			ms(q.opts.SyncRetention)).Int64()
+		return err
+	})
 	if err != nil {
 		return false, translate(err)
 	}

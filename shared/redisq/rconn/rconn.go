@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -90,6 +92,7 @@ func openCluster(ctx context.Context, copt *redis.ClusterOptions, o Options) (re
 		copt.ReadTimeout = o.ReadTimeout
 	}
 	c := redis.NewClusterClient(copt)
+	c.AddHook(reloadOnFailure{c})
 	if err := CheckCluster(ctx, c); err != nil {
 		c.Close()
 		return nil, err
@@ -120,4 +123,62 @@ func CheckCluster(ctx context.Context, c *redis.ClusterClient) error {
 func IsCluster(rdb redis.UniversalClient) bool {
 	_, ok := rdb.(*redis.ClusterClient)
 	return ok
+}
+
+// reloadOnFailure refreshes the cluster's slot map when a command fails the
+// way a failover makes it fail. go-redis reloads the map on MOVED and ASK
+// only (and every ClusterStateReloadInterval, a minute): a master killed
+// outright never answers MOVED, so without this every command of its slots
+// kept dialing the dead address for up to a minute after its replica had
+// been promoted (found by `sluice-drill failover`). Reloads are coalesced
+// by go-redis (one at a time, then a 200 ms pause), so a burst of failures
+// costs a few CLUSTER SLOTS, not one each.
+type reloadOnFailure struct{ c *redis.ClusterClient }
+
+func (h reloadOnFailure) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnFailure) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if FailoverError(err) {
+			h.c.ReloadState(ctx)
+		}
+		return err
+	}
+}
+
+func (h reloadOnFailure) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if FailoverError(c.Err()) {
+				h.c.ReloadState(ctx)
+				break
+			}
+		}
+		return err
+	}
+}
+
+// FailoverError reports whether err is what a cluster answers while a master
+// is dead or being replaced: a network failure (refused, reset, timed out,
+// closed), or CLUSTERDOWN, TRYAGAIN, MASTERDOWN, READONLY or LOADING. The
+// slot map may then be stale.
+func FailoverError(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, redis.ErrClosed) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	for _, p := range []string{"CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "LOADING"} {
+		if strings.HasPrefix(err.Error(), p) {
+			return true
+		}
+	}
+	return false
 }
