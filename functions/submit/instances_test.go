@@ -4,15 +4,19 @@ package submit_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -30,6 +34,8 @@ import (
 	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rconn"
+	"github.com/sluice-ai/sluice/shared/redisq/redistest"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -46,6 +52,12 @@ type instances struct {
 }
 
 func setupInstances(t *testing.T, n int) *instances {
+	t.Helper()
+	return setupInstancesOn(t, n, testenv.Redis)
+}
+
+// setupInstancesOn is setupInstances on the Redis that open connects to.
+func setupInstancesOn(t *testing.T, n int, open func(testing.TB) redis.UniversalClient) *instances {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -69,7 +81,7 @@ tiers:
 	cfg.Env.KeyPepper = strings.Repeat("p", 32)
 	log := slog.New(slog.DiscardHandler)
 	db := pgtest.New(t)
-	wq := redisq.New(testenv.Redis(t), redisq.Options{EncodeError: sopenai.EncodeError})
+	wq := redisq.New(open(t), redisq.Options{EncodeError: sopenai.EncodeError})
 	w, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: wq, Usage: db, Name: "t-" + model})
 	if err != nil {
 		t.Fatal(err)
@@ -82,9 +94,9 @@ tiers:
 			t.Error(err)
 		}
 	})
-	in := &instances{model: model, db: db, cfg: cfg, rdb: testenv.Redis(t)}
+	in := &instances{model: model, db: db, cfg: cfg, rdb: open(t)}
 	for i := range n {
-		rdb := testenv.Redis(t)
+		rdb := open(t)
 		adm := admission.New(cfg, rdb, db, log)
 		go adm.Settler(admission.ConsumerName(fmt.Sprintf("t-%s-%d", model, i))).Run(ctx)
 		q := redisq.New(rdb, redisq.Options{EncodeError: sopenai.EncodeError})
@@ -143,16 +155,16 @@ func logKeysPerMaster(t *testing.T, rdb redis.UniversalClient) {
 }
 
 // The OpenAI Go SDK through two submit instances and one worker: plain,
-// streamed and legacy completions on either instance, each answered and
-// its usage recorded once.
+// streamed and legacy completions on either instance, for several users
+// (whose keys hash to different slots, so on a cluster to several masters).
 func TestTwoInstancesOpenAISDK(t *testing.T) {
 	t.Parallel()
 	in := setupInstances(t, 2)
-	key := in.key(t, sluice.Limits{})
 	ctx := context.Background()
 	var jobs []string
-	for i := range 2 {
-		c := in.client(i, key)
+	for i := range 6 {
+		key := in.key(t, sluice.Limits{})
+		c := in.client(i%2, key)
 		var resp *http.Response
 		cc, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: in.model,
 			Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Say hello")},
@@ -244,4 +256,75 @@ func TestKeyRateLimitExactAcrossInstances(t *testing.T) {
 		t.Fatalf("admitted %d, refused %d; want exactly %d and %d", admitted, limited, rpm, n-rpm)
 	}
 	logKeysPerMaster(t, in.rdb)
+}
+
+// A Redis Cluster that goes down: a process starting now fails with the
+// reason; requests answer 503 service_unavailable in OpenAI's error form
+// (fail closed: nothing is admitted without its limits and funds checked);
+// once the cluster is back the same processes serve again, no restart.
+func TestClusterDownAnswers503AndRecovers(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t)
+	open := func(tb testing.TB) redis.UniversalClient {
+		c, err := rconn.Open(context.Background(), cl.URL(), rconn.Options{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { c.Close() })
+		return c
+	}
+	in := setupInstancesOn(t, 1, open)
+	key := in.key(t, sluice.Limits{})
+	chat := func() (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, in.urls[0]+"/v1/chat/completions",
+			strings.NewReader(fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":4}`, in.model)))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e apiError
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			if err := json.Unmarshal(b, &e); err != nil || e.Error.Code == nil {
+				t.Fatalf("%d answer not in OpenAI's error form: %s", resp.StatusCode, b)
+			}
+			return resp.StatusCode, *e.Error.Code
+		}
+		return resp.StatusCode, ""
+	}
+	if code, ec := chat(); code != http.StatusOK {
+		t.Fatalf("before: %d %s", code, ec)
+	}
+
+	cl.Stop()
+	_, err := rconn.Open(context.Background(), cl.URL(), rconn.Options{})
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:"+strconv.Itoa(cl.Ports[0])) {
+		t.Fatalf("start-up against a cluster that is down: %v, want an error naming the node", err)
+	}
+	t.Logf("start-up error: %v", err)
+	for i := range 3 {
+		code, ec := chat()
+		if code != http.StatusServiceUnavailable || ec != sluice.CodeServiceUnavailable {
+			t.Fatalf("down, request %d: %d %q; want 503 %s", i, code, ec, sluice.CodeServiceUnavailable)
+		}
+	}
+
+	back := time.Now()
+	cl.Start()
+	cl.WaitOK()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, ec := chat()
+		if code == http.StatusOK {
+			break
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("after the cluster came back: %d %q", code, ec)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("served again %v after the cluster's nodes were restarted", time.Since(back).Round(time.Millisecond))
 }
