@@ -239,7 +239,7 @@ cluster_stop() {
 # (testenv.Redis, testenv.RedisURL, redistest) or a whole stack on Redis.
 redis_packages() {
   (cd "$ROOT" && grep -rlE --include='*_test.go' 'testenv\.Redis|redistest\.|testenv\.RedisURL' . |
-    xargs -n1 dirname | sort -u | sed 's|^\./|./|')
+    xargs -n1 dirname | sort -u)
 }
 
 case "${1:-ensure}" in
