@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -191,14 +192,93 @@ func (c *Consumer) AutoClaim(ctx context.Context) ([]Message, error) {
 	return out, nil
 }
 
-// read takes new entries, waiting up to Block.
+// read takes new entries, waiting up to Block. A Redis Cluster serves one
+// XREADGROUP from one slot only (CROSSSLOT otherwise), and the streams of
+// several models live in several slots: there the streams are read per hash
+// tag, first without waiting, then, if all were empty, waiting on every tag
+// at once; an entry that arrives then is handed over when the slowest read
+// returns, at most Block later.
 func (c *Consumer) read(ctx context.Context) ([]Message, error) {
-	args := make([]string, 0, 2*len(c.o.Streams))
-	args = append(args, c.o.Streams...)
-	for range c.o.Streams {
+	groups := [][]string{c.o.Streams}
+	if _, ok := c.rdb.(*redis.ClusterClient); ok {
+		groups = byHashTag(c.o.Streams)
+	}
+	if len(groups) == 1 {
+		return c.xread(ctx, newEntriesArgs(groups[0]), c.o.Block)
+	}
+	var out []Message
+	var firstErr error
+	for _, g := range groups {
+		ms, err := c.xread(ctx, newEntriesArgs(g), -1)
+		out = append(out, ms...)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if len(out) > 0 || firstErr != nil {
+		return out, nilIfAny(out, firstErr)
+	}
+	got := make([][]Message, len(groups))
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = c.xread(ctx, newEntriesArgs(g), c.o.Block)
+		}()
+	}
+	wg.Wait()
+	for i := range groups {
+		out = append(out, got[i]...)
+		if errs[i] != nil && firstErr == nil {
+			firstErr = errs[i]
+		}
+	}
+	return out, nilIfAny(out, firstErr)
+}
+
+// nilIfAny drops err when entries were read: they are delivered (pending
+// for this consumer) and must be handled; the failure shows again on the
+// next read.
+func nilIfAny(ms []Message, err error) error {
+	if len(ms) > 0 {
+		return nil
+	}
+	return err
+}
+
+func newEntriesArgs(streams []string) []string {
+	args := make([]string, 0, 2*len(streams))
+	args = append(args, streams...)
+	for range streams {
 		args = append(args, ">")
 	}
-	return c.xread(ctx, args, c.o.Block)
+	return args
+}
+
+// byHashTag groups keys by their hash tag (what Redis Cluster hashes: the
+// part between the first { and the next }, or the whole key), keeping
+// their order; keys of one group share a slot.
+func byHashTag(keys []string) [][]string {
+	var out [][]string
+	at := map[string]int{}
+	for _, k := range keys {
+		tag := k
+		if i := strings.IndexByte(k, '{'); i >= 0 {
+			if j := strings.IndexByte(k[i+1:], '}'); j > 0 {
+				tag = k[i+1 : i+1+j]
+			}
+		}
+		n, ok := at[tag]
+		if !ok {
+			n = len(out)
+			at[tag] = n
+			out = append(out, nil)
+		}
+		out[n] = append(out[n], k)
+	}
+	return out
 }
 
 func (c *Consumer) xread(ctx context.Context, args []string, block time.Duration) ([]Message, error) {
