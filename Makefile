@@ -16,6 +16,10 @@ TESTENV := scripts/testenv.sh
 # telemetry (gpuworker/telemetry/nvml.go, which `make vet` still compiles).
 TEST_CGO ?= 0
 TEST_FLAGS ?= -count=1 -p 4 -parallel 4 -timeout 15m
+# The Redis-touching packages run a second time on this checkout's local
+# 3-master Redis Cluster (scripts/testenv.sh cluster-start), beside the main
+# run: fewer at once, since the two share the CPUs.
+CLUSTER_TEST_FLAGS ?= -count=1 -p 2 -parallel 4 -timeout 15m
 RIE := bin/aws-lambda-rie
 STRIPEMOCK := bin/stripe-mock
 OIDCP := tools/oidcprovider/bin/oidc-provider
@@ -47,16 +51,21 @@ test-deps: sim rie $(OIDCP) $(STRIPEMOCK) $(PROMTOOL) console-deps
 
 ## test: the whole suite against real PostgreSQL, Redis and the simulator, the alert rules
 ## (and the Lambda adapter under aws-lambda-rie), then the manifests in
-## deploy/validate's own module
+## deploy/validate's own module; the Redis-touching packages again on a local
+## 3-master Redis Cluster (this checkout's own ports; `scripts/testenv.sh cluster-stop` stops it)
 ## (scripts/testenv.sh first: installs and starts what is missing, as .ci/run does)
 test: testenv
 	@$(MAKE) --no-print-directory -j4 test-deps
 	@$(MAKE) --no-print-directory check-rules
-	@# deploy/validate (its own module) beside the suite: it fills the suite's waits
-	@(cd deploy/validate && CGO_ENABLED=$(TEST_CGO) $(GO) test -trimpath -count=1 ./... >$(CURDIR)/bin/validate.log 2>&1; echo $$? >$(CURDIR)/bin/validate.rc) & \
-	CGO_ENABLED=$(TEST_CGO) SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) \
-	  $(GO) test -trimpath $(TEST_FLAGS) ./...; rc=$$?; wait; \
-	echo "deploy/validate:"; cat bin/validate.log; [ $$rc = 0 ] && [ "$$(cat bin/validate.rc)" = 0 ]
+	@line=$$($(TESTENV) cluster-start) || exit 1; export "$$line"; \
+	export SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) CGO_ENABLED=$(TEST_CGO); \
+	seed=$${TEST_REDIS_CLUSTER_URL%%\?*}; \
+	(cd deploy/validate && $(GO) test -trimpath -count=1 ./... >$(CURDIR)/bin/validate.log 2>&1; echo $$? >$(CURDIR)/bin/validate.rc) & \
+	(TEST_REDIS_URL=$$seed $(GO) test -trimpath $(CLUSTER_TEST_FLAGS) $$($(TESTENV) redis-packages) >$(CURDIR)/bin/cluster.log 2>&1; echo $$? >$(CURDIR)/bin/cluster.rc) & \
+	$(GO) test -trimpath $(TEST_FLAGS) ./...; rc=$$?; wait; \
+	echo "deploy/validate:"; cat bin/validate.log; \
+	echo "the Redis-touching packages on the Redis Cluster (TEST_REDIS_URL=$$seed):"; cat bin/cluster.log; \
+	[ $$rc = 0 ] && [ "$$(cat bin/validate.rc)" = 0 ] && [ "$$(cat bin/cluster.rc)" = 0 ]
 
 ## console-deps: playwright-core for the console's browser tests (npm ci from the lock file,
 ## only when node_modules is older than it); Chromium itself is Debian's (scripts/testenv.sh installs it)

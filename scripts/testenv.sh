@@ -14,17 +14,28 @@
 #   scripts/testenv.sh install OUT PKG@VERSION
 #                                   the same for `go install PKG@VERSION`
 #   scripts/testenv.sh cluster-start|cluster-stop
-#                                   a local 3-master Redis Cluster on
-#                                   127.0.0.1:7100-7102; prints
-#                                   TEST_REDIS_CLUSTER_URL=...
+#                                   this checkout's local 3-master Redis
+#                                   Cluster (ports derived from the checkout's
+#                                   path, the next free ones if taken, kept in
+#                                   its state folder; SLUICE_TEST_CLUSTER_PORTS
+#                                   names them instead); start is idempotent
+#                                   and prints TEST_REDIS_CLUSTER_URL=...
 #   scripts/testenv.sh with-cluster CMD...
 #                                   run CMD with the cluster up and
 #                                   TEST_REDIS_CLUSTER_URL exported
+#   scripts/testenv.sh redis-packages
+#                                   the Go packages whose tests touch Redis
+#                                   (make test runs them again on the cluster)
 set -euo pipefail
 
 PG_HOSTPORT=${SLUICE_TEST_PG:-127.0.0.1:5432}
 REDIS_PORT=${SLUICE_TEST_REDIS_PORT:-6379}
-CLUSTER_PORTS=(${SLUICE_TEST_CLUSTER_PORTS:-7100 7101 7102})
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# This checkout's cluster: several worktrees may run their tests at once, so
+# each has its own, named by its path.
+CLUSTER_ID=$(printf '%s' "$ROOT" | sha256sum | cut -c1-8)
+CLUSTER_DIR=${TMPDIR:-/tmp}/sluice-redis-cluster-$CLUSTER_ID
+CLUSTER_PORTS=()
 CACHE=${SLUICE_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/tools}
 export PATH="/usr/local/go/bin:$PATH"
 
@@ -148,39 +159,87 @@ install_tool() {
   cp -f "$cached" "$out"
 }
 
+# port_free PORT: nothing listens on 127.0.0.1:PORT.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# cluster_ports sets CLUSTER_PORTS: SLUICE_TEST_CLUSTER_PORTS, else the ones
+# this checkout chose before, else three free ones from a base derived from
+# its path (so two checkouts rarely probe the same ones). Redis Cluster also
+# listens on each port + 10000 (the cluster bus), which must be free too.
+cluster_ports() {
+  if [ -n "${SLUICE_TEST_CLUSTER_PORTS:-}" ]; then
+    read -r -a CLUSTER_PORTS <<<"$SLUICE_TEST_CLUSTER_PORTS"; return 0
+  fi
+  if [ -s "$CLUSTER_DIR/ports" ]; then
+    read -r -a CLUSTER_PORTS <"$CLUSTER_DIR/ports"; return 0
+  fi
+  local base=$((20000 + (16#$CLUSTER_ID % 3000) * 3)) try p ok
+  for try in $(seq 0 200); do
+    ok=1
+    for p in $base $((base + 1)) $((base + 2)); do
+      port_free "$p" && port_free $((p + 10000)) || { ok=0; break; }
+    done
+    if [ $ok = 1 ]; then
+      CLUSTER_PORTS=($base $((base + 1)) $((base + 2)))
+      mkdir -p "$CLUSTER_DIR" && echo "${CLUSTER_PORTS[*]}" >"$CLUSTER_DIR/ports"
+      return 0
+    fi
+    base=$((base + 3)); [ $base -gt 29997 ] && base=20000
+  done
+  say "no three free ports for the Redis Cluster"; exit 1
+}
+
 cluster_url() {
   local u="redis://127.0.0.1:${CLUSTER_PORTS[0]}" sep='?' p
   for p in "${CLUSTER_PORTS[@]:1}"; do u+="${sep}addr=127.0.0.1:$p"; sep='&'; done
   echo "$u"
 }
 
+cluster_ok() { redis-cli -p "${CLUSTER_PORTS[0]}" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; }
+
 cluster_start() {
-  local dir=${TMPDIR:-/tmp}/sluice-redis-cluster
-  if redis-cli -p "${CLUSTER_PORTS[0]}" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
+  mkdir -p "$CLUSTER_DIR"
+  # One start at a time per checkout (make test and a hand-run start may race).
+  exec 9>"$CLUSTER_DIR.lock"
+  flock 9
+  cluster_ports
+  if cluster_ok; then
     echo "TEST_REDIS_CLUSTER_URL=$(cluster_url)"; return 0
   fi
-  local addrs=()
+  # Half-made (a node died, or a start was killed mid-way): begin afresh,
+  # since a node that holds a cluster configuration cannot join a new one.
+  local p addrs=()
+  for p in "${CLUSTER_PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
   for p in "${CLUSTER_PORTS[@]}"; do
-    mkdir -p "$dir/$p"
-    redis-cli -p "$p" ping >/dev/null 2>&1 ||
-      redis-server --daemonize yes --bind 127.0.0.1 --port "$p" --cluster-enabled yes \
-        --cluster-config-file "$dir/$p/nodes.conf" --save "" --appendonly no --dir "$dir/$p" --logfile "$dir/$p/redis.log"
+    rm -rf "${CLUSTER_DIR:?}/$p" && mkdir -p "$CLUSTER_DIR/$p"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$p" --cluster-enabled yes \
+      --cluster-config-file "$CLUSTER_DIR/$p/nodes.conf" --cluster-node-timeout 2000 \
+      --save "" --appendonly no --dir "$CLUSTER_DIR/$p" --logfile "$CLUSTER_DIR/$p/redis.log" 9>&-
     addrs+=("127.0.0.1:$p")
   done
   for p in "${CLUSTER_PORTS[@]}"; do
-    for _ in $(seq 1 30); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.2; done
+    for _ in $(seq 1 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.2; done
   done
   redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
-  for _ in $(seq 1 50); do
-    redis-cli -p "${CLUSTER_PORTS[0]}" cluster info | grep -q 'cluster_state:ok' && break
-    sleep 0.2
-  done
+  for _ in $(seq 1 100); do cluster_ok && break; sleep 0.2; done
+  cluster_ok || { say "the Redis Cluster on ${CLUSTER_PORTS[*]} did not become ok (logs in $CLUSTER_DIR)"; exit 1; }
+  say "Redis Cluster up on 127.0.0.1:${CLUSTER_PORTS[*]} ($CLUSTER_DIR)"
   echo "TEST_REDIS_CLUSTER_URL=$(cluster_url)"
 }
 
 cluster_stop() {
+  cluster_ports
+  local p
   for p in "${CLUSTER_PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
-  rm -rf "${TMPDIR:-/tmp}/sluice-redis-cluster"
+  [ -z "${SLUICE_TEST_CLUSTER_PORTS:-}" ] && rm -rf "$CLUSTER_DIR" "$CLUSTER_DIR.lock"
+  return 0
+}
+
+# redis_packages prints the packages whose tests use Redis: the test helpers
+# (testenv.Redis, testenv.RedisURL, redistest) or a whole stack on Redis.
+redis_packages() {
+  (cd "$ROOT" && grep -rlE --include='*_test.go' 'testenv\.Redis|redistest\.|testenv\.RedisURL' . |
+    xargs -n1 dirname | sort -u)
 }
 
 case "${1:-ensure}" in
@@ -190,6 +249,7 @@ case "${1:-ensure}" in
   install) shift; install_tool "$@" ;;
   cluster-start) cluster_start ;;
   cluster-stop) cluster_stop ;;
+  redis-packages) redis_packages ;;
   with-cluster)
     shift
     line=$(cluster_start)
@@ -197,5 +257,5 @@ case "${1:-ensure}" in
     trap cluster_stop EXIT
     "$@"
     ;;
-  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,30p' "$0" >&2; exit 2 ;;
 esac

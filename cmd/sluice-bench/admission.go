@@ -54,7 +54,7 @@ func runAdmissionBench(ctx context.Context, n, redisDB int, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer func() { rdb.FlushDB(context.WithoutCancel(ctx)); rdb.Close() }()
+	defer func() { scratch.Flush(context.WithoutCancel(ctx), rdb); rdb.Close() }()
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`inference:
   models:
     - name: %[1]s

@@ -202,7 +202,7 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 	defer func() {
 		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer fcancel()
-		rdb.FlushDB(fctx)
+		scratch.Flush(fctx, rdb) //nolint:errcheck
 		rdb.Close()
 	}()
 
@@ -272,7 +272,7 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 				if err != nil {
 					return "", err
 				}
-				stops = append(stops, func() { extra.FlushDB(context.WithoutCancel(ctx)); extra.Close() })
+				stops = append(stops, func() { scratch.Flush(context.WithoutCancel(ctx), extra); extra.Close() })
 			}
 			st, err := start(v.name, v.yml, url)
 			if err != nil {
@@ -635,7 +635,7 @@ func command() string {
 }
 
 // machineInfo describes the machine and the services' versions.
-func machineInfo(ctx context.Context, rdb *redis.Client, dbURL string) string {
+func machineInfo(ctx context.Context, rdb redis.UniversalClient, dbURL string) string {
 	parts := []string{fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {

@@ -31,7 +31,7 @@ import (
 type fleet struct {
 	sims   []*devstack.Sim
 	st     *devstack.Stack
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	client *http.Client
 	close  func()
 }
@@ -75,7 +75,7 @@ func startFleet(ctx context.Context, o options, seqs int, ttft, itl time.Duratio
 	closers = append(closers, func() {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		f.rdb.FlushDB(fctx)
+		scratch.Flush(fctx, f.rdb) //nolint:errcheck
 		f.rdb.Close()
 	})
 	bin, err := devstack.SimBinary(o.sim)
@@ -415,7 +415,7 @@ func postJob(ctx context.Context, c *http.Client, base, key, body string) (strin
 }
 
 // finished counts the jobs in a final state.
-func finished(ctx context.Context, rdb *redis.Client, ids []string) (int, error) {
+func finished(ctx context.Context, rdb redis.UniversalClient, ids []string) (int, error) {
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {

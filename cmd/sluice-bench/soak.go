@@ -196,7 +196,7 @@ func soakOne(ctx context.Context, client *http.Client, url, auth string, body []
 }
 
 // redisMemory returns the server's used_memory and the database's key count.
-func redisMemory(ctx context.Context, rdb *redis.Client) (int64, int64) {
+func redisMemory(ctx context.Context, rdb redis.UniversalClient) (int64, int64) {
 	var used int64
 	if s, err := rdb.Info(ctx, "memory").Result(); err == nil {
 		for _, line := range strings.Split(s, "\n") {
@@ -210,7 +210,7 @@ func redisMemory(ctx context.Context, rdb *redis.Client) (int64, int64) {
 }
 
 // memUsage is MEMORY USAGE of a key in bytes, or "gone".
-func memUsage(ctx context.Context, rdb *redis.Client, key string) string {
+func memUsage(ctx context.Context, rdb redis.UniversalClient, key string) string {
 	n, err := rdb.MemoryUsage(ctx, key).Result()
 	if err != nil {
 		return "gone"

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/redisq/rconn"
 )
 
 func init() {
@@ -173,13 +175,14 @@ func pingPostgres(ctx context.Context, url, from string, timeout time.Duration, 
 
 func pingRedis(ctx context.Context, url, from string, timeout time.Duration, fix string) check {
 	c := check{name: "Redis server"}
-	opts, err := redis.ParseURL(url)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// rconn.Open is how the platform connects: a seed address of a Redis
+	// Cluster gets a cluster client, and a cluster that cannot serve every
+	// slot fails here with the reason, as it would at start.
+	rdb, err := rconn.Open(ctx, url, rconn.Options{})
 	if err == nil {
-		opts.DialTimeout, opts.MaxRetries = timeout, -1
-		rdb := redis.NewClient(opts)
 		defer rdb.Close()
-		ctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
 		var v string
 		if v, err = rdb.Info(ctx, "server").Result(); err == nil {
 			ver := "?"
@@ -188,7 +191,14 @@ func pingRedis(ctx context.Context, url, from string, timeout time.Duration, fix
 					ver = s
 				}
 			}
-			c.ok, c.found = true, fmt.Sprintf("%s answers (Redis %s)", redacted(url), ver)
+			kind := "Redis " + ver
+			if cc, ok := rdb.(*redis.ClusterClient); ok {
+				// ForEachMaster calls in parallel.
+				var masters atomic.Int32
+				cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { masters.Add(1); return nil }) //nolint:errcheck
+				kind = fmt.Sprintf("Redis Cluster of %d masters, Redis %s", masters.Load(), ver)
+			}
+			c.ok, c.found = true, fmt.Sprintf("%s answers (%s)", redacted(url), kind)
 			return c
 		}
 	}
@@ -201,6 +211,9 @@ func pingRedis(ctx context.Context, url, from string, timeout time.Duration, fix
 func shortErr(err error) string {
 	if err == nil {
 		return "no answer"
+	}
+	if s := err.Error(); strings.HasPrefix(s, "redis cluster:") {
+		return s // names the master or the cluster's state
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Err != nil {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/shared/redisq/rconn"
 )
 
 // FirstEnv returns the first set variable of names, or def.
@@ -69,30 +71,46 @@ func CreateDatabase(ctx context.Context, adminURL, prefix string) (string, func(
 	return u.String(), drop, nil
 }
 
-// RedisDBURL returns base with its database index replaced by db.
+// RedisDBURL returns base with its database index replaced by db. A Redis
+// Cluster has only database 0: a URL in go-redis's cluster form
+// (?addr=...) is returned as it is, and a cluster's seed address is
+// refused by rconn.Open with the fix (drop /db) if db is not 0.
 func RedisDBURL(base string, db int) (string, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 		return "", fmt.Errorf("redis URL %q: want redis://host:port[/db]", base)
 	}
+	if u.Query().Has("addr") {
+		return base, nil
+	}
 	u.Path = "/" + strconv.Itoa(db)
 	return u.String(), nil
 }
 
-// FlushRedis connects to url and empties its database.
-func FlushRedis(ctx context.Context, url string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
+// FlushRedis connects to url as the platform does (rconn.Open: one server
+// or a Redis Cluster) and empties it: its database, or every master of a
+// cluster, so a load program's Redis must be its own.
+func FlushRedis(ctx context.Context, url string) (redis.UniversalClient, error) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := rconn.Open(fctx, url, rconn.Options{})
 	if err != nil {
 		return nil, err
 	}
-	c := redis.NewClient(opt)
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := c.FlushDB(fctx).Err(); err != nil {
+	if err := Flush(fctx, c); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	return c, nil
+}
+
+// Flush empties c's database, or every master of a cluster (FLUSHDB on a
+// cluster client reaches one node only).
+func Flush(ctx context.Context, c redis.UniversalClient) error {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.FlushDB(ctx).Err() })
+	}
+	return c.FlushDB(ctx).Err()
 }
 
 // Unthrottled is configuration for load programs, which measure the queue

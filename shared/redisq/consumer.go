@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -191,49 +192,63 @@ func (c *Consumer) AutoClaim(ctx context.Context) ([]Message, error) {
 	return out, nil
 }
 
-// read takes new entries, waiting up to Block.
+// read takes new entries, waiting up to Block. A Redis Cluster serves one
+// XREADGROUP from one slot only (CROSSSLOT otherwise), and the streams of
+// several models live in several slots: there the streams are read per hash
+// tag, first without waiting, then, if all were empty, waiting on every tag
+// at once; an entry that arrives then is handed over when the slowest read
+// returns, at most Block later.
 func (c *Consumer) read(ctx context.Context) ([]Message, error) {
-	groups := c.slotGroups()
+	groups := [][]string{c.o.Streams}
+	if _, ok := c.rdb.(*redis.ClusterClient); ok {
+		groups = byHashTag(c.o.Streams)
+	}
 	if len(groups) == 1 {
-		return c.xread(ctx, readArgs(groups[0]), c.o.Block)
+		return c.xread(ctx, newEntriesArgs(groups[0]), c.o.Block)
 	}
-	// On a cluster one XREADGROUP reads streams of one slot only (a sharded
-	// queue's streams are several): read each slot's streams without
-	// blocking, and only when all are empty block on all of them at once.
-	// Every read's entries are kept (they are pending to this consumer
-	// already), so the first entries after an idle spell wait up to Block.
 	var out []Message
+	var firstErr error
 	for _, g := range groups {
-		ms, err := c.xread(ctx, readArgs(g), -1)
-		if err != nil {
-			return out, err
-		}
+		ms, err := c.xread(ctx, newEntriesArgs(g), -1)
 		out = append(out, ms...)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
 	}
-	if len(out) > 0 {
-		return out, nil
+	if len(out) > 0 || firstErr != nil {
+		return out, nilIfAny(out, firstErr)
 	}
-	type res struct {
-		ms  []Message
-		err error
-	}
-	ch := make(chan res, len(groups))
-	for _, g := range groups {
+	got := make([][]Message, len(groups))
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Add(1)
 		go func() {
-			ms, err := c.xread(ctx, readArgs(g), c.o.Block)
-			ch <- res{ms, err}
+			defer wg.Done()
+			got[i], errs[i] = c.xread(ctx, newEntriesArgs(g), c.o.Block)
 		}()
 	}
-	var errs []error
-	for range groups {
-		r := <-ch
-		out = append(out, r.ms...)
-		errs = append(errs, r.err)
+	wg.Wait()
+	for i := range groups {
+		out = append(out, got[i]...)
+		if errs[i] != nil && firstErr == nil {
+			firstErr = errs[i]
+		}
 	}
-	return out, errors.Join(errs...)
+	return out, nilIfAny(out, firstErr)
 }
 
-func readArgs(streams []string) []string {
+// nilIfAny drops err when entries were read: they are delivered (pending
+// for this consumer) and must be handled; the failure shows again on the
+// next read.
+func nilIfAny(ms []Message, err error) error {
+	if len(ms) > 0 {
+		return nil
+	}
+	return err
+}
+
+func newEntriesArgs(streams []string) []string {
 	args := make([]string, 0, 2*len(streams))
 	args = append(args, streams...)
 	for range streams {
@@ -242,28 +257,26 @@ func readArgs(streams []string) []string {
 	return args
 }
 
-// slotGroups splits the streams into groups one XREADGROUP may read
-// together: all of them on a single node, those of one hash tag on a
-// cluster.
-func (c *Consumer) slotGroups() [][]string {
-	if _, ok := c.rdb.(*redis.ClusterClient); !ok || len(c.o.Streams) <= 1 {
-		return [][]string{c.o.Streams}
-	}
+// byHashTag groups keys by their hash tag (what Redis Cluster hashes: the
+// part between the first { and the next }, or the whole key), keeping
+// their order; keys of one group share a slot.
+func byHashTag(keys []string) [][]string {
 	var out [][]string
 	at := map[string]int{}
-	for _, s := range c.o.Streams {
-		tag := s
-		if i := strings.IndexByte(s, '{'); i >= 0 {
-			if j := strings.IndexByte(s[i+1:], '}'); j > 0 {
-				tag = s[i+1 : i+1+j]
+	for _, k := range keys {
+		tag := k
+		if i := strings.IndexByte(k, '{'); i >= 0 {
+			if j := strings.IndexByte(k[i+1:], '}'); j > 0 {
+				tag = k[i+1 : i+1+j]
 			}
 		}
-		if k, ok := at[tag]; ok {
-			out[k] = append(out[k], s)
-			continue
+		n, ok := at[tag]
+		if !ok {
+			n = len(out)
+			at[tag] = n
+			out = append(out, nil)
 		}
-		at[tag] = len(out)
-		out = append(out, []string{s})
+		out[n] = append(out[n], k)
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 )
 
 // consumerRig is a stream of its own and a queue to consume it through.
@@ -218,4 +219,45 @@ func TestConsumerRecoversFromNoGroup(t *testing.T) {
 		t.Fatalf("got %v after the stream was deleted, want [after]", got)
 	}
 	r.drained(t, "g")
+}
+
+// One consumer over the streams of several models (the settler's, usage
+// writer's and webhook sender's case): every stream's entries are handed
+// over, waiting or idle, also on a Redis Cluster, where the streams live in
+// several slots and one XREADGROUP over them fails with CROSSSLOT.
+func TestConsumerOverSeveralModels(t *testing.T) {
+	t.Parallel()
+	rdb := testenv.Redis(t)
+	var streams []string
+	for range 4 {
+		streams = append(streams, rkey.SettleKey(rkey.Tag(testenv.Name("m"))))
+	}
+	t.Cleanup(func() {
+		for _, s := range streams {
+			rdb.Del(context.Background(), s)
+		}
+	})
+	rec := newRecorder()
+	c := redisq.NewConsumer(rdb, redisq.ConsumerOptions{Group: "g", Name: "c", Streams: streams, Block: 200 * time.Millisecond}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go c.Run(ctx, func(ctx context.Context, ms []redisq.Message) {
+		rec.note(ms)
+		c.Ack(ctx, ms...) //nolint:errcheck
+	})
+	for round := range 2 { // waiting entries, then entries that arrive while it blocks
+		for _, s := range streams {
+			if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: s, Values: []any{"v", s}}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := rec.wait(t, len(streams), 10*time.Second)
+		slices.Sort(got)
+		want := slices.Clone(streams)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("round %d: got %v, want one entry of each of %v", round, got, want)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }

@@ -37,9 +37,19 @@ func setup(t *testing.T, opts redisq.Options) *bundle {
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
-		keys, _ := rdb.Keys(ctx, "sluice:{m:"+rkey.Tag(b.model)+"}:*"+b.model+"*").Result()
-		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
+		pattern := "sluice:{m:" + rkey.Tag(b.model) + "}:*" + b.model + "*"
+		del := func(ctx context.Context, c redis.Cmdable) error {
+			keys, _ := c.Keys(ctx, pattern).Result()
+			if len(keys) > 0 {
+				c.Del(ctx, keys...)
+			}
+			return nil
+		}
+		// KEYS on a cluster client reaches one node: ask every master.
+		if cc, ok := rdb.(*redis.ClusterClient); ok {
+			cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return del(ctx, m) }) //nolint:errcheck
+		} else {
+			del(ctx, rdb) //nolint:errcheck
 		}
 	})
 	return b
