@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/internal/shrinkwrap"
 	"github.com/sluice-ai/sluice/internal/testenv"
@@ -162,8 +164,12 @@ func TestUnderRuntimeInterfaceEmulator(t *testing.T) {
 		"source":"aws.events","account":"123456789012","time":"2026-11-25T19:00:00Z","region":"us-east-1",
 		"resources":["arn:aws:events:us-east-1:123456789012:rule/usage-rollup"],"detail":{}}`)
 	// Each run folds what is new since its watermark: the two completions
-	// may arrive over several runs; together they fold exactly two.
-	deadline := time.Now().Add(30 * time.Second)
+	// may arrive over several runs; together they fold exactly two. A run
+	// folds only rows below the instance-wide xid horizon, so any other
+	// test's open transaction on the shared server holds a row back (make
+	// test runs two suites at once): the bound is generous, and a failure
+	// names the transactions in the way.
+	deadline := time.Now().Add(120 * time.Second)
 	var folded, tokens int64
 	for {
 		var rep struct {
@@ -194,7 +200,7 @@ func TestUnderRuntimeInterfaceEmulator(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("scheduled runs never folded the two usage rows: %d so far", folded)
+			t.Fatalf("scheduled runs never folded the two usage rows: %d so far; open transactions: %s", folded, openTransactions(env["DATABASE_URL"]))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -252,4 +258,26 @@ func invoke(t *testing.T, url string, event []byte) []byte {
 	}
 	t.Fatalf("emulator never answered: %v", lastErr)
 	return nil
+}
+
+// openTransactions lists the server's transactions open for over five
+// seconds (they hold the rollup's xid horizon back), for a failure message.
+func openTransactions(dbURL string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT format('%s pid %s %s for %s: %s', datname, pid, state, now() - xact_start, left(query, 120))
+		FROM pg_stat_activity WHERE xact_start < now() - interval '5 seconds' AND pid <> pg_backend_pid()`)
+	if err != nil {
+		return err.Error()
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprint(out)
 }

@@ -296,7 +296,11 @@ func (q *Queue) Get(ctx context.Context, jobID, owner string) (*sluice.JobState,
 		js.Result = json.RawMessage(r)
 	}
 	js.ResultRef = str(9)
-	if e := str(7); e != "" {
+	e := str(7)
+	if e == "" && js.Status == sluice.JobCancelled {
+		e = q.cancelledErr // a slimmed record drops it (slim.lua)
+	}
+	if e != "" {
 		var eb sluice.ErrorBody
 		if json.Unmarshal([]byte(e), &eb) == nil {
 			js.Error = &eb

@@ -27,9 +27,12 @@ local function slim_job(jk, rk, keep)
   local waits = pttl == -1 and redis.call('HGET', jk, 'resv') == '1'
   local kept = {}
   if waits then kept = {'keep', keep} end
+  -- A cancelled job's error is always the same (Get restores it), and at
+  -- over 64 bytes it alone would keep the hash in the larger encoding.
+  local cancelled = redis.call('HGET', jk, 'status') == 'cancelled'
   for i = 1, #all, 2 do
     local f, v = all[i], all[i + 1]
-    if not drop[f] and v ~= '' then
+    if not drop[f] and v ~= '' and not (cancelled and f == 'error') then
       if f == 'usage' then
         f = 'u'
         v = v:gsub('"prompt_tokens":', '"p":'):gsub('"completion_tokens":', '"c":'):gsub('"total_tokens":', '"t":')
