@@ -762,7 +762,7 @@ func (m *money) checkRPM(ctx context.Context) error {
 }
 
 // checkBalance: a credit worth exactly K requests' worst case, 20·K requests
-// at once: K admitted, the balance never below zero, and the charge equal to
+// at once: at least K admitted, the balance never below zero, and the charge equal to
 // the settled usage, to the micro-dollar.
 func (m *money) checkBalance(ctx context.Context) error {
 	// Each request holds prompt bound 1+4 bytes + 8·2 + the template
@@ -811,7 +811,13 @@ func (m *money) checkBalance(ctx context.Context) error {
 		"charged %d µ$ = priced usage %d µ$ over %d ledger rows; live balance %d µ$ (ledger %d - %d)",
 		k, k*hold, hold, 20*k, ok, quota, charged, priced, rows, l.Credit, k*hold, charged)
 	m.logf("%s", m.balanceLine)
-	if ok != k || quota != 19*k || charged != priced || l.Credit != int64(k*hold)-charged || l.Credit < 0 || int64(ok) != rows {
+	// At least K fit (each worst-case hold does); more only as earlier
+	// requests settle during the burst and give back what they held beyond
+	// their use (the burst's last requests can reach admission after the
+	// first ones ended: seen on main before issue 16 too, 10 to 13 of 200).
+	// What may never happen: the charge beyond the credit, or differing from
+	// the priced usage.
+	if ok < k || ok+quota != 20*k || charged > int64(k*hold) || charged != priced || l.Credit != int64(k*hold)-charged || l.Credit < 0 || int64(ok) != rows {
 		return fmt.Errorf("balance check failed: %s", m.balanceLine)
 	}
 	return nil
