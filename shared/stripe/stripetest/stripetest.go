@@ -32,7 +32,7 @@ func Mock(tb testing.TB) string {
 	}
 	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) //nolint:errcheck
 	base := "http://127.0.0.1:" + httpPort
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if c, err := net.Dial("tcp", "127.0.0.1:"+httpPort); err == nil {
 			c.Close()
 			return base
