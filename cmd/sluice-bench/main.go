@@ -172,39 +172,12 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "sluice-bench: "+format+"\n", a...) }
 	loadBefore := loadAvg() // other work on the machine skews both phases
 
-	dir, err := os.MkdirTemp("", "sluice-bench-")
+	run, err := newScratchRun(ctx, o, "sluice-bench-", progress)
 	if err != nil {
 		return "", err
 	}
-	defer func() {
-		if o.keep {
-			progress("kept %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	}()
-
-	// Database and Redis of our own.
-	adminURL := scratch.FirstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "BENCH_DATABASE_URL", "TEST_DATABASE_URL")
-	dbURL, dropDB, err := scratch.CreateDatabase(ctx, adminURL, "sluice_bench_")
-	if err != nil {
-		return "", err
-	}
-	defer dropDB()
-	redisURL, err := scratch.RedisDBURL(scratch.FirstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), o.redisDB)
-	if err != nil {
-		return "", err
-	}
-	rdb, err := scratch.FlushRedis(ctx, redisURL)
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer fcancel()
-		scratch.Flush(fctx, rdb) //nolint:errcheck
-		rdb.Close()
-	}()
+	defer run.close()
+	dir, dbURL, redisURL, rdb := run.dir, run.dbURL, run.redisURL, run.rdb
 
 	// The engine: zero latency, enough sequences that it is never the bottleneck.
 	bin, err := devstack.SimBinary(o.sim)

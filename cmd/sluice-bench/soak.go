@@ -35,37 +35,12 @@ import (
 // Redis of the soak's own for a clean figure.
 func soak(ctx context.Context, o options, stderr io.Writer) (string, error) {
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "sluice-bench: "+format+"\n", a...) }
-	dir, err := os.MkdirTemp("", "sluice-bench-")
+	run, err := newScratchRun(ctx, o, "sluice-bench-", progress)
 	if err != nil {
 		return "", err
 	}
-	defer func() {
-		if o.keep {
-			progress("kept %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	}()
-	adminURL := scratch.FirstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "BENCH_DATABASE_URL", "TEST_DATABASE_URL")
-	dbURL, dropDB, err := scratch.CreateDatabase(ctx, adminURL, "sluice_bench_")
-	if err != nil {
-		return "", err
-	}
-	defer dropDB()
-	redisURL, err := scratch.RedisDBURL(scratch.FirstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), o.redisDB)
-	if err != nil {
-		return "", err
-	}
-	rdb, err := scratch.FlushRedis(ctx, redisURL)
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		rdb.FlushDB(fctx)
-		rdb.Close()
-	}()
+	defer run.close()
+	dir, dbURL, redisURL, rdb := run.dir, run.dbURL, run.redisURL, run.rdb
 	bin, err := devstack.SimBinary(o.sim)
 	if err != nil {
 		return "", err

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/internal/scratch"
 	"github.com/sluice-ai/sluice/shared/config"
@@ -89,4 +91,59 @@ func otlpSink() (*http.Server, *atomic.Int64, error) {
 		}
 	}()
 	return srv, &n, nil
+}
+
+// scratchRun is a run's own temporary folder, PostgreSQL database and
+// (flushed) Redis database, shared by the bench modes that start a stack.
+type scratchRun struct {
+	dir, dbURL, redisURL string
+	rdb                  redis.UniversalClient
+	cleanups             []func()
+}
+
+// newScratchRun creates them; close removes them (keeping the folder with
+// -keep).
+func newScratchRun(ctx context.Context, o options, prefix string, progress func(string, ...any)) (r *scratchRun, err error) {
+	r = &scratchRun{}
+	defer func() {
+		if err != nil {
+			r.close()
+		}
+	}()
+	if r.dir, err = os.MkdirTemp("", prefix); err != nil {
+		return nil, err
+	}
+	r.cleanups = append(r.cleanups, func() {
+		if o.keep {
+			progress("kept %s", r.dir)
+			return
+		}
+		os.RemoveAll(r.dir)
+	})
+	adminURL := scratch.FirstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "BENCH_DATABASE_URL", "TEST_DATABASE_URL")
+	dbURL, dropDB, err := scratch.CreateDatabase(ctx, adminURL, "sluice_bench_")
+	if err != nil {
+		return nil, err
+	}
+	r.dbURL = dbURL
+	r.cleanups = append(r.cleanups, dropDB)
+	if r.redisURL, err = scratch.RedisDBURL(scratch.FirstEnv("redis://127.0.0.1:6379", "TEST_REDIS_URL"), o.redisDB); err != nil {
+		return nil, err
+	}
+	if r.rdb, err = scratch.FlushRedis(ctx, r.redisURL); err != nil {
+		return nil, err
+	}
+	r.cleanups = append(r.cleanups, func() {
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer fcancel()
+		scratch.Flush(fctx, r.rdb) //nolint:errcheck
+		r.rdb.Close()
+	})
+	return r, nil
+}
+
+func (r *scratchRun) close() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
 }
