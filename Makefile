@@ -24,7 +24,7 @@ RIE := bin/aws-lambda-rie
 STRIPEMOCK := bin/stripe-mock
 OIDCP := tools/oidcprovider/bin/oidc-provider
 
-.PHONY: testenv test-deps doctor sluice-bin stripe-mock run test test-short bench drill sim rie lambda vet fuzz build clean promtool check-rules console-deps screenshots
+.PHONY: testenv test-deps doctor sluice-bin stripe-mock run test test-short bench drill sim rie lambda vet fuzz build clean promtool check-rules console-deps sdk-deps screenshots
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 ## (Ctrl-C stops it and exits 0; `sluice doctor` says what is missing when it fails)
@@ -47,7 +47,7 @@ testenv:
 	@$(TESTENV)
 
 ## test-deps: the tools the tests run, built in parallel, once per version (cached in ~/.cache/sluice/tools)
-test-deps: sim rie $(OIDCP) $(STRIPEMOCK) $(PROMTOOL) console-deps
+test-deps: sim rie $(OIDCP) $(STRIPEMOCK) $(PROMTOOL) console-deps sdk-deps
 
 ## test: the whole suite against real PostgreSQL, Redis and the simulator, the alert rules
 ## (and the Lambda adapter under aws-lambda-rie), then the manifests in
@@ -72,6 +72,12 @@ test: testenv
 console-deps: console/e2e/node_modules/.package-lock.json
 console/e2e/node_modules/.package-lock.json: console/e2e/package-lock.json console/e2e/package.json
 	cd console/e2e && npm ci --no-audit --no-fund
+	@touch $@
+
+## sdk-deps: the npm openai package for internal/sdktest's Node SDK tests (npm ci from the lock file)
+sdk-deps: internal/sdktest/node/node_modules/.package-lock.json
+internal/sdktest/node/node_modules/.package-lock.json: internal/sdktest/node/package-lock.json internal/sdktest/node/package.json
+	cd internal/sdktest/node && npm ci --no-audit --no-fund
 	@touch $@
 
 ## screenshots: PNGs of the console's main pages (desktop and phone) into docs/console

@@ -45,6 +45,7 @@ type Config struct {
 	UsageRollup UsageRollup              `yaml:"usage_rollup"`
 	Database    Database                 `yaml:"database"`
 	Redis       Redis                    `yaml:"redis"`
+	Batch       Batch                    `yaml:"batch"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -86,6 +87,15 @@ type ModelPrice struct {
 	// price needs no fractional micro-dollars per millisecond); default 0.
 	// Paid from credit, then overage, like PerRequest.
 	PerGPUSecond Micros `yaml:"per_gpu_second"`
+	// BatchDiscount: the share taken off a batch line's price, 0..1;
+	// default 0.5 (as OpenAI). A pointer so 0 (no discount) can be said.
+	BatchDiscount *float64 `yaml:"batch_discount"`
+	// FlexDiscount: the share taken off a service_tier=flex job's price,
+	// 0..1; default 0.5.
+	FlexDiscount *float64 `yaml:"flex_discount"`
+	// PriorityMultiplier: a service_tier=priority job's price factor,
+	// ≥ 1; default 2.
+	PriorityMultiplier *float64 `yaml:"priority_multiplier"`
 }
 
 // Tier is a subscription tier.
@@ -471,6 +481,7 @@ func (c *Config) applyDefaults() {
 	c.applyAdmissionDefaults()
 	c.applyBillingDefaults()
 	c.applyRedisDefaults()
+	c.applyBatchDefaults()
 }
 
 func def[T comparable](p *T, v T) {
@@ -576,7 +587,7 @@ func (c *Config) validate() error {
 	}
 	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
 	errs = append(errs, c.validateTelemetry()...)
-	errs = append(errs, c.validateBilling(), c.validateRedis())
+	errs = append(errs, c.validateBilling(), c.validateRedis(), c.validateBatch())
 	return errors.Join(errs...)
 }
 
@@ -606,6 +617,10 @@ func (c *Config) TierPriority(tier string) int {
 
 // Priorities is the number of priority classes (streams per model).
 const Priorities = 3
+
+// BatchClass is the queue class of batch lines and flex jobs: the last,
+// served only from the slots interactive work leaves (batch.max_slot_share).
+const BatchClass = Priorities - 1
 
 // Permissions returns the permissions of a role.
 func (c *Config) Permissions(role string) []string { return c.Auth.RBAC.Permissions[role] }

@@ -31,6 +31,17 @@ func (s JobStatus) Terminal() bool {
 const (
 	EndpointChat       = "/v1/chat/completions"
 	EndpointCompletion = "/v1/completions"
+	EndpointEmbeddings = "/v1/embeddings"
+	EndpointResponses  = "/v1/responses"
+)
+
+// Service tiers a job runs at (OpenAI's service_tier, plus batch for a
+// batch's lines): they choose its queue class and its price.
+const (
+	TierDefault  = "default"
+	TierFlex     = "flex"
+	TierPriority = "priority"
+	TierBatch    = "batch"
 )
 
 // Job is one inference request travelling through the queue.
@@ -44,11 +55,14 @@ type Job struct {
 	Body      json.RawMessage `json:"body"`                      // the normalised upstream request
 	// BodyRef is the object-store key of Body when an async input was too
 	// large to keep in Redis; Body is then empty until the worker fetches it.
-	BodyRef    string `json:"body_ref,omitempty"`
-	Stream     bool   `json:"stream"`   // relay chunks as they come
-	Priority   int    `json:"priority"` // 0 is served first
-	Async      bool   `json:"async"`
-	WebhookURL string `json:"webhook_url,omitempty"`
+	BodyRef  string `json:"body_ref,omitempty"`
+	Stream   bool   `json:"stream"`   // relay chunks as they come
+	Priority int    `json:"priority"` // 0 is served first
+	// ServiceTier is the tier the job runs at (TierDefault when empty):
+	// it sets the price factor the settler charges at.
+	ServiceTier string `json:"service_tier,omitempty"`
+	Async       bool   `json:"async"`
+	WebhookURL  string `json:"webhook_url,omitempty"`
 	// Reserved: admission holds funds and a slot for the job, so its end
 	// must be settled (every terminal path emits a settle event).
 	Reserved bool `json:"reserved,omitempty"`
