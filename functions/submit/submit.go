@@ -37,6 +37,9 @@ type Deps struct {
 	// Objects holds large results and async inputs (storage.jobs); nil
 	// keeps every payload in Redis.
 	Objects *objstore.Jobs
+	// Responses reads and deletes stored /v1/responses responses
+	// (postgres.DB); nil: none is found.
+	Responses ResponseStore
 }
 
 type service struct {
@@ -57,6 +60,9 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("GET /v1/models/{model}", s.model)
 	mux.HandleFunc("POST /v1/chat/completions", s.infer(sluice.EndpointChat))
 	mux.HandleFunc("POST /v1/completions", s.infer(sluice.EndpointCompletion))
+	mux.HandleFunc("POST /v1/responses", s.createResponse)
+	mux.HandleFunc("GET /v1/responses/{id}", s.getResponse)
+	mux.HandleFunc("DELETE /v1/responses/{id}", s.deleteResponse)
 	mux.HandleFunc("POST /v1/jobs", s.createJob)
 	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("DELETE /v1/jobs/{id}", s.cancelJob)
@@ -69,7 +75,7 @@ func New(d Deps) http.Handler {
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler {
-	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects})
+	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects, Responses: d.DB})
 })
 
 // Handle is the OpenFaaS entry point: it builds the handler from the
@@ -248,6 +254,7 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Princi
 				}
 				if sse == nil {
 					sse = openai.StartSSE(w)
+					sse.Named = job.Endpoint == sluice.EndpointResponses
 					telemetry.From(r.Context()).FirstToken(job.Model, httpserve.Since(r.Context()))
 				}
 				if sse.Data([]byte(ev.Data)) != nil {

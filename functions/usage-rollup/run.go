@@ -25,6 +25,14 @@ type Report struct {
 	Meter         Meter     `json:"meter"`
 	Reconcile     Reconcile `json:"reconcile"`
 	ElapsedMS     int64     `json:"elapsed_ms"`
+	// ResponsesExpired is how many stored responses past
+	// responses.store_ttl the run deleted.
+	ResponsesExpired int64 `json:"responses_expired"`
+}
+
+// responseSweeper deletes expired stored responses; postgres.DB is one.
+type responseSweeper interface {
+	SweepResponses(ctx context.Context) (int64, error)
 }
 
 // Sums are requests, tokens and their list price.
@@ -90,6 +98,15 @@ func RunScheduled(ctx context.Context, d Deps) (Report, error) {
 	// HTTP call inside one would hold the xid horizon back for everyone.
 	if err := sendMeter(ctx, d, &rep.Meter); err != nil {
 		d.Log.WarnContext(ctx, "usage-rollup: meter outbox", slog.String("err", err.Error()))
+	}
+	if sw, ok := d.DB.(responseSweeper); ok {
+		// Expired responses are never read (GET and previous_response_id
+		// check expires_at); this only frees their rows.
+		n, err := sw.SweepResponses(ctx)
+		rep.ResponsesExpired = n
+		if err != nil {
+			d.Log.WarnContext(ctx, "usage-rollup: stored responses sweep", slog.String("err", err.Error()))
+		}
 	}
 	rep.ElapsedMS = time.Since(start).Milliseconds()
 	if !rep.Skipped { // a skipped run's figures belong to the run that held the lock

@@ -139,6 +139,9 @@ func (c *Client) Do(ctx context.Context, endpoint string, body []byte, stream bo
 		}
 		return res, nil
 	}
+	if endpoint == sluice.EndpointResponses {
+		return readResponsesStream(ctx, resp.Body, onChunk)
+	}
 	return readStream(ctx, resp.Body, onChunk)
 }
 
@@ -149,12 +152,27 @@ type usageJSON struct {
 	PromptTokensDetails *struct {
 		CachedTokens int64 `json:"cached_tokens"`
 	} `json:"prompt_tokens_details"`
+	// The Responses API's names for the same counts.
+	InputTokens        int64 `json:"input_tokens"`
+	OutputTokens       int64 `json:"output_tokens"`
+	InputTokensDetails *struct {
+		CachedTokens int64 `json:"cached_tokens"`
+	} `json:"input_tokens_details"`
 }
 
 func (u *usageJSON) toUsage() sluice.Usage {
 	out := sluice.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
 	if u.PromptTokensDetails != nil {
 		out.CachedTokens = u.PromptTokensDetails.CachedTokens
+	}
+	if out.PromptTokens == 0 && out.CompletionTokens == 0 { // a /v1/responses usage
+		out.PromptTokens, out.CompletionTokens = u.InputTokens, u.OutputTokens
+		if u.TotalTokens == 0 {
+			out.TotalTokens = u.InputTokens + u.OutputTokens
+		}
+		if u.InputTokensDetails != nil {
+			out.CachedTokens = u.InputTokensDetails.CachedTokens
+		}
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -77,6 +78,8 @@ func tokenizeRequests(model, endpoint string, body []byte) ([]tokenizeReq, error
 		}
 		out, _ := json.Marshal(req)
 		return []tokenizeReq{{body: out, ids: -1}}, nil
+	case sluice.EndpointResponses:
+		return responsesTokenizeRequest(model, body)
 	case sluice.EndpointCompletion:
 		var b struct {
 			Prompt json.RawMessage `json:"prompt"`
@@ -148,4 +151,85 @@ func (c *Client) tokenize(ctx context.Context, body []byte) (int64, error) {
 		return *out.Count, nil
 	}
 	return int64(len(out.Tokens)), nil
+}
+
+// responsesTokenizeRequest turns a /v1/responses body into the chat
+// /tokenize request of the prompt the engine renders for it: instructions
+// as a system message, each input item as the message vLLM makes of it
+// (text parts joined, function calls as tool calls, their outputs as tool
+// messages), tools as sent.
+func responsesTokenizeRequest(model string, body []byte) ([]tokenizeReq, error) {
+	var b struct {
+		Instructions *string         `json:"instructions"`
+		Input        json.RawMessage `json:"input"`
+		Tools        json.RawMessage `json:"tools"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil || len(b.Input) == 0 {
+		return nil, ErrNoTokenizer
+	}
+	var msgs []map[string]any
+	if b.Instructions != nil {
+		msgs = append(msgs, map[string]any{"role": "system", "content": *b.Instructions})
+	}
+	var one string
+	if json.Unmarshal(b.Input, &one) == nil {
+		msgs = append(msgs, map[string]any{"role": "user", "content": one})
+	} else {
+		var items []struct {
+			Type      string          `json:"type"`
+			Role      string          `json:"role"`
+			Content   json.RawMessage `json:"content"`
+			CallID    string          `json:"call_id"`
+			Name      string          `json:"name"`
+			Arguments string          `json:"arguments"`
+			Output    json.RawMessage `json:"output"`
+		}
+		if json.Unmarshal(b.Input, &items) != nil {
+			return nil, ErrNoTokenizer
+		}
+		for _, it := range items {
+			switch {
+			case it.Type == "function_call":
+				msgs = append(msgs, map[string]any{"role": "assistant", "tool_calls": []any{map[string]any{"id": it.CallID,
+					"type": "function", "function": map[string]any{"name": it.Name, "arguments": it.Arguments}}}})
+			case it.Type == "function_call_output":
+				var out string
+				if json.Unmarshal(it.Output, &out) != nil {
+					out = string(it.Output)
+				}
+				msgs = append(msgs, map[string]any{"role": "tool", "tool_call_id": it.CallID, "content": out})
+			case it.Role != "":
+				msgs = append(msgs, map[string]any{"role": it.Role, "content": partsText(it.Content)})
+			}
+		}
+	}
+	if len(msgs) == 0 {
+		return nil, ErrNoTokenizer
+	}
+	req := map[string]any{"model": model, "messages": msgs}
+	if len(b.Tools) > 0 && string(b.Tools) != "null" {
+		req["tools"] = b.Tools
+	}
+	out, _ := json.Marshal(req)
+	return []tokenizeReq{{body: out, ids: -1}}, nil
+}
+
+// partsText is a Responses message's content as text: a string as is, the
+// text parts of a list joined.
+func partsText(content json.RawMessage) string {
+	var s string
+	if json.Unmarshal(content, &s) == nil {
+		return s
+	}
+	var parts []struct {
+		Text    string `json:"text"`
+		Refusal string `json:"refusal"`
+	}
+	json.Unmarshal(content, &parts) //nolint:errcheck // no parts: no text
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteString(p.Text)
+		b.WriteString(p.Refusal)
+	}
+	return b.String()
 }

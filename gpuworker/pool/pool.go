@@ -41,6 +41,9 @@ type Deps struct {
 	// Objects holds large results and async inputs (storage.jobs); nil
 	// keeps every payload in Redis.
 	Objects *objstore.Jobs
+	// Responses keeps stored /v1/responses responses; nil uses Usage when
+	// it can (postgres.DB does).
+	Responses ResponseStore
 }
 
 // Pool is one worker process's set of model runners.
@@ -66,6 +69,9 @@ func New(d Deps) (*Pool, error) {
 	if d.Name == "" {
 		host, _ := os.Hostname()
 		d.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if rs, ok := d.Usage.(ResponseStore); ok && d.Responses == nil {
+		d.Responses = rs
 	}
 	p := &Pool{Deps: d, running: map[string]*task{}}
 	var err error

@@ -183,6 +183,8 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	jctx, span := r.traceJob(jctx, c)
 	started := time.Now()
 	chunks, onChunk := r.output(ctx, job)
+	rs := newRespState(job) // nil unless a /v1/responses job
+	onChunk = rs.wrap(onChunk)
 	a := r.attempt(ctx, jctx, job, ep, onChunk)
 	if a.handBack {
 		if chunks != nil {
@@ -205,6 +207,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	if a.res != nil {
 		d.usage = a.res.Usage
 		if !job.Stream {
+			a.res.Body = rs.patchObject(a.res.Body)
 			d.o.Result = a.res.Body
 			if r.p.redact != nil {
 				d.o.Result = r.p.redact.Body(a.res.Body)
@@ -222,6 +225,10 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		if !r.fail(ctx, c.Entry, job, classifyJob(f), a.res, &d) {
 			return
 		}
+	}
+	if d.o.Status == sluice.JobSucceeded && !r.storeResponse(ctx, job, rs, d.o.Result) {
+		span.End(errResponseNotStored)
+		return // left pending: reclaimed and run again, stored then
 	}
 	r.finish(ctx, c.Entry, job, d, span)
 }

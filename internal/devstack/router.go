@@ -26,7 +26,7 @@ import (
 // each function's prefix, as each function serves them in OpenFaaS.
 func Router(d *app.Deps) http.Handler {
 	fns := map[string]http.Handler{
-		"submit":          submit.New(submit.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects}),
+		"submit":          submit.New(submit.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects, Responses: d.DB}),
 		"auth":            auth.New(auth.Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Queue: d.Queue, Verifier: d.Verifier, Objects: d.Objects}),
 		"billing-webhook": billing.New(billing.DepsFrom(d)),
 		"usage-rollup":    rollup.New(rollup.DepsFrom(d)),

@@ -46,6 +46,7 @@ type Config struct {
 	Database    Database                 `yaml:"database"`
 	Redis       Redis                    `yaml:"redis"`
 	Batch       Batch                    `yaml:"batch"`
+	Responses   Responses                `yaml:"responses"`
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
@@ -482,6 +483,7 @@ func (c *Config) applyDefaults() {
 	c.applyBillingDefaults()
 	c.applyRedisDefaults()
 	c.applyBatchDefaults()
+	c.applyResponsesDefaults()
 }
 
 func def[T comparable](p *T, v T) {
@@ -492,7 +494,7 @@ func def[T comparable](p *T, v T) {
 }
 
 func (c *Config) validate() error {
-	errs := []error{c.Storage.validate(), c.UsageRollup.validate(), c.Database.validate()}
+	errs := []error{c.Storage.validate(), c.UsageRollup.validate(), c.Database.validate(), c.validateResponses()}
 	if j := c.Jobs; j.ResultTTL <= 0 || j.SyncRetention <= 0 || j.SyncRetention > j.ResultTTL {
 		errs = append(errs, errors.New("jobs: result_ttl and sync_retention must be positive, sync_retention at most result_ttl"))
 	}

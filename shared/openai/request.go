@@ -103,6 +103,9 @@ type Limits struct {
 // requested so every job is metered.
 func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, error) {
 	route, ok := Routes[endpoint]
+	if !ok || endpoint == sluice.EndpointResponses { // ParseResponses parses those
+		return nil, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound, "Unknown endpoint %s.", endpoint)
+	}
 	if !ok {
 		return nil, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound, "Unknown endpoint %s.", endpoint)
 	}

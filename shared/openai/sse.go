@@ -11,6 +11,10 @@ import (
 type SSE struct {
 	w http.ResponseWriter
 	f http.Flusher
+	// Named: each event goes out as the Responses API sends it, an
+	// "event:" line naming the payload's type before its data, and the
+	// stream ends without [DONE].
+	Named bool
 }
 
 // StartSSE sends the event-stream headers.
@@ -30,6 +34,16 @@ func StartSSE(w http.ResponseWriter) *SSE {
 // Data sends one "data: ..." event.
 func (s *SSE) Data(payload []byte) error {
 	buf := make([]byte, 0, len(payload)+8)
+	if s.Named {
+		var t struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(payload, &t) == nil && t.Type != "" {
+			buf = append(buf, "event: "...)
+			buf = append(buf, t.Type...)
+			buf = append(buf, '\n')
+		}
+	}
 	buf = append(buf, "data: "...)
 	buf = append(buf, payload...)
 	buf = append(buf, '\n', '\n')
@@ -45,8 +59,13 @@ func (s *SSE) Error(b sluice.ErrorBody) error {
 	return s.Data(j)
 }
 
-// Done sends the final [DONE] event.
-func (s *SSE) Done() error { return s.Data([]byte("[DONE]")) }
+// Done sends the final [DONE] event (none for a Named stream).
+func (s *SSE) Done() error {
+	if s.Named {
+		return nil
+	}
+	return s.Data([]byte("[DONE]"))
+}
 
 func (s *SSE) flush() {
 	if s.f != nil {

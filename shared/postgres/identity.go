@@ -299,7 +299,7 @@ func (db *DB) DeleteUser(ctx context.Context, id string) error {
 		if tag.RowsAffected() == 0 {
 			return pgx.ErrNoRows
 		}
-		for _, name := range []string{"DeleteUserRevokeKeys", "RevokeUserRefreshTokens", "DeleteUserRecovery"} {
+		for _, name := range []string{"DeleteUserRevokeKeys", "RevokeUserRefreshTokens", "DeleteUserRecovery", "DeleteUserResponses"} {
 			if _, err := tx.Exec(ctx, q(name), id); err != nil {
 				return err
 			}

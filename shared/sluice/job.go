@@ -76,6 +76,9 @@ type Job struct {
 	// Trace is the W3C traceparent of the request that created the job, so
 	// the worker's spans join the client's trace; empty with tracing off.
 	Trace string `json:"trace,omitempty"`
+	// Response is what a /v1/responses job carries beyond its body (its
+	// response id, whether and how to store it); nil for other endpoints.
+	Response *ResponseJob `json:"response,omitempty"`
 }
 
 // Usage is the token count of one job, as the engine reported it.
