@@ -174,6 +174,13 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
 		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace, "resv", b2s(j.Reserved), "body_ref", j.BodyRef,
 		"hold", j.Hold}
+	if j.Response != nil { // only a /v1/responses job carries one
+		b, err := json.Marshal(j.Response)
+		if err != nil {
+			return err
+		}
+		args = append(args, "resp", string(b))
+	}
 	keys := []string{rkey.JobKey(j.ID), stream, rkey.ShardFairKey(tag, j.Model, j.Priority),
 		rkey.ShardVClockKey(tag, j.Model, j.Priority), rkey.ShardBellKey(tag, j.Model)}
 	// A job acknowledged with 200/202 must survive a failover: the enqueue

@@ -207,6 +207,12 @@ func parseStart(e Entry, res []any) (string, *Claimed) {
 		WebhookURL: f["webhook"], Requested: f["alias"], Trace: f["trace"],
 	}}
 	c.Job.Priority, _ = strconv.Atoi(f["prio"])
+	if r := f["resp"]; r != "" {
+		var rj sluice.ResponseJob
+		if json.Unmarshal([]byte(r), &rj) == nil {
+			c.Job.Response = &rj
+		}
+	}
 	if v, err := strconv.ParseInt(f["created"], 10, 64); err == nil {
 		c.Job.CreatedAt = time.UnixMilli(v)
 	}

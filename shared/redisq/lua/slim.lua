@@ -18,7 +18,7 @@
 local function slim_job(jk, rk, keep)
   local drop = {body = 1, body_ref = 1, result = 1, result_ref = 1, trace = 1, skey = 1, alias = 1,
     webhook = 1, stream = 1, prio = 1, async = 1, deadline = 1, id = 1, key = 1, started = 1,
-    streamed = 1, cancel = 1, gone = 1, keep = 1, u = 1, worker = 1, attempts = 1, http = 1}
+    streamed = 1, cancel = 1, gone = 1, keep = 1, u = 1, worker = 1, attempts = 1, http = 1, resp = 1}
   redis.call('DEL', rk)
   local pttl = redis.call('PTTL', jk)
   if pttl == -2 then return end
