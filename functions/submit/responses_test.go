@@ -381,8 +381,9 @@ func TestResponses(t *testing.T) {
 func TestResponsesHoldCoversHistory(t *testing.T) {
 	t.Parallel()
 	e := setupResponses(t)
-	key := e.tierKey(t, "tiny-"+e.model+"@example.com", "tiny", 3000) // $0.003: 3,000 tokens at $1 per million
-	turn := strings.Repeat("word ", 100) // 500 bytes each turn
+	// $0.003 of credit: 3,000 tokens at $1 per million; 500 bytes a turn.
+	key := e.tierKey(t, "tiny-"+e.model+"@example.com", "tiny", 3000)
+	turn := strings.Repeat("word ", 100)
 	prev := ""
 	for i := 1; ; i++ {
 		if i > 8 {
