@@ -292,6 +292,36 @@ func TestResponses(t *testing.T) {
 		t.Fatalf("GET of the streamed response: %d %+v", r.StatusCode, got)
 	}
 
+	// A job run twice (its worker stored the response, then died before
+	// completing it) stores once: the row is keyed by the response id, the
+	// run that completes wins, and another user's row is never touched.
+	ctx := context.Background()
+	var owner, otherID string
+	if err := e.db.Pool.QueryRow(ctx, `SELECT user_id FROM stored_responses WHERE id = $1`, cr.ID).Scan(&owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Pool.QueryRow(ctx, `SELECT id FROM users WHERE email = $1`, "other-"+e.model+"@example.com").Scan(&otherID); err != nil {
+		t.Fatal(err)
+	}
+	rerun := sluice.StoredResponse{ID: cr.ID, UserID: owner, Model: e.model, Input: json.RawMessage(`[]`),
+		Response: json.RawMessage(`{"id":"` + cr.ID + `","object":"response","output":[],"rerun":true}`), ExpiresAt: time.Now().Add(time.Hour)}
+	for _, r := range []sluice.StoredResponse{rerun, rerun} {
+		if err := e.db.PutResponse(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hijack := rerun
+	hijack.UserID, hijack.Response = otherID, json.RawMessage(`{"hijacked":true}`)
+	if err := e.db.PutResponse(ctx, hijack); err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	var kept string
+	if err := e.db.Pool.QueryRow(ctx, `SELECT count(*), min(response::text) FROM stored_responses WHERE id = $1`, cr.ID).Scan(&rows, &kept); err != nil ||
+		rows != 1 || !strings.Contains(kept, `"rerun": true`) {
+		t.Fatalf("stored %d rows for one id (%s): %v", rows, kept, err)
+	}
+
 	// A chain: Sluice expands previous_response_id into the input.
 	var second responseObj
 	resp = e.do(t, "POST", "/v1/responses", e.key, fmt.Sprintf(`{"model":%q,"input":"SECOND-TURN-MARKER go on","previous_response_id":%q,"max_output_tokens":8}`,
@@ -360,7 +390,7 @@ func TestResponses(t *testing.T) {
 	}
 
 	// Expiry: enforced on read, rows swept.
-	if _, err := e.db.Pool.Exec(context.Background(), `UPDATE stored_responses SET expires_at = NOW() - interval '1 second' WHERE id = $1`, plain.ID); err != nil {
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE stored_responses SET expires_at = NOW() - interval '1 second' WHERE id = $1`, plain.ID); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.do(t, "GET", "/v1/responses/"+plain.ID, e.key, "", &ae); r.StatusCode != 404 {
@@ -369,7 +399,7 @@ func TestResponses(t *testing.T) {
 	if r := e.do(t, "POST", "/v1/responses", e.key, fmt.Sprintf(`{"model":%q,"input":"x","previous_response_id":%q}`, e.model, plain.ID), &ae); r.StatusCode != 404 {
 		t.Fatalf("previous_response_id of an expired response: %d", r.StatusCode)
 	}
-	n, err := e.db.SweepResponses(context.Background())
+	n, err := e.db.SweepResponses(ctx)
 	if err != nil || n < 1 {
 		t.Fatalf("sweep: %d %v", n, err)
 	}
