@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -36,17 +37,18 @@ import (
 type respEnv struct {
 	*env
 	simLog string
+	simURL string
 }
 
 // setupResponses starts submit (with the stored-response store), a worker
 // on the simulator and the settler. Users of tier "tiny" have little credit.
-func setupResponses(t *testing.T) *respEnv {
+func setupResponses(t *testing.T, simArgs ...string) *respEnv {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	model := testenv.Name("resp")
 	simLog := filepath.Join(t.TempDir(), "sim.log")
-	sim, err := devstack.StartSim(ctx, testenv.Sim(t), model, 1024, 4, simLog, "--log-http")
+	sim, err := devstack.StartSim(ctx, testenv.Sim(t), model, 1024, 4, simLog, append([]string{"--log-http"}, simArgs...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +88,7 @@ tiers:
 	t.Cleanup(srv.Close)
 	e := &env{url: srv.URL, model: model, db: db, cfg: cfg, rdb: rdb}
 	e.key = e.newKey(t, model+"@example.com")
-	return &respEnv{env: e, simLog: simLog}
+	return &respEnv{env: e, simLog: simLog, simURL: sim.URL}
 }
 
 // tierKey creates a user of tier with micros of prepaid credit and an API
@@ -481,4 +483,59 @@ func TestResponsesErrors(t *testing.T) {
 	if r := e.do(t, "GET", "/v1/responses/resp_nope", e.key, "", &ae); r.StatusCode != 404 || *ae.Error.Code != "not_found" {
 		t.Fatalf("GET unknown: %d %+v", r.StatusCode, ae)
 	}
+}
+
+// TestResponsesCutStream: a streamed response whose client leaves after a
+// few deltas is cancelled and billed as a cut chat stream is: the output it
+// produced, and its prompt as the engine's /tokenize counts it.
+func TestResponsesCutStream(t *testing.T) {
+	t.Parallel()
+	e := setupResponses(t, "--inter-token-latency", "40ms")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/v1/responses", strings.NewReader(fmt.Sprintf(
+		`{"model":%q,"instructions":"be long","input":"tell me a long story","max_output_tokens":200,"stream":true}`, e.model)))
+	req.Header.Set("Authorization", "Bearer "+e.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	jobID := resp.Header.Get("Sluice-Job-Id")
+	sc := bufio.NewScanner(resp.Body)
+	deltas := 0
+	for deltas < 3 && sc.Scan() {
+		if sc.Text() == "event: response.output_text.delta" {
+			deltas++
+		}
+	}
+	cancel() // the client leaves
+	resp.Body.Close()
+	var prompt, completion int64
+	var status string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := e.db.Pool.QueryRow(context.Background(),
+			`SELECT prompt_tokens, completion_tokens, status FROM inference_requests WHERE job_id = $1`, jobID).Scan(&prompt, &completion, &status)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no usage row for the cut job %s: %v", jobID, err)
+		}
+	}
+	tok, err := http.Post(e.simURL+"/tokenize", "application/json", strings.NewReader(fmt.Sprintf(
+		`{"model":%q,"messages":[{"role":"system","content":"be long"},{"role":"user","content":"tell me a long story"}]}`, e.model)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Body.Close()
+	var count struct {
+		Count int64 `json:"count"`
+	}
+	if err := json.NewDecoder(tok.Body).Decode(&count); err != nil {
+		t.Fatal(err)
+	}
+	if status != "cancelled" || completion < 3 || completion >= 200 || prompt != count.Count || prompt == 0 {
+		t.Fatalf("cut stream billed %s prompt=%d completion=%d; want cancelled, prompt %d (tokenized), 3 <= completion < 200", status, prompt, completion, count.Count)
+	}
+	t.Logf("cut after %d deltas: usage row %s prompt=%d (tokenize %d) completion=%d", deltas, status, prompt, count.Count, completion)
 }
