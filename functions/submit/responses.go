@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/httpserve"
@@ -86,6 +87,12 @@ func (s *service) createResponse(w http.ResponseWriter, r *http.Request) {
 	job.Trace = telemetry.From(r.Context()).Inject(r.Context())
 	tk, err := s.reserve(w, r, p, &rr.Request, job, false, s.Config.Server.RequestTimeout)
 	if err != nil {
+		if e := sluice.AsError(err); e.Param == "max_tokens" { // the tier's bound, under this route's name
+			e2 := *e
+			e2.Param = "max_output_tokens"
+			e2.Message = strings.Replace(e2.Message, "max_tokens", "max_output_tokens", 1)
+			err = &e2
+		}
 		openai.WriteError(w, r, s.Log, err)
 		return
 	}

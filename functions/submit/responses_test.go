@@ -59,7 +59,7 @@ pricing: {%s: {input_tokens: 0.000001, output_tokens: 0.000001}}
 worker: {usage_flush: 20ms}
 tiers:
   free: {rate_limit: unlimited, included_credits: unlimited, tokens_per_minute: unlimited, concurrency: unlimited}
-  tiny: {rate_limit: unlimited, included_credits: 0, tokens_per_minute: unlimited, concurrency: unlimited}
+  tiny: {rate_limit: unlimited, included_credits: 0, tokens_per_minute: unlimited, concurrency: unlimited, max_tokens: 64}
 `, model, sim.URL, model)))
 	if err != nil {
 		t.Fatal(err)
@@ -416,6 +416,11 @@ func TestResponsesHoldCoversHistory(t *testing.T) {
 	// $0.003 of credit: 3,000 tokens at $1 per million; 500 bytes a turn.
 	key := e.tierKey(t, "tiny-"+e.model+"@example.com", "tiny", 3000)
 	turn := strings.Repeat("word ", 100)
+	var ae apiError
+	if r := e.do(t, "POST", "/v1/responses", key, fmt.Sprintf(`{"model":%q,"input":"x","max_output_tokens":100}`, e.model), &ae); r.StatusCode != 400 ||
+		ae.Error.Param == nil || *ae.Error.Param != "max_output_tokens" {
+		t.Fatalf("past the tier's max_tokens: %d %+v", r.StatusCode, ae)
+	}
 	prev := ""
 	for i := 1; ; i++ {
 		if i > 8 {
@@ -437,7 +442,6 @@ func TestResponsesHoldCoversHistory(t *testing.T) {
 			t.Logf("turn %d admitted: engine input %d tokens, output %d", i, out.Usage.InputTokens, out.Usage.OutputTokens)
 			continue
 		}
-		var ae apiError
 		json.Unmarshal([]byte(b.String()), &ae) //nolint:errcheck
 		if r.StatusCode != 429 || ae.Error.Code == nil || *ae.Error.Code != "insufficient_quota" {
 			t.Fatalf("turn %d: %d %s", i, r.StatusCode, b)
