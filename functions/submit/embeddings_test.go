@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
 	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/telemetry"
 )
 
@@ -44,22 +45,13 @@ const embPrice, emb2Price, deadPrice = 2, 7, 3
 
 func setupEmbed(t *testing.T) *embedEnv {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	base := testenv.Name("emb")
 	x := &embedEnv{emb: base, emb2: base + "-2", dead: base + "-dead", gen: base + "-gen"}
-	sim, err := devstack.StartSim(ctx, testenv.Sim(t), x.emb, 512, 8, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Stop)
-	dead, err := devstack.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The simulator answers for any model name it is sent, so one serves
-	// all three live models.
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	// The simulator answers /v1/embeddings for any model name it is sent
+	// (chat only for its own), so one serves all three live models; the
+	// SDK tests run a simulator per model.
+	x.start(t, base, func(sim string, dead int) string {
+		return fmt.Sprintf(`
 inference:
   models:
     - {name: %[1]s, task: embed, max_batch_size: 4, max_model_len: 512, endpoints: [%[5]q]}
@@ -76,7 +68,28 @@ tiers:
 server: {request_timeout: 30s}
 worker: {usage_flush: 20ms}
 dispatch: {health_interval: 200ms}
-`, x.emb, x.emb2, x.dead, x.gen, sim.URL, dead)))
+`, x.emb, x.emb2, x.dead, x.gen, sim, dead)
+	})
+	return x
+}
+
+// start runs one simulator (with simArgs), the config yaml returns for its
+// URL and a port nobody listens on, a worker and settler, and submit.New
+// behind the telemetry handler (for /metrics); all stop when the test ends.
+func (x *embedEnv) start(t *testing.T, base string, yaml func(sim string, dead int) string, simArgs ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sim, err := devstack.StartSim(ctx, testenv.Sim(t), base, 512, 8, "", simArgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Stop)
+	dead, err := devstack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte(yaml(sim.URL, dead)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +97,7 @@ dispatch: {health_interval: 200ms}
 	log := slog.New(slog.DiscardHandler)
 	db := pgtest.New(t)
 	rdb := testenv.Redis(t)
-	q := redisq.New(rdb, redisq.Options{EncodeError: openai.EncodeError, SyncRetention: cfg.Jobs.SyncRetention})
+	q := redisq.New(rdb, redisq.Options{EncodeError: openai.EncodeError, SyncRetention: cfg.Jobs.SyncRetention, MaxQueue: cfg.Jobs.MaxQueue})
 	adm := admission.New(cfg, rdb, db, log)
 	go adm.Settler(admission.ConsumerName("t-" + base)).Run(ctx)
 	w, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: q, Usage: db, Name: "t-" + base})
@@ -106,9 +119,18 @@ dispatch: {health_interval: 200ms}
 	h := submit.New(submit.Deps{Config: cfg, Log: log, Queue: q, Verifier: app.NewVerifier(cfg, db, log), Admission: adm})
 	srv := httptest.NewServer(telemetry.Handler(tel, nil, log, h))
 	t.Cleanup(srv.Close)
-	x.env = &env{url: srv.URL, model: x.emb, db: db, cfg: cfg, rdb: rdb}
+	x.env = &env{url: srv.URL, model: base, db: db, cfg: cfg, rdb: rdb}
 	x.q, x.metrics = q, srv.URL+"/metrics"
-	return x
+}
+
+// healthy waits until a worker has published one of model's endpoints
+// healthy.
+func (x *embedEnv) healthy(t *testing.T, model string) {
+	t.Helper()
+	waitFor(t, model+"'s endpoint to be published healthy", func() bool {
+		ws, err := x.q.Endpoints(context.Background(), model)
+		return err == nil && redisq.Health(ws).Healthy > 0
+	})
 }
 
 // fund creates a user with a key and micros of prepaid credit (no included
@@ -295,11 +317,7 @@ func TestEmbeddingsFallback(t *testing.T) {
 	t.Parallel()
 	x := setupEmbed(t)
 	key, _ := x.fund(t, "rich", 1_000_000)
-	ctx := context.Background()
-	waitFor(t, "the fallback's endpoint to be published healthy", func() bool {
-		ws, err := x.q.Endpoints(ctx, x.emb2)
-		return err == nil && redisq.Health(ws).Healthy > 0
-	})
+	x.healthy(t, x.emb2)
 	var out embeddingsAnswer
 	resp := x.do(t, "POST", "/v1/embeddings", key, fmt.Sprintf(`{"model":%q,"input":["fall back","to the other model"]}`, x.dead), &out)
 	id := resp.Header.Get("Sluice-Job-Id")
@@ -326,4 +344,83 @@ func TestEmbeddingsFallback(t *testing.T) {
 	}
 	t.Logf("fallback %s: model %q, usage prompt_tokens=%d; ledger %s %d tokens, %d micro-dollars (%d a token, not %d); %s",
 		resp.Header.Get(submit.FallbackHeader), out.Model, out.Usage.PromptTokens, s.LedgerModel, s.Prompt, s.Micro, emb2Price, deadPrice, want)
+}
+
+// TestFallbackWhenQueueFull: a model whose queue is at jobs.max_queue (what
+// would be 503 no_capacity) sends the next request to its fallback, priced
+// there; its own running request is unaffected.
+func TestFallbackWhenQueueFull(t *testing.T) {
+	t.Parallel()
+	base := testenv.Name("full")
+	primary, fb := base, base+"-fb"
+	x := &embedEnv{}
+	// The simulator answers chat for its own model only: the fallback has
+	// one of its own.
+	fbSim, err := devstack.StartSim(context.Background(), testenv.Sim(t), fb, 512, 4, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fbSim.Stop)
+	// One job per stream (running ones count until they complete) and a
+	// slow engine: a running job fills the primary's queue.
+	x.start(t, base, func(sim string, _ int) string {
+		return fmt.Sprintf(`
+inference:
+  models:
+    - {name: %[1]s, max_batch_size: 1, max_model_len: 512, endpoints: [%[3]q], fallbacks: [%[2]s]}
+    - {name: %[2]s, max_batch_size: 1, max_model_len: 512, endpoints: [%[4]q]}
+pricing:
+  %[1]s: {input_tokens: 0.000003, output_tokens: 0.000005}
+  %[2]s: {input_tokens: 0.000002, output_tokens: 0.000009}
+tiers:
+  free: {included_credits: 0, rate_limit: unlimited}
+jobs: {max_queue: 1}
+server: {request_timeout: 30s}
+worker: {usage_flush: 20ms}
+dispatch: {health_interval: 200ms}
+`, primary, fb, sim, fbSim.URL)
+	}, "--inter-token-latency", "40ms")
+	key, _ := x.fund(t, "rich", 1_000_000)
+	x.healthy(t, primary)
+	x.healthy(t, fb)
+	long := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", x.url+"/v1/chat/completions", strings.NewReader(fmt.Sprintf(
+			`{"model":%q,"messages":[{"role":"user","content":"a long story"}],"max_tokens":60,"ignore_eos":true}`, primary)))
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			resp = &http.Response{StatusCode: 0}
+		}
+		long <- resp
+	}()
+	prio := x.cfg.TierPriority("free")
+	waitFor(t, "the primary's queue to fill", func() bool {
+		room, err := x.q.HasRoom(context.Background(), rkey.NewJobID(primary), primary, prio)
+		return err == nil && !room
+	})
+	var out struct {
+		Model string `json:"model"`
+		Usage struct {
+			PromptTokens     int64 `json:"prompt_tokens"`
+			CompletionTokens int64 `json:"completion_tokens"`
+		} `json:"usage"`
+	}
+	resp := x.do(t, "POST", "/v1/chat/completions", key, fmt.Sprintf(
+		`{"model":%q,"messages":[{"role":"user","content":"hi"}],"max_tokens":3}`, primary), &out)
+	if resp.StatusCode != 200 || out.Model != fb || resp.Header.Get(submit.FallbackHeader) != primary+"->"+fb {
+		t.Fatalf("%d %+v, %s: %q", resp.StatusCode, out, submit.FallbackHeader, resp.Header.Get(submit.FallbackHeader))
+	}
+	s := x.settled(t, resp.Header.Get("Sluice-Job-Id"))
+	want := -(2*out.Usage.PromptTokens + 9*out.Usage.CompletionTokens)
+	if s.LedgerModel != fb || s.Requested != primary || s.Prompt != out.Usage.PromptTokens || s.Completion != out.Usage.CompletionTokens || s.Micro != want {
+		t.Fatalf("settled %+v for usage %+v, want %d micro-dollars at %s's prices", s, out.Usage, want, fb)
+	}
+	lr := <-long
+	if lr.StatusCode != 200 || lr.Header.Get(submit.FallbackHeader) != "" {
+		t.Fatalf("the primary's own request: %d, %s %q", lr.StatusCode, submit.FallbackHeader, lr.Header.Get(submit.FallbackHeader))
+	}
+	lr.Body.Close()
+	t.Logf("queue full: %s served it (%s), usage %d+%d tokens, ledger %d micro-dollars at %s's prices (2 and 9 a token)",
+		out.Model, resp.Header.Get(submit.FallbackHeader), out.Usage.PromptTokens, out.Usage.CompletionTokens, s.Micro, fb)
 }
