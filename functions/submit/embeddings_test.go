@@ -198,6 +198,17 @@ func TestEmbeddings(t *testing.T) {
 	t.Parallel()
 	x := setupEmbed(t)
 	key, _ := x.fund(t, "rich", 1_000_000)
+	var models struct {
+		Data []struct{ ID, Task string } `json:"data"`
+	}
+	x.do(t, "GET", "/v1/models", key, "", &models)
+	tasks := map[string]string{}
+	for _, m := range models.Data {
+		tasks[m.ID] = m.Task
+	}
+	if tasks[x.emb] != "embed" || tasks[x.dead] != "embed" || tasks[x.gen] != "generate" {
+		t.Fatalf("/v1/models tasks: %v", tasks)
+	}
 	for _, c := range []struct {
 		name, input string
 		inputs      int
