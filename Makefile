@@ -109,7 +109,8 @@ drill: sim
 ## fuzz: one minute per fuzz target
 fuzz:
 	$(GO) test ./shared/apikey -run '^$$' -fuzz FuzzParse -fuzztime 60s
-	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzParse -fuzztime 60s
+	$(GO) test ./shared/openai -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s
+	$(GO) test ./shared/openai -run '^$$' -fuzz '^FuzzEmbeddings$$' -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzDecode -fuzztime 60s
 	$(GO) test ./internal/enginetest -run '^$$' -fuzz FuzzDecodePython -fuzztime 60s
 	$(GO) test ./shared/rbac -run '^$$' -fuzz FuzzAllowed -fuzztime 60s

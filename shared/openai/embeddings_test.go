@@ -95,10 +95,10 @@ func TestParseEmbeddingsRefuses(t *testing.T) {
 	}
 }
 
-// FuzzParseEmbeddings: whatever the body, the parser answers a 400 or 404,
+// FuzzEmbeddings: whatever the body, the parser answers a 400 or 404,
 // or a request whose bound covers every input with nothing generated, and
 // whose upstream body parses to the same bound.
-func FuzzParseEmbeddings(f *testing.F) {
+func FuzzEmbeddings(f *testing.F) {
 	f.Add(`{"model":"e","input":"hello world"}`)
 	f.Add(`{"model":"e","input":["a","bb"],"encoding_format":"base64","dimensions":8,"user":"u"}`)
 	f.Add(`{"model":"e","input":[1,2,3]}`)
