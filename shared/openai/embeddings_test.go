@@ -123,3 +123,22 @@ func FuzzEmbeddings(f *testing.F) {
 		}
 	})
 }
+
+// An alias of embed models reaches the engine as the version chosen for the
+// user, the alias kept as the requested name.
+func TestParseEmbeddingsAlias(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte("inference: {models: [{name: e, task: embed}]}\naliases: {a: {versions: [{model: e, weight: 1}]}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := openai.Parse(sluice.EndpointEmbeddings, []byte(`{"model":"a","input":["x","y"]}`), c.ForUser("u"), lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up map[string]any
+	json.Unmarshal(req.Upstream, &up) //nolint:errcheck
+	if req.Model.Name != "e" || req.Requested != "a" || up["model"] != "e" || req.Prompts != 2 {
+		t.Fatalf("req %+v, upstream %s", req, req.Upstream)
+	}
+}
