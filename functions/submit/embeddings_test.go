@@ -20,9 +20,11 @@ import (
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/admission"
+	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/postgres"
 	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/redisq/rkey"
@@ -31,7 +33,7 @@ import (
 
 // embedEnv is a stack with embedding models: emb and emb2 on the
 // simulator, dead (its endpoint a port nobody listens on) falling back to
-// emb2, and gen, a generate model. Prices per input token differ (2, 7 and
+// emb, then emb2, and gen, a generate model. Prices per input token differ (2, 7 and
 // 3 micro-dollars), so a charge names the model it was priced at.
 type embedEnv struct {
 	*env
@@ -56,7 +58,7 @@ inference:
   models:
     - {name: %[1]s, task: embed, max_batch_size: 4, max_model_len: 512, endpoints: [%[5]q]}
     - {name: %[2]s, task: embed, max_batch_size: 4, max_model_len: 512, endpoints: [%[5]q]}
-    - {name: %[3]s, task: embed, max_batch_size: 4, max_model_len: 512, endpoints: ["http://127.0.0.1:%[6]d"], fallbacks: [%[2]s]}
+    - {name: %[3]s, task: embed, max_batch_size: 4, max_model_len: 512, endpoints: ["http://127.0.0.1:%[6]d"], fallbacks: [%[1]s, %[2]s]}
     - {name: %[4]s, max_batch_size: 4, max_model_len: 512, endpoints: [%[5]q]}
 pricing:
   %[1]s: {input_tokens: 0.000002, output_tokens: 0.000011}
@@ -321,27 +323,48 @@ func TestEmbeddingsRefused(t *testing.T) {
 }
 
 // TestEmbeddingsFallback: a model with no healthy endpoint sends its
-// requests to its fallback before admission: the fallback serves (the
-// response names it), the header says so, the charge is at the fallback's
-// price, the usage row keeps the model asked for, and the metric counts it.
+// requests to the first of its fallbacks the key may use, before admission:
+// the fallback serves (the response names it), the header says so, the
+// charge is at the fallback's price, the usage row keeps the model asked
+// for, and the metric counts it. A key scoped to the model and its second
+// fallback gets the second.
 func TestEmbeddingsFallback(t *testing.T) {
 	t.Parallel()
 	x := setupEmbed(t)
-	key, _ := x.fund(t, "rich", 1_000_000)
+	key, userID := x.fund(t, "rich", 1_000_000)
+	scoped, err := apikey.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.db.CreateKey(context.Background(), postgres.NewKey{UserID: userID, Name: "scoped",
+		Hash: apikey.Hash([]byte(x.cfg.Env.KeyPepper), scoped), Prefix: apikey.Display(scoped), Models: []string{x.dead, x.emb2}}); err != nil {
+		t.Fatal(err)
+	}
+	x.healthy(t, x.emb)
 	x.healthy(t, x.emb2)
-	var out embeddingsAnswer
-	resp := x.do(t, "POST", "/v1/embeddings", key, fmt.Sprintf(`{"model":%q,"input":["fall back","to the other model"]}`, x.dead), &out)
-	id := resp.Header.Get("Sluice-Job-Id")
-	if resp.StatusCode != 200 || out.Model != x.emb2 || len(out.Data) != 2 || out.Usage.PromptTokens <= 0 {
-		t.Fatalf("%d %+v", resp.StatusCode, out)
-	}
-	if h := resp.Header.Get(submit.FallbackHeader); h != x.dead+"->"+x.emb2 {
-		t.Fatalf("%s: %q", submit.FallbackHeader, h)
-	}
-	s := x.settled(t, id)
-	if s.LedgerModel != x.emb2 || s.UsageModel != x.emb2 || s.Requested != x.dead || s.Prompt != out.Usage.PromptTokens ||
-		s.Micro != -emb2Price*out.Usage.PromptTokens {
-		t.Fatalf("settled %+v for usage %+v (want %d micro-dollars at %s's price)", s, out.Usage, -emb2Price*out.Usage.PromptTokens, x.emb2)
+	for _, c := range []struct {
+		name, key, served string
+		price             int64
+	}{
+		{"first fallback", key, x.emb, embPrice},
+		{"first the key may use", scoped, x.emb2, emb2Price},
+	} {
+		var out embeddingsAnswer
+		resp := x.do(t, "POST", "/v1/embeddings", c.key, fmt.Sprintf(`{"model":%q,"input":["fall back","to the other model"]}`, x.dead), &out)
+		id := resp.Header.Get("Sluice-Job-Id")
+		if resp.StatusCode != 200 || out.Model != c.served || len(out.Data) != 2 || out.Usage.PromptTokens <= 0 {
+			t.Fatalf("%s: %d %+v", c.name, resp.StatusCode, out)
+		}
+		if h := resp.Header.Get(submit.FallbackHeader); h != x.dead+"->"+c.served {
+			t.Fatalf("%s: %s: %q", c.name, submit.FallbackHeader, h)
+		}
+		s := x.settled(t, id)
+		if s.LedgerModel != c.served || s.UsageModel != c.served || s.Requested != x.dead || s.Prompt != out.Usage.PromptTokens ||
+			s.Micro != -c.price*out.Usage.PromptTokens {
+			t.Fatalf("%s: settled %+v for usage %+v (want %d micro-dollars at %s's price)", c.name, s, out.Usage, -c.price*out.Usage.PromptTokens, c.served)
+		}
+		t.Logf("%s: %s, response model %q, usage prompt_tokens=%d; ledger %s %d tokens, %d micro-dollars (%d a token, not %s's %d)",
+			c.name, resp.Header.Get(submit.FallbackHeader), out.Model, out.Usage.PromptTokens, s.LedgerModel, s.Prompt, s.Micro, c.price, x.dead, deadPrice)
 	}
 	mr, err := http.Get(x.metrics)
 	if err != nil {
@@ -349,12 +372,13 @@ func TestEmbeddingsFallback(t *testing.T) {
 	}
 	defer mr.Body.Close()
 	m, _ := io.ReadAll(mr.Body)
-	want := fmt.Sprintf(`sluice_fallbacks_total{fallback=%q,model=%q} 1`, x.emb2, x.dead)
-	if !strings.Contains(string(m), want) {
-		t.Fatalf("/metrics lacks %s", want)
+	for _, fb := range []string{x.emb, x.emb2} {
+		want := fmt.Sprintf(`sluice_fallbacks_total{fallback=%q,model=%q} 1`, fb, x.dead)
+		if !strings.Contains(string(m), want) {
+			t.Fatalf("/metrics lacks %s", want)
+		}
+		t.Log(want)
 	}
-	t.Logf("fallback %s: model %q, usage prompt_tokens=%d; ledger %s %d tokens, %d micro-dollars (%d a token, not %d); %s",
-		resp.Header.Get(submit.FallbackHeader), out.Model, out.Usage.PromptTokens, s.LedgerModel, s.Prompt, s.Micro, emb2Price, deadPrice, want)
 }
 
 // TestFallbackWhenQueueFull: a model whose queue is at jobs.max_queue (what
