@@ -111,6 +111,7 @@ fuzz:
 	$(GO) test ./shared/apikey -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz '^FuzzParseResponses$$' -fuzztime 60s
+	$(GO) test ./shared/openai -run '^$$' -fuzz '^FuzzEmbeddings$$' -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzDecode -fuzztime 60s
 	$(GO) test ./internal/enginetest -run '^$$' -fuzz FuzzDecodePython -fuzztime 60s
 	$(GO) test ./shared/rbac -run '^$$' -fuzz FuzzAllowed -fuzztime 60s

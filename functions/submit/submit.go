@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/admission"
@@ -46,6 +47,7 @@ type service struct {
 	Deps
 	limits openai.Limits
 	adm    admitter // Deps.Admission, or noAdmission when it is nil
+	health sync.Map // model name → healthReading, for fallbacks (fallback.go)
 }
 
 // New returns the submit function's handler.
@@ -63,6 +65,7 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("POST /v1/responses", s.createResponse)
 	mux.HandleFunc("GET /v1/responses/{id}", s.getResponse)
 	mux.HandleFunc("DELETE /v1/responses/{id}", s.deleteResponse)
+	mux.HandleFunc("POST /v1/embeddings", s.infer(sluice.EndpointEmbeddings))
 	mux.HandleFunc("POST /v1/jobs", s.createJob)
 	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("DELETE /v1/jobs/{id}", s.cancelJob)
@@ -94,6 +97,9 @@ type modelObject struct {
 	Created     int64  `json:"created"`
 	OwnedBy     string `json:"owned_by"`
 	MaxModelLen int    `json:"max_model_len"`
+	// Task is Sluice's extension: generate (chat, completions) or embed
+	// (embeddings), the requests the model serves.
+	Task string `json:"task"`
 	// Pricing is Sluice's extension: integer micro-dollars per token, so the
 	// console (and any client) can show what a model costs; absent when the
 	// model has no price configured.
@@ -110,7 +116,7 @@ type modelPricing struct {
 }
 
 func (s *service) modelObj(m *config.Model) modelObject {
-	o := modelObject{ID: m.Name, Object: "model", Created: 1700000000, OwnedBy: "sluice", MaxModelLen: m.MaxModelLen}
+	o := modelObject{ID: m.Name, Object: "model", Created: 1700000000, OwnedBy: "sluice", MaxModelLen: m.MaxModelLen, Task: m.Task}
 	if p, ok := s.Config.Pricing[m.Name]; ok {
 		o.Pricing = &modelPricing{InputMicros: int64(p.InputTokens), OutputMicros: int64(p.OutputTokens), CachedResponse: int64(p.CachedResponse),
 			PerRequest: int64(p.PerRequest), PerGPUSecond: int64(p.PerGPUSecond)}
@@ -175,10 +181,14 @@ func (s *service) admit(p *sluice.Principal, endpoint string, body []byte) (*ope
 	if err := authn.AllowModel(p, public); err != nil {
 		return nil, nil, err
 	}
-	job := &sluice.Job{ID: rkey.NewUserJobID(req.Model.Name, p.UserID, s.Config.Jobs.Shards), UserID: p.UserID, KeyID: p.KeyID,
+	return req, s.newJob(p, endpoint, req), nil
+}
+
+// newJob is the job for p's validated request, on its model's queue.
+func (s *service) newJob(p *sluice.Principal, endpoint string, req *openai.Request) *sluice.Job {
+	return &sluice.Job{ID: rkey.NewUserJobID(req.Model.Name, p.UserID, s.Config.Jobs.Shards), UserID: p.UserID, KeyID: p.KeyID,
 		Model: req.Model.Name, Requested: req.Requested, Endpoint: endpoint, Body: req.Upstream, Stream: req.Stream,
 		Priority: s.Config.TierPriority(p.Tier)}
-	return req, job, nil
 }
 
 func (s *service) infer(endpoint string) http.HandlerFunc {
@@ -198,6 +208,7 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 			openai.WriteError(w, r, s.Log, err)
 			return
 		}
+		req, job = s.fallback(w, r, p, endpoint, body, req, job)
 		httpserve.SetInference(r.Context(), job.Model, true, job.Stream)
 		job.Trace = telemetry.From(r.Context()).Inject(r.Context())
 		tk, err := s.reserve(w, r, p, req, job, false, s.Config.Server.RequestTimeout)

@@ -26,9 +26,9 @@ const maxTokenizeCalls = 256
 
 // PromptTokens counts the prompt tokens the engine processed for a job's
 // body with the engine's own tokenizer, POST /tokenize, one call per prompt
-// (a batched /v1/completions prompt is summed): what a cut or failed job
-// pays for its prefill when the engine never reported usage. vLLM and the
-// simulator serve the route.
+// (a batched /v1/completions prompt or /v1/embeddings input is summed):
+// what a cut or failed job pays for its prefill when the engine never
+// reported usage. vLLM and the simulator serve the route.
 func (c *Client) PromptTokens(ctx context.Context, model, endpoint string, body []byte, timeout time.Duration) (int64, error) {
 	if c.Kind != "" && c.Kind != KindVLLM {
 		return 0, ErrNoTokenizer
@@ -61,7 +61,7 @@ type tokenizeReq struct {
 
 // tokenizeRequests splits a job body into /tokenize requests: one for a
 // chat (its messages, and tools when present, which the template renders),
-// one per prompt of a completion.
+// one per prompt of a completion or input of an embeddings request.
 func tokenizeRequests(model, endpoint string, body []byte) ([]tokenizeReq, error) {
 	switch endpoint {
 	case sluice.EndpointChat:
@@ -80,11 +80,19 @@ func tokenizeRequests(model, endpoint string, body []byte) ([]tokenizeReq, error
 		return []tokenizeReq{{body: out, ids: -1}}, nil
 	case sluice.EndpointResponses:
 		return responsesTokenizeRequest(model, body)
-	case sluice.EndpointCompletion:
+	case sluice.EndpointCompletion, sluice.EndpointEmbeddings:
+		// An embeddings input has the completions prompt's four shapes.
 		var b struct {
 			Prompt json.RawMessage `json:"prompt"`
+			Input  json.RawMessage `json:"input"`
 		}
-		if err := json.Unmarshal(body, &b); err != nil || len(b.Prompt) == 0 {
+		if err := json.Unmarshal(body, &b); err != nil {
+			return nil, ErrNoTokenizer
+		}
+		if endpoint == sluice.EndpointEmbeddings {
+			b.Prompt = b.Input
+		}
+		if len(b.Prompt) == 0 {
 			return nil, ErrNoTokenizer
 		}
 		var one string

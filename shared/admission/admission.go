@@ -124,6 +124,9 @@ type Request struct {
 	// Period is the principal's subscription period label; empty: the
 	// calendar month (by Redis's clock).
 	Period string
+	// NoCompletion: the engine generates nothing (embeddings): the
+	// completion bound is 0 and the hold is the prompt bound alone.
+	NoCompletion bool
 }
 
 // Ticket is admission's answer: the rate-limit figures for the headers and
@@ -155,6 +158,9 @@ func (a *Admitter) Bounds(r Request) (prompt, completion int64) {
 	// Per message (chat) or per prompt (a batch: each is tokenized with its
 	// own special tokens), the template's framing tokens.
 	prompt = r.PromptBytes + r.ExtraTokens + overhead*(int64(r.Messages)+prompts)
+	if r.NoCompletion {
+		return prompt, 0
+	}
 	completion = r.MaxTokens
 	if completion == 0 {
 		completion = r.Room

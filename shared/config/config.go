@@ -70,6 +70,8 @@ type Model struct {
 	// EngineInput: template overheads, media bounds and allowed fields,
 	// for the prompt bound (engineinput.go).
 	EngineInput `yaml:",inline"`
+	// ModelRouting: task and fallbacks (routing.go).
+	ModelRouting `yaml:",inline"`
 }
 
 // ModelPrice is the per-token price of a model in micro-dollars.
@@ -484,6 +486,7 @@ func (c *Config) applyDefaults() {
 	c.applyRedisDefaults()
 	c.applyBatchDefaults()
 	c.applyResponsesDefaults()
+	c.applyRoutingDefaults()
 }
 
 func def[T comparable](p *T, v T) {
@@ -590,6 +593,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
 	errs = append(errs, c.validateTelemetry()...)
 	errs = append(errs, c.validateBilling(), c.validateRedis(), c.validateBatch())
+	errs = append(errs, c.validateRouting())
 	return errors.Join(errs...)
 }
 

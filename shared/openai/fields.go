@@ -30,6 +30,10 @@ type Field struct {
 // reach the engine (invariant 9); other routes add a Route of their own.
 type Route struct {
 	Fields map[string]Field
+	// NoAllow: a model's allow list (config.AllowableFields) does not
+	// apply; every field must be on Fields (embeddings: none of those
+	// fields means anything there).
+	NoAllow bool
 }
 
 // Has reports whether name is on the route's list.
@@ -42,6 +46,7 @@ func (r Route) Names() []string { return slices.Sorted(maps.Keys(r.Fields)) }
 var Routes = map[string]Route{
 	sluice.EndpointChat:       {Fields: merge(sampling, chatFields)},
 	sluice.EndpointCompletion: {Fields: merge(sampling, completionFields)},
+	sluice.EndpointEmbeddings: {Fields: embeddingFields, NoAllow: true},
 }
 
 func merge(ms ...map[string]Field) map[string]Field {
@@ -120,7 +125,7 @@ var completionFields = map[string]Field{
 // runs each field's check.
 func checkFields(route Route, body *Value, m *config.Model) error {
 	for _, f := range body.Members {
-		if slices.Contains(config.AllowableFields, f.Key) {
+		if !route.NoAllow && slices.Contains(config.AllowableFields, f.Key) {
 			if !m.Allows(f.Key) {
 				return sluice.Invalid(f.Key, sluice.CodeUnsupportedParameter,
 					"'%s' is not supported for model %s: its cost cannot be bounded.", f.Key, m.Name)

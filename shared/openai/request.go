@@ -16,7 +16,7 @@ import (
 
 // Request is a validated inference request, ready to become a job.
 type Request struct {
-	Endpoint     string // sluice.EndpointChat or sluice.EndpointCompletion
+	Endpoint     string // sluice.EndpointChat, EndpointCompletion or EndpointEmbeddings
 	Model        *config.Model
 	Requested    string // the alias the client sent, when one chose Model; else empty
 	Stream       bool
@@ -35,6 +35,9 @@ type Request struct {
 	Messages int   // chat messages (0 for completions)
 	Prompts  int64 // prompts the engine runs: a completions batch, else 1
 	Choices  int64 // completions per prompt: max(n, best_of), 1 when absent
+	// NoCompletion: the engine generates nothing (embeddings), so the hold
+	// has no completion part; Prompts counts the inputs.
+	NoCompletion bool
 	// Deterministic: temperature 0 and one choice, so the same body gives
 	// the same answer (the response cache serves only these).
 	Deterministic bool
@@ -97,7 +100,7 @@ type Limits struct {
 	BytesPerTokenFloor int
 }
 
-// Parse validates a chat or completions request body, bounds what the
+// Parse validates a chat, completions or embeddings request body, bounds what the
 // engine can count for it, and builds the body sent upstream: the client's
 // allowlisted fields re-encoded (invariant 9), with stream usage always
 // requested so every job is metered.
@@ -127,8 +130,26 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 		return nil, &sluice.Error{Kind: sluice.KindNotFound, Code: sluice.CodeModelNotFound, Param: "model",
 			Message: fmt.Sprintf("The model `%s` does not exist or you do not have access to it.", name)}
 	}
+	if err := checkTask(endpoint, name, m); err != nil {
+		return nil, err
+	}
 	if err := checkFields(route, tree, m); err != nil {
 		return nil, err
+	}
+	rename := ""
+	if m.Name != name {
+		rename = m.Name // an alias: the engine serves the version
+	}
+	if endpoint == sluice.EndpointEmbeddings {
+		req, err := embeddingsRequest(tree, m, lim)
+		if err != nil {
+			return nil, err
+		}
+		if rename != "" {
+			req.Requested = name
+		}
+		req.Upstream = upstreamBody(tree, false, rename)
+		return req, nil
 	}
 	var c common
 	if err := json.Unmarshal(body, &c); err != nil {
@@ -211,9 +232,7 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 		}
 		req.IncludeUsage = c.StreamOptions.IncludeUsage
 	}
-	rename := ""
-	if m.Name != name {
-		rename = m.Name // an alias: the engine serves the version
+	if rename != "" {
 		req.Requested = name
 	}
 	req.Upstream = upstreamBody(tree, req.Stream, rename)

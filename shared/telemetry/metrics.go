@@ -51,6 +51,8 @@ type metricSet struct {
 	rollupRuns    *prometheus.CounterVec
 	reconMismatch prometheus.Gauge
 	reconLastRun  prometheus.Gauge
+
+	fallbacks *prometheus.CounterVec
 }
 
 func newMetricSet(reg prometheus.Registerer) *metricSet {
@@ -130,6 +132,9 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 		rollupRuns:    counter("sluice_rollup_runs_total", "Usage rollup runs, by result (ok, error).", "result"),
 		reconMismatch: scalar("sluice_reconciliation_mismatches", "Mismatches the last billing reconciliation found (set by the reconciliation job)."),
 		reconLastRun:  scalar("sluice_reconciliation_last_run_timestamp_seconds", "Unix time of the last billing reconciliation run."),
+
+		fallbacks: counter("sluice_fallbacks_total",
+			"Requests submit sent to a fallback model because their model had no healthy endpoint or a full queue, by model and fallback (inference.models[].fallbacks).", "model", "fallback"),
 	}
 	for _, r := range []string{"delivered", "failed"} {
 		m.webhooks.WithLabelValues(r)
@@ -368,4 +373,12 @@ func (t *Telemetry) Reconciled(mismatches int, at time.Time) {
 	}
 	t.m.reconMismatch.Set(float64(mismatches))
 	t.m.reconLastRun.Set(float64(at.Unix()))
+}
+
+// Fallback counts a request that model could not take and fallback served.
+func (t *Telemetry) Fallback(model, fallback string) {
+	if t == nil || t.m == nil {
+		return
+	}
+	t.m.fallbacks.WithLabelValues(model, fallback).Inc()
 }
