@@ -109,6 +109,9 @@ func ParseResponses(body []byte, models Models, lim Limits, history History) (*R
 		return nil, &sluice.Error{Kind: sluice.KindNotFound, Code: sluice.CodeModelNotFound, Param: "model",
 			Message: fmt.Sprintf("The model `%s` does not exist or you do not have access to it.", name)}
 	}
+	if err := checkTask(sluice.EndpointResponses, name, m); err != nil {
+		return nil, err
+	}
 	if err := checkFields(route, tree, m); err != nil {
 		return nil, err
 	}
