@@ -66,7 +66,7 @@ func (s *service) reserve(w http.ResponseWriter, r *http.Request, p *sluice.Prin
 	job *sluice.Job, async bool, timeout time.Duration) (*admission.Ticket, error) {
 	tk, err := s.adm.admit(r.Context(), w.Header(), admission.Request{JobID: job.ID, UserID: p.UserID, Tier: p.Tier,
 		Model: req.Model, PromptBytes: req.PromptBytes, ExtraTokens: req.ExtraTokens, Messages: req.Messages,
-		MaxTokens: req.MaxTokens, Room: req.Room, Prompts: req.Prompts, Choices: req.Choices, Async: async, Timeout: timeout, Limits: p.Limits, Period: p.Period})
+		MaxTokens: req.MaxTokens, Room: req.Room, ServiceTier: job.ServiceTier, Prompts: req.Prompts, Choices: req.Choices, Async: async, Timeout: timeout, Limits: p.Limits, Period: p.Period})
 	if err != nil {
 		return nil, err
 	}

@@ -169,9 +169,13 @@ func (s *service) admit(p *sluice.Principal, endpoint string, body []byte) (*ope
 	if err := authn.AllowModel(p, public); err != nil {
 		return nil, nil, err
 	}
+	st, err := openai.AllowServiceTier(s.Config, p.Tier, req.ServiceTier)
+	if err != nil {
+		return nil, nil, err
+	}
 	job := &sluice.Job{ID: rkey.NewUserJobID(req.Model.Name, p.UserID, s.Config.Jobs.Shards), UserID: p.UserID, KeyID: p.KeyID,
 		Model: req.Model.Name, Requested: req.Requested, Endpoint: endpoint, Body: req.Upstream, Stream: req.Stream,
-		Priority: s.Config.TierPriority(p.Tier)}
+		Priority: s.Config.ServiceClass(p.Tier, st), ServiceTier: st}
 	return req, job, nil
 }
 

@@ -38,6 +38,9 @@ type Request struct {
 	// Deterministic: temperature 0 and one choice, so the same body gives
 	// the same answer (the response cache serves only these).
 	Deterministic bool
+	// ServiceTier is the client's service_tier as sent (auto, default,
+	// flex, priority), empty when absent; Sluice consumes it (tier.go).
+	ServiceTier string
 	// Upstream is the body the engine gets: the client's allowlisted fields
 	// re-encoded from the strict parse, never the raw bytes.
 	Upstream []byte
@@ -132,6 +135,9 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 		return nil, decodeError(err)
 	}
 	req := &Request{Endpoint: endpoint, Model: m}
+	if req.ServiceTier, err = ServiceTier(tree); err != nil {
+		return nil, err
+	}
 	var pb promptBound
 	switch endpoint {
 	case sluice.EndpointChat:
@@ -213,19 +219,21 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 		rename = m.Name // an alias: the engine serves the version
 		req.Requested = name
 	}
-	req.Upstream = upstreamBody(tree, req.Stream, rename)
+	req.Upstream = upstreamBody(route, tree, req.Stream, rename)
 	return req, nil
 }
 
 // upstreamBody re-encodes the checked body, asking for usage on streams and
 // naming the served version of an alias.
-func upstreamBody(tree *Value, stream bool, rename string) []byte {
+func upstreamBody(route Route, tree *Value, stream bool, rename string) []byte {
 	out := &Value{Kind: Object}
 	usage := &Value{Kind: Object, Members: []Member{{Key: "include_usage", Val: &Value{Kind: Bool, Bool: true}}}}
 	for _, f := range tree.Members {
 		switch {
 		case f.Key == "stream_options":
 			continue // set below when streaming
+		case route.Consumed(f.Key):
+			continue // Sluice's own (service_tier): never the engine's
 		case f.Key == "model" && rename != "":
 			f.Val = &Value{Kind: String, Str: rename}
 		}
