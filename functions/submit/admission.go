@@ -118,7 +118,7 @@ func (s *service) serveCached(w http.ResponseWriter, r *http.Request, p *sluice.
 	w.Header().Set("Sluice-Cache", "hit")
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	w.Write([]byte(c.Result)) //nolint:errcheck // the client may be gone
+	w.Write(openai.EchoServiceTier([]byte(c.Result), job.ServiceTier)) //nolint:errcheck // the client may be gone
 	s.delivered(r, job.ID, "")
 	return true
 }

@@ -82,6 +82,24 @@ func claimKeys(tag, model string, priorities int, lowestFirst bool) []string {
 	return append(keys, rkey.ShardBellKey(tag, model))
 }
 
+// bulkAt is the batch class's place in claimKeys' order (the last class,
+// first on the lowest-first turn), or -1 with no batch cap.
+func bulkAt(priorities int, lowestFirst bool, bulkCap int64) int {
+	switch {
+	case bulkCap < 0:
+		return -1
+	case lowestFirst:
+		return 0
+	}
+	return priorities - 1
+}
+
+// isBulk reports whether a claimed entry is of the batch class (the last
+// of priorities classes).
+func isBulk(tag, model string, priorities int, e Entry) bool {
+	return e.Stream == rkey.ShardStreamKey(tag, model, priorities-1)
+}
+
 // parseClaim reads claim.lua's reply.
 func parseClaim(res []string) ([]Entry, string) {
 	if len(res) == 0 {
@@ -101,19 +119,29 @@ func parseClaim(res []string) ([]Entry, string) {
 // below the number of shards, move around); a shard asked for nothing has
 // only its bell read. If that left slots free, the shards that gave all they
 // were asked (or were not asked) are asked for the rest in turn.
-func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, priorities int, count int64, lowestFirst bool) ([]Entry, Bells, error) {
+func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, priorities int, count int64, lowestFirst bool, bulkCap int64) ([]Entry, Bells, error) {
 	tags := q.ShardTags(model)
 	n := len(tags)
 	start := int(q.rot.Add(1) % uint64(n))
 	order := make([]int, n)
 	share := make([]int64, n)
+	bulk := make([]int64, n) // each shard's part of bulkCap
 	for i := range n {
 		order[i] = (start + i) % n
 		share[i] = count / int64(n)
 		if int64(i) < count%int64(n) {
 			share[i]++
 		}
+		bulk[i] = -1
+		if bulkCap >= 0 {
+			bulk[i] = bulkCap / int64(n)
+			if int64(i) < bulkCap%int64(n) {
+				bulk[i]++
+			}
+		}
 	}
+	at := bulkAt(priorities, lowestFirst, bulkCap)
+	bulkLeft := bulkCap
 	bells := make(Bells, n)
 	claims := make([]*redis.Cmd, n)
 	reads := make([]*redis.XMessageSliceCmd, n)
@@ -123,7 +151,7 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 			reads[i] = pipe.XRevRangeN(ctx, rkey.ShardBellKey(tags[s], model), "+", "-", 1)
 			continue
 		}
-		claims[i] = claimScript.EvalSha(ctx, pipe, claimKeys(tags[s], model, priorities, lowestFirst), group, consumer, share[i])
+		claims[i] = claimScript.EvalSha(ctx, pipe, claimKeys(tags[s], model, priorities, lowestFirst), group, consumer, share[i], bulk[i], at)
 	}
 	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
 	var out []Entry
@@ -142,7 +170,7 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 		}
 		res, err := claims[i].StringSlice()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			res, err = claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, priorities, lowestFirst), group, consumer, share[i]).StringSlice()
+			res, err = claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, priorities, lowestFirst), group, consumer, share[i], bulk[i], at).StringSlice()
 		}
 		if err != nil {
 			// Claimed entries are pending in the stream whatever happens
@@ -155,6 +183,11 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 		bells[s] = bell
 		out = append(out, es...)
 		more[i] = int64(len(es)) == share[i]
+		for _, e := range es {
+			if bulkLeft > 0 && isBulk(tags[s], model, priorities, e) {
+				bulkLeft--
+			}
+		}
 	}
 	for i, s := range order {
 		left := count - int64(len(out))
@@ -164,13 +197,19 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 		if !more[i] {
 			continue
 		}
-		res, err := claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, priorities, lowestFirst), group, consumer, left).StringSlice()
+		res, err := claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, priorities, lowestFirst), group, consumer, left,
+			bulkLeft, at).StringSlice()
 		if err != nil {
 			errs = append(errs, err)
 			break
 		}
 		es, _ := parseClaim(res) // the first round's bell id is the earlier, so the safer
 		out = append(out, es...)
+		for _, e := range es {
+			if bulkLeft > 0 && isBulk(tags[s], model, priorities, e) {
+				bulkLeft--
+			}
+		}
 	}
 	if len(errs) > 0 && len(out) == 0 {
 		return nil, bells, translate(errors.Join(errs...))
