@@ -173,7 +173,7 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 		"id", j.ID, "user", j.UserID, "key", j.KeyID, "model", j.Model, "endpoint", j.Endpoint,
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
 		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace, "resv", b2s(j.Reserved), "body_ref", j.BodyRef,
-		"hold", j.Hold}
+		"hold", j.Hold, "tier", j.ServiceTier}
 	keys := []string{rkey.JobKey(j.ID), stream, rkey.ShardFairKey(tag, j.Model, j.Priority),
 		rkey.ShardVClockKey(tag, j.Model, j.Priority), rkey.ShardBellKey(tag, j.Model)}
 	// A job acknowledged with 200/202 must survive a failover: the enqueue

@@ -215,7 +215,7 @@ func parseStart(e Entry, res []any) (string, *Claimed) {
 	c := &Claimed{Entry: e, Attempt: int(attempt), Job: sluice.Job{
 		ID: f["id"], UserID: f["user"], KeyID: f["key"], Model: f["model"], Endpoint: f["endpoint"],
 		Body: json.RawMessage(f["body"]), BodyRef: f["body_ref"], Stream: f["stream"] == "1", Async: f["async"] == "1",
-		WebhookURL: f["webhook"], Requested: f["alias"], Trace: f["trace"],
+		WebhookURL: f["webhook"], Requested: f["alias"], Trace: f["trace"], ServiceTier: f["tier"],
 	}}
 	c.Job.Priority, _ = strconv.Atoi(f["prio"])
 	if v, err := strconv.ParseInt(f["created"], 10, 64); err == nil {
