@@ -119,7 +119,7 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 			var es []redisq.Entry
 			var bell redisq.Bells
 			es, bell, err = q.ClaimShare(ctx, rkey.GroupWorkers, r.p.Name, r.model.Name, config.Priorities, free-int64(len(entries)),
-				r.agingTurn(), r.bulkRoom())
+				r.claimOrder(), r.bulkRoom())
 			entries = append(entries, es...)
 			if err == nil && len(entries) == 0 {
 				// Nothing queued: sleep until an enqueue rings a shard's bell.

@@ -56,21 +56,25 @@ func (q *Queue) readGroup(ctx context.Context, group, consumer string, args []st
 // WaitWork(after=bells) returns as soon as a job is enqueued after this
 // claim, so none is missed between the two.
 func (q *Queue) Claim(ctx context.Context, group, consumer, model string, priorities int, count int64, lowestFirst bool) ([]Entry, Bells, error) {
-	return q.ClaimShare(ctx, group, consumer, model, priorities, count, lowestFirst, -1)
+	return q.ClaimShare(ctx, group, consumer, model, priorities, count, ClaimOrder{LowestFirst: lowestFirst}, -1)
 }
 
-// ClaimShare is Claim where the last of the priorities classes is the
-// batch class (config.BatchClass): while any other class has jobs waiting,
-// it claims at most bulkCap of the batch class's jobs (the slots
-// batch.max_slot_share leaves it); bulkCap < 0 is no limit. Over a sharded
-// queue each shard is asked for a share of bulkCap, and a shard sees only
-// its own interactive backlog.
-func (q *Queue) ClaimShare(ctx context.Context, group, consumer, model string, priorities int, count int64, lowestFirst bool, bulkCap int64) ([]Entry, Bells, error) {
-	if q.opts.Shards > 1 {
-		return q.claimShards(ctx, group, consumer, model, priorities, count, lowestFirst, bulkCap)
+// ClaimShare is Claim in the order o; with o.Bulk the last of the
+// priorities classes is the batch class (config.BatchClass): while any
+// other class has jobs waiting, it claims at most bulkCap of the batch
+// class's jobs (the slots batch.max_slot_share leaves it); bulkCap < 0 is
+// no limit. Over a sharded queue each shard is asked for a share of
+// bulkCap, and a shard sees only its own interactive backlog.
+func (q *Queue) ClaimShare(ctx context.Context, group, consumer, model string, priorities int, count int64, o ClaimOrder, bulkCap int64) ([]Entry, Bells, error) {
+	if !o.Bulk {
+		bulkCap = -1
 	}
-	res, err := claimScript.Run(ctx, q.rdb, claimKeys(rkey.Tag(model), model, priorities, lowestFirst), group, consumer, count,
-		bulkCap, bulkAt(priorities, lowestFirst, bulkCap)).StringSlice()
+	order := o.classes(priorities)
+	if q.opts.Shards > 1 {
+		return q.claimShards(ctx, group, consumer, model, priorities, count, order, bulkCap)
+	}
+	res, err := claimScript.Run(ctx, q.rdb, claimKeys(rkey.Tag(model), model, order), group, consumer, count,
+		bulkCap, bulkAt(order, priorities, bulkCap)).StringSlice()
 	if err != nil {
 		return nil, nil, translate(err)
 	}
