@@ -95,7 +95,7 @@ func (r *runner) classifyCall(ctx context.Context, ep *endpoint, ee *engine.Erro
 
 // attempted is what a job's calls to the engine came to.
 type attempted struct {
-	bulk bool // a batch-class job: its slot counts in ep.bulk
+	bulk       bool // a batch-class job: its slot counts in ep.bulk
 	res        *engine.Result
 	err        error
 	ep         *endpoint     // the endpoint it ended on, whose slot it still holds
