@@ -21,7 +21,7 @@ func TestClaimOrder(t *testing.T) {
 			t.Fatalf("order %+v", o)
 		}
 	}
-	if aging != 8 || bulk != 8 {
-		t.Fatalf("lower classes first in %d, batch class first in %d of %d rounds, want 8 each", aging, bulk, 8*agingEvery)
+	if aging != 8 || bulk != 8*agingEvery/bulkEvery {
+		t.Fatalf("lower classes first in %d, batch class first in %d of %d rounds, want 8 and %d", aging, bulk, 8*agingEvery, 8*agingEvery/bulkEvery)
 	}
 }
