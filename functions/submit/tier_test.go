@@ -137,6 +137,21 @@ func (e *tierEnv) settled(t *testing.T, jobID string) ledgerRow {
 	}
 }
 
+// usageTier waits for a job's usage row and returns its service tier.
+func (e *tierEnv) usageTier(t *testing.T, jobID string) string {
+	t.Helper()
+	var s string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := e.db.Pool.QueryRow(context.Background(), `SELECT coalesce(service_tier, '') FROM inference_requests WHERE job_id = $1`, jobID).Scan(&s)
+		if err == nil {
+			return s
+		}
+		if !errors.Is(err, pgx.ErrNoRows) || time.Now().After(deadline) {
+			t.Fatalf("usage row of %s: %v", jobID, err)
+		}
+	}
+}
+
 // ceilPPM is ceil(money × ppm / 1e6).
 func ceilPPM(money, ppm int64) int64 { return (money*ppm + 999_999) / 1_000_000 }
 
@@ -219,6 +234,9 @@ func TestServiceTiers(t *testing.T) {
 		if row.prompt == 0 || row.completion == 0 || row.credit != ceilPPM(base, c.ppm) || row.tier != wantTier {
 			t.Fatalf("%s: ledger %+v: charged %d, want ceil(%d × %d ppm) = %d at tier %q", c.name, row, row.credit, base, c.ppm,
 				ceilPPM(base, c.ppm), wantTier)
+		}
+		if got := e.usageTier(t, resp.Header.Get("Sluice-Job-Id")); got != wantTier {
+			t.Fatalf("%s: usage row service_tier %q, want %q", c.name, got, wantTier)
 		}
 		t.Logf("%s: %d prompt + %d completion tokens, base %d µ$, charged %d µ$ (tier %q)", c.name, row.prompt, row.completion, base,
 			row.credit, row.tier)

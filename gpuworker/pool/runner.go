@@ -318,6 +318,9 @@ func (r *runner) finish(ctx context.Context, e redisq.Entry, job sluice.Job, d d
 	// Usage is recorded for every job that reached an engine, exactly once.
 	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model, Requested: job.Requested,
 		Status: o.Status, Usage: usage, LatencyMS: d.latency.Milliseconds(), CreatedAt: job.CreatedAt, EndedAt: time.Now()}
+	if job.ServiceTier != sluice.TierDefault { // the usage row names a tier other than the default
+		o.Usage.ServiceTier = job.ServiceTier
+	}
 	// Whole milliseconds, rounded up: a started millisecond is paid.
 	o.EngineMS = (d.engineTime + time.Millisecond - 1).Milliseconds()
 	o.Usage.EngineMS = o.EngineMS
