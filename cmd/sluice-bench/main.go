@@ -55,6 +55,7 @@ const model = "bench-7b"
 
 // options are the command-line settings.
 type options struct {
+	fleetSims   int // startFleet's simulators; 0 is 2 (tiers uses one)
 	concurrency int
 	requests    int
 	warmup      int
@@ -109,7 +110,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
 	fs.DurationVar(&o.itl, "itl", 300*time.Millisecond, "streams: the simulator's time per token")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs) after the run")
-	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity), fairness (one user floods, two others send a few), cost (Redis commands, bytes and memory, PostgreSQL rows and CPU per request, on a private Redis), streams (-n slow streams at once through two instances and one worker; peak Redis connected_clients), waitlatency (time from an append to a waiter seeing it: the old blocking read, a direct wait, a shared wait) or soak (-c clients for -duration, Redis memory and RSS every -sample)")
+	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity), fairness (one user floods, two others send a few), cost (Redis commands, bytes and memory, PostgreSQL rows and CPU per request, on a private Redis), streams (-n slow streams at once through two instances and one worker; peak Redis connected_clients), waitlatency (time from an append to a waiter seeing it: the old blocking read, a direct wait, a shared wait) soak (-c clients for -duration, Redis memory and RSS every -sample) or tiers (one engine of 8 seqs saturated by -c streaming clients, a quarter service_tier=priority, half default, a quarter flex, -n requests in all; p50 time to first token per tier)")
 	fs.IntVar(&o.margin, "margin", 1, "saturation/fairness: dispatch.batch_margin")
 	fs.IntVar(&o.flood, "flood", 5000, "fairness: jobs the flooding user enqueues")
 	fs.BoolVar(&o.telemetry, "telemetry", false, "compare three Sluice stacks: telemetry off, metrics only (the default), metrics and tracing of every request (to a local OTLP sink); uses Redis databases -redis-db+1 and +2 too")
@@ -147,6 +148,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		report, err = waitLatency(ctx, o, stderr)
 	case "soak":
 		report, err = soak(ctx, o, stderr)
+	case "tiers":
+		report, err = tiers(ctx, o, stderr)
 	default:
 		report, err = bench(ctx, o, stderr)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -83,7 +84,7 @@ func startFleet(ctx context.Context, o options, seqs int, ttft, itl time.Duratio
 		return fail(err)
 	}
 	var urls []string
-	for i := range 2 {
+	for i := range cmp.Or(o.fleetSims, 2) {
 		s, err := devstack.StartSim(ctx, bin, model, 2048, seqs, filepath.Join(dir, fmt.Sprintf("sim%d.log", i)),
 			"--time-to-first-token", ttft.String(), "--inter-token-latency", itl.String())
 		if err != nil {

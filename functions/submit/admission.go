@@ -66,7 +66,7 @@ func (s *service) reserve(w http.ResponseWriter, r *http.Request, p *sluice.Prin
 	job *sluice.Job, async bool, timeout time.Duration) (*admission.Ticket, error) {
 	tk, err := s.adm.admit(r.Context(), w.Header(), admission.Request{JobID: job.ID, UserID: p.UserID, Tier: p.Tier,
 		Model: req.Model, PromptBytes: req.PromptBytes, ExtraTokens: req.ExtraTokens, Messages: req.Messages,
-		MaxTokens: req.MaxTokens, Room: req.Room, Prompts: req.Prompts, Choices: req.Choices, NoCompletion: req.NoCompletion, Async: async, Timeout: timeout, Limits: p.Limits, Period: p.Period})
+		MaxTokens: req.MaxTokens, Room: req.Room, Prompts: req.Prompts, Choices: req.Choices, NoCompletion: req.NoCompletion, ServiceTier: job.ServiceTier, Async: async, Timeout: timeout, Limits: p.Limits, Period: p.Period})
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +118,7 @@ func (s *service) serveCached(w http.ResponseWriter, r *http.Request, p *sluice.
 	w.Header().Set("Sluice-Cache", "hit")
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	w.Write([]byte(c.Result)) //nolint:errcheck // the client may be gone
+	w.Write(openai.EchoServiceTier([]byte(c.Result), job.ServiceTier)) //nolint:errcheck // the client may be gone
 	s.delivered(r, job.ID, "")
 	return true
 }

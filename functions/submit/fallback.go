@@ -47,7 +47,7 @@ func (s *service) fallback(w http.ResponseWriter, r *http.Request, p *sluice.Pri
 		if err != nil {
 			continue
 		}
-		fjob := s.newJob(p, endpoint, freq)
+		fjob := s.newJob(p, endpoint, freq, job.ServiceTier)
 		if !s.canTake(r.Context(), fjob) {
 			continue
 		}

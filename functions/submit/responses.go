@@ -78,9 +78,15 @@ func (s *service) createResponse(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, s.Log, err)
 		return
 	}
+	st, err := openai.AllowServiceTier(s.Config, p.Tier, rr.ServiceTier)
+	if err != nil {
+		openai.WriteError(w, r, s.Log, err)
+		return
+	}
 	id := rkey.NewUserJobID(rr.Model.Name, p.UserID, s.Config.Jobs.Shards)
 	job := &sluice.Job{ID: id, UserID: p.UserID, KeyID: p.KeyID, Model: rr.Model.Name, Requested: rr.Requested,
-		Endpoint: sluice.EndpointResponses, Body: rr.Upstream, Stream: rr.Stream, Priority: s.Config.TierPriority(p.Tier),
+		Endpoint: sluice.EndpointResponses, Body: rr.Upstream, Stream: rr.Stream,
+		Priority: s.Config.ServiceClass(p.Tier, st), ServiceTier: st,
 		Response: &sluice.ResponseJob{ID: sluice.ResponseID(id), Store: rr.Store, PreviousID: rr.PreviousID,
 			Metadata: rr.Metadata, TTL: s.Config.Responses.StoreTTL}}
 	httpserve.SetInference(r.Context(), job.Model, true, job.Stream)

@@ -181,14 +181,19 @@ func (s *service) admit(p *sluice.Principal, endpoint string, body []byte) (*ope
 	if err := authn.AllowModel(p, public); err != nil {
 		return nil, nil, err
 	}
-	return req, s.newJob(p, endpoint, req), nil
+	st, err := openai.AllowServiceTier(s.Config, p.Tier, req.ServiceTier)
+	if err != nil {
+		return nil, nil, err
+	}
+	return req, s.newJob(p, endpoint, req, st), nil
 }
 
-// newJob is the job for p's validated request, on its model's queue.
-func (s *service) newJob(p *sluice.Principal, endpoint string, req *openai.Request) *sluice.Job {
+// newJob is the job for p's validated request at service tier st, on its
+// model's queue.
+func (s *service) newJob(p *sluice.Principal, endpoint string, req *openai.Request, st string) *sluice.Job {
 	return &sluice.Job{ID: rkey.NewUserJobID(req.Model.Name, p.UserID, s.Config.Jobs.Shards), UserID: p.UserID, KeyID: p.KeyID,
 		Model: req.Model.Name, Requested: req.Requested, Endpoint: endpoint, Body: req.Upstream, Stream: req.Stream,
-		Priority: s.Config.TierPriority(p.Tier)}
+		Priority: s.Config.ServiceClass(p.Tier, st), ServiceTier: st}
 }
 
 func (s *service) infer(endpoint string) http.HandlerFunc {

@@ -95,6 +95,7 @@ func (r *runner) classifyCall(ctx context.Context, ep *endpoint, ee *engine.Erro
 
 // attempted is what a job's calls to the engine came to.
 type attempted struct {
+	bulk       bool // a batch-class job: its slot counts in ep.bulk
 	res        *engine.Result
 	err        error
 	ep         *endpoint     // the endpoint it ended on, whose slot it still holds
@@ -111,7 +112,7 @@ type attempted struct {
 // fails for good or the job's context ends.
 func (r *runner) attempt(ctx, jctx context.Context, job sluice.Job, ep *endpoint, onChunk func([]byte) error) attempted {
 	p, q := r.p, r.p.Queue
-	a := attempted{ep: ep, ended: noFailure}
+	a := attempted{ep: ep, ended: noFailure, bulk: isBulk(job)}
 	backoff := p.Config.Worker.RetryBackoff
 	for try := 0; ; try++ {
 		callStart := time.Now()
@@ -151,7 +152,7 @@ func (r *runner) attempt(ctx, jctx context.Context, job sluice.Job, ep *endpoint
 		}
 		p.Telemetry.EngineRetry(job.Model)
 		if next := r.pick(a.ep); next != nil {
-			a.ep = a.ep.moveTo(next)
+			a.ep = a.ep.moveTo(next, a.bulk)
 		} else {
 			sleep(jctx, backoff)
 			backoff *= 2
@@ -172,9 +173,9 @@ func (r *runner) failOver(a *attempted) {
 	}
 	next := r.pick(a.ep)
 	if next == nil || r.soft.Err() != nil {
-		a.ep.inflight.Add(-1)
+		a.ep.put(a.bulk)
 		a.handBack = true
 		return
 	}
-	a.ep = a.ep.moveTo(next)
+	a.ep = a.ep.moveTo(next, a.bulk)
 }

@@ -21,6 +21,10 @@ type endpoint struct {
 	kvHigh   float64
 	stale    time.Duration // a load reading older than this is ignored
 	inflight atomic.Int64
+	// bulk is how many of inflight are batch-class jobs (batch lines,
+	// flex): at most bulkMax while interactive jobs wait (share.go).
+	bulk     atomic.Int64
+	bulkMax  int64 // floor(batch.max_slot_share × max_batch_size)
 	healthy  atomic.Bool
 	takeOuts atomic.Int64 // times taken out of rotation
 	load     atomic.Pointer[reading]
@@ -155,8 +159,8 @@ func (r *runner) scrape(ctx context.Context, e *endpoint) {
 }
 
 // moveTo moves a job's slot from e to next and returns next.
-func (e *endpoint) moveTo(next *endpoint) *endpoint {
-	e.inflight.Add(-1)
-	next.inflight.Add(1)
+func (e *endpoint) moveTo(next *endpoint, bulk bool) *endpoint {
+	e.put(bulk)
+	next.take(bulk)
 	return next
 }

@@ -2,17 +2,26 @@ package pool
 
 import "testing"
 
-// TestAgingTurn: the lower classes get the first pick one round in agingEvery.
-func TestAgingTurn(t *testing.T) {
+// TestClaimOrder: the lower interactive classes get the first pick one
+// round in agingEvery, the batch class one other round in as many, and
+// the batch class is otherwise always last.
+func TestClaimOrder(t *testing.T) {
 	t.Parallel()
 	r := &runner{}
-	turns := 0
+	aging, bulk := 0, 0
 	for range 8 * agingEvery {
-		if r.agingTurn() {
-			turns++
+		o := r.claimOrder()
+		if o.LowestFirst {
+			aging++
+		}
+		if o.BulkFirst {
+			bulk++
+		}
+		if o.LowestFirst && o.BulkFirst || !o.Bulk {
+			t.Fatalf("order %+v", o)
 		}
 	}
-	if turns != 8 {
-		t.Fatalf("lower classes first in %d of %d rounds, want 8", turns, 8*agingEvery)
+	if aging != 8 || bulk != 8*agingEvery/bulkEvery {
+		t.Fatalf("lower classes first in %d, batch class first in %d of %d rounds, want 8 and %d", aging, bulk, 8*agingEvery, 8*agingEvery/bulkEvery)
 	}
 }

@@ -48,12 +48,13 @@ func (r *runner) traceJob(jctx context.Context, c *redisq.Claimed) (context.Cont
 // to the engine in the traceparent header.
 func (r *runner) callEngine(ctx context.Context, ep *endpoint, job sluice.Job, onChunk func([]byte) error) (*engine.Result, error) {
 	t := r.p.Telemetry
+	body := r.engineBody(job)
 	if !t.Tracing() {
-		return ep.client.Do(ctx, job.Endpoint, job.Body, job.Stream, onChunk)
+		return ep.client.Do(ctx, job.Endpoint, body, job.Stream, onChunk)
 	}
 	ctx, span := t.Start(ctx, "engine.request", telemetry.KindClient,
 		telemetry.Attr("server.address", ep.client.Base), telemetry.Attr("sluice.model", job.Model))
-	res, err := ep.client.Do(engine.WithHeaders(ctx, t.InjectHTTP), job.Endpoint, job.Body, job.Stream, onChunk)
+	res, err := ep.client.Do(engine.WithHeaders(ctx, t.InjectHTTP), job.Endpoint, body, job.Stream, onChunk)
 	span.End(err)
 	return res, err
 }

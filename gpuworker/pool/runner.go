@@ -33,7 +33,9 @@ func newRunner(p *Pool, m config.Model) *runner {
 	r := &runner{p: p, model: m, wake: make(chan struct{}, 1)}
 	r.streams = p.Queue.Streams(m.Name, config.Priorities)
 	for _, u := range m.Endpoints {
-		r.eps = append(r.eps, newEndpoint(m, p.Config.Dispatch, u))
+		e := newEndpoint(m, p.Config.Dispatch, u)
+		e.bulkMax = int64(p.Config.Batch.MaxSlotShare * float64(m.MaxBatchSize))
+		r.eps = append(r.eps, e)
 	}
 	return r
 }
@@ -116,7 +118,8 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 		if err == nil && int64(len(entries)) < free {
 			var es []redisq.Entry
 			var bell redisq.Bells
-			es, bell, err = q.Claim(ctx, rkey.GroupWorkers, r.p.Name, r.model.Name, config.Priorities, free-int64(len(entries)), r.agingTurn())
+			es, bell, err = q.ClaimShare(ctx, rkey.GroupWorkers, r.p.Name, r.model.Name, config.Priorities, free-int64(len(entries)),
+				r.claimOrder(), r.bulkRoom())
 			entries = append(entries, es...)
 			if err == nil && len(entries) == 0 {
 				// Nothing queued: sleep until an enqueue rings a shard's bell.
@@ -152,13 +155,14 @@ func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, es []redisq.E
 		if res.Outcome != redisq.StartRun {
 			continue
 		}
-		ep := r.pick(nil)
+		bulk := isBulk(res.Claimed.Job)
+		ep := r.pickFor(bulk)
 		if ep == nil {
 			// Only after a restart with no endpoint in rotation: the job waits in Redis, not here.
 			r.handBack(ctx, res.Claimed.Entry)
 			continue
 		}
-		ep.inflight.Add(1)
+		ep.take(bulk)
 		jobs.Add(1)
 		go func(c *redisq.Claimed) {
 			defer jobs.Done()
@@ -176,7 +180,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	defer cancel()
 	t := &task{cancel: cancel, entry: c.Entry}
 	defer r.p.track(job.ID, t)()
-	if job.BodyRef != "" && !r.fetchInput(ctx, c, &job, func() { ep.inflight.Add(-1) }) {
+	if job.BodyRef != "" && !r.fetchInput(ctx, c, &job, func() { ep.put(isBulk(job)) }) {
 		return
 	}
 
@@ -193,7 +197,7 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 		r.handBack(ctx, c.Entry)
 		return
 	}
-	a.ep.inflight.Add(-1)
+	a.ep.put(isBulk(job))
 	d := done{latency: time.Since(started), engineTime: a.engineTime, err: a.err}
 	if chunks != nil {
 		// Every chunk is in the result stream before the end event.
@@ -207,10 +211,10 @@ func (r *runner) run(ctx context.Context, c *redisq.Claimed, ep *endpoint) {
 	if a.res != nil {
 		d.usage = a.res.Usage
 		if !job.Stream {
-			a.res.Body = rs.patchObject(a.res.Body)
+			a.res.Body = openai.EchoServiceTier(rs.patchObject(a.res.Body), job.ServiceTier)
 			d.o.Result = a.res.Body
 			if r.p.redact != nil {
-				d.o.Result = r.p.redact.Body(a.res.Body)
+				d.o.Result = r.p.redact.Body(d.o.Result)
 			}
 		}
 	}
@@ -253,11 +257,13 @@ func (r *runner) output(ctx context.Context, job sluice.Job) (*chunkWriter, func
 		return nil, nil
 	}
 	chunks := newChunkWriter(ctx, r.p.Queue, job.ID)
+	// Each chunk names the service tier that served it, as OpenAI's do.
+	add := func(b []byte) error { return chunks.add(openai.EchoServiceTier(b, job.ServiceTier)) }
 	if r.p.redact == nil {
-		return chunks, chunks.add
+		return chunks, add
 	}
 	fs := r.p.redact.Stream()
-	return chunks, func(b []byte) error { return chunks.add(fs.Chunk(b)) }
+	return chunks, func(b []byte) error { return add(fs.Chunk(b)) }
 }
 
 // fail applies a failed job's verdict: it hands the job back, or records
@@ -319,6 +325,9 @@ func (r *runner) finish(ctx context.Context, e redisq.Entry, job sluice.Job, d d
 	// Usage is recorded for every job that reached an engine, exactly once.
 	o.Usage = &sluice.UsageEvent{JobID: job.ID, UserID: job.UserID, KeyID: job.KeyID, Model: job.Model, Requested: job.Requested,
 		Status: o.Status, Usage: usage, LatencyMS: d.latency.Milliseconds(), CreatedAt: job.CreatedAt, EndedAt: time.Now()}
+	if job.ServiceTier != sluice.TierDefault { // the usage row names a tier other than the default
+		o.Usage.ServiceTier = job.ServiceTier
+	}
 	// Whole milliseconds, rounded up: a started millisecond is paid.
 	o.EngineMS = (d.engineTime + time.Millisecond - 1).Milliseconds()
 	o.Usage.EngineMS = o.EngineMS

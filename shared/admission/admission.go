@@ -127,6 +127,10 @@ type Request struct {
 	// NoCompletion: the engine generates nothing (embeddings): the
 	// completion bound is 0 and the hold is the prompt bound alone.
 	NoCompletion bool
+	// ServiceTier is the job's (sluice.TierDefault when empty): its money
+	// is held and charged at the model's price × the tier's factor
+	// (config.ModelPrice.FactorPPM).
+	ServiceTier string
 }
 
 // Ticket is admission's answer: the rate-limit figures for the headers and
@@ -271,7 +275,7 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 	args := []any{r.JobID, lim.RequestsPerMinute, lim.TokensPerMinute, lim.Concurrency,
 		prompt, completion, int64(price.InputTokens), int64(price.OutputTokens), limit(t.IncludedCredits),
 		lim.OverageCap, leaseFor.Milliseconds(), holdFor.Milliseconds(), r.Model.Name, window.Milliseconds(), r.Period,
-		int64(price.PerRequest), int64(price.PerGPUSecond), WorstExtra(price, r.Timeout)}
+		int64(price.PerRequest), int64(price.PerGPUSecond), WorstExtra(price, r.Timeout), tierTerm(r.ServiceTier, price)}
 	lapsed := false
 	lapse := func(res []any) bool { // holds are due to lapse: release those of jobs that never came to exist
 		if due, _ := res[len(res)-1].(int64); due == 0 || lapsed || len(res) < 10 {
@@ -298,6 +302,9 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 			tk.Reserved = true
 			tk.Hold = fmt.Sprintf("%d|%d|%d|%d|0|0|0|%s|%s|%d|%d", prompt, completion, int64(price.InputTokens),
 				int64(price.OutputTokens), detail, r.Model.Name, int64(price.PerRequest), int64(price.PerGPUSecond))
+			if t := tierTerm(r.ServiceTier, price); t != "" {
+				tk.Hold += "|" + t
+			}
 			return tk, nil
 		case "load":
 			if attempt > 0 {

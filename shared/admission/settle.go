@@ -284,7 +284,7 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 			rows = append(rows, postgres.LedgerEntry{UserID: e.UserID, Kind: kind, JobID: e.JobID, Period: h.Period, Model: h.Model,
 				PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
 				IncludedTokens: c.Included, CreditMicros: c.Credit, OverageMicros: c.Overage,
-				DebtMicros: c.Debt, ExcessTokens: c.Excess, Unheld: lost})
+				DebtMicros: c.Debt, ExcessTokens: c.Excess, Unheld: lost, ServiceTier: ledgerTier(h)})
 		}
 	}
 	written, err := a.db.LedgerSettled(ctx, rows)
@@ -460,4 +460,13 @@ func ConsumerName(base string) string {
 	b := make([]byte, 4)
 	rand.Read(b) //nolint:errcheck // crypto/rand never fails on Linux
 	return fmt.Sprintf("%s-%d-%s", base, os.Getpid(), hex.EncodeToString(b))
+}
+
+// ledgerTier is what a ledger row says of the job's service tier: empty at
+// the base price.
+func ledgerTier(h Hold) string {
+	if h.Tier == sluice.TierDefault {
+		return ""
+	}
+	return h.Tier
 }

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
 // Hold is the worst case admission reserved for one job.
@@ -23,6 +26,42 @@ type Hold struct {
 	// created it for a job whose hold was gone: Lost); it settles with no
 	// room beyond it.
 	Grown, Lost bool
+	// Tier is the job's service tier (sluice.TierDefault when the hold has
+	// no price term) and FactorPPM its price factor in parts per million
+	// (config.PPM: the base price): the job's money is
+	// ApplyFactor(money at the base prices, FactorPPM).
+	Tier      string
+	FactorPPM int64
+}
+
+// tierTerm is the hold's price term for a job at service tier st:
+// '<tier>:<ppm>', or "" at the base price (the hold stays as before,
+// byte for byte).
+func tierTerm(st string, p config.ModelPrice) string {
+	ppm := p.FactorPPM(st)
+	if st == "" || st == sluice.TierDefault || ppm == config.PPM {
+		return ""
+	}
+	return st + ":" + strconv.FormatInt(ppm, 10)
+}
+
+// parseTerm reads a price term ('<tier>:<ppm>').
+func parseTerm(s string) (string, int64, bool) {
+	tier, n, ok := strings.Cut(s, ":")
+	ppm, err := strconv.ParseInt(n, 10, 64)
+	return tier, ppm, ok && err == nil && ppm >= 0 && tier != ""
+}
+
+// ApplyFactor is money at a price factor of ppm parts per million,
+// rounded up: ceil(money × ppm / 1e6), computed so no product overflows
+// (admit.lua holds the same). A job's whole money is rounded once, so the
+// charge never exceeds the hold taken for bounds it stayed within.
+func ApplyFactor(money, ppm int64) int64 {
+	if ppm == config.PPM || money <= 0 {
+		return money
+	}
+	q, r := money/config.PPM, money%config.PPM
+	return q*ppm + (r*ppm+config.PPM-1)/config.PPM
 }
 
 // parseHold reads the hold string admit.lua writes
@@ -31,8 +70,20 @@ type Hold struct {
 // for a model priced by tokens alone) has them 0. Model names may not contain '|' (config validation), so the
 // field count tells the two apart. A grown hold (grow.lua) has all eleven
 // and a twelfth, 'g' (or 'u': created for a job whose hold was gone).
+//
+// A job at a service tier with a price factor has a twelfth field, its
+// price term '<tier>:<ppm>' (so its eleven before are always written), and
+// its grown hold the mark as a thirteenth.
 func parseHold(s string) (Hold, error) {
 	f := strings.Split(s, "|")
+	tier, ppm := sluice.TierDefault, int64(config.PPM)
+	if len(f) >= 12 && strings.Contains(f[11], ":") {
+		var ok bool
+		if tier, ppm, ok = parseTerm(f[11]); !ok {
+			return Hold{}, fmt.Errorf("admission: malformed hold %q", s)
+		}
+		f = append(f[:11:11], f[12:]...)
+	}
 	grown := len(f) == 12 && (f[11] == "g" || f[11] == "u")
 	lost := grown && f[11] == "u"
 	if grown {
@@ -52,7 +103,7 @@ func parseHold(s string) (Hold, error) {
 	}
 	return Hold{PromptBound: n[0], MaxOutput: n[1], InputPrice: n[2], OutputPrice: n[3],
 		Included: n[4], Credit: n[5], Overage: n[6], Period: f[7], Model: f[8],
-		RequestPrice: n[7], GPUPrice: n[8], Grown: grown, Lost: lost}, nil
+		RequestPrice: n[7], GPUPrice: n[8], Grown: grown, Lost: lost, Tier: tier, FactorPPM: ppm}, nil
 }
 
 // GPUCharge is what engineMS milliseconds of engine time cost at price
@@ -130,6 +181,9 @@ func (h Hold) split(prompt, completion, engineMS, incAvail int64, r Room) Charge
 	money := inRest*h.InputPrice + outRest*h.OutputPrice + GPUCharge(engineMS, h.GPUPrice)
 	if total > 0 || engineMS > 0 {
 		money += h.RequestPrice
+	}
+	if h.Tier != "" { // a Hold built by hand, not parsed, has none: the base price
+		money = ApplyFactor(money, h.FactorPPM)
 	}
 	// The hold's credit counts only as far as the balance still backs it
 	// (a refund or dispute may have taken it back while the job ran).

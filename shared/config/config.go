@@ -67,6 +67,11 @@ type Model struct {
 	MaxBatchSize int      `yaml:"max_batch_size"` // in-flight requests per endpoint; default 16
 	MaxModelLen  int      `yaml:"max_model_len"`  // prompt + completion tokens; default 4096
 	Endpoints    []string `yaml:"endpoints"`      // vLLM base URLs, e.g. http://10.0.0.5:8000
+	// SchedulingPolicy is the engines' --scheduling-policy: fcfs (default)
+	// or priority. Only to a priority engine does Sluice send vLLM's
+	// `priority` field (from the job's queue class): an fcfs engine
+	// refuses it (tiers.go).
+	SchedulingPolicy string `yaml:"scheduling_policy"`
 	// EngineInput: template overheads, media bounds and allowed fields,
 	// for the prompt bound (engineinput.go).
 	EngineInput `yaml:",inline"`
@@ -106,8 +111,13 @@ type Tier struct {
 	MonthlyCost     Quantity `yaml:"monthly_cost"`     // micro-dollars, or custom
 	IncludedCredits Quantity `yaml:"included_credits"` // tokens per month, unlimited or custom
 	RateLimit       Quantity `yaml:"rate_limit"`       // requests per minute, unlimited or custom
-	// Priority orders the queues: 0 first. Defaults: enterprise 0, pro 1, others 2.
+	// Priority orders the queues: 0 first. Defaults: enterprise 0, pro 1,
+	// others 2; at most BatchClass-1 (the last class is batch work's).
 	Priority *int `yaml:"priority"`
+	// ServiceTiers lists the service_tier values the tier's requests may
+	// ask for (auto, default, flex, priority); default: all four, but free
+	// gets no priority (tiers.go).
+	ServiceTiers []string `yaml:"service_tiers"`
 	// TierLimits: Sluice's own limits and overage policy (admission.go).
 	TierLimits `yaml:",inline"`
 }
@@ -429,6 +439,7 @@ func (c *Config) applyDefaults() {
 		if m.Engine == "" {
 			m.Engine = c.Inference.Engine
 		}
+		def(&m.SchedulingPolicy, SchedulingFCFS)
 		if m.MaxBatchSize == 0 {
 			m.MaxBatchSize = 16
 		}
@@ -561,8 +572,8 @@ func (c *Config) validate() error {
 				errs = append(errs, fmt.Errorf("tiers.%s.%s: must be a whole number", name, field))
 			}
 		}
-		if t.Priority != nil && (*t.Priority < 0 || *t.Priority > 2) {
-			errs = append(errs, fmt.Errorf("tiers.%s.priority: must be 0, 1 or 2", name))
+		if t.Priority != nil && (*t.Priority < 0 || *t.Priority >= BatchClass) {
+			errs = append(errs, fmt.Errorf("tiers.%s.priority: must be 0 to %d (class %d is batch work's)", name, BatchClass-1, BatchClass))
 		}
 	}
 	if _, ok := c.Tiers["free"]; !ok {
@@ -592,7 +603,7 @@ func (c *Config) validate() error {
 	}
 	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
 	errs = append(errs, c.validateTelemetry()...)
-	errs = append(errs, c.validateBilling(), c.validateRedis(), c.validateBatch())
+	errs = append(errs, c.validateBilling(), c.validateRedis(), c.validateBatch(), c.validateServiceTiers())
 	errs = append(errs, c.validateRouting())
 	return errors.Join(errs...)
 }
@@ -607,10 +618,11 @@ func (c *Config) Model(name string) (*Model, bool) {
 	return nil, false
 }
 
-// TierPriority is the queue priority class of a tier (0 served first).
+// TierPriority is the queue priority class of a tier (0 served first);
+// never BatchClass, which only batch lines and flex jobs use.
 func (c *Config) TierPriority(tier string) int {
 	if t, ok := c.Tiers[tier]; ok && t.Priority != nil {
-		return *t.Priority
+		return min(max(*t.Priority, 0), BatchClass-1)
 	}
 	switch tier {
 	case "enterprise":
@@ -621,8 +633,9 @@ func (c *Config) TierPriority(tier string) int {
 	return 2
 }
 
-// Priorities is the number of priority classes (streams per model).
-const Priorities = 3
+// Priorities is the number of priority classes (streams per model): the
+// tiers' three interactive classes and BatchClass.
+const Priorities = 4
 
 // BatchClass is the queue class of batch lines and flex jobs: the last,
 // served only from the slots interactive work leaves (batch.max_slot_share).

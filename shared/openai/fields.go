@@ -16,7 +16,12 @@ type fieldKind uint8
 const (
 	plain    fieldKind = iota // decoding parameters: no prompt bytes
 	rendered                  // the template (or guided decoding) renders its JSON: bytes in the bound
+	consumed                  // Sluice reads it and never sends it to the engine (service_tier)
 )
+
+// Consumed reports whether the route's field name is Sluice's own: read
+// from the request and dropped from what the engine gets.
+func (r Route) Consumed(name string) bool { return r.Fields[name].kind == consumed }
 
 // Field is one allowlisted request field: its check, and whether its bytes
 // count in the prompt bound.
@@ -61,6 +66,7 @@ func merge(ms ...map[string]Field) map[string]Field {
 // that changes what the engine computes is bounded; the token budget itself
 // (max_tokens, n, best_of) is in the hold.
 var sampling = map[string]Field{
+	"service_tier":                  ServiceTierField,
 	"model":                         {},
 	"max_tokens":                    {},
 	"n":                             {},

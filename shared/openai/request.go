@@ -41,6 +41,9 @@ type Request struct {
 	// Deterministic: temperature 0 and one choice, so the same body gives
 	// the same answer (the response cache serves only these).
 	Deterministic bool
+	// ServiceTier is the client's service_tier as sent (auto, default,
+	// flex, priority), empty when absent; Sluice consumes it (tier.go).
+	ServiceTier string
 	// Upstream is the body the engine gets: the client's allowlisted fields
 	// re-encoded from the strict parse, never the raw bytes.
 	Upstream []byte
@@ -109,9 +112,6 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 	if !ok || endpoint == sluice.EndpointResponses { // ParseResponses parses those
 		return nil, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound, "Unknown endpoint %s.", endpoint)
 	}
-	if !ok {
-		return nil, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound, "Unknown endpoint %s.", endpoint)
-	}
 	tree, err := Decode(body)
 	if err != nil {
 		return nil, err
@@ -148,7 +148,7 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 		if rename != "" {
 			req.Requested = name
 		}
-		req.Upstream = upstreamBody(tree, false, rename)
+		req.Upstream = upstreamBody(route, tree, false, rename)
 		return req, nil
 	}
 	var c common
@@ -156,6 +156,9 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 		return nil, decodeError(err)
 	}
 	req := &Request{Endpoint: endpoint, Model: m}
+	if req.ServiceTier, err = ServiceTier(tree); err != nil {
+		return nil, err
+	}
 	var pb promptBound
 	switch endpoint {
 	case sluice.EndpointChat:
@@ -235,19 +238,21 @@ func Parse(endpoint string, body []byte, models Models, lim Limits) (*Request, e
 	if rename != "" {
 		req.Requested = name
 	}
-	req.Upstream = upstreamBody(tree, req.Stream, rename)
+	req.Upstream = upstreamBody(route, tree, req.Stream, rename)
 	return req, nil
 }
 
 // upstreamBody re-encodes the checked body, asking for usage on streams and
 // naming the served version of an alias.
-func upstreamBody(tree *Value, stream bool, rename string) []byte {
+func upstreamBody(route Route, tree *Value, stream bool, rename string) []byte {
 	out := &Value{Kind: Object}
 	usage := &Value{Kind: Object, Members: []Member{{Key: "include_usage", Val: &Value{Kind: Bool, Bool: true}}}}
 	for _, f := range tree.Members {
 		switch {
 		case f.Key == "stream_options":
 			continue // set below when streaming
+		case route.Consumed(f.Key):
+			continue // Sluice's own (service_tier): never the engine's
 		case f.Key == "model" && rename != "":
 			f.Val = &Value{Kind: String, Str: rename}
 		}

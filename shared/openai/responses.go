@@ -25,6 +25,7 @@ var responsesFields = map[string]Field{
 	"store":                {},
 	"previous_response_id": {},
 	"metadata":             {check: metadataCheck},
+	"service_tier":         ServiceTierField,
 	"tools":                {kind: rendered, check: maxLen("tools", 128)},
 	"tool_choice":          {kind: rendered},
 	"parallel_tool_calls":  {},
@@ -214,6 +215,9 @@ func ParseResponses(body []byte, models Models, lim Limits, history History) (*R
 	if c.Stream != nil {
 		rr.Stream = *c.Stream
 	}
+	if rr.ServiceTier, err = ServiceTier(tree); err != nil {
+		return nil, err
+	}
 	// Never answered from the response cache: every response has its own id.
 	rr.Deterministic = false
 	all := &Value{Kind: Array, Items: append(slices.Clip(hist), items...)}
@@ -226,8 +230,8 @@ func ParseResponses(body []byte, models Models, lim Limits, history History) (*R
 	out := &Value{Kind: Object}
 	for _, f := range tree.Members {
 		switch {
-		case slices.Contains(sluiceOnly, f.Key):
-			continue
+		case slices.Contains(sluiceOnly, f.Key), route.Consumed(f.Key):
+			continue // Sluice's own: never the engine's
 		case f.Key == "model" && rename != "":
 			f.Val = &Value{Kind: String, Str: rename}
 		case f.Key == "input" && len(hist) > 0:

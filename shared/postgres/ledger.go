@@ -32,14 +32,14 @@ func (db *DB) LedgerSettled(ctx context.Context, es []LedgerEntry) ([]string, er
 	n := len(es)
 	users, kinds, jobs, periods, models := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	prompt, completion, included, credit, overage := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-	debt, excess, unheld := make([]int64, n), make([]int64, n), make([]bool, n)
+	debt, excess, unheld, tiers := make([]int64, n), make([]int64, n), make([]bool, n), make([]string, n)
 	for i, e := range es {
 		users[i], kinds[i], jobs[i], periods[i], models[i] = e.UserID, e.Kind, e.JobID, e.Period, e.Model
 		prompt[i], completion[i], included[i], credit[i], overage[i] = e.PromptTokens, e.CompletionTokens, e.IncludedTokens, e.CreditMicros, e.OverageMicros
-		debt[i], excess[i], unheld[i] = e.DebtMicros, e.ExcessTokens, e.Unheld
+		debt[i], excess[i], unheld[i], tiers[i] = e.DebtMicros, e.ExcessTokens, e.Unheld, e.ServiceTier
 	}
 	rows, err := db.Pool.Query(ctx, q("LedgerSettle"), users, kinds, jobs, periods, models, prompt, completion, included, credit, overage,
-		debt, excess, unheld)
+		debt, excess, unheld, tiers)
 	if err != nil {
 		return nil, translate(err)
 	}

@@ -13,11 +13,11 @@ RETURNING id;
 WITH ins AS (
     INSERT INTO credit_ledger (user_id, kind, job_id, period, model_name, prompt_tokens,
                                completion_tokens, included_tokens, credit_micros, overage_micros,
-                               debt_micros, excess_tokens, unheld)
-    SELECT u, k, j, p, m, pt, ct, it, -(cr + db), ov, db, ex, uh
+                               debt_micros, excess_tokens, unheld, service_tier)
+    SELECT u, k, j, p, m, pt, ct, it, -(cr + db), ov, db, ex, uh, NULLIF(st, '')
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
-                $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[])
-         AS t(u, k, j, p, m, pt, ct, it, cr, ov, db, ex, uh)
+                $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[], $14::text[])
+         AS t(u, k, j, p, m, pt, ct, it, cr, ov, db, ex, uh, st)
     ON CONFLICT (job_id) DO NOTHING
     RETURNING user_id, job_id, model_name, debt_micros, excess_tokens, unheld
 ), audit AS (

@@ -34,12 +34,12 @@ WHERE id = ANY($1::uuid[]) AND (last_used_at IS NULL OR last_used_at < $2);
 INSERT INTO inference_requests
     (job_id, user_id, api_key_id, model_name, prompt_tokens, completion_tokens,
      cached_tokens, tokens_used, latency_ms, status, job_created_at, timestamp,
-     requested_model, engine_ms)
-SELECT j, u, NULLIF(k, '')::uuid, m, p, c, ca, p + c, l, s, cr, e, NULLIF(rq, ''), em
+     requested_model, engine_ms, service_tier)
+SELECT j, u, NULLIF(k, '')::uuid, m, p, c, ca, p + c, l, s, cr, e, NULLIF(rq, ''), em, NULLIF(st, '')
 FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[],
             $7::int[], $8::int[], $9::text[], $10::timestamptz[], $11::timestamptz[],
-            $12::text[], $13::bigint[])
-     AS t(j, u, k, m, p, c, ca, l, s, cr, e, rq, em)
+            $12::text[], $13::bigint[], $14::text[])
+     AS t(j, u, k, m, p, c, ca, l, s, cr, e, rq, em, st)
 ON CONFLICT (job_id, job_created_at) DO NOTHING;
 
 -- name: UsageForUser

@@ -69,13 +69,15 @@ func (db *DB) InsertUsage(ctx context.Context, evs []sluice.UsageEvent) (int64, 
 		created, ended                      = make([]time.Time, n), make([]time.Time, n)
 		requested                           = make([]string, n)
 		engine                              = make([]int64, n)
+		tiers                               = make([]string, n)
 	)
 	for i, e := range evs {
 		jobs[i], users[i], keys[i], models[i], statuses[i] = e.JobID, e.UserID, e.KeyID, e.Model, string(e.Status)
 		prompt[i], completion[i], cached[i], latency[i] = e.Usage.PromptTokens, e.Usage.CompletionTokens, e.Usage.CachedTokens, e.LatencyMS
 		created[i], ended[i], requested[i], engine[i] = e.CreatedAt, e.EndedAt, e.Requested, max(e.EngineMS, 0)
+		tiers[i] = e.ServiceTier
 	}
-	tag, err := db.Pool.Exec(ctx, q("InsertUsage"), jobs, users, keys, models, prompt, completion, cached, latency, statuses, created, ended, requested, engine)
+	tag, err := db.Pool.Exec(ctx, q("InsertUsage"), jobs, users, keys, models, prompt, completion, cached, latency, statuses, created, ended, requested, engine, tiers)
 	if err != nil {
 		return 0, translate(err)
 	}

@@ -173,7 +173,7 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 		"id", j.ID, "user", j.UserID, "key", j.KeyID, "model", j.Model, "endpoint", j.Endpoint,
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
 		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace, "resv", b2s(j.Reserved), "body_ref", j.BodyRef,
-		"hold", j.Hold}
+		"hold", j.Hold, "tier", j.ServiceTier}
 	if j.Response != nil { // only a /v1/responses job carries one
 		b, err := json.Marshal(j.Response)
 		if err != nil {

@@ -69,17 +69,64 @@ func (q *Queue) ownsTag(model, tag string) bool {
 // Claim saw them, for WaitWork.
 type Bells []string
 
-// claimKeys are one shard's claim.lua keys.
-func claimKeys(tag, model string, priorities int, lowestFirst bool) []string {
-	keys := make([]string, 0, 3*priorities+1)
-	for i := range priorities {
-		p := i
-		if lowestFirst {
-			p = priorities - 1 - i
+// ClaimOrder is the order a claim takes the priority classes in.
+type ClaimOrder struct {
+	// LowestFirst takes the classes lowest first (the aging turn); with a
+	// batch class (Bulk), the interactive ones lowest first and the batch
+	// class still last.
+	LowestFirst bool
+	// Bulk: the last class is the batch class (config.BatchClass), capped
+	// while interactive jobs wait (ClaimShare).
+	Bulk bool
+	// BulkFirst takes the batch class first (its turn: up to its cap).
+	BulkFirst bool
+}
+
+// classes lists the classes of priorities in the order's sequence.
+func (o ClaimOrder) classes(priorities int) []int {
+	n := priorities
+	if o.Bulk {
+		n-- // the batch class is placed below
+	}
+	out := make([]int, 0, priorities)
+	for i := range n {
+		if o.LowestFirst {
+			out = append(out, n-1-i)
+		} else {
+			out = append(out, i)
 		}
+	}
+	switch {
+	case !o.Bulk:
+	case o.BulkFirst:
+		out = append([]int{priorities - 1}, out...)
+	default:
+		out = append(out, priorities-1)
+	}
+	return out
+}
+
+// claimKeys are one shard's claim.lua keys.
+func claimKeys(tag, model string, order []int) []string {
+	keys := make([]string, 0, 3*len(order)+1)
+	for _, p := range order {
 		keys = append(keys, rkey.ShardStreamKey(tag, model, p), rkey.ShardFairKey(tag, model, p), rkey.ShardVClockKey(tag, model, p))
 	}
 	return append(keys, rkey.ShardBellKey(tag, model))
+}
+
+// bulkAt is the batch class's place in order, or -1 with no batch cap.
+func bulkAt(order []int, priorities int, bulkCap int64) int {
+	if bulkCap < 0 {
+		return -1
+	}
+	return slices.Index(order, priorities-1)
+}
+
+// isBulk reports whether a claimed entry is of the batch class (the last
+// of priorities classes).
+func isBulk(tag, model string, priorities int, e Entry) bool {
+	return e.Stream == rkey.ShardStreamKey(tag, model, priorities-1)
 }
 
 // parseClaim reads claim.lua's reply.
@@ -101,19 +148,29 @@ func parseClaim(res []string) ([]Entry, string) {
 // below the number of shards, move around); a shard asked for nothing has
 // only its bell read. If that left slots free, the shards that gave all they
 // were asked (or were not asked) are asked for the rest in turn.
-func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, priorities int, count int64, lowestFirst bool) ([]Entry, Bells, error) {
+func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, priorities int, count int64, classes []int, bulkCap int64) ([]Entry, Bells, error) {
 	tags := q.ShardTags(model)
 	n := len(tags)
 	start := int(q.rot.Add(1) % uint64(n))
 	order := make([]int, n)
 	share := make([]int64, n)
+	bulk := make([]int64, n) // each shard's part of bulkCap
 	for i := range n {
 		order[i] = (start + i) % n
 		share[i] = count / int64(n)
 		if int64(i) < count%int64(n) {
 			share[i]++
 		}
+		bulk[i] = -1
+		if bulkCap >= 0 {
+			bulk[i] = bulkCap / int64(n)
+			if int64(i) < bulkCap%int64(n) {
+				bulk[i]++
+			}
+		}
 	}
+	at := bulkAt(classes, priorities, bulkCap)
+	bulkLeft := bulkCap
 	bells := make(Bells, n)
 	claims := make([]*redis.Cmd, n)
 	reads := make([]*redis.XMessageSliceCmd, n)
@@ -123,7 +180,7 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 			reads[i] = pipe.XRevRangeN(ctx, rkey.ShardBellKey(tags[s], model), "+", "-", 1)
 			continue
 		}
-		claims[i] = claimScript.EvalSha(ctx, pipe, claimKeys(tags[s], model, priorities, lowestFirst), group, consumer, share[i])
+		claims[i] = claimScript.EvalSha(ctx, pipe, claimKeys(tags[s], model, classes), group, consumer, share[i], bulk[i], at)
 	}
 	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
 	var out []Entry
@@ -142,7 +199,7 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 		}
 		res, err := claims[i].StringSlice()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			res, err = claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, priorities, lowestFirst), group, consumer, share[i]).StringSlice()
+			res, err = claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, classes), group, consumer, share[i], bulk[i], at).StringSlice()
 		}
 		if err != nil {
 			// Claimed entries are pending in the stream whatever happens
@@ -155,6 +212,11 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 		bells[s] = bell
 		out = append(out, es...)
 		more[i] = int64(len(es)) == share[i]
+		for _, e := range es {
+			if bulkLeft > 0 && isBulk(tags[s], model, priorities, e) {
+				bulkLeft--
+			}
+		}
 	}
 	for i, s := range order {
 		left := count - int64(len(out))
@@ -164,13 +226,19 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 		if !more[i] {
 			continue
 		}
-		res, err := claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, priorities, lowestFirst), group, consumer, left).StringSlice()
+		res, err := claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, classes), group, consumer, left,
+			bulkLeft, at).StringSlice()
 		if err != nil {
 			errs = append(errs, err)
 			break
 		}
 		es, _ := parseClaim(res) // the first round's bell id is the earlier, so the safer
 		out = append(out, es...)
+		for _, e := range es {
+			if bulkLeft > 0 && isBulk(tags[s], model, priorities, e) {
+				bulkLeft--
+			}
+		}
 	}
 	if len(errs) > 0 && len(out) == 0 {
 		return nil, bells, translate(errors.Join(errs...))

@@ -56,10 +56,25 @@ func (q *Queue) readGroup(ctx context.Context, group, consumer string, args []st
 // WaitWork(after=bells) returns as soon as a job is enqueued after this
 // claim, so none is missed between the two.
 func (q *Queue) Claim(ctx context.Context, group, consumer, model string, priorities int, count int64, lowestFirst bool) ([]Entry, Bells, error) {
-	if q.opts.Shards > 1 {
-		return q.claimShards(ctx, group, consumer, model, priorities, count, lowestFirst)
+	return q.ClaimShare(ctx, group, consumer, model, priorities, count, ClaimOrder{LowestFirst: lowestFirst}, -1)
+}
+
+// ClaimShare is Claim in the order o; with o.Bulk the last of the
+// priorities classes is the batch class (config.BatchClass): while any
+// other class has jobs waiting, it claims at most bulkCap of the batch
+// class's jobs (the slots batch.max_slot_share leaves it); bulkCap < 0 is
+// no limit. Over a sharded queue each shard is asked for a share of
+// bulkCap, and a shard sees only its own interactive backlog.
+func (q *Queue) ClaimShare(ctx context.Context, group, consumer, model string, priorities int, count int64, o ClaimOrder, bulkCap int64) ([]Entry, Bells, error) {
+	if !o.Bulk {
+		bulkCap = -1
 	}
-	res, err := claimScript.Run(ctx, q.rdb, claimKeys(rkey.Tag(model), model, priorities, lowestFirst), group, consumer, count).StringSlice()
+	order := o.classes(priorities)
+	if q.opts.Shards > 1 {
+		return q.claimShards(ctx, group, consumer, model, priorities, count, order, bulkCap)
+	}
+	res, err := claimScript.Run(ctx, q.rdb, claimKeys(rkey.Tag(model), model, order), group, consumer, count,
+		bulkCap, bulkAt(order, priorities, bulkCap)).StringSlice()
 	if err != nil {
 		return nil, nil, translate(err)
 	}
@@ -204,7 +219,7 @@ func parseStart(e Entry, res []any) (string, *Claimed) {
 	c := &Claimed{Entry: e, Attempt: int(attempt), Job: sluice.Job{
 		ID: f["id"], UserID: f["user"], KeyID: f["key"], Model: f["model"], Endpoint: f["endpoint"],
 		Body: json.RawMessage(f["body"]), BodyRef: f["body_ref"], Stream: f["stream"] == "1", Async: f["async"] == "1",
-		WebhookURL: f["webhook"], Requested: f["alias"], Trace: f["trace"],
+		WebhookURL: f["webhook"], Requested: f["alias"], Trace: f["trace"], ServiceTier: f["tier"],
 	}}
 	c.Job.Priority, _ = strconv.Atoi(f["prio"])
 	if r := f["resp"]; r != "" {

@@ -50,6 +50,9 @@ type LedgerEntry struct {
 	DebtMicros       int64 // charged past every source (the balance goes below zero by it); stored in credit_micros too
 	ExcessTokens     int64 // tokens past the hold's bounds
 	Unheld           bool  // settled without its hold, from the job's record
+	// ServiceTier is the tier the job was charged at (flex, priority,
+	// batch); empty at the base price.
+	ServiceTier string
 }
 
 // Balance is a user's standing as the ledger sums it.

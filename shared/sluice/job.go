@@ -113,6 +113,9 @@ type UsageEvent struct {
 	Usage     Usage     `json:"usage"`
 	LatencyMS int64     `json:"latency_ms"`
 	EngineMS  int64     `json:"engine_ms,omitempty"` // time spent in engine calls, rounded up (GPU-second prices)
+	// ServiceTier is the tier the job ran at (flex, priority, batch);
+	// empty at the default tier.
+	ServiceTier string `json:"service_tier,omitempty"`
 	CreatedAt time.Time `json:"created_at"`          // the job's creation time
 	EndedAt   time.Time `json:"ended_at"`
 }

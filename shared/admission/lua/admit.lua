@@ -12,7 +12,9 @@
 -- ARGV[15] the user's period label ('' : the calendar month of now),
 -- ARGV[16] per-request price, ARGV[17] price per GPU-second (micro-dollars),
 -- ARGV[18] the worst case of both (per-request plus the GPU-second price for
--- the job's whole time limit): money, never covered by included tokens
+-- the job's whole time limit): money, never covered by included tokens,
+-- ARGV[19] the service tier's price term '<tier>:<ppm>' ('' : the base
+-- price): the money held is ceil(money x ppm / 1e6)
 -- Returns {outcome, detail, retry ms, rpm limit, rpm left, rpm reset ms,
 --          tpm limit, tpm left, tpm reset ms, holds due to lapse (0|1)};
 --          outcome ok|limit|quota|load.
@@ -119,6 +121,14 @@ end
 local inRest = math.max(P - inc, 0)
 local outRest = T - inc - inRest
 local money = inRest * pin + outRest * pout + tonumber(ARGV[18] or '0')
+local term = ARGV[19] or ''
+if term ~= '' then
+  -- ceil(money x ppm / 1e6), exact in doubles: split money at 1e6 so no
+  -- product passes 2^53 (admission.ApplyFactor is the same in Go).
+  local ppm = tonumber(string.match(term, ':(%d+)$'))
+  local q, r = math.floor(money / 1000000), money % 1000000
+  money = q * ppm + math.floor((r * ppm + 999999) / 1000000)
+end
 -- An open card dispute suspends prepaid credit and postpaid use ('susp').
 local susp = redis.call('HGET', KEYS[1], 'susp') == '1'
 local cr = math.min(money, math.max(num('credit') - num('cr_held'), 0))
@@ -150,9 +160,12 @@ end
 -- byte, so a settler not yet upgraded reads its model name right.
 local preq, psec = tonumber(ARGV[16] or '0'), tonumber(ARGV[17] or '0')
 local hold = string.format('%d|%d|%d|%d|%d|%d|%d|%s|%s', P, M, pin, pout, inc, cr, ov, per, ARGV[13])
-if preq > 0 or psec > 0 then
+if preq > 0 or psec > 0 or term ~= '' then
   hold = hold .. string.format('|%d|%d', preq, psec)
 end
+-- A tiered hold's twelfth field is its price term (a grown one's mark
+-- comes after it: grow.lua).
+if term ~= '' then hold = hold .. '|' .. term end
 redis.call('HSET', KEYS[2], job, hold)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[12]), job)
 redis.call('HINCRBY', KEYS[1], 'inc_held', inc)

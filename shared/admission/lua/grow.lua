@@ -2,7 +2,8 @@
 -- the included tokens, overage and credit it takes beyond its hold are
 -- taken from what the user's counters have free at this instant, atomically,
 -- so no other settlement or admission can be handed the same room. The grown
--- hold is marked ('|g' appended; 9-field holds get '|0|0' first): its
+-- hold is marked ('|g' appended, after a tiered hold's price term; 9-field
+-- holds get '|0|0' first): its
 -- settlement charges it with no further room, so a crash after growing
 -- replays to the same charge, and it is never grown twice. settle.lua then
 -- releases the grown hold as any other. A job settled without its hold gets
@@ -49,7 +50,7 @@ f[7] = string.format('%d', tonumber(f[7]) + add[3])
 if #f == 9 then
   f[10], f[11] = '0', '0'
 end
-f[12] = (h == '') and 'u' or 'g'
+f[#f + 1] = (h == '') and 'u' or 'g' -- after a tiered hold's price term (field 12)
 local grown = table.concat(f, '|')
 redis.call('HSET', KEYS[2], ARGV[1], grown)
 redis.call('HINCRBY', KEYS[1], 'inc_held', add[1])
