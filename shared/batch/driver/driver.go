@@ -16,11 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/admission"
+	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/batch"
 	"github.com/sluice-ai/sluice/shared/config"
@@ -579,4 +581,12 @@ func jsonMarshal(v any) ([]byte, error) {
 	enc := newEncoder(&buf)
 	err := enc.Encode(v)
 	return bytes.TrimRight(buf.Bytes(), "\n"), err
+}
+
+// FromDeps is the process's driver: its stores, queue and admission, named
+// after the worker and the process, so a restarted process is a new owner.
+func FromDeps(d *app.Deps) *Driver {
+	host, _ := os.Hostname()
+	return &Driver{Config: d.Config, Log: d.Log, Store: d.DB, Blobs: batch.OpenBlobs(d.Config), Queue: d.Queue,
+		Admission: d.Admission, Objects: d.Objects, Name: fmt.Sprintf("%s/%s/%d/%d", d.Config.Env.WorkerName, host, os.Getpid(), time.Now().UnixNano())}
 }
