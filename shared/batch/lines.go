@@ -30,25 +30,27 @@ type Line struct {
 
 // Line error codes, in the error file and the batch's errors list.
 const (
-	CodeInvalidJSONLine    = "invalid_json_line"
-	CodeDuplicateCustomID  = "duplicate_custom_id"
-	CodeMismatchedURL      = "mismatched_url"
-	CodeInvalidMethod      = "invalid_method"
-	CodeMissingCustomID    = "missing_custom_id"
-	CodeInvalidRequest     = "invalid_request"
-	CodeEmptyFile          = "empty_file"
-	CodeTooManyLines       = "too_many_lines"
-	CodeInvalidFileFormat  = "invalid_file_format"
-	CodeInvalidPurpose     = "invalid_purpose"
-	CodeFileMissing        = "file_not_found"
-	CodeBatchCancelled     = "batch_cancelled"
-	CodeBatchExpired       = "batch_expired"
-	CodeInsufficientQuota  = sluice.CodeInsufficientQuota
-	CodeLineLost           = "line_lost"
-	maxCustomIDBytes       = 512
-	envelopeHint           = `each line must be {"custom_id": "...", "method": "POST", "url": "...", "body": {...}}`
-	lineScanBufferFloor    = 64 << 10
-	lineScanBufferCeilling = 1 << 30
+	CodeInvalidJSONLine   = "invalid_json_line"
+	CodeDuplicateCustomID = "duplicate_custom_id"
+	CodeMismatchedURL     = "mismatched_url"
+	CodeInvalidMethod     = "invalid_method"
+	CodeMissingCustomID   = "missing_custom_id"
+	CodeInvalidRequest    = "invalid_request"
+	CodeEmptyFile         = "empty_file"
+	CodeTooManyLines      = "too_many_lines"
+	CodeInvalidFileFormat = "invalid_file_format"
+	CodeInvalidPurpose    = "invalid_purpose"
+	CodeFileMissing       = "file_not_found"
+	CodeBatchCancelled    = "batch_cancelled"
+	CodeBatchExpired      = "batch_expired"
+	CodeInsufficientQuota = sluice.CodeInsufficientQuota
+	CodeLineLost          = "line_lost"
+)
+
+const (
+	maxCustomIDBytes = 512
+	envelopeHint     = `each line must be {"custom_id": "...", "method": "POST", "url": "...", "body": {...}}`
+	readBuffer       = 64 << 10
 )
 
 func lineErr(code, param, format string, args ...any) *LineError {
@@ -120,7 +122,7 @@ func (e *FileError) Error() string { return e.Message }
 // a *FileError: no request lines, more than maxLines, or no line that is a
 // JSON object at all (not JSONL).
 func ReadLines(r io.Reader, endpoint string, maxLines int) ([]Line, error) {
-	br := bufio.NewReaderSize(r, lineScanBufferFloor)
+	br := bufio.NewReaderSize(r, readBuffer)
 	var out []Line
 	seen := map[string]int{}
 	objects := 0

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluice-ai/sluice/shared/batch"
-	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
 var _ batch.Store = (*DB)(nil)
@@ -227,5 +226,3 @@ func (db *DB) FinishBatch(ctx context.Context, id, owner, status string, out, er
 	}
 	return translate(tx.Commit(ctx))
 }
-
-var _ = sluice.ErrNotFound
