@@ -124,6 +124,7 @@ UPDATE batches SET status = $3, output_file_id = NULLIF($4, ''), error_file_id =
     completed_at = CASE WHEN $3 = 'completed' THEN NOW() END,
     cancelled_at = CASE WHEN $3 = 'cancelled' THEN NOW() END,
     expired_at = CASE WHEN $3 = 'expired' THEN NOW() END,
+    failed_at = CASE WHEN $3 = 'failed' THEN NOW() END,
     lease_owner = NULL, lease_until = NULL
 WHERE id = $1 AND lease_owner = $2 AND status IN ('in_progress', 'finalizing', 'cancelling')
 RETURNING id;

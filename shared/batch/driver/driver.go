@@ -293,7 +293,10 @@ func (r *run) lines(ctx context.Context) error {
 			return err
 		}
 		if !stopping {
-			n, err := r.start(ctx, next, inflight, done)
+			n, refused, err := r.start(ctx, next, inflight, done)
+			if aerr := d.Store.AddBatchResults(ctx, b.ID, refused); aerr != nil {
+				return aerr // the cursor stays: these lines are refused again
+			}
 			if err != nil {
 				return err
 			}
@@ -310,8 +313,8 @@ func (r *run) lines(ctx context.Context) error {
 				return r.stop(ctx, batch.CodeBatchExpired, "The batch's 24h window ended before this line ran.", batch.StatusExpired)
 			case stopping:
 				return r.stop(ctx, batch.CodeBatchCancelled, "The batch was cancelled before this line ran.", batch.StatusCancelled)
-			case next >= len(r.items):
-				return r.finish(ctx, batch.StatusCompleted)
+			case next >= len(r.items): // every line has its outcome; stop checks it
+				return r.stop(ctx, batch.CodeLineLost, "The line has no recorded outcome.", batch.StatusCompleted)
 			}
 		}
 		if sluice.Sleep(ctx, d.Poll); ctx.Err() != nil {
@@ -321,17 +324,13 @@ func (r *run) lines(ctx context.Context) error {
 }
 
 // start admits and enqueues lines from next while the batch's limits
-// allow; it returns the first line not started.
-func (r *run) start(ctx context.Context, next int, inflight map[int]string, done map[int]bool) (int, error) {
+// allow; it returns the first line not started and the lines it refused
+// (the caller records them before it moves the cursor past them).
+func (r *run) start(ctx context.Context, next int, inflight map[int]string, done map[int]bool) (int, []batch.Result, error) {
 	d, b := r.d, &r.b
 	cfg := d.Config
 	rdb := d.Queue.Client()
 	var refused []batch.Result
-	defer func() {
-		if len(refused) > 0 {
-			d.Store.AddBatchResults(context.WithoutCancel(ctx), b.ID, refused) //nolint:errcheck // retried below on the next round
-		}
-	}()
 	for ; next < len(r.items); next++ {
 		it := &r.items[next]
 		if done[next] {
@@ -344,16 +343,16 @@ func (r *run) start(ctx context.Context, next int, inflight map[int]string, done
 		}
 		timeout := time.Until(b.ExpiresAt)
 		if timeout <= 0 {
-			return next, nil
+			return next, refused, nil
 		}
 		id := r.jobID(it)
 		slot, err := redisq.BatchSlot(ctx, rdb, b.UserID, id, cfg.Batch.LinesInFlight, cfg.Batch.LinesPerMinute, timeout)
 		if err != nil || slot != redisq.BatchSlotTaken {
-			return next, err
+			return next, refused, err
 		}
 		exists, err := redisq.JobExists(ctx, rdb, id).Result()
 		if err != nil {
-			return next, err
+			return next, refused, err
 		}
 		if exists > 0 { // enqueued by a run that died before it moved the cursor
 			inflight[next] = id
@@ -365,7 +364,7 @@ func (r *run) start(ctx context.Context, next int, inflight map[int]string, done
 		if d.Admission != nil {
 			// A hold left by a run that died between admit and enqueue goes first.
 			if err := d.Admission.ReleaseJob(ctx, b.UserID, id); err != nil {
-				return next, err
+				return next, refused, err
 			}
 			req := it.req
 			tk, err = d.Admission.Admit(ctx, admission.Request{JobID: id, UserID: b.UserID, Tier: b.Owner.Tier, Model: req.Model,
@@ -376,16 +375,16 @@ func (r *run) start(ctx context.Context, next int, inflight map[int]string, done
 				redisq.BatchSlotFree(ctx, rdb, b.UserID, id) //nolint:errcheck // it lapses
 				e := sluice.AsError(err)
 				if e.Kind != sluice.KindQuota {
-					return next, err // Redis down: try again later
+					return next, refused, err // Redis down: try again later
 				}
 				if len(inflight) > 0 { // what runs may give funds back: wait for it
-					return next, nil
+					return next, refused, nil
 				}
 				if r.quotaSince.IsZero() {
 					r.quotaSince = time.Now()
 				}
 				if time.Since(r.quotaSince) < 2*time.Second { // settlement of the last lines may lag
-					return next, nil
+					return next, refused, nil
 				}
 				refused = append(refused, batch.ErrorLine(b.ID, it.Line, e.Code, e.Message))
 				done[next] = true
@@ -400,13 +399,13 @@ func (r *run) start(ctx context.Context, next int, inflight map[int]string, done
 			}
 			redisq.BatchSlotFree(ctx, rdb, b.UserID, id) //nolint:errcheck // it lapses
 			if sluice.AsError(err).Code == sluice.CodeNoCapacity {
-				return next, nil // the queue is full: later
+				return next, refused, nil // the queue is full: later
 			}
-			return next, err
+			return next, refused, err
 		}
 		inflight[next] = id
 	}
-	return next, nil
+	return next, refused, nil
 }
 
 // collect records the outcome of every line whose job ended.
