@@ -133,8 +133,8 @@ func batchBench(ctx context.Context, o options, lines int, stderr io.Writer) (st
 	}
 	type batchState struct {
 		ID, Status    string
-		OutputFileID  string `json:"output_file_id"`
-		ErrorFileID   string `json:"error_file_id"`
+		OutputFileID  string                                 `json:"output_file_id"`
+		ErrorFileID   string                                 `json:"error_file_id"`
 		RequestCounts struct{ Total, Completed, Failed int } `json:"request_counts"`
 	}
 	var bs batchState
@@ -269,4 +269,3 @@ func sluiceSleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
-

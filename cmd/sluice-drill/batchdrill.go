@@ -158,8 +158,8 @@ batch:
 	}
 	type batchState struct {
 		ID, Status    string
-		OutputFileID  string `json:"output_file_id"`
-		ErrorFileID   string `json:"error_file_id"`
+		OutputFileID  string                                 `json:"output_file_id"`
+		ErrorFileID   string                                 `json:"error_file_id"`
 		RequestCounts struct{ Total, Completed, Failed int } `json:"request_counts"`
 	}
 	var bs batchState

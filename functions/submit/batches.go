@@ -212,4 +212,3 @@ func (s *service) cancelBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	openai.WriteJSON(w, http.StatusOK, b.Object())
 }
-

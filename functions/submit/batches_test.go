@@ -183,10 +183,10 @@ func chatLines(model string, n int) []byte {
 }
 
 type batchObj struct {
-	ID            string `json:"id"`
-	Status        string `json:"status"`
-	OutputFileID  string `json:"output_file_id"`
-	ErrorFileID   string `json:"error_file_id"`
+	ID            string                                 `json:"id"`
+	Status        string                                 `json:"status"`
+	OutputFileID  string                                 `json:"output_file_id"`
+	ErrorFileID   string                                 `json:"error_file_id"`
 	RequestCounts struct{ Total, Completed, Failed int } `json:"request_counts"`
 	Errors        *struct {
 		Data []struct{ Code, Message string }

@@ -574,7 +574,6 @@ func (r *run) finish(ctx context.Context, status string) error {
 	return nil
 }
 
-
 func jsonMarshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := newEncoder(&buf)
