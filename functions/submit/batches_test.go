@@ -605,3 +605,39 @@ func TestBatchResume(t *testing.T) {
 		t.Fatalf("ledger rows %d, want %d", rows, n)
 	}
 }
+
+// TestBatchExpires: a batch whose 24h window has ended (moved back in the
+// database while no driver held it) ends expired: what ran is in the
+// output, the rest batch_expired, no hold left.
+func TestBatchExpires(t *testing.T) {
+	t.Parallel()
+	e := setupBatches(t, strictTier, ", lines_per_minute: 4", nil)
+	uid := e.userID(t)
+	e.grant(t, uid, 1_000_000)
+	_, f := e.upload(t, e.key, "batch", "in.jsonl", chatLines(e.model, 12))
+	stop := e.startDriver(t, "d1")
+	b := e.createBatch(t, e.key, f["id"].(string))
+	e.wait(t, b.ID, 20*time.Second, "in_progress")
+	time.Sleep(500 * time.Millisecond)
+	stop()
+	if _, err := e.db.Pool.Exec(context.Background(), `UPDATE batches SET expires_at = NOW() - interval '1 second' WHERE id = $1`, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.startDriver(t, "d2")
+	b = e.wait(t, b.ID, 20*time.Second, "expired")
+	ran := len(e.fileLines(t, b.OutputFileID))
+	expired := 0
+	for _, l := range e.fileLines(t, b.ErrorFileID) {
+		if l.Error != nil && l.Error.Code == batch.CodeBatchExpired {
+			expired++
+		}
+	}
+	t.Logf("expired batch: %d ran, %d batch_expired", ran, expired)
+	if expired == 0 || ran+expired != 12 {
+		t.Fatalf("ran %d, expired %d", ran, expired)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if live, _ := admission.LiveCounters(context.Background(), e.rdb, uid); live.Holds != 0 || live.HeldCredit != 0 {
+		t.Fatalf("holds left: %+v", live)
+	}
+}
