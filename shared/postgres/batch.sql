@@ -17,7 +17,7 @@ FROM files WHERE id = $1 AND ($2 = '' OR user_id::text = $2) AND deleted_at IS N
 SELECT id, user_id, purpose, filename, bytes, storage_key, created_at
 FROM files
 WHERE user_id = $1 AND deleted_at IS NULL AND ($2 = '' OR purpose = $2)
-  AND ($3 = '' OR (created_at, id) < (SELECT created_at, id FROM files WHERE id = $3))
+  AND ($3 = '' OR (created_at, id) < (SELECT c.created_at, c.id FROM files c WHERE c.id = $3 AND c.user_id = $1))
 ORDER BY created_at DESC, id DESC
 LIMIT $4;
 
@@ -50,7 +50,7 @@ SELECT b.id, b.user_id, b.principal, b.endpoint, b.input_file_id, b.completion_w
        (SELECT count(*) FILTER (WHERE NOT r.ok) FROM batch_results r WHERE r.batch_id = b.id)
 FROM batches b
 WHERE b.user_id = $1
-  AND ($2 = '' OR (b.created_at, b.id) < (SELECT created_at, id FROM batches WHERE id = $2))
+  AND ($2 = '' OR (b.created_at, b.id) < (SELECT c.created_at, c.id FROM batches c WHERE c.id = $2 AND c.user_id = $1))
 ORDER BY b.created_at DESC, b.id DESC
 LIMIT $3;
 

@@ -271,9 +271,19 @@ func (r *run) lines(ctx context.Context) error {
 	}
 	inflight := map[int]string{}
 	next := min(b.NextLine, len(r.items))
+	var freed []string
 	for i := range next { // admitted and enqueued by an earlier run
-		if !done[i] && r.items[i].req != nil {
+		switch {
+		case r.items[i].req == nil:
+		case !done[i]:
 			inflight[i] = r.jobID(&r.items[i])
+		default: // a run that died between recording a line and freeing its slot
+			freed = append(freed, r.jobID(&r.items[i]))
+		}
+	}
+	for chunk := range slices.Chunk(freed, 1000) {
+		if err := redisq.BatchSlotFree(ctx, d.Queue.Client(), b.UserID, chunk...); err != nil {
+			return err
 		}
 	}
 	cancelled := false
