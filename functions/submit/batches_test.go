@@ -641,3 +641,64 @@ func TestBatchExpires(t *testing.T) {
 		t.Fatalf("holds left: %+v", live)
 	}
 }
+
+// TestPresignedUpload: a file too large for one request on Lambda goes
+// straight to the bucket through a presigned URL; completing it checks the
+// limits (a batch file of too many lines is refused and nothing stays).
+func TestPresignedUpload(t *testing.T) {
+	t.Parallel()
+	st := s3test.New(t)
+	st.EnsureBucket(context.Background()) //nolint:errcheck
+	e := setupBatches(t, strictTier, "", batch.S3{Store: st, Prefix: "files/"})
+	put := func(url string, body []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("PUT", url, bytes.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("PUT to the upload URL: %d %s", resp.StatusCode, b)
+		}
+	}
+	var up struct {
+		ID        string `json:"id"`
+		UploadURL string `json:"upload_url"`
+	}
+	var m map[string]any
+	if r := e.do(t, "POST", "/v1/files/uploads", e.key, `{"filename":"big.jsonl","purpose":"batch"}`, &up); r.StatusCode != 200 || up.UploadURL == "" {
+		t.Fatalf("create upload: %d %+v", r.StatusCode, up)
+	}
+	if st, _ := e.raw(t, "GET", "/v1/files/"+up.ID, e.key); st != 404 {
+		t.Fatalf("a pending upload is visible: %d", st)
+	}
+	content := chatLines(e.model, 5)
+	put(up.UploadURL, content)
+	if r := e.do(t, "POST", "/v1/files/"+up.ID+"/complete", e.key, "", &m); r.StatusCode != 200 || m["bytes"] != float64(len(content)) || m["status"] != "processed" {
+		t.Fatalf("complete: %d %v", r.StatusCode, m)
+	}
+	if st, b := e.raw(t, "GET", "/v1/files/"+up.ID+"/content", e.key); st != 200 || !bytes.Equal(b, content) {
+		t.Fatalf("content: %d", st)
+	}
+	// Too many lines: refused at completion, nothing left.
+	e.do(t, "POST", "/v1/files/uploads", e.key, `{"filename":"many.jsonl","purpose":"batch"}`, &up)
+	put(up.UploadURL, chatLines(e.model, 201))
+	m = nil
+	if r := e.do(t, "POST", "/v1/files/"+up.ID+"/complete", e.key, "", &m); r.StatusCode != 400 {
+		t.Fatalf("too many lines: %d %v", r.StatusCode, m)
+	}
+	if r := e.do(t, "POST", "/v1/files/"+up.ID+"/complete", e.key, "", nil); r.StatusCode != 404 {
+		t.Fatalf("a refused upload can be completed again: %d", r.StatusCode)
+	}
+	if _, err := st.List(context.Background(), "files/"+e.userID(t)+"/"+up.ID); err != nil {
+		t.Fatal(err)
+	}
+	if objs, _ := st.List(context.Background(), "files/"+e.userID(t)+"/"+up.ID); len(objs) != 0 {
+		t.Fatalf("refused upload's content left: %v", objs)
+	}
+	if r := e.do(t, "POST", "/v1/files/uploads", e.key, `{"filename":"x","purpose":"fine-tune"}`, nil); r.StatusCode != 400 {
+		t.Fatalf("bad purpose: %d", r.StatusCode)
+	}
+}

@@ -69,6 +69,7 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("GET /v1/admin/status", s.status)
 	if d.Batches != nil && d.Files != nil {
 		s.filesRoutes(mux)
+		s.uploadRoutes(mux)
 		s.batchRoutes(mux)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

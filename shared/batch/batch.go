@@ -46,7 +46,10 @@ type File struct {
 	Bytes                         int64
 	// StorageKey names the content in the Blobs store.
 	StorageKey string
-	CreatedAt  time.Time
+	// Status is "uploading" for a presigned upload not completed yet;
+	// empty (processed) otherwise.
+	Status    string
+	CreatedAt time.Time
 }
 
 // FileObject is OpenAI's file object.
@@ -198,6 +201,10 @@ type Store interface {
 	// ListFiles lists a user's live files, newest first, after the file id
 	// after ("": from the newest), of purpose ("": any).
 	ListFiles(ctx context.Context, userID, purpose, after string, limit int) ([]File, error)
+	// GetUpload returns a user's presigned upload not completed yet.
+	GetUpload(ctx context.Context, id, userID string) (File, error)
+	// CompleteUpload makes a user's presigned upload a file of size bytes.
+	CompleteUpload(ctx context.Context, id, userID string, bytes int64) (File, error)
 	// DeleteFile marks a file of the user's deleted and returns it.
 	DeleteFile(ctx context.Context, id, userID string) (File, error)
 

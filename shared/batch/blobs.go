@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/objstore"
@@ -35,6 +36,17 @@ func OpenBlobs(cfg *config.Config) Blobs {
 		return Disk{Dir: cfg.Batch.FilesDir}
 	}
 	return S3{Store: objstore.New(cfg), Prefix: cfg.Batch.FilesPrefix}
+}
+
+// Presigner is a Blobs store that can hand out an upload URL: a client
+// PUTs the content straight to it (S3 does; a local folder does not).
+type Presigner interface {
+	PresignPut(ctx context.Context, key string, ttl time.Duration) (string, error)
+}
+
+// PresignPut returns a URL to PUT key's content to until ttl passes (Presigner).
+func (s S3) PresignPut(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	return s.Store.PresignPut(ctx, s.Prefix+key, ttl)
 }
 
 // BlobKey is a file's content key.

@@ -17,7 +17,17 @@ func interval(d time.Duration) string { return fmt.Sprintf("%d milliseconds", d.
 
 // CreateFile records a stored file (batch.Store).
 func (db *DB) CreateFile(ctx context.Context, f *batch.File) error {
-	return translate(db.Pool.QueryRow(ctx, q("CreateFile"), f.ID, f.UserID, f.Purpose, f.Filename, f.Bytes, f.StorageKey).Scan(&f.CreatedAt))
+	return translate(db.Pool.QueryRow(ctx, q("CreateFile"), f.ID, f.UserID, f.Purpose, f.Filename, f.Bytes, f.StorageKey, f.Status).Scan(&f.CreatedAt))
+}
+
+// GetUpload returns a user's presigned upload not yet completed (batch.Store).
+func (db *DB) GetUpload(ctx context.Context, id, userID string) (batch.File, error) {
+	return scanFile(db.Pool.QueryRow(ctx, q("GetUpload"), id, userID))
+}
+
+// CompleteUpload makes a presigned upload a file of size bytes (batch.Store).
+func (db *DB) CompleteUpload(ctx context.Context, id, userID string, bytes int64) (batch.File, error) {
+	return scanFile(db.Pool.QueryRow(ctx, q("CompleteUpload"), id, userID, bytes))
 }
 
 func scanFile(row pgx.Row) (batch.File, error) {
@@ -210,7 +220,7 @@ func (db *DB) FinishBatch(ctx context.Context, id, owner, status string, out, er
 		if f == nil {
 			continue
 		}
-		if _, err := tx.Exec(ctx, q("CreateFile"), f.ID, f.UserID, f.Purpose, f.Filename, f.Bytes, f.StorageKey); err != nil {
+		if _, err := tx.Exec(ctx, q("CreateFile"), f.ID, f.UserID, f.Purpose, f.Filename, f.Bytes, f.StorageKey, ""); err != nil {
 			return translate(err)
 		}
 	}

@@ -1,22 +1,32 @@
 -- Queries of files and batches (migration 016).
 
 -- name: CreateFile
-INSERT INTO files (id, user_id, purpose, filename, bytes, storage_key)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO files (id, user_id, purpose, filename, bytes, storage_key, status)
+VALUES ($1, $2, $3, $4, $5, $6, COALESCE(NULLIF($7, ''), 'processed'))
 ON CONFLICT (id) DO NOTHING
 RETURNING created_at;
+
+-- name: GetUpload
+-- A presigned upload of its owner's not completed yet.
+SELECT id, user_id, purpose, filename, bytes, storage_key, created_at
+FROM files WHERE id = $1 AND user_id::text = $2 AND status = 'uploading' AND deleted_at IS NULL;
+
+-- name: CompleteUpload
+UPDATE files SET status = 'processed', bytes = $3, created_at = NOW()
+WHERE id = $1 AND user_id::text = $2 AND status = 'uploading' AND deleted_at IS NULL
+RETURNING id, user_id, purpose, filename, bytes, storage_key, created_at;
 
 -- name: GetFile
 -- A live file of its owner's ($2 '' : any owner's).
 SELECT id, user_id, purpose, filename, bytes, storage_key, created_at
-FROM files WHERE id = $1 AND ($2 = '' OR user_id::text = $2) AND deleted_at IS NULL;
+FROM files WHERE id = $1 AND ($2 = '' OR user_id::text = $2) AND deleted_at IS NULL AND status = 'processed';
 
 -- name: ListFiles
 -- A user's live files, newest first, after the cursor file $3 ('' : from the
 -- newest), of purpose $2 ('' : any).
 SELECT id, user_id, purpose, filename, bytes, storage_key, created_at
 FROM files
-WHERE user_id = $1 AND deleted_at IS NULL AND ($2 = '' OR purpose = $2)
+WHERE user_id = $1 AND deleted_at IS NULL AND status = 'processed' AND ($2 = '' OR purpose = $2)
   AND ($3 = '' OR (created_at, id) < (SELECT c.created_at, c.id FROM files c WHERE c.id = $3 AND c.user_id = $1))
 ORDER BY created_at DESC, id DESC
 LIMIT $4;

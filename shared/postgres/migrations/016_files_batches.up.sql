@@ -12,6 +12,9 @@ CREATE TABLE files (
     filename    TEXT NOT NULL,
     bytes       BIGINT NOT NULL,
     storage_key TEXT NOT NULL,
+    -- 'uploading': a presigned upload not completed yet (not listed, not
+    -- usable); 'processed': stored and checked.
+    status      TEXT NOT NULL DEFAULT 'processed',
     created_at  TIMESTAMPTZ NOT NULL DEFAULT NOW(),
     deleted_at  TIMESTAMPTZ
 );
