@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-ai/sluice/gpuworker/pool"
 	gputelemetry "github.com/sluice-ai/sluice/gpuworker/telemetry"
 	"github.com/sluice-ai/sluice/shared/app"
+	"github.com/sluice-ai/sluice/shared/batch/driver"
 	"github.com/sluice-ai/sluice/shared/httpserve"
 )
 
@@ -63,6 +64,8 @@ func run(ctx context.Context, getenv func(string) string) int {
 		go httpserve.Serve(ctx, ln, d.Serve(nil), 5*time.Second) //nolint:errcheck // ends with ctx
 		d.Log.InfoContext(ctx, "worker telemetry listening", slog.String("addr", ln.Addr().String()))
 	}
+	// Batches are driven here, beside the engines, never in a function.
+	go driver.FromDeps(d).Run(ctx) //nolint:errcheck // ends with ctx
 	if err := p.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "gpuworker:", err)
 		return 1

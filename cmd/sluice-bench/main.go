@@ -78,6 +78,7 @@ type options struct {
 	duration    time.Duration // soak: how long the load runs
 	sample      time.Duration // soak: how often a row is printed
 	extraYAML   string        // soak: configuration appended to the stack's
+	lines       int           // batch: lines in the batch
 }
 
 func main() {
@@ -118,6 +119,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.duration, "duration", 10*time.Minute, "soak: how long the load runs")
 	fs.DurationVar(&o.sample, "sample", time.Minute, "soak: how often Redis memory, RSS and requests served are printed")
 	fs.StringVar(&o.extraYAML, "yaml", "", "soak: YAML appended to the stack's configuration (e.g. \"jobs: {sync_retention: 2m}\")")
+	fs.IntVar(&o.lines, "lines", 10000, "batch: lines in the batch (-mode batch: interactive p50 of -n requests from -c clients without and during the batch)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -150,6 +152,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		report, err = soak(ctx, o, stderr)
 	case "tiers":
 		report, err = tiers(ctx, o, stderr)
+	case "batch":
+		report, err = batchBench(ctx, o, o.lines, stderr)
 	default:
 		report, err = bench(ctx, o, stderr)
 	}

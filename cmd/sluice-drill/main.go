@@ -79,6 +79,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "money" {
 		return runMoney(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "batch" {
+		return runBatchDrill(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "failover" {
 		return runFailover(ctx, args[1:], stdout, stderr)
 	}

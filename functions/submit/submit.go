@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/authn"
+	"github.com/sluice-ai/sluice/shared/batch"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/objstore"
@@ -41,6 +42,11 @@ type Deps struct {
 	// Responses reads and deletes stored /v1/responses responses
 	// (postgres.DB); nil: none is found.
 	Responses ResponseStore
+	// Batches and Files serve the Files and Batch APIs (files.go,
+	// batches.go): metadata and batches, and files' content. Either nil:
+	// the routes are not served.
+	Batches batch.Store
+	Files   batch.Blobs
 }
 
 type service struct {
@@ -70,6 +76,11 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("DELETE /v1/jobs/{id}", s.cancelJob)
 	mux.HandleFunc("GET /v1/admin/status", s.status)
+	if d.Batches != nil && d.Files != nil {
+		s.filesRoutes(mux)
+		s.uploadRoutes(mux)
+		s.batchRoutes(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, s.Log, sluice.Errorf(sluice.KindNotFound, sluice.CodeNotFound,
 			"Unknown request URL: %s %s.", r.Method, r.URL.Path))
@@ -78,7 +89,8 @@ func New(d Deps) http.Handler {
 }
 
 var handle = app.Lazy(func(d *app.Deps) http.Handler {
-	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects, Responses: d.DB})
+	return New(Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects,
+		Responses: d.DB, Batches: d.DB, Files: batch.OpenBlobs(d.Config)})
 })
 
 // Handle is the OpenFaaS entry point: it builds the handler from the

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-ai/sluice/functions/submit"
 	rollup "github.com/sluice-ai/sluice/functions/usage-rollup"
 	"github.com/sluice-ai/sluice/shared/app"
+	"github.com/sluice-ai/sluice/shared/batch"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
@@ -26,7 +27,8 @@ import (
 // each function's prefix, as each function serves them in OpenFaaS.
 func Router(d *app.Deps) http.Handler {
 	fns := map[string]http.Handler{
-		"submit":          submit.New(submit.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects, Responses: d.DB}),
+		"submit": submit.New(submit.Deps{Config: d.Config, Log: d.Log, Queue: d.Queue, Verifier: d.Verifier, Admission: d.Admission, Objects: d.Objects,
+			Responses: d.DB, Batches: d.DB, Files: batch.OpenBlobs(d.Config)}),
 		"auth":            auth.New(auth.Deps{Config: d.Config, Log: d.Log, DB: d.DB, Redis: d.Redis, Queue: d.Queue, Verifier: d.Verifier, Objects: d.Objects}),
 		"billing-webhook": billing.New(billing.DepsFrom(d)),
 		"usage-rollup":    rollup.New(rollup.DepsFrom(d)),

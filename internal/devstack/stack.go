@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-ai/sluice/gpuworker/pool"
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
+	"github.com/sluice-ai/sluice/shared/batch/driver"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/telemetry"
@@ -70,7 +71,7 @@ func Start(ctx context.Context, o Options, ln net.Listener) (*Stack, error) {
 	st := &starting{o: o, ln: ln, state: State{PID: os.Getpid(), Dir: dir, AdminKeyFile: filepath.Join(dir, AdminKeyFile),
 		StartedAt: time.Now().UTC()}}
 	for _, step := range []func(context.Context, *starting) error{
-		s.secrets, s.redis, s.postgres, s.engines, s.open, s.run, s.serve,
+		s.secrets, s.filesDir, s.redis, s.postgres, s.engines, s.open, s.run, s.serve,
 	} {
 		if err := step(ctx, st); err != nil {
 			s.stop()
@@ -115,6 +116,16 @@ func (s *Stack) secrets(_ context.Context, st *starting) error {
 			return err
 		}
 		cfg.Env.WebhookSecret = p
+	}
+	return nil
+}
+
+// filesDir keeps uploaded files under the state folder when no object
+// store is configured (batch.files_dir), so the quick start needs no MinIO.
+func (s *Stack) filesDir(_ context.Context, st *starting) error {
+	cfg := st.o.Config
+	if cfg.Batch.FilesDir == "" && cfg.Storage.Endpoint == "" {
+		cfg.Batch.FilesDir = filepath.Join(st.o.Dir, "files")
 	}
 	return nil
 }
@@ -226,6 +237,9 @@ func (s *Stack) run(ctx context.Context, st *starting) error {
 	}
 	st.wg.Add(1)
 	go func() { defer st.wg.Done(); p.Run(runCtx) }() //nolint:errcheck
+	// The batch driver runs beside the worker, as in gpuworker.
+	st.wg.Add(1)
+	go func() { defer st.wg.Done(); driver.FromDeps(d).Run(runCtx) }() //nolint:errcheck
 	return nil
 }
 

@@ -131,6 +131,11 @@ type Request struct {
 	// is held and charged at the model's price × the tier's factor
 	// (config.ModelPrice.FactorPPM).
 	ServiceTier string
+	// Batch: a batch line. Funds are held as for any request, but the
+	// tier's rpm, tpm and concurrency do not apply and nothing is counted
+	// in them: batch lines have their own limits (batch.lines_per_minute,
+	// lines_in_flight, taken by the driver before it admits a line).
+	Batch bool
 }
 
 // Ticket is admission's answer: the rate-limit figures for the headers and
@@ -270,6 +275,10 @@ func (a *Admitter) Admit(ctx context.Context, r Request) (*Ticket, error) {
 	leaseFor := a.cfg.Admission.LeaseTTL
 	if r.Async { // nobody refreshes an async job's lease: it ends at settlement
 		leaseFor = holdFor
+	}
+	if r.Batch { // unlimited dimensions keep no log; a 1 ms lease counts in no concurrency
+		lim.RequestsPerMinute, lim.TokensPerMinute, lim.Concurrency = -1, -1, -1
+		leaseFor = time.Millisecond
 	}
 	keys := rkey.User(r.UserID).Admit()
 	args := []any{r.JobID, lim.RequestsPerMinute, lim.TokensPerMinute, lim.Concurrency,
@@ -477,6 +486,14 @@ func (a *Admitter) Release(ctx context.Context, tk *Ticket) {
 			sluice.Sleep(ctx, wait)
 		}
 	}()
+}
+
+// ReleaseJob drops the hold of a job that was never enqueued, now, charging
+// nothing; a job with no hold is left as it is. The batch driver calls it
+// before it admits a line again after a crash: a hold left between admit
+// and enqueue is given back first, never held twice.
+func (a *Admitter) ReleaseJob(ctx context.Context, userID, jobID string) error {
+	return settleScript.Run(ctx, a.rdb, rkey.User(userID).Settle(), jobID, 0, 0, 0, 0).Err()
 }
 
 // Lapse releases the holds past their lapse time whose jobs are gone (their

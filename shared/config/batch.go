@@ -1,6 +1,9 @@
 package config
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Batch sets the Files and Batch APIs' limits (/v1/files, /v1/batches).
 // Batch lines are the lowest class of work: they have their own limits,
@@ -22,6 +25,21 @@ type Batch struct {
 	// interactive jobs wait; default 0.5. With no interactive work waiting
 	// it may fill every slot.
 	MaxSlotShare float64 `yaml:"max_slot_share"`
+	// FilesDir keeps uploaded files and batch outputs on local disk in this
+	// folder instead of the object store; empty (the default) uses the
+	// storage bucket under FilesPrefix. `sluice dev` sets it to
+	// <state dir>/files when no storage.endpoint is configured, so the
+	// quick start needs no MinIO.
+	FilesDir string `yaml:"files_dir"`
+	// FilesPrefix is the bucket prefix of files; default "files/".
+	FilesPrefix string `yaml:"files_prefix"`
+	// DriverLease is how long a batch driver's claim on a batch lasts
+	// without renewal (it renews at a third of it); a driver that dies
+	// leaves the batch to another after this long. Default 30s.
+	DriverLease time.Duration `yaml:"driver_lease"`
+	// DriverBatches is how many batches one driver (worker process) works
+	// at once; default 4.
+	DriverBatches int `yaml:"driver_batches"`
 }
 
 func (c *Config) applyBatchDefaults() {
@@ -30,6 +48,9 @@ func (c *Config) applyBatchDefaults() {
 	def(&c.Batch.LinesPerMinute, 10000)
 	def(&c.Batch.LinesInFlight, 1000)
 	def(&c.Batch.MaxSlotShare, 0.5)
+	def(&c.Batch.FilesPrefix, "files/")
+	def(&c.Batch.DriverLease, 30*time.Second)
+	def(&c.Batch.DriverBatches, 4)
 }
 
 func (c *Config) validateBatch() error {
@@ -43,6 +64,9 @@ func (c *Config) validateBatch() error {
 	}
 	if b.MaxSlotShare <= 0 || b.MaxSlotShare > 1 {
 		errs = append(errs, errors.New("batch.max_slot_share: must be in (0, 1]"))
+	}
+	if b.DriverLease < time.Second || b.DriverBatches < 1 {
+		errs = append(errs, errors.New("batch.driver_lease: at least 1s; batch.driver_batches: positive"))
 	}
 	return errors.Join(errs...)
 }

@@ -116,3 +116,16 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// PresignPut returns a URL that lets its holder PUT key's content directly
+// (no credentials) until ttl passes: large uploads that a function
+// platform's request cap (AWS Lambda: 6 MB) would refuse go straight to the
+// bucket.
+func (s *Store) PresignPut(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	req, err := s3.NewPresignClient(s.client, s3.WithPresignExpires(ttl)).PresignPutObject(ctx,
+		&s3.PutObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return "", fmt.Errorf("objstore: presign %s: %w", key, err)
+	}
+	return req.URL, nil
+}

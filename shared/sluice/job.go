@@ -115,9 +115,9 @@ type UsageEvent struct {
 	EngineMS  int64     `json:"engine_ms,omitempty"` // time spent in engine calls, rounded up (GPU-second prices)
 	// ServiceTier is the tier the job ran at (flex, priority, batch);
 	// empty at the default tier.
-	ServiceTier string `json:"service_tier,omitempty"`
-	CreatedAt time.Time `json:"created_at"`          // the job's creation time
-	EndedAt   time.Time `json:"ended_at"`
+	ServiceTier string    `json:"service_tier,omitempty"`
+	CreatedAt   time.Time `json:"created_at"` // the job's creation time
+	EndedAt     time.Time `json:"ended_at"`
 }
 
 // JobState is a job as a client may see it.

@@ -295,3 +295,23 @@ func PerTag(models []string, shards int, key func(tag string) string) []string {
 	}
 	return out
 }
+
+// BatchLineJobID is the job id of a batch's line: in the user's shard of
+// the model, and the same for the same batch and line, so a driver that
+// enqueues a line again after a crash finds the job already there.
+func BatchLineJobID(model, userID string, shards int, batchID string, line int) string {
+	tag := Tag(model)
+	if shards > 1 {
+		tag = ShardTags(model, shards)[UserShard(userID, shards)]
+	}
+	h := sha256.Sum256([]byte(batchID + ":" + strconv.Itoa(line)))
+	return "job_" + tag + hex.EncodeToString(h[:12])
+}
+
+// BatchInflightKey is a user's batch lines in flight (zset: job id by the
+// time the entry lapses if never freed), for batch.lines_in_flight.
+func BatchInflightKey(userID string) string { return userKey(userID, "batch:inflight") }
+
+// BatchRateKey is a user's batch line starts in the rolling minute (zset:
+// job id by start time), for batch.lines_per_minute.
+func BatchRateKey(userID string) string { return userKey(userID, "batch:lpm") }
