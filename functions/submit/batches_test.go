@@ -490,7 +490,7 @@ func TestBatchInsufficientFunds(t *testing.T) {
 	t.Parallel()
 	e := setupBatches(t, strictTier, "", nil)
 	uid := e.userID(t)
-	// The credit covers three and a half lines' holds.
+	// The credit covers three and a half lines' holds (at the batch price).
 	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"line 0"}],"max_tokens":8}`, e.model)
 	req, err := openai.Parse("/v1/chat/completions", []byte(body), e.cfg.ForUser(uid), openai.Limits{BytesPerTokenFloor: e.cfg.Server.BytesPerTokenFloor})
 	if err != nil {
@@ -498,7 +498,7 @@ func TestBatchInsufficientFunds(t *testing.T) {
 	}
 	p, c := e.adm.Bounds(admission.Request{Model: req.Model, PromptBytes: req.PromptBytes, ExtraTokens: req.ExtraTokens,
 		Messages: req.Messages, MaxTokens: req.MaxTokens, Room: req.Room, Prompts: req.Prompts, Choices: req.Choices})
-	hold := p*1 + c*2
+	hold := (p*1 + c*2 + 1) / 2 // a line is held at the batch price: batch_discount 0.5
 	e.grant(t, uid, hold*7/2)
 	e.startDriver(t, "d1")
 	const n = 40 // what a line uses is well under its hold: more run than 3.5
