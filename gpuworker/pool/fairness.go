@@ -18,5 +18,6 @@ const bulkEvery = 2 * agingEvery
 // batch class first (capped) on its own turn.
 func (r *runner) claimOrder() redisq.ClaimOrder {
 	r.rounds++
-	return redisq.ClaimOrder{Bulk: true, LowestFirst: r.rounds%agingEvery == 0, BulkFirst: r.rounds%bulkEvery == agingEvery/2}
+	return redisq.ClaimOrder{Bulk: true, LowestFirst: r.rounds%agingEvery == 0, BulkFirst: r.rounds%bulkEvery == agingEvery/2,
+		BulkCapped: r.interactiveRunning()}
 }

@@ -10,8 +10,9 @@ import (
 // While interactive jobs wait, the claim script (redisq ClaimShare) takes
 // at most bulkRoom of them: on every endpoint, batch work may then hold at
 // most floor(batch.max_slot_share × max_batch_size) slots, counted in
-// endpoint.bulk by this worker as exactly as inflight itself. With nothing
-// interactive waiting they may fill every slot. Nothing is preempted: a
+// endpoint.bulk by this worker as exactly as inflight itself; so too while
+// interactive jobs run on its endpoints (interactiveRunning). With nothing
+// interactive waiting or running they may fill every slot. Nothing is preempted: a
 // batch job that started while the queue was empty finishes, and its slot
 // goes to whatever waits then (interactive first). The class is claimed
 // first on the aging turn (fairness.go), so under a saturated interactive
@@ -40,6 +41,21 @@ func (e *endpoint) put(bulk bool) {
 // interactive jobs wait: what its share leaves, within its free slots.
 func (e *endpoint) bulkFree() int64 {
 	return max(min(e.free(), e.bulkMax-e.bulk.Load()), 0)
+}
+
+// interactiveRunning reports whether an interactive job runs on any of the
+// runner's endpoints: batch work is then held to its share even with
+// nothing interactive waiting (redisq.ClaimOrder.BulkCapped), because a slot
+// it filled would make the next interactive arrival wait a whole batch
+// job (nothing is preempted). With no interactive job running, batch work
+// fills every slot.
+func (r *runner) interactiveRunning() bool {
+	for _, e := range r.eps {
+		if e.inflight.Load() > e.bulk.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // bulkRoom is how many batch-class jobs a claim may take while

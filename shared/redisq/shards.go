@@ -80,6 +80,20 @@ type ClaimOrder struct {
 	Bulk bool
 	// BulkFirst takes the batch class first (its turn: up to its cap).
 	BulkFirst bool
+	// BulkCapped holds the batch class to its cap even with no interactive
+	// job waiting: the worker sets it while interactive jobs run on its
+	// endpoints, so slots stay free for the next interactive arrival
+	// instead of filling with batch work it would have to wait behind (no
+	// preemption).
+	BulkCapped bool
+}
+
+// capped is ARGV[6] of claim.lua.
+func (o ClaimOrder) capped() int {
+	if o.BulkCapped {
+		return 1
+	}
+	return 0
 }
 
 // classes lists the classes of priorities in the order's sequence.
@@ -148,7 +162,7 @@ func parseClaim(res []string) ([]Entry, string) {
 // below the number of shards, move around); a shard asked for nothing has
 // only its bell read. If that left slots free, the shards that gave all they
 // were asked (or were not asked) are asked for the rest in turn.
-func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, priorities int, count int64, classes []int, bulkCap int64) ([]Entry, Bells, error) {
+func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, priorities int, count int64, classes []int, bulkCap int64, capped int) ([]Entry, Bells, error) {
 	tags := q.ShardTags(model)
 	n := len(tags)
 	start := int(q.rot.Add(1) % uint64(n))
@@ -180,7 +194,7 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 			reads[i] = pipe.XRevRangeN(ctx, rkey.ShardBellKey(tags[s], model), "+", "-", 1)
 			continue
 		}
-		claims[i] = claimScript.EvalSha(ctx, pipe, claimKeys(tags[s], model, classes), group, consumer, share[i], bulk[i], at)
+		claims[i] = claimScript.EvalSha(ctx, pipe, claimKeys(tags[s], model, classes), group, consumer, share[i], bulk[i], at, capped)
 	}
 	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
 	var out []Entry
@@ -199,7 +213,7 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 		}
 		res, err := claims[i].StringSlice()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			res, err = claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, classes), group, consumer, share[i], bulk[i], at).StringSlice()
+			res, err = claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, classes), group, consumer, share[i], bulk[i], at, capped).StringSlice()
 		}
 		if err != nil {
 			// Claimed entries are pending in the stream whatever happens

@@ -62,8 +62,8 @@ func (q *Queue) Claim(ctx context.Context, group, consumer, model string, priori
 // ClaimShare is Claim in the order o; with o.Bulk the last of the
 // priorities classes is the batch class (config.BatchClass): while any
 // other class has jobs waiting, it claims at most bulkCap of the batch
-// class's jobs (the slots batch.max_slot_share leaves it); bulkCap < 0 is
-// no limit. Over a sharded queue each shard is asked for a share of
+// class's jobs (the slots batch.max_slot_share leaves it), and so while
+// o.BulkCapped; bulkCap < 0 is no limit. Over a sharded queue each shard is asked for a share of
 // bulkCap, and a shard sees only its own interactive backlog.
 func (q *Queue) ClaimShare(ctx context.Context, group, consumer, model string, priorities int, count int64, o ClaimOrder, bulkCap int64) ([]Entry, Bells, error) {
 	if !o.Bulk {
@@ -71,10 +71,10 @@ func (q *Queue) ClaimShare(ctx context.Context, group, consumer, model string, p
 	}
 	order := o.classes(priorities)
 	if q.opts.Shards > 1 {
-		return q.claimShards(ctx, group, consumer, model, priorities, count, order, bulkCap)
+		return q.claimShards(ctx, group, consumer, model, priorities, count, order, bulkCap, o.capped())
 	}
 	res, err := claimScript.Run(ctx, q.rdb, claimKeys(rkey.Tag(model), model, order), group, consumer, count,
-		bulkCap, bulkAt(order, priorities, bulkCap)).StringSlice()
+		bulkCap, bulkAt(order, priorities, bulkCap), o.capped()).StringSlice()
 	if err != nil {
 		return nil, nil, translate(err)
 	}

@@ -4,7 +4,9 @@
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] count,
 -- ARGV[4] the most batch-class jobs to claim while interactive jobs wait
 -- (-1 or absent: no limit), ARGV[5] the batch class's place in KEYS (0
--- first; -1 or absent: none)
+-- first; -1 or absent: none), ARGV[6] '1': hold the batch class to
+-- ARGV[4] even with no interactive job waiting (interactive jobs run on
+-- the worker's endpoints: keep their next arrivals a free slot)
 -- Returns {bell id, stream, entry id, job id, stream, entry id, job id, ...}.
 --
 -- Jobs wait in the fair queue (a zset by virtual time). A claimed job is
@@ -21,6 +23,7 @@
 local want = tonumber(ARGV[3])
 local bulkCap = tonumber(ARGV[4] or '-1')
 local bulkAt = tonumber(ARGV[5] or '-1')
+local capped = ARGV[6] == '1'
 local classes = (#KEYS - 1) / 3
 local out = {}
 local bell = redis.call('XREVRANGE', KEYS[#KEYS], '+', '-', 'COUNT', 1)
@@ -53,7 +56,7 @@ for p = 0, classes - 1 do
   if got >= want then break end
   local stream, fq, vt = KEYS[3 * p + 1], KEYS[3 * p + 2], KEYS[3 * p + 3]
   local most = want - got
-  if p == bulkAt and bulkCap >= 0 and interactiveWaiting() then
+  if p == bulkAt and bulkCap >= 0 and (capped or interactiveWaiting()) then
     most = math.min(most, bulkCap)
   end
   if most > 0 then
