@@ -203,7 +203,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 		if err := json.Unmarshal(b, &st); err != nil {
 			t.Fatal(err)
 		}
-		if len(st.Models) != 2 || st.Models[0].Model != chat || len(st.Models[0].Queues) != 3 {
+		if len(st.Models) != 2 || st.Models[0].Model != chat || len(st.Models[0].Queues) != 4 { // three tier classes and the batch class
 			t.Fatalf("status: %s", b)
 		}
 		m := st.Models[0]

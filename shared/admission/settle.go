@@ -67,6 +67,17 @@ func (s *Settler) settle(ctx context.Context, c *redisq.Consumer, msgs []redisq.
 			EngineMS: m.Field("engine_ms"), Cache: m.Field("cache")}
 	}
 	if err := s.a.SettleMany(ctx, ended); err != nil {
+		if len(msgs) > 1 && sluice.AsError(err).Kind == sluice.KindInvalid {
+			// One entry the database refuses (say, its user's row is
+			// gone) must not hold up the others settled with it: settle
+			// them one by one, leaving only the refused one pending.
+			log.WarnContext(ctx, "settlement of a batch refused; settling its jobs one by one",
+				slog.Int("jobs", len(ended)), slog.String("err", err.Error()))
+			for i := range msgs {
+				s.settle(ctx, c, msgs[i:i+1])
+			}
+			return
+		}
 		log.WarnContext(ctx, "settlement failed; it will be retried", slog.Int("jobs", len(ended)), slog.String("err", err.Error()))
 		sluice.Sleep(ctx, time.Second)
 		return // left pending: reclaimed after settle_idle
