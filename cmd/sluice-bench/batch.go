@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluice-ai/sluice/internal/devstack"
-	"github.com/sluice-ai/sluice/internal/scratch"
 )
 
 // batchBench (-mode batch) runs a -lines batch on the simulator and
@@ -45,7 +44,11 @@ func batchBench(ctx context.Context, o options, lines int, stderr io.Writer) (st
 	yml := fmt.Sprintf("inference:\n  models:\n    - name: %s\n      max_batch_size: %d\n      max_model_len: 2048\n      endpoints: [%s]\n"+
 		"pricing:\n  %s: {input_tokens: 0.000001, output_tokens: 0.000002}\n"+
 		"batch: {lines_per_minute: 1000000, lines_in_flight: %d, max_lines: %d, max_file_bytes: 209715200}\n",
-		model, o.maxNumSeqs, sim.URL, model, max(o.maxNumSeqs*4, 64), max(lines, 50000)) + scratch.Unthrottled(false)
+		model, o.maxNumSeqs, sim.URL, model, max(o.maxNumSeqs*4, 64), max(lines, 50000)) +
+		// The operator (enterprise) pays in money, postpaid, so the ledger
+		// shows the batch discount; no other limit applies.
+		"tiers:\n  enterprise: {rate_limit: unlimited, included_credits: 0, tokens_per_minute: unlimited, concurrency: unlimited, overage: postpaid, overage_cap: 1000000}\n" +
+		"admission:\n  custom: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000, concurrency: 1000000}\n"
 	st, stop, err := startStack(ctx, filepath.Join(run.dir, "stack"), yml, run.dbURL, run.redisURL, progress)
 	if err != nil {
 		return "", err
@@ -230,6 +233,18 @@ func batchBench(ctx context.Context, o options, lines int, stderr io.Writer) (st
 		FROM credit_ledger WHERE kind = 'usage' AND job_id = ANY($1)`, jobIDs).Scan(&batchRows, &batchPrompt, &batchCompletion); err != nil {
 		return "", err
 	}
+	// What the batch's lines were charged (money: credit and overage; plus
+	// the included tokens a plan spends one for one) against the list price
+	// at pricing.<model>.batch_discount (default 0.5), line by line, as the
+	// settler rounds: ceil(list × factor).
+	var tierRows, charged, discounted, list, included int64
+	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE service_tier = 'batch'),
+		COALESCE(sum(-credit_micros + overage_micros), 0),
+		COALESCE(sum(ceil((prompt_tokens * 1 + completion_tokens * 2) / 2.0)), 0)::bigint,
+		COALESCE(sum(prompt_tokens * 1 + completion_tokens * 2), 0), COALESCE(sum(included_tokens), 0)
+		FROM credit_ledger WHERE kind = 'usage' AND job_id = ANY($1)`, jobIDs).Scan(&tierRows, &charged, &discounted, &list, &included); err != nil {
+		return "", err
+	}
 	dup := 0
 	for _, n := range seen {
 		if n > 1 {
@@ -248,6 +263,8 @@ func batchBench(ctx context.Context, o options, lines int, stderr io.Writer) (st
 		took.Round(time.Millisecond), float64(lines)/took.Seconds(), nOut, len(seen), dup, bs.ErrorFileID)
 	fmt.Fprintf(&r, "- ledger: %d usage rows for the batch's %d output lines (%d prompt, %d completion tokens); %d usage rows in all\n",
 		batchRows, nOut, batchPrompt, batchCompletion, rows)
+	fmt.Fprintf(&r, "- price: %d rows at service_tier batch; charged %d µ$ (+ %d included tokens) for a list price of %d µ$; at the 50 %% discount, line by line: %d µ$\n",
+		tierRows, charged, included, list, discounted)
 	var errs []string
 	if nOut != lines || len(seen) != lines || dup != 0 {
 		errs = append(errs, fmt.Sprintf("output has %d lines, %d custom ids, want %d each once", nOut, len(seen), lines))
