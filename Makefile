@@ -96,15 +96,18 @@ bench: sim
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode saturation -redis-db 13 -c 64 -n 480 -rounds 2 -max-tokens 48
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode fairness -redis-db 14 -max-tokens 16
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode batch -redis-db 12 -lines 10000 -n 300 -c 4 -max-tokens 8 -max-num-seqs 16
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode tiers -redis-db 11 -c 24 -n 1200 -max-tokens 16
 	$(GO) run ./cmd/sluice-bench rollup -rows 10000000
 
-## drill: fault drills, 500 jobs each: kill -9 a worker, an engine dies and comes back, Redis (appendonly) restarts, the engine fails 10%; then the money drill (kill -9 a worker, a submit instance and Redis); then the failover drill (kill -9 a Redis Cluster master, WAIT on)
+## drill: fault drills, 500 jobs each: kill -9 a worker, an engine dies and comes back, Redis (appendonly) restarts, the engine fails 10%; then the money drill (kill -9 a worker, a submit instance and Redis); then the failover drill (kill -9 a Redis Cluster master, WAIT on); then the batch drill (kill -9 the batch's worker and a submit instance mid-batch)
 drill: sim
 	for m in kill:10 endpoint:11 redis:10 failures:12; do \
 	  SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill -mode $${m%:*} -redis-db $${m#*:} -jobs 500 -max-tokens 10 -kill-after 100 || exit 1; \
 	done
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill money
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill failover -wait-replicas 1
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-drill batch -lines 300 -kill-at 50
 
 ## fuzz: one minute per fuzz target
 fuzz:
