@@ -120,7 +120,10 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 		users, _ := value(after, "sluice_active_users", map[string]string{"window": "1h"})
 		healthy, _ := value(after, "sluice_model_healthy_endpoints", map[string]string{"model": chat})
 		rows, _ := value(after, "sluice_usage_rows_total", map[string]string{"result": "written"})
-		if (users >= 1 && healthy == 1 && rows >= 3) || time.Now().After(deadline) {
+		// A health poll that timed out on a loaded machine takes the
+		// endpoint out until the next one: wait for it to be back.
+		up, _ := value(after, "sluice_engine_endpoint_up", map[string]string{"model": chat})
+		if (users >= 1 && healthy == 1 && rows >= 3 && up >= 1) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
