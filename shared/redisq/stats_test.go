@@ -74,7 +74,8 @@ func TestPublishedEndpointsLapse(t *testing.T) {
 	b := setup(t, redisq.Options{})
 	ctx := context.Background()
 	eps := []redisq.EndpointStatus{{URL: "http://e1", Healthy: true, InFlight: 2, Capacity: 8}}
-	if err := b.q.PublishEndpoints(ctx, b.model, "w-short", eps, 100*time.Millisecond); err != nil {
+	// Long enough that a loaded machine still reads it before it lapses.
+	if err := b.q.PublishEndpoints(ctx, b.model, "w-short", eps, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.q.PublishEndpoints(ctx, b.model, "w-long", eps, time.Minute); err != nil {
@@ -87,7 +88,7 @@ func TestPublishedEndpointsLapse(t *testing.T) {
 	if ws[0].Endpoints[0] != eps[0] {
 		t.Errorf("endpoint %+v, want %+v", ws[0].Endpoints[0], eps[0])
 	}
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
 	ws, err = b.q.Endpoints(ctx, b.model)
 	if err != nil || len(ws) != 1 || ws[0].Worker != "w-long" || ws[0].ExpiresIn <= 0 {
 		t.Fatalf("after the short ttl: %+v %v", ws, err)
