@@ -507,25 +507,34 @@ func TestResponsesErrors(t *testing.T) {
 func TestResponsesCutStream(t *testing.T) {
 	t.Parallel()
 	e := setupResponses(t, "--inter-token-latency", "40ms")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/v1/responses", strings.NewReader(fmt.Sprintf(
-		`{"model":%q,"instructions":"be long","input":"tell me a long story","max_output_tokens":200,"stream":true}`, e.model)))
-	req.Header.Set("Authorization", "Bearer "+e.key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("%v %v", resp, err)
-	}
-	jobID := resp.Header.Get("Sluice-Job-Id")
-	sc := bufio.NewScanner(resp.Body)
+	// The simulator's answers have random lengths: ask until one is long
+	// enough to be cut after 3 deltas.
+	var jobID string
 	deltas := 0
-	for deltas < 3 && sc.Scan() {
-		if sc.Text() == "event: response.output_text.delta" {
-			deltas++
+	for try := 0; deltas < 3; try++ {
+		if try == 20 {
+			t.Fatal("no answer of 3 deltas in 20 tries")
 		}
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/v1/responses", strings.NewReader(fmt.Sprintf(
+			`{"model":%q,"instructions":"be long","input":"tell me a long story","max_output_tokens":200,"stream":true}`, e.model)))
+		req.Header.Set("Authorization", "Bearer "+e.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			cancel()
+			t.Fatalf("%v %v", resp, err)
+		}
+		jobID = resp.Header.Get("Sluice-Job-Id")
+		sc := bufio.NewScanner(resp.Body)
+		deltas = 0
+		for deltas < 3 && sc.Scan() {
+			if sc.Text() == "event: response.output_text.delta" {
+				deltas++
+			}
+		}
+		cancel() // the client leaves
+		resp.Body.Close()
 	}
-	cancel() // the client leaves
-	resp.Body.Close()
 	var prompt, completion int64
 	var status string
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
