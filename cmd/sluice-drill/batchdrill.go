@@ -111,19 +111,10 @@ batch:
 	d.env = append(cleanEnv(), "DATABASE_URL="+d.dbURL, "REDIS_URL="+redisURL, "SLUICE_KEY_PEPPER="+scratch.RandHex(32),
 		"SLUICE_WEBHOOK_SECRET="+scratch.RandHex(32), "SLUICE_ADDR="+addr, "SLUICE_CONFIG="+cfgPath)
 	d.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	state := filepath.Join(d.dir, "state")
-	fn, err := d.start("sluice", filepath.Join(d.dir, "sluice"), nil, "dev", "--no-worker", "--dir", state)
+	fn, err := d.startFunctions(ctx)
 	if err != nil {
 		return err
 	}
-	if err := d.waitReady(ctx, fn); err != nil {
-		return err
-	}
-	k, err := os.ReadFile(filepath.Join(state, "admin.key"))
-	if err != nil {
-		return fmt.Errorf("admin key: %w", err)
-	}
-	d.key = strings.TrimSpace(string(k))
 	ws := map[string]*proc{}
 	for _, n := range []string{"w1", "w2"} {
 		if ws[n], err = d.start(n, filepath.Join(d.dir, "gpuworker"), []string{"SLUICE_WORKER_NAME=" + n}); err != nil {

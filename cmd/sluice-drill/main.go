@@ -214,19 +214,10 @@ worker:
 	d.hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}}
 
 	// 5. The functions, then the two workers.
-	state := filepath.Join(d.dir, "state")
-	fn, err := d.start("sluice", filepath.Join(d.dir, "sluice"), nil, "dev", "--no-worker", "--dir", state)
+	fn, err := d.startFunctions(ctx)
 	if err != nil {
 		return err
 	}
-	if err := d.waitReady(ctx, fn); err != nil {
-		return err
-	}
-	k, err := os.ReadFile(filepath.Join(state, "admin.key"))
-	if err != nil {
-		return fmt.Errorf("admin key: %w", err)
-	}
-	d.key = strings.TrimSpace(string(k))
 	w1, err := d.start("w1", filepath.Join(d.dir, "gpuworker"), []string{"SLUICE_WORKER_NAME=w1"})
 	if err != nil {
 		return err
@@ -311,6 +302,25 @@ func (p *proc) exited() bool {
 // start runs bin with the drill's environment plus extra, logging to
 // <dir>/<name>.log. Children get their own process group, so a terminal's
 // Ctrl-C reaches only the drill, which then stops them in order.
+// startFunctions starts the functions (`sluice dev --no-worker`) on the
+// drill's state folder, waits until they answer, and reads the admin key.
+func (d *drill) startFunctions(ctx context.Context) (*proc, error) {
+	state := filepath.Join(d.dir, "state")
+	fn, err := d.start("sluice", filepath.Join(d.dir, "sluice"), nil, "dev", "--no-worker", "--dir", state)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.waitReady(ctx, fn); err != nil {
+		return nil, err
+	}
+	k, err := os.ReadFile(filepath.Join(state, "admin.key"))
+	if err != nil {
+		return nil, fmt.Errorf("admin key: %w", err)
+	}
+	d.key = strings.TrimSpace(string(k))
+	return fn, nil
+}
+
 func (d *drill) start(name, bin string, extra []string, args ...string) (*proc, error) {
 	f, err := os.Create(filepath.Join(d.dir, name+".log"))
 	if err != nil {
