@@ -56,6 +56,9 @@ type Config struct {
 type Inference struct {
 	Engine string  `yaml:"engine"` // vllm (default)
 	Models []Model `yaml:"models"`
+	// PrefixCache: how requests are placed by prompt prefix and whether
+	// accounts share the engines' KV cache (cache.go).
+	PrefixCache PrefixCache `yaml:"prefix_cache"`
 }
 
 // Model is one served model.
@@ -77,6 +80,9 @@ type Model struct {
 	EngineInput `yaml:",inline"`
 	// ModelRouting: task and fallbacks (routing.go).
 	ModelRouting `yaml:",inline"`
+	// Adapters: LoRA adapters served on this model's endpoints
+	// (adapters.go).
+	Adapters []Adapter `yaml:"adapters"`
 }
 
 // ModelPrice is the per-token price of a model in micro-dollars.
@@ -86,6 +92,10 @@ type ModelPrice struct {
 	// CachedResponse: per token of a response served from the response
 	// cache (no GPU); default 0.
 	CachedResponse Micros `yaml:"cached_response"`
+	// CachedInputTokens: per prompt token the engine served from its prefix
+	// cache (usage.prompt_tokens_details.cached_tokens); nil (the default)
+	// prices them as input_tokens. A pointer so 0 (free) can be said.
+	CachedInputTokens *Micros `yaml:"cached_input_tokens"`
 	// PerRequest: charged once per job that ran (used tokens or engine
 	// time); default 0. Paid from credit, then overage: included tokens
 	// cover tokens only.
