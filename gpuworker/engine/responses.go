@@ -83,3 +83,15 @@ func readResponsesStream(ctx context.Context, r io.Reader, onChunk func([]byte) 
 	}
 	return res, nil
 }
+
+// ChunkProduces reports whether one relayed chunk, as stored in a job's
+// result stream, carries generated output: a chat or completions chunk
+// with text, content, reasoning or tool-call deltas, or a Responses event
+// of a producing kind. It prices the output a lost worker showed.
+func ChunkProduces(data []byte) bool {
+	if bytes.Contains(data, []byte(`"type":"response.`)) {
+		var ev responseEvent
+		return json.Unmarshal(data, &ev) == nil && producingEvents[ev.Type] && ev.Delta != ""
+	}
+	return producesTokens(data)
+}

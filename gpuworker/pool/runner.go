@@ -152,6 +152,14 @@ func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, es []redisq.E
 			continue
 		}
 		r.observeStart(res)
+		if res.Outcome == redisq.StartInterrupted && res.Claimed != nil {
+			jobs.Add(1)
+			go func(c *redisq.Claimed) {
+				defer jobs.Done()
+				r.endInterrupted(ctx, c)
+			}(res.Claimed)
+			continue
+		}
 		if res.Outcome != redisq.StartRun {
 			continue
 		}

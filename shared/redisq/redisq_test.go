@@ -215,8 +215,16 @@ func TestStreamedJobIsNotRerun(t *testing.T) {
 	}
 	time.Sleep(10 * time.Millisecond)
 	es, _ := b.q.AutoClaim(ctx, group, "w2", b.stream, 5*time.Millisecond, 10)
-	if out, _, _ := b.q.Start(ctx, es[0], group, "w2", b.model); out != redisq.StartInterrupted {
-		t.Fatalf("a job whose output reached its client ran again: %s", out)
+	out, c, _ := b.q.Start(ctx, es[0], group, "w2", b.model)
+	if out != redisq.StartInterrupted || c == nil || c.Job.ID != j.ID {
+		t.Fatalf("a job whose output reached its client ran again: %s %+v", out, c)
+	}
+	// It stays running, for w2 to price what was shown and complete.
+	if js, _ := b.q.Get(ctx, j.ID, ""); js.Status != sluice.JobRunning {
+		t.Fatalf("interrupted job: %+v", js)
+	}
+	if shown, err := b.q.ShownChunks(ctx, j.ID); err != nil || len(shown) != 1 || shown[0] != `{"choices":[]}` {
+		t.Fatalf("shown chunks: %q %v", shown, err)
 	}
 }
 

@@ -139,7 +139,10 @@ const (
 	StartExpired     = "expired"     // deadline passed; job expired, unbilled
 	StartCancelled   = "cancelled"   // cancelled before it ran
 	StartDead        = "dead"        // too many attempts; dead-lettered
-	StartInterrupted = "interrupted" // output already streamed by a lost worker
+	// StartInterrupted: a lost worker's output already reached the client;
+	// the job must not run again, and the caller prices what was shown
+	// (Claimed is set, ChunkOutput counts it) and completes it.
+	StartInterrupted = "interrupted"
 )
 
 // Claimed is a job that a worker may now run.
@@ -150,6 +153,9 @@ type Claimed struct {
 	// StartedAt is when the start script ran, by Redis's clock (as is
 	// Job.CreatedAt), so StartedAt-CreatedAt is the queue wait.
 	StartedAt time.Time
+	// Cancelled: its client asked to cancel it (for StartInterrupted, whose
+	// end then reads cancelled rather than failed).
+	Cancelled bool
 }
 
 // Start moves a claimed entry's job to running, or finishes it without
@@ -211,7 +217,7 @@ func (q *Queue) StartMany(ctx context.Context, es []Entry, group, worker, model 
 
 func parseStart(e Entry, res []any) (string, *Claimed) {
 	outcome, _ := res[0].(string)
-	if outcome != StartRun {
+	if (outcome != StartRun && outcome != StartInterrupted) || len(res) < 2 {
 		return outcome, nil
 	}
 	attempt, _ := res[1].(int64)
@@ -237,7 +243,8 @@ func parseStart(e Entry, res []any) (string, *Claimed) {
 	if v, err := strconv.ParseInt(f["started"], 10, 64); err == nil {
 		c.StartedAt = time.UnixMilli(v)
 	}
-	return StartRun, c
+	c.Cancelled = f["cancel"] == "1"
+	return outcome, c
 }
 
 // Chunks appends streamed chunks to a job's result stream in one round trip.
@@ -251,6 +258,31 @@ func (q *Queue) Chunks(ctx context.Context, jobID string, data []string, first b
 		args = append(args, d)
 	}
 	return translate(chunksScript.Run(ctx, q.rdb, []string{rkey.JobKey(jobID), rkey.ResultKey(jobID), rkey.ResultChannel(jobID)}, args...).Err())
+}
+
+// ShownChunks returns the chunks a job's result stream holds, in order: the
+// output its client was shown, read to price a job whose worker was lost
+// mid-stream (StartInterrupted). Read in pages, as a long answer may hold
+// many thousands.
+func (q *Queue) ShownChunks(ctx context.Context, jobID string) ([]string, error) {
+	var out []string
+	from := "-"
+	for {
+		msgs, err := q.rdb.XRangeN(ctx, rkey.ResultKey(jobID), from, "+", 1000).Result()
+		if err != nil {
+			return nil, translate(err)
+		}
+		for _, m := range msgs {
+			if m.Values["type"] == "chunk" {
+				d, _ := m.Values["data"].(string)
+				out = append(out, d)
+			}
+		}
+		if len(msgs) < 1000 {
+			return out, nil
+		}
+		from = "(" + msgs[len(msgs)-1].ID
+	}
 }
 
 // Outcome is how a job ended, as the worker reports it.

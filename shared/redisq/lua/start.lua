@@ -5,7 +5,7 @@
 -- ARGV[5] ttl ms, ARGV[6] job id, ARGV[7] expired error, ARGV[8] dead error,
 -- ARGV[9] interrupted error, ARGV[10] cancelled error, ARGV[11] jobs.sync_retention ms
 -- (a synchronous job whose caller left, 'gone', is slimmed as it ends: slim.lua)
--- Returns {'run', attempt, field, value, ...} or {outcome}.
+-- Returns {'run' or 'interrupted', attempt, field, value, ...} or {outcome}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[5])
@@ -37,6 +37,20 @@ if st == 'succeeded' or st == 'failed' or st == 'cancelled' or st == 'expired' t
   ack()
   return {'done'}
 end
+if st == 'running' and redis.call('HGET', KEYS[1], 'streamed') == '1' then
+  -- A reclaimed job whose output already reached its client (whether or
+  -- not it was cancelled or expired since): running it again would show
+  -- the client text twice, so it does not run, but what the lost worker's
+  -- engine call produced was shown and is paid. The job stays running,
+  -- its entry pending for this worker, which prices the prompt and the
+  -- chunks in the result stream and completes it (a crash meanwhile: the
+  -- next reclaim lands here again).
+  redis.call('HSET', KEYS[1], 'worker', ARGV[3])
+  local out = {'interrupted', tonumber(redis.call('HGET', KEYS[1], 'attempts')) or 0}
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all do out[#out + 1] = all[i] end
+  return out
+end
 if redis.call('HGET', KEYS[1], 'cancel') == '1' then
   finish('cancelled', ARGV[10], 499)
   return {'cancelled'}
@@ -44,12 +58,6 @@ end
 if tonumber(redis.call('HGET', KEYS[1], 'deadline')) <= now then
   finish('expired', ARGV[7], 504)
   return {'expired'}
-end
-if st == 'running' and redis.call('HGET', KEYS[1], 'streamed') == '1' then
-  -- A reclaimed job whose output already reached its client: running it
-  -- again would show the client text twice.
-  finish('failed', ARGV[9], 500)
-  return {'interrupted'}
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 if attempt > tonumber(ARGV[4]) then
