@@ -133,12 +133,12 @@ func (q *Queue) Heartbeat(ctx context.Context, group, consumer, stream string, i
 
 // Start outcomes.
 const (
-	StartRun         = "run"         // run the job
-	StartGone        = "gone"        // the job's hash expired; entry dropped
-	StartDone        = "done"        // already final; entry dropped
-	StartExpired     = "expired"     // deadline passed; job expired, unbilled
-	StartCancelled   = "cancelled"   // cancelled before it ran
-	StartDead        = "dead"        // too many attempts; dead-lettered
+	StartRun       = "run"       // run the job
+	StartGone      = "gone"      // the job's hash expired; entry dropped
+	StartDone      = "done"      // already final; entry dropped
+	StartExpired   = "expired"   // deadline passed; job expired, unbilled
+	StartCancelled = "cancelled" // cancelled before it ran
+	StartDead      = "dead"      // too many attempts; dead-lettered
 	// StartInterrupted: a lost worker's output already reached the client;
 	// the job must not run again, and the caller prices what was shown
 	// (Claimed is set, ChunkOutput counts it) and completes it.
