@@ -124,7 +124,8 @@ fuzz:
 	$(GO) test ./shared/config -run '^$$' -fuzz FuzzParseMicros -fuzztime 60s
 	$(GO) test ./internal/artifact -run '^$$' -fuzz FuzzParseManifest -fuzztime 60s
 	$(GO) test ./gpuworker/engine -run '^$$' -fuzz FuzzParseMetrics -fuzztime 60s
-	$(GO) test ./gpuworker/filter -run '^$$' -fuzz FuzzStream -fuzztime 60s
+	$(GO) test ./gpuworker/filter -run '^$$' -fuzz '^FuzzStream$$' -fuzztime 60s
+	$(GO) test ./gpuworker/filter -run '^$$' -fuzz FuzzResponsesStream -fuzztime 60s
 	$(GO) test ./functions/auth -run '^$$' -fuzz FuzzLimitsPatch -fuzztime 60s
 	$(GO) test ./functions/billing-webhook -run '^$$' -fuzz FuzzParseCheckout -fuzztime 60s
 	$(GO) test ./functions/billing-webhook -run '^$$' -fuzz FuzzVerifyEvent -fuzztime 60s

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -44,6 +45,12 @@ type respEnv struct {
 // on the simulator and the settler. Users of tier "tiny" have little credit.
 func setupResponses(t *testing.T, simArgs ...string) *respEnv {
 	t.Helper()
+	return setupResponsesYAML(t, "", simArgs...)
+}
+
+// setupResponsesYAML is setupResponses with extra configuration appended.
+func setupResponsesYAML(t *testing.T, extra string, simArgs ...string) *respEnv {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	model := testenv.Name("resp")
@@ -60,7 +67,7 @@ worker: {usage_flush: 20ms}
 tiers:
   free: {rate_limit: unlimited, included_credits: unlimited, tokens_per_minute: unlimited, concurrency: unlimited}
   tiny: {rate_limit: unlimited, included_credits: 0, tokens_per_minute: unlimited, concurrency: unlimited, max_tokens: 64}
-`, model, sim.URL, model)))
+`, model, sim.URL, model) + extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,4 +570,68 @@ func TestResponsesCutStream(t *testing.T) {
 		t.Fatalf("cut stream billed %s prompt=%d completion=%d; want cancelled, prompt %d (tokenized), 3 <= completion < 200", status, prompt, completion, count.Count)
 	}
 	t.Logf("cut after %d deltas: usage row %s prompt=%d (tokenize %d) completion=%d", deltas, status, prompt, count.Count, completion)
+}
+
+// TestResponsesOutputFilters: output filters apply to /v1/responses as to
+// chat: the simulator in echo mode answers with the input, which carries
+// secrets; neither the plain answer, nor the streamed deltas and done
+// events, nor the stored responses read back show them.
+func TestResponsesOutputFilters(t *testing.T) {
+	t.Parallel()
+	e := setupResponsesYAML(t, "filters: {enabled: true}\n", "--mode", "echo")
+	const secret = "write to alice@example.com with key sk-sluice-AbCdEfGhIjKlMnOpQrStUv12 now"
+	leaks := func(s string) bool { return strings.Contains(s, "alice@") || strings.Contains(s, "AbCdEf") }
+
+	var plain responseObj
+	resp := e.do(t, "POST", "/v1/responses", e.key, fmt.Sprintf(`{"model":%q,"input":%q,"max_output_tokens":100}`, e.model, secret), &plain)
+	if resp.StatusCode != 200 || leaks(plain.text()) || !strings.Contains(plain.text(), "[REDACTED:email]") {
+		t.Fatalf("plain: %d %q", resp.StatusCode, plain.text())
+	}
+	var got responseObj
+	if r := e.do(t, "GET", "/v1/responses/"+plain.ID, e.key, "", &got); r.StatusCode != 200 || got.text() != plain.text() {
+		t.Fatalf("stored plain: %d %q", r.StatusCode, got.text())
+	}
+
+	sresp := e.do(t, "POST", "/v1/responses", e.key, fmt.Sprintf(`{"model":%q,"input":%q,"max_output_tokens":100,"stream":true}`, e.model, secret), nil)
+	raw, err := io.ReadAll(sresp.Body)
+	if err != nil || sresp.StatusCode != 200 {
+		t.Fatalf("stream: %d %v", sresp.StatusCode, err)
+	}
+	var deltas strings.Builder
+	var id string
+	var seqs []int64
+	for _, line := range strings.Split(string(raw), "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		var ev struct {
+			Type     string      `json:"type"`
+			Delta    string      `json:"delta"`
+			Seq      int64       `json:"sequence_number"`
+			Response responseObj `json:"response"`
+		}
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			t.Fatalf("%s: %v", data, err)
+		}
+		seqs = append(seqs, ev.Seq)
+		if ev.Type == "response.output_text.delta" {
+			deltas.WriteString(ev.Delta)
+		}
+		if ev.Type == "response.completed" {
+			id = ev.Response.ID
+		}
+	}
+	if leaks(string(raw)) || !strings.Contains(deltas.String(), "[REDACTED:api_key]") || id == "" {
+		t.Fatalf("stream leaks or lacks its redacted text (deltas %q):\n%s", deltas.String(), raw)
+	}
+	for i := 1; i < len(seqs) && seqs[len(seqs)-1] > 0; i++ { // where the engine numbers its events
+		if seqs[i] != seqs[i-1]+1 {
+			t.Fatalf("sequence numbers not consecutive: %v", seqs)
+		}
+	}
+	if r := e.do(t, "GET", "/v1/responses/"+id, e.key, "", &got); r.StatusCode != 200 || leaks(got.text()) || got.text() != deltas.String() {
+		t.Fatalf("stored stream: %d %q, deltas %q", r.StatusCode, got.text(), deltas.String())
+	}
+	t.Logf("redacted: plain %q; streamed deltas %q", plain.text(), deltas.String())
 }

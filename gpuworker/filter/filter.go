@@ -149,9 +149,13 @@ func (r *Redactor) step(buf string, final bool) (out, rest string) {
 }
 
 // Body redacts a whole (non-streamed) OpenAI response: each choice's
-// message content (chat) or text (completions).
+// message content (chat) or text (completions), or a Responses object's
+// output text.
 func (r *Redactor) Body(body []byte) []byte {
 	return rewrite(body, func(v map[string]any) (changed bool) {
+		if _, ok := v["output"].([]any); ok {
+			return r.redactResponse(v)
+		}
 		forChoices(v, func(_ int, c map[string]any) {
 			if msg, ok := c["message"].(map[string]any); ok {
 				if s, ok := msg["content"].(string); ok {
@@ -201,12 +205,27 @@ func forChoices(v map[string]any, f func(idx int, c map[string]any)) {
 
 // Stream is one streamed response's redaction state.
 type Stream struct {
-	r    *Redactor
-	held map[int]string // per choice index
+	r     *Redactor
+	held  map[int]string    // per choice index
+	parts map[string]string // per Responses (output_index, content_index)
+	shift int64             // Responses events added so far, to renumber the rest
 }
 
 // Stream starts redacting a streamed response.
-func (r *Redactor) Stream() *Stream { return &Stream{r: r, held: map[int]string{}} }
+func (r *Redactor) Stream() *Stream {
+	return &Stream{r: r, held: map[int]string{}, parts: map[string]string{}}
+}
+
+// Events rewrites one SSE data payload of a chat, completions or Responses
+// stream into the payloads the client is sent: one, except where a
+// Responses text ends with a held tail, which goes out as one more delta
+// before its done event.
+func (s *Stream) Events(data []byte) [][]byte {
+	if isResponseEvent(data) {
+		return s.responseEvent(data)
+	}
+	return [][]byte{s.Chunk(data)}
+}
 
 // Chunk rewrites one SSE data payload: each choice's delta text is redacted
 // with what was held before, the tail that may still grow is held, and a

@@ -121,6 +121,11 @@ func (r *runner) storeResponse(ctx context.Context, job sluice.Job, rs *respStat
 		r.p.Log.WarnContext(ctx, "response not stored: the engine sent no response object", slog.String("job_id", job.ID))
 		return true
 	}
+	if job.Stream && r.p.redact != nil {
+		// The final object was kept as the engine sent it, before the
+		// stream's filter: what is stored is what the client was shown.
+		obj = r.p.redact.Body(obj)
+	}
 	sr := sluice.StoredResponse{ID: rs.job.ID, UserID: job.UserID, Model: job.Model, Input: inputItems(job.Body),
 		Response: obj, ExpiresAt: time.Now().Add(rs.job.TTL)}
 	var err error

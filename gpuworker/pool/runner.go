@@ -271,7 +271,14 @@ func (r *runner) output(ctx context.Context, job sluice.Job) (*chunkWriter, func
 		return chunks, add
 	}
 	fs := r.p.redact.Stream()
-	return chunks, func(b []byte) error { return add(fs.Chunk(b)) }
+	return chunks, func(b []byte) error {
+		for _, e := range fs.Events(b) {
+			if err := add(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 // fail applies a failed job's verdict: it hands the job back, or records
