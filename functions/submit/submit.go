@@ -70,6 +70,7 @@ func New(d Deps) http.Handler {
 	mux.HandleFunc("POST /v1/completions", s.infer(sluice.EndpointCompletion))
 	mux.HandleFunc("POST /v1/responses", s.createResponse)
 	mux.HandleFunc("GET /v1/responses/{id}", s.getResponse)
+	mux.HandleFunc("GET /v1/responses/{id}/input_items", s.listInputItems)
 	mux.HandleFunc("DELETE /v1/responses/{id}", s.deleteResponse)
 	mux.HandleFunc("POST /v1/embeddings", s.infer(sluice.EndpointEmbeddings))
 	mux.HandleFunc("POST /v1/jobs", s.createJob)

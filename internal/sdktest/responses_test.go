@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
@@ -67,6 +68,31 @@ func TestGoSDKResponses(t *testing.T) {
 		t.Fatalf("chained: %+v", next)
 	}
 	fmt.Printf("go sdk responses chain: %s after %s, input=%d (the first turn's was %d)\n", next.ID, next.PreviousResponseID, next.Usage.InputTokens, r.Usage.InputTokens)
+
+	// The chained response's input items: the first turn's input and
+	// output, then its own, oldest first, one page of two then the rest.
+	p1, err := c.Responses.InputItems.List(ctx, next.ID, responses.InputItemListParams{Limit: openai.Int(2), Order: responses.InputItemListParamsOrderAsc})
+	if err != nil || len(p1.Data) != 2 || !p1.HasMore || p1.Data[0].Type != "message" || p1.Data[0].ID == "" {
+		t.Fatalf("input items, first page: %+v %v", p1, err)
+	}
+	if !strings.Contains(p1.Data[0].RawJSON(), `"text":"hello from openai-go"`) || !strings.Contains(p1.Data[0].RawJSON(), `"input_text"`) {
+		t.Fatalf("first input item: %+v", p1.Data[0])
+	}
+	p2, err := c.Responses.InputItems.List(ctx, next.ID, responses.InputItemListParams{After: openai.String(p1.Data[1].ID),
+		Order: responses.InputItemListParamsOrderAsc})
+	if err != nil || len(p2.Data) == 0 || p2.HasMore || !strings.Contains(p2.Data[len(p2.Data)-1].RawJSON(), `"text":"and then?"`) {
+		t.Fatalf("input items, second page: %+v %v", p2, err)
+	}
+	desc, err := c.Responses.InputItems.List(ctx, next.ID, responses.InputItemListParams{})
+	if err != nil || len(desc.Data) != 2+len(p2.Data) || desc.Data[0].ID != p2.Data[len(p2.Data)-1].ID {
+		t.Fatalf("input items, default order (desc): %+v %v", desc, err)
+	}
+	var ie *openai.Error
+	if _, err := c.Responses.InputItems.List(ctx, next.ID, responses.InputItemListParams{Limit: openai.Int(101)}); !errors.As(err, &ie) ||
+		ie.StatusCode != http.StatusBadRequest || ie.Param != "limit" {
+		t.Fatalf("input items, limit 101: %v", err)
+	}
+	fmt.Printf("go sdk responses input_items: %d items for %s (pages of 2 and %d)\n", len(desc.Data), next.ID, len(p2.Data))
 
 	got, err := c.Responses.Get(ctx, r.ID, responses.ResponseGetParams{})
 	if err != nil || got.ID != r.ID || got.OutputText() != r.OutputText() {
