@@ -146,3 +146,18 @@ func (c *Config) validateAdapters() error {
 	}
 	return errors.Join(errs...)
 }
+
+// QueueModels names every model with a queue of its own: the configured
+// models, then their adapters. What must see every queue (settlement, the
+// queue metrics, account erasure) ranges over these, not over
+// inference.models alone.
+func (c *Config) QueueModels() []string {
+	out := make([]string, 0, len(c.Inference.Models)+len(c.adapters))
+	for _, m := range c.Inference.Models {
+		out = append(out, m.Name)
+	}
+	for _, m := range c.adapters {
+		out = append(out, m.Name)
+	}
+	return out
+}

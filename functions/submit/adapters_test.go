@@ -1,0 +1,341 @@
+//go:build !shrinkwrap
+
+package submit_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-ai/sluice/functions/submit"
+	"github.com/sluice-ai/sluice/gpuworker/pool"
+	"github.com/sluice-ai/sluice/internal/artifact"
+	"github.com/sluice-ai/sluice/internal/devstack"
+	"github.com/sluice-ai/sluice/internal/enginetest"
+	"github.com/sluice-ai/sluice/internal/testenv"
+	"github.com/sluice-ai/sluice/shared/admission"
+	"github.com/sluice-ai/sluice/shared/apikey"
+	"github.com/sluice-ai/sluice/shared/app"
+	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/objstore/s3test"
+	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/postgres"
+	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
+	"github.com/sluice-ai/sluice/shared/redisq"
+	"github.com/sluice-ai/sluice/shared/sluice"
+)
+
+// loraEnv is two simulators of one base model, the first started with the
+// adapter (--lora-modules), the second without, and a third simulator of
+// another base model with no adapter, whose adapter the worker must load at
+// run time from a signed artifact; each behind a recording proxy.
+type loraEnv struct {
+	*tierEnv
+	base, adapter, base2, dyn string
+	with, without, loads      *enginetest.Proxy
+	dynSource                 string
+}
+
+func setupLoRA(t *testing.T) *loraEnv {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	base := testenv.Name("lora")
+	e := &loraEnv{base: base, adapter: base + "-sql", base2: base + "-b2", dyn: base + "-dyn"}
+	start := func(model string, extra ...string) *enginetest.Proxy {
+		sim, err := devstack.StartSim(ctx, testenv.Sim(t), model, 1024, 4, "", extra...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(sim.Stop)
+		return enginetest.NewProxy(t, sim.URL, 0)
+	}
+	e.with = start(base, "--max-loras", "2", "--lora-modules",
+		fmt.Sprintf(`{"name":%q,"path":"/adapters/sql","base_model_name":%q}`, e.adapter, base))
+	e.without = start(base)
+	e.loads = start(e.base2, "--max-loras", "1")
+
+	// The run-time adapter: published signed, as `sluice model publish` does.
+	keys := t.TempDir()
+	priv, pub := filepath.Join(keys, "adapter.key"), filepath.Join(keys, "adapter.pub")
+	if err := artifact.GenerateKey(priv, pub); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "adapter_config.json"), []byte(`{"r":8,"lora_alpha":16}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "adapter_model.safetensors"), []byte(strings.Repeat("w", 4096)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store := s3test.New(t)
+	pk, err := artifact.LoadPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := artifact.Publish(ctx, store, "models/", e.dyn, "v1", src, pk, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.dynSource = filepath.Join(t.TempDir(), "dyn")
+
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+inference:
+  adapter_public_key: %[8]q
+  models:
+    - {name: %[1]s, max_batch_size: 4, max_model_len: 1024, max_loras: 2, endpoints: [%[4]q, %[5]q],
+       adapters: [{name: %[2]s, source: /adapters/sql}]}
+    - {name: %[3]s, max_batch_size: 4, max_model_len: 1024, endpoints: [%[6]q],
+       adapters: [{name: %[7]s, source: %[9]q, version: v1}]}
+pricing:
+  %[1]s: {input_tokens: 0.000003, output_tokens: 0.000007}
+  %[2]s: {input_tokens: 0.000005, output_tokens: 0.000011}
+  %[3]s: {input_tokens: 0.000002, output_tokens: 0.000013}
+tiers:
+  free: {included_credits: 0, rate_limit: 1000, tokens_per_minute: 10000000, concurrency: 32}
+dispatch: {health_interval: 100ms}
+worker: {usage_flush: 20ms}
+`, base, e.adapter, e.base2, e.with.URL, e.without.URL, e.loads.URL, e.dyn, pub, e.dynSource)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Env.KeyPepper = strings.Repeat("p", 32)
+	log := slog.New(slog.DiscardHandler)
+	db := pgtest.New(t)
+	rdb := testenv.Redis(t)
+	q := redisq.New(rdb, redisq.Options{EncodeError: openai.EncodeError, SyncRetention: cfg.Jobs.SyncRetention})
+	adm := admission.New(cfg, rdb, db, log)
+	go adm.Settler(admission.ConsumerName("t-" + base)).Run(ctx)
+	w, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: q, Usage: db, Name: "t-" + base, Artifacts: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Error(err)
+		}
+	})
+	srv := httptest.NewServer(submit.New(submit.Deps{Config: cfg, Log: log, Queue: q, Verifier: app.NewVerifier(cfg, db, log), Admission: adm}))
+	t.Cleanup(srv.Close)
+	e.tierEnv = &tierEnv{env: &env{url: srv.URL, model: base, db: db, cfg: cfg, rdb: rdb}}
+	return e
+}
+
+// keyFor is a funded key of a new free-tier user, limited to models (none:
+// every model).
+func (e *loraEnv) keyFor(t *testing.T, email string, models ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	u, err := e.db.UpsertUser(ctx, email, "free", "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := apikey.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.CreateKey(ctx, postgres.NewKey{UserID: u.ID, Name: "test", Hash: apikey.Hash([]byte(e.cfg.Env.KeyPepper), key),
+		Prefix: apikey.Display(key), Models: models}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.LedgerGrant(ctx, u.ID, sluice.CalendarPeriod(time.Now()), 50_000_000, "test"); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// chat sends one chat request for model carrying marker and returns the
+// status, body and job id.
+func (e *loraEnv) chat(t *testing.T, key, model, marker string) (int, []byte, string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"%s please answer"}],"max_tokens":12}`, model, marker)
+	resp := e.do(t, "POST", "/v1/chat/completions", key, body, nil)
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw, resp.Header.Get("Sluice-Job-Id")
+}
+
+// TestLoRAAdapters: an adapter is listed with its parent; its requests land
+// only on the engine that serves it (the recording proxies in front of the
+// engines say where each went, and the engine answers under the adapter's
+// name) while the other engine of the same model stays in rotation for the
+// parent; a key without the adapter in its allowlist is refused it; the
+// adapter's own price is in the ledger and its name in the usage rows; and
+// an adapter no engine has is verified from its signed artifact and loaded
+// through POST /v1/load_lora_adapter, then served at the parent's price.
+func TestLoRAAdapters(t *testing.T) {
+	t.Parallel()
+	e := setupLoRA(t)
+	key := e.keyFor(t, e.base+"@example.com")
+
+	// /v1/models lists both adapters with their parents.
+	var list struct {
+		Data []struct{ ID, Parent string } `json:"data"`
+	}
+	if resp := e.do(t, "GET", "/v1/models", key, "", &list); resp.StatusCode != 200 {
+		t.Fatalf("/v1/models: %d", resp.StatusCode)
+	}
+	parents := map[string]string{}
+	for _, m := range list.Data {
+		parents[m.ID] = m.Parent
+	}
+	if p, ok := parents[e.adapter]; !ok || p != e.base {
+		t.Fatalf("/v1/models: %s listed %v with parent %q: %+v", e.adapter, ok, p, list.Data)
+	}
+	if p, ok := parents[e.dyn]; !ok || p != e.base2 {
+		t.Fatalf("/v1/models: %s listed %v with parent %q", e.dyn, ok, p)
+	}
+	if p, ok := parents[e.base]; !ok || p != "" {
+		t.Fatalf("/v1/models: %s listed %v with parent %q", e.base, ok, p)
+	}
+
+	// Twelve adapter requests at once: more than one endpoint's slots, so
+	// a worker that ignored where the adapter is would use the other one.
+	const n = 12
+	var wg sync.WaitGroup
+	type answer struct {
+		code  int
+		raw   []byte
+		jobID string
+	}
+	answers := make([]answer, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, raw, id := e.chat(t, key, e.adapter, fmt.Sprintf("loramark%02d", i))
+			answers[i] = answer{c, raw, id}
+		}()
+	}
+	wg.Wait()
+	for i, a := range answers {
+		var out struct{ Model string }
+		if a.code != 200 || json.Unmarshal(a.raw, &out) != nil || out.Model != e.adapter {
+			t.Fatalf("adapter request %d: %d %s", i, a.code, a.raw)
+		}
+		marker := fmt.Sprintf("loramark%02d", i)
+		if got := len(e.with.Find(marker)); got != 1 {
+			t.Fatalf("adapter request %d: %d requests at the engine with the adapter, want 1", i, got)
+		}
+		if got := len(e.without.Find(marker)); got != 0 {
+			t.Fatalf("adapter request %d reached the engine without the adapter", i)
+		}
+	}
+	t.Logf("%d adapter requests: %d exchanges at the engine with %s, %d at the engine without", n, len(e.with.Exchanges()),
+		e.adapter, len(e.without.Exchanges()))
+
+	// The engine without the adapter is in rotation for the parent: parent
+	// requests until one lands there.
+	for i := 0; len(e.without.Find("basemark")) == 0; i++ {
+		if i == 200 {
+			t.Fatal("no parent request reached the second engine")
+		}
+		var wg sync.WaitGroup
+		for j := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if c, raw, _ := e.chat(t, key, e.base, fmt.Sprintf("basemark%d-%d-", i, j)); c != 200 {
+					t.Errorf("parent request: %d %s", c, raw)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+
+	// The adapter's own price (5 and 11 µ$ per token) in the ledger; the
+	// usage row names the adapter.
+	row := e.settled(t, answers[0].jobID)
+	if want := row.prompt*5 + row.completion*11; row.prompt == 0 || row.credit != want {
+		t.Fatalf("ledger %+v: charged %d µ$, want %d×5 + %d×11 = %d", row, row.credit, row.prompt, row.completion, want)
+	}
+	t.Logf("adapter job: %d prompt + %d completion tokens charged %d µ$ at the adapter's price", row.prompt, row.completion, row.credit)
+	var model string
+	if err := e.db.Pool.QueryRow(context.Background(), `SELECT model_name FROM inference_requests WHERE job_id = $1`, answers[0].jobID).Scan(&model); err != nil || model != e.adapter {
+		t.Fatalf("usage row model %q (%v), want %s", model, err, e.adapter)
+	}
+
+	// A key whose allowlist has the parent only is refused the adapter, and
+	// does not see it listed; one with the adapter only is refused the parent.
+	parentOnly := e.keyFor(t, e.base+"-p@example.com", e.base)
+	for _, path := range []string{"/v1/chat/completions", "/v1/models/" + e.adapter} {
+		var ae apiError
+		var resp *http.Response
+		if path == "/v1/chat/completions" {
+			resp = e.do(t, "POST", path, parentOnly, fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}]}`, e.adapter), &ae)
+		} else {
+			resp = e.do(t, "GET", path, parentOnly, "", &ae)
+		}
+		if resp.StatusCode != 404 || ae.Error.Code == nil || *ae.Error.Code != "model_not_found" || ae.Error.Type == "" {
+			t.Fatalf("%s for a key without the adapter: %d %+v", path, resp.StatusCode, ae.Error)
+		}
+	}
+	list.Data = nil
+	e.do(t, "GET", "/v1/models", parentOnly, "", &list)
+	if len(list.Data) != 1 || list.Data[0].ID != e.base {
+		t.Fatalf("/v1/models for a parent-only key: %+v", list.Data)
+	}
+	adapterOnly := e.keyFor(t, e.base+"-a@example.com", e.adapter)
+	if c, raw, _ := e.chat(t, adapterOnly, e.adapter, "allowed"); c != 200 {
+		t.Fatalf("adapter for a key allowed it: %d %s", c, raw)
+	}
+	if c, raw, _ := e.chat(t, adapterOnly, e.base, "refused"); c != 404 {
+		t.Fatalf("parent for an adapter-only key: %d %s", c, raw)
+	}
+
+	// The run-time adapter: no engine had it; the worker verified the
+	// artifact into its source folder and asked the engine to load it.
+	c, raw, jobID := e.chat(t, key, e.dyn, "dynmark")
+	if c != 200 {
+		t.Fatalf("run-time adapter: %d %s", c, raw)
+	}
+	var loads int
+	for _, ex := range e.loads.Exchanges() {
+		if ex.Endpoint == "/v1/load_lora_adapter" && strings.Contains(string(ex.Raw), `"lora_name":"`+e.dyn+`"`) &&
+			strings.Contains(string(ex.Raw), e.dynSource) {
+			loads++
+		}
+	}
+	if loads != 1 || len(e.loads.Find("dynmark")) != 1 {
+		t.Fatalf("engine saw %d loads of %s, %d requests", loads, e.dyn, len(e.loads.Find("dynmark")))
+	}
+	if b, err := os.ReadFile(filepath.Join(e.dynSource, "adapter_config.json")); err != nil || string(b) != `{"r":8,"lora_alpha":16}` {
+		t.Fatalf("verified files at the source: %q %v", b, err)
+	}
+	resp, err := http.Get(e.loads.URL + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var engineList struct {
+		Data []struct {
+			ID     string  `json:"id"`
+			Parent *string `json:"parent"`
+		} `json:"data"`
+	}
+	json.NewDecoder(resp.Body).Decode(&engineList) //nolint:errcheck // checked below
+	found := false
+	for _, m := range engineList.Data {
+		found = found || (m.ID == e.dyn && m.Parent != nil && *m.Parent == e.base2)
+	}
+	if !found {
+		t.Fatalf("the engine does not list %s under %s: %+v", e.dyn, e.base2, engineList.Data)
+	}
+	row = e.settled(t, jobID)
+	if want := row.prompt*2 + row.completion*13; row.prompt == 0 || row.credit != want {
+		t.Fatalf("run-time adapter ledger %+v: charged %d µ$, want the parent's price %d", row, row.credit, want)
+	}
+	t.Logf("run-time adapter: loaded once, answered, charged %d µ$ at its parent's price", row.credit)
+}
