@@ -43,16 +43,33 @@ import (
 type loraEnv struct {
 	*tierEnv
 	base, adapter, base2, dyn string
+	bad, badSource            string // an adapter whose artifact is signed by another key
 	with, without, loads      *enginetest.Proxy
+	refuses                   *enginetest.Proxy // the engine the bad adapter would be loaded on
 	dynSource                 string
+	logs                      *lockedBuffer // the worker's log
 }
+
+// lockedBuffer is a log sink the test reads while the worker writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 func setupLoRA(t *testing.T) *loraEnv {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	base := testenv.Name("lora")
-	e := &loraEnv{base: base, adapter: base + "-sql", base2: base + "-b2", dyn: base + "-dyn"}
+	e := &loraEnv{base: base, adapter: base + "-sql", base2: base + "-b2", dyn: base + "-dyn", bad: base + "-bad", logs: &lockedBuffer{}}
 	start := func(model string, extra ...string) *enginetest.Proxy {
 		sim, err := devstack.StartSim(ctx, testenv.Sim(t), model, 1024, 4, "", extra...)
 		if err != nil {
@@ -65,6 +82,7 @@ func setupLoRA(t *testing.T) *loraEnv {
 		fmt.Sprintf(`{"name":%q,"path":"/adapters/sql","base_model_name":%q}`, e.adapter, base))
 	e.without = start(base)
 	e.loads = start(e.base2, "--max-loras", "1")
+	e.refuses = start(e.base+"-b3", "--max-loras", "1")
 
 	// The run-time adapter: published signed, as `sluice model publish` does.
 	keys := t.TempDir()
@@ -88,6 +106,18 @@ func setupLoRA(t *testing.T) *loraEnv {
 		t.Fatal(err)
 	}
 	e.dynSource = filepath.Join(t.TempDir(), "dyn")
+	otherPriv, otherPub := filepath.Join(keys, "other.key"), filepath.Join(keys, "other.pub")
+	if err := artifact.GenerateKey(otherPriv, otherPub); err != nil {
+		t.Fatal(err)
+	}
+	opk, err := artifact.LoadPrivateKey(otherPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := artifact.Publish(ctx, store, "models/", e.bad, "v1", src, opk, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.badSource = filepath.Join(t.TempDir(), "bad")
 
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 inference:
@@ -97,6 +127,8 @@ inference:
        adapters: [{name: %[2]s, source: /adapters/sql}]}
     - {name: %[3]s, max_batch_size: 4, max_model_len: 1024, endpoints: [%[6]q],
        adapters: [{name: %[7]s, source: %[9]q, version: v1}]}
+    - {name: %[1]s-b3, max_batch_size: 4, max_model_len: 1024, endpoints: [%[10]q],
+       adapters: [{name: %[11]s, source: %[12]q, version: v1}]}
 pricing:
   %[1]s: {input_tokens: 0.000003, output_tokens: 0.000007}
   %[2]s: {input_tokens: 0.000005, output_tokens: 0.000011}
@@ -105,7 +137,7 @@ tiers:
   free: {included_credits: 0, rate_limit: 1000, tokens_per_minute: 10000000, concurrency: 32}
 dispatch: {health_interval: 100ms}
 worker: {usage_flush: 20ms}
-`, base, e.adapter, e.base2, e.with.URL, e.without.URL, e.loads.URL, e.dyn, pub, e.dynSource)))
+`, base, e.adapter, e.base2, e.with.URL, e.without.URL, e.loads.URL, e.dyn, pub, e.dynSource, e.refuses.URL, e.bad, e.badSource)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +148,7 @@ worker: {usage_flush: 20ms}
 	q := redisq.New(rdb, redisq.Options{EncodeError: openai.EncodeError, SyncRetention: cfg.Jobs.SyncRetention})
 	adm := admission.New(cfg, rdb, db, log)
 	go adm.Settler(admission.ConsumerName("t-" + base)).Run(ctx)
-	w, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: q, Usage: db, Name: "t-" + base, Artifacts: store})
+	w, err := pool.New(pool.Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(e.logs, nil)), Queue: q, Usage: db, Name: "t-" + base, Artifacts: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,4 +370,23 @@ func TestLoRAAdapters(t *testing.T) {
 		t.Fatalf("run-time adapter ledger %+v: charged %d µ$, want the parent's price %d", row, row.credit, want)
 	}
 	t.Logf("run-time adapter: loaded once, answered, charged %d µ$ at its parent's price", row.credit)
+
+	// The adapter signed by another key: once the worker has tried it, the
+	// engine was never asked to load it and no file reached its source.
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(e.logs.String(), "adapter="+e.bad); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker never tried %s: %s", e.bad, e.logs.String())
+		}
+	}
+	if line := e.logs.String(); !strings.Contains(line, "its artifact does not verify") || !strings.Contains(line, "signature does not verify") {
+		t.Fatalf("worker log: %s", line)
+	}
+	for _, ex := range e.refuses.Exchanges() {
+		if ex.Endpoint == "/v1/load_lora_adapter" {
+			t.Fatalf("the engine was asked to load an adapter that does not verify: %s", ex.Raw)
+		}
+	}
+	if _, err := os.Stat(e.badSource); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the unverified adapter's source exists: %v", err)
+	}
 }
