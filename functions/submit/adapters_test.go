@@ -3,14 +3,18 @@
 package submit_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +32,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/config"
+	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/objstore/s3test"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
@@ -141,14 +146,25 @@ worker: {usage_flush: 20ms}
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.tierEnv = serveLoRA(ctx, t, cfg, e.logs, store)
+	return e
+}
+
+// serveLoRA runs the submit function, a worker (logging to logs, loading
+// adapter artifacts from store) and the settler on cfg, on a fresh schema
+// and Redis, until the test ends.
+func serveLoRA(ctx context.Context, t *testing.T, cfg *config.Config, logs io.Writer, store *objstore.Store) *tierEnv {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	model := cfg.Inference.Models[0].Name
 	cfg.Env.KeyPepper = strings.Repeat("p", 32)
 	log := slog.New(slog.DiscardHandler)
 	db := pgtest.New(t)
 	rdb := testenv.Redis(t)
 	q := redisq.New(rdb, redisq.Options{EncodeError: openai.EncodeError, SyncRetention: cfg.Jobs.SyncRetention})
 	adm := admission.New(cfg, rdb, db, log)
-	go adm.Settler(admission.ConsumerName("t-" + base)).Run(ctx)
-	w, err := pool.New(pool.Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(e.logs, nil)), Queue: q, Usage: db, Name: "t-" + base, Artifacts: store})
+	go adm.Settler(admission.ConsumerName("t-" + model)).Run(ctx)
+	w, err := pool.New(pool.Deps{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, nil)), Queue: q, Usage: db, Name: "t-" + model, Artifacts: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +178,7 @@ worker: {usage_flush: 20ms}
 	})
 	srv := httptest.NewServer(submit.New(submit.Deps{Config: cfg, Log: log, Queue: q, Verifier: app.NewVerifier(cfg, db, log), Admission: adm}))
 	t.Cleanup(srv.Close)
-	e.tierEnv = &tierEnv{env: &env{url: srv.URL, model: base, db: db, cfg: cfg, rdb: rdb}}
-	return e
+	return &tierEnv{env: &env{url: srv.URL, model: model, db: db, cfg: cfg, rdb: rdb}}
 }
 
 // keyFor is a funded key of a new free-tier user, limited to models (none:
@@ -389,4 +404,102 @@ func TestLoRAAdapters(t *testing.T) {
 	if _, err := os.Stat(e.badSource); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the unverified adapter's source exists: %v", err)
 	}
+}
+
+// inflightProxy forwards to an engine and records the most chat requests
+// it had open at once: what the engine was given, not what Sluice counted.
+type inflightProxy struct {
+	URL       string
+	mu        sync.Mutex
+	open, max int
+	models    map[string]int // requests per model field
+}
+
+func newInflightProxy(t *testing.T, target string) *inflightProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &inflightProxy{models: map[string]int{}}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0) // requests cut at the test's end
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/chat/completions" {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		raw, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(raw))
+		var b struct{ Model string }
+		json.Unmarshal(raw, &b) //nolint:errcheck // counted under "" if not JSON
+		p.mu.Lock()
+		p.open++
+		p.max = max(p.max, p.open)
+		p.models[b.Model]++
+		p.mu.Unlock()
+		defer func() { p.mu.Lock(); p.open--; p.mu.Unlock() }()
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	p.URL = srv.URL
+	return p
+}
+
+// TestLoRASharedSlots: a parent and its adapter share the endpoint's
+// max_batch_size: with 2 slots, no margin and slow answers, 8 requests
+// (4 each) never have more than 2 open at the engine at once.
+func TestLoRASharedSlots(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	base := testenv.Name("loraslots")
+	adapter := base + "-sql"
+	sim, err := devstack.StartSim(ctx, testenv.Sim(t), base, 1024, 8, "", "--time-to-first-token", "300ms", "--max-loras", "1",
+		"--lora-modules", fmt.Sprintf(`{"name":%q,"path":"/adapters/sql","base_model_name":%q}`, adapter, base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Stop)
+	proxy := newInflightProxy(t, sim.URL)
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+inference:
+  models:
+    - {name: %[1]s, max_batch_size: 2, max_model_len: 1024, endpoints: [%[3]q], adapters: [{name: %[2]s, source: /adapters/sql}]}
+tiers:
+  free: {included_credits: 0, rate_limit: 1000, tokens_per_minute: 10000000, concurrency: 32}
+dispatch: {health_interval: 100ms, batch_margin: 0}
+worker: {usage_flush: 20ms}
+`, base, adapter, proxy.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &loraEnv{tierEnv: serveLoRA(ctx, t, cfg, io.Discard, nil)}
+	key := e.keyFor(t, base+"@example.com")
+	// One adapter request first: it waits in its queue until the worker has
+	// read the engine's list, so the burst finds the adapter listed.
+	if c, raw, _ := e.chat(t, key, adapter, "warm"); c != 200 {
+		t.Fatalf("warm-up: %d %s", c, raw)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		model := base
+		if i%2 == 1 {
+			model = adapter
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c, raw, _ := e.chat(t, key, model, fmt.Sprintf("slotmark%d-", i)); c != 200 {
+				t.Errorf("%s: %d %s", model, c, raw)
+			}
+		}()
+	}
+	wg.Wait()
+	proxy.mu.Lock()
+	defer proxy.mu.Unlock()
+	if proxy.max > 2 || proxy.models[base] != 4 || proxy.models[adapter] != 5 {
+		t.Fatalf("engine saw at most %d open at once (want ≤ 2), requests %v", proxy.max, proxy.models)
+	}
+	t.Logf("8 requests (4 parent, 4 adapter) on 2 shared slots: at most %d open at the engine; per model %v", proxy.max, proxy.models)
 }
