@@ -204,6 +204,25 @@ func (e *loraEnv) keyFor(t *testing.T, email string, models ...string) string {
 	return key
 }
 
+// adminKey is a key of a new admin.
+func (e *loraEnv) adminKey(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	u, err := e.db.UpsertUser(ctx, e.base+"-admin@example.com", "free", "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := apikey.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.CreateKey(ctx, postgres.NewKey{UserID: u.ID, Name: "admin", Hash: apikey.Hash([]byte(e.cfg.Env.KeyPepper), key),
+		Prefix: apikey.Display(key)}); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 // chat sends one chat request for model carrying marker and returns the
 // status, body and job id.
 func (e *loraEnv) chat(t *testing.T, key, model, marker string) (int, []byte, string) {
@@ -300,6 +319,46 @@ func TestLoRAAdapters(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+	}
+
+	// The operator's status lists the adapter under its parent, its
+	// endpoints healthy only where the engine lists it.
+	var st struct {
+		Models []struct {
+			Model, Parent string
+			Workers       []struct {
+				Endpoints []struct {
+					URL     string `json:"url"`
+					Healthy bool   `json:"healthy"`
+				} `json:"endpoints"`
+			} `json:"workers"`
+		} `json:"models"`
+	}
+	// Workers publish every second: read until a reading shows the engine
+	// with the adapter healthy.
+	admin := e.adminKey(t)
+	health := map[string]bool{}
+	for deadline := time.Now().Add(10 * time.Second); !health[e.with.URL]; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed %s healthy for %s: %+v", e.with.URL, e.adapter, st)
+		}
+		if resp := e.do(t, "GET", "/v1/admin/status", admin, "", &st); resp.StatusCode != 200 {
+			t.Fatalf("/v1/admin/status: %d", resp.StatusCode)
+		}
+		for _, m := range st.Models {
+			if m.Model != e.adapter {
+				continue
+			}
+			if m.Parent != e.base || len(m.Workers) != 1 {
+				t.Fatalf("status of %s: %+v", e.adapter, m)
+			}
+			for _, ep := range m.Workers[0].Endpoints {
+				health[ep.URL] = ep.Healthy
+			}
+		}
+	}
+	if len(health) != 2 || !health[e.with.URL] || health[e.without.URL] {
+		t.Fatalf("status of %s's endpoints: %v, want only %s healthy", e.adapter, health, e.with.URL)
 	}
 
 	// The adapter's own price (5 and 11 µ$ per token) in the ledger; the
