@@ -617,7 +617,7 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("auth.provider: unknown provider %q", c.Auth.Provider))
 	}
-	errs = append(errs, c.validateAdmission())
+	errs = append(errs, c.validateAdmission(), c.validateAdapters())
 	errs = append(errs, c.Auth.Identity.validate(c.Auth.RBAC.Roles))
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
@@ -628,7 +628,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
 	errs = append(errs, c.validateTelemetry()...)
 	errs = append(errs, c.validateBilling(), c.validateRedis(), c.validateBatch(), c.validateServiceTiers())
-	errs = append(errs, c.validateRouting(), c.validateAdapters())
+	errs = append(errs, c.validateRouting())
 	return errors.Join(errs...)
 }
 
