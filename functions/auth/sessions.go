@@ -302,10 +302,7 @@ func (s *service) deleteUser(r *http.Request, userID string) error {
 	if err := s.evictUser(r.Context(), userID); err != nil {
 		return err
 	}
-	models := make([]string, len(s.Config.Inference.Models))
-	for i, m := range s.Config.Inference.Models {
-		models[i] = m.Name
-	}
+	models := s.Config.QueueModels() // LoRA adapters' queues too
 	// Jobs first: in-flight ones are cancelled before their content goes,
 	// so nothing is written back afterwards.
 	n, err := s.Queue.EraseUserJobs(r.Context(), userID, models)

@@ -15,6 +15,9 @@ const permAdminStatus = "admin:status"
 
 type modelStatus struct {
 	Model string `json:"model"`
+	// Parent is set for a LoRA adapter: its endpoints are the parent's
+	// that list it (an endpoint is healthy here only while it does).
+	Parent string `json:"parent,omitempty"`
 	redisq.ModelHealth
 	Queues  []redisq.PriorityStats `json:"queues"`
 	Workers []workerStatus         `json:"workers"`
@@ -37,8 +40,10 @@ func (s *service) status(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, s.Log, err)
 		return
 	}
-	out := make([]modelStatus, 0, len(s.Config.Inference.Models))
-	for _, m := range s.Config.Inference.Models {
+	names := s.Config.QueueModels() // models, then LoRA adapters
+	out := make([]modelStatus, 0, len(names))
+	for _, name := range names {
+		m, _ := s.Config.Model(name)
 		qs, err := s.Queue.QueueStats(r.Context(), m.Name, config.Priorities)
 		if err != nil {
 			openai.WriteError(w, r, s.Log, err)
@@ -49,7 +54,7 @@ func (s *service) status(w http.ResponseWriter, r *http.Request) {
 			openai.WriteError(w, r, s.Log, err)
 			return
 		}
-		ms := modelStatus{Model: m.Name, ModelHealth: redisq.Health(ws), Queues: qs, Workers: []workerStatus{}}
+		ms := modelStatus{Model: m.Name, Parent: m.Parent, ModelHealth: redisq.Health(ws), Queues: qs, Workers: []workerStatus{}}
 		for _, we := range ws {
 			ms.Workers = append(ms.Workers, workerStatus{Worker: we.Worker, ExpiresInMS: we.ExpiresIn.Milliseconds(), Endpoints: we.Endpoints})
 		}

@@ -113,6 +113,9 @@ type modelObject struct {
 	// Task is Sluice's extension: generate (chat, completions) or embed
 	// (embeddings), the requests the model serves.
 	Task string `json:"task"`
+	// Parent is set for a LoRA adapter: the model it adapts, as vLLM
+	// lists its adapters.
+	Parent string `json:"parent,omitempty"`
 	// Pricing is Sluice's extension: integer micro-dollars per token, so the
 	// console (and any client) can show what a model costs; absent when the
 	// model has no price configured.
@@ -129,7 +132,7 @@ type modelPricing struct {
 }
 
 func (s *service) modelObj(m *config.Model) modelObject {
-	o := modelObject{ID: m.Name, Object: "model", Created: 1700000000, OwnedBy: "sluice", MaxModelLen: m.MaxModelLen, Task: m.Task}
+	o := modelObject{ID: m.Name, Object: "model", Created: 1700000000, OwnedBy: "sluice", MaxModelLen: m.MaxModelLen, Task: m.Task, Parent: m.Parent}
 	if p, ok := s.Config.Pricing[m.Name]; ok {
 		o.Pricing = &modelPricing{InputMicros: int64(p.InputTokens), OutputMicros: int64(p.OutputTokens), CachedResponse: int64(p.CachedResponse),
 			PerRequest: int64(p.PerRequest), PerGPUSecond: int64(p.PerGPUSecond)}
@@ -147,6 +150,13 @@ func (s *service) models(w http.ResponseWriter, r *http.Request) {
 	for i := range s.Config.Inference.Models {
 		if authn.AllowModel(p, s.Config.Inference.Models[i].Name) == nil {
 			data = append(data, s.modelObj(&s.Config.Inference.Models[i]))
+		}
+	}
+	for _, m := range s.Config.Inference.Models { // LoRA adapters, each with its parent
+		for _, a := range s.Config.AdapterModels(m.Name) {
+			if authn.AllowModel(p, a.Name) == nil {
+				data = append(data, s.modelObj(&a))
+			}
 		}
 	}
 	aliases := make([]string, 0, len(s.Config.Aliases))

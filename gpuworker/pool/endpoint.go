@@ -28,6 +28,9 @@ type endpoint struct {
 	healthy  atomic.Bool
 	takeOuts atomic.Int64 // times taken out of rotation
 	load     atomic.Pointer[reading]
+	// adapters are the LoRA adapters the engine lists (adapters.go); nil
+	// until first read, and never read for a model without adapters.
+	adapters atomic.Pointer[map[string]bool]
 
 	mu    sync.Mutex
 	alive context.Context // cancelled when the endpoint is taken out

@@ -84,7 +84,7 @@ func (r *runner) publishLoop(ctx context.Context) {
 func (r *runner) publish(ctx context.Context) {
 	eps := make([]redisq.EndpointStatus, len(r.eps))
 	for i, e := range r.eps {
-		eps[i] = redisq.EndpointStatus{URL: e.client.Base, Healthy: e.healthy.Load(), InFlight: e.inflight.Load(), Capacity: e.batch + e.margin}
+		eps[i] = redisq.EndpointStatus{URL: e.client.Base, Healthy: e.healthy.Load() && r.usable(e), InFlight: e.inflight.Load(), Capacity: e.batch + e.margin}
 		r.p.Telemetry.Endpoint(r.model.Name, e.client.Base, eps[i].Healthy, eps[i].InFlight, eps[i].Capacity)
 	}
 	if err := r.p.Queue.PublishEndpoints(ctx, r.model.Name, r.p.Name, eps, r.p.Config.Telemetry.StatusTTL); err != nil && ctx.Err() == nil {

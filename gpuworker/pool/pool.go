@@ -6,6 +6,7 @@ package pool
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,6 +45,10 @@ type Deps struct {
 	// Responses keeps stored /v1/responses responses; nil uses Usage when
 	// it can (postgres.DB does).
 	Responses ResponseStore
+	// Artifacts holds the signed LoRA adapter artifacts (storage.bucket,
+	// storage.model_prefix); nil: objstore.New(Config) when an adapter
+	// has a version.
+	Artifacts *objstore.Store
 }
 
 // Pool is one worker process's set of model runners.
@@ -51,6 +56,8 @@ type Pool struct {
 	Deps
 	runners []*runner
 	redact  *filter.Redactor // nil: output filters off
+	// adapterKey verifies adapter artifacts (inference.adapter_public_key).
+	adapterKey ed25519.PublicKey
 
 	mu      sync.Mutex
 	running map[string]*task // job id → running task
@@ -89,7 +96,15 @@ func New(d Deps) (*Pool, error) {
 		if len(m.Endpoints) == 0 {
 			continue
 		}
-		p.runners = append(p.runners, newRunner(p, m))
+		r := newRunner(p, m)
+		p.runners = append(p.runners, r)
+		p.runners = append(p.runners, adapterRunners(p, r)...)
+	}
+	if p.adapterKey, err = loadAdapterKey(d.Config); err != nil {
+		return nil, err
+	}
+	if p.adapterKey != nil && p.Artifacts == nil {
+		p.Artifacts = objstore.New(d.Config)
 	}
 	if len(p.runners) == 0 {
 		return nil, errors.New("worker: no model has endpoints to serve (set inference.models[].endpoints)")
@@ -112,10 +127,18 @@ func (p *Pool) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var jobs sync.WaitGroup
 	for _, r := range p.runners {
-		wg.Add(2 + 2*len(r.eps))
+		wg.Add(2)
 		for _, e := range r.eps {
+			if r.parent != nil {
+				break // an adapter's runner shares its parent's endpoints, watched there
+			}
+			wg.Add(2)
 			go func() { defer wg.Done(); r.health(ctx, e) }()
 			go func() { defer wg.Done(); r.scrape(ctx, e) }()
+			if len(r.family) > 1 {
+				wg.Add(1)
+				go func() { defer wg.Done(); r.listAdapters(ctx, e) }()
+			}
 		}
 		go func() { defer wg.Done(); r.dispatch(ctx, hard, &jobs) }()
 		go func() { defer wg.Done(); r.publishLoop(ctx) }()

@@ -27,6 +27,14 @@ type runner struct {
 	eps     []*endpoint
 	wake    chan struct{}
 	rounds  uint64 // claim rounds, for readOrder's anti-starvation turn
+
+	// For a LoRA adapter's runner (adapters.go): the parent model's runner,
+	// whose endpoints it shares, and the adapter; nil for a model's.
+	parent   *runner
+	adapter  config.Adapter
+	family   []*runner // the parent and its adapters: woken together
+	lastLoad time.Time // last run-time load tried
+	verified bool      // the adapter's artifact verified in this process
 }
 
 func newRunner(p *Pool, m config.Model) *runner {
@@ -40,17 +48,27 @@ func newRunner(p *Pool, m config.Model) *runner {
 	return r
 }
 
+// signal wakes the claim loop; a slot freed on a shared endpoint may serve
+// any of the family, so all of it is woken.
 func (r *runner) signal() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
+	family := r.family
+	if family == nil {
+		family = []*runner{r}
+	}
+	for _, f := range family {
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
 func (r *runner) free() int64 {
 	var n int64
 	for _, e := range r.eps {
-		n += e.free()
+		if r.usable(e) {
+			n += e.free()
+		}
 	}
 	return n
 }
@@ -60,7 +78,7 @@ func (r *runner) pick(exclude *endpoint) *endpoint {
 	var best *endpoint
 	var bestFree int64
 	for _, e := range r.eps {
-		if e == exclude {
+		if e == exclude || !r.usable(e) {
 			continue
 		}
 		if f := e.free(); f > bestFree {
@@ -86,6 +104,7 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 	for ctx.Err() == nil {
 		free := r.free()
 		if free <= 0 {
+			r.maybeLoad(ctx)
 			select {
 			case <-r.wake:
 			case <-ctx.Done():

@@ -63,7 +63,9 @@ func (r *runner) interactiveRunning() bool {
 func (r *runner) bulkRoom() int64 {
 	var n int64
 	for _, e := range r.eps {
-		n += e.bulkFree()
+		if r.usable(e) {
+			n += e.bulkFree()
+		}
 	}
 	return n
 }
@@ -77,7 +79,7 @@ func (r *runner) pickFor(bulk bool) *endpoint {
 		var best *endpoint
 		var bestFree int64
 		for _, e := range r.eps {
-			if f := e.bulkFree(); f > 0 && e.free() > bestFree {
+			if f := e.bulkFree(); f > 0 && e.free() > bestFree && r.usable(e) {
 				best, bestFree = e, e.free()
 			}
 		}

@@ -2,6 +2,7 @@ package devstack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	rollup "github.com/sluice-ai/sluice/functions/usage-rollup"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -189,7 +191,7 @@ func (s *Stack) engines(ctx context.Context, st *starting) error {
 		}
 		st.progress("starting a simulator engine for %s", m.Name)
 		sim, err := StartSim(ctx, bin, m.Name, m.MaxModelLen, m.MaxBatchSize,
-			filepath.Join(st.o.Dir, "sim-"+m.Name+".log"), st.o.SimArgs...)
+			filepath.Join(st.o.Dir, "sim-"+m.Name+".log"), append(loraArgs(m), st.o.SimArgs...)...)
 		if err != nil {
 			return err
 		}
@@ -198,6 +200,20 @@ func (s *Stack) engines(ctx context.Context, st *starting) error {
 		st.o.Log.Info("simulator engine started", slog.String("model", m.Name), slog.String("url", sim.URL))
 	}
 	return nil
+}
+
+// loraArgs are the simulator flags that serve m's LoRA adapters from the
+// start, as vLLM's --lora-modules does, within m's max_loras.
+func loraArgs(m *config.Model) []string {
+	if len(m.Adapters) == 0 {
+		return nil
+	}
+	args := []string{"--max-loras", strconv.Itoa(max(m.MaxLoRAs, len(m.Adapters))), "--lora-modules"}
+	for _, a := range m.Adapters {
+		b, _ := json.Marshal(map[string]string{"name": a.Name, "path": a.Source, "base_model_name": m.Name})
+		args = append(args, string(b))
+	}
+	return args
 }
 
 // open connects to PostgreSQL and Redis (applying migrations) and provides

@@ -47,10 +47,7 @@ func (s *Settler) Run(ctx context.Context) {
 	if s.a.cfg.Admission.Disabled {
 		return
 	}
-	models := make([]string, 0, len(s.a.cfg.Inference.Models))
-	for _, m := range s.a.cfg.Inference.Models {
-		models = append(models, m.Name)
-	}
+	models := s.a.cfg.QueueModels() // adapters settle on their own streams
 	idle := s.a.cfg.Admission.SettleIdle
 	c := redisq.NewConsumer(s.a.rdb, redisq.ConsumerOptions{Group: rkey.GroupSettle, Name: s.name,
 		Streams: rkey.PerTag(models, s.a.cfg.Jobs.Shards, rkey.SettleKey), Count: 100, Block: time.Second,

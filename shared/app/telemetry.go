@@ -19,10 +19,7 @@ func openTelemetry(ctx context.Context, d *Deps, o telemetry.Options) (*telemetr
 	if err != nil {
 		return nil, err
 	}
-	models := make([]string, len(cfg.Inference.Models))
-	for i, m := range cfg.Inference.Models {
-		models[i] = m.Name
-	}
+	models := cfg.QueueModels() // LoRA adapters have queues of their own
 	t.InitModels(models)
 	err = t.Register(
 		&redisq.QueueCollector{Queue: d.Queue, Models: models, Priorities: config.Priorities},

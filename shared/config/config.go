@@ -50,6 +50,8 @@ type Config struct {
 
 	// Env holds what comes from the environment, never from the file.
 	Env Env `yaml:"-"`
+
+	adapters []Model // the adapters' models, built by applyAdapterDefaults
 }
 
 // Inference lists the models and where their engines are.
@@ -59,6 +61,10 @@ type Inference struct {
 	// PrefixCache: how requests are placed by prompt prefix and whether
 	// accounts share the engines' KV cache (cache.go).
 	PrefixCache PrefixCache `yaml:"prefix_cache"`
+	// AdapterPublicKey is the ed25519 public key (PEM file) that LoRA
+	// adapters' artifacts must be signed under before the worker loads
+	// one at run time (adapters.go); empty: none is loaded at run time.
+	AdapterPublicKey string `yaml:"adapter_public_key"`
 }
 
 // Model is one served model.
@@ -83,6 +89,13 @@ type Model struct {
 	// Adapters: LoRA adapters served on this model's endpoints
 	// (adapters.go).
 	Adapters []Adapter `yaml:"adapters"`
+	// MaxLoRAs is the engines' --max-loras: how many adapters the worker
+	// lets one endpoint hold when it loads one at run time (those the
+	// engine lists count); default 1, vLLM's.
+	MaxLoRAs int `yaml:"max_loras"`
+	// Parent is, for an adapter's model (Config.Model of an adapter name),
+	// the model it adapts; empty for a configured model.
+	Parent string `yaml:"-"`
 }
 
 // ModelPrice is the per-token price of a model in micro-dollars.
@@ -415,7 +428,7 @@ func Parse(file []byte) (*Config, error) {
 	// models it no longer serves; a price it sets for an unknown model stays
 	// and fails validation.
 	for name := range cfg.Pricing {
-		if _, ok := cfg.Model(name); !ok {
+		if _, ok := cfg.Model(name); !ok && !cfg.isAdapter(name) {
 			if _, set := own.Pricing[name]; !set {
 				delete(cfg.Pricing, name)
 			}
@@ -508,6 +521,7 @@ func (c *Config) applyDefaults() {
 	c.applyBatchDefaults()
 	c.applyResponsesDefaults()
 	c.applyRoutingDefaults()
+	c.applyAdapterDefaults()
 }
 
 func def[T comparable](p *T, v T) {
@@ -563,7 +577,7 @@ func (c *Config) validate() error {
 		}
 	}
 	for name, p := range c.Pricing {
-		if !seen[name] {
+		if !seen[name] && !c.isAdapter(name) {
 			errs = append(errs, fmt.Errorf("pricing.%s: no such model in inference.models", name))
 		}
 		for field, v := range map[string]Micros{"input_tokens": p.InputTokens, "output_tokens": p.OutputTokens,
@@ -603,7 +617,7 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("auth.provider: unknown provider %q", c.Auth.Provider))
 	}
-	errs = append(errs, c.validateAdmission())
+	errs = append(errs, c.validateAdmission(), c.validateAdapters())
 	errs = append(errs, c.Auth.Identity.validate(c.Auth.RBAC.Roles))
 	if c.Server.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("server.max_body_bytes: must be at least 1024"))
@@ -618,14 +632,15 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// Model returns the named model.
+// Model returns the named model, or the model of the named LoRA adapter
+// (its parent's settings under its name, Parent set).
 func (c *Config) Model(name string) (*Model, bool) {
 	for i := range c.Inference.Models {
 		if c.Inference.Models[i].Name == name {
 			return &c.Inference.Models[i], true
 		}
 	}
-	return nil, false
+	return c.adapter(name)
 }
 
 // TierPriority is the queue priority class of a tier (0 served first);
