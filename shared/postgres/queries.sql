@@ -43,7 +43,7 @@ FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[]
 ON CONFLICT (job_id, job_created_at) DO NOTHING;
 
 -- name: UsageForUser
-SELECT job_id, model_name, prompt_tokens, completion_tokens, status, latency_ms
+SELECT job_id, model_name, prompt_tokens, completion_tokens, status, latency_ms, cached_tokens
 FROM inference_requests WHERE user_id = $1 ORDER BY timestamp;
 
 -- name: ActiveUsers
