@@ -72,7 +72,9 @@ UNION ALL
 SELECT 't', calls::float8, tokens::float8, 0, 0 FROM top;
 
 -- name: UsageByModel
--- Requests and tokens per model over the last day, for revenue and cost.
-SELECT model_name, count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
+-- Requests and tokens per model over the last day, for revenue and cost
+-- (cached prompt tokens, clamped to the prompt, at their own price).
+SELECT model_name, count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
+       coalesce(sum(LEAST(GREATEST(cached_tokens, 0), prompt_tokens)), 0)::bigint
 FROM inference_requests WHERE timestamp > now() - interval '24 hours'
 GROUP BY model_name;
