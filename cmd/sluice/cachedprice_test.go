@@ -58,12 +58,14 @@ usage_rollup:
 	type job struct {
 		id                    string
 		prompt, cached, compl int64
-		want, saved           int64
+		want, saved           int64 // charged, and saved by caching
+		list, listSaved       int64 // the same at list price (no tier factor), as the rollups count
 	}
 	var jobs []job
 	price := func(j *job) {
 		j.want = (j.prompt-j.cached)*pin + j.cached*pcached + j.compl*pout
 		j.saved = j.cached * (pin - pcached)
+		j.list, j.listSaved = j.want, j.saved
 	}
 	for i := range 3 {
 		var resp *http.Response
@@ -103,6 +105,27 @@ usage_rollup:
 		t.Fatalf("stream usage: cached_tokens %d of %d prompt tokens", sj.cached, sj.prompt)
 	}
 
+	// At service_tier flex (flex_discount 0.5 by default): the job's whole
+	// money at the cached price, halved and rounded up once; what caching
+	// saved is the same rounding of the input-price money less that.
+	var resp *http.Response
+	fx, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: model,
+		Messages:    []openai.ChatCompletionMessageParamUnion{openai.UserMessage(prefix + " question flex")},
+		MaxTokens:   openai.Int(4),
+		ServiceTier: openai.ChatCompletionNewParamsServiceTierFlex}, option.WithResponseInto(&resp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fj := job{id: resp.Header.Get("Sluice-Job-Id"), prompt: fx.Usage.PromptTokens, cached: fx.Usage.PromptTokensDetails.CachedTokens,
+		compl: fx.Usage.CompletionTokens}
+	if fx.ServiceTier != openai.ChatCompletionServiceTierFlex || fj.cached <= 0 {
+		t.Fatalf("flex: served at %q with %d cached tokens", fx.ServiceTier, fj.cached)
+	}
+	price(&fj)
+	half := func(m int64) int64 { return (m + 1) / 2 }
+	full := fj.want + fj.saved
+	fj.want, fj.saved = half(fj.want), half(full)-half(fj.want)
+
 	conn, err := pgx.Connect(ctx, s.dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +137,8 @@ usage_rollup:
 	}
 	// The streamed job's id: its ledger row is the one with its counts that
 	// is none of the others (the stream's chunk id is the engine's).
-	var total, saved, cached, prompt, compl int64
+	var total, saved, cached, prompt, compl, list, listSaved int64
+	jobs = append(jobs, fj)
 	for _, j := range jobs {
 		if _, _, _, n := s.ledgerRow(t, j.id); n != 1 {
 			t.Fatalf("job %s not settled", j.id)
@@ -134,8 +158,9 @@ usage_rollup:
 	jobs = append(jobs, sj)
 	for _, j := range jobs {
 		total, saved, cached, prompt, compl = total+j.want, saved+j.saved, cached+j.cached, prompt+j.prompt, compl+j.compl
+		list, listSaved = list+j.list, listSaved+j.listSaved
 	}
-	// All four rows (the streamed one settles too): the ledger's sums.
+	// All five rows (the streamed one settles too): the ledger's sums.
 	var lTotal, lSaved, lCached int64
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		var n int
@@ -143,19 +168,20 @@ usage_rollup:
 			FROM credit_ledger WHERE user_id = $1 AND kind = 'usage'`, userID).Scan(&n, &lTotal, &lSaved, &lCached); err != nil {
 			t.Fatal(err)
 		}
-		if n == 4 {
+		if n == 5 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d ledger rows settled, want 4", n)
+			t.Fatalf("%d ledger rows settled, want 5", n)
 		}
 	}
 	if lTotal != total || lSaved != saved || lCached != cached {
 		t.Fatalf("ledger: charged %d, saved %d, cached %d; want %d, %d, %d", lTotal, lSaved, lCached, total, saved, cached)
 	}
-	t.Logf("4 jobs: %d prompt tokens (%d cached), %d completion: charged %d micro-dollars, caching saved %d", prompt, cached, compl, total, saved)
+	t.Logf("5 jobs: %d prompt tokens (%d cached), %d completion: charged %d micro-dollars, caching saved %d", prompt, cached, compl, total, saved)
 
-	// The rollup (every second) folds them: /v1/usage by day and by key.
+	// The rollup (every second) folds them: /v1/usage by day and by key,
+	// at list price (the rollups apply no service-tier factor).
 	today := time.Now().UTC().Format(time.DateOnly)
 	type figures struct {
 		Requests          int64
@@ -167,14 +193,14 @@ usage_rollup:
 		CachedSavedMicros int64   `json:"cached_saved_micros"`
 	}
 	rate := float64(int64(float64(cached)/float64(prompt)*1e4+0.5)) / 1e4
-	want := figures{Requests: 4, PromptTokens: prompt, CompletionTokens: compl, CostMicros: total, CachedTokens: cached,
-		CacheHitRate: rate, CachedSavedMicros: saved}
+	want := figures{Requests: 5, PromptTokens: prompt, CompletionTokens: compl, CostMicros: list, CachedTokens: cached,
+		CacheHitRate: rate, CachedSavedMicros: listSaved}
 	var usage struct{ Data []figures }
 	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if st := s.getJSON(t, key, "/v1/usage?start="+today+"&end="+today, &usage); st != 200 {
 			t.Fatalf("usage: %d", st)
 		}
-		if len(usage.Data) == 1 && usage.Data[0].Requests == 4 {
+		if len(usage.Data) == 1 && usage.Data[0].Requests == 5 {
 			break
 		}
 		if time.Now().After(deadline) {
