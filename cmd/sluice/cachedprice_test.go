@@ -48,6 +48,17 @@ usage_rollup:
 	key := s.newKey(t, email)
 	c := s.client(key)
 
+	// /v1/models publishes the cached price.
+	var m struct {
+		Pricing struct {
+			Input  int64  `json:"input_micros_per_token"`
+			Cached *int64 `json:"cached_input_micros_per_token"`
+		}
+	}
+	if st := s.getJSON(t, key, "/v1/models/"+model, &m); st != 200 || m.Pricing.Input != pin || m.Pricing.Cached == nil || *m.Pricing.Cached != pcached {
+		t.Fatalf("GET /v1/models/%s: %d %+v", model, st, m)
+	}
+
 	// A long shared prefix (about 300 tokens, many 16-token blocks) and a
 	// short question after it.
 	words := make([]string, 300)

@@ -419,6 +419,9 @@ async function modelsPage() {
     { label: 'Model', get: m => h('code', {}, m.id) },
     { label: 'Context', num: true, get: m => num(m.max_model_len) },
     { label: 'Input', num: true, get: m => per1M(m.pricing?.input_micros_per_token) },
+    // A prompt token served from the engine's prefix cache: its own price
+    // where one is set, else the input price.
+    { label: 'Cached input', num: true, get: m => per1M(m.pricing?.cached_input_micros_per_token ?? m.pricing?.input_micros_per_token) },
     { label: 'Output', num: true, get: m => per1M(m.pricing?.output_micros_per_token) },
   ], data, 'No models are available to you.')];
 }
