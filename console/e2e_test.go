@@ -70,6 +70,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	sim := testenv.Sim(t)
 	dir := t.TempDir()
 	model := testenv.Name("console")
+	// The model's engine models a prefix cache, so a repeated prompt shows
+	// cached tokens, their hit rate and what they saved on the usage page.
+	engine := testenv.PrefixCacheSim(t, model)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	yaml := fmt.Sprintf(`
 inference:
@@ -77,10 +80,12 @@ inference:
     - name: %[1]s
       max_batch_size: 8
       max_model_len: 1024
+      endpoints: [%[2]s]
 pricing:
   %[1]s:
     input_tokens: 0.0001
     output_tokens: 0.0002
+    cached_input_tokens: 0.000025
 auth:
   identity:
     limits:
@@ -91,7 +96,7 @@ auth:
 # shows a request within the test's wait (the default is a minute).
 usage_rollup:
   schedule: 1s
-`, model)
+`, model, engine)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -39,8 +39,10 @@ func benchRollup(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	return 0
 }
 
-var benchPrices = []postgres.ModelPrices{{Model: "llama-2-7b", InputMicros: 100, OutMicros: 200},
-	{Model: "mistral-7b", InputMicros: 150, OutMicros: 300}, {Model: "small-1b", InputMicros: 20, OutMicros: 40}}
+// benchPrices: cached prompt tokens at the input price (no cached_input_tokens).
+var benchPrices = []postgres.ModelPrices{{Model: "llama-2-7b", InputMicros: 100, OutMicros: 200, CachedInputMicros: 100},
+	{Model: "mistral-7b", InputMicros: 150, OutMicros: 300, CachedInputMicros: 150},
+	{Model: "small-1b", InputMicros: 20, OutMicros: 40, CachedInputMicros: 20}}
 
 func runRollupBench(ctx context.Context, rows, users, late int, w, logw io.Writer) error {
 	adminURL := scratch.FirstEnv("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "BENCH_DATABASE_URL", "TEST_DATABASE_URL")

@@ -17,6 +17,12 @@ const shots = process.env.SCREENSHOTS;
 if (!base || !model) throw new Error('SLUICE_URL and MODEL are required');
 if (shots) mkdirSync(shots, { recursive: true });
 
+// Micro-dollars as the console writes them (ui.js money).
+function money(micros) {
+  const frac = String(micros % 1e6).padStart(6, '0').replace(/0+$/, '').padEnd(2, '0');
+  return `$${Math.floor(micros / 1e6).toLocaleString('en-US')}.${frac}`;
+}
+
 const step = msg => console.log('ok -', msg);
 function assert(cond, msg) { if (!cond) throw new Error('assertion failed: ' + msg); }
 
@@ -34,10 +40,10 @@ function totp(secret, offsetSteps = 0) {
 }
 
 // The API called the way a user's program calls it: outside the browser.
-async function chat(key) {
+async function chat(key, content = 'Hello from the console test') {
   const r = await fetch(base + '/v1/chat/completions', {
     method: 'POST', headers: { Authorization: 'Bearer ' + key, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'Hello from the console test' }], max_tokens: 8 }),
+    body: JSON.stringify({ model, messages: [{ role: 'user', content }], max_tokens: 8 }),
   });
   return { status: r.status, body: await r.json() };
 }
@@ -106,11 +112,12 @@ try {
   for (let i = 0; i < 40 && !seen; i++) {
     await page.goto(base + '/console/#/usage?t=' + i, { waitUntil: 'networkidle' });
     await page.getByRole('heading', { name: 'Usage', exact: true }).waitFor();
-    // The by-model table: Model, Requests, Prompt tokens, Completion tokens, Cost.
+    // The by-model table: Model, Requests, Prompt tokens, Completion tokens,
+    // Cached tokens, Cache hit rate, Saved by caching, Cost.
     const row = page.getByRole('table', { name: 'Usage by model' }).getByRole('row').filter({ hasText: model });
     if (await row.count()) {
       const cells = (await row.first().getByRole('cell').allInnerTexts()).map(t => t.replace(/,/g, ''));
-      seen = cells[1] === '1' && Number(cells[2]) + Number(cells[3]) === tokens && cells[4].startsWith('$');
+      seen = cells[1] === '1' && Number(cells[2]) + Number(cells[3]) === tokens && cells[7].startsWith('$');
     }
     if (!seen) await page.waitForTimeout(250);
   }
@@ -119,6 +126,35 @@ try {
     'the usage page says when usage was last totalled');
   await shot(page, 'usage');
   step('the usage page shows the request');
+
+  // A long prompt sent twice: the engine serves the second one's prefix
+  // from its cache; the usage page shows the cached tokens, the hit rate and
+  // what caching saved, by model and by key.
+  const long = Array.from({ length: 200 }, (_, i) => 'word' + i).join(' ');
+  let cached = 0;
+  for (const q of ['first', 'second']) {
+    const r = await chat(key, long + ' ' + q);
+    assert(r.status === 200, `long prompt: ${r.status}`);
+    cached += r.body.usage.prompt_tokens_details?.cached_tokens || 0;
+  }
+  assert(cached > 0, 'the repeated prefix was served from the engine cache');
+  let shown = false;
+  for (let i = 0; i < 40 && !shown; i++) {
+    await page.goto(base + '/console/#/usage?c=' + i, { waitUntil: 'networkidle' });
+    await page.getByRole('heading', { name: 'Usage', exact: true }).waitFor();
+    const card = page.getByLabel('Prompt caching');
+    if (await card.count()) {
+      const stats = (await card.locator('.stat').allInnerTexts()).map(t => t.replace(/,/g, ''));
+      shown = Number(stats[0]) === cached && /^\d+\.\d %$/.test(stats[1]) && stats[2] === money(cached * 75);
+    }
+    if (!shown) await page.waitForTimeout(250);
+  }
+  assert(shown, `the usage page shows ${cached} cached tokens, their hit rate and ${money(cached * 75)} saved`);
+  const keyRow = page.getByRole('table', { name: 'Usage by key' }).getByRole('row').filter({ hasText: 'e2e-key' });
+  assert(await keyRow.count() === 1, 'the usage page lists the key');
+  const keyCells = (await keyRow.first().getByRole('cell').allInnerTexts()).map(t => t.replace(/,/g, ''));
+  assert(keyCells[1] === '3' && Number(keyCells[4]) === cached, `by key: ${keyCells.join(' | ')}`);
+  step(`the usage page shows ${cached} cached prompt tokens, the hit rate and what caching saved`);
 
   for (const [path, name, heading] of [['#/billing', 'billing', 'Billing'], ['#/models', 'models', 'Models'], ['#/quickstart', 'quickstart', 'Quick start']]) {
     await page.goto(base + '/console/' + path, { waitUntil: 'networkidle' });
@@ -223,8 +259,10 @@ try {
 
   await admin.getByRole('link', { name: email }).click();
   await admin.getByRole('heading', { name: email }).waitFor();
-  await admin.getByRole('row').filter({ hasText: 'e2e-key' }).getByText('revoked').waitFor();
-  assert(await admin.getByRole('row').filter({ hasText: /second-key|renamed-key/ }).count() === 2, "the admin sees the user's keys (the rotated one and its successor, one renamed)");
+  // The keys table (the usage-by-key table below names keys too).
+  const adminKeys = admin.getByRole('table', { name: 'API keys' });
+  await adminKeys.getByRole('row').filter({ hasText: 'e2e-key' }).getByText('revoked').waitFor();
+  assert(await adminKeys.getByRole('row').filter({ hasText: /second-key|renamed-key/ }).count() === 2, "the admin sees the user's keys (the rotated one and its successor, one renamed)");
   await admin.getByRole('link', { name: '← Users' }).click();
   await admin.getByLabel('Search by email').fill(email);
   await admin.getByRole('button', { name: 'Search' }).click();

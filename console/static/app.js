@@ -253,7 +253,16 @@ async function usageView(userID) {
       barChart('Cost by day', days, grid(r => r.cost_micros), money, 10000)));
     byModel = models.map(m => u.rows.filter(r => r.model === m).reduce((a, r) => ({ model: m,
       requests: a.requests + r.requests, prompt: a.prompt + r.prompt_tokens, completion: a.completion + r.completion_tokens,
-      cost: a.cost + r.cost_micros }), { requests: 0, prompt: 0, completion: 0, cost: 0 }));
+      cost: a.cost + r.cost_micros, cached: a.cached + (r.cached_tokens || 0), saved: a.saved + (r.cached_saved_micros || 0) }),
+      { requests: 0, prompt: 0, completion: 0, cost: 0, cached: 0, saved: 0 }));
+    // The engines' prefix caches: prompt tokens served from cache, their
+    // share of all prompt tokens, and what their price saved.
+    const all = byModel.reduce((a, m) => ({ prompt: a.prompt + m.prompt, cached: a.cached + m.cached, saved: a.saved + m.saved }),
+      { prompt: 0, cached: 0, saved: 0 });
+    out.push(h('div', { class: 'grid', 'aria-label': 'Prompt caching' },
+      h('div', { class: 'card' }, h('h3', {}, 'Cached prompt tokens'), h('p', { class: 'stat' }, num(all.cached))),
+      h('div', { class: 'card' }, h('h3', {}, 'Cache hit rate'), h('p', { class: 'stat' }, hitRate(all.cached, all.prompt))),
+      h('div', { class: 'card' }, h('h3', {}, 'Saved by caching'), h('p', { class: 'stat' }, money(all.saved)))));
   } else {
     if (userID) return [unavailable('Another user’s usage', null)];
     // Older deployments: one row per request, no dates or costs; sum by
@@ -277,9 +286,38 @@ async function usageView(userID) {
     { label: 'Requests', num: true, get: r => num(r.requests) },
     { label: 'Prompt tokens', num: true, get: r => num(r.prompt) },
     { label: 'Completion tokens', num: true, get: r => num(r.completion) },
+    { label: 'Cached tokens', num: true, get: r => num(r.cached || 0) },
+    { label: 'Cache hit rate', num: true, get: r => hitRate(r.cached || 0, r.prompt) },
+    { label: 'Saved by caching', num: true, get: r => money(r.saved || 0) },
     { label: 'Cost', num: true, get: r => money(r.cost) },
   ], byModel, 'No usage in this period.'));
+  if (u.daily) {
+    // By API key (group_by=key): the raw rows, so it is current, not as of
+    // the last rollup run.
+    const q = new URLSearchParams({ start: day(start), end: day(end), group_by: 'key' });
+    if (userID) q.set('user_id', userID);
+    try {
+      const { data } = await api('GET', 'usage', '/v1/usage?' + q);
+      out.push(h('h2', {}, 'By key'), table('Usage by key', [
+        { label: 'Key', get: r => r.key_id ? `${r.name || 'unnamed'} (${r.prefix}…)` : 'console session' },
+        { label: 'Requests', num: true, get: r => num(r.requests) },
+        { label: 'Prompt tokens', num: true, get: r => num(r.prompt_tokens) },
+        { label: 'Completion tokens', num: true, get: r => num(r.completion_tokens) },
+        { label: 'Cached tokens', num: true, get: r => num(r.cached_tokens) },
+        { label: 'Cache hit rate', num: true, get: r => hitRate(r.cached_tokens, r.prompt_tokens) },
+        { label: 'Saved by caching', num: true, get: r => money(r.cached_saved_micros) },
+        { label: 'Cost', num: true, get: r => money(r.cost_micros) },
+      ], data, 'No usage in this period.'));
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e; // an older deployment without group_by=key: the table is left out
+    }
+  }
   return out;
+}
+
+/** Cached over prompt tokens as a percentage with one decimal. */
+function hitRate(cached, prompt) {
+  return prompt > 0 ? `${(100 * cached / prompt).toFixed(1)} %` : '—';
 }
 
 async function usagePage() {
@@ -353,6 +391,8 @@ async function billingPage(params) {
       { label: 'Plan', get: s => s.tier },
       { label: 'Requests', num: true, get: s => num(s.requests) },
       { label: 'Tokens', num: true, get: s => num(s.prompt_tokens + s.completion_tokens) },
+      { label: 'Cached tokens', num: true, get: s => `${num(s.cached_tokens || 0)} (${hitRate(s.cached_tokens || 0, s.prompt_tokens)})` },
+      { label: 'Saved by caching', num: true, get: s => money(s.cached_saved_micros || 0) },
       { label: 'Credits used', num: true, get: s => money(s.credits_used_micros) },
       { label: 'Overage', num: true, get: s => money(s.overage_micros) },
       { label: 'Total due', num: true, get: s => money(s.total_due_micros) },
@@ -379,6 +419,9 @@ async function modelsPage() {
     { label: 'Model', get: m => h('code', {}, m.id) },
     { label: 'Context', num: true, get: m => num(m.max_model_len) },
     { label: 'Input', num: true, get: m => per1M(m.pricing?.input_micros_per_token) },
+    // A prompt token served from the engine's prefix cache: its own price
+    // where one is set, else the input price.
+    { label: 'Cached input', num: true, get: m => per1M(m.pricing?.cached_input_micros_per_token ?? m.pricing?.input_micros_per_token) },
     { label: 'Output', num: true, get: m => per1M(m.pricing?.output_micros_per_token) },
   ], data, 'No models are available to you.')];
 }

@@ -129,6 +129,10 @@ type modelPricing struct {
 	// Shown only where set, so a token-priced model's entry is unchanged.
 	PerRequest   int64 `json:"per_request_micros,omitempty"`
 	PerGPUSecond int64 `json:"per_gpu_second_micros,omitempty"`
+	// CachedInput: a prompt token the engine served from its prefix cache
+	// (pricing.<model>.cached_input_tokens); absent when unset (such
+	// tokens cost input_micros_per_token).
+	CachedInput *int64 `json:"cached_input_micros_per_token,omitempty"`
 }
 
 func (s *service) modelObj(m *config.Model) modelObject {
@@ -136,6 +140,10 @@ func (s *service) modelObj(m *config.Model) modelObject {
 	if p, ok := s.Config.Pricing[m.Name]; ok {
 		o.Pricing = &modelPricing{InputMicros: int64(p.InputTokens), OutputMicros: int64(p.OutputTokens), CachedResponse: int64(p.CachedResponse),
 			PerRequest: int64(p.PerRequest), PerGPUSecond: int64(p.PerGPUSecond)}
+		if c := p.CachedInputTokens; c != nil {
+			v := int64(*c)
+			o.Pricing.CachedInput = &v
+		}
 	}
 	return o
 }

@@ -1,6 +1,7 @@
 package rollup
 
 import (
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -45,7 +46,7 @@ func (d Deps) authorizeAdmin(p *sluice.Principal) error {
 // usageQuery is GET /v1/usage's parsed query.
 type usageQuery struct {
 	First, Last time.Time // days, inclusive
-	GroupBy     string    // day (default) or job
+	GroupBy     string    // day (default), job or key
 }
 
 // maxUsageDays bounds one usage request's range.
@@ -58,9 +59,9 @@ func parseUsageQuery(v url.Values, now time.Time) (usageQuery, error) {
 	switch q.GroupBy {
 	case "":
 		q.GroupBy = "day"
-	case "day", "job":
+	case "day", "job", "key":
 	default:
-		return q, sluice.Invalid("group_by", sluice.CodeInvalidValue, "group_by must be day or job.")
+		return q, sluice.Invalid("group_by", sluice.CodeInvalidValue, "group_by must be day, job or key.")
 	}
 	today := now.UTC().Truncate(24 * time.Hour)
 	q.Last = today
@@ -88,6 +89,28 @@ func parseUsageQuery(v url.Values, now time.Time) (usageQuery, error) {
 	return q, nil
 }
 
+// cacheFigures are what the engines' prefix caches did for a row:
+// cached_tokens (a part of prompt_tokens), cache_hit_rate (cached over
+// prompt tokens, 0..1; 0 with no prompt) and cached_saved_micros (what the
+// cached price took off the row's cost).
+type cacheFigures struct {
+	CachedTokens      int64   `json:"cached_tokens"`
+	CacheHitRate      float64 `json:"cache_hit_rate"`
+	CachedSavedMicros int64   `json:"cached_saved_micros"`
+}
+
+func cacheOf(prompt, cached, saved int64) cacheFigures {
+	return cacheFigures{CachedTokens: cached, CacheHitRate: hitRate(cached, prompt), CachedSavedMicros: saved}
+}
+
+// hitRate is cached over prompt tokens, rounded to 4 decimals.
+func hitRate(cached, prompt int64) float64 {
+	if prompt <= 0 || cached <= 0 {
+		return 0
+	}
+	return math.Round(float64(min(cached, prompt))/float64(prompt)*1e4) / 1e4
+}
+
 type dayRow struct {
 	Date             string `json:"date"`
 	Model            string `json:"model"`
@@ -95,6 +118,7 @@ type dayRow struct {
 	PromptTokens     int64  `json:"prompt_tokens"`
 	CompletionTokens int64  `json:"completion_tokens"`
 	CostMicros       int64  `json:"cost_micros"`
+	cacheFigures
 }
 
 type jobRow struct {
@@ -102,13 +126,29 @@ type jobRow struct {
 	Model            string `json:"model"`
 	PromptTokens     int64  `json:"prompt_tokens"`
 	CompletionTokens int64  `json:"completion_tokens"`
+	CachedTokens     int64  `json:"cached_tokens"`
 	Status           string `json:"status"`
 	LatencyMS        int64  `json:"latency_ms"`
 }
 
+// keyRow is one API key's usage over the range (group_by=key); key_id is
+// null for usage with no key (console sessions).
+type keyRow struct {
+	KeyID            *string `json:"key_id"`
+	Name             string  `json:"name"`
+	Prefix           string  `json:"prefix"`
+	Requests         int64   `json:"requests"`
+	PromptTokens     int64   `json:"prompt_tokens"`
+	CompletionTokens int64   `json:"completion_tokens"`
+	CostMicros       int64   `json:"cost_micros"`
+	cacheFigures
+}
+
 // usage: GET /v1/usage — by day and model from the daily rollup (what the
-// last run folded, and folded_at: when), or group_by=job for the raw
-// per-job rows.
+// last run folded, and folded_at: when), group_by=job for the raw per-job
+// rows, or group_by=key for the raw rows summed per API key over the range
+// (at list price, as the rollup prices them). Day and key rows carry the
+// prefix cache's figures (cacheFigures).
 func (d Deps) usage(w http.ResponseWriter, r *http.Request) {
 	uid, err := d.subject(r)
 	if err != nil {
@@ -128,9 +168,29 @@ func (d Deps) usage(w http.ResponseWriter, r *http.Request) {
 		}
 		out := make([]jobRow, len(rows))
 		for i, u := range rows {
-			out[i] = jobRow(u)
+			out[i] = jobRow{JobID: u.JobID, Model: u.Model, PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
+				CachedTokens: u.CachedTokens, Status: u.Status, LatencyMS: u.LatencyMS}
 		}
 		openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": out})
+		return
+	}
+	if uq.GroupBy == "key" {
+		rows, err := d.read().UsageByKey(r.Context(), uid, uq.First, uq.Last, prices(d))
+		if err != nil {
+			openai.WriteError(w, r, d.Log, err)
+			return
+		}
+		out := make([]keyRow, len(rows))
+		for i, k := range rows {
+			out[i] = keyRow{Name: k.Name, Prefix: k.Prefix, Requests: k.Requests, PromptTokens: k.PromptTokens,
+				CompletionTokens: k.CompletionTokens, CostMicros: k.CostMicros,
+				cacheFigures: cacheOf(k.PromptTokens, k.CachedTokens, k.CachedSavedMicros)}
+			if k.KeyID != "" {
+				out[i].KeyID = &rows[i].KeyID
+			}
+		}
+		openai.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": out,
+			"start": uq.First.Format(time.DateOnly), "end": uq.Last.Format(time.DateOnly)})
 		return
 	}
 	// When the rows were last folded, read first: a fold committing between
@@ -148,7 +208,8 @@ func (d Deps) usage(w http.ResponseWriter, r *http.Request) {
 	out := make([]dayRow, len(rows))
 	for i, u := range rows {
 		out[i] = dayRow{Date: u.Day.Format(time.DateOnly), Model: u.Model, Requests: u.Requests,
-			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, CostMicros: u.CostMicros}
+			PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, CostMicros: u.CostMicros,
+			cacheFigures: cacheOf(u.PromptTokens, u.CachedTokens, u.CachedSavedMicros)}
 	}
 	// folded_at: the rollups hold requests up to then (null: never folded);
 	// newer requests appear after the next run.
@@ -270,6 +331,10 @@ type statement struct {
 	SubscriptionMicros     int64           `json:"subscription_micros"`
 	TotalDueMicros         int64           `json:"total_due_micros"`
 	StripeInvoices         []stripeInvoice `json:"stripe_invoices"`
+	// The prefix cache's part, from the ledger: the prompt tokens charged
+	// at the cached price, their share of the ledger's prompt tokens, and
+	// what the cached price saved (already off the money above).
+	cacheFigures
 }
 
 // statementMonths is how many months GET /v1/billing/invoices lists.
@@ -308,7 +373,8 @@ func (d Deps) invoices(w http.ResponseWriter, r *http.Request) {
 			End: s.Month.AddDate(0, 1, 0), Tier: u.Tier, Requests: s.Requests, PromptTokens: s.PromptTokens,
 			CompletionTokens: s.CompletionTokens, IncludedTokensUsed: s.IncludedTokens, CreditsUsedMicros: s.CreditsUsed,
 			CreditsPurchasedMicros: s.CreditsPurchased, OverageMicros: s.Overage, SubscriptionMicros: s.Subscription,
-			TotalDueMicros: s.Overage + s.Subscription, StripeInvoices: []stripeInvoice{}}
+			TotalDueMicros: s.Overage + s.Subscription, StripeInvoices: []stripeInvoice{},
+			cacheFigures: cacheOf(s.LedgerPromptTokens, s.CachedTokens, s.CachedSaved)}
 		for _, inv := range invs {
 			if inv.Month.Equal(s.Month) {
 				st.StripeInvoices = append(st.StripeInvoices, stripeInvoice{ID: inv.ID, Status: inv.Status,

@@ -23,6 +23,7 @@ func TestParseUsageQuery(t *testing.T) {
 		{"start=2026-11-01&end=2026-11-30", "2026-11-01", "2026-11-30", "day", ""},
 		{"end=2026-01-31", "2026-01-02", "2026-01-31", "day", ""},
 		{"group_by=job", "2026-10-27", "2026-11-25", "job", ""},
+		{"group_by=key", "2026-10-27", "2026-11-25", "key", ""},
 		{"group_by=model", "", "", "", "group_by"},
 		{"start=2026-13-01", "", "", "", "start"},
 		{"end=yesterday", "", "", "", "end"},

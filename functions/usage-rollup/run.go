@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -41,6 +42,10 @@ type Sums struct {
 	PromptTokens     int64 `json:"prompt_tokens"`
 	CompletionTokens int64 `json:"completion_tokens"`
 	CostMicros       int64 `json:"cost_micros,omitempty"`
+	// CachedTokens: prompt tokens served from the engines' prefix caches;
+	// CachedSavedMicros: what their price took off CostMicros.
+	CachedTokens      int64 `json:"cached_tokens,omitempty"`
+	CachedSavedMicros int64 `json:"cached_saved_micros,omitempty"`
 }
 
 // Meter is the outbox's part of a run.
@@ -85,7 +90,8 @@ func RunScheduled(ctx context.Context, d Deps) (Report, error) {
 	}
 	rep.Skipped = f.Skipped
 	rep.WatermarkFrom, rep.WatermarkTo = f.From, f.To
-	rep.Folded = Sums{f.Folded.Requests, f.Folded.PromptTokens, f.Folded.CompletionTokens, f.CostMicros}
+	rep.Folded = Sums{f.Folded.Requests, f.Folded.PromptTokens, f.Folded.CompletionTokens, f.CostMicros,
+		f.Folded.CachedTokens, f.CachedSavedMicros}
 	rep.HourlyRows, rep.DailyRows = f.HourlyRows, f.DailyRows
 	rep.Meter.Appended = f.OutboxRows
 	rc := f.Reconcile
@@ -125,15 +131,18 @@ func RunScheduled(ctx context.Context, d Deps) (Report, error) {
 	return rep, nil
 }
 
-func sums(s sluice.UsageSums) Sums { return Sums{s.Requests, s.PromptTokens, s.CompletionTokens, 0} }
+func sums(s sluice.UsageSums) Sums {
+	return Sums{Requests: s.Requests, PromptTokens: s.PromptTokens, CompletionTokens: s.CompletionTokens}
+}
 
-// prices lists the pricing block's per-token and per-request prices, sorted for a stable
-// statement.
+// prices lists the pricing block's per-token and per-request prices (a
+// cached prompt token at the price settlement charges it), sorted for a
+// stable statement.
 func prices(d Deps) []sluice.ModelPrices {
 	out := make([]sluice.ModelPrices, 0, len(d.Config.Pricing))
 	for m, p := range d.Config.Pricing {
 		out = append(out, sluice.ModelPrices{Model: m, InputMicros: int64(p.InputTokens), OutMicros: int64(p.OutputTokens),
-			RequestMicros: int64(p.PerRequest), GPUSecondMicros: int64(p.PerGPUSecond)})
+			RequestMicros: int64(p.PerRequest), GPUSecondMicros: int64(p.PerGPUSecond), CachedInputMicros: admission.CachedPrice(p)})
 	}
 	slices.SortFunc(out, func(a, b sluice.ModelPrices) int { return strings.Compare(a.Model, b.Model) })
 	return out

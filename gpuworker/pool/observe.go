@@ -60,11 +60,13 @@ func (r *runner) callEngine(ctx context.Context, ep *endpoint, job sluice.Job, o
 }
 
 // observeDone records a finished job's status, engine time, tokens and their
-// list price (tokens, the per-request price and engine time at the
-// GPU-second price).
+// list price (tokens, cached prompt tokens at their own price, the
+// per-request price and engine time at the GPU-second price).
 func (r *runner) observeDone(o redisq.Outcome, u sluice.Usage, engineTime time.Duration) {
 	p := r.p.Config.Pricing[r.model.Name]
-	cost := u.PromptTokens*int64(p.InputTokens) + u.CompletionTokens*int64(p.OutputTokens)
+	cached := min(max(u.CachedTokens, 0), u.PromptTokens)
+	cost := (u.PromptTokens-cached)*int64(p.InputTokens) + cached*int64(p.CachedInputPrice()) +
+		u.CompletionTokens*int64(p.OutputTokens)
 	if o.EngineMS > 0 || u.PromptTokens+u.CompletionTokens > 0 { // as settlement charges them
 		cost += int64(p.PerRequest) + (o.EngineMS*int64(p.PerGPUSecond)+999)/1000
 	}

@@ -226,6 +226,9 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 		if unheld { // nothing is held for it any more
 			h.Included, h.Credit, h.Overage = 0, 0, 0
 		}
+		// The cached-prompt price as configured now (the hold string has
+		// none); Split never lets it exceed the input price held.
+		h.CachedPrice = CachedPrice(a.cfg.Pricing[h.Model])
 		var u sluice.Usage
 		var engineMS int64 // the worker's engine time; absent: none (cancelled before it ran, cache, older worker)
 		kind := "usage"
@@ -242,6 +245,7 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 			p := int64(a.cfg.Pricing[h.Model].CachedResponse)
 			h.InputPrice, h.OutputPrice, h.Included = p, p, 0
 			h.RequestPrice, h.GPUPrice, engineMS = 0, 0, 0 // no GPU ran it
+			u.CachedTokens = 0                             // nor its prefix cache: every token at the cache's price
 		}
 		r, ok := rooms[e.UserID]
 		if !ok {
@@ -261,11 +265,11 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 				unheldJobs = append(unheldJobs, pastHold{e, hs, h, u, engineMS, kind == "cache", true})
 				continue
 			}
-			c = h.Split(u.PromptTokens, u.CompletionTokens, engineMS, *r)
+			c = h.SplitUsage(u, engineMS, *r)
 		} else {
 			// Within its hold, a job takes nothing from the free room (its
 			// credit counts only as far as the balance backs it).
-			c = h.Split(u.PromptTokens, u.CompletionTokens, engineMS, Room{CreditFree: min(r.CreditFree, 0)})
+			c = h.SplitUsage(u, engineMS, Room{CreditFree: min(r.CreditFree, 0)})
 			if c.Debt > 0 && !h.Grown && mayGrow {
 				// Past the hold: its hold grows first (what is free, taken
 				// atomically), then it settles against the grown hold.
@@ -292,7 +296,8 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 			rows = append(rows, postgres.LedgerEntry{UserID: e.UserID, Kind: kind, JobID: e.JobID, Period: h.Period, Model: h.Model,
 				PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
 				IncludedTokens: c.Included, CreditMicros: c.Credit, OverageMicros: c.Overage,
-				DebtMicros: c.Debt, ExcessTokens: c.Excess, Unheld: lost, ServiceTier: ledgerTier(h)})
+				DebtMicros: c.Debt, ExcessTokens: c.Excess, Unheld: lost, ServiceTier: ledgerTier(h),
+				CachedTokens: c.Cached, CachedSavedMicros: c.CachedSaved})
 		}
 	}
 	written, err := a.db.LedgerSettled(ctx, rows)
@@ -382,7 +387,7 @@ func (a *Admitter) grow(ctx context.Context, p pastHold) error {
 		if p.cache {
 			r.Included = 0 // a cached response is not paid with included tokens
 		}
-		c := p.h.Split(p.u.PromptTokens, p.u.CompletionTokens, p.engineMS, r)
+		c := p.h.SplitUsage(p.u, p.engineMS, r)
 		expect, terms := p.hs, ""
 		if p.noHold {
 			expect, terms = "", p.hs

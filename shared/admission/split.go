@@ -32,7 +32,17 @@ type Hold struct {
 	// ApplyFactor(money at the base prices, FactorPPM).
 	Tier      string
 	FactorPPM int64
+	// CachedPrice is micro-dollars per prompt token the engine served from
+	// its prefix cache. Not part of the hold string: settlement sets it from
+	// pricing (CachedPrice) and the split uses at most InputPrice, so
+	// a job never pays more than its hold took at the input price. Only
+	// SplitUsage reads it.
+	CachedPrice int64
 }
+
+// CachedPrice is the price settlement gives a model's cached prompt tokens:
+// pricing.<model>.cached_input_tokens (input_tokens when unset).
+func CachedPrice(p config.ModelPrice) int64 { return int64(p.CachedInputPrice()) }
 
 // tierTerm is the hold's price term for a job at service tier st:
 // '<tier>:<ppm>', or "" at the base price (the hold stays as before,
@@ -130,6 +140,14 @@ type Charge struct {
 	// bound and completion bound); charged like any other, counted by
 	// sluice_settlement_excess_tokens_total, which an alert watches.
 	Excess int64
+	// Cached is the prompt tokens the engine served from its prefix cache
+	// (its count, at most the prompt): a part of the prompt, never counted
+	// on top of it.
+	Cached int64
+	// CachedSaved is micro-dollars the prefix cache saved the job: its
+	// money with every prompt token at the input price less its money as
+	// charged, each rounded once at its price factor as a charge is.
+	CachedSaved int64
 }
 
 // Room is what a user's live counters have free beyond a job's hold when
@@ -153,8 +171,20 @@ type Room struct {
 // included tokens left, then overage left under the cap, then credit left,
 // and what none covers is Debt (the balance goes below zero, audited).
 func (h Hold) Split(prompt, completion, engineMS int64, r Room) Charge {
-	prompt, completion, engineMS = max(prompt, 0), max(completion, 0), max(engineMS, 0)
-	c := h.split(prompt, completion, engineMS, h.Included, r)
+	return h.SplitUsage(sluice.Usage{PromptTokens: prompt, CompletionTokens: completion}, engineMS, r)
+}
+
+// SplitUsage is Split for a usage whose prompt the engine partly served from
+// its prefix cache (u.CachedTokens, clamped to 0..prompt: the cached tokens
+// are some of the prompt tokens, never more). Cached tokens cost
+// CachedPrice (at most InputPrice). Included tokens count tokens, whatever
+// their price: they cover the uncached prompt tokens first, then the cached
+// ones, then completion tokens, so what is left to pay in money is the
+// cheapest the job's tokens allow.
+func (h Hold) SplitUsage(u sluice.Usage, engineMS int64, r Room) Charge {
+	prompt, completion, engineMS := max(u.PromptTokens, 0), max(u.CompletionTokens, 0), max(engineMS, 0)
+	cached := min(max(u.CachedTokens, 0), prompt)
+	c := h.split(prompt, cached, completion, engineMS, h.Included, r)
 	if c.Debt > 0 || c.Overage > h.Overage || c.Credit > h.Credit {
 		// Past the hold: included tokens left free pay first. (Only then:
 		// within its hold a job never takes from the free balance. The
@@ -165,26 +195,33 @@ func (h Hold) Split(prompt, completion, engineMS int64, r Room) Charge {
 		if r.Included >= 0 {
 			inc = h.Included + r.Included
 		}
-		c = h.split(prompt, completion, engineMS, inc, r)
+		c = h.split(prompt, cached, completion, engineMS, inc, r)
 	}
 	return c
 }
 
-// split is Split with incAvail included tokens available.
-func (h Hold) split(prompt, completion, engineMS, incAvail int64, r Room) Charge {
+// split is SplitUsage with incAvail included tokens available.
+func (h Hold) split(prompt, cached, completion, engineMS, incAvail int64, r Room) Charge {
 	total := prompt + completion
 	var c Charge
 	c.Excess = max(prompt-h.PromptBound, 0) + max(completion-h.MaxOutput, 0)
+	c.Cached = cached
 	c.Included = min(total, incAvail)
 	inRest := max(prompt-c.Included, 0)
+	// Included tokens took the uncached prompt tokens first: what is left
+	// of the prompt is cached tokens first.
+	cachedRest := min(cached, inRest)
 	outRest := total - c.Included - inRest
-	money := inRest*h.InputPrice + outRest*h.OutputPrice + GPUCharge(engineMS, h.GPUPrice)
+	extra := GPUCharge(engineMS, h.GPUPrice)
 	if total > 0 || engineMS > 0 {
-		money += h.RequestPrice
+		extra += h.RequestPrice
 	}
+	full := inRest*h.InputPrice + outRest*h.OutputPrice + extra
+	money := full - cachedRest*(h.InputPrice-min(max(h.CachedPrice, 0), h.InputPrice))
 	if h.Tier != "" { // a Hold built by hand, not parsed, has none: the base price
-		money = ApplyFactor(money, h.FactorPPM)
+		money, full = ApplyFactor(money, h.FactorPPM), ApplyFactor(full, h.FactorPPM)
 	}
+	c.CachedSaved = full - money
 	// The hold's credit counts only as far as the balance still backs it
 	// (a refund or dispute may have taken it back while the job ran).
 	backed := max(min(h.Credit, h.Credit+r.CreditFree), 0)

@@ -107,7 +107,10 @@ type ModelPrice struct {
 	CachedResponse Micros `yaml:"cached_response"`
 	// CachedInputTokens: per prompt token the engine served from its prefix
 	// cache (usage.prompt_tokens_details.cached_tokens); nil (the default)
-	// prices them as input_tokens. A pointer so 0 (free) can be said.
+	// prices them as input_tokens. A pointer so 0 (free) can be said. At
+	// most input_tokens (validated): admission holds every prompt token
+	// at input_tokens, so a cached token can never cost more than its hold,
+	// and a token the engine did not prefill costs it less, never more.
 	CachedInputTokens *Micros `yaml:"cached_input_tokens"`
 	// PerRequest: charged once per job that ran (used tokens or engine
 	// time); default 0. Paid from credit, then overage: included tokens
@@ -585,6 +588,9 @@ func (c *Config) validate() error {
 			if v < 0 {
 				errs = append(errs, fmt.Errorf("pricing.%s.%s: must not be negative", name, field))
 			}
+		}
+		if c := p.CachedInputTokens; c != nil && (*c < 0 || *c > p.InputTokens) {
+			errs = append(errs, fmt.Errorf("pricing.%s.cached_input_tokens: must be 0 to input_tokens (%s)", name, p.InputTokens))
 		}
 	}
 	for name, t := range c.Tiers {

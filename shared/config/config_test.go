@@ -325,3 +325,42 @@ func TestRedisWait(t *testing.T) {
 		}
 	}
 }
+
+// TestCachedInputPrice: cached_input_tokens defaults to input_tokens, may
+// be 0 (free), and may not exceed input_tokens (the hold's price) or be
+// negative.
+func TestCachedInputPrice(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Pricing["llama-2-7b"]; p.CachedInputPrice() != p.InputTokens {
+		t.Fatalf("unset cached price = %d, want input %d", p.CachedInputPrice(), p.InputTokens)
+	}
+	for y, want := range map[string]config.Micros{
+		"pricing: {llama-2-7b: {input_tokens: 0.0001, output_tokens: 1, cached_input_tokens: 0.000025}}": 25,
+		"pricing: {llama-2-7b: {input_tokens: 0.0001, output_tokens: 1, cached_input_tokens: 0}}":        0,
+		"pricing: {llama-2-7b: {input_tokens: 0.0001, output_tokens: 1, cached_input_tokens: 0.0001}}":   100,
+	} {
+		c, err := config.Parse([]byte(y))
+		if err != nil {
+			t.Fatalf("%s: %v", y, err)
+		}
+		if got := c.Pricing["llama-2-7b"].CachedInputPrice(); got != want {
+			t.Errorf("%s: cached price %d, want %d", y, got, want)
+		}
+	}
+	if _, err := config.Parse([]byte("pricing: {llama-2-7b: {input_tokens: 0.0001, output_tokens: 1, cached_input_tokens: 0.0002}}")); err == nil ||
+		!strings.Contains(err.Error(), "cached_input_tokens: must be 0 to input_tokens") {
+		t.Errorf("dearer than input: err %v", err)
+	}
+	for _, y := range []string{
+		"pricing: {llama-2-7b: {input_tokens: 0.0001, output_tokens: 1, cached_input_tokens: -0.00001}}",
+		"pricing: {llama-2-7b: {input_tokens: 0.0001, output_tokens: 1, cached_input_tokens: 0.0000001}}",
+	} {
+		if _, err := config.Parse([]byte(y)); err == nil {
+			t.Errorf("%s: accepted", y)
+		}
+	}
+}

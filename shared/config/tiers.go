@@ -57,6 +57,15 @@ func factor(p *float64, def float64) float64 {
 	return *p
 }
 
+// CachedInputPrice is the price of a prompt token the engine served from
+// its prefix cache: cached_input_tokens, or input_tokens when unset.
+func (p ModelPrice) CachedInputPrice() Micros {
+	if p.CachedInputTokens != nil {
+		return *p.CachedInputTokens
+	}
+	return p.InputTokens
+}
+
 // FactorPPM is the price factor, in parts per million, that a job at
 // service tier st pays of the model's prices: batch 1 − batch_discount,
 // flex 1 − flex_discount, priority priority_multiplier, anything else 1.

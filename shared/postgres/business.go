@@ -27,6 +27,7 @@ type TopUser struct {
 type ModelUsage struct {
 	Model                              string
 	Requests, PromptTokens, OutputToks int64
+	CachedTokens                       int64 // of PromptTokens, served from the engines' prefix caches
 }
 
 // Business computes BusinessStats with the top n users.
@@ -65,7 +66,7 @@ func (db *DB) Business(ctx context.Context, n int) (BusinessStats, error) {
 	defer rows.Close()
 	for rows.Next() {
 		var m ModelUsage
-		if err := rows.Scan(&m.Model, &m.Requests, &m.PromptTokens, &m.OutputToks); err != nil {
+		if err := rows.Scan(&m.Model, &m.Requests, &m.PromptTokens, &m.OutputToks, &m.CachedTokens); err != nil {
 			return b, translate(err)
 		}
 		b.Models24h = append(b.Models24h, m)

@@ -101,7 +101,8 @@ func (c *BusinessCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, m := range b.Models24h {
 		p := c.Pricing[m.Model]
-		micros := m.PromptTokens*int64(p.InputTokens) + m.OutputToks*int64(p.OutputTokens)
+		micros := (m.PromptTokens-m.CachedTokens)*int64(p.InputTokens) + m.CachedTokens*int64(p.CachedInputPrice()) +
+			m.OutputToks*int64(p.OutputTokens)
 		g(revenue, float64(micros)/1e6, "24h", m.Model)
 		g(recorded, float64(m.Requests), "24h", m.Model)
 		if m.Requests > 0 {

@@ -26,6 +26,7 @@ type (
 	Reconcile        = sluice.Reconcile
 	MeterEvent       = sluice.MeterEvent
 	DailyUsage       = sluice.DailyUsage
+	KeyUsage         = sluice.KeyUsage
 	Account          = sluice.Account
 	Statement        = sluice.Statement
 	StatementInvoice = sluice.StatementInvoice

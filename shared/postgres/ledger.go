@@ -33,13 +33,15 @@ func (db *DB) LedgerSettled(ctx context.Context, es []LedgerEntry) ([]string, er
 	users, kinds, jobs, periods, models := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	prompt, completion, included, credit, overage := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	debt, excess, unheld, tiers := make([]int64, n), make([]int64, n), make([]bool, n), make([]string, n)
+	cached, saved := make([]int64, n), make([]int64, n)
 	for i, e := range es {
 		users[i], kinds[i], jobs[i], periods[i], models[i] = e.UserID, e.Kind, e.JobID, e.Period, e.Model
 		prompt[i], completion[i], included[i], credit[i], overage[i] = e.PromptTokens, e.CompletionTokens, e.IncludedTokens, e.CreditMicros, e.OverageMicros
 		debt[i], excess[i], unheld[i], tiers[i] = e.DebtMicros, e.ExcessTokens, e.Unheld, e.ServiceTier
+		cached[i], saved[i] = e.CachedTokens, e.CachedSavedMicros
 	}
 	rows, err := db.Pool.Query(ctx, q("LedgerSettle"), users, kinds, jobs, periods, models, prompt, completion, included, credit, overage,
-		debt, excess, unheld, tiers)
+		debt, excess, unheld, tiers, cached, saved)
 	if err != nil {
 		return nil, translate(err)
 	}

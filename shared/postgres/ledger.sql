@@ -6,18 +6,21 @@ VALUES ($1, 'grant', $2, $3, $4)
 RETURNING id;
 
 -- name: LedgerSettle
--- A batch of settled jobs, one row per job; a settlement that runs again
+-- A batch of settled jobs, one row per job (cached_tokens: the part of
+-- the prompt served from the engine's prefix cache, and what its price saved); a settlement that runs again
 -- writes nothing. Credit spent (debt included) is stored negated. A row
 -- with debt, tokens past the hold, or no hold is also an audit entry. It
 -- returns the job ids of the rows written.
 WITH ins AS (
     INSERT INTO credit_ledger (user_id, kind, job_id, period, model_name, prompt_tokens,
                                completion_tokens, included_tokens, credit_micros, overage_micros,
-                               debt_micros, excess_tokens, unheld, service_tier)
-    SELECT u, k, j, p, m, pt, ct, it, -(cr + db), ov, db, ex, uh, NULLIF(st, '')
+                               debt_micros, excess_tokens, unheld, service_tier, cached_tokens,
+                               cached_saved_micros)
+    SELECT u, k, j, p, m, pt, ct, it, -(cr + db), ov, db, ex, uh, NULLIF(st, ''), ca, cs
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
-                $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[], $14::text[])
-         AS t(u, k, j, p, m, pt, ct, it, cr, ov, db, ex, uh, st)
+                $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[], $14::text[],
+                $15::bigint[], $16::bigint[])
+         AS t(u, k, j, p, m, pt, ct, it, cr, ov, db, ex, uh, st, ca, cs)
     ON CONFLICT (job_id) DO NOTHING
     RETURNING user_id, job_id, model_name, debt_micros, excess_tokens, unheld
 ), audit AS (

@@ -43,7 +43,7 @@ FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[]
 ON CONFLICT (job_id, job_created_at) DO NOTHING;
 
 -- name: UsageForUser
-SELECT job_id, model_name, prompt_tokens, completion_tokens, status, latency_ms
+SELECT job_id, model_name, prompt_tokens, completion_tokens, status, latency_ms, cached_tokens
 FROM inference_requests WHERE user_id = $1 ORDER BY timestamp;
 
 -- name: ActiveUsers
@@ -72,7 +72,9 @@ UNION ALL
 SELECT 't', calls::float8, tokens::float8, 0, 0 FROM top;
 
 -- name: UsageByModel
--- Requests and tokens per model over the last day, for revenue and cost.
-SELECT model_name, count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
+-- Requests and tokens per model over the last day, for revenue and cost
+-- (cached prompt tokens, clamped to the prompt, at their own price).
+SELECT model_name, count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
+       coalesce(sum(LEAST(GREATEST(cached_tokens, 0), prompt_tokens)), 0)::bigint
 FROM inference_requests WHERE timestamp > now() - interval '24 hours'
 GROUP BY model_name;

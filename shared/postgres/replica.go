@@ -237,6 +237,11 @@ func (r *Reports) UsageDaily(ctx context.Context, userID string, first, last tim
 	return route(ctx, r, func(db *DB) ([]DailyUsage, error) { return db.UsageDaily(ctx, userID, first, last) })
 }
 
+// UsageByKey implements sluice.UsageReports.
+func (r *Reports) UsageByKey(ctx context.Context, userID string, first, last time.Time, prices []ModelPrices) ([]KeyUsage, error) {
+	return route(ctx, r, func(db *DB) ([]KeyUsage, error) { return db.UsageByKey(ctx, userID, first, last, prices) })
+}
+
 // Statements implements sluice.UsageReports.
 func (r *Reports) Statements(ctx context.Context, userID string, n int) ([]Statement, error) {
 	return route(ctx, r, func(db *DB) ([]Statement, error) { return db.Statements(ctx, userID, n) })

@@ -44,15 +44,12 @@ func (db *DB) FoldUsage(ctx context.Context, prices []ModelPrices) (Fold, error)
 	if f.To <= f.From && f.To <= ledgerFrom {
 		return f, translate(tx.Commit(ctx)) // nothing new has ended since the last run
 	}
-	models, in, out, req := make([]string, len(prices)), make([]int64, len(prices)), make([]int64, len(prices)), make([]int64, len(prices))
-	gpu := make([]int64, len(prices))
-	for i, p := range prices {
-		models[i], in[i], out[i], req[i], gpu[i] = p.Model, p.InputMicros, p.OutMicros, p.RequestMicros, p.GPUSecondMicros
-	}
+	a := priceArrays(prices)
 	from, to := fmt.Sprint(f.From), fmt.Sprint(f.To)
 	var days []time.Time
-	if err := tx.QueryRow(ctx, q("RollupFold"), from, to, models, in, out, req, gpu).Scan(&f.HourlyRows, &f.DailyRows,
-		&f.Folded.Requests, &f.Folded.PromptTokens, &f.Folded.CompletionTokens, &f.CostMicros, &days); err != nil {
+	if err := tx.QueryRow(ctx, q("RollupFold"), from, to, a.models, a.in, a.out, a.req, a.gpu, a.cached).Scan(&f.HourlyRows, &f.DailyRows,
+		&f.Folded.Requests, &f.Folded.PromptTokens, &f.Folded.CompletionTokens, &f.CostMicros, &days,
+		&f.Folded.CachedTokens, &f.CachedSavedMicros); err != nil {
 		return f, translate(err)
 	}
 	tag, err := tx.Exec(ctx, q("RollupOutbox"), fmt.Sprint(ledgerFrom), to)
@@ -69,6 +66,23 @@ func (db *DB) FoldUsage(ctx context.Context, prices []ModelPrices) (Fold, error)
 		}
 	}
 	return f, translate(tx.Commit(ctx))
+}
+
+// prices is ModelPrices as the array parameters the list-price queries
+// (RollupFold, UsageByKey) unnest.
+type prices struct {
+	models                    []string
+	in, out, req, gpu, cached []int64
+}
+
+func priceArrays(ps []ModelPrices) prices {
+	n := len(ps)
+	a := prices{make([]string, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)}
+	for i, p := range ps {
+		a.models[i], a.in[i], a.out[i], a.req[i], a.gpu[i] = p.Model, p.InputMicros, p.OutMicros, p.RequestMicros, p.GPUSecondMicros
+		a.cached[i] = p.CachedInputMicros
+	}
+	return a
 }
 
 // reconcile runs inside the fold's transaction, so it sees exactly the

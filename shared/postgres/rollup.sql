@@ -27,45 +27,61 @@ SELECT sluice_usage_partitions(now(), $1);
 -- cost_micros is list price: tokens times the prices $3..$5, plus the
 -- per-request price $6 once per row, plus the engine time times the
 -- per-GPU-second price $7, rounded up to a micro-dollar per row as
--- settlement charges it (admission.GPUCharge).
-WITH prices(model, pin, pout, preq, pgpu) AS (
-    SELECT * FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
+-- settlement charges it (admission.GPUCharge). A row's cached prompt tokens
+-- (a part of its prompt, clamped to it) are priced at $8 instead of the
+-- input price, and cached_saved_micros is what that took off.
+WITH prices(model, pin, pout, preq, pgpu, pcached) AS (
+    SELECT * FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+), src_rows AS (
+    SELECT r.*, LEAST(GREATEST(r.cached_tokens, 0), r.prompt_tokens)::bigint AS cached
+    FROM inference_requests r
+    WHERE r.ingest_xid >= $1::text::xid8 AND r.ingest_xid < $2::text::xid8
 ), src AS (
     SELECT COALESCE(r.user_id, '00000000-0000-0000-0000-000000000000'::uuid) AS user_id,
            r.model_name, date_trunc('hour', r.timestamp, 'UTC') AS hour,
            count(*)::bigint AS requests,
            sum(r.prompt_tokens)::bigint AS prompt_tokens,
            sum(r.completion_tokens)::bigint AS completion_tokens,
-           COALESCE(sum(r.prompt_tokens::bigint * p.pin + r.completion_tokens::bigint * p.pout + p.preq
-                        + (r.engine_ms * p.pgpu + 999) / 1000), 0)::bigint AS cost_micros
-    FROM inference_requests r LEFT JOIN prices p ON p.model = r.model_name
-    WHERE r.ingest_xid >= $1::text::xid8 AND r.ingest_xid < $2::text::xid8
+           sum(r.cached)::bigint AS cached_tokens,
+           COALESCE(sum((r.prompt_tokens - r.cached) * p.pin + r.cached * p.pcached
+                        + r.completion_tokens::bigint * p.pout + p.preq
+                        + (r.engine_ms * p.pgpu + 999) / 1000), 0)::bigint AS cost_micros,
+           COALESCE(sum(r.cached * (p.pin - p.pcached)), 0)::bigint AS cached_saved_micros
+    FROM src_rows r LEFT JOIN prices p ON p.model = r.model_name
     GROUP BY 1, 2, 3
 ), h AS (
-    INSERT INTO usage_hourly AS t (user_id, model_name, hour, requests, prompt_tokens, completion_tokens, cost_micros)
-    SELECT user_id, model_name, hour, requests, prompt_tokens, completion_tokens, cost_micros FROM src
+    INSERT INTO usage_hourly AS t (user_id, model_name, hour, requests, prompt_tokens, completion_tokens, cost_micros,
+                                   cached_tokens, cached_saved_micros)
+    SELECT user_id, model_name, hour, requests, prompt_tokens, completion_tokens, cost_micros,
+           cached_tokens, cached_saved_micros FROM src
     ON CONFLICT (user_id, hour, model_name) DO UPDATE SET
         requests = t.requests + EXCLUDED.requests,
         prompt_tokens = t.prompt_tokens + EXCLUDED.prompt_tokens,
         completion_tokens = t.completion_tokens + EXCLUDED.completion_tokens,
-        cost_micros = t.cost_micros + EXCLUDED.cost_micros
+        cost_micros = t.cost_micros + EXCLUDED.cost_micros,
+        cached_tokens = t.cached_tokens + EXCLUDED.cached_tokens,
+        cached_saved_micros = t.cached_saved_micros + EXCLUDED.cached_saved_micros
     RETURNING 1
 ), d AS (
-    INSERT INTO usage_daily AS t (user_id, model_name, day, requests, prompt_tokens, completion_tokens, cost_micros)
+    INSERT INTO usage_daily AS t (user_id, model_name, day, requests, prompt_tokens, completion_tokens, cost_micros,
+                                  cached_tokens, cached_saved_micros)
     SELECT user_id, model_name, (hour AT TIME ZONE 'UTC')::date, sum(requests), sum(prompt_tokens),
-           sum(completion_tokens), sum(cost_micros)
+           sum(completion_tokens), sum(cost_micros), sum(cached_tokens), sum(cached_saved_micros)
     FROM src GROUP BY 1, 2, 3
     ON CONFLICT (user_id, day, model_name) DO UPDATE SET
         requests = t.requests + EXCLUDED.requests,
         prompt_tokens = t.prompt_tokens + EXCLUDED.prompt_tokens,
         completion_tokens = t.completion_tokens + EXCLUDED.completion_tokens,
-        cost_micros = t.cost_micros + EXCLUDED.cost_micros
+        cost_micros = t.cost_micros + EXCLUDED.cost_micros,
+        cached_tokens = t.cached_tokens + EXCLUDED.cached_tokens,
+        cached_saved_micros = t.cached_saved_micros + EXCLUDED.cached_saved_micros
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM h), (SELECT count(*) FROM d),
        COALESCE(sum(requests), 0)::bigint, COALESCE(sum(prompt_tokens), 0)::bigint,
        COALESCE(sum(completion_tokens), 0)::bigint, COALESCE(sum(cost_micros), 0)::bigint,
-       COALESCE(array_agg(DISTINCT (hour AT TIME ZONE 'UTC')::date), '{}')::date[]
+       COALESCE(array_agg(DISTINCT (hour AT TIME ZONE 'UTC')::date), '{}')::date[],
+       COALESCE(sum(cached_tokens), 0)::bigint, COALESCE(sum(cached_saved_micros), 0)::bigint
 FROM src;
 
 -- name: RollupOutbox
@@ -151,9 +167,35 @@ UPDATE meter_outbox SET attempts = attempts + $4, last_error = $2,
 WHERE id = $1 AND status = 'pending';
 
 -- name: UsageDaily
-SELECT day, model_name, requests, prompt_tokens, completion_tokens, cost_micros
+SELECT day, model_name, requests, prompt_tokens, completion_tokens, cost_micros, cached_tokens, cached_saved_micros
 FROM usage_daily WHERE user_id = $1 AND day BETWEEN $2::date AND $3::date
 ORDER BY day, model_name;
+
+-- name: UsageByKey
+-- A user's raw usage over the UTC days $2..$3 per API key (the rollups have
+-- no key), at list price as RollupFold prices it (prices $4..$9 as its
+-- $3..$8); usage with no key (a console session) is one row with an empty
+-- id. An index range on (user_id, timestamp).
+WITH prices(model, pin, pout, preq, pgpu, pcached) AS (
+    SELECT * FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+), src_rows AS (
+    SELECT r.*, LEAST(GREATEST(r.cached_tokens, 0), r.prompt_tokens)::bigint AS cached
+    FROM inference_requests r
+    WHERE r.user_id = $1 AND r.timestamp >= ($2::date AT TIME ZONE 'UTC') AND r.timestamp < (($3::date + 1) AT TIME ZONE 'UTC')
+), per AS (
+    SELECT r.api_key_id, count(*)::bigint AS requests, sum(r.prompt_tokens)::bigint AS pt,
+           sum(r.completion_tokens)::bigint AS ct, sum(r.cached)::bigint AS cached,
+           COALESCE(sum((r.prompt_tokens - r.cached) * p.pin + r.cached * p.pcached
+                        + r.completion_tokens::bigint * p.pout + p.preq
+                        + (r.engine_ms * p.pgpu + 999) / 1000), 0)::bigint AS cost,
+           COALESCE(sum(r.cached * (p.pin - p.pcached)), 0)::bigint AS saved
+    FROM src_rows r LEFT JOIN prices p ON p.model = r.model_name
+    GROUP BY r.api_key_id
+)
+SELECT COALESCE(per.api_key_id::text, ''), COALESCE(k.name, ''), COALESCE(k.prefix, ''),
+       per.requests, per.pt, per.ct, per.cached, per.cost, per.saved
+FROM per LEFT JOIN api_keys k ON k.id = per.api_key_id
+ORDER BY per.requests DESC, 1;
 
 -- name: Account
 SELECT id, subscription_tier, period_start, period_end, COALESCE(overage_cap_micros, 0), stripe_customer_id,
@@ -162,7 +204,8 @@ FROM users WHERE id = $1;
 
 -- name: Statements
 -- Monthly statements (calendar months, UTC), newest first: usage from the
--- daily rollup; money from the ledger; subscription fees from Stripe invoices.
+-- daily rollup; money from the ledger (with the prompt tokens charged at the
+-- cached price and what that saved); subscription fees from Stripe invoices.
 WITH u AS (
     SELECT date_trunc('month', day)::date AS m, sum(requests)::bigint AS requests,
            sum(prompt_tokens)::bigint AS pt, sum(completion_tokens)::bigint AS ct
@@ -172,7 +215,9 @@ WITH u AS (
            sum(included_tokens)::bigint AS inc,
            (-sum(credit_micros) FILTER (WHERE kind IN ('usage', 'cache')))::bigint AS used,
            sum(credit_micros) FILTER (WHERE kind IN ('grant', 'clawback', 'reversal') AND stripe_ref IS NOT NULL)::bigint AS bought,
-           sum(overage_micros)::bigint AS ovg
+           sum(overage_micros)::bigint AS ovg,
+           sum(cached_tokens)::bigint AS cached, sum(cached_saved_micros)::bigint AS saved,
+           sum(prompt_tokens) FILTER (WHERE kind = 'usage')::bigint AS lpt
     FROM credit_ledger WHERE user_id = $1 GROUP BY 1
 ), i AS (
     SELECT date_trunc('month', COALESCE(period_start, event_created) AT TIME ZONE 'UTC')::date AS m,
@@ -180,7 +225,8 @@ WITH u AS (
     FROM billing_invoices WHERE user_id = $1 GROUP BY 1
 ), months AS (SELECT m FROM u UNION SELECT m FROM l UNION SELECT m FROM i)
 SELECT months.m, COALESCE(u.requests, 0), COALESCE(u.pt, 0), COALESCE(u.ct, 0), COALESCE(l.inc, 0),
-       COALESCE(l.used, 0), COALESCE(l.bought, 0), COALESCE(l.ovg, 0), COALESCE(i.subs, 0)
+       COALESCE(l.used, 0), COALESCE(l.bought, 0), COALESCE(l.ovg, 0), COALESCE(i.subs, 0),
+       COALESCE(l.cached, 0), COALESCE(l.saved, 0), COALESCE(l.lpt, 0)
 FROM months LEFT JOIN u USING (m) LEFT JOIN l USING (m) LEFT JOIN i USING (m)
 ORDER BY months.m DESC LIMIT $2;
 

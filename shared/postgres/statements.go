@@ -15,8 +15,26 @@ func (db *DB) UsageDaily(ctx context.Context, userID string, first, last time.Ti
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DailyUsage, error) {
 		var u DailyUsage
-		err := row.Scan(&u.Day, &u.Model, &u.Requests, &u.PromptTokens, &u.CompletionTokens, &u.CostMicros)
+		err := row.Scan(&u.Day, &u.Model, &u.Requests, &u.PromptTokens, &u.CompletionTokens, &u.CostMicros,
+			&u.CachedTokens, &u.CachedSavedMicros)
 		return u, err
+	})
+	return out, translate(err)
+}
+
+// UsageByKey sums a user's raw usage for days first..last per API key, at
+// list price (prices as FoldUsage takes them).
+func (db *DB) UsageByKey(ctx context.Context, userID string, first, last time.Time, prices []ModelPrices) ([]KeyUsage, error) {
+	a := priceArrays(prices)
+	rows, err := db.Pool.Query(ctx, q("UsageByKey"), userID, first, last, a.models, a.in, a.out, a.req, a.gpu, a.cached)
+	if err != nil {
+		return nil, translate(err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (KeyUsage, error) {
+		var k KeyUsage
+		err := row.Scan(&k.KeyID, &k.Name, &k.Prefix, &k.Requests, &k.PromptTokens, &k.CompletionTokens, &k.CachedTokens,
+			&k.CostMicros, &k.CachedSavedMicros)
+		return k, err
 	})
 	return out, translate(err)
 }
@@ -38,7 +56,8 @@ func (db *DB) Statements(ctx context.Context, userID string, n int) ([]Statement
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Statement, error) {
 		var s Statement
 		err := row.Scan(&s.Month, &s.Requests, &s.PromptTokens, &s.CompletionTokens, &s.IncludedTokens,
-			&s.CreditsUsed, &s.CreditsPurchased, &s.Overage, &s.Subscription)
+			&s.CreditsUsed, &s.CreditsPurchased, &s.Overage, &s.Subscription, &s.CachedTokens, &s.CachedSaved,
+			&s.LedgerPromptTokens)
 		return s, err
 	})
 	return out, translate(err)

@@ -92,7 +92,7 @@ func (db *DB) UsageForUser(ctx context.Context, userID string) ([]UsageRow, erro
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (UsageRow, error) {
 		var r UsageRow
-		err := row.Scan(&r.JobID, &r.Model, &r.PromptTokens, &r.CompletionTokens, &r.Status, &r.LatencyMS)
+		err := row.Scan(&r.JobID, &r.Model, &r.PromptTokens, &r.CompletionTokens, &r.Status, &r.LatencyMS, &r.CachedTokens)
 		return r, err
 	})
 	return out, translate(err)

@@ -53,6 +53,12 @@ type LedgerEntry struct {
 	// ServiceTier is the tier the job was charged at (flex, priority,
 	// batch); empty at the base price.
 	ServiceTier string
+	// CachedTokens are the prompt tokens (a part of PromptTokens) the
+	// engine served from its prefix cache, charged at the cached price.
+	CachedTokens int64
+	// CachedSavedMicros is what the cached price saved against the input
+	// price (admission.Charge.CachedSaved).
+	CachedSavedMicros int64
 }
 
 // Balance is a user's standing as the ledger sums it.

@@ -62,6 +62,7 @@ type UsageReports interface {
 	UsageForUser(ctx context.Context, userID string) ([]UsageRow, error)
 	UsageFoldedAt(ctx context.Context) (*time.Time, error)
 	UsageDaily(ctx context.Context, userID string, first, last time.Time) ([]DailyUsage, error)
+	UsageByKey(ctx context.Context, userID string, first, last time.Time, prices []ModelPrices) ([]KeyUsage, error)
 	Statements(ctx context.Context, userID string, n int) ([]Statement, error)
 	UserInvoices(ctx context.Context, userID string) ([]StatementInvoice, error)
 	Revenue(ctx context.Context, days int) ([]RevenueDay, error)

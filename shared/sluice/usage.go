@@ -14,11 +14,19 @@ type ModelPrices struct {
 	// GPUSecondMicros is the per-GPU-second price, applied to each row's
 	// engine time rounded up to a micro-dollar, as settlement charges it.
 	GPUSecondMicros int64
+	// CachedInputMicros is the price of a prompt token the engine served
+	// from its prefix cache, as settlement charges it
+	// (config.ModelPrice.CachedInputPrice: InputMicros when unconfigured;
+	// the caller fills it in, 0 is free).
+	CachedInputMicros int64
 }
 
 // UsageSums are requests and tokens.
 type UsageSums struct {
 	Requests, PromptTokens, CompletionTokens int64
+	// CachedTokens are the prompt tokens (a part of PromptTokens) the
+	// engine served from its prefix cache.
+	CachedTokens int64
 }
 
 // Fold is what one rollup run did.
@@ -29,9 +37,11 @@ type Fold struct {
 	// with From <= xid < To.
 	From, To int64
 	// Folded are the raw rows' sums folded in this run; CostMicros their
-	// list price.
-	Folded     UsageSums
-	CostMicros int64
+	// list price, and CachedSavedMicros what the cached-prompt price took
+	// off it.
+	Folded            UsageSums
+	CostMicros        int64
+	CachedSavedMicros int64
 	// HourlyRows and DailyRows are the rollup rows inserted or incremented.
 	HourlyRows, DailyRows int64
 	// OutboxRows are meter outbox rows appended.
@@ -78,6 +88,19 @@ type DailyUsage struct {
 	Model                                    string
 	Requests, PromptTokens, CompletionTokens int64
 	CostMicros                               int64
+	// CachedTokens are prompt tokens served from the engine's prefix cache
+	// (a part of PromptTokens); CachedSavedMicros what their price took off
+	// CostMicros at list price.
+	CachedTokens, CachedSavedMicros int64
+}
+
+// KeyUsage is one API key's usage over a range of days, from the raw rows
+// (GET /v1/usage?group_by=key), at list price.
+type KeyUsage struct {
+	KeyID, Name, Prefix                      string // KeyID "" for usage with no key (a console session)
+	Requests, PromptTokens, CompletionTokens int64
+	CachedTokens                             int64
+	CostMicros, CachedSavedMicros            int64
 }
 
 // Account is what balances and statements need of a user.
@@ -95,8 +118,14 @@ type Statement struct {
 	Month                                    time.Time
 	Requests, PromptTokens, CompletionTokens int64
 	IncludedTokens                           int64
-	CreditsUsed, CreditsPurchased, Overage   int64 // micro-dollars
-	Subscription                             int64 // micro-dollars paid on subscription invoices
+	// CachedTokens and CachedSaved are from the ledger: the prompt tokens
+	// charged at the cached price, and the micro-dollars that saved.
+	// LedgerPromptTokens are the prompt tokens of the same ledger rows
+	// (jobs that ran on an engine): the cache hit rate's denominator, so
+	// both sides come from one source (the rollup's PromptTokens may lag).
+	CachedTokens, CachedSaved, LedgerPromptTokens int64
+	CreditsUsed, CreditsPurchased, Overage        int64 // micro-dollars
+	Subscription                                  int64 // micro-dollars paid on subscription invoices
 }
 
 // StatementInvoice is a Stripe invoice as a statement lists it.
@@ -121,4 +150,5 @@ type UsageRow struct {
 	CompletionTokens int64
 	Status           string
 	LatencyMS        int64
+	CachedTokens     int64 // of PromptTokens, served from the engine's prefix cache
 }
