@@ -145,6 +145,20 @@ func ShardDeadKey(tag, model string) string { return tagged(tag) + "dead:" + mod
 // JobKey is the hash holding a job's state.
 func JobKey(id string) string { return tagged(JobTag(id)) + "job:" + id }
 
+// JobKeyPrefix is what JobKey puts before the id of a job of shard tag:
+// claim.lua reads the placement fields of the jobs it looks at in the
+// shard's fair queue (same slot) by this prefix and their ids.
+func JobKeyPrefix(tag string) string { return tagged(tag) + "job:" }
+
+// AffinityKey is the hash of a model shard's prefix→endpoint placement
+// entries (a prompt-prefix block hash to the id of the endpoint that ran a
+// job with that prefix last); AffinityLRUKey orders them by last use, so
+// the claim drops the stale and the least recently used.
+func AffinityKey(tag, model string) string { return tagged(tag) + "pfx:" + model }
+
+// AffinityLRUKey is the zset of AffinityKey's entries by last use (ms).
+func AffinityLRUKey(tag, model string) string { return tagged(tag) + "pfxlru:" + model }
+
 // ResultKey is the stream of a job's result events.
 func ResultKey(id string) string { return tagged(JobTag(id)) + "res:" + id }
 
