@@ -435,10 +435,8 @@ func (r *runner) placement() *redisq.Placement {
 		return nil
 	}
 	p := &redisq.Placement{SpillAfter: pc.SpillAfter, TTL: pc.AffinityTTL, MaxEntries: pc.MaxEntries, Window: pc.ScanWindow}
-	for _, e := range r.eps {
-		if f := e.free(); f > 0 {
-			p.Endpoints = append(p.Endpoints, redisq.EndpointSlots{ID: e.id, Free: f})
-		}
+	for _, e := range r.eps { // full ones too: the others learn that they are full
+		p.Endpoints = append(p.Endpoints, redisq.EndpointSlots{ID: e.id, Free: e.free()})
 	}
 	return p
 }

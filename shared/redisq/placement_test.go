@@ -182,3 +182,23 @@ func TestPlacementKeepsFairOrder(t *testing.T) {
 		t.Fatalf("order %v: u1's %v, u2's %s", got, want, j.ID)
 	}
 }
+
+// TestPlacementSpreadsNewPrefixes: a prefix seen first goes to the freest
+// engine of any worker: a worker whose engines are fuller than another
+// worker's (as that worker's last claim reported) leaves it alone.
+func TestPlacementSpreadsNewPrefixes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, redisq.Options{})
+	cfg := placeConfig(t, false)
+	if es := claimOn(t, b, "w2", time.Hour, 4, redisq.EndpointSlots{ID: "e2", Free: 4}); len(es) != 0 {
+		t.Fatalf("nothing queued yet: %+v", es)
+	}
+	j := placeJob(t, b, cfg, "u1", promptA)
+	if es := claimOn(t, b, "w1", time.Hour, 1, redisq.EndpointSlots{ID: "e1", Free: 1}); len(es) != 0 {
+		t.Fatalf("w1 (1 free) took a new prefix while w2 has 4 free: %+v", es)
+	}
+	es := claimOn(t, b, "w2", time.Hour, 4, redisq.EndpointSlots{ID: "e2", Free: 4})
+	if len(es) != 1 || es[0].JobID != j.ID || es[0].Endpoint != "e2" {
+		t.Fatalf("w2 should take the new prefix: %+v", es)
+	}
+}

@@ -167,7 +167,7 @@ func claimKeys(tag, model string, order []int, place bool) []string {
 	}
 	keys = append(keys, rkey.ShardBellKey(tag, model))
 	if place {
-		keys = append(keys, rkey.AffinityKey(tag, model), rkey.AffinityLRUKey(tag, model))
+		keys = append(keys, rkey.AffinityKey(tag, model), rkey.AffinityLRUKey(tag, model), rkey.EndpointSlotsKey(tag, model))
 	}
 	return keys
 }

@@ -11,7 +11,8 @@
 -- prefix of this shard (rkey.JobKeyPrefix), ARGV[9] spill-after ms,
 -- ARGV[10] entry ttl ms, ARGV[11] most entries, ARGV[12] scan window,
 -- ARGV[13..] the claiming worker's endpoint ids and free slots, in pairs;
--- KEYS then end with the bell, the affinity hash and its LRU zset.
+-- KEYS then end with the bell, the affinity hash, its LRU zset and the
+-- hash of every worker's endpoints' free slots as last claimed.
 -- Returns {bell id, stream, entry id, job id, endpoint id, ...}: four
 -- fields a job; the endpoint id is '' where the script placed none.
 --
@@ -32,8 +33,10 @@
 -- (field pfx). The affinity hash maps each block hash to the endpoint that
 -- last ran a job with that prefix. Instead of popping the fair queue's
 -- head, the claim looks at its first ARGV[12] jobs in fair order and takes
--- those this worker should run: no chain, or no endpoint known for it
--- (placed on the worker's endpoint with the most free slots), or the
+-- those this worker should run: no chain (the worker picks), or no
+-- endpoint known for it and this worker's freest endpoint at least as free
+-- as any other worker's last reported (placed there: new prefixes spread
+-- evenly over all workers' engines), or the
 -- longest-matching entry names one of this worker's endpoints with a free
 -- slot (placed there), or the job has waited ARGV[9] ms (spilled to this
 -- worker's freest endpoint: a hot prefix spreads, a job never starves
@@ -46,7 +49,7 @@ local bulkAt = tonumber(ARGV[5] or '-1')
 local capped = ARGV[6] == '1'
 local place = ARGV[7] == '1'
 local extra = 0
-if place then extra = 2 end
+if place then extra = 3 end
 local classes = (#KEYS - 1 - extra) / 3
 local bellKey = KEYS[3 * classes + 1]
 local out = {}
@@ -57,15 +60,26 @@ local placed = {}
 
 local now, jobPrefix, spill, ttl, most_entries, window, aff, lru
 local free, mine = {}, {}
+local others, eps = 0, nil -- the most free slots another worker reported on one endpoint
 if place then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   jobPrefix, spill, ttl = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
   most_entries, window = tonumber(ARGV[11]), tonumber(ARGV[12])
-  aff, lru = KEYS[3 * classes + 2], KEYS[3 * classes + 3]
+  aff, lru, eps = KEYS[3 * classes + 2], KEYS[3 * classes + 3], KEYS[3 * classes + 4]
   for i = 13, #ARGV - 1, 2 do
     mine[#mine + 1] = ARGV[i]
     free[ARGV[i]] = tonumber(ARGV[i + 1])
+  end
+  -- Other workers' endpoints, as their last claims left them; a report
+  -- older than ten spill bounds (a full or gone worker claims no more) counts
+  -- as none.
+  local rep = redis.call('HGETALL', eps)
+  for i = 1, #rep, 2 do
+    if not free[rep[i]] then
+      local f, at = string.match(rep[i + 1], '^(-?%d+)|(%d+)$')
+      if f and now - tonumber(at) < 10 * spill and tonumber(f) > others then others = tonumber(f) end
+    end
   end
   -- Drop entries unused for ttl (a bounded batch per claim).
   local old = redis.call('ZRANGEBYSCORE', lru, '-inf', now - ttl, 'LIMIT', 0, 256)
@@ -111,12 +125,14 @@ local function choose(id)
     local v = redis.call('HGET', aff, chain[i])
     if v then owner, depth = v, i break end
   end
+  local waited = now - (tonumber(f[2]) or 0) >= spill
   local e
   if owner and free[owner] and free[owner] > 0 then
     e = owner
   elseif not owner then
     e = freest()
-  elseif now - (tonumber(f[2]) or 0) >= spill then
+    if e and free[e] < others and not waited then e = nil end -- a freer engine elsewhere
+  elseif waited then
     e = freest()
     -- A spill leaves the prefix where it is, unless its endpoint has not
     -- run it for ten spill bounds (gone, or out of rotation): then it moves.
@@ -130,6 +146,18 @@ local function choose(id)
   free[e] = free[e] - 1
   remember(chain, e)
   return e
+end
+
+-- report records this worker's endpoints' free slots for the others.
+local function report()
+  if not place or #mine == 0 then return end
+  local kv = {}
+  for _, e in ipairs(mine) do
+    kv[#kv + 1] = e
+    kv[#kv + 1] = free[e] .. '|' .. now
+  end
+  redis.call('HSET', eps, unpack(kv))
+  redis.call('PEXPIRE', eps, ttl)
 end
 
 -- pop moves up to n queued jobs of fair queue fq into stream, in fair
@@ -200,5 +228,10 @@ for p = 0, classes - 1 do
       read(stream, most)
     end
   end
+end
+report()
+if place then
+  redis.call('PEXPIRE', aff, ttl)
+  redis.call('PEXPIRE', lru, ttl)
 end
 return out

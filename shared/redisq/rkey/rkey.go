@@ -159,6 +159,11 @@ func AffinityKey(tag, model string) string { return tagged(tag) + "pfx:" + model
 // AffinityLRUKey is the zset of AffinityKey's entries by last use (ms).
 func AffinityLRUKey(tag, model string) string { return tagged(tag) + "pfxlru:" + model }
 
+// EndpointSlotsKey is the hash of a model shard's endpoints' free slots as
+// their workers' last claims left them ("free|ms" by endpoint id): a
+// prefix seen first goes to the freest engine of any worker.
+func EndpointSlotsKey(tag, model string) string { return tagged(tag) + "epslots:" + model }
+
 // ResultKey is the stream of a job's result events.
 func ResultKey(id string) string { return tagged(JobTag(id)) + "res:" + id }
 
