@@ -80,6 +80,7 @@ type options struct {
 	extraYAML   string        // soak: configuration appended to the stack's
 	lines       int           // batch: lines in the batch
 	alsoOff     bool          // prefix: also run Sluice with placement off
+	spillAfter  time.Duration // prefix: inference.prefix_cache.spill_after (0: the default)
 }
 
 func main() {
@@ -120,6 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.duration, "duration", 10*time.Minute, "soak: how long the load runs")
 	fs.DurationVar(&o.sample, "sample", time.Minute, "soak: how often Redis memory, RSS and requests served are printed")
 	fs.BoolVar(&o.alsoOff, "placement-off", false, "prefix: also run Sluice with inference.prefix_cache.placement false (free slots alone, as before)")
+	fs.DurationVar(&o.spillAfter, "spill-after", 0, "prefix: inference.prefix_cache.spill_after for the Sluice phase (0: the default)")
 	fs.StringVar(&o.extraYAML, "yaml", "", "soak: YAML appended to the stack's configuration (e.g. \"jobs: {sync_retention: 2m}\")")
 	fs.IntVar(&o.lines, "lines", 10000, "batch: lines in the batch (-mode batch: interactive p50 of -n requests from -c clients without and during the batch)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")

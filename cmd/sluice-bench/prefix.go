@@ -228,7 +228,11 @@ func prefixBench(ctx context.Context, o options, stderr io.Writer) (string, erro
 			return "http://" + stacks[n%2].Addr + "/v1/chat/completions", auth
 		}), nil
 	}
-	ph, err := runSluice("Sluice, 2 workers x 2 engines", "")
+	spill := ""
+	if o.spillAfter > 0 {
+		spill = fmt.Sprintf("  prefix_cache: {spill_after: %s}\n", o.spillAfter)
+	}
+	ph, err := runSluice("Sluice, 2 workers x 2 engines", spill)
 	if err != nil {
 		return "", err
 	}

@@ -188,7 +188,7 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 		args = append(args, "resp", string(b))
 	}
 	keys := []string{rkey.JobKey(j.ID), stream, rkey.ShardFairKey(tag, j.Model, j.Priority),
-		rkey.ShardVClockKey(tag, j.Model, j.Priority), rkey.ShardBellKey(tag, j.Model)}
+		rkey.ShardVClockKey(tag, j.Model, j.Priority), rkey.ShardBellKey(tag, j.Model), rkey.PlacementKey(tag, j.Model)}
 	// A job acknowledged with 200/202 must survive a failover: the enqueue
 	// waits for replicas (when configured) before it is answered.
 	var res []int64

@@ -110,12 +110,12 @@ type EndpointSlots struct {
 	Free int64
 }
 
-// placeArgs are claim.lua's ARGV[7..] for a shard (tag) under p.
-func placeArgs(p *Placement, tag string) []any {
+// placeArgs are claim.lua's ARGV[7..] under p.
+func placeArgs(p *Placement) []any {
 	if p == nil {
 		return []any{0}
 	}
-	a := []any{1, rkey.JobKeyPrefix(tag), p.SpillAfter.Milliseconds(), p.TTL.Milliseconds(), p.MaxEntries, p.Window}
+	a := []any{1, "", p.SpillAfter.Milliseconds(), p.TTL.Milliseconds(), p.MaxEntries, p.Window}
 	for _, e := range p.Endpoints {
 		a = append(a, e.ID, e.Free)
 	}
@@ -123,8 +123,8 @@ func placeArgs(p *Placement, tag string) []any {
 }
 
 // claimArgs are claim.lua's ARGV.
-func claimArgs(group, consumer string, count, bulkCap int64, at, capped int, p *Placement, tag string) []any {
-	return append([]any{group, consumer, count, bulkCap, at, capped}, placeArgs(p, tag)...)
+func claimArgs(group, consumer string, count, bulkCap int64, at, capped int, p *Placement) []any {
+	return append([]any{group, consumer, count, bulkCap, at, capped}, placeArgs(p)...)
 }
 
 // capped is ARGV[6] of claim.lua.
@@ -165,7 +165,7 @@ func claimKeys(tag, model string, order []int, place bool) []string {
 	for _, p := range order {
 		keys = append(keys, rkey.ShardStreamKey(tag, model, p), rkey.ShardFairKey(tag, model, p), rkey.ShardVClockKey(tag, model, p))
 	}
-	keys = append(keys, rkey.ShardBellKey(tag, model))
+	keys = append(keys, rkey.ShardBellKey(tag, model), rkey.PlacementKey(tag, model))
 	if place {
 		keys = append(keys, rkey.AffinityKey(tag, model), rkey.AffinityLRUKey(tag, model), rkey.EndpointSlotsKey(tag, model))
 	}
@@ -238,7 +238,7 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 			continue
 		}
 		claims[i] = claimScript.EvalSha(ctx, pipe, claimKeys(tags[s], model, classes, place != nil),
-			claimArgs(group, consumer, share[i], bulk[i], at, capped, place, tags[s])...)
+			claimArgs(group, consumer, share[i], bulk[i], at, capped, place)...)
 	}
 	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
 	var out []Entry
@@ -258,7 +258,7 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 		res, err := claims[i].StringSlice()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			res, err = claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, classes, place != nil),
-				claimArgs(group, consumer, share[i], bulk[i], at, capped, place, tags[s])...).StringSlice()
+				claimArgs(group, consumer, share[i], bulk[i], at, capped, place)...).StringSlice()
 		}
 		if err != nil {
 			// Claimed entries are pending in the stream whatever happens
@@ -286,7 +286,7 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 			continue
 		}
 		res, err := claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, classes, place != nil),
-			claimArgs(group, consumer, left, bulkLeft, at, 0, place, tags[s])...).StringSlice()
+			claimArgs(group, consumer, left, bulkLeft, at, 0, place)...).StringSlice()
 		if err != nil {
 			errs = append(errs, err)
 			break

@@ -79,7 +79,7 @@ func (q *Queue) ClaimShare(ctx context.Context, group, consumer, model string, p
 	}
 	tag := rkey.Tag(model)
 	res, err := claimScript.Run(ctx, q.rdb, claimKeys(tag, model, order, o.Place != nil),
-		claimArgs(group, consumer, count, bulkCap, bulkAt(order, priorities, bulkCap), o.capped(), o.Place, tag)...).StringSlice()
+		claimArgs(group, consumer, count, bulkCap, bulkAt(order, priorities, bulkCap), o.capped(), o.Place)...).StringSlice()
 	if err != nil {
 		return nil, nil, translate(err)
 	}

@@ -7,12 +7,15 @@
 -- first; -1 or absent: none), ARGV[6] '1': hold the batch class to
 -- ARGV[4] even with no interactive job waiting (interactive jobs run on
 -- the worker's endpoints: keep their next arrivals a free slot)
--- ARGV[7] '1': prefix-aware placement (below), with ARGV[8] the job key
--- prefix of this shard (rkey.JobKeyPrefix), ARGV[9] spill-after ms,
+-- The key after the bell is the placement hash (job id → "created|chain"
+-- of the queued jobs that carry a prefix chain, written by enqueue.lua):
+-- a claimed job's field is removed.
+-- ARGV[7] '1': prefix-aware placement (below), with ARGV[8] unused (kept empty), ARGV[9] spill-after ms,
 -- ARGV[10] entry ttl ms, ARGV[11] most entries, ARGV[12] scan window,
 -- ARGV[13..] the claiming worker's endpoint ids and free slots, in pairs;
--- KEYS then end with the bell, the affinity hash, its LRU zset and the
--- hash of every worker's endpoints' free slots as last claimed.
+-- KEYS then end with the bell, the placement hash, the affinity hash, its
+-- LRU zset and the hash of every worker's endpoints' free slots as last
+-- claimed.
 -- Returns {bell id, stream, entry id, job id, endpoint id, ...}: four
 -- fields a job; the endpoint id is '' where the script placed none.
 --
@@ -48,25 +51,26 @@ local bulkCap = tonumber(ARGV[4] or '-1')
 local bulkAt = tonumber(ARGV[5] or '-1')
 local capped = ARGV[6] == '1'
 local place = ARGV[7] == '1'
-local extra = 0
-if place then extra = 3 end
+local extra = 1
+if place then extra = 4 end
 local classes = (#KEYS - 1 - extra) / 3
 local bellKey = KEYS[3 * classes + 1]
+local pfxq = KEYS[3 * classes + 2]
+local aff, lru, eps = KEYS[3 * classes + 3], KEYS[3 * classes + 4], KEYS[3 * classes + 5]
 local out = {}
 local bell = redis.call('XREVRANGE', bellKey, '+', '-', 'COUNT', 1)
 out[1] = (bell[1] and bell[1][1]) or '0-0'
 local got = 0
 local placed = {}
 
-local now, jobPrefix, spill, ttl, most_entries, window, aff, lru
+local now, spill, ttl, most_entries, window
 local free, mine = {}, {}
-local others, eps = 0, nil -- the most free slots another worker reported on one endpoint
+local others = 0 -- the most free slots another worker reported on one endpoint
 if place then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  jobPrefix, spill, ttl = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
+  spill, ttl = tonumber(ARGV[9]), tonumber(ARGV[10])
   most_entries, window = tonumber(ARGV[11]), tonumber(ARGV[12])
-  aff, lru, eps = KEYS[3 * classes + 2], KEYS[3 * classes + 3], KEYS[3 * classes + 4]
   for i = 13, #ARGV - 1, 2 do
     mine[#mine + 1] = ARGV[i]
     free[ARGV[i]] = tonumber(ARGV[i + 1])
@@ -111,12 +115,13 @@ local function remember(chain, e)
   end
 end
 
--- choose decides whether this worker takes job id now, and where: it
--- returns the endpoint id ('' for no chain: the worker picks), or nil to
--- leave the job for the worker that holds its prefix.
-local function choose(id)
-  local f = redis.call('HMGET', jobPrefix .. id, 'pfx', 'created')
-  local pfx = f[1]
+-- choose decides whether this worker takes a job now, and where, from its
+-- placement field ("created|chain", false when it has none): it returns
+-- the endpoint id ('' for no chain: the worker picks), or nil to leave the
+-- job for the worker that holds its prefix.
+local function choose(field)
+  if not field then return '' end
+  local created, pfx = string.match(field, '^(%d+)|(.*)$')
   if not pfx or pfx == '' then return '' end
   local chain = {}
   for h in string.gmatch(pfx, '[^,]+') do chain[#chain + 1] = h end
@@ -125,7 +130,7 @@ local function choose(id)
     local v = redis.call('HGET', aff, chain[i])
     if v then owner, depth = v, i break end
   end
-  local waited = now - (tonumber(f[2]) or 0) >= spill
+  local waited = now - tonumber(created) >= spill
   local e
   if owner and free[owner] and free[owner] > 0 then
     e = owner
@@ -166,19 +171,27 @@ local function pop(stream, fq, vt, n)
   if not place then
     local popped = redis.call('ZPOPMIN', fq, n)
     if #popped == 0 then return 0 end
+    local ids = {}
     for i = 1, #popped, 2 do
       redis.call('XADD', stream, '*', 'job', popped[i])
+      ids[#ids + 1] = popped[i]
     end
+    redis.call('HDEL', pfxq, unpack(ids))
     redis.call('HSET', vt, '_g', popped[#popped])
     return #popped / 2
   end
   local head = redis.call('ZRANGE', fq, 0, window - 1, 'WITHSCORES')
+  if #head == 0 then return 0 end
+  local ids = {}
+  for i = 1, #head, 2 do ids[#ids + 1] = head[i] end
+  local fields = redis.call('HMGET', pfxq, unpack(ids))
   local taken, top = 0, nil
   for i = 1, #head, 2 do
     if taken >= n then break end
-    local e = choose(head[i])
+    local e = choose(fields[(i + 1) / 2])
     if e then
       redis.call('ZREM', fq, head[i])
+      redis.call('HDEL', pfxq, head[i])
       redis.call('XADD', stream, '*', 'job', head[i])
       placed[head[i]] = e
       taken = taken + 1

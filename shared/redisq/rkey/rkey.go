@@ -145,10 +145,10 @@ func ShardDeadKey(tag, model string) string { return tagged(tag) + "dead:" + mod
 // JobKey is the hash holding a job's state.
 func JobKey(id string) string { return tagged(JobTag(id)) + "job:" + id }
 
-// JobKeyPrefix is what JobKey puts before the id of a job of shard tag:
-// claim.lua reads the placement fields of the jobs it looks at in the
-// shard's fair queue (same slot) by this prefix and their ids.
-func JobKeyPrefix(tag string) string { return tagged(tag) + "job:" }
+// PlacementKey is the hash of a model shard's queued jobs that carry a
+// prompt-prefix chain (job id → "created|chain"), which a prefix-aware
+// claim reads for the jobs at the head of the fair queue.
+func PlacementKey(tag, model string) string { return tagged(tag) + "pfxq:" + model }
 
 // AffinityKey is the hash of a model shard's prefix→endpoint placement
 // entries (a prompt-prefix block hash to the id of the endpoint that ran a
