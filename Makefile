@@ -114,6 +114,7 @@ drill: sim
 fuzz:
 	$(GO) test ./shared/apikey -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s
+	$(GO) test ./shared/prefixcache -run '^$$' -fuzz FuzzRender -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz '^FuzzParseResponses$$' -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz '^FuzzEmbeddings$$' -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzDecode -fuzztime 60s

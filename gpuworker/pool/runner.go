@@ -129,7 +129,9 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 				// worker's until it has waited spill_after: look again then.
 				wait := time.Second
 				if o.Place != nil {
-					wait = min(wait, max(r.p.Config.Inference.PrefixCache.SpillAfter, 10*time.Millisecond))
+					if waiting, werr := q.AwaitingPlacement(ctx, r.model.Name); werr == nil && waiting {
+						wait = min(wait, max(r.p.Config.Inference.PrefixCache.SpillAfter, 10*time.Millisecond))
+					}
 				}
 				_, err = q.WaitWork(ctx, r.model.Name, bell, wait)
 			}
@@ -165,6 +167,9 @@ func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, es []redisq.E
 		}
 		bulk := isBulk(res.Claimed.Job)
 		ep := r.placed(res.Claimed.Entry.Endpoint)
+		if ep != nil && bulk && ep.bulkFree() <= 0 && r.bulkRoom() > 0 {
+			ep = nil // batch work keeps to its share of each endpoint (share.go)
+		}
 		if ep == nil {
 			ep = r.pickFor(bulk)
 		}

@@ -110,6 +110,29 @@ type EndpointSlots struct {
 	Free int64
 }
 
+// AwaitingPlacement reports whether any job of model that carries a
+// prefix chain is queued (in any shard): a prefix-aware claim that took
+// nothing may have left such jobs to other workers until they wait
+// SpillAfter, so the worker looks again then rather than sleeping on the
+// bell alone.
+func (q *Queue) AwaitingPlacement(ctx context.Context, model string) (bool, error) {
+	tags := q.ShardTags(model)
+	pipe := q.rdb.Pipeline()
+	ns := make([]*redis.IntCmd, len(tags))
+	for i, t := range tags {
+		ns[i] = pipe.HLen(ctx, rkey.PlacementKey(t, model))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return false, translate(err)
+	}
+	for _, n := range ns {
+		if n.Val() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // placeArgs are claim.lua's ARGV[7..] under p.
 func placeArgs(p *Placement) []any {
 	if p == nil {
