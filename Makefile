@@ -91,13 +91,14 @@ check-rules: $(PROMTOOL)
 	$(DEB_PROMTOOL) test rules deploy/prometheus/sluice-rules.test.yml
 	$(AMTOOL) check-config deploy/prometheus/alertmanager.yml
 
-## bench: added latency and throughput against the simulator called directly; saturation of two engines; fairness under a flood; the usage rollup of 10M rows
+## bench: added latency and throughput against the simulator called directly; saturation of two engines; fairness under a flood; prefix-cache placement over two workers; the usage rollup of 10M rows
 bench: sim
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode saturation -redis-db 13 -c 64 -n 480 -rounds 2 -max-tokens 48
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode fairness -redis-db 14 -max-tokens 16
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode batch -redis-db 12 -lines 10000 -n 300 -c 4 -max-tokens 8 -max-num-seqs 16
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode tiers -redis-db 11 -c 24 -n 1200 -max-tokens 16
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode prefix -redis-db 10 -c 16 -max-tokens 4 -duration 15s
 	$(GO) run ./cmd/sluice-bench rollup -rows 10000000
 
 ## drill: fault drills, 500 jobs each: kill -9 a worker, an engine dies and comes back, Redis (appendonly) restarts, the engine fails 10%; then the money drill (kill -9 a worker, a submit instance and Redis); then the failover drill (kill -9 a Redis Cluster master, WAIT on); then the batch drill (kill -9 the batch's worker and a submit instance mid-batch)
@@ -113,6 +114,7 @@ drill: sim
 fuzz:
 	$(GO) test ./shared/apikey -run '^$$' -fuzz FuzzParse -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s
+	$(GO) test ./shared/prefixcache -run '^$$' -fuzz FuzzRender -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz '^FuzzParseResponses$$' -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz '^FuzzEmbeddings$$' -fuzztime 60s
 	$(GO) test ./shared/openai -run '^$$' -fuzz FuzzDecode -fuzztime 60s

@@ -79,6 +79,8 @@ type options struct {
 	sample      time.Duration // soak: how often a row is printed
 	extraYAML   string        // soak: configuration appended to the stack's
 	lines       int           // batch: lines in the batch
+	alsoOff     bool          // prefix: also run Sluice with placement off
+	spillAfter  time.Duration // prefix: inference.prefix_cache.spill_after (0: the default)
 }
 
 func main() {
@@ -111,13 +113,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")
 	fs.DurationVar(&o.itl, "itl", 300*time.Millisecond, "streams: the simulator's time per token")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs) after the run")
-	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity), fairness (one user floods, two others send a few), cost (Redis commands, bytes and memory, PostgreSQL rows and CPU per request, on a private Redis), streams (-n slow streams at once through two instances and one worker; peak Redis connected_clients), waitlatency (time from an append to a waiter seeing it: the old blocking read, a direct wait, a shared wait) soak (-c clients for -duration, Redis memory and RSS every -sample) or tiers (one engine of 8 seqs saturated by -c streaming clients, a quarter service_tier=priority, half default, a quarter flex, -n requests in all; p50 time to first token per tier)")
+	fs.StringVar(&o.mode, "mode", "overhead", "overhead (platform latency), saturation (two engines of 8 seqs, load beyond capacity), fairness (one user floods, two others send a few), cost (Redis commands, bytes and memory, PostgreSQL rows and CPU per request, on a private Redis), streams (-n slow streams at once through two instances and one worker; peak Redis connected_clients), waitlatency (time from an append to a waiter seeing it: the old blocking read, a direct wait, a shared wait) soak (-c clients for -duration, Redis memory and RSS every -sample) or tiers (one engine of 8 seqs saturated by -c streaming clients, a quarter service_tier=priority, half default, a quarter flex, -n requests in all; p50 time to first token per tier) or prefix (four KV-caching simulators, 16 shared system prompts, -c clients for -duration per phase: round robin, pinned by hand, Sluice over two workers; -placement-off adds Sluice with placement off)")
 	fs.IntVar(&o.margin, "margin", 1, "saturation/fairness: dispatch.batch_margin")
 	fs.IntVar(&o.flood, "flood", 5000, "fairness: jobs the flooding user enqueues")
 	fs.BoolVar(&o.telemetry, "telemetry", false, "compare three Sluice stacks: telemetry off, metrics only (the default), metrics and tracing of every request (to a local OTLP sink); uses Redis databases -redis-db+1 and +2 too")
 	fs.BoolVar(&o.noAdmission, "no-admission", false, "run with admission.disabled (to measure admission's share of the overhead)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Minute, "soak: how long the load runs")
 	fs.DurationVar(&o.sample, "sample", time.Minute, "soak: how often Redis memory, RSS and requests served are printed")
+	fs.BoolVar(&o.alsoOff, "placement-off", false, "prefix: also run Sluice with inference.prefix_cache.placement false (free slots alone, as before)")
+	fs.DurationVar(&o.spillAfter, "spill-after", 0, "prefix: inference.prefix_cache.spill_after for the Sluice phase (0: the default)")
 	fs.StringVar(&o.extraYAML, "yaml", "", "soak: YAML appended to the stack's configuration (e.g. \"jobs: {sync_retention: 2m}\")")
 	fs.IntVar(&o.lines, "lines", 10000, "batch: lines in the batch (-mode batch: interactive p50 of -n requests from -c clients without and during the batch)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")
@@ -154,6 +158,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		report, err = tiers(ctx, o, stderr)
 	case "batch":
 		report, err = batchBench(ctx, o, o.lines, stderr)
+	case "prefix":
+		report, err = prefixBench(ctx, o, stderr)
 	default:
 		report, err = bench(ctx, o, stderr)
 	}

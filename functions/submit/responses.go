@@ -10,6 +10,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/prefixcache"
 	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
 	"github.com/sluice-ai/sluice/shared/telemetry"
@@ -89,6 +90,7 @@ func (s *service) createResponse(w http.ResponseWriter, r *http.Request) {
 		Priority: s.Config.ServiceClass(p.Tier, st), ServiceTier: st,
 		Response: &sluice.ResponseJob{ID: sluice.ResponseID(id), Store: rr.Store, PreviousID: rr.PreviousID,
 			Metadata: rr.Metadata, TTL: s.Config.Responses.StoreTTL}}
+	prefixcache.Stamp(s.Config, job)
 	httpserve.SetInference(r.Context(), job.Model, true, job.Stream)
 	job.Trace = telemetry.From(r.Context()).Inject(r.Context())
 	tk, err := s.reserve(w, r, p, &rr.Request, job, false, s.Config.Server.RequestTimeout)

@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/httpserve"
 	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/prefixcache"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -222,9 +223,11 @@ func (s *service) admit(p *sluice.Principal, endpoint string, body []byte) (*ope
 // newJob is the job for p's validated request at service tier st, on its
 // model's queue.
 func (s *service) newJob(p *sluice.Principal, endpoint string, req *openai.Request, st string) *sluice.Job {
-	return &sluice.Job{ID: rkey.NewUserJobID(req.Model.Name, p.UserID, s.Config.Jobs.Shards), UserID: p.UserID, KeyID: p.KeyID,
+	job := &sluice.Job{ID: rkey.NewUserJobID(req.Model.Name, p.UserID, s.Config.Jobs.Shards), UserID: p.UserID, KeyID: p.KeyID,
 		Model: req.Model.Name, Requested: req.Requested, Endpoint: endpoint, Body: req.Upstream, Stream: req.Stream,
 		Priority: s.Config.ServiceClass(p.Tier, st), ServiceTier: st}
+	prefixcache.Stamp(s.Config, job) // its cache salt and placement chain
+	return job
 }
 
 func (s *service) infer(endpoint string) http.HandlerFunc {

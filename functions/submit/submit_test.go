@@ -52,6 +52,14 @@ func setup(t *testing.T) *env { t.Helper(); return setupWith(t, true) }
 // without (Deps.Admission nil: everything is admitted).
 func setupWith(t *testing.T, admit bool) *env {
 	t.Helper()
+	return setupEngine(t, admit, func(url string) string { return url }, "")
+}
+
+// setupEngine is setupWith with the worker reaching the simulator at
+// via(its URL) (a proxy in front of it) and prefixCache as the
+// inference.prefix_cache block's flow-style body ("" for the defaults).
+func setupEngine(t *testing.T, admit bool, via func(string) string, prefixCache string) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	model := testenv.Name("submit")
@@ -60,11 +68,14 @@ func setupWith(t *testing.T, admit bool) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(sim.Stop)
+	if prefixCache == "" {
+		prefixCache = "{}"
+	}
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-inference: {models: [{name: %s, max_batch_size: 4, max_model_len: 1024, endpoints: [%q]}]}
+inference: {models: [{name: %s, max_batch_size: 4, max_model_len: 1024, endpoints: [%q]}], prefix_cache: %s}
 pricing: null
 worker: {usage_flush: 20ms}
-`, model, sim.URL)))
+`, model, via(sim.URL), prefixCache)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package pool
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -14,7 +16,11 @@ import (
 // endpoint is one engine replica: its batch slots, health and last load
 // reading.
 type endpoint struct {
-	client   *engine.Client
+	client *engine.Client
+	// id names the endpoint in the prefix→endpoint placement entries that
+	// all workers share (a hash of its base URL: stable across restarts,
+	// the same in every worker that lists the engine).
+	id       string
 	kind     string
 	batch    int64 // max_batch_size
 	margin   int64 // extra in flight that hides the claim gap
@@ -46,7 +52,8 @@ type reading struct {
 func newEndpoint(m config.Model, d config.Dispatch, base string) *endpoint {
 	c := engine.New(base, m.MaxBatchSize)
 	c.Kind = m.Engine
-	e := &endpoint{client: c, kind: m.Engine, batch: int64(m.MaxBatchSize), margin: int64(d.Margin()),
+	sum := sha256.Sum256([]byte(base))
+	e := &endpoint{client: c, id: hex.EncodeToString(sum[:6]), kind: m.Engine, batch: int64(m.MaxBatchSize), margin: int64(d.Margin()),
 		kvHigh: d.KVCacheHigh, stale: 4 * d.MetricsInterval}
 	e.alive, e.kill = context.WithCancel(context.Background())
 	e.kill() // out until the first health check passes: an engine may still be loading

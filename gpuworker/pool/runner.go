@@ -137,12 +137,22 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 		if err == nil && int64(len(entries)) < free {
 			var es []redisq.Entry
 			var bell redisq.Bells
+			o := r.claimOrder()
+			o.Place = r.placement()
 			es, bell, err = q.ClaimShare(ctx, rkey.GroupWorkers, r.p.Name, r.model.Name, config.Priorities, free-int64(len(entries)),
-				r.claimOrder(), r.bulkRoom())
+				o, r.bulkRoom())
 			entries = append(entries, es...)
 			if err == nil && len(entries) == 0 {
-				// Nothing queued: sleep until an enqueue rings a shard's bell.
-				_, err = q.WaitWork(ctx, r.model.Name, bell, time.Second)
+				// Nothing queued: sleep until an enqueue rings a shard's
+				// bell. With placement, what is queued may be another
+				// worker's until it has waited spill_after: look again then.
+				wait := time.Second
+				if o.Place != nil {
+					if waiting, werr := q.AwaitingPlacement(ctx, r.model.Name); werr == nil && waiting {
+						wait = min(wait, max(r.p.Config.Inference.PrefixCache.SpillAfter, 10*time.Millisecond))
+					}
+				}
+				_, err = q.WaitWork(ctx, r.model.Name, bell, wait)
 			}
 		}
 		if err != nil {
@@ -183,7 +193,13 @@ func (r *runner) launch(ctx context.Context, jobs *sync.WaitGroup, es []redisq.E
 			continue
 		}
 		bulk := isBulk(res.Claimed.Job)
-		ep := r.pickFor(bulk)
+		ep := r.placed(res.Claimed.Entry.Endpoint)
+		if ep != nil && bulk && ep.bulkFree() <= 0 && r.bulkRoom() > 0 {
+			ep = nil // batch work keeps to its share of each endpoint (share.go)
+		}
+		if ep == nil {
+			ep = r.pickFor(bulk)
+		}
 		if ep == nil {
 			// Only after a restart with no endpoint in rotation: the job waits in Redis, not here.
 			r.handBack(ctx, res.Claimed.Entry)
@@ -447,4 +463,33 @@ func (r *runner) handBack(ctx context.Context, e redisq.Entry) {
 		return
 	}
 	r.p.Log.InfoContext(ctx, "job handed back", slog.String("job_id", e.JobID))
+}
+
+// placement is the runner's side of a prefix-aware claim (redisq
+// ClaimOrder.Place): its endpoints in rotation and their free slots; nil
+// with placement off (inference.prefix_cache.placement).
+func (r *runner) placement() *redisq.Placement {
+	pc := r.p.Config.Inference.PrefixCache
+	if !pc.PlacementOn() {
+		return nil
+	}
+	p := &redisq.Placement{SpillAfter: pc.SpillAfter, TTL: pc.AffinityTTL, MaxEntries: pc.MaxEntries, Window: pc.ScanWindow}
+	for _, e := range r.eps { // full ones too: the others learn that they are full
+		p.Endpoints = append(p.Endpoints, redisq.EndpointSlots{ID: e.id, Free: e.free()})
+	}
+	return p
+}
+
+// placed is the endpoint a prefix-aware claim chose, if it is this
+// runner's and still has a free slot; nil leaves the choice to pickFor.
+func (r *runner) placed(id string) *endpoint {
+	if id == "" {
+		return nil
+	}
+	for _, e := range r.eps {
+		if e.id == id && e.free() > 0 {
+			return e
+		}
+	}
+	return nil
 }

@@ -2,8 +2,10 @@ package pool
 
 import (
 	"bytes"
+	"encoding/json"
 	"strconv"
 
+	"github.com/sluice-ai/sluice/gpuworker/engine"
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
@@ -14,11 +16,50 @@ import (
 // an fcfs engine refuses a request that carries it. The client cannot set
 // it (it is on no route's allowlist), so the body has no priority of its
 // own to clash with.
+//
+// A vLLM engine also gets the job's cache_salt (its account's, unless the
+// operator shares the cache: shared/prefixcache), in place of any the
+// client sent; other engines know no such field.
 func (r *runner) engineBody(job sluice.Job) []byte {
-	if r.model.SchedulingPolicy != config.SchedulingPriority {
-		return job.Body
+	body := job.Body
+	if job.CacheSalt != "" && r.model.Engine == engine.KindVLLM {
+		body = withCacheSalt(body, job.CacheSalt)
 	}
-	return withPriority(job.Body, job.Priority)
+	if r.model.SchedulingPolicy != config.SchedulingPriority {
+		return body
+	}
+	return withPriority(body, job.Priority)
+}
+
+// withCacheSalt sets "cache_salt" in a JSON object body: put first when
+// the body has none (no re-encoding of a large body), replaced otherwise
+// (the engine's JSON reader keeps the last of duplicate keys, so a first
+// one would not win).
+func withCacheSalt(body []byte, salt string) []byte {
+	b := bytes.TrimSpace(body)
+	if len(b) < 2 || b[0] != '{' {
+		return body
+	}
+	v, _ := json.Marshal(salt)
+	if bytes.Contains(b, []byte(`"cache_salt"`)) {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(b, &m) != nil {
+			return body
+		}
+		m["cache_salt"] = v
+		out, err := json.Marshal(m)
+		if err != nil {
+			return body
+		}
+		return out
+	}
+	out := make([]byte, 0, len(b)+len(v)+16)
+	out = append(out, `{"cache_salt":`...)
+	out = append(out, v...)
+	if rest := bytes.TrimSpace(b[1:]); len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, b[1:]...)
 }
 
 // withPriority puts "priority":p first in a JSON object body.

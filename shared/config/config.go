@@ -508,6 +508,7 @@ func (c *Config) applyDefaults() {
 	// A job object must outlive the Redis record that points at it.
 	def(&c.Storage.Jobs.Retention, j.ResultTTL+max(j.AsyncDeadline, s.RequestTimeout)+time.Hour)
 	c.applyDispatchDefaults()
+	c.applyPrefixCacheDefaults()
 	c.applyFiltersDefaults()
 	w := &c.Worker
 	def(&w.Heartbeat, 5*time.Second)
@@ -634,7 +635,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateDispatch(), c.validateFilters(), c.validateAliases())
 	errs = append(errs, c.validateTelemetry()...)
 	errs = append(errs, c.validateBilling(), c.validateRedis(), c.validateBatch(), c.validateServiceTiers())
-	errs = append(errs, c.validateRouting())
+	errs = append(errs, c.validateRouting(), c.validatePrefixCache())
 	return errors.Join(errs...)
 }
 

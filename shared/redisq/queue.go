@@ -174,6 +174,12 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 		"body", string(j.Body), "stream", b2s(j.Stream), "prio", j.Priority, "async", b2s(j.Async),
 		"webhook", j.WebhookURL, "skey", stream, "alias", j.Requested, "trace", j.Trace, "resv", b2s(j.Reserved), "body_ref", j.BodyRef,
 		"hold", j.Hold, "tier", j.ServiceTier}
+	if j.CacheSalt != "" {
+		args = append(args, "salt", j.CacheSalt)
+	}
+	if len(j.Prefix) > 0 { // read by claim.lua to place the job (prefix-aware placement)
+		args = append(args, "pfx", strings.Join(j.Prefix, ","))
+	}
 	if j.Response != nil { // only a /v1/responses job carries one
 		b, err := json.Marshal(j.Response)
 		if err != nil {
@@ -182,7 +188,7 @@ func (q *Queue) Enqueue(ctx context.Context, j *sluice.Job, timeout time.Duratio
 		args = append(args, "resp", string(b))
 	}
 	keys := []string{rkey.JobKey(j.ID), stream, rkey.ShardFairKey(tag, j.Model, j.Priority),
-		rkey.ShardVClockKey(tag, j.Model, j.Priority), rkey.ShardBellKey(tag, j.Model)}
+		rkey.ShardVClockKey(tag, j.Model, j.Priority), rkey.ShardBellKey(tag, j.Model), rkey.PlacementKey(tag, j.Model)}
 	// A job acknowledged with 200/202 must survive a failover: the enqueue
 	// waits for replicas (when configured) before it is answered.
 	var res []int64

@@ -86,6 +86,68 @@ type ClaimOrder struct {
 	// instead of filling with batch work it would have to wait behind (no
 	// preemption).
 	BulkCapped bool
+	// Place, if set, claims prefix-aware: jobs whose prompt prefix maps to
+	// another worker's endpoint are left to it for up to SpillAfter, and
+	// each claimed job names the endpoint it goes to (Entry.Endpoint).
+	Place *Placement
+}
+
+// Placement is a worker's side of prefix-aware claiming (claim.lua): its
+// endpoints of the model with their free slots, and the bounds of
+// config.PrefixCache.
+type Placement struct {
+	Endpoints  []EndpointSlots
+	SpillAfter time.Duration // a job waits this long for its prefix's endpoint at most
+	TTL        time.Duration // a prefix→endpoint entry lives this long unused
+	MaxEntries int           // per model shard, least recently used dropped first
+	Window     int           // queued jobs per class a claim looks at
+}
+
+// EndpointSlots is one of the claiming worker's endpoints: a stable id
+// (the same across restarts, distinct across engines) and its free slots.
+type EndpointSlots struct {
+	ID   string
+	Free int64
+}
+
+// AwaitingPlacement reports whether any job of model that carries a
+// prefix chain is queued (in any shard): a prefix-aware claim that took
+// nothing may have left such jobs to other workers until they wait
+// SpillAfter, so the worker looks again then rather than sleeping on the
+// bell alone.
+func (q *Queue) AwaitingPlacement(ctx context.Context, model string) (bool, error) {
+	tags := q.ShardTags(model)
+	pipe := q.rdb.Pipeline()
+	ns := make([]*redis.IntCmd, len(tags))
+	for i, t := range tags {
+		ns[i] = pipe.HLen(ctx, rkey.PlacementKey(t, model))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return false, translate(err)
+	}
+	for _, n := range ns {
+		if n.Val() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// placeArgs are claim.lua's ARGV[7..] under p.
+func placeArgs(p *Placement) []any {
+	if p == nil {
+		return []any{0}
+	}
+	a := []any{1, "", p.SpillAfter.Milliseconds(), p.TTL.Milliseconds(), p.MaxEntries, p.Window}
+	for _, e := range p.Endpoints {
+		a = append(a, e.ID, e.Free)
+	}
+	return a
+}
+
+// claimArgs are claim.lua's ARGV.
+func claimArgs(group, consumer string, count, bulkCap int64, at, capped int, p *Placement) []any {
+	return append([]any{group, consumer, count, bulkCap, at, capped}, placeArgs(p)...)
 }
 
 // capped is ARGV[6] of claim.lua.
@@ -121,12 +183,16 @@ func (o ClaimOrder) classes(priorities int) []int {
 }
 
 // claimKeys are one shard's claim.lua keys.
-func claimKeys(tag, model string, order []int) []string {
-	keys := make([]string, 0, 3*len(order)+1)
+func claimKeys(tag, model string, order []int, place bool) []string {
+	keys := make([]string, 0, 3*len(order)+3)
 	for _, p := range order {
 		keys = append(keys, rkey.ShardStreamKey(tag, model, p), rkey.ShardFairKey(tag, model, p), rkey.ShardVClockKey(tag, model, p))
 	}
-	return append(keys, rkey.ShardBellKey(tag, model))
+	keys = append(keys, rkey.ShardBellKey(tag, model), rkey.PlacementKey(tag, model))
+	if place {
+		keys = append(keys, rkey.AffinityKey(tag, model), rkey.AffinityLRUKey(tag, model), rkey.EndpointSlotsKey(tag, model))
+	}
+	return keys
 }
 
 // bulkAt is the batch class's place in order, or -1 with no batch cap.
@@ -148,9 +214,9 @@ func parseClaim(res []string) ([]Entry, string) {
 	if len(res) == 0 {
 		return nil, "0-0"
 	}
-	out := make([]Entry, 0, (len(res)-1)/3)
-	for i := 1; i+2 < len(res); i += 3 {
-		out = append(out, Entry{Stream: res[i], ID: res[i+1], JobID: res[i+2]})
+	out := make([]Entry, 0, (len(res)-1)/4)
+	for i := 1; i+3 < len(res); i += 4 {
+		out = append(out, Entry{Stream: res[i], ID: res[i+1], JobID: res[i+2], Endpoint: res[i+3]})
 	}
 	return out, res[0]
 }
@@ -162,7 +228,7 @@ func parseClaim(res []string) ([]Entry, string) {
 // below the number of shards, move around); a shard asked for nothing has
 // only its bell read. If that left slots free, the shards that gave all they
 // were asked (or were not asked) are asked for the rest in turn.
-func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, priorities int, count int64, classes []int, bulkCap int64, capped int) ([]Entry, Bells, error) {
+func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, priorities int, count int64, classes []int, bulkCap int64, capped int, place *Placement) ([]Entry, Bells, error) {
 	tags := q.ShardTags(model)
 	n := len(tags)
 	start := int(q.rot.Add(1) % uint64(n))
@@ -194,7 +260,8 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 			reads[i] = pipe.XRevRangeN(ctx, rkey.ShardBellKey(tags[s], model), "+", "-", 1)
 			continue
 		}
-		claims[i] = claimScript.EvalSha(ctx, pipe, claimKeys(tags[s], model, classes), group, consumer, share[i], bulk[i], at, capped)
+		claims[i] = claimScript.EvalSha(ctx, pipe, claimKeys(tags[s], model, classes, place != nil),
+			claimArgs(group, consumer, share[i], bulk[i], at, capped, place)...)
 	}
 	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
 	var out []Entry
@@ -213,7 +280,8 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 		}
 		res, err := claims[i].StringSlice()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			res, err = claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, classes), group, consumer, share[i], bulk[i], at, capped).StringSlice()
+			res, err = claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, classes, place != nil),
+				claimArgs(group, consumer, share[i], bulk[i], at, capped, place)...).StringSlice()
 		}
 		if err != nil {
 			// Claimed entries are pending in the stream whatever happens
@@ -240,8 +308,8 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 		if !more[i] {
 			continue
 		}
-		res, err := claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, classes), group, consumer, left,
-			bulkLeft, at).StringSlice()
+		res, err := claimScript.Run(ctx, q.rdb, claimKeys(tags[s], model, classes, place != nil),
+			claimArgs(group, consumer, left, bulkLeft, at, 0, place)...).StringSlice()
 		if err != nil {
 			errs = append(errs, err)
 			break

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,6 +28,9 @@ type Entry struct {
 	Stream string
 	ID     string
 	JobID  string
+	// Endpoint is the id of the endpoint a prefix-aware claim placed the
+	// job on (ClaimOrder.Place); "" leaves the choice to the worker.
+	Endpoint string
 }
 
 // readGroup runs XREADGROUP over streams-then-ids args and returns the entries.
@@ -71,10 +75,11 @@ func (q *Queue) ClaimShare(ctx context.Context, group, consumer, model string, p
 	}
 	order := o.classes(priorities)
 	if q.opts.Shards > 1 {
-		return q.claimShards(ctx, group, consumer, model, priorities, count, order, bulkCap, o.capped())
+		return q.claimShards(ctx, group, consumer, model, priorities, count, order, bulkCap, o.capped(), o.Place)
 	}
-	res, err := claimScript.Run(ctx, q.rdb, claimKeys(rkey.Tag(model), model, order), group, consumer, count,
-		bulkCap, bulkAt(order, priorities, bulkCap), o.capped()).StringSlice()
+	tag := rkey.Tag(model)
+	res, err := claimScript.Run(ctx, q.rdb, claimKeys(tag, model, order, o.Place != nil),
+		claimArgs(group, consumer, count, bulkCap, bulkAt(order, priorities, bulkCap), o.capped(), o.Place)...).StringSlice()
 	if err != nil {
 		return nil, nil, translate(err)
 	}
@@ -226,7 +231,11 @@ func parseStart(e Entry, res []any) (string, *Claimed) {
 		ID: f["id"], UserID: f["user"], KeyID: f["key"], Model: f["model"], Endpoint: f["endpoint"],
 		Body: json.RawMessage(f["body"]), BodyRef: f["body_ref"], Stream: f["stream"] == "1", Async: f["async"] == "1",
 		WebhookURL: f["webhook"], Requested: f["alias"], Trace: f["trace"], ServiceTier: f["tier"],
+		CacheSalt: f["salt"],
 	}}
+	if p := f["pfx"]; p != "" {
+		c.Job.Prefix = strings.Split(p, ",")
+	}
 	c.Job.Priority, _ = strconv.Atoi(f["prio"])
 	if r := f["resp"]; r != "" {
 		var rj sluice.ResponseJob

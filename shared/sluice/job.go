@@ -76,6 +76,15 @@ type Job struct {
 	// Trace is the W3C traceparent of the request that created the job, so
 	// the worker's spans join the client's trace; empty with tracing off.
 	Trace string `json:"trace,omitempty"`
+	// CacheSalt is vLLM's cache_salt for the job (an HMAC of its account id,
+	// shared/prefixcache): engine cache entries made under one salt serve
+	// only requests with the same salt. Empty when the operator shares the
+	// cache across accounts (inference.prefix_cache.share_across_accounts).
+	CacheSalt string `json:"cache_salt,omitempty"`
+	// Prefix is the chain of block hashes of the job's prompt prefix
+	// (salted as CacheSalt), by which the claim places it on the endpoint
+	// that holds that prefix; empty for a prompt too short to place.
+	Prefix []string `json:"prefix,omitempty"`
 	// Response is what a /v1/responses job carries beyond its body (its
 	// response id, whether and how to store it); nil for other endpoints.
 	Response *ResponseJob `json:"response,omitempty"`

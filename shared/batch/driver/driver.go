@@ -29,6 +29,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/objstore"
 	"github.com/sluice-ai/sluice/shared/openai"
+	"github.com/sluice-ai/sluice/shared/prefixcache"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -371,6 +372,7 @@ func (r *run) start(ctx context.Context, next int, inflight map[int]string, done
 		}
 		job := &sluice.Job{ID: id, UserID: b.UserID, KeyID: b.Owner.KeyID, Model: it.req.Model.Name, Requested: it.req.Requested,
 			Endpoint: b.Endpoint, Body: it.req.Upstream, Async: true, Priority: config.BatchClass, ServiceTier: sluice.TierBatch}
+		prefixcache.Stamp(d.Config, job)
 		var tk *admission.Ticket
 		if d.Admission != nil {
 			// A hold left by a run that died between admit and enqueue goes first.

@@ -1,6 +1,8 @@
 -- Enqueue a job: create its hash and queue it fairly, atomically.
 -- KEYS[1] job hash, KEYS[2] job stream, KEYS[3] fair queue (zset),
--- KEYS[4] virtual clocks (hash), KEYS[5] bell stream
+-- KEYS[4] virtual clocks (hash), KEYS[5] bell stream, KEYS[6] the shard's
+-- placement hash (claim.lua): a job with a prefix chain (field pfx) is
+-- listed there as "created|chain" while it waits
 -- ARGV[1] job id, ARGV[2] result ttl ms, ARGV[3] deadline offset ms,
 -- ARGV[4] max queue depth, ARGV[5] user id, ARGV[6..] job field/value pairs
 -- Returns {1, created_ms} or {0, depth} when the queue is full.
@@ -27,6 +29,11 @@ local u = tonumber(redis.call('HGET', KEYS[4], ARGV[5])) or 0
 local score = math.max(g, u) + 1
 redis.call('HSET', KEYS[4], ARGV[5], score)
 redis.call('ZADD', KEYS[3], score, ARGV[1])
+local pfx = redis.call('HGET', KEYS[1], 'pfx')
+if pfx then
+  redis.call('HSET', KEYS[6], ARGV[1], now .. '|' .. pfx)
+  redis.call('PEXPIRE', KEYS[6], tonumber(ARGV[3]) + tonumber(ARGV[2]))
+end
 redis.call('XADD', KEYS[5], 'MAXLEN', '1', '*', 'j', '1')
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[2]))
 return {1, now}

@@ -145,6 +145,25 @@ func ShardDeadKey(tag, model string) string { return tagged(tag) + "dead:" + mod
 // JobKey is the hash holding a job's state.
 func JobKey(id string) string { return tagged(JobTag(id)) + "job:" + id }
 
+// PlacementKey is the hash of a model shard's queued jobs that carry a
+// prompt-prefix chain (job id → "created|chain"), which a prefix-aware
+// claim reads for the jobs at the head of the fair queue.
+func PlacementKey(tag, model string) string { return tagged(tag) + "pfxq:" + model }
+
+// AffinityKey is the hash of a model shard's prefix→endpoint placement
+// entries (a prompt-prefix block hash to the id of the endpoint that ran a
+// job with that prefix last); AffinityLRUKey orders them by last use, so
+// the claim drops the stale and the least recently used.
+func AffinityKey(tag, model string) string { return tagged(tag) + "pfx:" + model }
+
+// AffinityLRUKey is the zset of AffinityKey's entries by last use (ms).
+func AffinityLRUKey(tag, model string) string { return tagged(tag) + "pfxlru:" + model }
+
+// EndpointSlotsKey is the hash of a model shard's endpoints' free slots as
+// their workers' last claims left them ("free|ms" by endpoint id): a
+// prefix seen first goes to the freest engine of any worker.
+func EndpointSlotsKey(tag, model string) string { return tagged(tag) + "epslots:" + model }
+
 // ResultKey is the stream of a job's result events.
 func ResultKey(id string) string { return tagged(JobTag(id)) + "res:" + id }
 
