@@ -475,7 +475,11 @@ func (r *runner) placement() *redisq.Placement {
 	}
 	p := &redisq.Placement{SpillAfter: pc.SpillAfter, TTL: pc.AffinityTTL, MaxEntries: pc.MaxEntries, Window: pc.ScanWindow}
 	for _, e := range r.eps { // full ones too: the others learn that they are full
-		p.Endpoints = append(p.Endpoints, redisq.EndpointSlots{ID: e.id, Free: e.free()})
+		free := e.free()
+		if !r.usable(e) { // an adapter's runner: an engine without the adapter takes none of its jobs
+			free = 0
+		}
+		p.Endpoints = append(p.Endpoints, redisq.EndpointSlots{ID: e.id, Free: free})
 	}
 	return p
 }
@@ -487,7 +491,7 @@ func (r *runner) placed(id string) *endpoint {
 		return nil
 	}
 	for _, e := range r.eps {
-		if e.id == id && e.free() > 0 {
+		if e.id == id && e.free() > 0 && r.usable(e) {
 			return e
 		}
 	}
