@@ -24,7 +24,7 @@ RIE := bin/aws-lambda-rie
 STRIPEMOCK := bin/stripe-mock
 OIDCP := tools/oidcprovider/bin/oidc-provider
 
-.PHONY: testenv test-deps doctor sluice-bin stripe-mock run test test-short bench drill sim rie lambda vet fuzz build clean promtool check-rules console-deps sdk-deps screenshots
+.PHONY: testenv test-deps doctor sluice-bin stripe-mock run test test-short bench bench-deps drill sim rie lambda vet fuzz build clean promtool check-rules console-deps sdk-deps screenshots
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 ## (Ctrl-C stops it and exits 0; `sluice doctor` says what is missing when it fails)
@@ -91,8 +91,14 @@ check-rules: $(PROMTOOL)
 	$(DEB_PROMTOOL) test rules deploy/prometheus/sluice-rules.test.yml
 	$(AMTOOL) check-config deploy/prometheus/alertmanager.yml
 
+## bench-deps: the pinned Portkey gateway, the overhead bench's peer (npm ci from the lock file)
+bench-deps: cmd/sluice-bench/portkey/node_modules/.package-lock.json
+cmd/sluice-bench/portkey/node_modules/.package-lock.json: cmd/sluice-bench/portkey/package-lock.json cmd/sluice-bench/portkey/package.json
+	cd cmd/sluice-bench/portkey && npm ci --no-audit --no-fund --ignore-scripts
+	@touch $@
+
 ## bench: added latency and throughput against the simulator called directly; saturation of two engines; fairness under a flood; prefix-cache placement over two workers; the usage rollup of 10M rows
-bench: sim
+bench: sim bench-deps
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode saturation -redis-db 13 -c 64 -n 480 -rounds 2 -max-tokens 48
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode fairness -redis-db 14 -max-tokens 16

@@ -81,6 +81,7 @@ type options struct {
 	lines       int           // batch: lines in the batch
 	alsoOff     bool          // prefix: also run Sluice with placement off
 	spillAfter  time.Duration // prefix: inference.prefix_cache.spill_after (0: the default)
+	portkey     string        // overhead: the Portkey gateway's start-server.js, or "off"
 }
 
 func main() {
@@ -124,6 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.spillAfter, "spill-after", 0, "prefix: inference.prefix_cache.spill_after for the Sluice phase (0: the default)")
 	fs.StringVar(&o.extraYAML, "yaml", "", "soak: YAML appended to the stack's configuration (e.g. \"jobs: {sync_retention: 2m}\")")
 	fs.IntVar(&o.lines, "lines", 10000, "batch: lines in the batch (-mode batch: interactive p50 of -n requests from -c clients without and during the batch)")
+	fs.StringVar(&o.portkey, "portkey", defaultPortkey, "overhead: the pinned Portkey gateway's start-server.js (make bench-deps), run as a peer in front of the same simulator; \"off\" skips it")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -235,6 +237,15 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 			{name: "direct (simulator)", url: sim.URL + "/v1/chat/completions"},
 			{name: "through Sluice", url: "http://" + st.Addr + "/v1/chat/completions", auth: "Bearer " + st.AdminKey},
 		}
+		if o.portkey != "off" {
+			pk, err := startPortkey(ctx, o.portkey, dir)
+			if err != nil {
+				return "", fmt.Errorf("peer gateway (-portkey off skips it): %w", err)
+			}
+			stops = append(stops, pk.stop)
+			progress("Portkey gateway %s", pk.url)
+			phases = append(phases, pk.target(sim.URL+"/v1"))
+		}
 	} else {
 		sink, exports, err := otlpSink()
 		if err != nil {
@@ -337,9 +348,10 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 
 // target is one phase's endpoint.
 type target struct {
-	name string
-	url  string
-	auth string
+	name    string
+	url     string
+	auth    string
+	headers http.Header // more request headers (a peer gateway's routing)
 }
 
 func requestBody(maxTokens int, stream bool) []byte {
@@ -418,6 +430,9 @@ func one(ctx context.Context, client *http.Client, t target, body []byte, stream
 		return 0, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range t.headers {
+		req.Header[k] = v
+	}
 	if t.auth != "" {
 		req.Header.Set("Authorization", t.auth)
 	}
@@ -543,6 +558,11 @@ func render(o options, phases []target, results [][]phaseResult, info string) st
 		"the load generator, the engine, Redis and PostgreSQL share the same CPUs. Figures are medians across rounds of each round's percentile.\n\n",
 		o.maxNumSeqs, model, o.maxTokens, o.concurrency, o.requests, o.warmup, o.rounds, o.maxNumSeqs)
 
+	if len(phases) > 2 && !o.telemetry {
+		b.WriteString("\"Through Portkey gateway\" is Portkey's open-source AI gateway (npm `@portkey-ai/gateway`, pinned in " +
+			"`cmd/sluice-bench/portkey`, Node, `NODE_ENV=production`) in front of the same simulator (`x-portkey-provider: openai`, " +
+			"`x-portkey-custom-host`): a stateless proxy doing none of Sluice's work (no keys, limits, funds holds, queue or metering).\n\n")
+	}
 	sums := make([]summary, len(phases))
 	for i := range phases {
 		sums[i] = summarize(results[i])
@@ -572,7 +592,15 @@ func render(o options, phases []target, results [][]phaseResult, info string) st
 		fmt.Fprintf(&b, "; first chunk p50 **%+.2f ms**, p99 **%+.2f ms**", s.t50-d.t50, s.t99-d.t99)
 	}
 	fmt.Fprintf(&b, ". Throughput through Sluice: **%.0f%%** of direct (%.0f vs %.0f req/s).\n\n", 100*ratio, s.rps, d.rps)
-	for i := 2; i < len(sums); i++ { // -telemetry: each variant against telemetry off
+	for i := 2; i < len(sums) && !o.telemetry; i++ { // peers: against direct, beside Sluice
+		p := sums[i]
+		fmt.Fprintf(&b, "%s: added p50 **%+.2f ms**, p99 **%+.2f ms**", phases[i].name, p.p50-d.p50, p.p99-d.p99)
+		if d.rps > 0 {
+			fmt.Fprintf(&b, "; throughput **%.3f** of direct (%.0f req/s; Sluice %.3f)", p.rps/d.rps, p.rps, ratio)
+		}
+		b.WriteString(".\n\n")
+	}
+	for i := 2; i < len(sums) && o.telemetry; i++ { // -telemetry: each variant against telemetry off
 		off, on := sums[1], sums[i]
 		fmt.Fprintf(&b, "%s vs telemetry off: p50 **%+.2f ms**, p99 **%+.2f ms**", phases[i].name, on.p50-off.p50, on.p99-off.p99)
 		if off.rps > 0 {
