@@ -10,6 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -92,34 +95,55 @@ func cost(ctx context.Context, o options, stderr io.Writer) (string, error) {
 	time.Sleep(2 * time.Second) // settlement and batched writes of the warm-up end
 
 	n := o.requests
-	cpu0 := selfCPU()
+	cpu0, mallocs0 := selfCPU(), selfMallocs()
 	if r := load(ctx, client, direct, body, n, o.concurrency, o.stream); r.errors > 0 {
 		return "", fmt.Errorf("direct: %d failed, e.g. %s", r.errors, r.firstErr)
 	}
-	clientCPU := selfCPU() - cpu0
+	clientCPU, clientMallocs := selfCPU()-cpu0, selfMallocs()-mallocs0
 
 	before, err := snapshot(ctx, rdb, pg, sim.PID())
 	if err != nil {
 		return "", err
 	}
-	cpu1 := selfCPU()
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return "", err
+		}
+	}
+	cpu1, mallocs1 := selfCPU(), selfMallocs()
 	r := load(ctx, client, through, body, n, o.concurrency, o.stream)
 	if r.errors > 0 {
 		return "", fmt.Errorf("through Sluice: %d failed, e.g. %s", r.errors, r.firstErr)
 	}
 	sluiceCPU := selfCPU() - cpu1 - clientCPU
+	sluiceMallocs := float64(selfMallocs()-mallocs1) - float64(clientMallocs)
 	time.Sleep(2 * time.Second) // settlement, usage records and last-used writes land
+	if o.cpuprofile != "" {
+		pprof.StopCPUProfile()
+	}
 	after, err := snapshot(ctx, rdb, pg, sim.PID())
 	if err != nil {
 		return "", err
 	}
+	scripts := scriptCosts(ctx, rdb, client, through, body, min(n, 500), o.concurrency)
+	trace := monitorOne(ctx, rdb, client, through, body)
 	per := func(a, b float64) float64 { return (b - a) / float64(n) }
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "## Cost per request (%d requests, %d in flight, max_tokens %d, stream %v, %.0f req/s)\n\n", n, o.concurrency, o.maxTokens, o.stream, r.rps)
 	fmt.Fprintf(&sb, "| resource | per request |\n|---|---|\n")
 	fmt.Fprintf(&sb, "| Redis commands | %.1f |\n", per(before.redisCalls, after.redisCalls))
-	for _, c := range topCommands(before.cmds, after.cmds, 8) {
-		fmt.Fprintf(&sb, "| · %s | %.2f |\n", c, per(before.cmds[c], after.cmds[c]))
+	for _, c := range topCommands(before.cmds, after.cmds, 12) {
+		calls := after.cmds[c] - before.cmds[c]
+		usec := 0.0
+		if calls > 0 {
+			usec = (after.usec[c] - before.usec[c]) / calls
+		}
+		fmt.Fprintf(&sb, "| · %s (µs per call) | %.2f (%.1f µs) |\n", c, per(before.cmds[c], after.cmds[c]), usec)
 	}
 	fmt.Fprintf(&sb, "| Redis bytes in (from clients) | %.0f |\n", per(before.netIn, after.netIn))
 	fmt.Fprintf(&sb, "| Redis bytes out (to clients) | %.0f |\n", per(before.netOut, after.netOut))
@@ -130,8 +154,16 @@ func cost(ctx context.Context, o options, stderr io.Writer) (string, error) {
 		per(before.pgIns, after.pgIns), per(before.pgUpd, after.pgUpd), per(before.pgDel, after.pgDel))
 	fmt.Fprintf(&sb, "| PostgreSQL rows read | %.1f |\n", per(before.pgRead, after.pgRead))
 	fmt.Fprintf(&sb, "| Sluice CPU (submit + worker, one process; load generator's share taken out) | %.3f ms |\n", 1000*sluiceCPU.Seconds()/float64(n))
+	fmt.Fprintf(&sb, "| Sluice allocations (load generator's share taken out) | %.0f |\n", sluiceMallocs/float64(n))
 	fmt.Fprintf(&sb, "| engine (simulator) CPU | %.3f ms |\n", 1000*per(before.simCPU, after.simCPU))
+	fmt.Fprintf(&sb, "| PostgreSQL CPU (this database's backends) | %.3f ms |\n", 1000*pgCPUDelta(before.pgCPU, after.pgCPU)/float64(n))
 	fmt.Fprintf(&sb, "\n%s\n", machineInfo(ctx, rdb, dbURL))
+	if scripts != "" {
+		fmt.Fprintf(&sb, "\n%s", scripts)
+	}
+	if trace != "" {
+		fmt.Fprintf(&sb, "\n<details><summary>Redis commands of one request alone (MONITOR, ms from the first; background loops included)</summary>\n\n```\n%s```\n\n</details>\n", trace)
+	}
 	return sb.String(), nil
 }
 
@@ -165,13 +197,15 @@ func privateRedis(ctx context.Context, dir string) (string, func(), error) {
 // counters is one reading of every counter cost compares.
 type counters struct {
 	cmds                                   map[string]float64
+	usec                                   map[string]float64 // Redis µs in each command
+	pgCPU                                  map[int]float64    // CPU seconds of each PostgreSQL backend of the database
 	redisCalls, netIn, netOut, usedMemory  float64
 	redisCPU, simCPU                       float64 // seconds
 	pgCommits, pgIns, pgUpd, pgDel, pgRead float64
 }
 
 func snapshot(ctx context.Context, rdb *redis.Client, pg *pgx.Conn, simPID int) (counters, error) {
-	c := counters{cmds: map[string]float64{}}
+	c := counters{cmds: map[string]float64{}, usec: map[string]float64{}, pgCPU: map[int]float64{}}
 	info, err := rdb.Info(ctx, "commandstats", "stats", "memory", "cpu").Result()
 	if err != nil {
 		return c, err
@@ -187,6 +221,10 @@ func snapshot(ctx context.Context, rdb *redis.Client, pg *pgx.Conn, simPID int) 
 			f, _ := strconv.ParseFloat(calls, 64)
 			c.cmds[name] = f
 			c.redisCalls += f
+			if _, rest, ok := strings.Cut(v, "usec="); ok {
+				u, _, _ := strings.Cut(rest, ",")
+				c.usec[name], _ = strconv.ParseFloat(u, 64)
+			}
 			continue
 		}
 		f, _ := strconv.ParseFloat(v, 64)
@@ -212,24 +250,160 @@ func snapshot(ctx context.Context, rdb *redis.Client, pg *pgx.Conn, simPID int) 
 		return c, err
 	}
 	c.simCPU = procCPU(simPID)
+	rows, err := pg.Query(ctx, "select pid from pg_stat_activity where datname = current_database()")
+	if err != nil {
+		return c, err
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return c, err
+	}
+	for _, pid := range pids {
+		c.pgCPU[int(pid)] = procCPU(int(pid))
+	}
 	return c, nil
 }
 
-// topCommands are the k Redis commands called most between two readings.
-func topCommands(a, b map[string]float64, k int) []string {
-	var names []string
-	for n := range b {
-		names = append(names, n)
+// pgCPUDelta is the CPU the backends spent between two readings; a backend
+// started in between counts whole, one gone in between is lost (the pool
+// keeps its connections, so few are).
+func pgCPUDelta(a, b map[int]float64) float64 {
+	var d float64
+	for pid, v := range b {
+		d += v - a[pid]
 	}
-	d := func(n string) float64 { return b[n] - a[n] }
-	for i := range names { // small n: selection sort keeps it dependency-free
-		for j := i + 1; j < len(names); j++ {
-			if d(names[j]) > d(names[i]) {
-				names[i], names[j] = names[j], names[i]
-			}
+	return d
+}
+
+// scriptCosts sends n more requests with Redis's slow log recording every
+// command, and returns a table of the scripts (EVALSHA by script and key
+// shape) with calls per request and µs per call, so the Redis CPU of each
+// script is seen apart (INFO commandstats lumps them all in evalsha).
+func scriptCosts(ctx context.Context, rdb *redis.Client, client *http.Client, t target, body []byte, n, c int) string {
+	old, err := rdb.ConfigGet(ctx, "slowlog-*").Result()
+	if err != nil {
+		return ""
+	}
+	defer func() {
+		for k, v := range old {
+			rdb.ConfigSet(context.WithoutCancel(ctx), k, v) //nolint:errcheck // a private server, gone at the end
+		}
+	}()
+	if rdb.ConfigSet(ctx, "slowlog-max-len", "200000").Err() != nil || rdb.ConfigSet(ctx, "slowlog-log-slower-than", "0").Err() != nil {
+		return ""
+	}
+	rdb.SlowLogReset(ctx)
+	if r := load(ctx, client, t, body, n, c, false); r.errors > 0 {
+		return ""
+	}
+	time.Sleep(2 * time.Second) // settlement and usage land
+	rdb.ConfigSet(ctx, "slowlog-log-slower-than", "-1")
+	logs, err := rdb.SlowLogGet(ctx, -1).Result()
+	if err != nil {
+		return ""
+	}
+	type agg struct {
+		calls int
+		us    time.Duration
+	}
+	by := map[string]*agg{}
+	var order []string
+	for _, l := range logs {
+		if len(l.Args) < 4 || !strings.EqualFold(l.Args[0], "evalsha") {
+			continue
+		}
+		k := l.Args[1][:8] + " " + l.Args[2] + " keys, first " + keyShape(l.Args[3])
+		a := by[k]
+		if a == nil {
+			a = &agg{}
+			by[k] = a
+			order = append(order, k)
+		}
+		a.calls++
+		a.us += l.Duration
+	}
+	slices.SortFunc(order, func(x, y string) int { return int(by[y].us - by[x].us) })
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "Scripts (%d more requests with the slow log on; sha, keys, first key):\n\n| script | calls per request | µs per call | µs per request |\n|---|---:|---:|---:|\n", n)
+	for _, k := range order {
+		a := by[k]
+		fmt.Fprintf(&sb, "| `%s` | %.2f | %.1f | %.1f |\n", k, float64(a.calls)/float64(n),
+			float64(a.us.Microseconds())/float64(a.calls), float64(a.us.Microseconds())/float64(n))
+	}
+	return sb.String()
+}
+
+// keyShape is a Redis key with its job and user ids elided.
+func keyShape(k string) string {
+	if i := strings.Index(k, "{u:"); i >= 0 {
+		if j := strings.IndexByte(k[i:], '}'); j > 0 {
+			k = k[:i] + "{u:…}" + k[i+j+1:]
 		}
 	}
-	return names[:min(k, len(names))]
+	if i := strings.Index(k, ":job_"); i >= 0 {
+		k = k[:i] + ":job_…"
+	}
+	return k
+}
+
+// monitorOne sends one request alone with MONITOR on and returns the Redis
+// commands seen within a second of it, each with its time from the first,
+// so a reader sees the round trips of one request (and any background
+// loop's that fall in the window).
+func monitorOne(ctx context.Context, rdb *redis.Client, client *http.Client, t target, body []byte) string {
+	// A raw connection: MONITOR replies forever, one status line a command.
+	conn, err := net.DialTimeout("tcp", rdb.Options().Addr, 5*time.Second)
+	if err != nil {
+		return ""
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("MONITOR\r\n")); err != nil {
+		return ""
+	}
+	lines := make(chan string, 4096)
+	go func() {
+		defer close(lines)
+		br := bufio.NewReader(conn)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			select {
+			case lines <- strings.TrimSpace(strings.TrimPrefix(line, "+")):
+			default:
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if _, _, err := one(ctx, client, t, body, false); err != nil {
+		return ""
+	}
+	time.Sleep(time.Second) // settlement and usage, after the response
+	conn.Close()
+	var sb strings.Builder
+	var t0 float64
+	for line := range lines {
+		ts, rest, ok := strings.Cut(line, " ")
+		f, _ := strconv.ParseFloat(ts, 64)
+		if !ok || f == 0 {
+			continue
+		}
+		if t0 == 0 {
+			t0 = f
+		}
+		if len(rest) > 160 {
+			rest = rest[:160] + "…"
+		}
+		fmt.Fprintf(&sb, "%8.3f %s\n", 1000*(f-t0), rest)
+	}
+	return sb.String()
+}
+
+func selfMallocs() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.Mallocs
 }
 
 func selfCPU() time.Duration {
@@ -254,4 +428,21 @@ func procCPU(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	stt, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + stt) / 100 // USER_HZ is 100 on Linux
+}
+
+// topCommands are the k Redis commands called most between two readings.
+func topCommands(a, b map[string]float64, k int) []string {
+	var names []string
+	for n := range b {
+		names = append(names, n)
+	}
+	d := func(n string) float64 { return b[n] - a[n] }
+	for i := range names { // small n: selection sort keeps it dependency-free
+		for j := i + 1; j < len(names); j++ {
+			if d(names[j]) > d(names[i]) {
+				names[i], names[j] = names[j], names[i]
+			}
+		}
+	}
+	return names[:min(k, len(names))]
 }

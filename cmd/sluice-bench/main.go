@@ -82,6 +82,7 @@ type options struct {
 	alsoOff     bool          // prefix: also run Sluice with placement off
 	spillAfter  time.Duration // prefix: inference.prefix_cache.spill_after (0: the default)
 	portkey     string        // overhead: the Portkey gateway's start-server.js, or "off"
+	clients     []int         // overhead: client counts measured in turn in one run (-clients); empty is just -c
 }
 
 func main() {
@@ -126,9 +127,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.extraYAML, "yaml", "", "soak: YAML appended to the stack's configuration (e.g. \"jobs: {sync_retention: 2m}\")")
 	fs.IntVar(&o.lines, "lines", 10000, "batch: lines in the batch (-mode batch: interactive p50 of -n requests from -c clients without and during the batch)")
 	fs.StringVar(&o.portkey, "portkey", defaultPortkey, "overhead: the pinned Portkey gateway's start-server.js (make bench-deps), run as a peer in front of the same simulator; \"off\" skips it")
+	clients := fs.String("clients", "", "overhead: comma-separated client counts (e.g. 1,8,32) measured in turn against one stack, with a side-by-side table at the end; overrides -c")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *clients != "" {
+		for _, f := range strings.Split(*clients, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				fmt.Fprintf(stderr, "sluice-bench: -clients: %q is not a positive count\n", f)
+				return 2
+			}
+			o.clients = append(o.clients, n)
+		}
+		o.concurrency = slices.Max(o.clients)
 	}
 	maxDB := 15 // Redis's default 16 databases
 	if o.telemetry {
@@ -290,17 +303,6 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 	}}
 	body := requestBody(o.maxTokens, o.stream)
 
-	if o.warmup > 0 {
-		for _, p := range phases {
-			r := load(ctx, client, p, body, o.warmup, o.concurrency, o.stream)
-			if ctx.Err() != nil {
-				return "", ctx.Err()
-			}
-			if r.errors > 0 {
-				return "", fmt.Errorf("warm-up %s: %d of %d requests failed, e.g. %s", p.name, r.errors, o.warmup, r.firstErr)
-			}
-		}
-	}
 	if o.cpuprofile != "" {
 		f, err := os.Create(o.cpuprofile)
 		if err != nil {
@@ -312,6 +314,56 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 		}
 		defer pprof.StopCPUProfile()
 	}
+	levels := o.clients
+	if len(levels) == 0 {
+		levels = []int{o.concurrency}
+	}
+	var reports []string
+	all := make([][][]phaseResult, len(levels)) // [level][phase][round]
+	var failed int
+	for li, c := range levels {
+		oc := o
+		oc.concurrency = c
+		results, err := measure(ctx, oc, client, phases, body, progress)
+		if err != nil {
+			return strings.Join(reports, "\n"), err
+		}
+		all[li] = results
+		info := machineInfo(ctx, rdb, dbURL)
+		if loadBefore != "" {
+			info += ", load average before the run " + loadBefore
+		}
+		reports = append(reports, render(oc, phases, results, info))
+		for _, rs := range results {
+			for _, r := range rs {
+				failed += r.errors
+			}
+		}
+	}
+	if len(levels) > 1 {
+		reports = append(reports, renderLevels(levels, phases, all))
+	}
+	report = strings.Join(reports, "\n")
+	if failed > 0 {
+		return report, fmt.Errorf("%d requests failed", failed)
+	}
+	return report, nil
+}
+
+// measure warms every phase up at o.concurrency clients, then runs the
+// rounds, rotating the phase order; it returns [phase][round].
+func measure(ctx context.Context, o options, client *http.Client, phases []target, body []byte, progress func(string, ...any)) ([][]phaseResult, error) {
+	if o.warmup > 0 {
+		for _, p := range phases {
+			r := load(ctx, client, p, body, o.warmup, o.concurrency, o.stream)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if r.errors > 0 {
+				return nil, fmt.Errorf("warm-up %s: %d of %d requests failed, e.g. %s", p.name, r.errors, o.warmup, r.firstErr)
+			}
+		}
+	}
 	results := make([][]phaseResult, len(phases)) // [phase][round]
 	for round := range o.rounds {
 		// Rotate the phase order so that machine noise hits every phase.
@@ -322,28 +374,34 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 		for _, i := range order {
 			r := load(ctx, client, phases[i], body, o.requests, o.concurrency, o.stream)
 			if ctx.Err() != nil {
-				return "", ctx.Err()
+				return nil, ctx.Err()
 			}
 			results[i] = append(results[i], r)
-			progress("round %d/%d %-20s p50 %7.2f ms  p99 %7.2f ms  %8.1f req/s  errors %d",
-				round+1, o.rounds, phases[i].name, ms(r.lat.p50), ms(r.lat.p99), r.rps, r.errors)
+			progress("c=%d round %d/%d %-24s p50 %7.2f ms  p99 %7.2f ms  %8.1f req/s  errors %d",
+				o.concurrency, round+1, o.rounds, phases[i].name, ms(r.lat.p50), ms(r.lat.p99), r.rps, r.errors)
 		}
 	}
-	info := machineInfo(ctx, rdb, dbURL)
-	if loadBefore != "" {
-		info += ", load average before the run " + loadBefore
-	}
-	report = render(o, phases, results, info)
-	var failed int
-	for _, rs := range results {
-		for _, r := range rs {
-			failed += r.errors
+	return results, nil
+}
+
+// renderLevels is the side-by-side table of -clients: each phase's p50 and
+// p99 at every client count, the latency each adds to direct, and the
+// throughput ratio to direct.
+func renderLevels(levels []int, phases []target, all [][][]phaseResult) string {
+	var b strings.Builder
+	b.WriteString("## Side by side (medians across rounds)\n\n| clients | phase | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s | of direct |\n|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	for li, c := range levels {
+		d := summarize(all[li][0])
+		for i, p := range phases {
+			s := summarize(all[li][i])
+			ratio := 0.0
+			if d.rps > 0 {
+				ratio = s.rps / d.rps
+			}
+			fmt.Fprintf(&b, "| %d | %s | %.2f | %.2f | %+.2f | %+.2f | %.0f | %.3f |\n", c, p.name, s.p50, s.p99, s.p50-d.p50, s.p99-d.p99, s.rps, ratio)
 		}
 	}
-	if failed > 0 {
-		return report, fmt.Errorf("%d requests failed", failed)
-	}
-	return report, nil
+	return b.String()
 }
 
 // target is one phase's endpoint.
