@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/httpserve"
@@ -109,9 +110,10 @@ func (s *service) createResponse(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, s.Log, err)
 		return
 	}
-	defer s.holdSlot(r, tk)()
+	release := sync.OnceFunc(s.holdSlot(r, tk))
+	defer release()
 	w.Header().Set("Sluice-Job-Id", job.ID)
-	s.relay(w, r, p, job, &rr.Request)
+	s.relay(w, r, p, job, &rr.Request, release)
 }
 
 // historyItems is what a stored response continues with: the input it was

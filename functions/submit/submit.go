@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -263,15 +264,20 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 			openai.WriteError(w, r, s.Log, err)
 			return
 		}
-		defer s.holdSlot(r, tk)()
+		release := sync.OnceFunc(s.holdSlot(r, tk))
+		defer release()
 		w.Header().Set("Sluice-Job-Id", job.ID)
-		s.relay(w, r, p, job, req)
+		s.relay(w, r, p, job, req, release)
 	}
 }
 
 // relay waits for a synchronous job's events and answers the client: the
 // final body, or the chunks as SSE. A client that goes away cancels its job.
-func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Principal, job *sluice.Job, req *openai.Request) {
+// release frees the request's concurrency slot; relay calls it before the
+// answer leaves, so a client's next request never finds this one still
+// counted, and slims the delivered job only after the answer is sent, so
+// that round trip is not the client's wait.
+func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Principal, job *sluice.Job, req *openai.Request, release func()) {
 	// A little past the deadline, so the worker's own "expired" arrives first.
 	ctx, cancel := context.WithDeadline(r.Context(), job.Deadline.Add(2*time.Second))
 	defer cancel()
@@ -321,7 +327,11 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Princi
 					ev.Result = string(b)
 				}
 				s.cacheStore(r, p, job, req, ev)
-				s.finish(w, r, sse, ev)
+				sent := s.finish(w, r, sse, ev)
+				release()
+				if sent {
+					http.NewResponseController(w).Flush() //nolint:errcheck // the client may be gone; delivered runs regardless
+				}
 				s.delivered(r, job.ID, ev.ResultRef)
 				return
 			}
@@ -369,20 +379,26 @@ func (s *service) delivered(r *http.Request, jobID, resultRef string) {
 	}
 }
 
-func (s *service) finish(w http.ResponseWriter, r *http.Request, sse *openai.SSE, ev redisq.Event) {
+// finish writes a job's answer. It reports whether the answer is complete
+// and may be flushed at once: a success, whose length is known (or an SSE
+// stream, already chunked); an error answer is left to the handler's end.
+func (s *service) finish(w http.ResponseWriter, r *http.Request, sse *openai.SSE, ev redisq.Event) (sent bool) {
 	if ev.Status == sluice.JobSucceeded {
 		if sse != nil {
 			sse.Done() //nolint:errcheck
-			return
+			return true
 		}
 		if ev.Result == "" { // a streamed job whose chunks were all filtered
 			openai.WriteJSON(w, http.StatusOK, map[string]any{})
-			return
+			return false
 		}
 		w.Header().Set("Content-Type", "application/json")
+		// Its length, so a flush before the handler returns still sends a
+		// plain body, not a chunked one.
+		w.Header().Set("Content-Length", strconv.Itoa(len(ev.Result)))
 		w.WriteHeader(http.StatusOK)
 		w.Write([]byte(ev.Result)) //nolint:errcheck
-		return
+		return true
 	}
 	var eb sluice.ErrorBody
 	if json.Unmarshal([]byte(ev.Error), &eb) != nil || eb.Message == "" {
@@ -390,7 +406,7 @@ func (s *service) finish(w http.ResponseWriter, r *http.Request, sse *openai.SSE
 	}
 	if sse != nil {
 		sse.Error(eb) //nolint:errcheck
-		return
+		return false
 	}
 	st := ev.HTTP
 	if ev.Status == sluice.JobExpired {
@@ -400,6 +416,7 @@ func (s *service) finish(w http.ResponseWriter, r *http.Request, sse *openai.SSE
 		st = http.StatusInternalServerError
 	}
 	openai.WriteRawError(w, st, eb)
+	return false
 }
 
 // isUsageChunk reports whether a chunk is the final usage-only chunk, which
