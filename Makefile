@@ -97,9 +97,10 @@ cmd/sluice-bench/portkey/node_modules/.package-lock.json: cmd/sluice-bench/portk
 	cd cmd/sluice-bench/portkey && npm ci --no-audit --no-fund --ignore-scripts
 	@touch $@
 
-## bench: added latency and throughput against the simulator called directly; saturation of two engines; fairness under a flood; prefix-cache placement over two workers; the usage rollup of 10M rows
+## bench: added latency and throughput against the simulator called directly and beside the Portkey gateway, at 1, 8 and 32 clients; Redis, PostgreSQL and CPU per request; saturation of two engines; fairness under a flood; prefix-cache placement over two workers; the usage rollup of 10M rows
 bench: sim bench-deps
-	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -clients 1,8,32
+	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode cost -c 32
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode saturation -redis-db 13 -c 64 -n 480 -rounds 2 -max-tokens 48
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode fairness -redis-db 14 -max-tokens 16
 	SLUICE_SIM=$(CURDIR)/$(SIM) $(GO) run ./cmd/sluice-bench -mode batch -redis-db 12 -lines 10000 -n 300 -c 4 -max-tokens 8 -max-num-seqs 16
