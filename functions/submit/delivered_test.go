@@ -153,3 +153,31 @@ func TestAbandonedStreamLeavesLittle(t *testing.T) {
 		t.Fatalf("%d ledger rows", rows)
 	}
 }
+
+// TestSequentialAtConcurrencyOne: a synchronous answer leaves only after the
+// request's concurrency slot is free (relay releases it before the flush,
+// and slims the job after), so a client allowed one request at a time that
+// sends the next as soon as it has an answer is never refused. Each request
+// goes on a new connection: on a kept-alive one the next request would wait
+// for the handler's end anyway.
+func TestSequentialAtConcurrencyOne(t *testing.T) {
+	t.Parallel()
+	e := setupYAML(t, true, func(url string) string { return url }, "",
+		"tiers:\n  free: {rate_limit: unlimited, included_credits: unlimited, tokens_per_minute: unlimited, concurrency: 1}\n")
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := range 20 {
+		req, _ := http.NewRequest("POST", e.url+"/v1/chat/completions", strings.NewReader(
+			fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"number %d"}],"max_tokens":4}`, e.model, i)))
+		req.Header.Set("Authorization", "Bearer "+e.key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d at concurrency 1, one at a time: %d %s", i, resp.StatusCode, b)
+		}
+	}
+}

@@ -60,6 +60,13 @@ func setupWith(t *testing.T, admit bool) *env {
 // inference.prefix_cache block's flow-style body ("" for the defaults).
 func setupEngine(t *testing.T, admit bool, via func(string) string, prefixCache string) *env {
 	t.Helper()
+	return setupYAML(t, admit, via, prefixCache, "")
+}
+
+// setupYAML is setupEngine with more configuration appended (a tiers
+// block, say).
+func setupYAML(t *testing.T, admit bool, via func(string) string, prefixCache, extra string) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	model := testenv.Name("submit")
@@ -75,7 +82,7 @@ func setupEngine(t *testing.T, admit bool, via func(string) string, prefixCache 
 inference: {models: [{name: %s, max_batch_size: 4, max_model_len: 1024, endpoints: [%q]}], prefix_cache: %s}
 pricing: null
 worker: {usage_flush: 20ms}
-`, model, via(sim.URL), prefixCache)))
+`, model, via(sim.URL), prefixCache) + extra))
 	if err != nil {
 		t.Fatal(err)
 	}
