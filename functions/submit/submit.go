@@ -275,8 +275,7 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 // final body, or the chunks as SSE. A client that goes away cancels its job.
 // release frees the request's concurrency slot; relay calls it before the
 // answer leaves, so a client's next request never finds this one still
-// counted, and slims the delivered job only after the answer is sent, off
-// the handler, so that round trip is not the client's wait.
+// counted, and slims the delivered job only after the answer is flushed.
 func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Principal, job *sluice.Job, req *openai.Request, release func()) {
 	// A little past the deadline, so the worker's own "expired" arrives first.
 	ctx, cancel := context.WithDeadline(r.Context(), job.Deadline.Add(2*time.Second))
@@ -334,12 +333,13 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Princi
 					return
 				}
 				http.NewResponseController(w).Flush() //nolint:errcheck // the client may be gone; delivered runs regardless
-				// Off the handler: a kept-alive connection's next request
-				// waits for the handler's end, so slimming here would still
-				// be in the client's way. A process that dies first leaves
-				// the job to expire after jobs.result_ttl, as a failed
-				// slimming does.
-				go s.delivered(r, job.ID, ev.ResultRef)
+				// Still in the handler, after the flush: a goroutine would
+				// free a kept-alive connection's next request sooner, but
+				// under Lambda nothing runs after the handler returns (the
+				// environment freezes) and each job would keep its body
+				// and result for jobs.result_ttl; measured, the gain was
+				// within noise (docs/BENCHMARKS.md, hot path).
+				s.delivered(r, job.ID, ev.ResultRef)
 				return
 			}
 		}
