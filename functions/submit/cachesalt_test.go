@@ -1,3 +1,5 @@
+//go:build !shrinkwrap
+
 package submit_test
 
 import (
