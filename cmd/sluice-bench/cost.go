@@ -333,11 +333,12 @@ func scriptCosts(ctx context.Context, rdb *redis.Client, client *http.Client, t 
 	return sb.String()
 }
 
-// keyShape is a Redis key with its job and user ids elided.
+// keyShape is a Redis key with its job and user ids elided: a user's hash
+// tag keeps its kind letter only (the key names themselves are rkey's).
 func keyShape(k string) string {
-	if i := strings.Index(k, "{u:"); i >= 0 {
+	if i := strings.IndexByte(k, '{'); i >= 0 && strings.HasPrefix(k[i+1:], "u:") {
 		if j := strings.IndexByte(k[i:], '}'); j > 0 {
-			k = k[:i] + "{u:…}" + k[i+j+1:]
+			k = k[:i+3] + "…" + k[i+j:]
 		}
 	}
 	if i := strings.Index(k, ":job_"); i >= 0 {
