@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/functions/submit"
-	"github.com/sluice-ai/sluice/gpuworker/pool"
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/admission"
@@ -28,7 +26,6 @@ import (
 	"github.com/sluice-ai/sluice/shared/config"
 	"github.com/sluice-ai/sluice/shared/objstore/s3test"
 	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
 	"github.com/sluice-ai/sluice/shared/redisq"
 )
 
@@ -67,25 +64,8 @@ tiers:
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Env.KeyPepper = strings.Repeat("p", 32)
-	log := slog.New(slog.DiscardHandler)
-	db := pgtest.New(t)
-	rdb := testenv.Redis(t)
-	q := redisq.New(rdb, redisq.Options{EncodeError: openai.EncodeError, SyncRetention: cfg.Jobs.SyncRetention})
-	adm := admission.New(cfg, rdb, db, log)
-	go adm.Settler(admission.ConsumerName("t-" + model)).Run(ctx)
-	w, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: q, Usage: db, Name: "t-" + model})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Error(err)
-		}
-	})
+	b := startBackend(t, ctx, cancel, cfg, model, redisq.Options{})
+	log, db, rdb, q, adm := b.log, b.db, b.rdb, b.q, b.adm
 	if blobs == nil {
 		blobs = batch.Disk{Dir: t.TempDir()}
 	}

@@ -5,10 +5,8 @@ package submit_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,16 +14,13 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/functions/submit"
-	"github.com/sluice-ai/sluice/gpuworker/pool"
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/config"
-	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/postgres"
-	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/telemetry"
@@ -95,25 +90,8 @@ func (x *embedEnv) start(t *testing.T, base string, yaml func(sim string, dead i
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Env.KeyPepper = strings.Repeat("p", 32)
-	log := slog.New(slog.DiscardHandler)
-	db := pgtest.New(t)
-	rdb := testenv.Redis(t)
-	q := redisq.New(rdb, redisq.Options{EncodeError: openai.EncodeError, SyncRetention: cfg.Jobs.SyncRetention, MaxQueue: cfg.Jobs.MaxQueue})
-	adm := admission.New(cfg, rdb, db, log)
-	go adm.Settler(admission.ConsumerName("t-" + base)).Run(ctx)
-	w, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: q, Usage: db, Name: "t-" + base})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Error(err)
-		}
-	})
+	b := startBackend(t, ctx, cancel, cfg, base, redisq.Options{MaxQueue: cfg.Jobs.MaxQueue})
+	log, db, rdb, q, adm := b.log, b.db, b.rdb, b.q, b.adm
 	tel, err := telemetry.New(ctx, config.Telemetry{}, log, telemetry.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -63,12 +63,7 @@ func (s *service) listInputItems(w http.ResponseWriter, r *http.Request) {
 		start = i + 1
 	}
 	end := min(start+limit, len(items))
-	data := make([]json.RawMessage, 0, end-start)
-	for _, it := range items[start:end] {
-		data = append(data, it.raw)
-	}
-	pg := listPage(items[start:end], end < len(items), func(it inputItem) string { return it.id })
-	openai.WriteJSON(w, http.StatusOK, page[json.RawMessage]{Object: pg.Object, Data: data, FirstID: pg.FirstID, LastID: pg.LastID, HasMore: pg.HasMore})
+	openai.WriteJSON(w, http.StatusOK, listPage(items[start:end], end < len(items), func(it inputItem) string { return it.id }))
 }
 
 // inputItem is one listed item: its id and its JSON as listed.
@@ -76,6 +71,9 @@ type inputItem struct {
 	id  string
 	raw json.RawMessage
 }
+
+// MarshalJSON lists the item as its JSON.
+func (it inputItem) MarshalJSON() ([]byte, error) { return it.raw, nil }
 
 // listedItems gives a stored input's items ids and OpenAI's listed shape.
 func listedItems(respID string, input json.RawMessage) ([]inputItem, error) {

@@ -86,14 +86,43 @@ worker: {usage_flush: 20ms}
 	if err != nil {
 		t.Fatal(err)
 	}
+	b := startBackend(t, ctx, cancel, cfg, model, redisq.Options{})
+	log, db, rdb, q, adm := b.log, b.db, b.rdb, b.q, b.adm
+	v := app.NewVerifier(cfg, db, log)
+	d := submit.Deps{Config: cfg, Log: log, Queue: q, Verifier: v}
+	if admit {
+		d.Admission = adm
+	}
+	srv := httptest.NewServer(submit.New(d))
+	t.Cleanup(srv.Close)
+	e := &env{url: srv.URL, model: model, db: db, cfg: cfg, rdb: rdb}
+	e.key = e.newKey(t, model+"@example.com")
+	return e
+}
+
+// backend is what a test stack runs behind the submit handler: a fresh
+// schema, Redis, the queue, admission with its settler, and a worker.
+type backend struct {
+	log *slog.Logger
+	db  *postgres.DB
+	rdb redis.UniversalClient
+	q   *redisq.Queue
+	adm *admission.Admitter
+}
+
+// startBackend sets cfg's key pepper and starts the settler and the worker
+// (named after name) until ctx ends; cancel (ctx's) stops them when the
+// test ends, and a worker that fails is a test error. qo is the queue's
+// options beyond the error encoding and sync retention, which it sets.
+func startBackend(t *testing.T, ctx context.Context, cancel context.CancelFunc, cfg *config.Config, name string, qo redisq.Options) *backend {
+	t.Helper()
 	cfg.Env.KeyPepper = strings.Repeat("p", 32)
-	log := slog.New(slog.DiscardHandler)
-	db := pgtest.New(t)
-	rdb := testenv.Redis(t)
-	q := redisq.New(rdb, redisq.Options{EncodeError: openai.EncodeError, SyncRetention: cfg.Jobs.SyncRetention})
-	adm := admission.New(cfg, rdb, db, log)
-	go adm.Settler(admission.ConsumerName("t-" + model)).Run(ctx)
-	w, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: q, Usage: db, Name: "t-" + model})
+	b := &backend{log: slog.New(slog.DiscardHandler), db: pgtest.New(t), rdb: testenv.Redis(t)}
+	qo.EncodeError, qo.SyncRetention = openai.EncodeError, cfg.Jobs.SyncRetention
+	b.q = redisq.New(b.rdb, qo)
+	b.adm = admission.New(cfg, b.rdb, b.db, b.log)
+	go b.adm.Settler(admission.ConsumerName("t-" + name)).Run(ctx)
+	w, err := pool.New(pool.Deps{Config: cfg, Log: b.log, Queue: b.q, Usage: b.db, Name: "t-" + name}) // db stores responses too
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,16 +136,7 @@ worker: {usage_flush: 20ms}
 			t.Error(err)
 		}
 	})
-	v := app.NewVerifier(cfg, db, log)
-	d := submit.Deps{Config: cfg, Log: log, Queue: q, Verifier: v}
-	if admit {
-		d.Admission = adm
-	}
-	srv := httptest.NewServer(submit.New(d))
-	t.Cleanup(srv.Close)
-	e := &env{url: srv.URL, model: model, db: db, cfg: cfg, rdb: rdb}
-	e.key = e.newKey(t, model+"@example.com")
-	return e
+	return b
 }
 
 // newKey creates a user and an API key for them, as the auth function does.

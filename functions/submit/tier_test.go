@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -18,15 +17,11 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluice-ai/sluice/functions/submit"
-	"github.com/sluice-ai/sluice/gpuworker/pool"
 	"github.com/sluice-ai/sluice/internal/devstack"
 	"github.com/sluice-ai/sluice/internal/enginetest"
 	"github.com/sluice-ai/sluice/internal/testenv"
-	"github.com/sluice-ai/sluice/shared/admission"
 	"github.com/sluice-ai/sluice/shared/app"
 	"github.com/sluice-ai/sluice/shared/config"
-	"github.com/sluice-ai/sluice/shared/openai"
-	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
@@ -72,25 +67,8 @@ worker: {usage_flush: 20ms}
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Env.KeyPepper = strings.Repeat("p", 32)
-	log := slog.New(slog.DiscardHandler)
-	db := pgtest.New(t)
-	rdb := testenv.Redis(t)
-	q := redisq.New(rdb, redisq.Options{EncodeError: openai.EncodeError, SyncRetention: cfg.Jobs.SyncRetention})
-	adm := admission.New(cfg, rdb, db, log)
-	go adm.Settler(admission.ConsumerName("t-" + model)).Run(ctx)
-	w, err := pool.New(pool.Deps{Config: cfg, Log: log, Queue: q, Usage: db, Name: "t-" + model})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Error(err)
-		}
-	})
+	b := startBackend(t, ctx, cancel, cfg, model, redisq.Options{})
+	log, db, rdb, q, adm := b.log, b.db, b.rdb, b.q, b.adm
 	srv := httptest.NewServer(submit.New(submit.Deps{Config: cfg, Log: log, Queue: q, Verifier: app.NewVerifier(cfg, db, log), Admission: adm}))
 	t.Cleanup(srv.Close)
 	e := &tierEnv{env: &env{url: srv.URL, model: model, db: db, cfg: cfg, rdb: rdb}, mp: mp, fcfs: proxies[0], priority: proxies[1]}
