@@ -21,7 +21,7 @@ type admitter interface {
 	// caching reports whether the response cache is there.
 	caching() bool
 	Release(ctx context.Context, tk *admission.Ticket)
-	KeepAlive(ctx context.Context, tk *admission.Ticket) (stop func())
+	KeepAlive(ctx context.Context, tk *admission.Ticket) *admission.Lease
 	CacheGet(ctx context.Context, userID, model, endpoint string, body []byte) (*admission.Cached, error)
 	CacheHit(ctx context.Context, tk *admission.Ticket, keyID, model, endpoint string, c *admission.Cached) error
 	CachePut(ctx context.Context, userID, model, endpoint string, body []byte, c admission.Cached) error
@@ -50,7 +50,7 @@ func (noAdmission) admit(context.Context, http.Header, admission.Request) (*admi
 }
 func (noAdmission) caching() bool                                       { return false }
 func (noAdmission) Release(context.Context, *admission.Ticket)          {}
-func (noAdmission) KeepAlive(context.Context, *admission.Ticket) func() { return func() {} }
+func (noAdmission) KeepAlive(context.Context, *admission.Ticket) *admission.Lease { return nil }
 func (noAdmission) CacheGet(context.Context, string, string, string, []byte) (*admission.Cached, error) {
 	return nil, nil
 }
@@ -79,8 +79,8 @@ func (s *service) reserve(w http.ResponseWriter, r *http.Request, p *sluice.Prin
 func (s *service) unreserve(r *http.Request, tk *admission.Ticket) { s.adm.Release(r.Context(), tk) }
 
 // holdSlot keeps a synchronous request's concurrency lease alive while it
-// waits; the returned func gives the slot back.
-func (s *service) holdSlot(r *http.Request, tk *admission.Ticket) func() {
+// waits; its Release (or ReleaseIn) gives the slot back.
+func (s *service) holdSlot(r *http.Request, tk *admission.Ticket) *admission.Lease {
 	return s.adm.KeepAlive(r.Context(), tk)
 }
 
@@ -113,13 +113,13 @@ func (s *service) serveCached(w http.ResponseWriter, r *http.Request, p *sluice.
 		w.Header().Set("Sluice-Cache", "miss")
 		return false
 	}
-	s.holdSlot(r, tk)() // the slot is free at once; settlement drops the hold
+	s.holdSlot(r, tk).Release(r.Context()) // the slot is free at once; settlement drops the hold
 	w.Header().Set("Sluice-Job-Id", job.ID)
 	w.Header().Set("Sluice-Cache", "hit")
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	w.Write(openai.EchoServiceTier([]byte(c.Result), job.ServiceTier)) //nolint:errcheck // the client may be gone
-	s.delivered(r, job.ID, "")
+	s.delivered(r, job.ID, "", false)
 	return true
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/httpserve"
@@ -110,10 +109,10 @@ func (s *service) createResponse(w http.ResponseWriter, r *http.Request) {
 		openai.WriteError(w, r, s.Log, err)
 		return
 	}
-	release := sync.OnceFunc(s.holdSlot(r, tk))
-	defer release()
+	lease := s.holdSlot(r, tk)
+	defer lease.Release(r.Context()) // if relay has not
 	w.Header().Set("Sluice-Job-Id", job.ID)
-	s.relay(w, r, p, job, &rr.Request, release)
+	s.relay(w, r, p, job, &rr.Request, lease)
 }
 
 // historyItems is what a stored response continues with: the input it was

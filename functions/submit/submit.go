@@ -264,19 +264,21 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 			openai.WriteError(w, r, s.Log, err)
 			return
 		}
-		release := sync.OnceFunc(s.holdSlot(r, tk))
-		defer release()
+		lease := s.holdSlot(r, tk)
+		defer lease.Release(r.Context()) // if relay has not
 		w.Header().Set("Sluice-Job-Id", job.ID)
-		s.relay(w, r, p, job, req, release)
+		s.relay(w, r, p, job, req, lease)
 	}
 }
 
 // relay waits for a synchronous job's events and answers the client: the
 // final body, or the chunks as SSE. A client that goes away cancels its job.
-// release frees the request's concurrency slot; relay calls it before the
-// answer leaves, so a client's next request never finds this one still
-// counted, and slims the delivered job only after the answer is flushed.
-func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Principal, job *sluice.Job, req *openai.Request, release func()) {
+// relay releases the request's concurrency lease before the answer leaves,
+// so a client's next request never finds this one still counted. A job
+// whose record complete.lua already slimmed (ev.Slim) only has its result
+// stream deleted, in the same round trip as the release; any other is
+// slimmed (Delivered) after the answer is flushed.
+func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Principal, job *sluice.Job, req *openai.Request, lease *admission.Lease) {
 	// A little past the deadline, so the worker's own "expired" arrives first.
 	ctx, cancel := context.WithDeadline(r.Context(), job.Deadline.Add(2*time.Second))
 	defer cancel()
@@ -327,9 +329,9 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Princi
 				}
 				s.cacheStore(r, p, job, req, ev)
 				sent := s.finish(w, r, sse, ev)
-				release()
+				s.taken(r, lease, job.ID, ev.Slim)
 				if !sent {
-					s.delivered(r, job.ID, ev.ResultRef)
+					s.delivered(r, job.ID, ev.ResultRef, ev.Slim)
 					return
 				}
 				http.NewResponseController(w).Flush() //nolint:errcheck // the client may be gone; delivered runs regardless
@@ -339,7 +341,7 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Princi
 				// environment freezes) and each job would keep its body
 				// and result for jobs.result_ttl; measured, the gain was
 				// within noise (docs/BENCHMARKS.md, hot path).
-				s.delivered(r, job.ID, ev.ResultRef)
+				s.delivered(r, job.ID, ev.ResultRef, ev.Slim)
 				return
 			}
 		}
@@ -369,17 +371,38 @@ func (s *service) abandon(r *http.Request, job *sluice.Job, cause error) {
 	}
 }
 
-// delivered drops what a synchronous job held for its caller, now that the
-// caller has it: the job keeps its status and usage for
-// jobs.sync_retention (redisq.Delivered), and a result that went to the
-// object store is deleted (else the sweeper takes it after
-// storage.jobs.retention).
-func (s *service) delivered(r *http.Request, jobID, resultRef string) {
+// taken releases the request's lease, and for a job slimmed at its
+// completion (slim) deletes its result stream, in one round trip (none when
+// there is neither).
+func (s *service) taken(r *http.Request, lease *admission.Lease, jobID string, slim bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
 	defer cancel()
-	if err := s.Queue.Delivered(ctx, jobID); err != nil {
-		s.Log.WarnContext(ctx, "delivered job not slimmed; it expires after jobs.result_ttl",
-			slog.String("job_id", jobID), slog.String("err", err.Error()))
+	pipe := s.Queue.Pipeline()
+	lease.ReleaseIn(ctx, pipe)
+	if slim {
+		s.Queue.ResultTaken(ctx, pipe, jobID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.Log.WarnContext(ctx, "lease or result stream not released; they lapse", slog.String("job_id", jobID), slog.String("err", err.Error()))
+	}
+}
+
+// delivered drops what a synchronous job held for its caller, now that the
+// caller has it: the job keeps its status and usage for
+// jobs.sync_retention (redisq.Delivered; already done at its completion
+// when slim), and a result that went to the object store is deleted (else
+// the sweeper takes it after storage.jobs.retention).
+func (s *service) delivered(r *http.Request, jobID, resultRef string, slim bool) {
+	if slim && resultRef == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
+	defer cancel()
+	if !slim {
+		if err := s.Queue.Delivered(ctx, jobID); err != nil {
+			s.Log.WarnContext(ctx, "delivered job not slimmed; it expires after jobs.result_ttl",
+				slog.String("job_id", jobID), slog.String("err", err.Error()))
+		}
 	}
 	if resultRef != "" && s.Objects != nil {
 		s.Objects.Delete(ctx, resultRef) //nolint:errcheck // else the sweeper takes it

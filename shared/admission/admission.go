@@ -84,6 +84,8 @@ type Admitter struct {
 	log *slog.Logger
 	obs Observer
 	dur *redisq.Durable
+	// keeper refreshes the synchronous requests' leases (KeepAlive).
+	keeper keeper
 }
 
 // Observe makes o count settlements past their holds.
@@ -430,37 +432,18 @@ func (tk *Ticket) WriteHeaders(h http.Header, refused bool) {
 	}
 }
 
-// KeepAlive refreshes a synchronous request's lease until the returned stop
-// is called, which releases it. A process that dies stops refreshing, and
-// the lease lapses within admission.lease_ttl.
-func (a *Admitter) KeepAlive(ctx context.Context, tk *Ticket) (stop func()) {
+// KeepAlive keeps a synchronous request's lease alive until the returned
+// Lease is released: the process's one keeper (lease.go) refreshes every
+// live lease in one pipeline per tick. A process that dies stops
+// refreshing, and the lease lapses within admission.lease_ttl. It returns
+// nil (a Lease whose release does nothing) for a ticket without a lease.
+func (a *Admitter) KeepAlive(_ context.Context, tk *Ticket) *Lease {
 	if !tk.Reserved {
-		return func() {}
+		return nil
 	}
-	ttl := a.cfg.Admission.LeaseTTL
-	k := rkey.User(tk.UserID).Lease
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(ttl / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				leaseScript.Run(ctx, a.rdb, []string{k}, tk.JobID, ttl.Milliseconds()) //nolint:errcheck // a miss only shortens the lease
-			}
-		}
-	}()
-	return func() {
-		cancel()
-		<-done
-		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer rcancel()
-		a.rdb.ZRem(rctx, k, tk.JobID) //nolint:errcheck // else it lapses within the lease ttl
-	}
+	l := &Lease{a: a, key: rkey.User(tk.UserID).Lease, job: tk.JobID}
+	a.keeper.add(a, l)
+	return l
 }
 
 // Release drops a hold whose job was never enqueued, charging nothing. The

@@ -245,8 +245,8 @@ func TestLeasesLapse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := b.a.KeepAlive(ctx, alive)
-	defer stop()
+	lease := b.a.KeepAlive(ctx, alive)
+	defer lease.Release(ctx)
 	if _, err := b.b.Admit(ctx, b.req(user, "free")); err != nil { // its holder "dies": never refreshed
 		t.Fatal(err)
 	}

@@ -51,6 +51,22 @@ func (q *Queue) delivered(ctx context.Context, jobID string, gone bool) error {
 		ms(q.opts.SyncRetention), b2s(gone)).Err())
 }
 
+// ResultTaken queues, on pipe, what a synchronous job's caller does once it
+// has an end event marked Slim: the job's record is already slim
+// (complete.lua), so only the result stream is deleted — a plain DEL the
+// caller pipelines with its lease's release, not a script. A failure leaves
+// the stream to expire after Options.ResultTTL.
+func (q *Queue) ResultTaken(ctx context.Context, pipe redis.Pipeliner, jobID string) {
+	if rkey.JobTag(jobID) != "" {
+		pipe.Del(ctx, rkey.ResultKey(jobID))
+	}
+}
+
+// Pipeline is a pipeline on the queue's Redis, for a caller that sends
+// commands of several packages (ResultTaken, a lease's release) in one
+// round trip.
+func (q *Queue) Pipeline() redis.Pipeliner { return q.rdb.Pipeline() }
+
 // usageShort reads back the usage JSON a slimmed job keeps as 'u', its keys
 // shortened by slim.lua so the record stays a small listpack.
 var usageShort = strings.NewReplacer(`"p":`, `"prompt_tokens":`, `"c":`, `"completion_tokens":`, `"t":`, `"total_tokens":`,

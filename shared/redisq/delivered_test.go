@@ -220,3 +220,58 @@ func TestAbandonedJobSlimmedWhenItEnds(t *testing.T) {
 		t.Fatal("result stream kept")
 	}
 }
+
+// TestCompleteSlimsSyncJob: complete.lua leaves a synchronous job's record
+// as delivery leaves it and its result only in the result stream, marked
+// Slim; GET reads the result from the stream until the caller takes it
+// (ResultTaken), then shows status and usage only. A caller that leaves
+// after the completion (Abandoned) still leaves the usage.
+func TestCompleteSlimsSyncJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{SyncRetention: 10 * time.Minute})
+	j := b.runJob(t, false, false)
+	jk, rk := rkey.JobKey(j.ID), rkey.ResultKey(j.ID)
+	if n := b.memory(t, jk); n == 0 || n > slimMax {
+		t.Fatalf("completed sync job hash: %d bytes, want 1..%d", n, slimMax)
+	}
+	if ttl, _ := b.rdb.PTTL(ctx, jk).Result(); ttl <= 0 || ttl > 10*time.Minute {
+		t.Fatalf("completed sync job expires in %s, want sync_retention", ttl)
+	}
+	evs, err := b.q.Events(ctx, j.ID, "0", time.Second)
+	if err != nil || len(evs) == 0 || evs[len(evs)-1].Type != "end" || !evs[len(evs)-1].Slim || len(evs[len(evs)-1].Result) < 2000 {
+		t.Fatalf("end event: %+v %v", evs, err)
+	}
+	js, err := b.q.Get(ctx, j.ID, user)
+	if err != nil || len(js.Result) < 2000 || js.Usage == nil || js.Usage.PromptTokens != 1234 {
+		t.Fatalf("get before the caller took it: %+v %v", js, err)
+	}
+	pipe := b.rdb.Pipeline()
+	b.q.ResultTaken(ctx, pipe, j.ID)
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := b.rdb.Exists(ctx, rk).Result(); n != 0 {
+		t.Fatal("result stream kept after it was taken")
+	}
+	js, err = b.q.Get(ctx, j.ID, user)
+	if err != nil || js.Result != nil || js.Status != sluice.JobSucceeded || js.Usage == nil || js.Usage.CompletionTokens != 567 {
+		t.Fatalf("get after: %+v %v", js, err)
+	}
+	// Its caller left between the completion and reading it.
+	if err := b.q.Abandoned(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if js, err = b.q.Get(ctx, j.ID, user); err != nil || js.Usage == nil || js.Usage.PromptTokens != 1234 {
+		t.Fatalf("get after a late abandon: %+v %v", js, err)
+	}
+	// Async jobs are not slimmed by their completion.
+	a := b.runJob(t, false, true)
+	evs, err = b.q.Events(ctx, a.ID, "0", time.Second)
+	if err != nil || len(evs) == 0 || evs[len(evs)-1].Slim {
+		t.Fatalf("async end event: %+v %v", evs, err)
+	}
+	if js, err := b.q.Get(ctx, a.ID, user); err != nil || len(js.Result) < 2000 {
+		t.Fatalf("async get: %v", err)
+	}
+}

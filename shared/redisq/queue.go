@@ -228,6 +228,10 @@ type Event struct {
 	Error     string // end: OpenAI error JSON
 	Usage     string // end: usage JSON
 	HTTP      int    // end: the status a synchronous caller should answer with
+	// Slim (end): the job's record was already cut to what it keeps once
+	// delivered (complete.lua, a synchronous job): its caller only deletes
+	// the result stream (ResultTaken), no Delivered.
+	Slim bool
 }
 
 // Events reads result events after the id `after` ("0" for all), waiting
@@ -262,6 +266,7 @@ func toEvent(m redis.XMessage) Event {
 	e.Usage, _ = m.Values["usage"].(string)
 	h, _ := m.Values["http"].(string)
 	e.HTTP, _ = strconv.Atoi(h)
+	e.Slim = m.Values["slim"] == "1"
 	return e
 }
 
@@ -309,6 +314,19 @@ func (q *Queue) Get(ctx context.Context, jobID, owner string) (*sluice.JobState,
 		js.Result = json.RawMessage(r)
 	}
 	js.ResultRef = str(9)
+	if js.Result == nil && js.ResultRef == "" && js.Status == sluice.JobSucceeded && str(10) != "" {
+		// A synchronous job slimmed at its completion (complete.lua) whose
+		// caller has not taken its result stream yet (or died first): the
+		// result is only there.
+		if ms, err := q.rdb.XRevRangeN(ctx, rkey.ResultKey(jobID), "+", "-", 1).Result(); err == nil && len(ms) == 1 {
+			if ev := toEvent(ms[0]); ev.Type == "end" {
+				if ev.Result != "" {
+					js.Result = json.RawMessage(ev.Result)
+				}
+				js.ResultRef = ev.ResultRef
+			}
+		}
+	}
 	e := str(7)
 	if e == "" && js.Status == sluice.JobCancelled {
 		e = q.cancelledErr // a slimmed record drops it (slim.lua)

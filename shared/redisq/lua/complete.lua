@@ -11,6 +11,14 @@
 -- for settlement's GPU-second charge, ARGV[13] jobs.sync_retention ms (a
 -- synchronous job whose caller left ('gone', delivered.lua) is slimmed at
 -- once: nobody will read its result)
+-- A synchronous job (not async, no webhook) is slimmed here too (slim.lua):
+-- its caller reads the result from the result stream, so the hash never
+-- takes the result and is left as the delivered script used to leave it
+-- after the answer (a round trip and a script fewer per request). The end
+-- event says so ('slim'): the submit then only deletes the result stream. A
+-- caller that never reads it (its submit died) leaves the stream to expire
+-- after the ttl; GET /v1/jobs/{id} reads the result from it until then
+-- (Queue.Get), as it read the hash's before.
 -- Returns 1 if this call completed the job, 0 if it was already final.
 local function ack()
   redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
@@ -26,9 +34,17 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[8])
 -- An erased job (account deleted while it ran) keeps no result and gets no
 -- result stream back; its usage is still recorded and billed.
-local erased = redis.call('HGET', KEYS[1], 'erased') == '1'
+local f = redis.call('HMGET', KEYS[1], 'erased', 'async', 'webhook')
+local erased = f[1] == '1'
+local hook = f[3]
+local sync = not erased and f[2] ~= '1' and not (hook and hook ~= '')
 if erased then
   redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'usage', ARGV[6], 'http', ARGV[9])
+elseif sync then
+  redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'error', ARGV[5], 'usage', ARGV[6])
+  redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARGV[4],
+    'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11], 'slim', '1')
+  redis.call('SPUBLISH', KEYS[7], KEYS[3])
 else
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'result', ARGV[4],
   'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'result_ref', ARGV[11])
@@ -44,7 +60,6 @@ if ARGV[7] ~= '' then
 end
 redis.call('PEXPIRE', KEYS[1], ttl) -- before settle_event: a reserved job's record waits for its settlement
 settle_event(KEYS[1], KEYS[6], ARGV[10])
-local hook = redis.call('HGET', KEYS[1], 'webhook')
 if hook and hook ~= '' then
   redis.call('XADD', KEYS[5], '*', 'job', ARGV[10])
 end
@@ -52,5 +67,7 @@ ack()
 if not erased then redis.call('PEXPIRE', KEYS[3], ttl) end
 if redis.call('HGET', KEYS[1], 'gone') == '1' then
   slim_job(KEYS[1], KEYS[3], tonumber(ARGV[13] or '') or ttl)
+elseif sync then
+  slim_job(KEYS[1], nil, tonumber(ARGV[13] or '') or ttl) -- the stream stays for its reader
 end
 return 1
