@@ -48,8 +48,8 @@ type noAdmission struct{}
 func (noAdmission) admit(context.Context, http.Header, admission.Request) (*admission.Ticket, error) {
 	return &admission.Ticket{}, nil
 }
-func (noAdmission) caching() bool                                       { return false }
-func (noAdmission) Release(context.Context, *admission.Ticket)          {}
+func (noAdmission) caching() bool                                                 { return false }
+func (noAdmission) Release(context.Context, *admission.Ticket)                    {}
 func (noAdmission) KeepAlive(context.Context, *admission.Ticket) *admission.Lease { return nil }
 func (noAdmission) CacheGet(context.Context, string, string, string, []byte) (*admission.Cached, error) {
 	return nil, nil
