@@ -368,6 +368,9 @@ func TestLoRAAdapters(t *testing.T) {
 		t.Fatalf("ledger %+v: charged %d µ$, want %d×5 + %d×11 = %d", row, row.credit, row.prompt, row.completion, want)
 	}
 	t.Logf("adapter job: %d prompt + %d completion tokens charged %d µ$ at the adapter's price", row.prompt, row.completion, row.credit)
+	// The usage row is the worker's batched flush, not the settler's ledger
+	// row that settled waited for: wait for it too (under load it lags).
+	e.usageTier(t, answers[0].jobID)
 	var model string
 	if err := e.db.Pool.QueryRow(context.Background(), `SELECT model_name FROM inference_requests WHERE job_id = $1`, answers[0].jobID).Scan(&model); err != nil || model != e.adapter {
 		t.Fatalf("usage row model %q (%v), want %s", model, err, e.adapter)
