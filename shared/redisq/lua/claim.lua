@@ -194,28 +194,40 @@ end
 -- empty[q] is true where class q's fair queue is known to be empty, false
 -- where it is known not to be; nil: not known (ZCARD asks). Nothing in this
 -- script adds to a fair queue, so once empty it stays so. An empty zset is
--- no key: one EXISTS over every class's fair queue finds the common case,
--- nothing queued, in one call instead of a ZRANGE or ZPOPMIN per class.
-local empty = {}
+-- no key: one EXISTS over every class's fair queue counts the queues with
+-- jobs (queued), and each pop that finds jobs counts one off, so once the
+-- count is spent the classes not yet looked at are known empty without a
+-- ZRANGE or ZPOPMIN each (the common claims: nothing queued, or one class's).
+local empty, looked = {}, {}
+local queued
 do
   local fqs = {}
   for q = 0, classes - 1 do fqs[#fqs + 1] = KEYS[3 * q + 2] end
-  if redis.call('EXISTS', unpack(fqs)) == 0 then
-    for q = 0, classes - 1 do empty[q] = true end
-  end
+  queued = redis.call('EXISTS', unpack(fqs))
 end
 local function isEmpty(q)
-  if empty[q] == nil then empty[q] = redis.call('ZCARD', KEYS[3 * q + 2]) == 0 end
+  if empty[q] == nil then
+    if not looked[q] and queued == 0 then
+      empty[q] = true
+    else
+      empty[q] = redis.call('ZCARD', KEYS[3 * q + 2]) == 0
+    end
+  end
   return empty[q]
 end
 
 -- pop moves up to n queued jobs of class q's fair queue into its stream,
 -- in fair order; with placement, only those choose lets this worker take.
 local function pop(q, n)
-  if empty[q] then return 0 end
+  if empty[q] or (not looked[q] and queued == 0) then
+    empty[q] = true
+    return 0
+  end
+  looked[q] = true
   local stream, fq, vt = KEYS[3 * q + 1], KEYS[3 * q + 2], KEYS[3 * q + 3]
   if not place then
     local popped = redis.call('ZPOPMIN', fq, n)
+    if #popped > 0 then queued = queued - 1 end
     if #popped < 2 * n then empty[q] = true else empty[q] = nil end
     if #popped == 0 then return 0 end
     local ids = {}
@@ -232,6 +244,7 @@ local function pop(q, n)
     empty[q] = true
     return 0
   end
+  queued = queued - 1
   local ids = {}
   for i = 1, #head, 2 do ids[#ids + 1] = head[i] end
   local fields = redis.call('HMGET', pfxq, unpack(ids))
