@@ -101,14 +101,29 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 			r.launch(hard, jobs, es)
 		}
 	}
+	// idle holds the bells of a claim that drained the queue: the next
+	// claim would find nothing until an enqueue rings one, so the loop
+	// sleeps on them first (a job enqueued after that claim rings past
+	// them: WaitWork returns at once).
+	var idle *redisq.Bells
 	for ctx.Err() == nil {
 		free := r.free()
 		if free <= 0 {
+			idle = nil
 			r.maybeLoad(ctx)
 			select {
 			case <-r.wake:
 			case <-ctx.Done():
 			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if idle != nil {
+			_, err := q.WaitWork(ctx, r.model.Name, *idle, time.Second)
+			idle = nil
+			if err != nil && ctx.Err() == nil {
+				log.WarnContext(ctx, "claim failed", slog.String("model", r.model.Name), slog.String("err", err.Error()))
+				sleep(ctx, time.Second)
 			}
 			continue
 		}
@@ -142,17 +157,22 @@ func (r *runner) dispatch(ctx, hard context.Context, jobs *sync.WaitGroup) {
 			es, bell, err = q.ClaimShare(ctx, rkey.GroupWorkers, r.p.Name, r.model.Name, config.Priorities, free-int64(len(entries)),
 				o, r.bulkRoom())
 			entries = append(entries, es...)
-			if err == nil && len(entries) == 0 {
-				// Nothing queued: sleep until an enqueue rings a shard's
+			switch {
+			case err != nil:
+			case len(entries) == 0:
+				// Nothing claimable: sleep until an enqueue rings a shard's
 				// bell. With placement, what is queued may be another
-				// worker's until it has waited spill_after: look again then.
+				// worker's until it has waited spill_after (the claim says
+				// so: Held): look again then.
 				wait := time.Second
-				if o.Place != nil {
-					if waiting, werr := q.AwaitingPlacement(ctx, r.model.Name); werr == nil && waiting {
-						wait = min(wait, max(r.p.Config.Inference.PrefixCache.SpillAfter, 10*time.Millisecond))
-					}
+				if bell.Held {
+					wait = min(wait, max(r.p.Config.Inference.PrefixCache.SpillAfter, 10*time.Millisecond))
 				}
 				_, err = q.WaitWork(ctx, r.model.Name, bell, wait)
+			case bell.Drained:
+				// It took all there was: launch, then sleep on the bell
+				// without an empty claim first.
+				idle = &bell
 			}
 		}
 		if err != nil {

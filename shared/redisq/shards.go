@@ -65,9 +65,25 @@ func (q *Queue) ownsTag(model, tag string) bool {
 	return tag != "" && slices.Contains(q.ShardTags(model), tag)
 }
 
-// Bells are the last ids of each shard's bell stream (shard 0 first) as a
-// Claim saw them, for WaitWork.
-type Bells []string
+// Bells is what a Claim saw of a model's queue: the last ids of each
+// shard's bell stream (for WaitWork: a job enqueued after the claim rings
+// past them, so none is missed between the two), and whether the claim
+// left anything to claim at once.
+type Bells struct {
+	ids []string // shard 0 first
+	// Drained: the claim took fewer jobs than asked because every shard's
+	// every class was empty (nothing queued, nothing handed back, no class
+	// held to a cap). Claiming again finds nothing until an enqueue rings a
+	// bell: the worker goes straight to WaitWork. A claim that took fewer
+	// for any other reason (a scan window, the batch share, jobs left to
+	// another worker's endpoints, a shard not asked) is not Drained.
+	Drained bool
+	// Held: the claim took nothing, and jobs carrying a prefix chain are
+	// queued, left to other workers' endpoints until they have waited
+	// Placement.SpillAfter: the worker looks again then rather than
+	// sleeping on the bell alone.
+	Held bool
+}
 
 // ClaimOrder is the order a claim takes the priority classes in.
 type ClaimOrder struct {
@@ -108,29 +124,6 @@ type Placement struct {
 type EndpointSlots struct {
 	ID   string
 	Free int64
-}
-
-// AwaitingPlacement reports whether any job of model that carries a
-// prefix chain is queued (in any shard): a prefix-aware claim that took
-// nothing may have left such jobs to other workers until they wait
-// SpillAfter, so the worker looks again then rather than sleeping on the
-// bell alone.
-func (q *Queue) AwaitingPlacement(ctx context.Context, model string) (bool, error) {
-	tags := q.ShardTags(model)
-	pipe := q.rdb.Pipeline()
-	ns := make([]*redis.IntCmd, len(tags))
-	for i, t := range tags {
-		ns[i] = pipe.HLen(ctx, rkey.PlacementKey(t, model))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return false, translate(err)
-	}
-	for _, n := range ns {
-		if n.Val() > 0 {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // placeArgs are claim.lua's ARGV[7..] under p.
@@ -209,16 +202,23 @@ func isBulk(tag, model string, priorities int, e Entry) bool {
 	return e.Stream == rkey.ShardStreamKey(tag, model, priorities-1)
 }
 
-// parseClaim reads claim.lua's reply.
-func parseClaim(res []string) ([]Entry, string) {
-	if len(res) == 0 {
-		return nil, "0-0"
+// Claim states (claim.lua's second reply field).
+const (
+	claimDrained = "drained"
+	claimHeld    = "held"
+)
+
+// parseClaim reads claim.lua's reply: the entries, the bell's last id and
+// the claim's state.
+func parseClaim(res []string) ([]Entry, string, string) {
+	if len(res) < 2 {
+		return nil, "0-0", ""
 	}
-	out := make([]Entry, 0, (len(res)-1)/4)
-	for i := 1; i+3 < len(res); i += 4 {
+	out := make([]Entry, 0, (len(res)-2)/4)
+	for i := 2; i+3 < len(res); i += 4 {
 		out = append(out, Entry{Stream: res[i], ID: res[i+1], JobID: res[i+2], Endpoint: res[i+3]})
 	}
-	return out, res[0]
+	return out, res[0], res[1]
 }
 
 // claimShards claims up to count jobs over a model's shards. Batch filling:
@@ -226,8 +226,10 @@ func parseClaim(res []string) ([]Entry, string) {
 // pipeline, starting at a shard that rotates from call to call (so the
 // remainder of an uneven split, and the only shards asked when count is
 // below the number of shards, move around); a shard asked for nothing has
-// only its bell read. If that left slots free, the shards that gave all they
-// were asked (or were not asked) are asked for the rest in turn.
+// only its bell read (and, with placement, its placement hash's length). If
+// that left slots free, the shards that gave all they were asked (or were
+// not asked) are asked for the rest in turn. The claim is Drained only when
+// every shard was asked and each was drained.
 func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, priorities int, count int64, classes []int, bulkCap int64, capped int, place *Placement) ([]Entry, Bells, error) {
 	tags := q.ShardTags(model)
 	n := len(tags)
@@ -251,13 +253,18 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 	}
 	at := bulkAt(classes, priorities, bulkCap)
 	bulkLeft := bulkCap
-	bells := make(Bells, n)
+	bells := Bells{ids: make([]string, n), Drained: true}
+	held := false
 	claims := make([]*redis.Cmd, n)
 	reads := make([]*redis.XMessageSliceCmd, n)
+	placing := make([]*redis.IntCmd, n)
 	pipe := q.rdb.Pipeline()
 	for i, s := range order {
 		if share[i] == 0 {
 			reads[i] = pipe.XRevRangeN(ctx, rkey.ShardBellKey(tags[s], model), "+", "-", 1)
+			if place != nil {
+				placing[i] = pipe.HLen(ctx, rkey.PlacementKey(tags[s], model))
+			}
 			continue
 		}
 		claims[i] = claimScript.EvalSha(ctx, pipe, claimKeys(tags[s], model, classes, place != nil),
@@ -269,11 +276,15 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 	more := make([]bool, n) // may have more to give
 	for i, s := range order {
 		if c := reads[i]; c != nil {
-			bells[s] = "0-0"
+			bells.ids[s] = "0-0"
+			bells.Drained = false // not asked: what it holds is not known
 			if ms, err := c.Result(); err != nil && !errors.Is(err, redis.Nil) {
 				errs = append(errs, err)
 			} else if len(ms) > 0 {
-				bells[s] = ms[0].ID
+				bells.ids[s] = ms[0].ID
+			}
+			if h := placing[i]; h != nil && h.Val() > 0 {
+				held = true
 			}
 			more[i] = true
 			continue
@@ -287,11 +298,14 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 			// Claimed entries are pending in the stream whatever happens
 			// here, so a failure loses nothing: they are reclaimed.
 			errs = append(errs, err)
-			bells[s] = "0-0"
+			bells.ids[s] = "0-0"
+			bells.Drained = false
 			continue
 		}
-		es, bell := parseClaim(res)
-		bells[s] = bell
+		es, bell, state := parseClaim(res)
+		bells.ids[s] = bell
+		bells.Drained = bells.Drained && state == claimDrained
+		held = held || state == claimHeld
 		out = append(out, es...)
 		more[i] = int64(len(es)) == share[i]
 		for _, e := range es {
@@ -314,7 +328,7 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 			errs = append(errs, err)
 			break
 		}
-		es, _ := parseClaim(res) // the first round's bell id is the earlier, so the safer
+		es, _, _ := parseClaim(res) // the first round's bell id is the earlier, so the safer
 		out = append(out, es...)
 		for _, e := range es {
 			if bulkLeft > 0 && isBulk(tags[s], model, priorities, e) {
@@ -322,6 +336,7 @@ func (q *Queue) claimShards(ctx context.Context, group, consumer, model string, 
 			}
 		}
 	}
+	bells.Held = held && len(out) == 0
 	if len(errs) > 0 && len(out) == 0 {
 		return nil, bells, translate(errors.Join(errs...))
 	}
@@ -341,8 +356,8 @@ func (q *Queue) waitShards(ctx context.Context, model string, after Bells, block
 	ch := make(chan res, len(tags))
 	for i, t := range tags {
 		a := "0-0"
-		if i < len(after) && after[i] != "" {
-			a = after[i]
+		if i < len(after.ids) && after.ids[i] != "" {
+			a = after.ids[i]
 		}
 		go func() {
 			ok, err := q.waitBell(ctx, rkey.ShardBellKey(t, model), a, block)

@@ -196,12 +196,12 @@ func TestShardedClaimFillsTheBatch(t *testing.T) {
 	if err != nil || len(es) != 5 {
 		t.Fatalf("batch of 5 from one shard: %d %v", len(es), err)
 	}
-	if len(bells) != 6 {
-		t.Fatalf("bells = %v", bells)
+	if len(redisq.BellIDs(bells)) != 6 || bells.Drained {
+		t.Fatalf("bells = %+v", bells)
 	}
 	es, bells, err = b.q.Claim(ctx, group, "w", b.model, 2, 8, false)
-	if err != nil || len(es) != 0 {
-		t.Fatalf("empty queue: %v %v", es, err)
+	if err != nil || len(es) != 0 || !bells.Drained {
+		t.Fatalf("empty queue: %v %+v %v", es, bells, err)
 	}
 	if ok, err := b.q.WaitWork(ctx, b.model, bells, 10*time.Millisecond); ok || err != nil {
 		t.Fatalf("woke with nothing enqueued: %v %v", ok, err)

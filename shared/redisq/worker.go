@@ -58,7 +58,8 @@ func (q *Queue) readGroup(ctx context.Context, group, consumer string, args []st
 // within a class, users in turn (see lua/claim.lua); over a sharded queue,
 // from every shard (claimShards). It also returns the bells' last ids:
 // WaitWork(after=bells) returns as soon as a job is enqueued after this
-// claim, so none is missed between the two.
+// claim, so none is missed between the two; and whether the claim drained
+// the queue (Bells.Drained: no need to claim again before the bell rings).
 func (q *Queue) Claim(ctx context.Context, group, consumer, model string, priorities int, count int64, lowestFirst bool) ([]Entry, Bells, error) {
 	return q.ClaimShare(ctx, group, consumer, model, priorities, count, ClaimOrder{LowestFirst: lowestFirst}, -1)
 }
@@ -81,10 +82,10 @@ func (q *Queue) ClaimShare(ctx context.Context, group, consumer, model string, p
 	res, err := claimScript.Run(ctx, q.rdb, claimKeys(tag, model, order, o.Place != nil),
 		claimArgs(group, consumer, count, bulkCap, bulkAt(order, priorities, bulkCap), o.capped(), o.Place)...).StringSlice()
 	if err != nil {
-		return nil, nil, translate(err)
+		return nil, Bells{}, translate(err)
 	}
-	out, bell := parseClaim(res)
-	return out, Bells{bell}, nil
+	out, bell, state := parseClaim(res)
+	return out, Bells{ids: []string{bell}, Drained: state == claimDrained, Held: state == claimHeld}, nil
 }
 
 // WaitWork blocks up to block until a job of model is enqueued after the
@@ -94,8 +95,8 @@ func (q *Queue) WaitWork(ctx context.Context, model string, after Bells, block t
 		return q.waitShards(ctx, model, after, block)
 	}
 	a := "0-0"
-	if len(after) > 0 {
-		a = after[0]
+	if len(after.ids) > 0 {
+		a = after.ids[0]
 	}
 	return q.waitBell(ctx, rkey.BellKey(model), a, block)
 }

@@ -16,8 +16,13 @@
 -- KEYS then end with the bell, the placement hash, the affinity hash, its
 -- LRU zset and the hash of every worker's endpoints' free slots as last
 -- claimed.
--- Returns {bell id, stream, entry id, job id, endpoint id, ...}: four
--- fields a job; the endpoint id is '' where the script placed none.
+-- Returns {bell id, state, stream, entry id, job id, endpoint id, ...}:
+-- four fields a job; the endpoint id is '' where the script placed none.
+-- state says what is left for the worker's next claim: 'drained' when it
+-- took fewer jobs than asked because every class was empty (nothing queued,
+-- nothing handed back, no class held to a cap: the worker may sleep on the
+-- bell at once), 'held' when it took fewer than asked and jobs carrying a
+-- prefix chain are queued (others' until they wait spill-after), else ''.
 --
 -- Jobs wait in the fair queue (a zset by virtual time). A claimed job is
 -- moved into its class's stream and read through the consumer group in the
@@ -65,7 +70,8 @@ local placed = {}
 
 local now, spill, ttl, most_entries, window
 local free, mine = {}, {}
-local others = 0 -- the most free slots another worker reported on one endpoint
+local others -- the most free slots another worker reported on one endpoint (read by ready)
+local remembered = false -- the affinity hash and its LRU were written: their ttl is renewed
 if place then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -75,6 +81,16 @@ if place then
     mine[#mine + 1] = ARGV[i]
     free[ARGV[i]] = tonumber(ARGV[i + 1])
   end
+end
+
+-- ready reads, once per claim and only when a queued job carries a chain
+-- (a claim that finds none, the common empty one, skips both): the other
+-- workers' endpoints, and drops the affinity entries unused for ttl. A
+-- drop put off to a later claim drops the same entries and more, before
+-- any of them is looked up.
+local function ready()
+  if others then return end
+  others = 0
   -- Other workers' endpoints, as their last claims left them; a report
   -- older than ten spill bounds (a full or gone worker claims no more) counts
   -- as none.
@@ -104,9 +120,17 @@ end
 
 -- remember maps a job's chain to endpoint e and marks its use.
 local function remember(chain, e)
+  local kv, sm = {}, {}
   for _, h in ipairs(chain) do
-    redis.call('HSET', aff, h, e)
-    redis.call('ZADD', lru, now, h)
+    kv[#kv + 1] = h
+    kv[#kv + 1] = e
+    sm[#sm + 1] = now
+    sm[#sm + 1] = h
+  end
+  if #kv > 0 then
+    redis.call('HSET', aff, unpack(kv))
+    redis.call('ZADD', lru, unpack(sm))
+    remembered = true
   end
   local over = redis.call('ZCARD', lru) - most_entries
   if over > 0 then
@@ -125,10 +149,12 @@ local function choose(field)
   if not pfx or pfx == '' then return '' end
   local chain = {}
   for h in string.gmatch(pfx, '[^,]+') do chain[#chain + 1] = h end
+  ready()
   local owner, depth = nil, 0
+  local known = {}
+  if #chain > 0 then known = redis.call('HMGET', aff, unpack(chain)) end
   for i = #chain, 1, -1 do
-    local v = redis.call('HGET', aff, chain[i])
-    if v then owner, depth = v, i break end
+    if known[i] then owner, depth = known[i], i break end
   end
   local waited = now - tonumber(created) >= spill
   local e
@@ -165,11 +191,44 @@ local function report()
   redis.call('PEXPIRE', eps, ttl)
 end
 
--- pop moves up to n queued jobs of fair queue fq into stream, in fair
--- order; with placement, only those choose lets this worker take.
-local function pop(stream, fq, vt, n)
+-- empty[q] is true where class q's fair queue is known to be empty, false
+-- where it is known not to be; nil: not known (ZCARD asks). Nothing in this
+-- script adds to a fair queue, so once empty it stays so. An empty zset is
+-- no key: one EXISTS over every class's fair queue counts the queues with
+-- jobs (queued), and each pop that finds jobs counts one off, so once the
+-- count is spent the classes not yet looked at are known empty without a
+-- ZRANGE or ZPOPMIN each (the common claims: nothing queued, or one class's).
+local empty, looked = {}, {}
+local queued
+do
+  local fqs = {}
+  for q = 0, classes - 1 do fqs[#fqs + 1] = KEYS[3 * q + 2] end
+  queued = redis.call('EXISTS', unpack(fqs))
+end
+local function isEmpty(q)
+  if empty[q] == nil then
+    if not looked[q] and queued == 0 then
+      empty[q] = true
+    else
+      empty[q] = redis.call('ZCARD', KEYS[3 * q + 2]) == 0
+    end
+  end
+  return empty[q]
+end
+
+-- pop moves up to n queued jobs of class q's fair queue into its stream,
+-- in fair order; with placement, only those choose lets this worker take.
+local function pop(q, n)
+  if empty[q] or (not looked[q] and queued == 0) then
+    empty[q] = true
+    return 0
+  end
+  looked[q] = true
+  local stream, fq, vt = KEYS[3 * q + 1], KEYS[3 * q + 2], KEYS[3 * q + 3]
   if not place then
     local popped = redis.call('ZPOPMIN', fq, n)
+    if #popped > 0 then queued = queued - 1 end
+    if #popped < 2 * n then empty[q] = true else empty[q] = nil end
     if #popped == 0 then return 0 end
     local ids = {}
     for i = 1, #popped, 2 do
@@ -181,24 +240,33 @@ local function pop(stream, fq, vt, n)
     return #popped / 2
   end
   local head = redis.call('ZRANGE', fq, 0, window - 1, 'WITHSCORES')
-  if #head == 0 then return 0 end
+  if #head == 0 then
+    empty[q] = true
+    return 0
+  end
+  queued = queued - 1
   local ids = {}
   for i = 1, #head, 2 do ids[#ids + 1] = head[i] end
   local fields = redis.call('HMGET', pfxq, unpack(ids))
   local taken, top = 0, nil
+  local took = {}
   for i = 1, #head, 2 do
     if taken >= n then break end
     local e = choose(fields[(i + 1) / 2])
     if e then
-      redis.call('ZREM', fq, head[i])
-      redis.call('HDEL', pfxq, head[i])
       redis.call('XADD', stream, '*', 'job', head[i])
+      took[#took + 1] = head[i]
       placed[head[i]] = e
       taken = taken + 1
       top = head[i + 1]
     end
   end
+  -- Every job the window held was taken and the window was not full: none
+  -- is left. Otherwise some are (left to others, or past the window).
+  if taken == #ids and #ids < window then empty[q] = true elseif taken < #ids then empty[q] = false else empty[q] = nil end
   if top then
+    redis.call('ZREM', fq, unpack(took))
+    redis.call('HDEL', pfxq, unpack(took))
     local g = tonumber(redis.call('HGET', vt, '_g')) or 0
     if tonumber(top) > g then redis.call('HSET', vt, '_g', top) end
   end
@@ -224,27 +292,48 @@ local function read(stream, most)
 end
 local function interactiveWaiting()
   for q = 0, classes - 1 do
-    if q ~= bulkAt and redis.call('ZCARD', KEYS[3 * q + 2]) > 0 then return true end
+    if q ~= bulkAt and not isEmpty(q) then return true end
   end
   return false
 end
+-- short: every class gave fewer jobs than it was asked for (so its stream
+-- holds no entry left to deliver).
+local short = true
 for p = 0, classes - 1 do
   if got >= want then break end
-  local stream, fq, vt = KEYS[3 * p + 1], KEYS[3 * p + 2], KEYS[3 * p + 3]
+  local stream = KEYS[3 * p + 1]
   local most = want - got
   if p == bulkAt and bulkCap >= 0 and (capped or interactiveWaiting()) then
     most = math.min(most, bulkCap)
   end
+  if most <= 0 then short = false end
   if most > 0 then
     most = most - read(stream, most)
-    if most > 0 and pop(stream, fq, vt, most) > 0 then
-      read(stream, most)
+    if most > 0 and pop(p, most) > 0 then
+      most = most - read(stream, most)
     end
+    if most == 0 then short = false end
   end
 end
 report()
-if place then
+-- The affinity hash and its LRU live ttl past their last write: an entry
+-- is dropped ttl after its last use anyway.
+if remembered then
   redis.call('PEXPIRE', aff, ttl)
   redis.call('PEXPIRE', lru, ttl)
 end
+local state = ''
+if got < want then
+  local drained = short
+  for q = 0, classes - 1 do
+    if not drained then break end
+    drained = isEmpty(q)
+  end
+  if drained then
+    state = 'drained'
+  elseif place and got == 0 and redis.call('HLEN', pfxq) > 0 then
+    state = 'held'
+  end
+end
+table.insert(out, 2, state)
 return out
