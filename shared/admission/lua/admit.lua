@@ -95,7 +95,7 @@ local function resetOf(key)
   return math.max(tonumber(o[2]) + window - now, 0)
 end
 local function reply(outcome, detail, retry, admitted)
-  if sumDirty and not admitted then -- admitted: written with the request's tokens
+  if sumDirty then -- not yet written with the request's tokens (admitted, tpm >= 0)
     redis.call('HSET', KEYS[6], '_sum', string.format('%d', toks))
   end
   local a = admitted and 1 or 0
