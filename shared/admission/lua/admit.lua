@@ -46,34 +46,48 @@ end
 local per = ARGV[15]
 if per == nil or per == '' then per = period(now) end
 
+-- The funds fields this script reads, in one HMGET (nothing in it changes
+-- them before it writes them back at the end, so one read is exact).
+local fv = redis.call('HMGET', KEYS[1], 'init', 'per', 'inc_used', 'inc_held', 'susp', 'credit', 'cr_held',
+  'ov_used', 'ov_held', 'inc_lim', 'ov_cap')
 -- Not loaded, or another period than the counters hold (a new month, a new
 -- subscription period, or a cache elsewhere still on the old one): the
 -- caller loads that period's sums from the ledger, so switching back and
 -- forth never hands out a fresh allowance.
-if redis.call('HGET', KEYS[1], 'init') ~= '1' or redis.call('HGET', KEYS[1], 'per') ~= per then
+if fv[1] ~= '1' or fv[2] ~= per then
   return {'load', per, 0, 0, 0, 0, 0, 0, 0}
 end
-local function num(k) return tonumber(redis.call('HGET', KEYS[1], k) or '0') end
+local fi = {inc_used = 3, inc_held = 4, credit = 6, cr_held = 7, ov_used = 8, ov_held = 9}
+local function num(k) return tonumber(fv[fi[k]] or '0') end
 
 -- Holds whose jobs never settled lapse in lapse.lua, which the caller runs
 -- once it has checked that their jobs are gone (a live job's hold never lapses).
 
--- Rolling-minute windows.
+-- Rolling-minute windows. The token sum of the window (_sum) is read once
+-- and written once at the end (reply), with what left the window taken off
+-- and, when admitted, this request's tokens added.
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - window)
 local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - window)
+local toks, sumDirty = 0, false
 if #old > 0 then
+  -- Their amounts and the sum in one HMGET, their entries gone in one HDEL
+  -- (in slices: unpack has a bounded stack).
   local gone = 0
-  for _, j in ipairs(old) do
-    gone = gone + tonumber(redis.call('HGET', KEYS[6], j) or '0')
-    redis.call('HDEL', KEYS[6], j)
+  for i = 1, #old, 4000 do
+    local ids = {unpack(old, i, math.min(i + 3999, #old))}
+    local amt = redis.call('HMGET', KEYS[6], unpack(ids))
+    for k = 1, #ids do gone = gone + tonumber(amt[k] or '0') end
+    redis.call('HDEL', KEYS[6], unpack(ids))
   end
-  redis.call('HINCRBY', KEYS[6], '_sum', 0 - gone)
+  toks = tonumber(redis.call('HGET', KEYS[6], '_sum') or '0') - gone
+  sumDirty = gone ~= 0
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - window)
+else
+  toks = tonumber(redis.call('HGET', KEYS[6], '_sum') or '0')
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
 
 local reqs = redis.call('ZCARD', KEYS[4])
-local toks = tonumber(redis.call('HGET', KEYS[6], '_sum') or '0')
 -- When the oldest entry leaves the window.
 local function resetOf(key)
   local o = redis.call('ZRANGE', KEYS[key], 0, 0, 'WITHSCORES')
@@ -81,6 +95,9 @@ local function resetOf(key)
   return math.max(tonumber(o[2]) + window - now, 0)
 end
 local function reply(outcome, detail, retry, admitted)
+  if sumDirty then -- not yet written with the request's tokens (admitted, tpm >= 0)
+    redis.call('HSET', KEYS[6], '_sum', string.format('%d', toks))
+  end
   local a = admitted and 1 or 0
   local rl, rr, tl, tr = rpm, -1, tpm, -1
   if rpm >= 0 then rr = math.max(rpm - reqs - a, 0) end
@@ -130,7 +147,7 @@ if term ~= '' then
   money = q * ppm + math.floor((r * ppm + 999999) / 1000000)
 end
 -- An open card dispute suspends prepaid credit and postpaid use ('susp').
-local susp = redis.call('HGET', KEYS[1], 'susp') == '1'
+local susp = fv[5] == '1'
 local cr = math.min(money, math.max(num('credit') - num('cr_held'), 0))
 if susp then cr = 0 end
 local ov = money - cr
@@ -145,8 +162,8 @@ if rpm >= 0 then
 end
 if tpm >= 0 then
   redis.call('ZADD', KEYS[5], now, job)
-  redis.call('HSET', KEYS[6], job, T)
-  redis.call('HINCRBY', KEYS[6], '_sum', T)
+  redis.call('HSET', KEYS[6], job, T, '_sum', string.format('%d', toks + T))
+  sumDirty = false
   redis.call('PEXPIRE', KEYS[5], window * 2)
   redis.call('PEXPIRE', KEYS[6], window * 2)
 end
@@ -168,10 +185,26 @@ end
 if term ~= '' then hold = hold .. '|' .. term end
 redis.call('HSET', KEYS[2], job, hold)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[12]), job)
-redis.call('HINCRBY', KEYS[1], 'inc_held', inc)
--- The user's limits as of now: settlement charges usage past a hold to what
--- they leave free.
-redis.call('HSET', KEYS[1], 'inc_lim', incLimit, 'ov_cap', ovCap)
-redis.call('HINCRBY', KEYS[1], 'cr_held', cr)
-redis.call('HINCRBY', KEYS[1], 'ov_held', ov)
+-- The held sums grow by this hold, and the user's limits are recorded as of
+-- now (settlement charges usage past a hold to what they leave free): one
+-- HSET of the values read above plus the hold (the same as HINCRBY, the
+-- script being atomic), leaving out what does not change; a sum past 2^53
+-- (where a double would round) still goes through HINCRBY.
+local set = {}
+local function put(k, v) set[#set + 1] = k; set[#set + 1] = v end
+local function add(k, d)
+  if d == 0 then return end
+  local v = num(k) + d
+  if math.abs(v) >= 9007199254740992 then
+    redis.call('HINCRBY', KEYS[1], k, d)
+  else
+    put(k, string.format('%d', v))
+  end
+end
+add('inc_held', inc)
+add('cr_held', cr)
+add('ov_held', ov)
+if tonumber(fv[10] or '') ~= incLimit then put('inc_lim', incLimit) end
+if tonumber(fv[11] or '') ~= ovCap then put('ov_cap', ovCap) end
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
 return reply('ok', per, 0, true)

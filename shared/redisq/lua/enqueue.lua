@@ -21,15 +21,19 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+local pfx -- the job's prefix chain, as the hash will hold it (the last pfx pair wins, as in HSET)
+for i = 6, #ARGV do
+  fields[#fields + 1] = ARGV[i]
+  if ARGV[i] == 'pfx' and (i - 6) % 2 == 0 then pfx = ARGV[i + 1] end
+end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'created', now,
   'deadline', now + tonumber(ARGV[3]), 'attempts', 0, unpack(fields))
-local g = tonumber(redis.call('HGET', KEYS[4], '_g')) or 0
-local u = tonumber(redis.call('HGET', KEYS[4], ARGV[5])) or 0
+local vc = redis.call('HMGET', KEYS[4], '_g', ARGV[5])
+local g = tonumber(vc[1]) or 0
+local u = tonumber(vc[2]) or 0
 local score = math.max(g, u) + 1
 redis.call('HSET', KEYS[4], ARGV[5], score)
 redis.call('ZADD', KEYS[3], score, ARGV[1])
-local pfx = redis.call('HGET', KEYS[1], 'pfx')
 if pfx then
   redis.call('HSET', KEYS[6], ARGV[1], now .. '|' .. pfx)
   redis.call('PEXPIRE', KEYS[6], tonumber(ARGV[3]) + tonumber(ARGV[2]))

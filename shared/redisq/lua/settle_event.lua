@@ -10,9 +10,10 @@
 -- again (settled.lua). Callers set the job hash's expiry BEFORE calling this.
 -- jk: job hash, sk: settle stream, id: job id.
 local function settle_event(jk, sk, id)
-  if redis.call('HGET', jk, 'resv') ~= '1' then return end
-  local v = redis.call('HMGET', jk, 'user', 'hold', 'usage', 'engine_ms', 'cache')
-  redis.call('XADD', sk, '*', 'job', id, 'user', v[1] or '', 'hold', v[2] or '',
-    'usage', v[3] or '', 'engine_ms', v[4] or '', 'cache', v[5] or '')
+  -- One read: whether it is reserved, and what its entry carries.
+  local v = redis.call('HMGET', jk, 'resv', 'user', 'hold', 'usage', 'engine_ms', 'cache')
+  if v[1] ~= '1' then return end
+  redis.call('XADD', sk, '*', 'job', id, 'user', v[2] or '', 'hold', v[3] or '',
+    'usage', v[4] or '', 'engine_ms', v[5] or '', 'cache', v[6] or '')
   redis.call('PERSIST', jk)
 end

@@ -5,15 +5,16 @@
 -- expires, or a job not ended, is left alone.
 -- KEYS[1] job hash; ARGV[1] ttl ms
 -- Returns 2 if dropped, 1 if its expiry was set, else 0.
-if redis.call('HGET', KEYS[1], 'erased') == '1' then
+local v = redis.call('HMGET', KEYS[1], 'erased', 'status', 'keep')
+if v[1] == '1' then
   redis.call('UNLINK', KEYS[1])
   return 2
 end
 if redis.call('PTTL', KEYS[1]) ~= -1 then return 0 end
-local st = redis.call('HGET', KEYS[1], 'status')
+local st = v[2]
 if st == 'succeeded' or st == 'failed' or st == 'cancelled' or st == 'expired' then
   local ttl = tonumber(ARGV[1])
-  local keep = tonumber(redis.call('HGET', KEYS[1], 'keep') or '')
+  local keep = tonumber(v[3] or '')
   if keep and keep < ttl then ttl = keep end
   redis.call('PEXPIRE', KEYS[1], ttl)
   return 1
