@@ -194,17 +194,14 @@ end
 -- empty[q] is true where class q's fair queue is known to be empty, false
 -- where it is known not to be; nil: not known (ZCARD asks). Nothing in this
 -- script adds to a fair queue, so once empty it stays so. An empty zset is
--- no key: one EXISTS over every class's fair queue counts the queues with
+-- no key: an EXISTS of each class's fair queue counts the queues with
 -- jobs (queued), and each pop that finds jobs counts one off, so once the
 -- count is spent the classes not yet looked at are known empty without a
 -- ZRANGE or ZPOPMIN each (the common claims: nothing queued, or one class's).
 local empty, looked = {}, {}
 local queued
-do
-  local fqs = {}
-  for q = 0, classes - 1 do fqs[#fqs + 1] = KEYS[3 * q + 2] end
-  queued = redis.call('EXISTS', unpack(fqs))
-end
+queued = 0
+for q = 0, classes - 1 do queued = queued + redis.call('EXISTS', KEYS[3 * q + 2]) end
 local function isEmpty(q)
   if empty[q] == nil then
     if not looked[q] and queued == 0 then

@@ -68,6 +68,6 @@ if not erased then redis.call('PEXPIRE', KEYS[3], ttl) end
 if redis.call('HGET', KEYS[1], 'gone') == '1' then
   slim_job(KEYS[1], KEYS[3], tonumber(ARGV[13] or '') or ttl)
 elseif sync then
-  slim_job(KEYS[1], nil, tonumber(ARGV[13] or '') or ttl) -- the stream stays for its reader
+  slim_job(KEYS[1], KEYS[3], tonumber(ARGV[13] or '') or ttl, true) -- the stream stays for its reader
 end
 return 1

@@ -16,13 +16,14 @@
 -- any other record expires within keep.
 -- A record slimmed twice (complete.lua slimmed it, then its caller left
 -- before reading the stream) keeps its 'u'.
--- jk: job hash, rk: result stream (nil: kept, complete.lua's synchronous
--- job, whose caller reads it), keep: jobs.sync_retention in ms.
-local function slim_job(jk, rk, keep)
+-- jk: job hash, rk: result stream, keep: jobs.sync_retention in ms,
+-- keepStream: true leaves rk alone (complete.lua's synchronous job, whose
+-- caller reads the result from it).
+local function slim_job(jk, rk, keep, keepStream)
   local drop = {body = 1, body_ref = 1, result = 1, result_ref = 1, trace = 1, skey = 1, alias = 1,
     webhook = 1, stream = 1, prio = 1, async = 1, deadline = 1, id = 1, key = 1, started = 1,
     streamed = 1, cancel = 1, gone = 1, keep = 1, worker = 1, attempts = 1, http = 1, resp = 1}
-  if rk then redis.call('DEL', rk) end
+  if not keepStream then redis.call('DEL', rk) end
   local pttl = redis.call('PTTL', jk)
   if pttl == -2 then return end
   local all = redis.call('HGETALL', jk)
