@@ -466,13 +466,22 @@ func (d *drill) call(ctx context.Context, method, path string, body []byte, out 
 	return resp.StatusCode, json.Unmarshal(b, out)
 }
 
-// statuses returns each job's status as its owner sees it.
+// statuses returns each job's status as its owner sees it. A 503 is what a
+// client gets while Redis restarts or loads its data (LOADING: fail closed),
+// so it is asked again, as a client would, for up to 30 s.
 func (d *drill) statuses(ctx context.Context, ids []string) (map[string]sluice.JobState, error) {
 	out := make(map[string]sluice.JobState, len(ids))
 	for _, id := range ids {
 		var js sluice.JobState
-		if _, err := d.call(ctx, http.MethodGet, "/v1/jobs/"+id, nil, &js); err != nil {
-			return nil, err
+		for giveUp := time.Now().Add(30 * time.Second); ; {
+			st, err := d.call(ctx, http.MethodGet, "/v1/jobs/"+id, nil, &js)
+			if err == nil {
+				break
+			}
+			if st != http.StatusServiceUnavailable || time.Now().After(giveUp) {
+				return nil, err
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 		out[id] = js
 	}
