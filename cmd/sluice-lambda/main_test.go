@@ -46,7 +46,12 @@ func TestUnderRuntimeInterfaceEmulator(t *testing.T) {
 	sim := testenv.Sim(t)
 	dir := t.TempDir()
 	model := testenv.Name("lambda-chat")
-	yaml := fmt.Sprintf("inference:\n  models:\n    - name: %s\n      max_batch_size: 4\n      max_model_len: 512\npricing: {}\n", model)
+	// The local stack runs the rollup on its own timer (usage_rollup.schedule,
+	// default 1m): left at that, it folded one of the two rows between the
+	// scheduled Lambda runs below, which then counted only the other. Only
+	// the Lambda runs fold here.
+	yaml := fmt.Sprintf("inference:\n  models:\n    - name: %s\n      max_batch_size: 4\n      max_model_len: 512\npricing: {}\n"+
+		"usage_rollup: {schedule: 24h}\n", model)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

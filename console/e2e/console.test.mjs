@@ -64,7 +64,7 @@ async function newPage(viewport = { width: 1280, height: 860 }) {
   page.on('dialog', d => d.type() === 'prompt' ? d.accept(promptAnswer) : d.accept());
   page.on('pageerror', e => { throw new Error('page error: ' + e.message); });
   page.on('request', r => { if (!r.url().startsWith(base) && !r.url().startsWith('data:')) external.push(r.url()); });
-  page.setDefaultTimeout(10000);
+  page.setDefaultTimeout(30000); // a loaded CI machine runs the Go suite beside the browser
   return page;
 }
 async function shot(page, name) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -34,14 +35,16 @@ var (
 // would cost a write on every request. Usage and ledger rows live in
 // PostgreSQL and are kept.
 func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []string) (int, error) {
-	seen := map[string]bool{}
-	erased := 0
+	// On a cluster ForEachMaster runs scan on every master at once: the
+	// count is shared, the tags seen are per node.
+	var erased atomic.Int64
 	scan := func(ctx context.Context, c *redis.Client) error {
+		seen := map[string]bool{}
 		for _, tag := range rkey.PerTag(models, q.opts.Shards, nil) {
-			if seen[tag+c.String()] {
+			if seen[tag] {
 				continue
 			}
-			seen[tag+c.String()] = true
+			seen[tag] = true
 			it := c.Scan(ctx, 0, rkey.JobKeyPattern(tag), 500).Iterator()
 			for it.Next(ctx) {
 				key := it.Val()
@@ -56,7 +59,7 @@ func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []strin
 					return err
 				}
 				if res != "notfound" {
-					erased++
+					erased.Add(1)
 				}
 			}
 			if err := it.Err(); err != nil {
@@ -72,7 +75,7 @@ func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []strin
 	case *redis.Client:
 		err = scan(ctx, c)
 	}
-	return erased, translate(err)
+	return int(erased.Load()), translate(err)
 }
 
 // Settled tells the job records among jobIDs that their settlement is

@@ -381,6 +381,28 @@ func TestEraseUserJobs(t *testing.T) {
 	}
 }
 
+// TestEraseUserJobsManyModels: on a cluster the models' tags sit on
+// different masters, which are scanned at once (ForEachMaster); every job is
+// counted once (run with -race: the scans share the count).
+func TestEraseUserJobsManyModels(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var models []string
+	var first *bundle
+	for range 8 {
+		b := setup(t, redisq.Options{})
+		if first == nil {
+			first = b
+		}
+		b.enqueue(t, time.Minute)
+		models = append(models, b.model)
+	}
+	n, err := first.q.EraseUserJobs(ctx, "u1", models)
+	if err != nil || n != len(models) {
+		t.Fatalf("erased %d, %v; want %d", n, err, len(models))
+	}
+}
+
 // Erasing an account never loses a charge: a queued reserved job is
 // cancelled (its settle entry carries its hold's terms), a running one loses
 // its prompt but still ends through its scripts, so its usage settles.
