@@ -82,6 +82,7 @@ type options struct {
 	alsoOff     bool          // prefix: also run Sluice with placement off
 	spillAfter  time.Duration // prefix: inference.prefix_cache.spill_after (0: the default)
 	portkey     string        // overhead: the Portkey gateway's start-server.js, or "off"
+	floor       bool          // overhead: also measure the skeleton of Sluice's shape (floor.go)
 	clients     []int         // overhead: client counts measured in turn in one run (-clients); empty is just -c
 }
 
@@ -126,6 +127,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.spillAfter, "spill-after", 0, "prefix: inference.prefix_cache.spill_after for the Sluice phase (0: the default)")
 	fs.StringVar(&o.extraYAML, "yaml", "", "soak: YAML appended to the stack's configuration (e.g. \"jobs: {sync_retention: 2m}\")")
 	fs.IntVar(&o.lines, "lines", 10000, "batch: lines in the batch (-mode batch: interactive p50 of -n requests from -c clients without and during the batch)")
+	fs.BoolVar(&o.floor, "floor", true, "overhead: also measure the floor skeleton (floor.go: the HTTP hop, the queue hop through Redis, one script each for the hold, the enqueue and the completion, batched exactly-once usage rows), the lower bound of Sluice's shape on this machine")
 	fs.StringVar(&o.portkey, "portkey", defaultPortkey, "overhead: the pinned Portkey gateway's start-server.js (make bench-deps), run as a peer in front of the same simulator; \"off\" skips it")
 	clients := fs.String("clients", "", "overhead: comma-separated client counts (e.g. 1,8,32) measured in turn against one stack, with a side-by-side table at the end; overrides -c")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured rounds (load generator and in-process Sluice) to this file")
@@ -258,6 +260,15 @@ func bench(ctx context.Context, o options, stderr io.Writer) (report string, err
 			stops = append(stops, pk.stop)
 			progress("Portkey gateway %s", pk.url)
 			phases = append(phases, pk.target(sim.URL+"/v1"))
+		}
+		if o.floor {
+			fl, err := startFloor(ctx, redisURL, dbURL, sim.URL+"/v1/chat/completions", o.maxNumSeqs)
+			if err != nil {
+				return "", fmt.Errorf("floor skeleton (-floor=false skips it): %w", err)
+			}
+			stops = append(stops, fl.stop)
+			progress("floor skeleton %s", fl.url)
+			phases = append(phases, target{name: "floor (skeleton of the shape)", url: fl.url + "/v1/chat/completions"})
 		}
 	} else {
 		sink, exports, err := otlpSink()
