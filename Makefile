@@ -4,7 +4,7 @@ GO ?= go
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 SIM := bin/vllm-sim
-# The pinned promtool (tools/promtool) checks prometheus.yml: Debian's build
+# The pinned promtool (tools/go.mod) checks prometheus.yml: Debian's build
 # lacks Kubernetes service discovery. Debian's promtool and amtool do the rest.
 PROMTOOL := bin/promtool
 DEB_PROMTOOL ?= /usr/bin/promtool
@@ -15,16 +15,29 @@ TESTENV := scripts/testenv.sh
 # once per cache. Only the tests: `make run` keeps cgo for the worker's NVML
 # telemetry (gpuworker/telemetry/nvml.go, which `make vet` still compiles).
 TEST_CGO ?= 0
-TEST_FLAGS ?= -count=1 -p 4 -parallel 4 -timeout 15m
+# -s -w: test binaries without DWARF (a smaller, faster link for each of
+# the ~50 test binaries; stack traces keep their file:line).
+TEST_FLAGS ?= -count=1 -p 4 -parallel 4 -timeout 15m -ldflags=-s\ -w
 # The Redis-touching packages run a second time on this checkout's local
 # 3-master Redis Cluster (scripts/testenv.sh cluster-start), beside the main
 # run: fewer at once, since the two share the CPUs.
-CLUSTER_TEST_FLAGS ?= -count=1 -p 2 -parallel 4 -timeout 15m
+CLUSTER_TEST_FLAGS ?= -count=1 -p 2 -parallel 4 -timeout 15m -ldflags=-s\ -w
 RIE := bin/aws-lambda-rie
 STRIPEMOCK := bin/stripe-mock
-OIDCP := tools/oidcprovider/bin/oidc-provider
+OIDCP := bin/oidc-provider
+# The Go tools the tests run, OUT=PACKAGE, all from the one tools module
+# (tools/go.mod): one go build compiles what they share once (the simulator
+# and promtool both pull in Kubernetes' client-go). Built once per version,
+# cached in ~/.cache/sluice/tools (scripts/testenv.sh tools).
+TOOLS := $(SIM)=github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim \
+	$(PROMTOOL)=github.com/prometheus/prometheus/cmd/promtool \
+	$(RIE)=github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie \
+	$(STRIPEMOCK)=github.com/stripe/stripe-mock \
+	$(OIDCP)=github.com/zitadel/oidc/v3/example/server
+# promtool with only the service discovery prometheus.yml uses (Kubernetes).
+export TOOL_TAGS := remove_all_sd,enable_kubernetes_sd
 
-.PHONY: testenv test-deps doctor sluice-bin stripe-mock run test test-short bench bench-deps drill sim rie lambda vet fuzz build clean promtool check-rules console-deps sdk-deps screenshots
+.PHONY: testenv test-deps tools doctor sluice-bin stripe-mock run test test-short bench bench-deps drill sim rie lambda vet fuzz build clean promtool check-rules console-deps sdk-deps screenshots
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 ## (Ctrl-C stops it and exits 0; `sluice doctor` says what is missing when it fails)
@@ -46,16 +59,21 @@ doctor:
 testenv:
 	@$(TESTENV)
 
-## test-deps: the tools the tests run, built in parallel, once per version (cached in ~/.cache/sluice/tools)
-test-deps: sim rie $(OIDCP) $(STRIPEMOCK) $(PROMTOOL) console-deps sdk-deps
+## test-deps: the tools the tests run, built once per version (cached in ~/.cache/sluice/tools), and the npm packages
+test-deps: tools console-deps sdk-deps
+
+## tools: every Go tool of tools/go.mod the tests run, in one go build
+tools:
+	@$(TESTENV) tools $(TOOLS)
 
 ## test: the whole suite against real PostgreSQL, Redis and the simulator, the alert rules
 ## (and the Lambda adapter under aws-lambda-rie), then the manifests in
 ## deploy/validate's own module; the Redis-touching packages again on a local
 ## 3-master Redis Cluster (this checkout's own ports; `scripts/testenv.sh cluster-stop` stops it)
-## (scripts/testenv.sh first: installs and starts what is missing, as .ci/run does)
-test: testenv
-	@$(MAKE) --no-print-directory -j4 test-deps
+## (scripts/testenv.sh first: installs and starts what is missing, as .ci/run does; the Go tools build meanwhile)
+test:
+	@$(TESTENV) tools $(TOOLS) & tools=$$!; $(TESTENV) || { wait; exit 1; }; wait $$tools || exit 1
+	@$(MAKE) --no-print-directory -j2 console-deps sdk-deps
 	@$(MAKE) --no-print-directory check-rules
 	@line=$$($(TESTENV) cluster-start) || exit 1; export "$$line"; \
 	export SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) CGO_ENABLED=$(TEST_CGO); \
@@ -85,7 +103,7 @@ screenshots: sim console-deps
 	SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run TestConsoleInBrowser -v ./console/
 
 ## check-rules: the Prometheus alert rules and example configurations parse, and the rules' unit tests pass
-check-rules: $(PROMTOOL)
+check-rules: promtool
 	$(DEB_PROMTOOL) check rules deploy/prometheus/sluice-rules.yml
 	$(PROMTOOL) check config deploy/prometheus/prometheus.yml
 	$(DEB_PROMTOOL) test rules deploy/prometheus/sluice-rules.test.yml
@@ -146,35 +164,26 @@ vet:
 build:
 	$(GO) build ./...
 
-## sim: build llm-d-inference-sim (the stand-in for vLLM) from its own tools module
-sim: $(SIM)
-	@:
-$(SIM): tools/vllmsim/go.mod
-	@$(TESTENV) tool $(SIM) tools/vllmsim github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim
+## sim: build llm-d-inference-sim (the stand-in for vLLM) from the tools module
+sim:
+	@$(TESTENV) tools $(filter $(SIM)=%,$(TOOLS))
 
 ## stripe-mock: Stripe's stateless API fake (from its OpenAPI spec), for the billing tests
-stripe-mock: $(STRIPEMOCK)
-$(STRIPEMOCK):
-	@$(TESTENV) install $(STRIPEMOCK) github.com/stripe/stripe-mock@v0.203.0
+stripe-mock:
+	@$(TESTENV) tools $(filter $(STRIPEMOCK)=%,$(TOOLS))
 
-## promtool: Prometheus's checker pinned in its own tools module, for prometheus.yml's
+## promtool: Prometheus's checker pinned in the tools module, for prometheus.yml's
 ## Kubernetes service discovery (built once, cached)
-promtool: $(PROMTOOL)
-$(PROMTOOL): tools/promtool/go.mod
-	@$(TESTENV) tool $(PROMTOOL) tools/promtool github.com/prometheus/prometheus/cmd/promtool
+promtool:
+	@$(TESTENV) tools $(filter $(PROMTOOL)=%,$(TOOLS))
 
 ## lambda: the Lambda adapter as deploy/lambda/dist/bootstrap (provided.al2023, arm64)
 lambda:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags "-s -w" -o deploy/lambda/dist/bootstrap ./cmd/sluice-lambda
 
-## rie: the AWS Lambda Runtime Interface Emulator, from its own tools module
-rie: $(RIE)
-$(RIE): tools/lambdarie/go.mod
-	@$(TESTENV) tool $(RIE) tools/lambdarie github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
-
-## the zitadel/oidc example OpenID provider, from its own tools module: the external issuer in the OIDC tests
-$(OIDCP): tools/oidcprovider/go.mod
-	@$(TESTENV) tool $(OIDCP) tools/oidcprovider github.com/zitadel/oidc/v3/example/server
+## rie: the AWS Lambda Runtime Interface Emulator, from the tools module
+rie:
+	@$(TESTENV) tools $(filter $(RIE)=%,$(TOOLS))
 
 clean:
 	rm -rf bin .sluice

@@ -7,12 +7,13 @@
 #                                   run), start PostgreSQL and Redis if down
 #   scripts/testenv.sh check        the same checks, changing nothing; exit 1
 #                                   if something is missing
-#   scripts/testenv.sh tool OUT DIR PKG
-#                                   build Go tool PKG from tools module DIR
-#                                   into OUT once per (go.mod, go.sum, Go
-#                                   version), cached in ~/.cache/sluice/tools
-#   scripts/testenv.sh install OUT PKG@VERSION
-#                                   the same for `go install PKG@VERSION`
+#   scripts/testenv.sh tools OUT=PKG...
+#                                   the Go tools PKG of the tools module
+#                                   (tools/go.mod) into OUT: the missing
+#                                   ones in one go build (what they share
+#                                   compiles once), each cached in
+#                                   ~/.cache/sluice/tools per (go.mod,
+#                                   go.sum, Go version, tags)
 #   scripts/testenv.sh cluster-start|cluster-stop
 #                                   this checkout's local 3-master Redis
 #                                   Cluster (ports derived from the checkout's
@@ -129,34 +130,49 @@ check() {
   return $bad
 }
 
-# tool OUT DIR PKG: a tools module's binary, built once per its go.mod/go.sum.
-tool() {
-  local out=$1 dir=$2 pkg=$3 key
-  key=$(cat "$dir/go.mod" "$dir/go.sum" <(go env GOVERSION) <(echo "$pkg") | sha256sum | cut -c1-16)
-  local cached=$CACHE/$(basename "$out")-$key
-  if [ ! -x "$cached" ]; then
-    say "building $(basename "$out") from $dir (once; cached in $CACHE)"
-    mkdir -p "$CACHE"
-    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -o "$cached.tmp" "$pkg") && mv "$cached.tmp" "$cached"
-  fi
-  mkdir -p "$(dirname "$out")"
-  cp -f "$cached" "$out"
-}
-
-# install OUT PKG@VERSION: `go install`, built once per version.
-install_tool() {
-  local out=$1 pkg=$2 key
-  key=$(echo "$pkg $(go env GOVERSION)" | sha256sum | cut -c1-16)
-  local cached=$CACHE/$(basename "$out")-$key
-  if [ ! -x "$cached" ]; then
-    say "building $(basename "$out") ($pkg; once; cached in $CACHE)"
-    local tmp
+# tools OUT=PKG...: the tools module's binaries, the missing ones built in
+# one go build. TOOL_TAGS are its build tags (the Makefile's: promtool with
+# Kubernetes service discovery only). Kubernetes' client-go, the biggest
+# dependency tree, compiles without optimisation (about a fifth less
+# compile time): promtool uses it once for its config check, the simulator
+# to register its metrics at start and, with --enable-kvcache only, for its
+# KV-event work queue. A plain simulator's request path (the bench's direct
+# baseline) keeps every optimisation. The modules the tools share with
+# go.mod and deploy/validate/go.mod are at the same versions (archtest
+# TestToolsShareModuleVersions) and build with the tests' flags, so each
+# compiles once for both. One build at a time (flock): make -j and two
+# checkouts share the cache.
+tools() {
+  local key spec out pkg missing=() tmp
+  key=$(cat "$ROOT/tools/go.mod" "$ROOT/tools/go.sum" <(go env GOVERSION) <(echo "${TOOL_TAGS:-}") | sha256sum | cut -c1-16)
+  mkdir -p "$CACHE"
+  exec 8>"$CACHE/.lock"
+  flock 8
+  for spec; do
+    out=${spec%%=*} pkg=${spec#*=}
+    [ -x "$CACHE/$(basename "$out")-$key" ] || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "building ${missing[*]##*/} from tools/go.mod (once; cached in $CACHE)"
     tmp=$(mktemp -d)
-    GOBIN=$tmp CGO_ENABLED=0 go install -trimpath "$pkg"
-    mkdir -p "$CACHE" && mv "$tmp"/* "$cached" && rmdir "$tmp"
+    if ! (cd "$ROOT/tools" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -tags "${TOOL_TAGS:-}" \
+      -gcflags='k8s.io/client-go/...=-N -l' -o "$tmp/" "${missing[@]}"); then
+      rm -rf "$tmp"; exit 1
+    fi
+    for spec; do
+      out=${spec%%=*} pkg=${spec#*=} name=${spec##*/}
+      # go build names a binary after its path's last element (before a /vN)
+      [[ $name =~ ^v[0-9]+$ ]] && { pkg=${pkg%/*}; name=${pkg##*/}; }
+      if [ -x "$tmp/$name" ]; then mv "$tmp/$name" "$CACHE/$(basename "$out")-$key"; fi
+    done
+    rm -rf "$tmp"
   fi
-  mkdir -p "$(dirname "$out")"
-  cp -f "$cached" "$out"
+  flock -u 8
+  for spec; do
+    out=${spec%%=*}
+    mkdir -p "$(dirname "$ROOT/$out")"
+    cp -f "$CACHE/$(basename "$out")-$key" "$ROOT/$out"
+  done
 }
 
 # port_free PORT: nothing listens on 127.0.0.1:PORT.
@@ -245,8 +261,7 @@ redis_packages() {
 case "${1:-ensure}" in
   ensure) ensure ;;
   check) check ;;
-  tool) shift; tool "$@" ;;
-  install) shift; install_tool "$@" ;;
+  tools) shift; tools "$@" ;;
   cluster-start) cluster_start ;;
   cluster-stop) cluster_stop ;;
   redis-packages) redis_packages ;;

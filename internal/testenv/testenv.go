@@ -35,13 +35,12 @@ func Sim(tb testing.TB) string {
 }
 
 // OIDCProvider returns the zitadel/oidc example provider binary
-// (SLUICE_OIDC_PROVIDER, or tools/oidcprovider/bin/oidc-provider from the
-// repository root), skipping the test if it is not built (make test builds it).
+// (SLUICE_OIDC_PROVIDER, or bin/oidc-provider from the repository root), skipping the test if it is not built (make test builds it).
 func OIDCProvider(tb testing.TB) string {
 	tb.Helper()
 	bin := os.Getenv("SLUICE_OIDC_PROVIDER")
 	if bin == "" {
-		bin = "../../tools/oidcprovider/bin/oidc-provider" // from a package two levels down
+		bin = "../../bin/oidc-provider" // from a package two levels down
 	}
 	if _, err := os.Stat(bin); err != nil {
 		tb.Skipf("OpenID provider not built (make test builds it): %v", err)
