@@ -228,7 +228,7 @@ func (s *service) revokeKey(w http.ResponseWriter, r *http.Request) {
 // broadcastKey evicts a key from every verifier; if Redis is down the
 // revocation still lands within the cache TTL.
 func (s *service) broadcastKey(r *http.Request, keyID string) {
-	if err := authn.RevokeKey(r.Context(), s.Redis, keyID); err != nil {
+	if err := s.Verifier.RevokeKey(r.Context(), s.Redis, keyID); err != nil {
 		s.Log.WarnContext(r.Context(), "revocation broadcast failed; the cache TTL bounds it", "key_id", keyID, "err", err.Error())
 	}
 }

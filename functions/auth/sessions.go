@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/admission"
-	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/openai"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
@@ -265,7 +264,7 @@ func (s *service) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if family != "" {
-		if err := authn.EndSession(r.Context(), s.Redis, family, s.sessionMemory()); err != nil {
+		if err := s.Verifier.EndSession(r.Context(), s.Redis, family, s.sessionMemory()); err != nil {
 			s.fail(w, r, sluice.Unavailable("The session's refresh tokens are revoked, but its access tokens could not be ended now; retry the logout.", err))
 			return
 		}
@@ -327,7 +326,7 @@ func (s *service) sessionMemory() time.Duration {
 
 // endSession ends a login's access tokens everywhere (refresh reuse).
 func (s *service) endSession(ctx context.Context, family string) {
-	if err := authn.EndSession(ctx, s.Redis, family, s.sessionMemory()); err != nil {
+	if err := s.Verifier.EndSession(ctx, s.Redis, family, s.sessionMemory()); err != nil {
 		s.Log.WarnContext(ctx, "ended session not recorded; its access tokens run out with access_ttl", "err", err.Error())
 	}
 }
@@ -335,7 +334,7 @@ func (s *service) endSession(ctx context.Context, family string) {
 // endUserSessions ends every access token issued to a user so far
 // (disabled, deleted), on every instance.
 func (s *service) endUserSessions(ctx context.Context, userID string) error {
-	if err := authn.EndUserSessions(ctx, s.Redis, userID, s.sessionMemory()); err != nil {
+	if err := s.Verifier.EndUserSessions(ctx, s.Redis, userID, s.sessionMemory()); err != nil {
 		return sluice.Unavailable("The change is saved, but the user's access tokens could not be ended now; retry.", err)
 	}
 	return nil
@@ -343,7 +342,7 @@ func (s *service) endUserSessions(ctx context.Context, userID string) error {
 
 // evictUser tells every instance's verifier to forget the user's credentials.
 func (s *service) evictUser(ctx context.Context, userID string) error {
-	if err := authn.RevokeUser(ctx, s.Redis, userID); err != nil {
+	if err := s.Verifier.RevokeUser(ctx, s.Redis, userID); err != nil {
 		return sluice.Unavailable("The change is saved but could not be broadcast; it applies within the cache TTL.", err)
 	}
 	return nil

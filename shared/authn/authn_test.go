@@ -10,6 +10,7 @@ import (
 	"github.com/sluice-ai/sluice/shared/apikey"
 	"github.com/sluice-ai/sluice/shared/authn"
 	"github.com/sluice-ai/sluice/shared/postgres/pgtest"
+	"github.com/sluice-ai/sluice/shared/redisq/redistest"
 	"github.com/sluice-ai/sluice/shared/sluice"
 )
 
@@ -90,4 +91,34 @@ func mustKey(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestRevokeKeyHereAtOnce: the instance that revokes a key refuses it from
+// its next request on, without its own subscription's message (this
+// verifier has none: before, it served the key from its cache until the
+// message came back, or the cache TTL).
+func TestRevokeKeyHereAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	rdb := redistest.Client(t)
+	u, _ := db.UpsertUser(ctx, "here@example.com", "pro", "developer")
+	key, _ := apikey.New()
+	k, err := db.CreateAPIKey(ctx, u.ID, "k", apikey.Hash([]byte(pepper), key), apikey.Display(key), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := authn.New(db, []byte(pepper), time.Hour, nil)
+	if _, err := v.Key(ctx, key); err != nil {
+		t.Fatal(err) // now cached for an hour
+	}
+	if _, err := db.RevokeKey(ctx, u.ID, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.RevokeKey(ctx, rdb, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Key(ctx, key); !errors.Is(err, sluice.ErrUnauthenticated) {
+		t.Fatalf("the revoking instance still accepts the key: %v", err)
+	}
 }

@@ -23,6 +23,21 @@ func RevokeKey(ctx context.Context, rdb redis.UniversalClient, keyID string) err
 	return rdb.Publish(ctx, rkey.AuthEvictChannel, "key:"+keyID).Err()
 }
 
+// RevokeKey is the package's RevokeKey, this verifier forgetting the key
+// before it returns (read-your-writes for the instance that revoked it;
+// see EndSession).
+func (v *Verifier) RevokeKey(ctx context.Context, rdb redis.UniversalClient, keyID string) error {
+	v.evictKeyID(keyID)
+	return RevokeKey(ctx, rdb, keyID)
+}
+
+// RevokeUser is the package's RevokeUser, this verifier forgetting the
+// user's credentials before it returns.
+func (v *Verifier) RevokeUser(ctx context.Context, rdb redis.UniversalClient, userID string) error {
+	v.evictUser(userID)
+	return RevokeUser(ctx, rdb, userID)
+}
+
 // RevokeUser tells every instance to forget a user's credentials at once.
 func RevokeUser(ctx context.Context, rdb redis.UniversalClient, userID string) error {
 	return rdb.Publish(ctx, rkey.AuthEvictChannel, "user:"+userID).Err()
