@@ -53,6 +53,13 @@ func Open(ctx context.Context, rawURL string, o Options) (redis.UniversalClient,
 	applyNode(opt, o)
 	rdb := redis.NewClient(opt)
 	info, err := rdb.Info(ctx, "cluster").Result()
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		// The server answered but has no cluster section: not a cluster
+		// (the local stack's embedded Redis, miniredis, answers "section
+		// (cluster) is not supported").
+		return rdb, nil
+	}
 	if err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("redis: %s: %w", opt.Addr, err)
