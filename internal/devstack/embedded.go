@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/alicebob/miniredis/v2/server"
 
 	"github.com/sluice-ai/sluice/shared/postgres/pglocal"
 )
@@ -33,9 +34,24 @@ func FreePort() (int, error) {
 
 // EmbeddedRedis starts an in-process Redis (miniredis). It is for trying
 // Sluice: it keeps nothing on disk.
+//
+// miniredis lacks Redis 7's sharded pub/sub, which the queue scripts use to
+// wake waiting requests (SPUBLISH in complete.lua and the others; see
+// redisq/wait.go): on one server it is the same as PUBLISH, so SPUBLISH is
+// registered as that (through the server's dispatch, which runs it inside a
+// script as miniredis's own commands run there). SSUBSCRIBE stays missing:
+// waits beyond redisq's WaitDirect then wake on their safety poll, which is
+// fine for one person trying the stack.
 func EmbeddedRedis() (url string, stop func(), err error) {
 	s := miniredis.NewMiniRedis()
 	if err := s.StartAddr("127.0.0.1:0"); err != nil {
+		return "", nil, err
+	}
+	srv := s.Server() // set by the start; nothing has connected yet
+	if err := srv.Register("SPUBLISH", func(c *server.Peer, _ string, args []string) {
+		srv.Dispatch(c, append([]string{"PUBLISH"}, args...))
+	}); err != nil {
+		s.Close()
 		return "", nil, err
 	}
 	return "redis://" + s.Addr(), s.Close, nil
