@@ -13,7 +13,7 @@
 #                                   ones in one go build (what they share
 #                                   compiles once), each cached in
 #                                   ~/.cache/sluice/tools per (go.mod,
-#                                   go.sum, Go version, tags)
+#                                   go.sum, Go version, build flags)
 #   scripts/testenv.sh cluster-start|cluster-stop
 #                                   this checkout's local 3-master Redis
 #                                   Cluster (ports derived from the checkout's
@@ -144,7 +144,8 @@ check() {
 # checkouts share the cache.
 tools() {
   local key spec out pkg missing=() tmp
-  key=$(cat "$ROOT/tools/go.mod" "$ROOT/tools/go.sum" <(go env GOVERSION) <(echo "${TOOL_TAGS:-}") | sha256sum | cut -c1-16)
+  local flags=(-trimpath -ldflags='-s -w' -tags "${TOOL_TAGS:-}" -gcflags='k8s.io/client-go/...=-N -l')
+  key=$(cat "$ROOT/tools/go.mod" "$ROOT/tools/go.sum" <(go env GOVERSION) <(echo "${flags[*]}") | sha256sum | cut -c1-16)
   mkdir -p "$CACHE"
   exec 8>"$CACHE/.lock"
   flock 8
@@ -155,8 +156,7 @@ tools() {
   if [ ${#missing[@]} -gt 0 ]; then
     say "building ${missing[*]##*/} from tools/go.mod (once; cached in $CACHE)"
     tmp=$(mktemp -d)
-    if ! (cd "$ROOT/tools" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -tags "${TOOL_TAGS:-}" \
-      -gcflags='k8s.io/client-go/...=-N -l' -o "$tmp/" "${missing[@]}"); then
+    if ! (cd "$ROOT/tools" && CGO_ENABLED=0 go build "${flags[@]}" -o "$tmp/" "${missing[@]}"); then
       rm -rf "$tmp"; exit 1
     fi
     for spec; do

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -133,7 +134,7 @@ func startFloor(ctx context.Context, redisURL, dbURL, engineURL string, workers 
 					}
 					out, err := floorEngine(ctx, engine, engineURL, body)
 					if err != nil {
-						out = []byte(`{"error":{"message":"` + err.Error() + `"}}`)
+						out, _ = json.Marshal(map[string]any{"error": map[string]string{"message": err.Error()}})
 					}
 					floorComplete.Run(ctx, rdb, []string{floorKey("res", id), usage, job, queue}, //nolint:errcheck // a lost completion shows as a client timeout
 						id, out, "16", m.ID)

@@ -24,48 +24,28 @@ import (
 
 // EndSession records that a login (refresh family) ended and tells every
 // instance: its access tokens are refused from now on. ttl is the access
-// token lifetime plus leeway.
-func EndSession(ctx context.Context, rdb redis.UniversalClient, sessionID string, ttl time.Duration) error {
-	_, _, err := endSessions(ctx, rdb, "s:"+sessionID, ttl)
-	return err
+// token lifetime plus leeway. This verifier's copy has it before the call
+// returns, so the instance that ended a login refuses its tokens from its
+// next request on, without waiting for its own subscription to bring the
+// message back (on a Redis Cluster that crosses the cluster bus; a request
+// right after the logout could still pass). The other instances refuse
+// them once the message reaches them, at the latest at their next load of
+// the set (within the cache TTL).
+func (v *Verifier) EndSession(ctx context.Context, rdb redis.UniversalClient, sessionID string, ttl time.Duration) error {
+	return v.endSessions(ctx, rdb, "s:"+sessionID, ttl)
 }
 
 // EndUserSessions records that every access token issued to a user until
-// now is refused (disabled, deleted) and tells every instance.
-func EndUserSessions(ctx context.Context, rdb redis.UniversalClient, userID string, ttl time.Duration) error {
-	_, _, err := endSessions(ctx, rdb, "u:"+userID, ttl)
-	return err
-}
-
-// EndSession is the package's EndSession, also applied to this verifier's
-// copy before it returns: the instance that ended a login refuses its
-// tokens from its next request on, without waiting for its own
-// subscription to bring the message back (on a Redis Cluster that crosses
-// the cluster bus; a request right after the logout could still pass).
-// The other instances refuse them once the message reaches them, at the
-// latest at their next load of the set (within the cache TTL).
-func (v *Verifier) EndSession(ctx context.Context, rdb redis.UniversalClient, sessionID string, ttl time.Duration) error {
-	return v.endLocally(endSessions(ctx, rdb, "s:"+sessionID, ttl))
-}
-
-// EndUserSessions is the package's EndUserSessions, also applied to this
-// verifier's copy before it returns (see EndSession).
+// now is refused (disabled, deleted) and tells every instance; this
+// verifier's copy has it at once (see EndSession).
 func (v *Verifier) EndUserSessions(ctx context.Context, rdb redis.UniversalClient, userID string, ttl time.Duration) error {
-	return v.endLocally(endSessions(ctx, rdb, "u:"+userID, ttl))
+	return v.endSessions(ctx, rdb, "u:"+userID, ttl)
 }
 
-// endLocally applies a record that reached Redis (at > 0), whatever became
-// of its message.
-func (v *Verifier) endLocally(member string, at int64, err error) error {
-	if at > 0 {
-		v.ended.add(member, at)
-	}
-	return err
-}
-
-// endSessions records member as ended now in Redis and publishes it; at is
-// the record's time, 0 if it was not recorded.
-func endSessions(ctx context.Context, rdb redis.UniversalClient, member string, ttl time.Duration) (string, int64, error) {
+// endSessions records member as ended now in Redis, applies it to this
+// verifier's copy once recorded (whatever becomes of the message), and
+// publishes it.
+func (v *Verifier) endSessions(ctx context.Context, rdb redis.UniversalClient, member string, ttl time.Duration) error {
 	now := time.Now().UnixMilli()
 	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAdd(ctx, rkey.RevokedSessionsKey, redis.Z{Score: float64(now), Member: member})
@@ -74,9 +54,10 @@ func endSessions(ctx context.Context, rdb redis.UniversalClient, member string, 
 		return nil
 	})
 	if err != nil {
-		return member, 0, err
+		return err
 	}
-	return member, now, rdb.Publish(ctx, rkey.AuthEvictChannel, "ended:"+member+"@"+strconv.FormatInt(now, 10)).Err()
+	v.ended.add(member, now)
+	return rdb.Publish(ctx, rkey.AuthEvictChannel, "ended:"+member+"@"+strconv.FormatInt(now, 10)).Err()
 }
 
 // ended is a verifier's copy of the ended sessions.
