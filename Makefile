@@ -18,10 +18,11 @@ TEST_CGO ?= 0
 # -s -w: test binaries without DWARF (a smaller, faster link for each of
 # the ~50 test binaries; stack traces keep their file:line).
 TEST_FLAGS ?= -count=1 -p 4 -parallel 4 -timeout 15m -ldflags=-s\ -w
-# The Redis-touching packages run a second time on this checkout's local
-# 3-master Redis Cluster (scripts/testenv.sh cluster-start), beside the main
-# run: fewer at once, since the two share the CPUs.
-CLUSTER_TEST_FLAGS ?= -count=1 -p 2 -parallel 4 -timeout 15m -ldflags=-s\ -w
+# The Redis-touching packages (scripts/testenv.sh redis-packages) run twice
+# at once, the second time on this checkout's local 3-master Redis Cluster
+# (scripts/testenv.sh cluster-start): scripts/testexec.sh, go test's -exec,
+# runs their test binaries so, and one go test builds and links each package
+# once for both runs.
 RIE := bin/aws-lambda-rie
 STRIPEMOCK := bin/stripe-mock
 OIDCP := bin/oidc-provider
@@ -41,12 +42,14 @@ export TOOL_TAGS := remove_all_sd,enable_kubernetes_sd
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 ## (Ctrl-C stops it and exits 0; `sluice doctor` says what is missing when it fails)
-## (the simulator and the CLI build side by side: on a fresh clone that is most of the wait)
+## (on a fresh clone building the CLI and then the simulator is most of the wait)
 run:
-	@$(MAKE) --no-print-directory -j2 sim sluice-bin
+	@$(MAKE) --no-print-directory sluice-bin sim
 	@trap 'exit 0' INT TERM; bin/sluice dev
 
-# sluice-bin: the CLI as bin/sluice (go build is incremental: seconds when nothing changed)
+# sluice-bin: the CLI as bin/sluice (go build is incremental: seconds when nothing changed).
+# One build after the other: side by side, each compiled what they share
+# (the standard library, go-redis, gRPC, OpenTelemetry) for itself.
 sluice-bin:
 	@mkdir -p bin && echo "building bin/sluice" && $(GO) build -trimpath -o bin/sluice ./cmd/sluice
 
@@ -77,13 +80,14 @@ test:
 	@$(MAKE) --no-print-directory check-rules
 	@line=$$($(TESTENV) cluster-start) || exit 1; export "$$line"; \
 	export SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) CGO_ENABLED=$(TEST_CGO); \
-	seed=$${TEST_REDIS_CLUSTER_URL%%\?*}; \
+	export SLUICE_ROOT=$(CURDIR) SLUICE_CLUSTER_SEED=$${TEST_REDIS_CLUSTER_URL%%\?*} SLUICE_CLUSTER_LOG=$(CURDIR)/bin/cluster.log \
+	  SLUICE_CLUSTER_PACKAGES="$$($(TESTENV) redis-packages | tr '\n' ' ')"; : >bin/cluster.log; \
 	(cd deploy/validate && $(GO) test -trimpath -count=1 ./... >$(CURDIR)/bin/validate.log 2>&1; echo $$? >$(CURDIR)/bin/validate.rc) & \
-	(TEST_REDIS_URL=$$seed $(GO) test -trimpath $(CLUSTER_TEST_FLAGS) $$($(TESTENV) redis-packages) >$(CURDIR)/bin/cluster.log 2>&1; echo $$? >$(CURDIR)/bin/cluster.rc) & \
-	$(GO) test -trimpath $(TEST_FLAGS) ./...; rc=$$?; wait; \
+	$(GO) test -trimpath $(TEST_FLAGS) -exec $(CURDIR)/scripts/testexec.sh ./...; rc=$$?; wait; \
 	echo "deploy/validate:"; cat bin/validate.log; \
-	echo "the Redis-touching packages on the Redis Cluster (TEST_REDIS_URL=$$seed):"; cat bin/cluster.log; \
-	[ $$rc = 0 ] && [ "$$(cat bin/validate.rc)" = 0 ] && [ "$$(cat bin/cluster.rc)" = 0 ]
+	echo "the Redis-touching packages again, beside their first run, on the Redis Cluster (TEST_REDIS_URL=$$SLUICE_CLUSTER_SEED):"; \
+	sort -k2 bin/cluster.log; \
+	[ $$rc = 0 ] && [ "$$(cat bin/validate.rc)" = 0 ]
 
 ## console-deps: playwright-core for the console's browser tests (npm ci from the lock file,
 ## only when node_modules is older than it); Chromium itself is Debian's (scripts/testenv.sh installs it)

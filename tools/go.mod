@@ -305,3 +305,9 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
+
+// The simulator uses only controller-runtime's logging and its metrics
+// registry; the real module's metrics package pulls in the whole Kubernetes
+// clientset (leader election), minutes of compiling on a fresh machine.
+// controller-runtime-lite is those packages, unchanged (see its go.mod).
+replace sigs.k8s.io/controller-runtime => ./controller-runtime-lite
