@@ -16,8 +16,11 @@ TESTENV := scripts/testenv.sh
 # telemetry (gpuworker/telemetry/nvml.go, which `make vet` still compiles).
 TEST_CGO ?= 0
 # -s -w: test binaries without DWARF (a smaller, faster link for each of
-# the ~50 test binaries; stack traces keep their file:line).
-TEST_FLAGS ?= -count=1 -p 4 -parallel 4 -timeout 15m -ldflags=-s\ -w
+# the ~50 test binaries; stack traces keep their file:line). openai-go, the
+# tests' client SDK, compiles without optimisation (half the time of its
+# one-minute main package), as the tools module builds it for the simulator,
+# so a fresh machine compiles it once.
+TEST_FLAGS ?= -count=1 -p 4 -parallel 4 -timeout 15m -ldflags=-s\ -w -gcflags=github.com/openai/openai-go/v3/...=-N\ -l
 # The Redis-touching packages (scripts/testenv.sh redis-packages) run twice
 # at once, the second time on this checkout's local 3-master Redis Cluster
 # (scripts/testenv.sh cluster-start): scripts/testexec.sh, go test's -exec,

@@ -144,7 +144,12 @@ check() {
 # checkouts share the cache.
 tools() {
   local key spec out pkg missing=() tmp
-  local flags=(-trimpath -ldflags='-s -w' -tags "${TOOL_TAGS:-}" -gcflags='k8s.io/client-go/...=-N -l')
+  # Without optimisation: client-go (promtool's service discovery, not run by
+  # `check config`) and openai-go (the simulator parses tool_choice with it;
+  # its one package is a minute of compiling, half that unoptimised, and the
+  # tests compile it with the same flags: TEST_FLAGS).
+  local flags=(-trimpath -ldflags='-s -w' -tags "${TOOL_TAGS:-}" -gcflags='k8s.io/client-go/...=-N -l'
+    -gcflags='github.com/openai/openai-go/v3/...=-N -l')
   key=$(cat "$ROOT/tools/go.mod" "$ROOT/tools/go.sum" <(go env GOVERSION) <(echo "${flags[*]}") | sha256sum | cut -c1-16)
   mkdir -p "$CACHE"
   exec 8>"$CACHE/.lock"
