@@ -90,6 +90,8 @@ test:
 	echo "deploy/validate:"; cat bin/validate.log; \
 	echo "the Redis-touching packages again, beside their first run, on the Redis Cluster (TEST_REDIS_URL=$$SLUICE_CLUSTER_SEED):"; \
 	sort -k2 bin/cluster.log; \
+	n=$$(echo $$SLUICE_CLUSTER_PACKAGES | wc -w); ran=$$(grep -c . bin/cluster.log); \
+	[ "$$ran" = "$$n" ] || { echo "only $$ran of the $$n Redis-touching packages ran on the Redis Cluster"; rc=1; }; \
 	[ $$rc = 0 ] && [ "$$(cat bin/validate.rc)" = 0 ]
 
 ## console-deps: playwright-core for the console's browser tests (npm ci from the lock file,
