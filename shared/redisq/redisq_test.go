@@ -183,7 +183,7 @@ func TestReclaimAndDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Idle for 2 s at the least: a claim that ran late on a loaded machine
-	// (make test runs two suites at once) must still see it as fresh.
+	// (make test runs each Redis package twice at once) must still see it as fresh.
 	if es, _ := b.q.AutoClaim(ctx, group, "w3", b.stream, 2*time.Second, 10); len(es) != 0 {
 		t.Fatalf("a heartbeated entry was stolen: %v", es)
 	}
