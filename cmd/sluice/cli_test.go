@@ -47,7 +47,7 @@ func sluiceBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "sluice")
-		_, binErr = shrinkwrap.Go(context.Background(), root, "build", "-trimpath", "-o", binPath, "./cmd/sluice")
+		_, binErr = shrinkwrap.Go(context.Background(), root, "build", "-trimpath", "-ldflags=-s -w", "-o", binPath, "./cmd/sluice")
 	})
 	if binErr != nil {
 		t.Fatal(binErr)

@@ -63,8 +63,14 @@ func Go(ctx context.Context, dir string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// Build compiles a build context's handler binary to out (absolute).
+// BuildFlags are the template Dockerfile's `go build` flags
+// (template/Dockerfile): no paths of the build machine and no symbol table
+// or DWARF in the handler, which also makes the link about a third faster.
+var BuildFlags = []string{"-trimpath", "-ldflags", "-s -w"}
+
+// Build compiles a build context's handler binary to out (absolute), as the
+// template's Dockerfile does.
 func Build(ctx context.Context, dir, out string) error {
-	_, err := Go(ctx, dir, "build", "-trimpath", "-o", out, ".")
+	_, err := Go(ctx, dir, append(append([]string{"build"}, BuildFlags...), "-o", out, ".")...)
 	return err
 }
