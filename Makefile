@@ -12,9 +12,14 @@ AMTOOL ?= /usr/bin/amtool
 TESTENV := scripts/testenv.sh
 # The tests build as the binaries the tests build do (the gateway's functions
 # and the Lambda bootstrap: CGO_ENABLED=0 -trimpath), so each package compiles
-# once per cache. Only the tests: `make run` keeps cgo for the worker's NVML
-# telemetry (gpuworker/telemetry/nvml.go, which `make vet` still compiles).
+# once per cache.
 TEST_CGO ?= 0
+# bin/sluice (`make run`) builds the same way, so the simulator's build after
+# it reuses what they share (the standard library's net and everything above
+# it, go-redis, gRPC, OpenTelemetry) instead of compiling it again with cgo.
+# Where an NVIDIA driver is loaded it keeps cgo, for the worker's NVML GPU
+# telemetry (gpuworker/telemetry/nvml.go, which `make vet` always compiles).
+SLUICE_CGO ?= $(if $(wildcard /proc/driver/nvidia/version),1,0)
 # -s -w: test binaries without DWARF (a smaller, faster link for each of
 # the ~50 test binaries; stack traces keep their file:line). openai-go, the
 # tests' client SDK, compiles without optimisation (half the time of its
@@ -54,7 +59,7 @@ run:
 # One build after the other: side by side, each compiled what they share
 # (the standard library, go-redis, gRPC, OpenTelemetry) for itself.
 sluice-bin:
-	@mkdir -p bin && echo "building bin/sluice" && $(GO) build -trimpath -o bin/sluice ./cmd/sluice
+	@mkdir -p bin && echo "building bin/sluice" && CGO_ENABLED=$(SLUICE_CGO) $(GO) build -trimpath -o bin/sluice ./cmd/sluice
 
 ## doctor: what the local stack and the tests need, and the command that fixes what is missing
 doctor:
@@ -85,7 +90,7 @@ test:
 	export SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) CGO_ENABLED=$(TEST_CGO); \
 	export SLUICE_ROOT=$(CURDIR) SLUICE_CLUSTER_SEED=$${TEST_REDIS_CLUSTER_URL%%\?*} SLUICE_CLUSTER_LOG=$(CURDIR)/bin/cluster.log \
 	  SLUICE_CLUSTER_PACKAGES="$$($(TESTENV) redis-packages | tr '\n' ' ')"; : >bin/cluster.log; \
-	(cd deploy/validate && $(GO) test -trimpath -count=1 ./... >$(CURDIR)/bin/validate.log 2>&1; echo $$? >$(CURDIR)/bin/validate.rc) & \
+	(cd deploy/validate && $(GO) test -trimpath -count=1 -gcflags='k8s.io/...=-N -l' ./... >$(CURDIR)/bin/validate.log 2>&1; echo $$? >$(CURDIR)/bin/validate.rc) & \
 	$(GO) test -trimpath $(TEST_FLAGS) -exec $(CURDIR)/scripts/testexec.sh ./...; rc=$$?; wait; \
 	echo "deploy/validate:"; cat bin/validate.log; \
 	echo "the Redis-touching packages again, beside their first run, on the Redis Cluster (TEST_REDIS_URL=$$SLUICE_CLUSTER_SEED):"; \
