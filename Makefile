@@ -90,8 +90,9 @@ test:
 	export SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) CGO_ENABLED=$(TEST_CGO); \
 	export SLUICE_ROOT=$(CURDIR) SLUICE_CLUSTER_SEED=$${TEST_REDIS_CLUSTER_URL%%\?*} SLUICE_CLUSTER_LOG=$(CURDIR)/bin/cluster.log \
 	  SLUICE_CLUSTER_PACKAGES="$$($(TESTENV) redis-packages | tr '\n' ' ')"; : >bin/cluster.log; \
+	$(TESTENV) pg-vacuum >/dev/null 2>&1 & vacuum=$$!; \
 	(cd deploy/validate && $(GO) test -trimpath -count=1 -gcflags='k8s.io/...=-N -l' ./... >$(CURDIR)/bin/validate.log 2>&1; echo $$? >$(CURDIR)/bin/validate.rc) & \
-	$(GO) test -trimpath $(TEST_FLAGS) -exec $(CURDIR)/scripts/testexec.sh ./...; rc=$$?; wait; \
+	$(GO) test -trimpath $(TEST_FLAGS) -exec $(CURDIR)/scripts/testexec.sh ./...; rc=$$?; kill $$vacuum; wait; \
 	echo "deploy/validate:"; cat bin/validate.log; \
 	echo "the Redis-touching packages again, beside their first run, on the Redis Cluster (TEST_REDIS_URL=$$SLUICE_CLUSTER_SEED):"; \
 	sort -k2 bin/cluster.log; \
