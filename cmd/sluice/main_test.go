@@ -157,7 +157,9 @@ func (s *stack) usage(t *testing.T, jobID string) (usageRow, int) {
 	defer conn.Close(ctx)
 	var r usageRow
 	var n int
-	deadline := time.Now().Add(10 * time.Second)
+	// The worker flushes usage in batches: under a loaded make test (both
+	// Redis runs at once) a row has taken more than 10 s to land.
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM inference_requests WHERE job_id = $1`, jobID).Scan(&n); err != nil {
 			t.Fatal(err)

@@ -132,15 +132,16 @@ func LoadOrCreateSecret(path string) (string, error) {
 
 // Sim is a running llm-d-inference-sim.
 type Sim struct {
-	URL string
-	cmd *exec.Cmd
+	URL    string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited and been waited for
 }
 
 // Stop kills the simulator.
 func (s *Sim) Stop() {
 	if s.cmd.Process != nil {
 		s.cmd.Process.Kill() //nolint:errcheck
-		s.cmd.Wait()         //nolint:errcheck
+		<-s.exited
 	}
 }
 
@@ -168,8 +169,24 @@ func SimBinary(override string) (string, error) {
 }
 
 // StartSim starts a simulator serving model on a free port, with extra
-// flags, and waits until it is healthy.
+// flags, and waits until it is healthy. A simulator that exits first (the
+// free port was taken by another process before it could bind) is started
+// again on another port, up to three times.
 func StartSim(ctx context.Context, bin, model string, maxModelLen, maxSeqs int, logFile string, extra ...string) (*Sim, error) {
+	var err error
+	for range 3 {
+		var s *Sim
+		if s, err = startSim(ctx, bin, model, maxModelLen, maxSeqs, logFile, extra...); err == nil || !errors.Is(err, errSimExited) {
+			return s, err
+		}
+	}
+	return nil, err
+}
+
+// errSimExited: the simulator ended before it was healthy.
+var errSimExited = errors.New("exited before it was healthy")
+
+func startSim(ctx context.Context, bin, model string, maxModelLen, maxSeqs int, logFile string, extra ...string) (*Sim, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -186,7 +203,9 @@ func StartSim(ctx context.Context, bin, model string, maxModelLen, maxSeqs int, 
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &Sim{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd}
+	s := &Sim{URL: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, exited: make(chan struct{})}
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(s.exited) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(s.URL + "/health")
@@ -200,6 +219,8 @@ func StartSim(ctx context.Context, bin, model string, maxModelLen, maxSeqs int, 
 		case <-ctx.Done():
 			s.Stop()
 			return nil, ctx.Err()
+		case <-s.exited:
+			return nil, fmt.Errorf("simulator for %s on port %d %w (%v)", model, port, errSimExited, waitErr)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
