@@ -286,13 +286,19 @@ pg_vacuum() {
     description partitioned_table sequence init_privs statistic; do
     tables+="${tables:+, }pg_catalog.pg_$t"
   done
-  # Killed (make test's end): stop at once, taking the sleep along.
+  # Killed (make test's end): stop at once, taking the sleep along. A
+  # background job ignores Ctrl-C, so it also stops once the shell that
+  # started it (make's recipe) is gone.
   trap 'kill $(jobs -p) 2>/dev/null; exit 0' TERM
-  while :; do
+  local parent=$PPID i
+  while kill -0 "$parent" 2>/dev/null; do
     # TRUNCATE false: giving the empty tail pages back would take an
     # exclusive lock on the catalog, stalling the tests' queries meanwhile.
     psql "$url" -qXc "VACUUM (TRUNCATE false) $tables" >/dev/null 2>&1 || true
-    sleep 45 & wait $!
+    for i in 1 2 3 4 5 6 7 8 9; do
+      kill -0 "$parent" 2>/dev/null || return 0
+      sleep 5 & wait $!
+    done
   done
 }
 
