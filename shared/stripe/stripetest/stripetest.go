@@ -4,7 +4,9 @@
 package stripetest
 
 import (
+	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,21 +27,55 @@ func Mock(tb testing.TB) string {
 	if _, err := os.Stat(bin); err != nil {
 		tb.Fatalf("stripe-mock not installed (make test installs it: make stripe-mock): %v", err)
 	}
-	httpPort, httpsPort := freePort(tb), freePort(tb)
-	cmd := exec.Command(bin, "-http-addr", "127.0.0.1:"+httpPort, "-https-addr", "127.0.0.1:"+httpsPort)
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) //nolint:errcheck
-	base := "http://127.0.0.1:" + httpPort
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", "127.0.0.1:"+httpPort); err == nil {
-			c.Close()
-			return base
+	// A free port can be taken by another process before stripe-mock binds
+	// it (a loaded make test starts hundreds of servers): stripe-mock then
+	// exits, while a dial would reach the other process. So the check is a
+	// request only stripe-mock answers, and an exit means new ports.
+	for range 3 {
+		httpPort, httpsPort := freePort(tb), freePort(tb)
+		cmd := exec.Command(bin, "-http-addr", "127.0.0.1:"+httpPort, "-https-addr", "127.0.0.1:"+httpsPort)
+		if err := cmd.Start(); err != nil {
+			tb.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()           //nolint:errcheck
+		tb.Cleanup(func() { cmd.Process.Kill(); <-exited }) //nolint:errcheck
+		base := "http://127.0.0.1:" + httpPort
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+			if isStripeMock(base) {
+				return base
+			}
+			select {
+			case <-exited:
+				deadline = time.Time{} // start again on other ports
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		select {
+		case <-exited:
+			continue
+		default:
+			tb.Fatal("stripe-mock did not start")
 		}
 	}
-	tb.Fatal("stripe-mock did not start")
+	tb.Fatal("stripe-mock exited three times before serving (its ports taken?)")
 	return ""
+}
+
+// isStripeMock: base answers a Stripe list request as stripe-mock does.
+func isStripeMock(base string) bool {
+	req, _ := http.NewRequest("GET", base+"/v1/customers", nil)
+	req.Header.Set("Authorization", "Bearer sk_test_123")
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Object string `json:"object"`
+	}
+	return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&body) == nil && body.Object == "list"
 }
 
 // repoFile finds path relative to the repository root (the directory with
