@@ -393,8 +393,9 @@ func TestRecordOutlivesSettlerOutage(t *testing.T) {
 	if r := b.row(t, tk.JobID); r.credit != -34 || r.debt != 0 || r.unheld {
 		t.Fatalf("row %+v, want -34 from its hold", r)
 	}
-	// Settled, the record expires after the TTL.
-	deadline := time.Now().Add(5 * time.Second)
+	// Settled, the record expires after the TTL. (20 s: under a loaded
+	// make test the settler's TTL write has taken more than 5 s to land.)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ms, _ := b.rdb.PTTL(ctx, rkey.JobKey(tk.JobID)).Result()
 		if ms > 0 && ms <= ttl {
