@@ -32,34 +32,39 @@ func Mock(tb testing.TB) string {
 	// exits, while a dial would reach the other process. So the check is a
 	// request only stripe-mock answers, and an exit means new ports.
 	for range 3 {
-		httpPort, httpsPort := freePort(tb), freePort(tb)
-		cmd := exec.Command(bin, "-http-addr", "127.0.0.1:"+httpPort, "-https-addr", "127.0.0.1:"+httpsPort)
-		if err := cmd.Start(); err != nil {
-			tb.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()           //nolint:errcheck
-		tb.Cleanup(func() { cmd.Process.Kill(); <-exited }) //nolint:errcheck
-		base := "http://127.0.0.1:" + httpPort
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
-			if isStripeMock(base) {
-				return base
-			}
-			select {
-			case <-exited:
-				deadline = time.Time{} // start again on other ports
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-		select {
-		case <-exited:
-			continue
-		default:
-			tb.Fatal("stripe-mock did not start")
+		if base, ok := start(tb, bin); ok {
+			return base
 		}
 	}
 	tb.Fatal("stripe-mock exited three times before serving (its ports taken?)")
 	return ""
+}
+
+// start runs one stripe-mock on free ports and waits until it serves; false
+// when it exited first.
+func start(tb testing.TB, bin string) (string, bool) {
+	tb.Helper()
+	httpPort, httpsPort := freePort(tb), freePort(tb)
+	cmd := exec.Command(bin, "-http-addr", "127.0.0.1:"+httpPort, "-https-addr", "127.0.0.1:"+httpsPort)
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()           //nolint:errcheck
+	tb.Cleanup(func() { cmd.Process.Kill(); <-exited }) //nolint:errcheck
+	base := "http://127.0.0.1:" + httpPort
+	deadline := time.Now().Add(60 * time.Second)
+	for !isStripeMock(base) {
+		if time.Now().After(deadline) {
+			tb.Fatal("stripe-mock did not start")
+		}
+		select {
+		case <-exited:
+			return "", false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return base, true
 }
 
 // isStripeMock: base answers a Stripe list request as stripe-mock does.
