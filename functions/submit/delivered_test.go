@@ -155,17 +155,23 @@ func TestAbandonedStreamLeavesLittle(t *testing.T) {
 }
 
 // TestSequentialAtConcurrencyOne: a synchronous answer leaves only after the
-// request's concurrency slot is free (relay releases it before the flush,
-// and slims the job after), so a client allowed one request at a time that
-// sends the next as soon as it has an answer is never refused. Each request
-// goes on a new connection: on a kept-alive one the next request would wait
-// for the handler's end anyway.
+// request's concurrency slot is free (the worker releases it with the
+// completion, redisq.Outcome.Lease; relay, for an end event that does not
+// say so, before the flush), so a client allowed one request at a time that
+// sends the next as soon as it has an answer is never refused: on new
+// connections, and on one kept alive, whose next request the server reads
+// as soon as the handler returns (what follows the answer runs after it).
 func TestSequentialAtConcurrencyOne(t *testing.T) {
 	t.Parallel()
 	e := setupYAML(t, true, func(url string) string { return url }, "",
 		"tiers:\n  free: {rate_limit: unlimited, included_credits: unlimited, tokens_per_minute: unlimited, concurrency: 1}\n")
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	for i := range 20 {
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	kept := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	for i := range 40 {
+		client := fresh
+		if i >= 20 {
+			client = kept
+		}
 		req, _ := http.NewRequest("POST", e.url+"/v1/chat/completions", strings.NewReader(
 			fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"number %d"}],"max_tokens":4}`, e.model, i)))
 		req.Header.Set("Authorization", "Bearer "+e.key)

@@ -273,11 +273,14 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 
 // relay waits for a synchronous job's events and answers the client: the
 // final body, or the chunks as SSE. A client that goes away cancels its job.
-// relay releases the request's concurrency lease before the answer leaves,
-// so a client's next request never finds this one still counted. A job
-// whose record complete.lua already slimmed (ev.Slim) only has its result
-// stream deleted, in the same round trip as the release; any other is
-// slimmed (Delivered) after the answer is flushed.
+// The request's concurrency lease is free before the answer leaves, so a
+// client's next request never finds this one still counted: the worker
+// released it with the completion (the end event says so), else relay
+// releases it first. A job whose record complete.lua already slimmed
+// (ev.Slim) only has its result stream deleted, in the same round trip as
+// the release; any other is slimmed (Delivered). What follows a flushed
+// answer runs after the handler returns (but under Lambda), so a kept-alive
+// connection's next request is not held up by it.
 func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Principal, job *sluice.Job, req *openai.Request, lease *admission.Lease) {
 	// A little past the deadline, so the worker's own "expired" arrives first.
 	ctx, cancel := context.WithDeadline(r.Context(), job.Deadline.Add(2*time.Second))
@@ -329,19 +332,40 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Princi
 				}
 				s.cacheStore(r, p, job, req, ev)
 				sent := s.finish(w, r, sse, ev)
-				s.taken(r, lease, job.ID, ev.Slim)
+				if !ev.LeaseReleased {
+					// Released before the answer leaves, so the client's
+					// next request never finds this one still counted.
+					s.taken(r, lease, job.ID, ev.Slim)
+				}
 				if !sent {
+					if ev.LeaseReleased {
+						s.taken(r, lease, job.ID, ev.Slim)
+					}
 					s.delivered(r, job.ID, ev.ResultRef, ev.Slim)
 					return
 				}
 				http.NewResponseController(w).Flush() //nolint:errcheck // the client may be gone; delivered runs regardless
-				// Still in the handler, after the flush: a goroutine would
-				// free a kept-alive connection's next request sooner, but
-				// under Lambda nothing runs after the handler returns (the
-				// environment freezes) and each job would keep its body
-				// and result for jobs.result_ttl; measured, the gain was
-				// within noise (docs/BENCHMARKS.md, hot path).
-				s.delivered(r, job.ID, ev.ResultRef, ev.Slim)
+				after := func(lease *admission.Lease) {
+					if ev.LeaseReleased {
+						// The worker released the lease with the completion
+						// (redisq.Outcome.Lease): this deletes the result
+						// stream and is the release's fallback.
+						s.taken(r, lease, job.ID, ev.Slim)
+					}
+					s.delivered(r, job.ID, ev.ResultRef, ev.Slim)
+				}
+				if s.Config.Env.Lambda {
+					// Lambda freezes the environment when the handler
+					// returns: what follows the answer is done first.
+					after(lease)
+					return
+				}
+				// Off the connection: its next request (keep-alive) is read
+				// only once the handler returns, and this is a round trip.
+				// The lease is released already, so the goroutine holds
+				// nothing a limit counts; a process that exits first leaves
+				// the stream to expire (jobs.result_ttl).
+				go after(lease.Handoff())
 				return
 			}
 		}

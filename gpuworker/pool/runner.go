@@ -403,6 +403,12 @@ func (r *runner) finish(ctx context.Context, e redisq.Entry, job sluice.Job, d d
 	o.Usage.EngineMS = o.EngineMS
 	r.observeDone(o, usage, d.latency)
 	span.End(d.err)
+	if !job.Async && job.WebhookURL == "" && !p.Config.Admission.Disabled {
+		// A synchronous job's concurrency lease goes with its completion,
+		// so its caller can answer before releasing it (admission's lease,
+		// keyed by user; an async job's ends at its settlement).
+		o.Lease = rkey.User(job.UserID).Lease
+	}
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer ccancel()
 	if _, err := q.Complete(cctx, rkey.GroupWorkers, e, o); err != nil {

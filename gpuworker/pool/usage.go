@@ -30,7 +30,7 @@ func (p *Pool) flushUsage(ctx context.Context) {
 	cfg := p.Config.Worker
 	c := p.Queue.Consumer(redisq.ConsumerOptions{Group: rkey.GroupUsage, Name: p.Name,
 		Streams: rkey.PerTag(p.models(), p.Config.Jobs.Shards, rkey.UsageKey), Count: int64(cfg.UsageBatch), Block: cfg.UsageFlush,
-		ClaimIdle: cfg.ClaimIdle, ClaimEvery: cfg.ClaimIdle / 2, OwnPendingFirst: true}, p.Log)
+		ClaimIdle: cfg.ClaimIdle, ClaimEvery: cfg.ClaimIdle / 2, OwnPendingFirst: true, Linger: cfg.UsageLinger}, p.Log)
 	c.Run(ctx, func(ctx context.Context, ms []redisq.Message) { p.writeUsage(ctx, c, ms) })
 }
 

@@ -42,6 +42,19 @@ func (l *Lease) ReleaseIn(ctx context.Context, pipe redis.Pipeliner) {
 	pipe.ZRem(ctx, l.key, l.job)
 }
 
+// Handoff returns the lease for another goroutine to release, and leaves
+// this one released, no longer refreshed. For a lease already released in
+// Redis (the worker's completion did it) whose final release runs after
+// the request's handler returned; nil for none.
+func (l *Lease) Handoff() *Lease {
+	if l == nil || l.released {
+		return nil
+	}
+	l.released = true
+	l.a.keeper.remove(l)
+	return &Lease{a: l.a, key: l.key, job: l.job}
+}
+
 // keeper refreshes every live lease of the process, one pipeline of
 // lease.lua per tick (a third of admission.lease_ttl), instead of a
 // goroutine and a ticker per request whose stop waited for that goroutine

@@ -51,7 +51,7 @@ func (s *Settler) Run(ctx context.Context) {
 	idle := s.a.cfg.Admission.SettleIdle
 	c := redisq.NewConsumer(s.a.rdb, redisq.ConsumerOptions{Group: rkey.GroupSettle, Name: s.name,
 		Streams: rkey.PerTag(models, s.a.cfg.Jobs.Shards, rkey.SettleKey), Count: 100, Block: time.Second,
-		ClaimIdle: idle, ClaimEvery: idle / 2}, s.a.log)
+		ClaimIdle: idle, ClaimEvery: idle / 2, Linger: s.a.cfg.Admission.SettleLinger}, s.a.log)
 	c.Run(ctx, func(ctx context.Context, msgs []redisq.Message) { s.settle(ctx, c, msgs) })
 }
 

@@ -27,6 +27,11 @@ type Admission struct {
 	// SettleIdle is how long a settlement claimed by a dead process waits
 	// before another takes it; default 10s.
 	SettleIdle time.Duration `yaml:"settle_idle"`
+	// SettleLinger is how long the settler waits for more ended jobs after
+	// settling a partial batch, so that a low rate still settles in batches
+	// (one ledger transaction and one pipeline for many jobs); a hold stays
+	// held at most this much longer. Default 10ms; negative: none.
+	SettleLinger time.Duration `yaml:"settle_linger"`
 	// CacheTTL is how long a cached response lives; default 1h. The cache
 	// serves deterministic requests (temperature 0, n 1, not streamed) that
 	// opt in with the header `Sluice-Cache: on`, or per API key (cache_responses).
@@ -74,6 +79,7 @@ func (c *Config) applyAdmissionDefaults() {
 	def(&a.HoldGrace, 10*time.Minute)
 	def(&a.MessageOverheadTokens, 8)
 	def(&a.SettleIdle, 10*time.Second)
+	def(&a.SettleLinger, 10*time.Millisecond)
 	def(&a.CacheTTL, time.Hour)
 	def(&a.Custom.RequestsPerMinute, 60)
 	def(&a.Custom.TokensPerMinute, 100_000)

@@ -298,6 +298,11 @@ type Worker struct {
 	UsageBatch int `yaml:"usage_batch"`
 	// UsageFlush is the longest a usage event waits before it is written; default 200ms.
 	UsageFlush time.Duration `yaml:"usage_flush"`
+	// UsageLinger is how long the usage writer waits for more events after
+	// writing a partial batch, so that a low request rate still writes rows
+	// in batches instead of a transaction per request; default 25ms,
+	// negative: none. At most usage_flush.
+	UsageLinger time.Duration `yaml:"usage_linger"`
 	// Listen is where the standalone worker serves /metrics, /healthz and
 	// /readyz; default ":9464"; "off" serves nothing.
 	Listen string `yaml:"listen"`
@@ -338,6 +343,11 @@ type Env struct {
 	// sluice-rollup-token) lets a scheduler trigger the usage rollup with
 	// "Authorization: Bearer <token>"; empty: no token is accepted.
 	RollupToken string
+
+	// Lambda (AWS_LAMBDA_RUNTIME_API set) says the process runs in AWS
+	// Lambda, which freezes it as soon as a handler returns: work that
+	// could run after an answer is done in the handler instead.
+	Lambda bool
 }
 
 // Load reads the configuration: defaults, then the file named by SLUICE_CONFIG
@@ -373,6 +383,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	cfg.Env.StripeWebhookSecretPrevious = secret(getenv, "STRIPE_WEBHOOK_SECRET_PREVIOUS", "stripe-webhook-secret-previous")
 	cfg.Env.StripeAPIBase = getenv("STRIPE_API_BASE")
 	cfg.Env.DatabaseReadURL = getenv("DATABASE_READ_URL")
+	cfg.Env.Lambda = getenv("AWS_LAMBDA_RUNTIME_API") != ""
 	cfg.Env.RollupToken = secret(getenv, "SLUICE_ROLLUP_TOKEN", "sluice-rollup-token")
 	// Comma-separated overrides of server.trusted_proxies and
 	// usage_rollup.scheduler_networks, so a deployment manifest
@@ -518,6 +529,7 @@ func (c *Config) applyDefaults() {
 	def(&w.DrainTimeout, 30*time.Second)
 	def(&w.UsageBatch, 500)
 	def(&w.UsageFlush, 200*time.Millisecond)
+	def(&w.UsageLinger, min(25*time.Millisecond, w.UsageFlush))
 	c.applyTelemetryDefaults()
 	c.applyAdmissionDefaults()
 	c.applyBillingDefaults()
@@ -545,6 +557,9 @@ func (c *Config) validate() error {
 	}
 	if c.Jobs.Shards < 1 || c.Jobs.Shards > 256 {
 		errs = append(errs, fmt.Errorf("jobs.shards: %d is not between 1 and 256", c.Jobs.Shards))
+	}
+	if c.Worker.UsageLinger > c.Worker.UsageFlush {
+		errs = append(errs, errors.New("worker.usage_linger: must not exceed worker.usage_flush"))
 	}
 	if len(c.Inference.Models) == 0 {
 		errs = append(errs, errors.New("inference.models: at least one model is required"))

@@ -47,6 +47,12 @@ type ConsumerOptions struct {
 	// EachPass, if set, runs at the start of every pass, before claiming
 	// and reading (a pass lasts at most Block when the streams are idle).
 	EachPass func(context.Context)
+	// Linger is how long the consumer waits after handling a batch smaller
+	// than Count before it reads again, so entries that arrive meanwhile
+	// are handled together: at a low rate every entry would otherwise be a
+	// batch of its own (a PostgreSQL transaction, a pipeline and a wake-up
+	// each). An entry waits at most Linger plus one batch's handling. 0: none.
+	Linger time.Duration
 }
 
 // Consumer reads streams through a consumer group: its own pending entries
@@ -134,6 +140,9 @@ func (c *Consumer) Run(ctx context.Context, handle func(context.Context, []Messa
 		}
 		if len(batch) > 0 {
 			handle(ctx, batch)
+			if c.o.Linger > 0 && int64(len(batch)) < c.o.Count {
+				sluice.Sleep(ctx, c.o.Linger)
+			}
 		}
 	}
 }

@@ -263,3 +263,41 @@ func TestConsumerOverSeveralModels(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 }
+
+// TestConsumerLinger: after a batch smaller than Count the consumer waits
+// Linger before reading again, so entries that arrive meanwhile are handed
+// over as one batch (one transaction for the usage writer, one pipeline for
+// the settler) instead of one each; a full batch is followed by a read at
+// once.
+func TestConsumerLinger(t *testing.T) {
+	t.Parallel()
+	r := newConsumerRig(t)
+	o := redisq.ConsumerOptions{Group: "g", Name: "a", Streams: []string{r.stream}, Count: 3, Block: 50 * time.Millisecond,
+		ClaimIdle: time.Hour, Linger: 600 * time.Millisecond}
+	rec := newRecorder()
+	c := r.q.Consumer(o, nil)
+	run(t, c, func(ctx context.Context, ms []redisq.Message) {
+		rec.note(ms)
+		if err := c.Ack(ctx, ms...); err != nil {
+			t.Error(err)
+		}
+	})
+	r.add(t, "a1")
+	rec.wait(t, 1, 5*time.Second)
+	// Within the linger that followed the batch of one: these wait for it
+	// and come together, and the full batch is followed by no linger.
+	start := time.Now()
+	r.add(t, "b1", "b2", "b3", "c1")
+	got := rec.wait(t, 4, 5*time.Second)
+	if waited := time.Since(start); waited > 500*time.Millisecond+o.Linger*2 {
+		t.Errorf("the second and third batches took %s", waited)
+	}
+	if want := []string{"b1", "b2", "b3", "c1"}; !slices.Equal(got, want) {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if b := rec.batches; len(b) != 3 || !slices.Equal(b[1], []string{"b1", "b2", "b3"}) || !slices.Equal(b[2], []string{"c1"}) {
+		t.Fatalf("batches %v, want [a1] [b1 b2 b3] [c1]", b)
+	}
+}

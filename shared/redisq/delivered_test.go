@@ -3,10 +3,14 @@ package redisq_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-ai/sluice/internal/testenv"
 	"github.com/sluice-ai/sluice/shared/redisq"
 	"github.com/sluice-ai/sluice/shared/redisq/rkey"
 	"github.com/sluice-ai/sluice/shared/sluice"
@@ -273,5 +277,53 @@ func TestCompleteSlimsSyncJob(t *testing.T) {
 	}
 	if js, err := b.q.Get(ctx, a.ID, user); err != nil || len(js.Result) < 2000 {
 		t.Fatalf("async get: %v", err)
+	}
+}
+
+// TestCompleteReleasesLease: a completion given the job's concurrency lease
+// removes the job from it before the end event is written, and the event
+// says so (the submit then answers before its own release); another user's
+// lease entry is untouched; without a lease the event says nothing.
+func TestCompleteReleasesLease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{})
+	user := testenv.Name("lease-user")
+	lease := rkey.User(user).Lease
+	t.Cleanup(func() { b.rdb.Del(context.Background(), lease) })
+	for _, withLease := range []bool{true, false} {
+		j := &sluice.Job{ID: rkey.NewJobID(b.model), UserID: user, KeyID: "k1", Model: b.model, Endpoint: sluice.EndpointChat,
+			Body: json.RawMessage(`{"model":"x","messages":[{"role":"user","content":"hi"}]}`), Priority: 1}
+		if err := b.q.Enqueue(ctx, j, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		other := j.ID + "-other"
+		if err := b.rdb.ZAdd(ctx, lease, redis.Z{Score: float64(time.Now().Add(time.Minute).UnixMilli()), Member: j.ID},
+			redis.Z{Score: float64(time.Now().Add(time.Minute).UnixMilli()), Member: other}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		e := b.claim(t, "w1")
+		if out, _, err := b.q.Start(ctx, e, group, "w1", b.model); err != nil || out != redisq.StartRun {
+			t.Fatalf("start: %s %v", out, err)
+		}
+		o := redisq.Outcome{Status: sluice.JobSucceeded, HTTP: 200, Result: []byte(`{"object":"chat.completion"}`),
+			Usage: &sluice.UsageEvent{JobID: j.ID, UserID: user, Usage: sluice.Usage{PromptTokens: 3, CompletionTokens: 2, TotalTokens: 5}}}
+		if withLease {
+			o.Lease = lease
+		}
+		if ok, err := b.q.Complete(ctx, group, e, o); err != nil || !ok {
+			t.Fatalf("complete: %v %v", ok, err)
+		}
+		_, err := b.rdb.ZScore(ctx, lease, j.ID).Result()
+		if gone := errors.Is(err, redis.Nil); gone != withLease {
+			t.Fatalf("lease %v: job's lease entry gone %v (%v)", withLease, gone, err)
+		}
+		if _, err := b.rdb.ZScore(ctx, lease, other).Result(); err != nil {
+			t.Fatalf("another job's lease entry: %v", err)
+		}
+		evs, err := b.q.Events(ctx, j.ID, "0", time.Second)
+		if err != nil || len(evs) == 0 || evs[len(evs)-1].Type != "end" || evs[len(evs)-1].LeaseReleased != withLease {
+			t.Fatalf("lease %v: end event %+v %v", withLease, evs, err)
+		}
 	}
 }

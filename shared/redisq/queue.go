@@ -232,6 +232,10 @@ type Event struct {
 	// delivered (complete.lua, a synchronous job): its caller only deletes
 	// the result stream (ResultTaken), no Delivered.
 	Slim bool
+	// LeaseReleased (end): the worker released the job's concurrency lease
+	// before it wrote this event (Outcome.Lease), so the caller's next
+	// request cannot find it counted even if the caller answers first.
+	LeaseReleased bool
 }
 
 // Events reads result events after the id `after` ("0" for all), waiting
@@ -267,6 +271,7 @@ func toEvent(m redis.XMessage) Event {
 	h, _ := m.Values["http"].(string)
 	e.HTTP, _ = strconv.Atoi(h)
 	e.Slim = m.Values["slim"] == "1"
+	e.LeaseReleased = m.Values["lease"] == "1"
 	return e
 }
 

@@ -309,6 +309,11 @@ type Outcome struct {
 	// engine, retries included, backoff waits not), in milliseconds: stored
 	// on the job in the same atomic step, for settlement's GPU-second price.
 	EngineMS int64
+	// Lease, if set, is the key of the job's concurrency lease (a sorted set
+	// with the job id as member, admission's): Complete removes the job
+	// from it before the end event is written, so a synchronous caller may
+	// answer without releasing it first (Event.LeaseReleased).
+	Lease string
 }
 
 // Complete records a job's end: result, usage event and ack in one atomic
@@ -324,14 +329,41 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 	}
 	tag := rkey.JobTag(e.JobID)
 	keys := []string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.UsageKey(tag), rkey.HooksKey(tag), rkey.SettleKey(tag), rkey.ResultChannel(e.JobID)}
+	args := []any{group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID, o.ResultRef, max(o.EngineMS, 0),
+		ms(q.opts.SyncRetention), ""}
+	var n int64
+	if o.Lease != "" && !q.opts.Durable.Enabled() && !q.hub.cluster {
+		// One Redis: the lease's release and the completion in one round
+		// trip, in that order on one connection.
+		args[len(args)-1] = "1"
+		pipe := q.rdb.Pipeline()
+		pipe.ZRem(ctx, o.Lease, e.JobID)
+		cmd := completeScript.EvalSha(ctx, pipe, keys, args...)
+		_, err := pipe.Exec(ctx)
+		if err != nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			cmd = completeScript.Run(ctx, q.rdb, keys, args...) // the release went through; the completion again, loading the script
+			err = cmd.Err()
+		}
+		if err != nil {
+			return false, translate(err)
+		}
+		n, err = cmd.Int64()
+		return n == 1, translate(err)
+	}
+	if o.Lease != "" {
+		// A cluster keeps the lease (the user's slot) and the job on
+		// different masters, where one pipeline would not keep the order:
+		// the release goes first, alone. A failed release leaves the flag
+		// off, and the caller releases before it answers.
+		if q.rdb.ZRem(ctx, o.Lease, e.JobID).Err() == nil {
+			args[len(args)-1] = "1"
+		}
+	}
 	// A completion lost at failover would leave the job to be reclaimed and
 	// run again (and a webhook or poller would see it end twice): it waits
 	// for replicas (when configured) like the enqueue.
-	var n int64
 	err := q.opts.Durable.Do(ctx, keys[0], func(c redis.Cmdable) (err error) {
-		n, err = completeScript.Run(ctx, c, keys,
-			group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID, o.ResultRef, max(o.EngineMS, 0),
-			ms(q.opts.SyncRetention)).Int64()
+		n, err = completeScript.Run(ctx, c, keys, args...).Int64()
 		return err
 	})
 	if err != nil {

@@ -10,7 +10,10 @@
 -- ARGV[12] engine milliseconds ('' or absent: none measured); kept on the job
 -- for settlement's GPU-second charge, ARGV[13] jobs.sync_retention ms (a
 -- synchronous job whose caller left ('gone', delivered.lua) is slimmed at
--- once: nobody will read its result)
+-- once: nobody will read its result), ARGV[14] '1' when the worker released
+-- the job's concurrency lease before this script (Queue.Complete): the end
+-- event says so ('lease'), and the caller may send its answer before its own
+-- release, which is then only a fallback
 -- A synchronous job (not async, no webhook) is slimmed here too (slim.lua):
 -- its caller reads the result from the result stream, so the hash never
 -- takes the result and is left as the delivered script used to leave it
@@ -43,13 +46,13 @@ if erased then
 elseif sync then
   redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'error', ARGV[5], 'usage', ARGV[6])
   redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARGV[4],
-    'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11], 'slim', '1')
+    'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11], 'slim', '1', 'lease', ARGV[14] or '')
   redis.call('SPUBLISH', KEYS[7], KEYS[3])
 else
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'result', ARGV[4],
   'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'result_ref', ARGV[11])
 redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARGV[4],
-  'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11])
+  'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11], 'lease', ARGV[14] or '')
 redis.call('SPUBLISH', KEYS[7], KEYS[3])
 end
 if ARGV[12] and ARGV[12] ~= '' and ARGV[12] ~= '0' then
