@@ -339,16 +339,15 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 		pipe := q.rdb.Pipeline()
 		pipe.ZRem(ctx, o.Lease, e.JobID)
 		cmd := completeScript.EvalSha(ctx, pipe, keys, args...)
-		_, err := pipe.Exec(ctx)
-		if err != nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		pipe.Exec(ctx) //nolint:errcheck // the completion's own reply decides; a failed release lapses within the lease ttl
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 			cmd = completeScript.Run(ctx, q.rdb, keys, args...) // the release went through; the completion again, loading the script
-			err = cmd.Err()
 		}
+		n, err := cmd.Int64()
 		if err != nil {
 			return false, translate(err)
 		}
-		n, err = cmd.Int64()
-		return n == 1, translate(err)
+		return n == 1, nil
 	}
 	if o.Lease != "" {
 		// A cluster keeps the lease (the user's slot) and the job on
