@@ -53,15 +53,17 @@ type Deps struct {
 
 type service struct {
 	Deps
-	limits openai.Limits
-	adm    admitter // Deps.Admission, or noAdmission when it is nil
-	health sync.Map // model name → healthReading, for fallbacks (fallback.go)
+	limits  openai.Limits
+	adm     admitter      // Deps.Admission, or noAdmission when it is nil
+	health  sync.Map      // model name → healthReading, for fallbacks (fallback.go)
+	streams *takenStreams // answered jobs' result streams, deleted in batches
 }
 
 // New returns the submit function's handler.
 func New(d Deps) http.Handler {
 	s := &service{Deps: d, limits: openai.Limits{MaxMessages: d.Config.Server.MaxMessages,
 		BytesPerTokenFloor: d.Config.Server.BytesPerTokenFloor}, adm: noAdmission{}}
+	s.streams = &takenStreams{q: d.Queue, log: d.Log}
 	if d.Admission != nil {
 		s.adm = admitting{d.Admission}
 	}
@@ -361,11 +363,20 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Princi
 					return
 				}
 				// Off the connection: its next request (keep-alive) is read
-				// only once the handler returns, and this is a round trip.
-				// The lease is released already, so the goroutine holds
-				// nothing a limit counts; a process that exits first leaves
-				// the stream to expire (jobs.result_ttl).
-				go after(lease.Handoff())
+				// only once the handler returns. The lease is released
+				// already, so what follows holds nothing a limit counts; a
+				// process that exits first leaves the stream to expire
+				// (jobs.result_ttl).
+				lease = lease.Handoff()
+				if ev.LeaseReleased && ev.Slim && ev.ResultRef == "" {
+					// The usual end: only the stream is left, deleted with
+					// the others answered about now, in one pipeline. (The
+					// worker's release needs no repeating: one that failed
+					// lapses within admission.lease_ttl.)
+					s.streams.add(job.ID)
+					return
+				}
+				go after(lease)
 				return
 			}
 		}

@@ -327,3 +327,44 @@ func TestCompleteReleasesLease(t *testing.T) {
 		}
 	}
 }
+
+// TestSettledBatch: one Settled call for a batch over two models' tags (a
+// script per tag): each ended reserved job gets the ttl, an erased one is
+// dropped, a job still running and an id that is no job are left alone.
+func TestSettledBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, redisq.Options{})
+	other := setupOn(t, b.rdb, redisq.Options{}) // another model: another tag
+	j1, j2, j3 := b.runJob(t, true, false), b.runJob(t, true, false), other.runJob(t, true, false)
+	erased := other.runJob(t, true, false)
+	if err := b.rdb.HSet(ctx, rkey.JobKey(erased.ID), "erased", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	runningID := rkey.NewJobID(b.model)
+	running := rkey.JobKey(runningID)
+	if err := b.rdb.HSet(ctx, running, "status", "running").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.rdb.Del(context.Background(), running) })
+	for _, j := range []*sluice.Job{j1, j2, j3} {
+		if ttl, _ := b.rdb.PTTL(ctx, rkey.JobKey(j.ID)).Result(); ttl != -1 {
+			t.Fatalf("reserved job before its settlement: ttl %s, want none", ttl)
+		}
+	}
+	ids := []string{j1.ID, erased.ID, j2.ID, runningID, j3.ID, "not-a-job"}
+	if err := redisq.Settled(ctx, b.rdb, ids, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range []*sluice.Job{j1, j2, j3} {
+		if ttl, _ := b.rdb.PTTL(ctx, rkey.JobKey(j.ID)).Result(); ttl <= 0 || ttl > time.Hour {
+			t.Fatalf("settled job %s: ttl %s, want at most 1h", j.ID, ttl)
+		}
+	}
+	if n, _ := b.rdb.Exists(ctx, rkey.JobKey(erased.ID)).Result(); n != 0 {
+		t.Fatal("an erased account's settled job record was kept")
+	}
+	if ttl, _ := b.rdb.PTTL(ctx, running).Result(); ttl != -1 {
+		t.Fatalf("a running job's record: ttl %s, want none", ttl)
+	}
+}

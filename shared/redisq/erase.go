@@ -84,8 +84,8 @@ func (q *Queue) EraseUserJobs(ctx context.Context, userID string, models []strin
 // from its end until then (settle_event.lua), so that its hold never lapses
 // before it settles however long the settlers are down; now it is given
 // ttl (jobs.result_ttl) from now, or dropped at once if its account was
-// erased (erase.lua). One script per job (each on its job's slot), in one
-// pipeline.
+// erased (erase.lua). One script per hash tag (the jobs of one slot
+// together), in one pipeline.
 func Settled(ctx context.Context, rdb redis.UniversalClient, jobIDs []string, ttl time.Duration) error {
 	var ids []string
 	for _, id := range jobIDs {
@@ -96,17 +96,27 @@ func Settled(ctx context.Context, rdb redis.UniversalClient, jobIDs []string, tt
 	if len(ids) == 0 {
 		return nil
 	}
+	// One call per hash tag (a cluster slot each), in one pipeline.
+	byTag := map[string][]string{}
+	var tags []string
+	for _, id := range ids {
+		tag := rkey.JobTag(id)
+		if byTag[tag] == nil {
+			tags = append(tags, tag)
+		}
+		byTag[tag] = append(byTag[tag], rkey.JobKey(id))
+	}
 	pipe := rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = settledScript.EvalSha(ctx, pipe, []string{rkey.JobKey(id)}, ms(ttl))
+	cmds := make([]*redis.Cmd, len(tags))
+	for i, tag := range tags {
+		cmds[i] = settledScript.EvalSha(ctx, pipe, byTag[tag], ms(ttl))
 	}
 	pipe.Exec(ctx) //nolint:errcheck // per-command errors are read below
 	var errs []error
 	for i, c := range cmds {
 		err := c.Err()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			err = settledScript.Run(ctx, rdb, []string{rkey.JobKey(ids[i])}, ms(ttl)).Err()
+			err = settledScript.Run(ctx, rdb, byTag[tags[i]], ms(ttl)).Err()
 		}
 		if err != nil {
 			errs = append(errs, translate(err))

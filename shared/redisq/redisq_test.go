@@ -27,7 +27,12 @@ type bundle struct {
 
 func setup(t *testing.T, opts redisq.Options) *bundle {
 	t.Helper()
-	rdb := testenv.Redis(t)
+	return setupOn(t, testenv.Redis(t), opts)
+}
+
+// setupOn is setup on a given Redis (a second model beside a first).
+func setupOn(t *testing.T, rdb redis.UniversalClient, opts redisq.Options) *bundle {
+	t.Helper()
 	b := &bundle{q: redisq.New(rdb, opts), rdb: rdb, model: testenv.Name("q")}
 	b.stream = rkey.StreamKey(b.model, 1)
 	for p := range 2 {

@@ -27,7 +27,9 @@ local function ack()
   redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
   redis.call('XDEL', KEYS[2], ARGV[2])
 end
-local st = redis.call('HGET', KEYS[1], 'status')
+-- One read for every field the script decides on.
+local f = redis.call('HMGET', KEYS[1], 'status', 'erased', 'async', 'webhook', 'gone')
+local st = f[1]
 if (not st) or st == 'succeeded' or st == 'failed' or st == 'cancelled' or st == 'expired' then
   ack()
   return 0
@@ -37,26 +39,30 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[8])
 -- An erased job (account deleted while it ran) keeps no result and gets no
 -- result stream back; its usage is still recorded and billed.
-local f = redis.call('HMGET', KEYS[1], 'erased', 'async', 'webhook')
-local erased = f[1] == '1'
-local hook = f[3]
-local sync = not erased and f[2] ~= '1' and not (hook and hook ~= '')
+local erased = f[2] == '1'
+local hook = f[4]
+local sync = not erased and f[3] ~= '1' and not (hook and hook ~= '')
+local set
 if erased then
-  redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'usage', ARGV[6], 'http', ARGV[9])
+  set = {'status', ARGV[3], 'ended', now, 'usage', ARGV[6], 'http', ARGV[9]}
 elseif sync then
-  redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'error', ARGV[5], 'usage', ARGV[6])
+  set = {'status', ARGV[3], 'ended', now, 'error', ARGV[5], 'usage', ARGV[6]}
+else
+  set = {'status', ARGV[3], 'ended', now, 'result', ARGV[4], 'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'result_ref', ARGV[11]}
+end
+if ARGV[12] and ARGV[12] ~= '' and ARGV[12] ~= '0' then
+  set[#set + 1] = 'engine_ms'
+  set[#set + 1] = ARGV[12]
+end
+redis.call('HSET', KEYS[1], unpack(set))
+if sync then
   redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARGV[4],
     'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11], 'slim', '1', 'lease', ARGV[14] or '')
   redis.call('SPUBLISH', KEYS[7], KEYS[3])
-else
-redis.call('HSET', KEYS[1], 'status', ARGV[3], 'ended', now, 'result', ARGV[4],
-  'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'result_ref', ARGV[11])
-redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARGV[4],
-  'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11], 'lease', ARGV[14] or '')
-redis.call('SPUBLISH', KEYS[7], KEYS[3])
-end
-if ARGV[12] and ARGV[12] ~= '' and ARGV[12] ~= '0' then
-  redis.call('HSET', KEYS[1], 'engine_ms', ARGV[12])
+elseif not erased then
+  redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[3], 'result', ARGV[4],
+    'error', ARGV[5], 'usage', ARGV[6], 'http', ARGV[9], 'ref', ARGV[11], 'lease', ARGV[14] or '')
+  redis.call('SPUBLISH', KEYS[7], KEYS[3])
 end
 if ARGV[7] ~= '' then
   redis.call('XADD', KEYS[4], '*', 'ev', ARGV[7])
@@ -68,7 +74,7 @@ if hook and hook ~= '' then
 end
 ack()
 if not erased then redis.call('PEXPIRE', KEYS[3], ttl) end
-if redis.call('HGET', KEYS[1], 'gone') == '1' then
+if f[5] == '1' then
   slim_job(KEYS[1], KEYS[3], tonumber(ARGV[13] or '') or ttl)
 elseif sync then
   slim_job(KEYS[1], KEYS[3], tonumber(ARGV[13] or '') or ttl, true) -- the stream stays for its reader

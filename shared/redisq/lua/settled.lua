@@ -1,22 +1,28 @@
--- A job's settlement is done: its record, kept without expiry while the
+-- Jobs' settlements are done: each record, kept without expiry while its
 -- settlement was pending (settle_event.lua), is dropped if its account was
 -- erased, else given jobs.result_ttl from now (or the shorter 'keep' of a
 -- synchronous job already delivered: slim.lua). A record that already
--- expires, or a job not ended, is left alone.
--- KEYS[1] job hash; ARGV[1] ttl ms
--- Returns 2 if dropped, 1 if its expiry was set, else 0.
-local v = redis.call('HMGET', KEYS[1], 'erased', 'status', 'keep')
-if v[1] == '1' then
-  redis.call('UNLINK', KEYS[1])
-  return 2
+-- expires, or a job not ended, is left alone. One call for a settled batch's
+-- jobs of one hash tag (one cluster slot), not one per job.
+-- KEYS job hashes (one tag); ARGV[1] ttl ms
+-- Returns, per key, 2 if dropped, 1 if its expiry was set, else 0.
+local out = {}
+local ttl0 = tonumber(ARGV[1])
+for i, k in ipairs(KEYS) do
+  out[i] = 0
+  local v = redis.call('HMGET', k, 'erased', 'status', 'keep')
+  if v[1] == '1' then
+    redis.call('UNLINK', k)
+    out[i] = 2
+  elseif redis.call('PTTL', k) == -1 then
+    local st = v[2]
+    if st == 'succeeded' or st == 'failed' or st == 'cancelled' or st == 'expired' then
+      local ttl = ttl0
+      local keep = tonumber(v[3] or '')
+      if keep and keep < ttl then ttl = keep end
+      redis.call('PEXPIRE', k, ttl)
+      out[i] = 1
+    end
+  end
 end
-if redis.call('PTTL', KEYS[1]) ~= -1 then return 0 end
-local st = v[2]
-if st == 'succeeded' or st == 'failed' or st == 'cancelled' or st == 'expired' then
-  local ttl = tonumber(ARGV[1])
-  local keep = tonumber(v[3] or '')
-  if keep and keep < ttl then ttl = keep end
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  return 1
-end
-return 0
+return out

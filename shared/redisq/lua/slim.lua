@@ -27,13 +27,17 @@ local function slim_job(jk, rk, keep, keepStream)
   local pttl = redis.call('PTTL', jk)
   if pttl == -2 then return end
   local all = redis.call('HGETALL', jk)
+  local resv, status
+  for i = 1, #all, 2 do
+    if all[i] == 'resv' then resv = all[i + 1] elseif all[i] == 'status' then status = all[i + 1] end
+  end
   -- Only a record awaiting its settlement needs to remember its expiry.
-  local waits = pttl == -1 and redis.call('HGET', jk, 'resv') == '1'
+  local waits = pttl == -1 and resv == '1'
   local kept = {}
   if waits then kept = {'keep', keep} end
   -- A cancelled job's error is always the same (Get restores it), and at
   -- over 64 bytes it alone would keep the hash in the larger encoding.
-  local cancelled = redis.call('HGET', jk, 'status') == 'cancelled'
+  local cancelled = status == 'cancelled'
   for i = 1, #all, 2 do
     local f, v = all[i], all[i + 1]
     if not drop[f] and v ~= '' and not (cancelled and f == 'error') then
