@@ -279,8 +279,8 @@ func (s *service) infer(endpoint string) http.HandlerFunc {
 // client's next request never finds this one still counted: the worker
 // released it with the completion (the end event says so), else relay
 // releases it first. A job whose record complete.lua already slimmed
-// (ev.Slim) only has its result stream deleted, in the same round trip as
-// the release; any other is slimmed (Delivered). What follows a flushed
+// (ev.Slim) only has its result stream deleted (in a batch with others:
+// takenStreams); any other is slimmed (Delivered). What follows a flushed
 // answer runs after the handler returns (but under Lambda), so a kept-alive
 // connection's next request is not held up by it.
 func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Principal, job *sluice.Job, req *openai.Request, lease *admission.Lease) {
