@@ -8,19 +8,19 @@
 -- Returns, per key, 2 if dropped, 1 if its expiry was set, else 0.
 local out = {}
 local ttl0 = tonumber(ARGV[1])
-for i, k in ipairs(KEYS) do
+for i = 1, #KEYS do
   out[i] = 0
-  local v = redis.call('HMGET', k, 'erased', 'status', 'keep')
+  local v = redis.call('HMGET', KEYS[i], 'erased', 'status', 'keep')
   if v[1] == '1' then
-    redis.call('UNLINK', k)
+    redis.call('UNLINK', KEYS[i])
     out[i] = 2
-  elseif redis.call('PTTL', k) == -1 then
+  elseif redis.call('PTTL', KEYS[i]) == -1 then
     local st = v[2]
     if st == 'succeeded' or st == 'failed' or st == 'cancelled' or st == 'expired' then
       local ttl = ttl0
       local keep = tonumber(v[3] or '')
       if keep and keep < ttl then ttl = keep end
-      redis.call('PEXPIRE', k, ttl)
+      redis.call('PEXPIRE', KEYS[i], ttl)
       out[i] = 1
     end
   end
