@@ -339,14 +339,6 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Princi
 					// next request never finds this one still counted.
 					s.taken(r, lease, job.ID, ev.Slim)
 				}
-				if !sent {
-					if ev.LeaseReleased {
-						s.taken(r, lease, job.ID, ev.Slim)
-					}
-					s.delivered(r, job.ID, ev.ResultRef, ev.Slim)
-					return
-				}
-				http.NewResponseController(w).Flush() //nolint:errcheck // the client may be gone; delivered runs regardless
 				after := func(lease *admission.Lease) {
 					if ev.LeaseReleased {
 						// The worker released the lease with the completion
@@ -356,6 +348,11 @@ func (s *service) relay(w http.ResponseWriter, r *http.Request, p *sluice.Princi
 					}
 					s.delivered(r, job.ID, ev.ResultRef, ev.Slim)
 				}
+				if !sent { // an error answer, which leaves when the handler returns
+					after(lease)
+					return
+				}
+				http.NewResponseController(w).Flush() //nolint:errcheck // the client may be gone; delivered runs regardless
 				if s.Config.Env.Lambda {
 					// Lambda freezes the environment when the handler
 					// returns: what follows the answer is done first.

@@ -331,7 +331,6 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 	keys := []string{rkey.JobKey(e.JobID), e.Stream, rkey.ResultKey(e.JobID), rkey.UsageKey(tag), rkey.HooksKey(tag), rkey.SettleKey(tag), rkey.ResultChannel(e.JobID)}
 	args := []any{group, e.ID, string(o.Status), string(o.Result), errS, usageS, evS, ms(q.opts.ResultTTL), o.HTTP, e.JobID, o.ResultRef, max(o.EngineMS, 0),
 		ms(q.opts.SyncRetention), ""}
-	var n int64
 	if o.Lease != "" && !q.opts.Durable.Enabled() && !q.hub.cluster {
 		// One Redis: the lease's release and the completion in one round
 		// trip, in that order on one connection.
@@ -361,6 +360,7 @@ func (q *Queue) Complete(ctx context.Context, group string, e Entry, o Outcome) 
 	// A completion lost at failover would leave the job to be reclaimed and
 	// run again (and a webhook or poller would see it end twice): it waits
 	// for replicas (when configured) like the enqueue.
+	var n int64
 	err := q.opts.Durable.Do(ctx, keys[0], func(c redis.Cmdable) (err error) {
 		n, err = completeScript.Run(ctx, c, keys, args...).Int64()
 		return err
