@@ -50,9 +50,10 @@ export TOOL_TAGS := remove_all_sd,enable_kubernetes_sd
 
 ## run: the whole platform on 127.0.0.1:8080 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 ## (Ctrl-C stops it and exits 0; `sluice doctor` says what is missing when it fails)
-## (on a fresh clone building the CLI and then the simulator is most of the wait)
+## (on a fresh clone building the CLI and then the simulator is most of the wait; the
+## simulator's modules download beside the CLI's build)
 run:
-	@$(MAKE) --no-print-directory sluice-bin sim
+	@$(TESTENV) prefetch $(filter $(SIM)=%,$(TOOLS)) >/dev/null 2>&1 & $(MAKE) --no-print-directory sluice-bin sim
 	@trap 'exit 0' INT TERM; bin/sluice dev
 
 # sluice-bin: the CLI as bin/sluice (go build is incremental: seconds when nothing changed).

@@ -14,6 +14,10 @@
 #                                   compiles once), each cached in
 #                                   ~/.cache/sluice/tools per (go.mod,
 #                                   go.sum, Go version, build flags)
+#   scripts/testenv.sh prefetch OUT=PKG...
+#                                   download only the modules the tools not
+#                                   yet cached need (make run, beside the
+#                                   CLI's build)
 #   scripts/testenv.sh cluster-start|cluster-stop
 #                                   this checkout's local 3-master Redis
 #                                   Cluster (ports derived from the checkout's
@@ -144,41 +148,66 @@ check() {
 # TestToolsShareModuleVersions) and build with the tests' flags, so each
 # compiles once for both. One build at a time (flock): make -j and two
 # checkouts share the cache.
-tools() {
-  local key spec out pkg missing=() tmp
+tools_key() {
   # Without optimisation: openai-go (the simulator parses tool_choice with it;
   # its one package is a minute of compiling, half that unoptimised, and the
   # tests compile it with the same flags: TEST_FLAGS).
-  local flags=(-trimpath -ldflags='-s -w' -tags "${TOOL_TAGS:-}" -gcflags='github.com/openai/openai-go/v3/...=-N -l')
+  FLAGS=(-trimpath -ldflags='-s -w' -tags "${TOOL_TAGS:-}" -gcflags='github.com/openai/openai-go/v3/...=-N -l')
   # Also without optimisation: the modules only promtool's config check, the
   # Lambda emulator, or the simulator's start-up and optional features use
   # (about 50 CPU-seconds less from an empty cache). Kubernetes' modules
   # are deploy/validate's too, which its go test builds the same way.
   local p
-  for p in k8s.io github.com/prometheus/prometheus modernc.org github.com/gogo/protobuf \
+  for p in k8s.io github.com/prometheus/prometheus github.com/gogo/protobuf \
     github.com/google/gnostic-models github.com/onsi cloud.google.com github.com/Azure \
     github.com/google/s2a-go github.com/aws/aws-lambda-runtime-interface-emulator; do
-    flags+=(-gcflags="$p/...=-N -l")
+    FLAGS+=(-gcflags="$p/...=-N -l")
   done
-  key=$(cat "$ROOT/tools/go.mod" "$ROOT/tools/go.sum" <(go env GOVERSION) <(echo "${flags[*]}") | sha256sum | cut -c1-16)
+  # The key covers the module files, the stand-in modules tools/go.mod
+  # replaces (controller-runtime-lite, testcontainers-none, sqlite-none), the
+  # Go version and the flags: a change to any of them builds again.
+  KEY=$({ cat "$ROOT/tools/go.mod" "$ROOT/tools/go.sum"
+    find "$ROOT/tools" -mindepth 2 \( -name '*.go' -o -name go.mod \) -print0 | LC_ALL=C sort -z | xargs -0 cat
+    go env GOVERSION; echo "${FLAGS[*]}"; } | sha256sum | cut -c1-16)
+}
+
+# tools_missing OUT=PKG...: sets MISSING to the packages not yet cached.
+tools_missing() {
+  local spec out
+  MISSING=()
+  for spec; do
+    out=${spec%%=*}
+    [ -x "$CACHE/$(basename "$out")-$KEY" ] || MISSING+=("${spec#*=}")
+  done
+}
+
+# prefetch OUT=PKG...: download the modules the missing tools need, and only
+# that (make run starts it beside bin/sluice's build, so the simulator's
+# build after it does not wait on the network).
+prefetch() {
+  tools_key; tools_missing "$@"
+  [ ${#MISSING[@]} -gt 0 ] || return 0
+  (cd "$ROOT/tools" && CGO_ENABLED=0 go list -tags "${TOOL_TAGS:-}" -deps "${MISSING[@]}" >/dev/null)
+}
+
+tools() {
+  local spec out pkg name tmp
+  tools_key
   mkdir -p "$CACHE"
   exec 8>"$CACHE/.lock"
   flock 8
-  for spec; do
-    out=${spec%%=*} pkg=${spec#*=}
-    [ -x "$CACHE/$(basename "$out")-$key" ] || missing+=("$pkg")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    say "building ${missing[*]##*/} from tools/go.mod (once; cached in $CACHE)"
+  tools_missing "$@"
+  if [ ${#MISSING[@]} -gt 0 ]; then
+    say "building ${MISSING[*]##*/} from tools/go.mod (once; cached in $CACHE)"
     tmp=$(mktemp -d)
-    if ! (cd "$ROOT/tools" && CGO_ENABLED=0 go build "${flags[@]}" -o "$tmp/" "${missing[@]}"); then
+    if ! (cd "$ROOT/tools" && CGO_ENABLED=0 go build "${FLAGS[@]}" -o "$tmp/" "${MISSING[@]}"); then
       rm -rf "$tmp"; exit 1
     fi
     for spec; do
       out=${spec%%=*} pkg=${spec#*=} name=${spec##*/}
       # go build names a binary after its path's last element (before a /vN)
       [[ $name =~ ^v[0-9]+$ ]] && { pkg=${pkg%/*}; name=${pkg##*/}; }
-      if [ -x "$tmp/$name" ]; then mv "$tmp/$name" "$CACHE/$(basename "$out")-$key"; fi
+      if [ -x "$tmp/$name" ]; then mv "$tmp/$name" "$CACHE/$(basename "$out")-$KEY"; fi
     done
     rm -rf "$tmp"
   fi
@@ -186,7 +215,7 @@ tools() {
   for spec; do
     out=${spec%%=*}
     mkdir -p "$(dirname "$ROOT/$out")"
-    cp -f "$CACHE/$(basename "$out")-$key" "$ROOT/$out"
+    cp -f "$CACHE/$(basename "$out")-$KEY" "$ROOT/$out"
   done
 }
 
@@ -306,6 +335,7 @@ case "${1:-ensure}" in
   ensure) ensure ;;
   check) check ;;
   tools) shift; tools "$@" ;;
+  prefetch) shift; prefetch "$@" ;;
   cluster-start) cluster_start ;;
   cluster-stop) cluster_stop ;;
   redis-packages) redis_packages ;;

@@ -183,9 +183,9 @@ var usageMarker = []byte(`"usage":{`)
 // a chunk counts as a token only when one of them is present and non-empty.
 var outputMarkers = [][]byte{[]byte(`"content":"`), []byte(`"text":"`), []byte(`"reasoning_content":"`)}
 
-// producesTokens reports whether a stream chunk carries generated output. A
+// ProducesTokens reports whether a stream chunk carries generated output. A
 // byte scan, not a parse: it runs on every chunk of the hot path.
-func producesTokens(data []byte) bool {
+func ProducesTokens(data []byte) bool {
 	if bytes.Contains(data, []byte(`"tool_calls":[`)) {
 		return true
 	}
@@ -238,7 +238,7 @@ func readStream(ctx context.Context, r io.Reader, onChunk func([]byte) error) (*
 			}
 		} else {
 			res.Chunks++
-			if producesTokens(data) {
+			if ProducesTokens(data) {
 				res.Produced++
 			}
 		}

@@ -1,6 +1,10 @@
-package engine
+package engine_test
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/sluice-ai/sluice/gpuworker/engine"
+)
 
 // A cut stream pays one completion token per chunk that carried output; the
 // role-only first chunk vLLM sends (content "") is not one.
@@ -18,8 +22,8 @@ func TestProducesTokens(t *testing.T) {
 		{`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"}}]}}]}`, true},
 		{`{"choices":[{"index":0,"delta":{"content":""},"finish_reason":"length"}]}`, false},
 	} {
-		if got := producesTokens([]byte(c.chunk)); got != c.want {
-			t.Errorf("producesTokens(%s) = %v, want %v", c.chunk, got, c.want)
+		if got := engine.ProducesTokens([]byte(c.chunk)); got != c.want {
+			t.Errorf("ProducesTokens(%s) = %v, want %v", c.chunk, got, c.want)
 		}
 	}
 }

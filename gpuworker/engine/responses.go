@@ -93,5 +93,5 @@ func ChunkProduces(data []byte) bool {
 		var ev responseEvent
 		return json.Unmarshal(data, &ev) == nil && producingEvents[ev.Type] && ev.Delta != ""
 	}
-	return producesTokens(data)
+	return ProducesTokens(data)
 }

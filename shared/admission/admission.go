@@ -555,7 +555,7 @@ func Overheld(ctx context.Context, rdb redis.UniversalClient, userID string) ([]
 			break
 		}
 		id, _ := z.Member.(string)
-		h, err := parseHold(hv.Val()[id])
+		h, err := ParseHold(hv.Val()[id])
 		if err != nil || h.Credit <= 0 {
 			continue
 		}

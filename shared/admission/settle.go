@@ -218,7 +218,7 @@ func (a *Admitter) settleMany(ctx context.Context, ended []Ended, mayGrow bool) 
 			}
 			hs, unheld = rec[3], true
 		}
-		h, err := parseHold(hs)
+		h, err := ParseHold(hs)
 		if err != nil {
 			a.log.ErrorContext(ctx, "unreadable hold left to lapse", slog.String("job_id", e.JobID), slog.String("err", err.Error()))
 			continue

@@ -74,7 +74,7 @@ func ApplyFactor(money, ppm int64) int64 {
 	return q*ppm + (r*ppm+config.PPM-1)/config.PPM
 }
 
-// parseHold reads the hold string admit.lua writes
+// ParseHold reads the hold string admit.lua writes
 // (P|M|pin|pout|inc|cr|ov|period|model|preq|psec). A hold without the last
 // two fields (written before per-request and GPU-second prices existed, or
 // for a model priced by tokens alone) has them 0. Model names may not contain '|' (config validation), so the
@@ -84,7 +84,7 @@ func ApplyFactor(money, ppm int64) int64 {
 // A job at a service tier with a price factor has a twelfth field, its
 // price term '<tier>:<ppm>' (so its eleven before are always written), and
 // its grown hold the mark as a thirteenth.
-func parseHold(s string) (Hold, error) {
+func ParseHold(s string) (Hold, error) {
 	f := strings.Split(s, "|")
 	tier, ppm := sluice.TierDefault, int64(config.PPM)
 	if len(f) >= 12 && strings.Contains(f[11], ":") {

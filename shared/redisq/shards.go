@@ -70,7 +70,7 @@ func (q *Queue) ownsTag(model, tag string) bool {
 // past them, so none is missed between the two), and whether the claim
 // left anything to claim at once.
 type Bells struct {
-	ids []string // shard 0 first
+	ids []string // shard 0 first (IDs)
 	// Drained: the claim took fewer jobs than asked because every shard's
 	// every class was empty (nothing queued, nothing handed back, no class
 	// held to a cap). Claiming again finds nothing until an enqueue rings a
@@ -151,8 +151,8 @@ func (o ClaimOrder) capped() int {
 	return 0
 }
 
-// classes lists the classes of priorities in the order's sequence.
-func (o ClaimOrder) classes(priorities int) []int {
+// Classes lists the classes of priorities in the order a claim visits them.
+func (o ClaimOrder) Classes(priorities int) []int {
 	n := priorities
 	if o.Bulk {
 		n-- // the batch class is placed below
@@ -201,6 +201,10 @@ func bulkAt(order []int, priorities int, bulkCap int64) int {
 func isBulk(tag, model string, priorities int, e Entry) bool {
 	return e.Stream == rkey.ShardStreamKey(tag, model, priorities-1)
 }
+
+// IDs are the bell ids the claim saw, shard 0 first: where its next
+// WaitWork starts reading each shard's bell.
+func (b Bells) IDs() []string { return b.ids }
 
 // Claim states (claim.lua's second reply field).
 const (

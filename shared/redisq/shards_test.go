@@ -196,7 +196,7 @@ func TestShardedClaimFillsTheBatch(t *testing.T) {
 	if err != nil || len(es) != 5 {
 		t.Fatalf("batch of 5 from one shard: %d %v", len(es), err)
 	}
-	if len(redisq.BellIDs(bells)) != 6 || bells.Drained {
+	if len(bells.IDs()) != 6 || bells.Drained {
 		t.Fatalf("bells = %+v", bells)
 	}
 	es, bells, err = b.q.Claim(ctx, group, "w", b.model, 2, 8, false)

@@ -74,7 +74,7 @@ func (q *Queue) ClaimShare(ctx context.Context, group, consumer, model string, p
 	if !o.Bulk {
 		bulkCap = -1
 	}
-	order := o.classes(priorities)
+	order := o.Classes(priorities)
 	if q.opts.Shards > 1 {
 		return q.claimShards(ctx, group, consumer, model, priorities, count, order, bulkCap, o.capped(), o.Place)
 	}

@@ -1,0 +1,2 @@
+// Package sqlite is empty: no database/sql driver is registered.
+package sqlite
