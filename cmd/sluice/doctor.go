@@ -54,7 +54,12 @@ func runDoctor(ctx context.Context, args []string, e env) error {
 		}
 		return def
 	}
-	const root = "sudo scripts/testenv.sh (installs the Debian packages, starts PostgreSQL and Redis)"
+	// As root the fixes run as they are (a Debian image often has no sudo).
+	sudo := "sudo "
+	if os.Geteuid() == 0 {
+		sudo = ""
+	}
+	root := sudo + "scripts/testenv.sh (installs the Debian packages, starts PostgreSQL and Redis)"
 	redis.SetLogger(quietLogger{}) // the checks say what failed; no pool chatter
 	var checks []check
 	add := func(c check) { checks = append(checks, c) }
@@ -89,7 +94,7 @@ func runDoctor(ctx context.Context, args []string, e env) error {
 	// The console's browser test and the alert rule checks.
 	chromium := getenv("CHROMIUM", "/usr/bin/chromium")
 	if _, err := os.Stat(chromium); err != nil {
-		add(check{name: "Chromium", found: chromium + " missing (the console's browser test needs it)", fix: "sudo apt-get install -y chromium, or " + root})
+		add(check{name: "Chromium", found: chromium + " missing (the console's browser test needs it)", fix: sudo + "apt-get install -y chromium, or " + root})
 	} else {
 		add(check{name: "Chromium", ok: true, found: chromium})
 	}
@@ -100,7 +105,7 @@ func runDoctor(ctx context.Context, args []string, e env) error {
 		{"amtool", "/usr/bin/amtool", "prometheus-alertmanager", "make check-rules"},
 	} {
 		if p, err := exec.LookPath(t.bin); err != nil {
-			add(check{name: t.name, found: "missing (" + t.why + ")", fix: "sudo apt-get install -y " + t.pkg + ", or " + root})
+			add(check{name: t.name, found: "missing (" + t.why + ")", fix: sudo + "apt-get install -y " + t.pkg + ", or " + root})
 		} else {
 			add(check{name: t.name, ok: true, found: p})
 		}

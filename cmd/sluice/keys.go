@@ -200,7 +200,11 @@ func keyList(ctx context.Context, e env, d *app.Deps, u sluice.User) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "%d keys of %s\n", len(keys), u.Email)
+	noun := "keys"
+	if len(keys) == 1 {
+		noun = "key"
+	}
+	fmt.Fprintf(e.stderr, "%d %s of %s\n", len(keys), noun, u.Email)
 	return nil
 }
 
