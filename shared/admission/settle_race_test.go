@@ -110,9 +110,8 @@ func testConcurrentSettlers(t *testing.T, lost bool) {
 			}
 		}
 		// Leases left out: the third job's lease is never kept alive here
-		// (no KeepAlive), so it lapses once lease_ttl (1s) has passed since
-		// its admission, as designed; on a loaded machine that can fall
-		// between the two reads. The settlements remove only their own
+		// (no KeepAlive), so it lapses once lease_ttl has passed since its
+		// admission, as designed, which may fall between the two reads. The settlements remove only their own
 		// jobs' leases.
 		again, _ := admission.LiveCounters(ctx, b.rdb, user)
 		again.Leases, live.Leases = 0, 0
