@@ -42,7 +42,9 @@ func target(dbURL string) (conn, schema string, err error) {
 	q := u.Query()
 	schema = q.Get("search_path")
 	q.Del("search_path")
-	u.RawQuery = q.Encode()
+	// %20 for a space (options=-c%20statement_timeout%3D5s): libpq, like
+	// pgx, reads Encode's + as itself.
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
 	return u.String(), schema, nil
 }
 

@@ -21,7 +21,10 @@ func TestDumpAndRestore(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	store := s3test.New(t)
-	dbURL := pgtest.NewURL(t)
+	// An options parameter with a space, as a DATABASE_URL may carry: the
+	// URL handed to pg_dump and pg_restore must keep it %20-encoded (libpq
+	// reads a + as itself).
+	dbURL := pgtest.NewURL(t) + "&options=-c%20statement_timeout%3D600000"
 	db, err := postgres.Open(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
