@@ -200,7 +200,9 @@ tools() {
   if [ ${#MISSING[@]} -gt 0 ]; then
     say "building ${MISSING[*]##*/} from tools/go.mod (once; cached in $CACHE)"
     tmp=$(mktemp -d)
-    if ! (cd "$ROOT/tools" && CGO_ENABLED=0 go build "${FLAGS[@]}" -o "$tmp/" "${MISSING[@]}"); then
+    # GOMAXPROCS=1 (in the compiler and linker it starts) with -p as many
+    # as the CPUs: see the Makefile's BUILD_ENV.
+    if ! (cd "$ROOT/tools" && CGO_ENABLED=0 GOMAXPROCS=1 go build -p "$(nproc)" "${FLAGS[@]}" -o "$tmp/" "${MISSING[@]}"); then
       rm -rf "$tmp"; exit 1
     fi
     for spec; do

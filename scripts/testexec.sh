@@ -15,6 +15,12 @@
 set -u
 bin=$1
 shift
+# make test runs go test with GOMAXPROCS=1 for its compiles (the Makefile's
+# BUILD_ENV); the tests run with the caller's (empty: unset).
+if [ -n "${SLUICE_TEST_GOMAXPROCS+set}" ]; then
+  if [ -n "$SLUICE_TEST_GOMAXPROCS" ]; then export GOMAXPROCS=$SLUICE_TEST_GOMAXPROCS; else unset GOMAXPROCS; fi
+  unset SLUICE_TEST_GOMAXPROCS
+fi
 rel=./${PWD#"${SLUICE_ROOT:-$PWD}"/}
 case " ${SLUICE_CLUSTER_PACKAGES:-} " in
   *" $rel "*) [ -n "${SLUICE_CLUSTER_SEED:-}" ] || exec "$bin" "$@" ;;
