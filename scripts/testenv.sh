@@ -13,7 +13,9 @@
 #                                   ones in one go build (what they share
 #                                   compiles once), each cached in
 #                                   ~/.cache/sluice/tools per (go.mod,
-#                                   go.sum, Go version, build flags)
+#                                   go.sum, Go version, build flags;
+#                                   SLUICE_TOOLS_GCFLAGS adds -gcflags:
+#                                   make run's development build)
 #   scripts/testenv.sh prefetch OUT=PKG...
 #                                   download only the modules the tools not
 #                                   yet cached need (make run, beside the
@@ -152,7 +154,12 @@ tools_key() {
   # Without optimisation: openai-go (the simulator parses tool_choice with it;
   # its one package is a minute of compiling, half that unoptimised, and the
   # tests compile it with the same flags: TEST_FLAGS).
-  FLAGS=(-trimpath -ldflags='-s -w' -tags "${TOOL_TAGS:-}" -gcflags='github.com/openai/openai-go/v3/...=-N -l')
+  FLAGS=(-trimpath -ldflags='-s -w' -tags "${TOOL_TAGS:-}")
+  # SLUICE_TOOLS_GCFLAGS first, so the patterns below still apply: make run's
+  # development build (all=-N -l, as bin/sluice, so what they share compiles
+  # once), cached apart from make test's by the key below.
+  [ -n "${SLUICE_TOOLS_GCFLAGS:-}" ] && FLAGS+=(-gcflags="$SLUICE_TOOLS_GCFLAGS")
+  FLAGS+=(-gcflags='github.com/openai/openai-go/v3/...=-N -l')
   # Also without optimisation: the modules only promtool's config check, the
   # Lambda emulator, or the simulator's start-up and optional features use
   # (about 50 CPU-seconds less from an empty cache). Kubernetes' modules
