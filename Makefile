@@ -29,7 +29,7 @@ TEST_FLAGS ?= -count=1 -p 4 -parallel 4 -timeout 15m -ldflags=-s\ -w -gcflags=gi
 # The go commands that compile run with GOMAXPROCS=1 and an explicit -p:
 # as many packages compile at once as before (one per CPU), each compiler
 # single-threaded. Two compilers each running two threads (the backend's
-# and the GC's) on 2 CPUs used 7-10% more CPU for the same packages
+# and the GC's) on 2 CPUs used 5-15% more CPU for the same packages
 # (bin/sluice from an empty cache: 278 against 259 CPU-s; std: 87 against
 # 82), most of it system time: two threads grow a compiler's heap further,
 # and every new page is a fault. The test binaries get the caller's
