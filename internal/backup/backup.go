@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sluice-ai/sluice/shared/objstore"
+	"github.com/sluice-ai/sluice/shared/postgres"
 )
 
 // shaKey is the object metadata key holding the dump's SHA-256.
@@ -42,9 +43,7 @@ func target(dbURL string) (conn, schema string, err error) {
 	q := u.Query()
 	schema = q.Get("search_path")
 	q.Del("search_path")
-	// %20 for a space (options=-c%20statement_timeout%3D5s): libpq, like
-	// pgx, reads Encode's + as itself.
-	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
+	u.RawQuery = postgres.EncodeQuery(q) // a space as %20, as libpq reads it
 	return u.String(), schema, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net/url"
 	"os"
 	"testing"
 
@@ -50,14 +49,7 @@ func NewURL(tb testing.TB) string {
 			c.Close(context.Background())
 		}
 	})
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	qv := u.Query()
-	qv.Set("search_path", schema)
-	u.RawQuery = qv.Encode()
-	return u.String()
+	return withSchema(tb, base, schema)
 }
 
 // New returns a migrated store on a fresh schema.

@@ -430,6 +430,8 @@ func (p *Pair) NewURLs(tb testing.TB) (primary, replica string) {
 	return primary, replica
 }
 
+// withSchema is base with pgx's search_path set to schema, the rest of its
+// query (TEST_DATABASE_URL's options, say) kept as pgx reads it.
 func withSchema(tb testing.TB, base, schema string) string {
 	u, err := url.Parse(base)
 	if err != nil {
@@ -437,6 +439,6 @@ func withSchema(tb testing.TB, base, schema string) string {
 	}
 	qv := u.Query()
 	qv.Set("search_path", schema)
-	u.RawQuery = qv.Encode()
+	u.RawQuery = postgres.EncodeQuery(qv)
 	return u.String()
 }
