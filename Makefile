@@ -25,7 +25,11 @@ SLUICE_CGO ?= $(if $(wildcard /proc/driver/nvidia/version),1,0)
 # tests' client SDK, compiles without optimisation (half the time of its
 # one-minute main package), as the tools module builds it for the simulator,
 # so a fresh machine compiles it once.
-TEST_FLAGS ?= -count=1 -p 4 -parallel 4 -timeout 15m -ldflags=-s\ -w -gcflags=github.com/openai/openai-go/v3/...=-N\ -l
+# -vet=off: the suite's go test does not vet (go vet computes its facts for
+# every dependency: 67 of a fresh run's CPU-seconds); `make vet` runs the
+# whole go vet, of both modules, and .ci/run runs it after make test.
+TEST_BUILD_FLAGS := -trimpath -gcflags=github.com/openai/openai-go/v3/...=-N\ -l
+TEST_FLAGS ?= -count=1 -p 4 -parallel 4 -timeout 15m -vet=off -ldflags=-s\ -w
 # The go commands that compile run with GOMAXPROCS=1 and an explicit -p:
 # as many packages compile at once as before (one per CPU), each compiler
 # single-threaded. Two compilers each running two threads (the backend's
@@ -101,17 +105,22 @@ tools:
 ## deploy/validate's own module; the Redis-touching packages again on a local
 ## 3-master Redis Cluster (this checkout's own ports; `scripts/testenv.sh cluster-stop` stops it)
 ## (scripts/testenv.sh first: installs and starts what is missing, as .ci/run does; the Go tools build meanwhile)
+## (and, niced, a go list -export compiles the suite's packages: on a fresh machine it fills the
+## CPU the tools' module downloads and the Debian packages leave idle, and go test then finds them
+## compiled; nice keeps it from taking CPU from the tools' build, which would compile the
+## packages they share at the same moment, twice)
 test:
-	@$(TESTENV) tools $(TOOLS) & tools=$$!; $(TESTENV) || { wait; exit 1; }; wait $$tools || exit 1
-	@$(MAKE) --no-print-directory -j2 console-deps sdk-deps
-	@$(MAKE) --no-print-directory check-rules
-	@line=$$($(TESTENV) cluster-start) || exit 1; export "$$line"; \
+	@$(BUILD_ENV) CGO_ENABLED=$(TEST_CGO) nice -n 19 $(GO) list -e -test -export -deps -p $(NPROC) $(TEST_BUILD_FLAGS) ./... >/dev/null 2>&1 & pre=$$!; \
+	$(TESTENV) tools $(TOOLS) & tools=$$!; \
+	$(TESTENV) || { kill $$pre 2>/dev/null; wait; exit 1; }; wait $$tools || { kill $$pre 2>/dev/null; wait; exit 1; }; \
+	$(MAKE) --no-print-directory -j2 console-deps sdk-deps && $(MAKE) --no-print-directory check-rules || { kill $$pre 2>/dev/null; wait; exit 1; }; \
+	line=$$($(TESTENV) cluster-start) || { kill $$pre 2>/dev/null; wait; exit 1; }; export "$$line"; wait $$pre; \
 	export SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) CGO_ENABLED=$(TEST_CGO); \
 	export SLUICE_ROOT=$(CURDIR) SLUICE_CLUSTER_SEED=$${TEST_REDIS_CLUSTER_URL%%\?*} SLUICE_CLUSTER_LOG=$(CURDIR)/bin/cluster.log \
 	  SLUICE_CLUSTER_PACKAGES="$$($(TESTENV) redis-packages | tr '\n' ' ')"; : >bin/cluster.log; \
 	$(TESTENV) pg-vacuum >/dev/null 2>&1 & vacuum=$$!; \
-	(cd deploy/validate && $(BUILD_ENV) $(GO) test -p $(NPROC) -trimpath -count=1 -gcflags='k8s.io/...=-N -l' ./... >$(CURDIR)/bin/validate.log 2>&1; echo $$? >$(CURDIR)/bin/validate.rc) & \
-	SLUICE_TEST_GOMAXPROCS=$${GOMAXPROCS-} $(BUILD_ENV) $(GO) test -trimpath $(TEST_FLAGS) -exec $(CURDIR)/scripts/testexec.sh ./...; rc=$$?; kill $$vacuum; wait; \
+	(cd deploy/validate && $(BUILD_ENV) $(GO) test -p $(NPROC) -trimpath -count=1 -vet=off -gcflags='k8s.io/...=-N -l' ./... >$(CURDIR)/bin/validate.log 2>&1; echo $$? >$(CURDIR)/bin/validate.rc) & \
+	SLUICE_TEST_GOMAXPROCS=$${GOMAXPROCS-} $(BUILD_ENV) $(GO) test $(TEST_BUILD_FLAGS) $(TEST_FLAGS) -exec $(CURDIR)/scripts/testexec.sh ./...; rc=$$?; kill $$vacuum; wait; \
 	echo "deploy/validate:"; cat bin/validate.log; \
 	echo "the Redis-touching packages again, beside their first run, on the Redis Cluster (TEST_REDIS_URL=$$SLUICE_CLUSTER_SEED):"; \
 	sort -k2 bin/cluster.log; \
@@ -192,8 +201,10 @@ fuzz:
 	$(GO) test ./functions/billing-webhook -run '^$$' -fuzz FuzzVerifyEvent -fuzztime 60s
 	$(GO) test ./functions/usage-rollup -run '^$$' -fuzz FuzzUsageQuery -fuzztime 60s
 
+## vet: go vet of the repository and of deploy/validate's module (make test does not vet; .ci/run runs this after it)
 vet:
 	$(GO) vet ./...
+	cd deploy/validate && $(GO) vet ./...
 
 build:
 	$(GO) build ./...

@@ -82,7 +82,7 @@ func TestUnderRuntimeInterfaceEmulator(t *testing.T) {
 	t.Cleanup(func() { cancel(); st.Wait() }) //nolint:errcheck
 
 	bootstrap := filepath.Join(dir, "bootstrap")
-	if _, err := shrinkwrap.Go(t.Context(), ".", "build", "-trimpath", "-tags", "lambda.norpc", "-ldflags", "-s -w", "-o", bootstrap, "."); err != nil {
+	if err := shrinkwrap.BuildCached(t.Context(), ".", bootstrap, ".", "-trimpath", "-tags", "lambda.norpc", "-ldflags", "-s -w"); err != nil {
 		t.Fatal(err)
 	}
 

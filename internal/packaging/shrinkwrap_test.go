@@ -31,7 +31,9 @@ func TestShrinkwrapBuilds(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			build := shrinkwrap(t, name)
-			runGo(t, build, append(append([]string{"build"}, sw.BuildFlags...), "-o", "handler", ".")...)
+			if err := sw.Build(t.Context(), build, filepath.Join(build, "handler")); err != nil {
+				t.Fatal(err)
+			}
 			// The handler's own tests (go test vets them too), run from
 			// function/ as the Dockerfile runs them, against make test's
 			// PostgreSQL and Redis. The shared packages' tests run in the
@@ -71,7 +73,9 @@ func TestTemplateServesAndShutsDown(t *testing.T) {
 	// Without PostgreSQL or Redis configured, the function answers 503
 	// (starting: its dependencies cannot be reached) through its Handle.
 	build := shrinkwrap(t, "billing-webhook")
-	runGo(t, build, append(append([]string{"build"}, sw.BuildFlags...), "-o", "handler", ".")...)
+	if err := sw.Build(t.Context(), build, filepath.Join(build, "handler")); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.CommandContext(t.Context(), filepath.Join(build, "handler"))
 	cmd.Dir = build
 	// An empty environment for the function, so it never reaches a real

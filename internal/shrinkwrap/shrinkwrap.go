@@ -71,6 +71,40 @@ var BuildFlags = []string{"-trimpath", "-ldflags", "-s -w"}
 // Build compiles a build context's handler binary to out (absolute), as the
 // template's Dockerfile does.
 func Build(ctx context.Context, dir, out string) error {
-	_, err := Go(ctx, dir, append(append([]string{"build"}, BuildFlags...), "-o", out, ".")...)
-	return err
+	return BuildCached(ctx, dir, out, ".", BuildFlags...)
+}
+
+// BuildCached compiles pkg (in dir, with flags) to out (absolute) as
+// `go build -o out` would, except that the linked binary comes from the Go
+// build cache when nothing it is built from changed. go build links every
+// time (a few CPU-seconds for a function's handler); go run keeps its
+// executables in the build cache (Go 1.24+), so the binary is built with
+// `go run -exec cp ... pkg out`: the go command hands the cached (or just
+// linked) executable's path to cp. A redeploy of an unchanged function,
+// and the same binary built by several tests or processes, links once.
+// One such build at a time on the machine (a lock file in the temporary
+// directory): two processes building the same binary at once would both
+// miss the cache.
+func BuildCached(ctx context.Context, dir, out, pkg string, flags ...string) error {
+	if !filepath.IsAbs(out) {
+		return fmt.Errorf("shrinkwrap: build output %q is not absolute", out)
+	}
+	unlock, err := lockBuilds(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// Copied beside out, then renamed over it: out may be a running
+	// function's binary (a redeploy), which cannot be written (ETXTBSY).
+	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
+	args := append([]string{"run", "-exec", "cp"}, flags...)
+	if _, err := Go(ctx, dir, append(args, pkg, tmp)...); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("shrinkwrap: %w", err)
+	}
+	return nil
 }
