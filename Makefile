@@ -105,15 +105,17 @@ tools:
 ## deploy/validate's own module; the Redis-touching packages again on a local
 ## 3-master Redis Cluster (this checkout's own ports; `scripts/testenv.sh cluster-stop` stops it)
 ## (scripts/testenv.sh first: installs and starts what is missing, as .ci/run does; the Go tools build meanwhile)
-## (and, niced, go list -export compiles the standard library, then the suite's packages: on a
-## fresh machine it fills the CPU the tools' module downloads and the Debian packages leave idle,
-## and go test then finds them compiled; the standard library first, since it needs no download,
-## so the tools' build finds it compiled; nice keeps it from taking CPU from the tools' build,
-## which would compile the packages they share at the same moment, twice)
+## (and go list -export compiles the standard library while the tools' modules download (it needs
+## none), the tools' build waiting for it, then, niced, the suite's packages: on a fresh machine
+## it fills the CPU the downloads and the Debian packages leave idle, and go test then finds them
+## compiled; the waiting and nice keep the two builds from compiling the packages they share at
+## the same moment, twice)
 test:
-	@(export CGO_ENABLED=$(TEST_CGO) $(BUILD_ENV); nice -n 19 $(GO) list -export -p $(NPROC) -trimpath std >/dev/null 2>&1; \
+	@mkdir -p bin; exec 9>bin/.std.lock; flock 9; \
+	(export CGO_ENABLED=$(TEST_CGO) $(BUILD_ENV); exec $(GO) list -export -p $(NPROC) -trimpath std >/dev/null 2>&1) & exec 9>&-; \
+	(flock -s bin/.std.lock true; export CGO_ENABLED=$(TEST_CGO) $(BUILD_ENV); \
 	  exec nice -n 19 $(GO) list -e -test -export -deps -p $(NPROC) $(TEST_BUILD_FLAGS) ./... >/dev/null 2>&1) & pre=$$!; \
-	$(TESTENV) tools $(TOOLS) & tools=$$!; \
+	SLUICE_TOOLS_AFTER=bin/.std.lock $(TESTENV) tools $(TOOLS) & tools=$$!; \
 	$(TESTENV) || { kill $$pre 2>/dev/null; wait; exit 1; }; wait $$tools || { kill $$pre 2>/dev/null; wait; exit 1; }; \
 	$(MAKE) --no-print-directory -j2 console-deps sdk-deps && $(MAKE) --no-print-directory check-rules || { kill $$pre 2>/dev/null; wait; exit 1; }; \
 	line=$$($(TESTENV) cluster-start) || { kill $$pre 2>/dev/null; wait; exit 1; }; export "$$line"; wait $$pre; \

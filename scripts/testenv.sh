@@ -206,6 +206,14 @@ tools() {
   tools_missing "$@"
   if [ ${#MISSING[@]} -gt 0 ]; then
     say "building ${MISSING[*]##*/} from tools/go.mod (once; cached in $CACHE)"
+    # SLUICE_TOOLS_AFTER (make test): a lock file held while the standard
+    # library compiles. Download the modules meanwhile, then compile once
+    # it is released, so this build finds the standard library compiled
+    # instead of compiling the same packages at the same moment.
+    if [ -n "${SLUICE_TOOLS_AFTER:-}" ]; then
+      (cd "$ROOT/tools" && CGO_ENABLED=0 go list -tags "${TOOL_TAGS:-}" -deps "${MISSING[@]}" >/dev/null) || true
+      flock -s "$SLUICE_TOOLS_AFTER" true
+    fi
     tmp=$(mktemp -d)
     # GOMAXPROCS=1 (in the compiler and linker it starts) with -p as many
     # as the CPUs: see the Makefile's BUILD_ENV.

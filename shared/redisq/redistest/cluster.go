@@ -3,10 +3,12 @@ package redistest
 import (
 	"context"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,19 +125,23 @@ func (c *Cluster) ping(port int) error {
 }
 
 // freePorts returns n ports free now, each with port+10000 (the cluster
-// bus) free too. Another process may take one before redis-server binds
-// it; the test then fails at start rather than misbehaving.
+// bus) free too, both below Linux's ephemeral range (32768 and up): a node
+// a test stops and starts again must get its port back, and while it is
+// down any outgoing connection on the machine could be given a port from
+// that range as its own (TestClusterDownAnswers503AndRecovers once failed
+// so under make test). Another process may still take one before
+// redis-server binds it; the test then fails at start rather than
+// misbehaving.
 func freePorts(tb testing.TB, n int) []int {
 	tb.Helper()
 	var ports []int
-	for tries := 0; len(ports) < n && tries < 200; tries++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
+	for tries := 0; len(ports) < n && tries < 500; tries++ {
+		p := 12000 + mrand.IntN(10000) // bus 22000-31999
+		if slices.Contains(ports, p) {
+			continue
 		}
-		p := l.Addr().(*net.TCPAddr).Port
-		if p+10000 > 65535 {
-			l.Close()
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
 			continue
 		}
 		bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+10000))
