@@ -82,9 +82,9 @@ func Build(ctx context.Context, dir, out string) error {
 // `go run -exec cp ... pkg out`: the go command hands the cached (or just
 // linked) executable's path to cp. A redeploy of an unchanged function,
 // and the same binary built by several tests or processes, links once.
-// One such build at a time on the machine (a lock file in the temporary
-// directory): two processes building the same binary at once would both
-// miss the cache.
+// One such build at a time for the user (a lock file beside the build
+// cache): two processes building the same binary at once would both miss
+// the cache.
 func BuildCached(ctx context.Context, dir, out, pkg string, flags ...string) error {
 	if !filepath.IsAbs(out) {
 		return fmt.Errorf("shrinkwrap: build output %q is not absolute", out)
