@@ -116,9 +116,10 @@ test:
 	(flock -s bin/.std.lock true; export CGO_ENABLED=$(TEST_CGO) $(BUILD_ENV); \
 	  exec nice -n 19 $(GO) list -e -test -export -deps -p $(NPROC) $(TEST_BUILD_FLAGS) ./... >/dev/null 2>&1) & pre=$$!; \
 	SLUICE_TOOLS_AFTER=bin/.std.lock $(TESTENV) tools $(TOOLS) & tools=$$!; \
-	$(TESTENV) || { kill $$pre 2>/dev/null; wait; exit 1; }; wait $$tools || { kill $$pre 2>/dev/null; wait; exit 1; }; \
-	$(MAKE) --no-print-directory -j2 console-deps sdk-deps && $(MAKE) --no-print-directory check-rules || { kill $$pre 2>/dev/null; wait; exit 1; }; \
-	line=$$($(TESTENV) cluster-start) || { kill $$pre 2>/dev/null; wait; exit 1; }; export "$$line"; wait $$pre; \
+	fail() { kill $$pre 2>/dev/null; wait; exit 1; }; \
+	$(TESTENV) || fail; wait $$tools || fail; \
+	$(MAKE) --no-print-directory -j2 console-deps sdk-deps && $(MAKE) --no-print-directory check-rules || fail; \
+	line=$$($(TESTENV) cluster-start) || fail; export "$$line"; wait $$pre; \
 	export SLUICE_SIM=$(CURDIR)/$(SIM) SLUICE_RIE=$(CURDIR)/$(RIE) SLUICE_STRIPE_MOCK=$(CURDIR)/$(STRIPEMOCK) SLUICE_OIDC_PROVIDER=$(CURDIR)/$(OIDCP) CGO_ENABLED=$(TEST_CGO); \
 	export SLUICE_ROOT=$(CURDIR) SLUICE_CLUSTER_SEED=$${TEST_REDIS_CLUSTER_URL%%\?*} SLUICE_CLUSTER_LOG=$(CURDIR)/bin/cluster.log \
 	  SLUICE_CLUSTER_PACKAGES="$$($(TESTENV) redis-packages | tr '\n' ' ')"; : >bin/cluster.log; \

@@ -194,6 +194,12 @@ tools_missing() {
 prefetch() {
   tools_key; tools_missing "$@"
   [ ${#MISSING[@]} -gt 0 ] || return 0
+  fetch_missing
+}
+
+# fetch_missing: download the modules the MISSING tools need (go list -deps
+# fetches only those).
+fetch_missing() {
   (cd "$ROOT/tools" && CGO_ENABLED=0 go list -tags "${TOOL_TAGS:-}" -deps "${MISSING[@]}" >/dev/null)
 }
 
@@ -211,7 +217,7 @@ tools() {
     # it is released, so this build finds the standard library compiled
     # instead of compiling the same packages at the same moment.
     if [ -n "${SLUICE_TOOLS_AFTER:-}" ]; then
-      (cd "$ROOT/tools" && CGO_ENABLED=0 go list -tags "${TOOL_TAGS:-}" -deps "${MISSING[@]}" >/dev/null) || true
+      fetch_missing || true
       flock -s "$SLUICE_TOOLS_AFTER" true
     fi
     tmp=$(mktemp -d)
