@@ -157,8 +157,10 @@ tools_key() {
   FLAGS=(-trimpath -ldflags='-s -w' -tags "${TOOL_TAGS:-}")
   # SLUICE_TOOLS_GCFLAGS first, so the patterns below still apply: make run's
   # development build (all=-N -l, as bin/sluice, so what they share compiles
-  # once), cached apart from make test's by the key below.
-  [ -n "${SLUICE_TOOLS_GCFLAGS:-}" ] && FLAGS+=(-gcflags="$SLUICE_TOOLS_GCFLAGS")
+  # once), cached apart from make test's by the key below. Otherwise
+  # all=-dwarf=false, the Makefile's NODWARF: as make test's other builds
+  # (-s -w drops the DWARF; not generating it is a fifth less compiling).
+  FLAGS+=(-gcflags="${SLUICE_TOOLS_GCFLAGS:-all=-dwarf=false}")
   FLAGS+=(-gcflags='github.com/openai/openai-go/v3/...=-N -l')
   # Also without optimisation: the modules only promtool's config check, the
   # Lambda emulator, or the simulator's start-up and optional features use

@@ -82,7 +82,7 @@ func TestUnderRuntimeInterfaceEmulator(t *testing.T) {
 	t.Cleanup(func() { cancel(); st.Wait() }) //nolint:errcheck
 
 	bootstrap := filepath.Join(dir, "bootstrap")
-	if err := shrinkwrap.BuildCached(t.Context(), ".", bootstrap, ".", "-trimpath", "-tags", "lambda.norpc", "-ldflags", "-s -w"); err != nil {
+	if err := shrinkwrap.BuildCached(t.Context(), ".", bootstrap, ".", append([]string{"-tags", "lambda.norpc"}, shrinkwrap.BuildFlags...)...); err != nil {
 		t.Fatal(err)
 	}
 

@@ -49,7 +49,7 @@ func sluiceBinary(t *testing.T) string {
 		binPath = filepath.Join(dir, "sluice")
 		// Cached: the package's second run (on the Redis Cluster) and a
 		// second make test copy the binary instead of linking it again.
-		binErr = shrinkwrap.BuildCached(context.Background(), root, binPath, "./cmd/sluice", "-trimpath", "-ldflags=-s -w")
+		binErr = shrinkwrap.BuildCached(context.Background(), root, binPath, "./cmd/sluice", shrinkwrap.BuildFlags...)
 	})
 	if binErr != nil {
 		t.Fatal(binErr)

@@ -38,15 +38,29 @@ func checkPassword(pw string) error {
 	return nil
 }
 
+// argonCost is the memory (KiB) and passes new hashes use.
+type argonCost struct{ memory, time uint32 }
+
+// newHashCost is what hashPassword uses: the constants above. A variable
+// only so the package's tests can hash cheaply (cheap_test.go: three
+// quarters of their CPU was argon2); verifyPassword reads the cost from
+// the stored hash, so it checks either, and TestPasswordHashASVS checks
+// the production cost itself.
+var newHashCost = argonCost{argonMemory, argonTime}
+
 // hashPassword returns the PHC string of an argon2id hash.
 func hashPassword(pw string) (string, error) {
+	return hashPasswordCost(pw, newHashCost)
+}
+
+func hashPasswordCost(pw string, c argonCost) (string, error) {
 	salt := make([]byte, argonSaltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
 	}
-	k := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	k := argon2.IDKey([]byte(pw), salt, c.time, c.memory, argonThreads, argonKeyLen)
 	b64 := base64.RawStdEncoding
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, c.memory, c.time, argonThreads,
 		b64.EncodeToString(salt), b64.EncodeToString(k)), nil
 }
 

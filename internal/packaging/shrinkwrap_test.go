@@ -44,7 +44,7 @@ func TestShrinkwrapBuilds(t *testing.T) {
 			// computes its facts for every dependency, in each of the four
 			// builds at once (170 CPU-seconds of a fresh run); `make vet`
 			// vets these same sources.
-			out := runGo(t, filepath.Join(build, "function"), "test", "-tags", "shrinkwrap", "-count=1", "-vet=off", "-trimpath", "-v", ".")
+			out := runGo(t, filepath.Join(build, "function"), "test", "-tags", "shrinkwrap", "-count=1", "-vet=off", "-trimpath", "-gcflags=all=-dwarf=false", "-v", ".")
 			t.Logf("go test in %s/function: %d passed\n%s", name, strings.Count(out, "--- PASS"), lastLine(out))
 		})
 	}
