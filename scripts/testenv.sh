@@ -223,9 +223,9 @@ tools() {
       flock -s "$SLUICE_TOOLS_AFTER" true
     fi
     tmp=$(mktemp -d)
-    # GOMAXPROCS=1 (in the compiler and linker it starts) with -p as many
-    # as the CPUs: see the Makefile's BUILD_ENV.
-    if ! (cd "$ROOT/tools" && CGO_ENABLED=0 GOMAXPROCS=1 go build -p "$(nproc)" "${FLAGS[@]}" -o "$tmp/" "${MISSING[@]}"); then
+    # GOMAXPROCS=1 and GOGC=200 (in the compiler and linker it starts) with
+    # -p as many as the CPUs: see the Makefile's BUILD_ENV.
+    if ! (cd "$ROOT/tools" && CGO_ENABLED=0 GOMAXPROCS=1 GOGC=200 go build -p "$(nproc)" "${FLAGS[@]}" -o "$tmp/" "${MISSING[@]}"); then
       rm -rf "$tmp"; exit 1
     fi
     for spec; do

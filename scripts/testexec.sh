@@ -15,11 +15,15 @@
 set -u
 bin=$1
 shift
-# make test runs go test with GOMAXPROCS=1 for its compiles (the Makefile's
-# BUILD_ENV); the tests run with the caller's (empty: unset).
+# make test runs go test with GOMAXPROCS=1 and GOGC=200 for its compiles
+# (the Makefile's BUILD_ENV); the tests run with the caller's (empty: unset).
 if [ -n "${SLUICE_TEST_GOMAXPROCS+set}" ]; then
   if [ -n "$SLUICE_TEST_GOMAXPROCS" ]; then export GOMAXPROCS=$SLUICE_TEST_GOMAXPROCS; else unset GOMAXPROCS; fi
   unset SLUICE_TEST_GOMAXPROCS
+fi
+if [ -n "${SLUICE_TEST_GOGC+set}" ]; then
+  if [ -n "$SLUICE_TEST_GOGC" ]; then export GOGC=$SLUICE_TEST_GOGC; else unset GOGC; fi
+  unset SLUICE_TEST_GOGC
 fi
 rel=./${PWD#"${SLUICE_ROOT:-$PWD}"/}
 case " ${SLUICE_CLUSTER_PACKAGES:-} " in
