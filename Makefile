@@ -48,9 +48,9 @@ TEST_FLAGS ?= -count=1 -p 4 -parallel 4 -timeout 15m -vet=off -ldflags=-s\ -w
 # (-c=1) skips its large starting heap and collects from 4 MB on; half as
 # many collections cost less than the memory (the standard library from
 # an empty cache, median of three alternating: 73 against 82 CPU-s; a
-# test binary's link: 3.4 against 4.4). The test binaries get the caller's
-# GOMAXPROCS and GOGC back (scripts/testexec.sh: SLUICE_TEST_GOMAXPROCS,
-# SLUICE_TEST_GOGC).
+# test binary's link with its go test -c: 4.9 against 6.1). The test
+# binaries get the caller's GOMAXPROCS and GOGC back (scripts/testexec.sh:
+# SLUICE_TEST_GOMAXPROCS, SLUICE_TEST_GOGC).
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 BUILD_ENV := GOMAXPROCS=1 GOGC=200
 # The Redis-touching packages (scripts/testenv.sh redis-packages) run twice
