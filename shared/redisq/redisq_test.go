@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -364,19 +365,26 @@ func TestClaimLowestFirst(t *testing.T) {
 	}
 }
 
+// eraseUser is a user id of the test's own. An erase scans every job of the
+// models' hash tags, which another test's model, or a job record an
+// earlier run left to expire, may share; most tests' jobs belong to u1
+// (TestEraseUserJobsManyModels erased 11 of its 8 once).
+func eraseUser() string { return "erase-" + strconv.FormatInt(time.Now().UnixNano(), 36) }
+
 // TestEraseUserJobs: an account's stored jobs (prompts and results) go; other
 // users' stay.
 func TestEraseUserJobs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, redisq.Options{})
-	mine := b.enqueue(t, time.Minute) // user u1
+	user := eraseUser()
+	mine := b.enqueueAt(t, user, 1)
 	other := &sluice.Job{ID: rkey.NewJobID(b.model), UserID: "u2", Model: b.model, Endpoint: sluice.EndpointChat,
 		Body: json.RawMessage(`{}`), Priority: 1}
 	if err := b.q.Enqueue(ctx, other, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	n, err := b.q.EraseUserJobs(ctx, "u1", []string{b.model})
+	n, err := b.q.EraseUserJobs(ctx, user, []string{b.model})
 	if err != nil || n != 1 {
 		t.Fatalf("erased %d, %v; want 1", n, err)
 	}
@@ -396,15 +404,16 @@ func TestEraseUserJobsManyModels(t *testing.T) {
 	ctx := context.Background()
 	var models []string
 	var first *bundle
+	user := eraseUser()
 	for range 8 {
 		b := setup(t, redisq.Options{})
 		if first == nil {
 			first = b
 		}
-		b.enqueue(t, time.Minute)
+		b.enqueueAt(t, user, 1)
 		models = append(models, b.model)
 	}
-	n, err := first.q.EraseUserJobs(ctx, "u1", models)
+	n, err := first.q.EraseUserJobs(ctx, user, models)
 	if err != nil || n != len(models) {
 		t.Fatalf("erased %d, %v; want %d", n, err, len(models))
 	}
@@ -417,8 +426,9 @@ func TestEraseKeepsReservedJobsSettling(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, redisq.Options{})
+	user := eraseUser()
 	job := func() *sluice.Job {
-		j := &sluice.Job{ID: rkey.NewJobID(b.model), UserID: "u1", Model: b.model, Endpoint: sluice.EndpointChat,
+		j := &sluice.Job{ID: rkey.NewJobID(b.model), UserID: user, Model: b.model, Endpoint: sluice.EndpointChat,
 			Body: json.RawMessage(`{"model":"x"}`), Priority: 1, Reserved: true, Hold: "26|10|1|2|0|0|0|2026-12|" + b.model + "|0|0"}
 		if err := b.q.Enqueue(ctx, j, time.Minute); err != nil {
 			t.Fatal(err)
@@ -432,7 +442,7 @@ func TestEraseKeepsReservedJobsSettling(t *testing.T) {
 		t.Fatalf("start: %s %v", out, err)
 	}
 	queued := job()
-	if n, err := b.q.EraseUserJobs(ctx, "u1", []string{b.model}); err != nil || n != 2 {
+	if n, err := b.q.EraseUserJobs(ctx, user, []string{b.model}); err != nil || n != 2 {
 		t.Fatalf("erased %d, %v; want 2 (the queued job cancelled, the running one stripped)", n, err)
 	}
 	if erased, err := b.q.Erased(ctx, running.ID); err != nil || !erased {
@@ -445,7 +455,7 @@ func TestEraseKeepsReservedJobsSettling(t *testing.T) {
 		t.Fatalf("the running job's prompt was kept: %q", body)
 	}
 	o := redisq.Outcome{Status: sluice.JobSucceeded, HTTP: 200, Result: []byte(`{}`),
-		Usage: &sluice.UsageEvent{JobID: running.ID, UserID: "u1", Usage: sluice.Usage{PromptTokens: 20, CompletionTokens: 7}}}
+		Usage: &sluice.UsageEvent{JobID: running.ID, UserID: user, Usage: sluice.Usage{PromptTokens: 20, CompletionTokens: 7}}}
 	if ok, err := b.q.Complete(ctx, group, e, o); err != nil || !ok {
 		t.Fatalf("the running job could not end: %v %v", ok, err)
 	}
