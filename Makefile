@@ -26,9 +26,9 @@ SLUICE_CGO ?= $(if $(wildcard /proc/driver/nvidia/version),1,0)
 # one-minute main package), as the tools module builds it for the simulator,
 # so a fresh machine compiles it once.
 # -dwarf=false: every package compiles without DWARF, which -w would drop
-# from the binaries anyway (the compiler's location lists for optimised
-# code are a fifth of its work: the suite's packages from an empty cache,
-# 363 against 452 CPU-seconds). Every build make test starts uses the same
+# from the binaries anyway (generating it was a fifth of the compiler's
+# work on the suite's packages from an empty cache: 363 against 452
+# CPU-seconds; nothing on packages built with -N -l). Every build make test starts uses the same
 # NODWARF (the standard library's first build, the tools', deploy/validate's,
 # and the ones the tests make: shrinkwrap.BuildFlags), so each package still
 # compiles once.
