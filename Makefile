@@ -28,10 +28,10 @@ SLUICE_CGO ?= $(if $(wildcard /proc/driver/nvidia/version),1,0)
 # -dwarf=false: every package compiles without DWARF, which -w would drop
 # from the binaries anyway (generating it was a fifth of the compiler's
 # work on the suite's packages from an empty cache: 363 against 452
-# CPU-seconds; nothing on packages built with -N -l). Every build make test starts uses the same
-# NODWARF (the standard library's first build, the tools', deploy/validate's,
-# and the ones the tests make: shrinkwrap.BuildFlags), so each package still
-# compiles once.
+# CPU-seconds; nothing on packages built with -N -l). Every build make
+# test starts uses the same NODWARF (the standard library's first build,
+# the tools', deploy/validate's, and the ones the tests make:
+# shrinkwrap.BuildFlags), so each package still compiles once.
 # -vet=off: the suite's go test does not vet (go vet computes its facts for
 # every dependency: 67 of a fresh run's CPU-seconds); `make vet` runs the
 # whole go vet, of both modules, and .ci/run runs it after make test.

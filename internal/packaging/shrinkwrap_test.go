@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,8 +44,10 @@ func TestShrinkwrapBuilds(t *testing.T) {
 			// Without go test's vet, as make test's own go test: vet
 			// computes its facts for every dependency, in each of the four
 			// builds at once (170 CPU-seconds of a fresh run); `make vet`
-			// vets these same sources.
-			out := runGo(t, filepath.Join(build, "function"), "test", "-tags", "shrinkwrap", "-count=1", "-vet=off", "-trimpath", "-gcflags=all=-dwarf=false", "-v", ".")
+			// vets these same sources. With the handler's build flags, so
+			// the packages it shares with make test compile once.
+			args := slices.Concat([]string{"test", "-tags", "shrinkwrap", "-count=1", "-vet=off", "-v"}, sw.BuildFlags, []string{"."})
+			out := runGo(t, filepath.Join(build, "function"), args...)
 			t.Logf("go test in %s/function: %d passed\n%s", name, strings.Count(out, "--- PASS"), lastLine(out))
 		})
 	}
